@@ -1,0 +1,46 @@
+//! The vocabulary of a zero-downtime rollout, and nothing else.
+//!
+//! A rollout moves one service from the revision it runs to the revision its
+//! Compose file names. Three parties take part, and this crate defines the
+//! trait each one implements:
+//!
+//! - a [`Backend`](backend::Backend) runs instances: it lists them, launches
+//!   new ones, tells when they are healthy or have failed, stops and removes
+//!   them (the Docker engine, Swarm, or the in-memory mock);
+//! - a [`TrafficRouter`](router::TrafficRouter) decides which instances get
+//!   requests, with which weights, and says when an instance taken out of
+//!   rotation has no request left in flight (nginx, or the mock);
+//! - a [`Strategy`](strategy::Strategy) decides the order of those
+//!   operations (rolling, blue-green, canary, or one of your own).
+//!
+//! A [`Journal`](journal::Journal) records each step before it is taken so
+//! that a rollout killed half-way can be finished by the next run, and an
+//! [`Analysis`](strategy::Analysis) judges a canary step.
+//!
+//! The crate does no I/O: every type here is data or a trait, so that the
+//! strategies can be proven on a simulated clock and reused by other tools.
+//! What a rollout reports is a stream of [`Event`](event::Event)s ending in an
+//! [`Outcome`](event::Outcome), whose JSON form is versioned
+//! ([`event::EVENT_SCHEMA_VERSION`]) and whose exit codes live in [`exit`].
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod event;
+pub mod exit;
+pub mod journal;
+pub mod model;
+pub mod router;
+pub mod strategy;
+
+pub use backend::Backend;
+pub use config::{FailureAction, Order, RollbackConfig, UpdateConfig};
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use error::{BackendError, JournalError, RouterError};
+pub use event::{Event, Outcome};
+pub use journal::Journal;
+pub use model::{Health, Instance, InstanceId, InstanceState, Revision, ServiceRef};
+pub use router::{Route, RouteChange, Target, TrafficRouter};
+pub use strategy::{Analysis, Plan, RolloutContext, Strategy};

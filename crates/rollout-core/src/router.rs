@@ -1,0 +1,123 @@
+//! Who gets the requests.
+//!
+//! A router holds one weighted set of routes per rollout (one nginx
+//! upstream). A change to it is a delta, applied in one atomic step (one
+//! validated reload for nginx), so that replacing a few of 10,000 instances
+//! costs a few entries, not 10,000.
+//!
+//! Routes name either one instance (its `host`, such as a container name) or
+//! a whole service by name. A service route is resolved by the proxy when the
+//! change is applied: it covers the instances of that service that are
+//! running at that moment, ready or not, and keeps covering them until the
+//! next change. Strategies therefore route by instance during a rollout and
+//! name the service only at rest, when every running instance is ready
+//! (DESIGN.md, "Traffic through nginx").
+
+use crate::error::RouterError;
+use crate::model::InstanceId;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What a route points at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Target {
+    /// One instance, by the host name the proxy resolves it by.
+    Instance {
+        /// The backend's handle.
+        id: InstanceId,
+        /// The name the proxy resolves (a container name).
+        host: String,
+    },
+    /// Every running instance of a service, resolved when applied.
+    Service {
+        /// The service name as the operator's proxy config writes it.
+        name: String,
+    },
+}
+
+impl Target {
+    /// The route of one instance.
+    pub fn instance(id: InstanceId, host: impl Into<String>) -> Self {
+        Target::Instance {
+            id,
+            host: host.into(),
+        }
+    }
+
+    /// The name the proxy resolves.
+    pub fn host(&self) -> &str {
+        match self {
+            Target::Instance { host, .. } => host,
+            Target::Service { name } => name,
+        }
+    }
+}
+
+/// A target with its weight (at least 1; a target with no traffic is removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// What it points at.
+    pub target: Target,
+    /// Its relative weight, 1 or more.
+    pub weight: u32,
+}
+
+/// One atomic change: targets to add or reweight, and targets to take out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteChange {
+    /// Added, or reweighted when present.
+    pub set: Vec<Route>,
+    /// Taken out.
+    pub remove: Vec<Target>,
+}
+
+impl RouteChange {
+    /// Whether the change changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Proof that a change was applied, to wait on for the drain of what it took
+/// out. Routers keep what they need to know (nginx: the worker processes
+/// running before the reload) under `generation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainTicket {
+    /// The router's count of applied changes, this one included.
+    pub generation: u64,
+    /// What the change took out.
+    pub removed: Vec<Target>,
+}
+
+/// What a drain waited for and how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// What was waited for, in words a person can check (`nginx worker 4711`).
+    pub waited_for: Vec<String>,
+    /// How long it took.
+    #[serde(with = "crate::duration::serde_duration")]
+    pub elapsed: Duration,
+    /// Whether the timeout ended it; what was still in flight then was cut.
+    pub timed_out: bool,
+    /// What was cut at the timeout, when the router can tell.
+    pub cut: Vec<String>,
+}
+
+/// Sends requests to instances.
+#[async_trait]
+pub trait TrafficRouter: Send + Sync {
+    /// The routes as they are now (read once when a rollout starts or resumes).
+    async fn routes(&self) -> Result<Vec<Route>, RouterError>;
+
+    /// Applies `change` in one step. When it returns, requests go only to the
+    /// new set; requests already in flight to removed targets may still run.
+    /// On error nothing changed.
+    async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError>;
+
+    /// Waits until no request is in flight to what `ticket` removed, at most
+    /// `timeout`.
+    async fn drain(&self, ticket: &DrainTicket, timeout: Duration)
+        -> Result<DrainReport, RouterError>;
+}

@@ -1,0 +1,250 @@
+//! The order of operations: the [`Strategy`] trait and what it is given.
+
+use crate::backend::Backend;
+use crate::config::{RollbackConfig, Timeouts, UpdateConfig};
+use crate::event::{EventSink, Outcome};
+use crate::journal::Journal;
+use crate::model::{Instance, Revision, ServiceRef};
+use crate::router::TrafficRouter;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How the service's traffic is laid out in the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "layout")]
+pub enum TrafficLayout {
+    /// One service: old and new instances run side by side, and at rest the
+    /// proxy names the service again.
+    Single,
+    /// The seed's two colour services behind one upstream. The plan's service
+    /// is the colour to make live; `other` is the colour live now (or idle),
+    /// which is left running for an instant switch-back.
+    Colours {
+        /// The other colour.
+        other: ServiceRef,
+        /// Stop the other colour once this one is live.
+        stop_other: bool,
+    },
+}
+
+/// How long a canary step holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hold {
+    /// For this long, then on to the next step.
+    For(#[serde(with = "crate::duration::serde_duration")] Duration),
+    /// Until promoted: the rollout pauses (exit code 4) and the next run
+    /// goes on from this step.
+    UntilPromoted,
+}
+
+/// One canary step: a share of requests to the new revision, then a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryStep {
+    /// Percent of requests to the new revision, 1 to 100.
+    pub percent: u32,
+    /// How long to hold before the next step.
+    pub hold: Hold,
+}
+
+/// Canary settings (`x-rollout.canary`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryConfig {
+    /// The steps, in order; the last is normally 100.
+    pub steps: Vec<CanaryStep>,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        Self {
+            steps: [10, 25, 50, 75, 100]
+                .into_iter()
+                .map(|percent| CanaryStep {
+                    percent,
+                    hold: Hold::For(Duration::from_secs(30)),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Blue-green settings (`x-rollout.blue_green`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BlueGreenConfig {
+    /// Check each new instance directly before the switch.
+    pub verify: Option<Verification>,
+    /// How long to keep the old set after the switch, for an instant
+    /// switch-back, before removing it. `None` keeps it (two-colour layout).
+    #[serde(default, with = "crate::duration::serde_duration_opt")]
+    pub keep_old_for: Option<Duration>,
+}
+
+/// An HTTP request sent to a new instance before it gets traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// The path, such as `/health`.
+    pub path: String,
+    /// The status expected.
+    pub status: u16,
+    /// Text the body must contain, if any.
+    pub body_contains: Option<String>,
+}
+
+/// Everything a strategy needs to know about one rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The service to update.
+    pub service: ServiceRef,
+    /// The revision to go to.
+    pub target: Revision,
+    /// How many instances the service should have.
+    pub replicas: usize,
+    /// The update's pace and failure policy.
+    pub update: UpdateConfig,
+    /// The rollback's pace and failure policy.
+    pub rollback: RollbackConfig,
+    /// Start, drain and stop bounds.
+    pub timeouts: Timeouts,
+    /// How the proxy routes the service.
+    pub layout: TrafficLayout,
+    /// Canary steps.
+    pub canary: CanaryConfig,
+    /// Blue-green settings.
+    pub blue_green: BlueGreenConfig,
+}
+
+/// A verdict of the analysis of a canary step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "verdict", content = "reason")]
+pub enum Verdict {
+    /// Go on.
+    Pass,
+    /// Abort and roll back.
+    Fail(String),
+    /// Not enough data yet; keep holding (the step's hold still bounds it).
+    Inconclusive(String),
+}
+
+/// Judges a canary step (error rate, latency) while it holds.
+#[async_trait]
+pub trait Analysis: Send + Sync {
+    /// Judges the new revision now, at `percent` percent of traffic.
+    async fn judge(&self, plan: &Plan, step: usize, percent: u32) -> Verdict;
+}
+
+/// Sends a verification request to one instance from inside its network.
+#[async_trait]
+pub trait Verifier: Send + Sync {
+    /// `Ok(())` when the instance answered as `check` expects, else why not.
+    async fn verify(&self, instance: &Instance, check: &Verification) -> Result<(), String>;
+}
+
+/// How hard the operator asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CancelLevel {
+    /// Keep going.
+    None,
+    /// First Ctrl-C (or the plugin socket closed): stop at the next safe
+    /// point and roll back what was started.
+    Abort,
+    /// Second Ctrl-C: stop at the next safe point without rolling back.
+    Halt,
+}
+
+/// The reading side of a cancellation signal. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Cancel {
+    rx: watch::Receiver<CancelLevel>,
+}
+
+/// The writing side of a cancellation signal.
+#[derive(Debug)]
+pub struct CancelHandle {
+    tx: watch::Sender<CancelLevel>,
+}
+
+impl Cancel {
+    /// A signal and the handle that raises it.
+    pub fn new() -> (CancelHandle, Cancel) {
+        let (tx, rx) = watch::channel(CancelLevel::None);
+        (CancelHandle { tx }, Cancel { rx })
+    }
+
+    /// A signal that is never raised.
+    pub fn never() -> Cancel {
+        let (tx, rx) = watch::channel(CancelLevel::None);
+        // The receiver keeps the last value once the sender is gone.
+        drop(tx);
+        Cancel { rx }
+    }
+
+    /// The level now.
+    pub fn level(&self) -> CancelLevel {
+        *self.rx.borrow()
+    }
+
+    /// Resolves when the level reaches at least `level` (never, if it does not).
+    pub async fn reached(&self, level: CancelLevel) {
+        let mut rx = self.rx.clone();
+        loop {
+            if *rx.borrow_and_update() >= level {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl CancelHandle {
+    /// Raises the level one step: None → Abort → Halt.
+    pub fn escalate(&self) -> CancelLevel {
+        self.tx.send_modify(|l| {
+            *l = match *l {
+                CancelLevel::None => CancelLevel::Abort,
+                _ => CancelLevel::Halt,
+            }
+        });
+        *self.tx.borrow()
+    }
+}
+
+/// What a strategy works with.
+#[derive(Clone)]
+pub struct RolloutContext {
+    /// Runs the instances.
+    pub backend: Arc<dyn Backend>,
+    /// Routes the traffic.
+    pub router: Arc<dyn TrafficRouter>,
+    /// Records each step before it is taken.
+    pub journal: Arc<dyn Journal>,
+    /// Judges canary steps; `None` passes every step.
+    pub analysis: Option<Arc<dyn Analysis>>,
+    /// Checks new instances before the switch (blue-green verify).
+    pub verifier: Option<Arc<dyn Verifier>>,
+    /// Where events go.
+    pub events: EventSink,
+    /// The operator's Ctrl-C.
+    pub cancel: Cancel,
+}
+
+/// Moves a service from the revision it runs to [`Plan::target`].
+///
+/// Implement this to add a strategy; `examples/custom-strategy` shows one
+/// written outside this workspace's strategy crate. A strategy must keep the
+/// zero-downtime invariants of DESIGN.md: route only ready instances, never
+/// stop an instance before it is unrouted and drained, keep the capacity
+/// floor, and follow failure_action.
+#[async_trait]
+pub trait Strategy: Send + Sync {
+    /// A short name (`rolling`, `blue-green`, `canary`).
+    fn name(&self) -> &str;
+
+    /// Runs the rollout to its end and says how it ended. Progress goes to
+    /// `ctx.events`, ending with [`Event::Finished`](crate::event::Event::Finished).
+    async fn run(&self, ctx: &RolloutContext, plan: &Plan) -> Outcome;
+}

@@ -1,0 +1,29 @@
+//! `cargo xtask test` (the whole suite) and `cargo xtask ci` (the lint gate).
+
+use crate::util::{cargo, ensure_debian_packages, run};
+use anyhow::Result;
+
+/// fmt --check and clippy -D warnings over the whole workspace.
+pub fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+/// The whole suite: lint, unit and mock tests, then the tests that need real
+/// components.
+pub fn test(_args: &[String]) -> Result<()> {
+    ensure_debian_packages(&[
+        ("nginx", "nginx"),
+        ("/bin/busybox", "busybox-static"),
+        ("docker-compose", "docker-compose"),
+    ])?;
+    lint()?;
+    run(cargo().args(["test", "--workspace"]))
+}
