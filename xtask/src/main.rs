@@ -2,7 +2,14 @@
 //! or `cargo test`. Each task lives in its own module; this file only
 //! dispatches.
 
+mod bench;
+mod bench_mock;
 mod ci;
+mod demo;
+mod e2e;
+mod images;
+mod install;
+mod nginx;
 mod util;
 
 use anyhow::{bail, Result};
@@ -13,6 +20,14 @@ usage: cargo xtask <task> [args]
 tasks:
   test                     the whole suite, as CI runs it (installs what it needs)
   ci                       the lint gate only: fmt --check and clippy -D warnings
+  demo                     a demo stack and a real rollout under load
+  images                   build the test images FROM scratch (demo app, nginx)
+  e2e [FILTER]             the end-to-end tests against the real engine, one at a time
+  bench [mock|nginx|rollout]
+                           benchmarks, figures printed side by side
+  conformance nginx DIR    the nginx parser against a corpus of real configs
+  fuzz nginx [--time SECS] fuzz the nginx parser (stable toolchain)
+  install                  put docker-rollout into ~/.docker/cli-plugins
 ";
 
 fn main() {
@@ -31,6 +46,19 @@ fn run() -> Result<()> {
     match task.as_str() {
         "test" => ci::test(rest),
         "ci" => ci::lint(),
+        "demo" => demo::run(rest),
+        "images" => images::run(rest),
+        "e2e" => e2e::run(rest),
+        "bench" => bench::run(rest),
+        "conformance" => match rest.split_first() {
+            Some((what, dir)) if what == "nginx" => nginx::conformance(dir),
+            _ => bail!("usage: cargo xtask conformance nginx DIR"),
+        },
+        "fuzz" => match rest.split_first() {
+            Some((what, more)) if what == "nginx" => nginx::fuzz(more),
+            _ => bail!("usage: cargo xtask fuzz nginx [--time SECS]"),
+        },
+        "install" => install::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -14,7 +14,9 @@ pub enum DurationError {
     #[error("duration {0:?} has a number without a unit\nhint: write it with a unit, such as 10s, 1m30s or 500ms")]
     MissingUnit(String),
     /// The unit is not one of ns, us, µs, ms, s, m, h.
-    #[error("duration {input:?} has an unknown unit {unit:?}\nhint: units are ns, us, ms, s, m and h")]
+    #[error(
+        "duration {input:?} has an unknown unit {unit:?}\nhint: units are ns, us, ms, s, m and h"
+    )]
     UnknownUnit {
         /// The whole input.
         input: String,
@@ -161,17 +163,35 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2us"), Ok(Duration::from_micros(2)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("1h2m3s4ms"), Ok(Duration::new(3723, 4_000_000)));
+        assert_eq!(
+            parse_duration("1h2m3s4ms"),
+            Ok(Duration::new(3723, 4_000_000))
+        );
     }
 
     #[test]
     fn refuses_bad_forms_with_the_input_quoted() {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
-        assert!(matches!(parse_duration("10"), Err(DurationError::MissingUnit(_))));
-        assert!(matches!(parse_duration("10x"), Err(DurationError::UnknownUnit { .. })));
-        assert!(matches!(parse_duration("-1s"), Err(DurationError::Negative(_))));
-        assert!(matches!(parse_duration("s"), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_duration("1..2s"), Err(DurationError::Invalid(_))));
+        assert!(matches!(
+            parse_duration("10"),
+            Err(DurationError::MissingUnit(_))
+        ));
+        assert!(matches!(
+            parse_duration("10x"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_duration("-1s"),
+            Err(DurationError::Negative(_))
+        ));
+        assert!(matches!(
+            parse_duration("s"),
+            Err(DurationError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_duration("1..2s"),
+            Err(DurationError::Invalid(_))
+        ));
         let msg = parse_duration("10x").unwrap_err().to_string();
         assert!(msg.contains("\"10x\""), "{msg}");
     }

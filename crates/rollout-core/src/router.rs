@@ -118,6 +118,9 @@ pub trait TrafficRouter: Send + Sync {
 
     /// Waits until no request is in flight to what `ticket` removed, at most
     /// `timeout`.
-    async fn drain(&self, ticket: &DrainTicket, timeout: Duration)
-        -> Result<DrainReport, RouterError>;
+    async fn drain(
+        &self,
+        ticket: &DrainTicket,
+        timeout: Duration,
+    ) -> Result<DrainReport, RouterError>;
 }
