@@ -1,0 +1,119 @@
+//! What can go wrong while loading a project, each error naming where.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where a node was written: the file as the operator named it, and a
+/// 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pos {
+    /// The file, as given with `-f` or as found (relative to the working
+    /// directory where it is below it).
+    pub file: Arc<str>,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl Pos {
+    /// A position in `file`.
+    pub fn new(file: Arc<str>, line: usize, column: usize) -> Self {
+        Self { file, line, column }
+    }
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// A project could not be loaded, or a setting in it is wrong. Nothing was
+/// changed; the plugin maps every variant to exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ComposeError {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML itself is malformed.
+    #[error("{pos}: {message}")]
+    Syntax {
+        /// Where the parser stopped.
+        pos: Pos,
+        /// What it said.
+        message: String,
+    },
+    /// A field has a value that cannot be used.
+    #[error("{pos}: {path}: {message}")]
+    Field {
+        /// Where the value was written (after merging: the file that won).
+        pos: Pos,
+        /// The field's path, such as `services.app.deploy.replicas`.
+        path: String,
+        /// What is wrong, quoting what was found.
+        message: String,
+    },
+    /// A line of an env file (`.env`, `--env-file`) cannot be read.
+    #[error("{}:{line}: {message}", path.display())]
+    EnvFile {
+        /// The env file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// No `-f`, no `COMPOSE_FILE`, and no default file in the directory or
+    /// its parents.
+    #[error("no compose file found in {} or its parents\nhint: pass -f FILE, or run from the project's directory (looked for compose.yaml, compose.yml, docker-compose.yml and docker-compose.yaml)", dir.display())]
+    NoComposeFile {
+        /// Where the search began.
+        dir: PathBuf,
+    },
+    /// The project name given cannot be a Compose project name.
+    #[error("{origin} {name:?} is not a valid project name: {why}\nhint: use lowercase letters, digits, '-' and '_', starting with a letter or digit")]
+    ProjectName {
+        /// The name given.
+        name: String,
+        /// Where it came from (`-p`, `COMPOSE_PROJECT_NAME`, the `name` field, the directory).
+        origin: &'static str,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The service asked for is not in the project.
+    #[error("no service {name:?} in project {project}; its services are: {}", known.join(", "))]
+    UnknownService {
+        /// The name asked for.
+        name: String,
+        /// The project.
+        project: String,
+        /// The services the project has, sorted.
+        known: Vec<String>,
+    },
+    /// A command-line setting is out of range.
+    #[error("{flag}: {message}")]
+    Override {
+        /// The flag, such as `--parallelism`.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ComposeError {
+    pub(crate) fn field(pos: &Pos, path: &str, message: impl Into<String>) -> Self {
+        ComposeError::Field {
+            pos: pos.clone(),
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+}
