@@ -1,0 +1,266 @@
+//! A service's rollout settings in `rollout-core`'s types, and the
+//! command-line overrides on top of them.
+
+use crate::error::ComposeError;
+use crate::model::StrategyKind;
+use crate::project::Project;
+use rollout_core::config::Timeouts;
+use rollout_core::strategy::{
+    BlueGreenConfig, CanaryConfig, CanaryStep, Plan, TrafficLayout, Verification,
+};
+use rollout_core::{FailureAction, Order, Revision, RollbackConfig, ServiceRef, UpdateConfig};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Everything the Compose files say about rolling out one service, with
+/// the project's `x-rollout` under the service's and the defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// The service, in its project.
+    pub service: ServiceRef,
+    /// The image the files name (`None` for a build-only service).
+    pub image: Option<String>,
+    /// Desired replicas.
+    pub replicas: usize,
+    /// The strategy: `x-rollout.strategy`, else blue-green for a colour of
+    /// a two-colour layout, else rolling.
+    pub strategy: StrategyKind,
+    /// `deploy.update_config`.
+    pub update: UpdateConfig,
+    /// `deploy.rollback_config`.
+    pub rollback: RollbackConfig,
+    /// Start and drain timeouts (`x-rollout`) and `stop_grace_period`.
+    pub timeouts: Timeouts,
+    /// Canary steps (`x-rollout.canary`, else 10/25/50/75/100 % holding 30 s).
+    pub canary: CanaryConfig,
+    /// Blue-green settings (`x-rollout.verify`, `keep_old_for`).
+    pub blue_green: BlueGreenConfig,
+    /// One service, or two colours taking turns (`x-rollout.colours`, or
+    /// services named `blue` and `green`, as in the seed).
+    pub layout: TrafficLayout,
+    /// The proxy service: `x-rollout.proxy`, else the one service named
+    /// `nginx` or running an nginx image, else `None` (the caller says how
+    /// to add one).
+    pub proxy: Option<String>,
+    /// The proxy's config path (`x-rollout.proxy_config`), if set.
+    pub proxy_config: Option<String>,
+    /// The upstream's name (`x-rollout.upstream`), if set.
+    pub upstream: Option<String>,
+    /// The port behind the proxy (`x-rollout.port`), if set.
+    pub port: Option<u16>,
+    /// The tool's own HTTP health probe (`x-rollout.health`), if set.
+    pub health_probe: Option<Verification>,
+    /// Why old and new instances cannot run side by side (host ports,
+    /// `container_name`); empty when they can.
+    pub side_by_side_conflicts: Vec<String>,
+}
+
+/// Command-line settings that win over the Compose files. `None` keeps
+/// what the files say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--strategy`.
+    pub strategy: Option<StrategyKind>,
+    /// `--parallelism`.
+    pub parallelism: Option<u64>,
+    /// `--delay`.
+    pub delay: Option<Duration>,
+    /// `--failure-action`.
+    pub failure_action: Option<FailureAction>,
+    /// `--monitor`.
+    pub monitor: Option<Duration>,
+    /// `--max-failure-ratio`.
+    pub max_failure_ratio: Option<f32>,
+    /// `--order`.
+    pub order: Option<Order>,
+    /// `--start-timeout`.
+    pub start_timeout: Option<Duration>,
+    /// `--drain-timeout`.
+    pub drain_timeout: Option<Duration>,
+    /// `--canary-steps`.
+    pub canary_steps: Option<Vec<CanaryStep>>,
+    /// `--stop-old`.
+    pub stop_old: Option<bool>,
+}
+
+impl Project {
+    /// The rollout settings of `service`, or an error listing the services.
+    pub fn settings(&self, service: &str) -> Result<Settings, ComposeError> {
+        let svc = self.service(service)?;
+        let ext = svc.rollout.or(&self.rollout);
+        let colours = ext.colours.clone().or_else(|| {
+            (self.services.contains_key("blue") && self.services.contains_key("green"))
+                .then(|| ("blue".to_string(), "green".to_string()))
+        });
+        let other = colours.as_ref().and_then(|(a, b)| {
+            if a == service {
+                Some(b.clone())
+            } else if b == service {
+                Some(a.clone())
+            } else {
+                None
+            }
+        });
+        let layout = match &other {
+            Some(other) => TrafficLayout::Colours {
+                other: ServiceRef::new(&self.name, other),
+                stop_other: ext.stop_old.unwrap_or(false),
+            },
+            None => TrafficLayout::Single,
+        };
+        let strategy = ext.strategy.unwrap_or(match layout {
+            TrafficLayout::Colours { .. } => StrategyKind::BlueGreen,
+            TrafficLayout::Single => StrategyKind::Rolling,
+        });
+        let defaults = Timeouts::default();
+        let proxy = ext.proxy.clone().or_else(|| {
+            let candidates: Vec<&String> = self
+                .services
+                .iter()
+                .filter(|(name, s)| {
+                    name.as_str() != service
+                        && Some(name.as_str()) != other.as_deref()
+                        && (name.as_str() == "nginx"
+                            || s.image.as_deref().is_some_and(is_nginx_image))
+                })
+                .map(|(name, _)| name)
+                .collect();
+            match candidates.as_slice() {
+                [one] => Some((*one).clone()),
+                _ => None,
+            }
+        });
+        Ok(Settings {
+            service: ServiceRef::new(&self.name, service),
+            image: svc.image.clone(),
+            replicas: usize::try_from(svc.replicas).unwrap_or(usize::MAX),
+            strategy,
+            update: svc.update_config.clone(),
+            rollback: svc.rollback_config.clone(),
+            timeouts: Timeouts {
+                start: ext.start_timeout.unwrap_or(defaults.start),
+                drain: ext.drain_timeout.unwrap_or(defaults.drain),
+                stop_grace: svc.stop_grace_period.unwrap_or(defaults.stop_grace),
+            },
+            canary: ext.canary.clone().unwrap_or_default(),
+            blue_green: BlueGreenConfig {
+                verify: ext.verify.clone(),
+                keep_old_for: ext.keep_old_for,
+            },
+            layout,
+            proxy,
+            proxy_config: ext.proxy_config.clone(),
+            upstream: ext.upstream.clone(),
+            port: ext.port,
+            health_probe: ext.health.clone(),
+            side_by_side_conflicts: svc.side_by_side_conflicts(),
+        })
+    }
+}
+
+/// `nginx`, `nginx:1.22`, `library/nginx`, `registry/x/nginx:alpine`, and
+/// local tags such as `rollout-nginx:test`.
+fn is_nginx_image(image: &str) -> bool {
+    let name = image.split(['@']).next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let repo = last.split(':').next().unwrap_or(last);
+    repo == "nginx" || repo.ends_with("-nginx") || repo.starts_with("nginx-")
+}
+
+impl Settings {
+    /// Applies command-line overrides, checking what the flags' own parsing
+    /// cannot (a ratio above 1, canary steps that do not increase to 100).
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), ComposeError> {
+        if let Some(s) = o.strategy {
+            self.strategy = s;
+        }
+        if let Some(p) = o.parallelism {
+            self.update.parallelism = p;
+        }
+        if let Some(d) = o.delay {
+            self.update.delay = d;
+        }
+        if let Some(a) = o.failure_action {
+            self.update.failure_action = a;
+        }
+        if let Some(m) = o.monitor {
+            self.update.monitor = m;
+        }
+        if let Some(r) = o.max_failure_ratio {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(ComposeError::Override {
+                    flag: "--max-failure-ratio",
+                    message: format!("expected a ratio from 0 to 1, found {r}"),
+                });
+            }
+            self.update.max_failure_ratio = r;
+        }
+        if let Some(order) = o.order {
+            self.update.order = order;
+        }
+        if let Some(t) = o.start_timeout {
+            if t.is_zero() {
+                return Err(ComposeError::Override {
+                    flag: "--start-timeout",
+                    message: "must be longer than 0s".to_string(),
+                });
+            }
+            self.timeouts.start = t;
+        }
+        if let Some(t) = o.drain_timeout {
+            self.timeouts.drain = t;
+        }
+        if let Some(steps) = &o.canary_steps {
+            check_steps(steps).map_err(|message| ComposeError::Override {
+                flag: "--canary-steps",
+                message,
+            })?;
+            self.canary = CanaryConfig {
+                steps: steps.clone(),
+            };
+        }
+        if let Some(stop) = o.stop_old {
+            if let TrafficLayout::Colours { stop_other, .. } = &mut self.layout {
+                *stop_other = stop;
+            }
+        }
+        Ok(())
+    }
+
+    /// The plan a strategy runs to bring the service to `target` (whose id
+    /// the backend computes: the Compose config hash).
+    pub fn plan(&self, target: Revision) -> Plan {
+        Plan {
+            service: self.service.clone(),
+            target,
+            replicas: self.replicas,
+            update: self.update.clone(),
+            rollback: self.rollback.clone(),
+            timeouts: self.timeouts.clone(),
+            layout: self.layout.clone(),
+            canary: self.canary.clone(),
+            blue_green: self.blue_green.clone(),
+        }
+    }
+}
+
+/// Canary steps must be 1 to 100, increasing, and end at 100.
+pub fn check_steps(steps: &[CanaryStep]) -> Result<(), String> {
+    let mut prev = 0;
+    for s in steps {
+        if !(1..=100).contains(&s.percent) {
+            return Err(format!("a step must be from 1 to 100, found {}", s.percent));
+        }
+        if s.percent <= prev {
+            return Err(format!(
+                "steps must increase, found {} after {prev}",
+                s.percent
+            ));
+        }
+        prev = s.percent;
+    }
+    if prev != 100 {
+        return Err(format!("the last step must be 100, found {prev}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,585 @@
+//! Loading whole projects from fixtures and temporary directories.
+
+use rollout_compose::{
+    ComposeError, Flavor, HealthTest, LoadOptions, MountKind, Overrides, Project, StrategyKind,
+};
+use rollout_core::strategy::{CanaryStep, Hold, TrafficLayout};
+use rollout_core::{FailureAction, Order, ServiceRef};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn opts(dir: &Path) -> LoadOptions {
+    LoadOptions {
+        working_dir: Some(dir.to_path_buf()),
+        environment: Some(HashMap::new()),
+        ..Default::default()
+    }
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(files: &[(&str, &str)]) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rollout-compose-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn load_err(files: &[(&str, &str)]) -> String {
+    let dir = TempDir::new(files);
+    Project::load(&opts(&dir.0)).unwrap_err().to_string()
+}
+
+#[test]
+fn seed_rolling_layout() {
+    let p = Project::load(&opts(&fixture("rolling"))).unwrap();
+    assert_eq!(p.name, "rolling");
+    let s = p.settings("app").unwrap();
+    assert_eq!(s.service, ServiceRef::new("rolling", "app"));
+    assert_eq!(s.image.as_deref(), Some("rollout-demo:v1"));
+    assert_eq!(s.replicas, 6);
+    assert_eq!(s.update.parallelism, 2);
+    assert_eq!(s.update.delay, Duration::from_secs(10));
+    assert_eq!(s.update.failure_action, FailureAction::Rollback);
+    assert_eq!(s.update.monitor, Duration::from_secs(30));
+    assert_eq!(s.update.max_failure_ratio, 0.3);
+    assert_eq!(s.update.order, Order::StopFirst, "swarm's default");
+    assert_eq!(s.rollback, rollout_core::UpdateConfig::default());
+    assert_eq!(s.timeouts.stop_grace, Duration::from_secs(20));
+    assert_eq!(s.timeouts.start, Duration::from_secs(60));
+    assert_eq!(s.strategy, StrategyKind::Rolling);
+    assert_eq!(s.layout, TrafficLayout::Single);
+    assert_eq!(s.proxy.as_deref(), Some("nginx"));
+    assert!(s.side_by_side_conflicts.is_empty());
+    let hc = p.service("app").unwrap().healthcheck.clone().unwrap();
+    assert_eq!(
+        hc.test,
+        Some(HealthTest::Cmd(vec!["/app".into(), "healthcheck".into()]))
+    );
+    assert_eq!(hc.interval, Some(Duration::from_secs(1)));
+    assert_eq!(hc.retries, Some(3));
+    let nginx = p.service("nginx").unwrap();
+    assert_eq!(nginx.volumes[0].kind, MountKind::Bind);
+    assert_eq!(
+        nginx.volumes[0].source.as_deref(),
+        Some(fixture("rolling").join("nginx.conf").to_str().unwrap())
+    );
+    assert!(nginx.volumes[0].read_only);
+    assert_eq!(nginx.side_by_side_conflicts().len(), 1);
+    assert!(nginx.depends_on.contains_key("app"));
+    insta::assert_yaml_snapshot!("rolling_settings", s);
+}
+
+#[test]
+fn seed_blue_green_layout_with_v1_file_name() {
+    let mut o = opts(&fixture("blue-green"));
+    o.flavor = Flavor::V1;
+    let p = Project::load(&o).unwrap();
+    assert_eq!(p.name, "blue-green", "v1 keeps '-' in project names");
+    let green = p.settings("green").unwrap();
+    assert_eq!(green.strategy, StrategyKind::BlueGreen);
+    assert_eq!(
+        green.layout,
+        TrafficLayout::Colours {
+            other: ServiceRef::new("blue-green", "blue"),
+            stop_other: false
+        }
+    );
+    assert_eq!(green.replicas, 3);
+    assert_eq!(green.proxy.as_deref(), Some("nginx"));
+    let blue = p.settings("blue").unwrap();
+    assert!(
+        matches!(blue.layout, TrafficLayout::Colours { ref other, .. } if other.service == "green")
+    );
+    assert_eq!(
+        p.flavor.container_name(&p.name, "blue", 1),
+        "blue-green_blue_1"
+    );
+    // v2 finds the same file under its older name.
+    let p2 = Project::load(&opts(&fixture("blue-green"))).unwrap();
+    assert_eq!(p2.files, p.files);
+}
+
+#[test]
+fn seed_canary_layout_with_anchors_and_extension() {
+    let p = Project::load(&opts(&fixture("canary"))).unwrap();
+    let s = p.settings("green").unwrap();
+    assert_eq!(s.strategy, StrategyKind::Canary);
+    assert_eq!(s.replicas, 3, "from the anchor");
+    let steps: Vec<(u32, Hold)> = s.canary.steps.iter().map(|c| (c.percent, c.hold)).collect();
+    let min = Hold::For(Duration::from_secs(60));
+    assert_eq!(
+        steps,
+        [
+            (10, min),
+            (25, min),
+            (50, Hold::UntilPromoted),
+            (75, min),
+            (100, min)
+        ]
+    );
+    assert_eq!(s.upstream.as_deref(), Some("backend"));
+    assert_eq!(s.port, Some(8000));
+    assert_eq!(
+        s.timeouts.drain,
+        Duration::from_secs(45),
+        "service level wins"
+    );
+    assert_eq!(s.health_probe.as_ref().unwrap().path, "/healthz");
+    let blue = p.settings("blue").unwrap();
+    assert_eq!(blue.timeouts.drain, Duration::from_secs(30));
+    assert!(blue.health_probe.is_none());
+    assert_eq!(
+        p.service("blue")
+            .unwrap()
+            .healthcheck
+            .as_ref()
+            .unwrap()
+            .test,
+        Some(HealthTest::Shell("/app healthcheck".into()))
+    );
+    let plan = s.plan(rollout_core::Revision::new("abc", "myapp:v2"));
+    assert_eq!(plan.canary, s.canary);
+    assert_eq!(plan.replicas, 3);
+    insta::assert_yaml_snapshot!("canary_settings", s);
+}
+
+#[test]
+fn two_files_merge_with_interpolation() {
+    let mut o = opts(&fixture("merge"));
+    o.files = vec!["compose.yaml".into(), "compose.prod.yaml".into()];
+    o.environment = Some(env(&[("TAG", "v7")]));
+    let p = Project::load(&o).unwrap();
+    assert_eq!(p.name, "shop", "the name field (v2)");
+    let s = p.settings("app").unwrap();
+    assert_eq!(s.image.as_deref(), Some("shop:v7"));
+    assert_eq!(s.replicas, 4);
+    assert_eq!(s.update.parallelism, 1, "kept from the first file");
+    assert_eq!(s.update.order, Order::StartFirst, "from the second file");
+    assert_eq!(s.timeouts.start, Duration::from_secs(120));
+    assert!(!p.is_active("db"));
+    assert_eq!(p.active_services(), ["app"]);
+    assert_eq!(p.services["app"].ports[0].published, None);
+
+    // Without TAG, the required variable stops the load at its place.
+    o.environment = Some(HashMap::new());
+    let e = Project::load(&o).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "compose.prod.yaml:3:12: services.app.image: required variable TAG is missing a value: set TAG to the release"
+    );
+}
+
+#[test]
+fn compose_file_variable_profiles_and_project_name_from_env() {
+    let mut o = opts(&fixture("merge"));
+    o.environment = Some(env(&[
+        ("COMPOSE_FILE", "compose.yaml:compose.prod.yaml"),
+        ("TAG", "v8"),
+        ("COMPOSE_PROJECT_NAME", "store"),
+        ("COMPOSE_PROFILES", "db"),
+    ]));
+    let p = Project::load(&o).unwrap();
+    assert_eq!(p.files.len(), 2);
+    assert_eq!(p.name, "store");
+    assert!(p.is_active("db"));
+    assert_eq!(p.settings("app").unwrap().image.as_deref(), Some("shop:v8"));
+
+    o.environment = Some(env(&[
+        ("COMPOSE_FILE", "compose.yaml;compose.prod.yaml"),
+        ("COMPOSE_PATH_SEPARATOR", ";"),
+        ("TAG", "v9"),
+    ]));
+    o.project_name = Some("cli".into());
+    o.profiles = vec!["*".into()];
+    let p = Project::load(&o).unwrap();
+    assert_eq!(p.name, "cli");
+    assert!(p.is_active("db"));
+    assert_eq!(p.settings("app").unwrap().image.as_deref(), Some("shop:v9"));
+}
+
+#[test]
+fn dot_env_in_the_project_dir_and_env_file_flag() {
+    let dir = TempDir::new(&[
+        (
+            "My_Project/compose.yaml",
+            "services:\n  app:\n    image: app:${TAG}\n    deploy:\n      replicas: ${N:-2}\n    stop_grace_period: $$GRACE\n",
+        ),
+        ("My_Project/.env", "TAG=from-dotenv\nN=5\n"),
+        ("My_Project/prod.env", "TAG=from-flag\n"),
+    ]);
+    let base = dir.0.join("My_Project");
+    // Parsing `$$GRACE` gives the literal "$GRACE", which is no duration.
+    let e = Project::load(&opts(&base)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("compose.yaml:6:24: services.app.stop_grace_period: duration \"$GRACE\""),
+        "{e}"
+    );
+
+    std::fs::write(
+        base.join("compose.yaml"),
+        "services:\n  app:\n    image: app:${TAG}\n    deploy:\n      replicas: ${N:-2}\n",
+    )
+    .unwrap();
+    let p = Project::load(&opts(&base)).unwrap();
+    assert_eq!(p.name, "my_project", "lowercased, '_' kept");
+    assert_eq!(p.services["app"].image.as_deref(), Some("app:from-dotenv"));
+    assert_eq!(p.services["app"].replicas, 5);
+
+    let mut o = opts(&base);
+    o.env_files = vec!["prod.env".into()];
+    let p = Project::load(&o).unwrap();
+    assert_eq!(p.services["app"].image.as_deref(), Some("app:from-flag"));
+    assert_eq!(p.services["app"].replicas, 2, "the env file replaces .env");
+
+    let mut o = opts(&base);
+    o.environment = Some(env(&[("TAG", "from-process")]));
+    let p = Project::load(&o).unwrap();
+    assert_eq!(p.services["app"].image.as_deref(), Some("app:from-process"));
+
+    // From a subdirectory, the file is found in a parent.
+    std::fs::create_dir_all(base.join("sub")).unwrap();
+    let p = Project::load(&opts(&base.join("sub"))).unwrap();
+    assert_eq!(p.directory, base);
+    assert!(p.files[0].ends_with("compose.yaml"));
+}
+
+#[test]
+fn override_file_is_merged_by_default() {
+    let dir = TempDir::new(&[
+        ("compose.yaml", "services:\n  app:\n    image: a:1\n"),
+        (
+            "compose.override.yaml",
+            "services:\n  app:\n    image: a:2\n",
+        ),
+    ]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    assert_eq!(p.files.len(), 2);
+    assert_eq!(p.services["app"].image.as_deref(), Some("a:2"));
+}
+
+#[test]
+fn project_names_follow_each_flavor() {
+    use rollout_compose::normalize_project_name as n;
+    assert_eq!(n("My App.v2", Flavor::V2), "myappv2");
+    assert_eq!(n("__x-Y", Flavor::V2), "x-y");
+    assert_eq!(n("__x-Y", Flavor::V1), "__x-y");
+    let dir = TempDir::new(&[("compose.yaml", "services:\n  app:\n    image: a\n")]);
+    let mut o = opts(&dir.0);
+    o.project_name = Some("Bad Name".into());
+    let e = Project::load(&o).unwrap_err().to_string();
+    assert!(
+        e.starts_with("-p \"Bad Name\" is not a valid project name"),
+        "{e}"
+    );
+    assert!(e.contains("\nhint: "), "{e}");
+    o.flavor = Flavor::V1;
+    let e = Project::load(&o).unwrap_err().to_string();
+    assert!(
+        e.starts_with("no compose file found"),
+        "v1 knows no compose.yaml: {e}"
+    );
+    o.files = vec!["compose.yaml".into()];
+    assert_eq!(Project::load(&o).unwrap().name, "badname");
+}
+
+#[test]
+fn overrides_win_and_are_checked() {
+    let p = Project::load(&opts(&fixture("rolling"))).unwrap();
+    let mut s = p.settings("app").unwrap();
+    s.apply(&Overrides {
+        strategy: Some(StrategyKind::Canary),
+        parallelism: Some(3),
+        order: Some(Order::StartFirst),
+        delay: Some(Duration::from_secs(1)),
+        canary_steps: Some(vec![
+            CanaryStep {
+                percent: 50,
+                hold: Hold::For(Duration::from_secs(5)),
+            },
+            CanaryStep {
+                percent: 100,
+                hold: Hold::For(Duration::ZERO),
+            },
+        ]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(s.strategy, StrategyKind::Canary);
+    assert_eq!(s.update.parallelism, 3);
+    assert_eq!(s.update.order, Order::StartFirst);
+    assert_eq!(s.update.max_failure_ratio, 0.3, "untouched");
+    assert_eq!(s.canary.steps.len(), 2);
+    let e = s
+        .apply(&Overrides {
+            max_failure_ratio: Some(1.5),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "--max-failure-ratio: expected a ratio from 0 to 1, found 1.5"
+    );
+    let e = s
+        .apply(&Overrides {
+            canary_steps: Some(vec![CanaryStep {
+                percent: 50,
+                hold: Hold::UntilPromoted,
+            }]),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "--canary-steps: the last step must be 100, found 50");
+
+    let p = Project::load(&opts(&fixture("blue-green"))).unwrap();
+    let mut g = p.settings("green").unwrap();
+    g.apply(&Overrides {
+        stop_old: Some(true),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        g.layout,
+        TrafficLayout::Colours {
+            stop_other: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn unknown_service_lists_the_known_ones() {
+    let p = Project::load(&opts(&fixture("blue-green"))).unwrap();
+    let e = p.settings("purple").unwrap_err();
+    assert!(matches!(e, ComposeError::UnknownService { .. }));
+    assert_eq!(
+        e.to_string(),
+        "no service \"purple\" in project blue-green; its services are: blue, green, nginx"
+    );
+}
+
+#[test]
+fn no_compose_file() {
+    let dir = TempDir::new(&[]);
+    let e = Project::load(&opts(&dir.0)).unwrap_err().to_string();
+    assert!(e.starts_with("no compose file found in "), "{e}");
+    assert!(e.contains("\nhint: pass -f FILE"), "{e}");
+    let mut o = opts(&dir.0);
+    o.files = vec!["missing.yaml".into()];
+    let e = Project::load(&o).unwrap_err().to_string();
+    assert!(
+        e.starts_with("cannot read ") && e.contains("missing.yaml"),
+        "{e}"
+    );
+}
+
+/// Every bad field names file, line, column and the field's path.
+#[test]
+fn field_errors_name_file_line_column_and_path() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "services:\n  app:\n    image: a\n    deploy:\n      update_config:\n        parallelism: two\n",
+            "compose.yaml:6:22: services.app.deploy.update_config.parallelism: expected a non-negative integer, found \"two\"",
+        ),
+        (
+            "services:\n  app:\n    deploy:\n      update_config:\n        delay: 10\n",
+            "compose.yaml:5:16: services.app.deploy.update_config.delay: duration \"10\" has a number without a unit\nhint: write it with a unit, such as 10s, 1m30s or 500ms",
+        ),
+        (
+            "services:\n  app:\n    deploy:\n      update_config:\n        failure_action: explode\n",
+            "compose.yaml:5:25: services.app.deploy.update_config.failure_action: expected pause, continue or rollback, found \"explode\"",
+        ),
+        (
+            "services:\n  app:\n    deploy:\n      rollback_config:\n        failure_action: rollback\n",
+            "compose.yaml:5:25: services.app.deploy.rollback_config.failure_action: expected pause or continue (a rollback is not rolled back), found \"rollback\"",
+        ),
+        (
+            "services:\n  app:\n    deploy:\n      update_config:\n        max_failure_ratio: 2\n",
+            "compose.yaml:5:28: services.app.deploy.update_config.max_failure_ratio: expected a ratio from 0 to 1, found \"2\"",
+        ),
+        (
+            "services:\n  app:\n    deploy:\n      update_config:\n        order: first\n",
+            "compose.yaml:5:16: services.app.deploy.update_config.order: expected stop-first or start-first, found \"first\"",
+        ),
+        (
+            "services:\n  app:\n    deploy:\n      update_config:\n        paralelism: 2\n",
+            "compose.yaml:5:9: services.app.deploy.update_config.paralelism: unknown field; known fields are parallelism, delay, failure_action, monitor, max_failure_ratio, order",
+        ),
+        (
+            "services:\n  app:\n    scale: 2\n    deploy: {replicas: 3}\n",
+            "compose.yaml:3:12: services.app.scale: 2 conflicts with deploy.replicas 3\nhint: set only one of them",
+        ),
+        (
+            "services:\n  app:\n    healthcheck:\n      test: [CMD]\n",
+            "compose.yaml:4:13: services.app.healthcheck.test: expected [\"CMD\", args...], [\"CMD-SHELL\", command] or [\"NONE\"], found a sequence",
+        ),
+        (
+            "services:\n  app:\n    healthcheck:\n      test: x\n      disable: true\n",
+            "compose.yaml:5:16: services.app.healthcheck.disable: test and disable cannot both be set",
+        ),
+        (
+            "services:\n  app:\n    ports:\n      - \"80:80:80:80\"\n",
+            "compose.yaml:4:9: services.app.ports[0]: expected a port such as 8000, 80:8000 or 127.0.0.1:80:8000, found \"80:80:80:80\"",
+        ),
+        (
+            "services:\n  app:\n    x-rollout:\n      strategy: big-bang\n",
+            "compose.yaml:4:17: services.app.x-rollout.strategy: unknown strategy \"big-bang\"; strategies are rolling, blue-green and canary",
+        ),
+        (
+            "services:\n  app:\n    x-rollout:\n      stratgy: canary\n",
+            "compose.yaml:4:7: services.app.x-rollout.stratgy: unknown field; known fields are strategy, proxy, proxy_config, upstream, port, colours, canary, start_timeout, drain_timeout, health, verify, stop_old, keep_old_for",
+        ),
+        (
+            "x-rollout:\n  canary:\n    steps: [10, 5, 100]\n",
+            "compose.yaml:3:17: x-rollout.canary.steps[1]: steps must increase, found 5 after 10",
+        ),
+        (
+            "x-rollout:\n  canary:\n    steps: [10, 50]\n",
+            "compose.yaml:3:12: x-rollout.canary.steps: the last step must be 100, found 50",
+        ),
+        (
+            "x-rollout:\n  canary:\n    steps: [{percent: 50, hold: forever}, 100]\n",
+            "compose.yaml:3:33: x-rollout.canary.steps[0].hold: expected a duration such as 30s, or until-promoted, found \"forever\"",
+        ),
+        (
+            "x-rollout:\n  canary:\n    steps: [0, 100]\n",
+            "compose.yaml:3:13: x-rollout.canary.steps[0]: expected a percent from 1 to 100, found \"0\"",
+        ),
+        (
+            "x-rollout:\n  proxy: web\nservices:\n  app: {image: a}\n",
+            "compose.yaml:2:10: x-rollout.proxy: no service \"web\" in the project; its services are: app",
+        ),
+        (
+            "x-rollout:\n  start_timeout: 0s\n",
+            "compose.yaml:2:18: x-rollout.start_timeout: must be longer than 0s",
+        ),
+        (
+            "x-rollout:\n  verify: health\n",
+            "compose.yaml:2:11: x-rollout.verify: expected a path starting with /, found \"health\"",
+        ),
+        (
+            "services:\n  app:\n    image: ${TAG:?}\n",
+            "compose.yaml:3:12: services.app.image: required variable TAG is missing a value: ",
+        ),
+        (
+            "services:\n  app:\n    image: a$b c$\n",
+            "compose.yaml:3:12: services.app.image: invalid interpolation format in \"a$b c$\": a \"$\" must start a variable\nhint: write \"$$\" for a literal \"$\"",
+        ),
+        (
+            "services:\n  app:\n    image: [a\n",
+            "compose.yaml:4:1: while parsing a flow sequence, expected ',' or ']'",
+        ),
+        ("- a\n- b\n", "compose.yaml:1:1: (top level): expected a mapping with services, found a sequence"),
+        (
+            "services:\n  app: x\n",
+            "compose.yaml:2:8: services.app: expected a mapping, found \"x\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = load_err(&[("compose.yaml", text)]);
+        let got = got.split(" at byte").next().unwrap();
+        assert_eq!(got, *want, "for:\n{text}");
+    }
+}
+
+#[test]
+fn errors_in_a_later_file_name_that_file() {
+    let dir = TempDir::new(&[
+        ("a.yaml", "services:\n  app:\n    image: a\n"),
+        ("b.yaml", "services:\n  app:\n    stop_grace_period: soon\n"),
+    ]);
+    let mut o = opts(&dir.0);
+    o.files = vec!["a.yaml".into(), "b.yaml".into()];
+    let e = Project::load(&o).unwrap_err().to_string();
+    assert!(
+        e.starts_with("b.yaml:3:24: services.app.stop_grace_period: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn host_ports_and_container_name_prevent_side_by_side() {
+    let dir = TempDir::new(&[(
+        "compose.yaml",
+        "services:\n  app:\n    image: a\n    container_name: the-app\n    ports:\n      - \"127.0.0.1:8080:80/tcp\"\n      - target: 81\n        published: \"8081\"\n      - \"[::1]::82\"\n      - 83\n",
+    )]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    let svc = &p.services["app"];
+    assert_eq!(svc.ports[0].host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(svc.ports[0].published.as_deref(), Some("8080"));
+    assert_eq!(svc.ports[2].host_ip.as_deref(), Some("::1"));
+    assert!(!svc.ports[2].fixed_host_port());
+    assert!(!svc.ports[3].fixed_host_port());
+    let why = p.settings("app").unwrap().side_by_side_conflicts;
+    assert_eq!(why.len(), 3, "{why:?}");
+    assert!(why[0].contains("container_name \"the-app\""));
+    assert!(why[1].contains("host port 8080"));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Any value in any field we read gives a result or an error, never a panic.
+    #[test]
+    fn no_panic_on_any_field_value(
+        values in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("[]".to_string()),
+                proptest::strategy::Just("{}".to_string()),
+                proptest::strategy::Just("~".to_string()),
+                proptest::strategy::Just("-1".to_string()),
+                proptest::strategy::Just("99999999999999999999".to_string()),
+                proptest::strategy::Just("'${X:-1}'".to_string()),
+                proptest::strategy::Just("[CMD]".to_string()),
+                proptest::strategy::Just("[1, {percent: 100}]".to_string()),
+                "[a-z0-9:/%.\\-]{0,12}",
+            ],
+            16,
+        )
+    ) {
+        let v = |i: usize| values[i].clone();
+        let text = format!(
+            "x-rollout:\n  canary: {{steps: {}, hold: {}}}\n  colours: {}\n  verify: {}\nservices:\n  app:\n    image: {}\n    scale: {}\n    deploy:\n      replicas: {}\n      update_config: {{parallelism: {}, delay: {}, max_failure_ratio: {}}}\n    healthcheck: {{test: {}, retries: {}}}\n    ports: [{}]\n    volumes: [{}]\n    depends_on: {}\n    x-rollout: {{port: {}}}\n",
+            v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7), v(8), v(9), v(10), v(11), v(12), v(13), v(14), v(15)
+        );
+        let dir = TempDir::new(&[("compose.yaml", &text)]);
+        if let Ok(p) = Project::load(&opts(&dir.0)) {
+            let _ = p.settings("app");
+        }
+    }
+}
