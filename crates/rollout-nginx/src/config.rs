@@ -1,0 +1,408 @@
+//! A whole configuration: the main file and the files its `include`s name.
+//!
+//! Includes are resolved as nginx resolves them: a relative pattern is
+//! taken against the main config's directory (nginx's conf prefix), not the
+//! including file's; a pattern with `*`, `?` or `[` is a glob whose matches
+//! are sorted, and a glob without matches is fine; a plain path that cannot
+//! be opened is an error on the include's line. Each file is parsed once,
+//! the first time it is named (as crossplane does), so include cycles end.
+
+use crate::error::LoadError;
+use crate::tree::{ConfFile, Directive};
+use crate::upstream::{EditError, Upstream};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where files come from: the local file system ([`Fs`]), or a proxy
+/// container.
+pub trait Source {
+    /// A file's bytes.
+    ///
+    /// # Errors
+    /// The reason it cannot be read.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+
+    /// The names in a directory (for glob includes).
+    ///
+    /// # Errors
+    /// The reason it cannot be listed.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>>;
+}
+
+/// The local file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fs;
+
+impl Source for Fs {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect()
+    }
+}
+
+/// How to load.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Do not follow includes (crossplane's `single`).
+    pub single_file: bool,
+    /// Keep going after an error, collecting errors per file (crossplane's
+    /// `catch_errors`); otherwise the first error ends the load.
+    pub lenient: bool,
+}
+
+/// An error found while loading, with the file it belongs to.
+#[derive(Debug)]
+pub struct FileError {
+    /// Index of the file in [`Config::files`].
+    pub file: usize,
+    /// The error.
+    pub error: LoadError,
+}
+
+/// The main file and its includes, parsed.
+#[derive(Debug)]
+pub struct Config {
+    files: Vec<ConfFile>,
+    /// (file, offset of the include's name) -> indices of included files.
+    includes: HashMap<(usize, usize), Vec<usize>>,
+    errors: Vec<FileError>,
+}
+
+impl Config {
+    /// Loads `path` and its includes from the file system, failing at the
+    /// first error.
+    ///
+    /// # Errors
+    /// The first unreadable file, missing include or syntax error.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, LoadError> {
+        Config::load_from(&Fs, path.as_ref(), LoadOptions::default())
+    }
+
+    /// Loads from `source` with `options`. With `lenient`, errors are kept
+    /// in [`Config::errors`] and the statements read before each stay.
+    ///
+    /// # Errors
+    /// Without `lenient`, the first error; with it, only an unreadable main
+    /// file.
+    pub fn load_from(
+        source: &dyn Source,
+        path: &Path,
+        options: LoadOptions,
+    ) -> Result<Config, LoadError> {
+        let prefix = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut cfg = Config {
+            files: Vec::new(),
+            includes: HashMap::new(),
+            errors: Vec::new(),
+        };
+        let mut index: HashMap<PathBuf, usize> = HashMap::new();
+        let main = source.read(path).map_err(|e| LoadError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let mut queue: Vec<(PathBuf, Option<Vec<u8>>)> = vec![(path.to_path_buf(), Some(main))];
+        index.insert(path.to_path_buf(), 0);
+        let mut next = 0;
+        while next < queue.len() {
+            let (p, bytes) = (queue[next].0.clone(), queue[next].1.take());
+            let i = next;
+            next += 1;
+            let bytes = match bytes {
+                Some(b) => b,
+                None => match source.read(&p) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let err = LoadError::Read {
+                            path: p.clone(),
+                            source: e,
+                        };
+                        if !options.lenient {
+                            return Err(err);
+                        }
+                        cfg.errors.push(FileError {
+                            file: i,
+                            error: err,
+                        });
+                        Vec::new()
+                    }
+                },
+            };
+            let (file, err) = ConfFile::parse_lenient(p.clone(), bytes);
+            if let Some(e) = err {
+                if !options.lenient {
+                    return Err(e.into());
+                }
+                cfg.errors.push(FileError {
+                    file: i,
+                    error: e.into(),
+                });
+            }
+            if !options.single_file {
+                for (_, d) in file.walk() {
+                    if d.name().value().as_ref() != b"include" {
+                        continue;
+                    }
+                    let Some(arg) = d.args().next() else { continue };
+                    let pattern = prefix.join(bytes_to_path(&arg.value()));
+                    let targets = match resolve(source, &pattern) {
+                        Ok(t) => t,
+                        Err(reason) => {
+                            let err = LoadError::Include {
+                                file: p.clone(),
+                                line: d.line(),
+                                column: d.column(),
+                                target: pattern.clone(),
+                                reason,
+                            };
+                            if !options.lenient {
+                                return Err(err);
+                            }
+                            cfg.errors.push(FileError {
+                                file: i,
+                                error: err,
+                            });
+                            Vec::new()
+                        }
+                    };
+                    let mut ids = Vec::new();
+                    for t in targets {
+                        let id = *index.entry(t.clone()).or_insert_with(|| {
+                            queue.push((t.clone(), None));
+                            queue.len() - 1
+                        });
+                        ids.push(id);
+                    }
+                    cfg.includes.insert((i, d.span().start), ids);
+                }
+            }
+            cfg.files.push(file);
+        }
+        Ok(cfg)
+    }
+
+    /// The files, the main one first, then in the order includes named them.
+    pub fn files(&self) -> &[ConfFile] {
+        &self.files
+    }
+
+    /// The main file.
+    pub fn main(&self) -> &ConfFile {
+        &self.files[0]
+    }
+
+    /// Errors collected by a lenient load.
+    pub fn errors(&self) -> &[FileError] {
+        &self.errors
+    }
+
+    /// The files an `include` directive of file `file` brought in (indices
+    /// into [`Config::files`]), or `None` if `d` is not a followed include.
+    pub fn included_by(&self, file: usize, d: &Directive<'_>) -> Option<&[usize]> {
+        self.includes
+            .get(&(file, d.span().start))
+            .map(Vec::as_slice)
+    }
+
+    /// Finds upstream `name` in any file: the file's index and the upstream.
+    ///
+    /// # Errors
+    /// [`EditError::NotFound`], or [`EditError::Duplicate`] when two files
+    /// (or one) define it twice.
+    pub fn upstream(&self, name: &str) -> Result<(usize, Upstream), EditError> {
+        let mut found: Option<(usize, Upstream)> = None;
+        for (i, f) in self.files.iter().enumerate() {
+            match f.upstream(name) {
+                Ok(up) => {
+                    if let Some((_, first)) = &found {
+                        return Err(EditError::Duplicate {
+                            name: name.into(),
+                            first_file: first.file.clone(),
+                            first_line: first.line,
+                            file: up.file,
+                            line: up.line,
+                        });
+                    }
+                    found = Some((i, up));
+                }
+                Err(EditError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        found.ok_or_else(|| EditError::NotFound {
+            name: name.into(),
+            files: self.files.iter().map(|f| f.path.clone()).collect(),
+        })
+    }
+
+    /// Puts an edited file in place of file `index`.
+    pub fn replace(&mut self, index: usize, file: ConfFile) {
+        self.files[index] = file;
+    }
+}
+
+#[cfg(unix)]
+fn bytes_to_path(b: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(b))
+}
+
+#[cfg(not(unix))]
+fn bytes_to_path(b: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(b).into_owned())
+}
+
+fn has_magic(s: &[u8]) -> bool {
+    s.iter().any(|b| matches!(b, b'*' | b'?' | b'['))
+}
+
+/// The files an include pattern names, or nginx's reason for refusing it.
+fn resolve(source: &dyn Source, pattern: &Path) -> Result<Vec<PathBuf>, String> {
+    let raw = pattern.as_os_str().as_encoded_bytes();
+    if !has_magic(raw) {
+        return match source.read(pattern) {
+            Ok(_) => Ok(vec![pattern.to_path_buf()]),
+            Err(e) => Err(os_reason(&e)),
+        };
+    }
+    // Expand component by component, like glob(3).
+    let mut current: Vec<PathBuf> = vec![PathBuf::new()];
+    for comp in pattern.components() {
+        let c = comp.as_os_str();
+        let cb = c.as_encoded_bytes();
+        if !has_magic(cb) {
+            for p in &mut current {
+                p.push(c);
+            }
+            continue;
+        }
+        let mut nextv = Vec::new();
+        for dir in &current {
+            let listing = if dir.as_os_str().is_empty() {
+                source.list_dir(Path::new("."))
+            } else {
+                source.list_dir(dir)
+            };
+            let Ok(mut names) = listing else { continue };
+            names.sort();
+            for n in names {
+                let nb = n.as_encoded_bytes();
+                if (nb.first() == Some(&b'.') && cb.first() != Some(&b'.')) || !fnmatch(cb, nb) {
+                    continue;
+                }
+                nextv.push(dir.join(&n));
+            }
+        }
+        current = nextv;
+    }
+    // Only files that read (glob(3) would list directories too, and nginx
+    // would then fail on them; a directory match is rare enough to skip).
+    current.retain(|p| source.list_dir(p).is_err());
+    current.sort();
+    Ok(current)
+}
+
+fn os_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            let msg = e.to_string();
+            let text = msg.split(" (os error").next().unwrap_or(&msg);
+            format!("{code}: {text}")
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Shell pattern matching: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`, `\x`.
+pub(crate) fn fnmatch(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() {
+            match p[pi] {
+                b'*' => {
+                    star = Some((pi, si));
+                    pi += 1;
+                    continue;
+                }
+                b'?' => {
+                    pi += 1;
+                    si += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, len)) = class(&p[pi..], s[si]) {
+                        if matched {
+                            pi += len;
+                            si += 1;
+                            continue;
+                        }
+                    } else if s[si] == b'[' {
+                        pi += 1;
+                        si += 1;
+                        continue;
+                    }
+                }
+                b'\\' if pi + 1 < p.len() => {
+                    if p[pi + 1] == s[si] {
+                        pi += 2;
+                        si += 1;
+                        continue;
+                    }
+                }
+                c => {
+                    if c == s[si] {
+                        pi += 1;
+                        si += 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        match star {
+            Some((sp, ss)) => {
+                pi = sp + 1;
+                si = ss + 1;
+                star = Some((sp, ss + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// A `[...]` class at the start of `p`: whether `c` is in it, and its length.
+fn class(p: &[u8], c: u8) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(p.get(i), Some(b'!') | Some(b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let &b = p.get(i)?;
+        if b == b']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&b'-') && p.get(i + 2).is_some_and(|&e| e != b']') {
+            let e = p[i + 2];
+            if b <= c && c <= e {
+                matched = true;
+            }
+            i += 3;
+        } else {
+            if b == c {
+                matched = true;
+            }
+            i += 1;
+        }
+    }
+}
