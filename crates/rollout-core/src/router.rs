@@ -91,6 +91,21 @@ pub struct DrainTicket {
     pub removed: Vec<Target>,
 }
 
+impl DrainTicket {
+    /// A ticket for targets whose removal this run did not see: a run that
+    /// resumes after a crash finds instances already out of the routes but
+    /// does not know whether their requests have finished. `generation` 0
+    /// means "unknown": a router waits for everything that may still be in
+    /// flight to `removed`, whenever it was taken out (nginx: every worker
+    /// process still shutting down).
+    pub fn unknown(removed: Vec<Target>) -> Self {
+        Self {
+            generation: 0,
+            removed,
+        }
+    }
+}
+
 /// What a drain waited for and how it ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainReport {
@@ -117,7 +132,10 @@ pub trait TrafficRouter: Send + Sync {
     async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError>;
 
     /// Waits until no request is in flight to what `ticket` removed, at most
-    /// `timeout`.
+    /// `timeout`. A ticket may come from [`DrainTicket::unknown`] (a resumed
+    /// run): it names targets that may have left the routes at any earlier
+    /// change, and may name targets that were never routed (nothing to wait
+    /// for then).
     async fn drain(
         &self,
         ticket: &DrainTicket,

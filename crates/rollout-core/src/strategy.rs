@@ -116,6 +116,24 @@ pub struct Plan {
     pub blue_green: BlueGreenConfig,
 }
 
+impl Plan {
+    /// A plan with the defaults of Compose and Swarm: single layout, the
+    /// default canary steps, no blue-green verification.
+    pub fn new(service: ServiceRef, target: Revision, replicas: usize) -> Self {
+        Self {
+            service,
+            target,
+            replicas,
+            update: UpdateConfig::default(),
+            rollback: RollbackConfig::default(),
+            timeouts: Timeouts::default(),
+            layout: TrafficLayout::Single,
+            canary: CanaryConfig::default(),
+            blue_green: BlueGreenConfig::default(),
+        }
+    }
+}
+
 /// A verdict of the analysis of a canary step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "verdict", content = "reason")]

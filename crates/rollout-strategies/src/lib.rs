@@ -1,1 +1,72 @@
-//! (being written)
+//! The rollout strategies: rolling, blue-green and canary, written only
+//! against the traits of `rollout-core`.
+//!
+//! A strategy decides the order of operations; it never knows whether the
+//! instances are Docker containers or simulated ones, or whether the router
+//! is nginx. That edge is what lets the same code run on the engine, on
+//! Swarm later, and on `rollout-mock`'s paused clock, where every strategy
+//! is proven against the zero-downtime invariants of DESIGN.md before it
+//! touches a real service.
+//!
+//! Every strategy here keeps the same protocol:
+//!
+//! - a new instance joins the routes only after its health check passed
+//!   (invariant 1);
+//! - an old instance leaves the routes, is drained (the router says when no
+//!   request is in flight to it), and only then is stopped and removed
+//!   (invariant 2);
+//! - during a rollout routes name instances; at rest they name the service
+//!   again, once every running instance of it is the new revision and ready;
+//! - each step is written to the [`Journal`](rollout_core::Journal) before it
+//!   is taken, and a run that finds a record converges from what the
+//!   backend and the router actually hold (a crash at any point is
+//!   finished by the next run; an interrupted rollback runs to its end);
+//! - one rollout per service at a time, through the journal's lock;
+//! - Ctrl-C ([`Cancel`](rollout_core::strategy::Cancel)) stops at the next
+//!   safe point and rolls back what was started; a second one stops there
+//!   without rolling back;
+//! - progress is reported as [`Event`](rollout_core::Event)s; nothing is
+//!   printed.
+//!
+//! [`by_name`] picks a strategy by its command-line name; anyone can add one
+//! by implementing [`Strategy`](rollout_core::Strategy) (see
+//! `examples/custom-strategy`).
+#![deny(missing_docs)]
+
+mod bluegreen;
+mod canary;
+mod ops;
+mod rolling;
+
+pub use bluegreen::BlueGreen;
+pub use canary::{Canary, OLD_WEIGHT};
+pub use ops::lock_holder;
+pub use rolling::Rolling;
+
+use rollout_core::{BackendError, JournalError, RouterError, Strategy};
+
+/// Why a strategy could not take a step. It ends the rollout with
+/// [`Outcome::Failed`](rollout_core::Outcome::Failed) (or `RollbackFailed`
+/// during a rollback); the journal keeps what the next run needs.
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The router failed; nothing was changed by the failing step.
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    /// The journal could not be written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// The strategy of a command-line name: `rolling`, `blue-green` or `canary`.
+pub fn by_name(name: &str) -> Option<Box<dyn Strategy>> {
+    match name {
+        "rolling" => Some(Box::new(Rolling)),
+        "blue-green" | "bluegreen" => Some(Box::new(BlueGreen)),
+        "canary" => Some(Box::new(Canary)),
+        _ => None,
+    }
+}

@@ -1,0 +1,404 @@
+//! Canary: traffic stepped to the new revision, judged at every step.
+
+use crate::bluegreen::{
+    colour_at_rest, launch_set, only, prepare_colour, revert, stop_colour, stop_to_outcome, Stop,
+};
+use crate::ops::{service_target, target_of, Ops, Res};
+use async_trait::async_trait;
+use rollout_core::journal::Phase;
+use rollout_core::router::DrainTicket;
+use rollout_core::strategy::{CanaryStep, CancelLevel, Hold, TrafficLayout, Verdict};
+use rollout_core::{
+    Event, Instance, InstanceId, Outcome, Plan, RolloutContext, Route, RouteChange, ServiceRef,
+    Strategy,
+};
+use serde_json::json;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The weight of each old instance while a canary runs in the single
+/// layout; new instances get a multiple of it, so that the share of
+/// requests is right to about one part in this many.
+pub const OLD_WEIGHT: u32 = 20;
+
+/// Steps traffic to the new revision (by default 10, 25, 50, 75, 100 %),
+/// holding at each step and asking the [`Analysis`](rollout_core::Analysis)
+/// during the hold.
+///
+/// - Single layout: at `p` % the service runs `ceil(p × replicas / 100)`
+///   new instances beside all the old ones, weighted so that they get `p` %
+///   of requests (nginx weights are integers of at least 1: the old
+///   instances weigh [`OLD_WEIGHT`] each). At 100 % the old ones are taken
+///   out, drained and removed, and the service is routed by name again.
+/// - Two-colour layout: the whole new colour is launched first; the steps
+///   weight the two colour names against each other; at 100 % the other
+///   colour leaves the upstream (and is stopped with `stop_other`).
+///
+/// A hold of [`Hold::UntilPromoted`] pauses the rollout (exit 4); the next
+/// run promotes that step and goes on from the journal. A `Fail` verdict, a
+/// failed new instance, or Ctrl-C returns all traffic to the old set and
+/// removes the canary (exit 3, or 130 for Ctrl-C). An analysis still
+/// inconclusive at the end of a hold pauses the rollout rather than guess.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Canary;
+
+#[async_trait]
+impl Strategy for Canary {
+    fn name(&self) -> &str {
+        "canary"
+    }
+
+    async fn run(&self, ctx: &RolloutContext, plan: &Plan) -> Outcome {
+        let ops = match Ops::begin(ctx, plan, "canary").await {
+            Ok(o) => o,
+            Err(outcome) => return outcome,
+        };
+        let outcome = if ops.resumed_phase == Some(Phase::RollingBack) {
+            ops.started(plan.replicas);
+            revert(&ops, "an interrupted rollback was finished".into(), false).await
+        } else {
+            match body(&ops).await {
+                Ok(o) => o,
+                Err(e) => Outcome::Failed(e.to_string()),
+            }
+        };
+        ops.end(outcome).await
+    }
+}
+
+/// The steps, ending at 100 %.
+fn steps(plan: &Plan) -> Vec<CanaryStep> {
+    let mut steps: Vec<CanaryStep> = plan
+        .canary
+        .steps
+        .iter()
+        .map(|s| CanaryStep {
+            percent: s.percent.clamp(1, 100),
+            hold: s.hold,
+        })
+        .collect();
+    if steps.last().is_none_or(|s| s.percent < 100) {
+        steps.push(CanaryStep {
+            percent: 100,
+            hold: Hold::For(Duration::ZERO),
+        });
+    }
+    steps
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// How a hold ended.
+enum HoldEnd {
+    Pass,
+    Inconclusive(String),
+    Stop(Stop),
+}
+
+async fn body(ops: &Ops<'_>) -> Res<Outcome> {
+    let plan = ops.plan;
+    let t = plan.target.id.as_str();
+    let colours = match &plan.layout {
+        TrafficLayout::Single => None,
+        TrafficLayout::Colours { other, stop_other } => Some((other, *stop_other)),
+    };
+    let view = ops.view(&plan.service).await?;
+    if !ops.resumed {
+        let at_rest = match colours {
+            None => view.at_rest(&plan.service.service, t, plan.replicas),
+            Some((other, stop_other)) => {
+                let blue = ops.view(other).await?;
+                let blue_running = blue.running().next().is_some();
+                colour_at_rest(ops, &view, blue_running, stop_other)
+            }
+        };
+        if at_rest {
+            return Ok(Outcome::NoChange);
+        }
+    }
+    ops.started(plan.replicas);
+    let steps = steps(plan);
+    let mut start = ops
+        .state("step")
+        .and_then(|v| v.as_u64())
+        .map_or(0, |v| v as usize);
+    if ops.resumed_phase == Some(Phase::Paused) {
+        // Running again after a pause promotes the step it paused at.
+        start += 1;
+    }
+    match colours {
+        None => {
+            ops.normalize(&view, Some(t), OLD_WEIGHT, false).await?;
+            ops.remove_exited(&view).await?;
+            let view = ops.view(&plan.service).await?;
+            let leftovers: Vec<Instance> = view
+                .running()
+                .filter(|i| i.revision == t && !i.is_ready())
+                .cloned()
+                .collect();
+            ops.unroute_and_retire(&leftovers, false).await?;
+            if !view.running().any(|i| i.revision != t && i.is_ready()) {
+                // Nothing old to compare with: straight to 100 %.
+                start = start.max(steps.len() - 1);
+            }
+        }
+        Some(_) => {
+            let live = view.service_routed(&plan.service.service);
+            if !live || view.running().any(|i| i.revision != t) {
+                match prepare_colour(ops, &view).await? {
+                    Ok(_) => {}
+                    Err(outcome) => return Ok(outcome),
+                }
+            }
+        }
+    }
+    let mut last_ticket = None;
+    for (s, step) in steps.iter().enumerate().skip(start) {
+        ops.set_phase(Phase::Updating).await?;
+        ops.set_state("step", json!(s)).await?;
+        let p = step.percent;
+        let new = match colours {
+            None => match step_single(ops, s, p).await? {
+                Ok((new, ticket)) => {
+                    last_ticket = ticket;
+                    new
+                }
+                Err(outcome) => return Ok(outcome),
+            },
+            Some((other, _)) => {
+                let (new, ticket) = step_colours(ops, other, s, p).await?;
+                last_ticket = ticket;
+                new
+            }
+        };
+        ops.ctx
+            .events
+            .send(Event::WeightsChanged { new_percent: p });
+        let end = match step.hold {
+            Hold::For(d) => hold_for(ops, &new, d, s + 1, p).await?,
+            Hold::UntilPromoted => {
+                if let Some(a) = &ops.ctx.analysis {
+                    let v = a.judge(plan, s + 1, p).await;
+                    ops.ctx.events.send(Event::Analysis {
+                        step: s + 1,
+                        verdict: v.clone(),
+                    });
+                    if let Verdict::Fail(r) = v {
+                        return Ok(
+                            revert(ops, format!("analysis failed at {p}%: {r}"), false).await
+                        );
+                    }
+                }
+                ops.ctx.events.send(Event::StepPaused {
+                    step: s + 1,
+                    for_secs: None,
+                });
+                return Ok(Outcome::Paused(format!(
+                    "canary step {} holds at {p}% until promoted\nhint: run the rollout again to promote it",
+                    s + 1
+                )));
+            }
+        };
+        match end {
+            HoldEnd::Pass => {}
+            HoldEnd::Inconclusive(r) => {
+                return Ok(Outcome::Paused(format!(
+                    "canary step {} at {p}%: the analysis is still inconclusive ({r})\nhint: run the rollout again to promote it, or roll back",
+                    s + 1
+                )))
+            }
+            HoldEnd::Stop(stop) => return Ok(stop_to_outcome(ops, stop).await),
+        }
+    }
+    match colours {
+        None => {
+            let view = ops.view(&plan.service).await?;
+            let old: Vec<Instance> = view
+                .instances
+                .iter()
+                .filter(|i| i.revision != t)
+                .cloned()
+                .collect();
+            let ticket = last_ticket
+                .filter(|k| !k.removed.is_empty())
+                .unwrap_or_else(|| DrainTicket::unknown(old.iter().map(target_of).collect()));
+            ops.drain(&ticket).await?;
+            ops.retire(&old).await?;
+            ops.settle(t).await?;
+        }
+        Some((other, stop_other)) => {
+            if stop_other {
+                stop_colour(ops, other, last_ticket).await?;
+            }
+        }
+    }
+    Ok(Outcome::Completed)
+}
+
+/// Single layout: enough new instances for `p` %, weighted.
+async fn step_single(
+    ops: &Ops<'_>,
+    s: usize,
+    p: u32,
+) -> Res<Result<(Vec<Instance>, Option<DrainTicket>), Outcome>> {
+    let plan = ops.plan;
+    let t = plan.target.id.as_str();
+    let r = plan.replicas.max(1);
+    let want = if p >= 100 {
+        r
+    } else {
+        (((p as usize) * r).div_ceil(100)).clamp(1, r)
+    };
+    let view = ops.view(&plan.service).await?;
+    let ready: Vec<Instance> = view
+        .running()
+        .filter(|i| i.revision == t && i.is_ready())
+        .cloned()
+        .collect();
+    ops.ctx.events.send(Event::BatchStarted {
+        index: s + 1,
+        size: want.saturating_sub(ready.len()),
+    });
+    let new = match launch_set(ops, ready, want).await? {
+        Ok(new) => new,
+        Err(Some(reason)) => return Ok(Err(revert(ops, reason, false).await)),
+        Err(None) => {
+            return Ok(Err(stop_to_outcome(
+                ops,
+                Stop::Cancelled(ops.ctx.cancel.level()),
+            )
+            .await))
+        }
+    };
+    let direct = view.direct();
+    let old_routed: Vec<&Instance> = view
+        .running()
+        .filter(|i| i.revision != t && direct.contains_key(&i.id))
+        .collect();
+    let mut change = RouteChange::default();
+    let w_new = if p >= 100 || old_routed.is_empty() {
+        for i in &old_routed {
+            change.remove.push(target_of(i));
+        }
+        1
+    } else {
+        let num = u64::from(OLD_WEIGHT) * u64::from(p) * old_routed.len() as u64;
+        let den = u64::from(100 - p) * new.len() as u64;
+        ((num + den / 2) / den).clamp(1, u64::from(u32::MAX / 2)) as u32
+    };
+    for i in &new {
+        if direct.get(&i.id) != Some(&w_new) {
+            change.set.push(Route {
+                target: target_of(i),
+                weight: w_new,
+            });
+        }
+    }
+    let ticket = ops.route(change).await?;
+    Ok(Ok((new, ticket)))
+}
+
+/// Two-colour layout: weight the colour names against each other.
+async fn step_colours(
+    ops: &Ops<'_>,
+    other: &ServiceRef,
+    s: usize,
+    p: u32,
+) -> Res<(Vec<Instance>, Option<DrainTicket>)> {
+    let plan = ops.plan;
+    ops.ctx.events.send(Event::BatchStarted {
+        index: s + 1,
+        size: 0,
+    });
+    let green = ops.view(&plan.service).await?;
+    let new: Vec<Instance> = green.running().cloned().collect();
+    let gname = &plan.service.service;
+    let change = if p >= 100 {
+        only(&green.routes, gname)
+    } else {
+        let blue = ops.view(other).await?;
+        let nb = blue.running().filter(|i| i.is_ready()).count().max(1) as u64;
+        let ng = new.len().max(1) as u64;
+        // Each name's weight applies to every instance it resolves to.
+        let (wg, wb) = (u64::from(p) * nb, u64::from(100 - p) * ng);
+        let g = gcd(wg, wb).max(1);
+        let (wg, wb) = ((wg / g) as u32, (wb / g) as u32);
+        let mut change = RouteChange::default();
+        for (name, w) in [(gname.as_str(), wg), (other.service.as_str(), wb)] {
+            let t = service_target(name);
+            if !green.routes.iter().any(|r| r.target == t && r.weight == w) {
+                change.set.push(Route {
+                    target: t,
+                    weight: w,
+                });
+            }
+        }
+        change
+    };
+    let ticket = ops.route(change).await?;
+    Ok((new, ticket))
+}
+
+/// Holds a step for `d`, watching the new instances and asking the
+/// analysis about every quarter of the hold (at least every second).
+async fn hold_for(
+    ops: &Ops<'_>,
+    new: &[Instance],
+    d: Duration,
+    step: usize,
+    p: u32,
+) -> Res<HoldEnd> {
+    let plan = ops.plan;
+    ops.ctx.events.send(Event::StepPaused {
+        step,
+        for_secs: Some(d.as_secs_f64()),
+    });
+    let deadline = Instant::now() + d;
+    let interval = (d / 4).max(Duration::from_secs(1));
+    let ids: Vec<InstanceId> = new.iter().map(|i| i.id.clone()).collect();
+    let mut last = HoldEnd::Pass;
+    loop {
+        let now = Instant::now();
+        if deadline > now {
+            let within = (deadline - now).min(interval);
+            tokio::select! {
+                r = ops.ctx.backend.watch_failures(&ids, within) => {
+                    if let Some((id, f)) = r? {
+                        ops.failure_counted(&id, f.clone(), 1, new.len()).await;
+                        return Ok(HoldEnd::Stop(Stop::Failed(format!(
+                            "{id} failed at the {p}% step: {f}"
+                        ))));
+                    }
+                }
+                _ = ops.ctx.cancel.reached(CancelLevel::Abort) => {
+                    return Ok(HoldEnd::Stop(Stop::Cancelled(ops.ctx.cancel.level())));
+                }
+            }
+        }
+        if let Some(a) = &ops.ctx.analysis {
+            let v = a.judge(plan, step, p).await;
+            ops.ctx.events.send(Event::Analysis {
+                step,
+                verdict: v.clone(),
+            });
+            last = match v {
+                Verdict::Fail(r) => {
+                    return Ok(HoldEnd::Stop(Stop::Failed(format!(
+                        "analysis failed at {p}%: {r}"
+                    ))))
+                }
+                Verdict::Pass => HoldEnd::Pass,
+                Verdict::Inconclusive(r) => HoldEnd::Inconclusive(r),
+            };
+        }
+        if Instant::now() >= deadline {
+            return Ok(last);
+        }
+    }
+}

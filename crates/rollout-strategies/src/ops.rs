@@ -1,0 +1,581 @@
+//! The protocol steps every strategy shares, each journaled before it is
+//! taken and reported as an event after: launch, health gate, route, drain,
+//! retire, and the moves between "routed by service name at rest" and
+//! "routed by instance during a rollout".
+
+use crate::StrategyError;
+use rollout_core::backend::Failure;
+use rollout_core::journal::{JournalRecord, Phase, Step};
+use rollout_core::router::{DrainReport, DrainTicket};
+use rollout_core::strategy::CancelLevel;
+use rollout_core::{
+    Event, Instance, InstanceId, InstanceState, Outcome, Plan, Revision, RolloutContext, Route,
+    RouteChange, Target,
+};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+pub(crate) type Res<T> = Result<T, StrategyError>;
+
+/// The route target of an instance.
+pub(crate) fn target_of(i: &Instance) -> Target {
+    Target::instance(i.id.clone(), i.host.clone())
+}
+
+/// The route of a whole service by name.
+pub(crate) fn service_target(name: &str) -> Target {
+    Target::Service {
+        name: name.to_string(),
+    }
+}
+
+/// Who takes the lock: user, host and process, as a person would look for it.
+pub fn lock_holder() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host} pid {}", std::process::id())
+}
+
+/// How a health gate ended.
+pub(crate) enum Gate {
+    Healthy,
+    Failed(Failure),
+    Cancelled,
+}
+
+/// What the backend and the router hold for one service, read at once.
+pub(crate) struct View {
+    pub instances: Vec<Instance>,
+    pub routes: Vec<Route>,
+}
+
+impl View {
+    /// Direct routes by instance id.
+    pub fn direct(&self) -> HashMap<&InstanceId, u32> {
+        self.routes
+            .iter()
+            .filter_map(|r| match &r.target {
+                Target::Instance { id, .. } => Some((id, r.weight)),
+                Target::Service { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Whether the service is routed by name.
+    pub fn service_routed(&self, name: &str) -> bool {
+        self.routes.iter().any(|r| r.target == service_target(name))
+    }
+
+    /// Whether `i` gets traffic now (directly or through its service name).
+    pub fn is_routed(&self, i: &Instance) -> bool {
+        self.direct().contains_key(&i.id)
+            || (i.state == InstanceState::Running && self.service_routed(&i.service.service))
+    }
+
+    /// Running instances.
+    pub fn running(&self) -> impl Iterator<Item = &Instance> {
+        self.instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+    }
+
+    /// Whether the service is at rest on `rev`: `replicas` ready instances of
+    /// it, nothing else running, routed by name and by nothing else.
+    pub fn at_rest(&self, name: &str, rev: &str, replicas: usize) -> bool {
+        let all_new = self
+            .instances
+            .iter()
+            .all(|i| i.revision == rev && i.is_ready());
+        let ids: std::collections::HashSet<&InstanceId> =
+            self.instances.iter().map(|i| &i.id).collect();
+        let direct_here = self.direct().keys().any(|id| ids.contains(id));
+        all_new && self.instances.len() == replicas && self.service_routed(name) && !direct_here
+    }
+}
+
+/// One rollout's journal, events and protocol steps.
+pub(crate) struct Ops<'a> {
+    pub ctx: &'a RolloutContext,
+    pub plan: &'a Plan,
+    pub record: Mutex<JournalRecord>,
+    /// Whether a journal record from an earlier run was found.
+    pub resumed: bool,
+    /// The phase the earlier run left.
+    pub resumed_phase: Option<Phase>,
+    /// The revision served before the first attempt.
+    pub from: Option<Revision>,
+}
+
+fn unique_id(plan: &Plan) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{}-{nanos:x}", plan.service, std::process::id())
+}
+
+/// The revision most running instances of `instances` run, other than `not`.
+pub(crate) fn majority_revision<'i>(
+    instances: impl Iterator<Item = &'i Instance>,
+    not: &str,
+) -> Option<Revision> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for i in instances {
+        if i.state == InstanceState::Running && i.revision != not {
+            *counts.entry(i.revision.as_str()).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(id, _)| Revision::new(id, ""))
+}
+
+impl<'a> Ops<'a> {
+    /// Takes the lock, reads the journal, and works out the rollback target.
+    /// `Err` carries the outcome to return at once (the lock is held by
+    /// someone else, or the journal cannot be read).
+    pub async fn begin(
+        ctx: &'a RolloutContext,
+        plan: &'a Plan,
+        strategy: &str,
+    ) -> Result<Ops<'a>, Outcome> {
+        let fail = |e: String| {
+            let outcome = Outcome::Failed(e);
+            ctx.events.send(Event::Finished {
+                outcome: outcome.clone(),
+            });
+            outcome
+        };
+        if let Err(e) = ctx.journal.lock(&plan.service, &lock_holder()).await {
+            return Err(fail(e.to_string()));
+        }
+        let found = match ctx.journal.load(&plan.service).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = ctx.journal.unlock(&plan.service).await;
+                return Err(fail(e.to_string()));
+            }
+        };
+        let from_service = match &plan.layout {
+            rollout_core::strategy::TrafficLayout::Single => &plan.service,
+            rollout_core::strategy::TrafficLayout::Colours { other, .. } => other,
+        };
+        let (record, resumed, resumed_phase) = match found {
+            Some(mut r) => {
+                // A journal from an earlier attempt keeps its `from`: a new
+                // target does not lose the rollback target (moby#37693).
+                let phase = (r.to == plan.target).then_some(r.phase);
+                if r.to != plan.target {
+                    r.to = plan.target.clone();
+                    r.phase = Phase::Updating;
+                    r.state = json!({});
+                }
+                r.strategy = strategy.to_string();
+                (r, true, phase)
+            }
+            None => {
+                let from = match ctx.backend.instances(from_service).await {
+                    Ok(list) => majority_revision(list.iter(), &plan.target.id),
+                    Err(e) => {
+                        let _ = ctx.journal.unlock(&plan.service).await;
+                        return Err(fail(e.to_string()));
+                    }
+                };
+                (
+                    JournalRecord {
+                        rollout_id: unique_id(plan),
+                        service: plan.service.clone(),
+                        strategy: strategy.to_string(),
+                        from,
+                        to: plan.target.clone(),
+                        phase: Phase::Updating,
+                        step: None,
+                        state: json!({}),
+                    },
+                    false,
+                    None,
+                )
+            }
+        };
+        let from = record.from.clone();
+        Ok(Ops {
+            ctx,
+            plan,
+            record: Mutex::new(record),
+            resumed,
+            resumed_phase,
+            from,
+        })
+    }
+
+    fn rec(&self) -> std::sync::MutexGuard<'_, JournalRecord> {
+        self.record.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Announces the rollout.
+    pub fn started(&self, slots: usize) {
+        self.ctx.events.send(Event::RolloutStarted {
+            service: self.plan.service.clone(),
+            strategy: self.rec().strategy.clone(),
+            from: self.from.clone(),
+            to: self.plan.target.clone(),
+            slots,
+            resumed: self.resumed,
+        });
+    }
+
+    /// Ends the run: the journal is cleared when the service is in a final
+    /// state, kept (with its phase) when a later run has work to do; the lock
+    /// is given back and the outcome reported.
+    pub async fn end(&self, outcome: Outcome) -> Outcome {
+        let keep = match &outcome {
+            Outcome::Completed
+            | Outcome::NoChange
+            | Outcome::CompletedWithFailures(_)
+            | Outcome::RolledBack(_)
+            | Outcome::Interrupted(true) => false,
+            Outcome::Paused(_) => {
+                self.rec().phase = Phase::Paused;
+                true
+            }
+            _ => true,
+        };
+        let journaled = if keep {
+            let r = self.rec().clone();
+            self.ctx.journal.save(&r).await
+        } else {
+            self.ctx.journal.clear(&self.plan.service).await
+        };
+        let outcome = match (journaled, outcome) {
+            (Err(e), Outcome::Completed | Outcome::NoChange) => Outcome::Failed(e.to_string()),
+            (_, o) => o,
+        };
+        let _ = self.ctx.journal.unlock(&self.plan.service).await;
+        self.ctx.events.send(Event::Finished {
+            outcome: outcome.clone(),
+        });
+        outcome
+    }
+
+    /// Records the step about to be taken.
+    pub async fn note(&self, step: Step) -> Res<()> {
+        let r = {
+            let mut r = self.rec();
+            r.step = Some(step);
+            r.clone()
+        };
+        self.ctx.journal.save(&r).await?;
+        Ok(())
+    }
+
+    /// Sets the phase and saves.
+    pub async fn set_phase(&self, phase: Phase) -> Res<()> {
+        let r = {
+            let mut r = self.rec();
+            r.phase = phase;
+            r.clone()
+        };
+        self.ctx.journal.save(&r).await?;
+        Ok(())
+    }
+
+    /// A value of the strategy's state.
+    pub fn state(&self, key: &str) -> Option<Value> {
+        self.rec().state.get(key).cloned()
+    }
+
+    /// Sets a value of the strategy's state and saves it.
+    pub async fn set_state(&self, key: &str, value: Value) -> Res<()> {
+        let r = {
+            let mut r = self.rec();
+            if !r.state.is_object() {
+                r.state = json!({});
+            }
+            r.state[key] = value.clone();
+            r.step = Some(Step::Note {
+                detail: json!({ key: value }),
+            });
+            r.clone()
+        };
+        self.ctx.journal.save(&r).await?;
+        Ok(())
+    }
+
+    /// The instances of a service and the routes.
+    pub async fn view(&self, service: &rollout_core::ServiceRef) -> Res<View> {
+        Ok(View {
+            instances: self.ctx.backend.instances(service).await?,
+            routes: self.ctx.router.routes().await?,
+        })
+    }
+
+    /// Launches one instance of `rev`. `Ok(Err(_))` is a launch that failed
+    /// as a task (counted), `Err` the backend failing.
+    pub async fn launch(
+        &self,
+        service: &rollout_core::ServiceRef,
+        rev: &Revision,
+    ) -> Res<Result<Instance, Failure>> {
+        self.note(Step::Launch {
+            revision: rev.id.clone(),
+            count: 1,
+        })
+        .await?;
+        match self.ctx.backend.launch(service, rev, 1).await {
+            Ok(mut list) => {
+                let i = list.pop().ok_or_else(|| {
+                    StrategyError::Backend(rollout_core::BackendError::Other(format!(
+                        "launch of {service} returned no instance"
+                    )))
+                })?;
+                self.ctx.events.send(Event::InstanceLaunched {
+                    instance: i.id.clone(),
+                    host: i.host.clone(),
+                    revision: i.revision.clone(),
+                });
+                Ok(Ok(i))
+            }
+            Err(rollout_core::BackendError::Launch { reason, .. }) => {
+                Ok(Err(Failure::LaunchFailed(reason)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits for `i` to be healthy, within the start timeout, unless the
+    /// operator's cancel reaches `level` first.
+    pub async fn gate(&self, i: &Instance, level: CancelLevel) -> Res<Gate> {
+        tokio::select! {
+            r = self.ctx.backend.wait_healthy(&i.id, &self.plan.timeouts) => match r? {
+                Ok(()) => {
+                    self.ctx.events.send(Event::InstanceHealthy { instance: i.id.clone() });
+                    Ok(Gate::Healthy)
+                }
+                Err(f) => Ok(Gate::Failed(f)),
+            },
+            _ = self.ctx.cancel.reached(level) => Ok(Gate::Cancelled),
+        }
+    }
+
+    /// Applies one route change (skipped when empty).
+    pub async fn route(&self, change: RouteChange) -> Res<Option<DrainTicket>> {
+        if change.is_empty() {
+            return Ok(None);
+        }
+        self.note(Step::Route {
+            change: change.clone(),
+        })
+        .await?;
+        let ticket = self.ctx.router.apply(&change).await?;
+        self.ctx.events.send(Event::TrafficChanged {
+            generation: ticket.generation,
+            set: change.set,
+            removed: change.remove,
+        });
+        Ok(Some(ticket))
+    }
+
+    /// Waits for the drain of what `ticket` took out.
+    pub async fn drain(&self, ticket: &DrainTicket) -> Res<DrainReport> {
+        if ticket.removed.is_empty() {
+            return Ok(DrainReport::default());
+        }
+        self.note(Step::Drain {
+            ticket: ticket.clone(),
+        })
+        .await?;
+        let report = self
+            .ctx
+            .router
+            .drain(ticket, self.plan.timeouts.drain)
+            .await?;
+        self.ctx.events.send(Event::Drained {
+            removed: ticket.removed.clone(),
+            report: report.clone(),
+        });
+        Ok(report)
+    }
+
+    /// Stops and removes instances that no longer get traffic.
+    pub async fn retire(&self, instances: &[Instance]) -> Res<()> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        self.note(Step::Retire {
+            instances: instances.iter().map(|i| i.id.0.clone()).collect(),
+        })
+        .await?;
+        for i in instances {
+            if i.state == InstanceState::Running {
+                self.ctx
+                    .backend
+                    .stop(&i.id, self.plan.timeouts.stop_grace)
+                    .await?;
+                self.ctx.events.send(Event::InstanceStopped {
+                    instance: i.id.clone(),
+                });
+            }
+            self.ctx.backend.remove(&i.id).await?;
+            self.ctx.events.send(Event::InstanceRemoved {
+                instance: i.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes instances out of the routes (when routed), waits for their
+    /// drain, then stops and removes them. Instances that are not routed are
+    /// drained with an unknown ticket: a run resuming after a crash cannot
+    /// tell whether their requests have finished.
+    pub async fn unroute_and_retire(&self, instances: &[Instance], routed: bool) -> Res<()> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        let targets: Vec<Target> = instances.iter().map(target_of).collect();
+        let ticket = if routed {
+            self.route(RouteChange {
+                set: vec![],
+                remove: targets.clone(),
+            })
+            .await?
+        } else {
+            None
+        };
+        let ticket = ticket.unwrap_or_else(|| DrainTicket::unknown(targets));
+        self.drain(&ticket).await?;
+        self.retire(instances).await
+    }
+
+    /// Reports a counted failure, with what the instance left behind.
+    pub async fn failure_counted(
+        &self,
+        instance: &InstanceId,
+        failure: Failure,
+        failures: usize,
+        slots: usize,
+    ) {
+        let diagnostics = self
+            .ctx
+            .backend
+            .diagnostics(instance)
+            .await
+            .unwrap_or_default();
+        self.ctx.events.send(Event::FailureCounted {
+            instance: instance.clone(),
+            failure,
+            failures,
+            slots,
+            diagnostics,
+        });
+    }
+
+    /// Moves the service from its name to per-instance routes, so that
+    /// instances launched from now on are not picked up by the proxy before
+    /// they are ready. With `route_new`, also routes ready instances of
+    /// `target` that an earlier run launched but did not route yet. Takes
+    /// unready or vanished
+    /// instances out, and sets the weight of the others to `other_weight`.
+    /// Returns the ticket of what it took out.
+    pub async fn normalize(
+        &self,
+        view: &View,
+        target: Option<&str>,
+        other_weight: u32,
+        route_new: bool,
+    ) -> Res<Option<DrainTicket>> {
+        let name = &self.plan.service.service;
+        let by_name = view.service_routed(name);
+        let direct = view.direct();
+        let mut change = RouteChange::default();
+        let mut known = std::collections::HashSet::new();
+        for i in &view.instances {
+            known.insert(&i.id);
+            let routed_direct = direct.get(&i.id).copied();
+            let routed = routed_direct.is_some() || (by_name && i.state == InstanceState::Running);
+            let is_target = Some(i.revision.as_str()) == target;
+            let want = if is_target { 1 } else { other_weight };
+            if i.is_ready() {
+                if (routed || (is_target && route_new)) && routed_direct.is_none() {
+                    change.set.push(Route {
+                        target: target_of(i),
+                        weight: if routed { want } else { 1 },
+                    });
+                } else if routed_direct.is_some_and(|w| !is_target && w != want) {
+                    change.set.push(Route {
+                        target: target_of(i),
+                        weight: want,
+                    });
+                }
+            } else if routed_direct.is_some() {
+                change.remove.push(target_of(i));
+            }
+        }
+        if by_name {
+            change.remove.push(service_target(name));
+        }
+        if let rollout_core::strategy::TrafficLayout::Single = self.plan.layout {
+            // In the single layout the upstream is the service's own: a
+            // route to an instance that no longer exists would make the
+            // proxy refuse its configuration.
+            for r in &view.routes {
+                if let Target::Instance { id, .. } = &r.target {
+                    if !known.contains(id) && !change.remove.contains(&r.target) {
+                        change.remove.push(r.target.clone());
+                    }
+                }
+            }
+        }
+        self.route(change).await
+    }
+
+    /// Removes what exited and will not run again.
+    pub async fn remove_exited(&self, view: &View) -> Res<()> {
+        let exited: Vec<Instance> = view
+            .instances
+            .iter()
+            .filter(|i| i.state != InstanceState::Running)
+            .cloned()
+            .collect();
+        for i in &exited {
+            self.ctx.backend.remove(&i.id).await?;
+            self.ctx.events.send(Event::InstanceRemoved {
+                instance: i.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Puts the service back at rest on its name, when every running
+    /// instance of it runs `rev` and is ready (DESIGN.md, "Traffic through
+    /// nginx"). Returns whether it did.
+    pub async fn settle(&self, rev: &str) -> Res<bool> {
+        let service = &self.plan.service;
+        let view = self.view(service).await?;
+        let running: Vec<&Instance> = view.running().collect();
+        if running.is_empty() || !running.iter().all(|i| i.revision == rev && i.is_ready()) {
+            return Ok(false);
+        }
+        let mut change = RouteChange::default();
+        let direct = view.direct();
+        for i in &view.instances {
+            if direct.contains_key(&i.id) {
+                change.remove.push(target_of(i));
+            }
+        }
+        let name = &service.service;
+        let named = view
+            .routes
+            .iter()
+            .find(|r| r.target == service_target(name));
+        if named.is_none_or(|r| r.weight != 1) {
+            change.set.push(Route {
+                target: service_target(name),
+                weight: 1,
+            });
+        }
+        self.route(change).await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,483 @@
+//! The rolling update, with Swarm's meaning of `update_config`.
+
+use crate::ops::{target_of, Gate, Ops, Res, View};
+use crate::BlueGreen;
+use async_trait::async_trait;
+use rollout_core::backend::Failure;
+use rollout_core::config::{FailureAction, Order, UpdateConfig};
+use rollout_core::journal::Phase;
+use rollout_core::strategy::{CancelLevel, TrafficLayout};
+use rollout_core::{
+    Event, Instance, InstanceId, Outcome, Plan, Revision, RolloutContext, Route, RouteChange,
+    Strategy,
+};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Replaces instances a few at a time, as `docker service update` does.
+///
+/// Swarm's rules, kept exactly (see `rollout_core::config`):
+/// - `parallelism` is the number of workers (0: one per slot); each worker
+///   takes a slot, replaces it, waits `delay`, and takes the next: workers
+///   are not synchronised in batches;
+/// - a slot's new instance is routed only once healthy; `start-first`
+///   routes the new instance and takes the old one out in the same change,
+///   `stop-first` takes the old one out, drains and stops it first;
+/// - an old instance is always unrouted, drained, then stopped and removed;
+/// - a failure counts when an instance this update launched fails before it
+///   is healthy, or within `monitor` of becoming healthy; each once;
+/// - the action fires when failures over all slots to update is strictly
+///   greater than `max_failure_ratio`: `pause` stops dispatching (exit 4),
+///   `rollback` rolls every slot back with `rollback_config` and the same
+///   protocol (exit 3; a rollback that fails in turn pauses, exit 5),
+///   `continue` goes on;
+/// - after the last slot, failures are watched until the last monitor
+///   window closes (at most `monitor`, or `delay + 1s` when the delay is not
+///   shorter: swarmkit#3003).
+///
+/// Where Swarm would leave a worker waiting forever on a start, the start
+/// timeout counts a failure. The two-colour layout has no slots to roll:
+/// there the rolling strategy switches colours as [`BlueGreen`] does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rolling;
+
+/// How one pass of workers ended.
+enum End {
+    Done { failures: usize, slots: usize },
+    Crossed(String),
+    Cancelled(CancelLevel),
+}
+
+/// One slot: an outdated instance to retire, a new one to launch, or both.
+struct Slot {
+    old: Option<Instance>,
+    old_routed: bool,
+    launch: bool,
+}
+
+struct Shared {
+    next: AtomicUsize,
+    failures: AtomicUsize,
+    stop: Mutex<Option<String>>,
+    watch: Mutex<Vec<(InstanceId, Instant)>>,
+    notify: Notify,
+    workers_done: AtomicBool,
+}
+
+#[async_trait]
+impl Strategy for Rolling {
+    fn name(&self) -> &str {
+        "rolling"
+    }
+
+    async fn run(&self, ctx: &RolloutContext, plan: &Plan) -> Outcome {
+        if let TrafficLayout::Colours { .. } = plan.layout {
+            return BlueGreen.run(ctx, plan).await;
+        }
+        let ops = match Ops::begin(ctx, plan, "rolling").await {
+            Ok(o) => o,
+            Err(outcome) => return outcome,
+        };
+        let outcome = body(&ops).await;
+        ops.end(outcome).await
+    }
+}
+
+async fn body(ops: &Ops<'_>) -> Outcome {
+    let plan = ops.plan;
+    if ops.resumed_phase == Some(Phase::RollingBack) {
+        ops.started(plan.replicas);
+        return rollback(ops, "an interrupted rollback was finished".into(), false).await;
+    }
+    if !ops.resumed {
+        match ops.view(&plan.service).await {
+            Ok(v) if v.at_rest(&plan.service.service, &plan.target.id, plan.replicas) => {
+                return Outcome::NoChange
+            }
+            Ok(_) => {}
+            Err(e) => return Outcome::Failed(e.to_string()),
+        }
+    }
+    ops.started(plan.replicas);
+    match roll(ops, Some(&plan.target), &plan.update, false).await {
+        Err(e) => Outcome::Failed(e.to_string()),
+        Ok(End::Done { failures: 0, .. }) => Outcome::Completed,
+        Ok(End::Done { failures, slots }) => Outcome::CompletedWithFailures(format!(
+            "{failures} of {slots} slots failed and failure_action continue went on"
+        )),
+        Ok(End::Crossed(reason)) => match plan.update.failure_action {
+            FailureAction::Rollback => rollback(ops, reason, false).await,
+            _ => Outcome::Paused(format!(
+                "{reason}\nhint: fix the revision and run the rollout again; the journal keeps {} as the rollback target",
+                ops.from.as_ref().map_or("nothing".into(), |r| r.id.clone())
+            )),
+        },
+        Ok(End::Cancelled(CancelLevel::Halt)) => Outcome::Interrupted(false),
+        Ok(End::Cancelled(_)) => rollback(ops, "interrupted".into(), true).await,
+    }
+}
+
+/// Rolls every slot back to the journal's `from` with `rollback_config`.
+async fn rollback(ops: &Ops<'_>, reason: String, interrupted: bool) -> Outcome {
+    let plan = ops.plan;
+    if let Err(e) = ops.set_phase(Phase::RollingBack).await {
+        return Outcome::RollbackFailed(e.to_string());
+    }
+    ops.ctx.events.send(Event::RollbackStarted {
+        reason: reason.clone(),
+    });
+    match roll(ops, ops.from.as_ref(), &plan.rollback, true).await {
+        Err(e) => Outcome::RollbackFailed(format!("{reason}; then the rollback failed: {e}")),
+        Ok(End::Done { .. }) if interrupted => Outcome::Interrupted(true),
+        Ok(End::Done { failures: 0, .. }) => Outcome::RolledBack(reason),
+        Ok(End::Done { failures, .. }) => Outcome::RolledBack(format!(
+            "{reason}; the rollback went on past {failures} failures"
+        )),
+        Ok(End::Crossed(r)) => Outcome::RollbackFailed(format!(
+            "{reason}; then the rollback paused: {r}\nhint: a rollback is never rolled back; look at the instances and run the rollout again"
+        )),
+        Ok(End::Cancelled(_)) => Outcome::Interrupted(false),
+    }
+}
+
+/// One pass: converge the service on `target` (`None`: no instance at all).
+async fn roll(
+    ops: &Ops<'_>,
+    target: Option<&Revision>,
+    cfg: &UpdateConfig,
+    rolling_back: bool,
+) -> Res<End> {
+    let plan = ops.plan;
+    let level = if rolling_back {
+        CancelLevel::Halt
+    } else {
+        CancelLevel::Abort
+    };
+    let tid = target.map(|t| t.id.as_str());
+    let view = ops.view(&plan.service).await?;
+    ops.normalize(&view, tid, 1, true).await?;
+    ops.remove_exited(&view).await?;
+    let view = ops.view(&plan.service).await?;
+    let (slots, leftovers) = plan_slots(&view, tid, plan.replicas);
+    // Instances of the target left unready by an earlier run: not routed
+    // (normalize took them out), so a drain and a stop are enough.
+    ops.unroute_and_retire(&leftovers, false).await?;
+
+    let total = if rolling_back {
+        slots.len()
+    } else {
+        let stored = ops
+            .state("slots")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize);
+        match stored {
+            Some(n) if ops.resumed => n.max(slots.len()),
+            _ => {
+                ops.set_state("slots", json!(slots.len())).await?;
+                slots.len()
+            }
+        }
+    };
+    let carried = if rolling_back {
+        0
+    } else {
+        ops.state("failures").and_then(|v| v.as_u64()).unwrap_or(0) as usize
+    };
+    let shared = Shared {
+        next: AtomicUsize::new(0),
+        failures: AtomicUsize::new(carried),
+        stop: Mutex::new(None),
+        watch: Mutex::new(Vec::new()),
+        notify: Notify::new(),
+        workers_done: AtomicBool::new(false),
+    };
+    let ctx = Pass {
+        ops,
+        target,
+        cfg,
+        rolling_back,
+        level,
+        total: total.max(1),
+        slots,
+        shared,
+    };
+    if !ctx.slots.is_empty() {
+        let workers = cfg.workers(ctx.slots.len());
+        let run_workers = async {
+            let results = futures::future::join_all((0..workers).map(|_| ctx.worker())).await;
+            ctx.shared.workers_done.store(true, Ordering::SeqCst);
+            ctx.shared.notify.notify_one();
+            results.into_iter().collect::<Res<Vec<()>>>()
+        };
+        let (w, m) = tokio::join!(run_workers, ctx.monitor());
+        w?;
+        m?;
+    }
+    let failures = ctx.shared.failures.load(Ordering::SeqCst);
+    if let Some(reason) = ctx
+        .shared
+        .stop
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        return Ok(End::Crossed(reason));
+    }
+    let cancel = ops.ctx.cancel.level();
+    if cancel >= level {
+        return Ok(End::Cancelled(cancel));
+    }
+    if let Some(t) = tid {
+        ops.settle(t).await?;
+    }
+    Ok(End::Done {
+        failures,
+        slots: total,
+    })
+}
+
+/// Pairs outdated instances with launches. Unready outdated instances go
+/// first (retiring them costs no capacity), routed ones last.
+fn plan_slots(view: &View, target: Option<&str>, replicas: usize) -> (Vec<Slot>, Vec<Instance>) {
+    let mut leftovers = Vec::new();
+    let mut outdated: Vec<(Instance, bool)> = Vec::new();
+    let mut ready_new = 0;
+    for i in view.running() {
+        if Some(i.revision.as_str()) == target {
+            if i.is_ready() {
+                ready_new += 1;
+            } else {
+                leftovers.push(i.clone());
+            }
+        } else {
+            outdated.push((i.clone(), view.is_routed(i)));
+        }
+    }
+    outdated.sort_by_key(|(i, routed)| (i.is_ready(), *routed));
+    let launches = if target.is_some() {
+        replicas.saturating_sub(ready_new)
+    } else {
+        0
+    };
+    let n = launches.max(outdated.len());
+    let mut outdated = outdated.into_iter();
+    let slots = (0..n)
+        .map(|k| {
+            let (old, old_routed) = match outdated.next() {
+                Some((i, r)) => (Some(i), r),
+                None => (None, false),
+            };
+            Slot {
+                old,
+                old_routed,
+                launch: k < launches,
+            }
+        })
+        .collect();
+    (slots, leftovers)
+}
+
+struct Pass<'p, 'o> {
+    ops: &'p Ops<'o>,
+    target: Option<&'p Revision>,
+    cfg: &'p UpdateConfig,
+    rolling_back: bool,
+    level: CancelLevel,
+    total: usize,
+    slots: Vec<Slot>,
+    shared: Shared,
+}
+
+impl Pass<'_, '_> {
+    fn stopped(&self) -> bool {
+        self.shared
+            .stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+            || self.ops.ctx.cancel.level() >= self.level
+    }
+
+    async fn worker(&self) -> Res<()> {
+        loop {
+            if self.stopped() {
+                return Ok(());
+            }
+            let k = self.shared.next.fetch_add(1, Ordering::SeqCst);
+            if k >= self.slots.len() {
+                return Ok(());
+            }
+            self.ops.ctx.events.send(Event::BatchStarted {
+                index: k + 1,
+                size: 1,
+            });
+            self.slot(&self.slots[k]).await?;
+            let more = self.shared.next.load(Ordering::SeqCst) < self.slots.len();
+            if more && !self.cfg.delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.cfg.delay) => {}
+                    _ = self.ops.ctx.cancel.reached(self.level) => {}
+                }
+            }
+        }
+    }
+
+    /// Counts a failure of an instance this pass launched, and stops the
+    /// dispatch when the ratio is crossed.
+    async fn count(&self, id: &InstanceId, failure: Failure) -> Res<()> {
+        let failures = self.shared.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        self.ops
+            .failure_counted(id, failure.clone(), failures, self.total)
+            .await;
+        if !self.rolling_back {
+            self.ops.set_state("failures", json!(failures)).await?;
+        }
+        let acts = self.cfg.failure_action != FailureAction::Continue;
+        if acts && self.cfg.ratio_crossed(failures, self.total) {
+            let what = if self.rolling_back {
+                "rollback"
+            } else {
+                "update"
+            };
+            let mut stop = self.shared.stop.lock().unwrap_or_else(|e| e.into_inner());
+            stop.get_or_insert(format!(
+                "{what} stopped after {failures} failed of {} slots (max_failure_ratio {}): {id} {failure}",
+                self.total, self.cfg.max_failure_ratio
+            ));
+        }
+        Ok(())
+    }
+
+    async fn slot(&self, slot: &Slot) -> Res<()> {
+        let ops = self.ops;
+        let old = slot.old.as_ref();
+        let stop_first = self.cfg.order == Order::StopFirst;
+        if stop_first || !slot.launch {
+            if let Some(old) = old {
+                ops.unroute_and_retire(std::slice::from_ref(old), slot.old_routed)
+                    .await?;
+            }
+        }
+        let (true, Some(target)) = (slot.launch, self.target) else {
+            return Ok(());
+        };
+        let new = match ops.launch(&ops.plan.service, target).await? {
+            Ok(i) => i,
+            Err(f) => {
+                let id = InstanceId(format!("{}:launch", ops.plan.service));
+                return self.count(&id, f).await;
+            }
+        };
+        match ops.gate(&new, self.level).await? {
+            Gate::Healthy => {}
+            Gate::Failed(f) => {
+                ops.retire(std::slice::from_ref(&new)).await?;
+                return self.count(&new.id, f).await;
+            }
+            Gate::Cancelled => return ops.retire(std::slice::from_ref(&new)).await,
+        }
+        let mut change = RouteChange {
+            set: vec![Route {
+                target: target_of(&new),
+                weight: 1,
+            }],
+            remove: vec![],
+        };
+        let retire_old = !stop_first && old.is_some();
+        if let (true, Some(old), true) = (retire_old, old, slot.old_routed) {
+            change.remove.push(target_of(old));
+        }
+        let ticket = ops.route(change).await?;
+        if !self.cfg.monitor.is_zero() {
+            self.shared
+                .watch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((new.id.clone(), Instant::now() + self.cfg.monitor));
+            self.shared.notify.notify_one();
+        }
+        if let (true, Some(old)) = (retire_old, old) {
+            let ticket = ticket
+                .filter(|_| slot.old_routed)
+                .map(|mut t| {
+                    t.removed.retain(|x| *x == target_of(old));
+                    t
+                })
+                .unwrap_or_else(|| {
+                    rollout_core::router::DrainTicket::unknown(vec![target_of(old)])
+                });
+            ops.drain(&ticket).await?;
+            ops.retire(std::slice::from_ref(old)).await?;
+        }
+        Ok(())
+    }
+
+    /// Watches every instance this pass made live for its monitor window,
+    /// and takes a failed one out of the routes.
+    async fn monitor(&self) -> Res<()> {
+        let ops = self.ops;
+        loop {
+            let done = self.shared.workers_done.load(Ordering::SeqCst);
+            if self.stopped() {
+                // Dispatch stopped: no more watching; wait for the workers
+                // to reach their safe points.
+                if done {
+                    return Ok(());
+                }
+                self.shared.notify.notified().await;
+                continue;
+            }
+            let now = Instant::now();
+            let (ids, until) = {
+                let mut w = self.shared.watch.lock().unwrap_or_else(|e| e.into_inner());
+                w.retain(|(_, until)| *until > now);
+                let until = w.iter().map(|(_, u)| *u).min();
+                (
+                    w.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+                    until,
+                )
+            };
+            let Some(until) = until else {
+                if done {
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = self.shared.notify.notified() => {}
+                    _ = ops.ctx.cancel.reached(self.level) => {}
+                }
+                continue;
+            };
+            let failed = tokio::select! {
+                r = ops.ctx.backend.watch_failures(&ids, until - now) => r?,
+                _ = self.shared.notify.notified() => None,
+                _ = ops.ctx.cancel.reached(self.level) => None,
+            };
+            let Some((id, failure)) = failed else {
+                continue;
+            };
+            self.shared
+                .watch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(i, _)| *i != id);
+            // Take the failed instance out and remove it: it gets no more
+            // traffic, and its slot is left for the next run (or the
+            // rollback) to fill.
+            let found = ops
+                .ctx
+                .backend
+                .instances(&ops.plan.service)
+                .await?
+                .into_iter()
+                .find(|i| i.id == id);
+            if let Some(inst) = found {
+                ops.unroute_and_retire(std::slice::from_ref(&inst), true)
+                    .await?;
+            }
+            self.count(&id, failure).await?;
+        }
+    }
+}
