@@ -50,4 +50,4 @@ pub use model::{
     Dependency, HealthTest, Healthcheck, Mount, MountKind, Port, RolloutExt, Service, StrategyKind,
 };
 pub use project::{normalize_project_name, Flavor, LoadOptions, Project};
-pub use settings::{check_steps, Overrides, Settings};
+pub use settings::{check_steps, Overrides, Settings, StepOverride};

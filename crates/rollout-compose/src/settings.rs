@@ -6,7 +6,7 @@ use crate::model::StrategyKind;
 use crate::project::Project;
 use rollout_core::config::Timeouts;
 use rollout_core::strategy::{
-    BlueGreenConfig, CanaryConfig, CanaryStep, Plan, TrafficLayout, Verification,
+    BlueGreenConfig, CanaryConfig, CanaryStep, Hold, Plan, TrafficLayout, Verification,
 };
 use rollout_core::{FailureAction, Order, Revision, RollbackConfig, ServiceRef, UpdateConfig};
 use serde::Serialize;
@@ -55,6 +55,15 @@ pub struct Settings {
     pub side_by_side_conflicts: Vec<String>,
 }
 
+/// A canary step given on the command line (`50` or `50:1m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepOverride {
+    /// Percent of requests to the new revision.
+    pub percent: u32,
+    /// Its hold, when the step names one.
+    pub hold: Option<Hold>,
+}
+
 /// Command-line settings that win over the Compose files. `None` keeps
 /// what the files say.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -77,8 +86,11 @@ pub struct Overrides {
     pub start_timeout: Option<Duration>,
     /// `--drain-timeout`.
     pub drain_timeout: Option<Duration>,
-    /// `--canary-steps`.
-    pub canary_steps: Option<Vec<CanaryStep>>,
+    /// `--canary-steps`: percents, each with its own hold or none.
+    pub canary_steps: Option<Vec<StepOverride>>,
+    /// `--canary-hold`: the hold of the steps that name none (with
+    /// `--canary-steps`), or of every configured step (alone).
+    pub canary_hold: Option<Hold>,
     /// `--stop-old`.
     pub stop_old: Option<bool>,
 }
@@ -210,14 +222,29 @@ impl Settings {
         if let Some(t) = o.drain_timeout {
             self.timeouts.drain = t;
         }
-        if let Some(steps) = &o.canary_steps {
-            check_steps(steps).map_err(|message| ComposeError::Override {
+        if let Some(given) = &o.canary_steps {
+            // Steps without a hold take --canary-hold, else the hold the
+            // configuration gives its first step (x-rollout.canary.hold or 30s).
+            let default_hold = o
+                .canary_hold
+                .or_else(|| self.canary.steps.first().map(|s| s.hold))
+                .unwrap_or(Hold::For(Duration::from_secs(30)));
+            let steps: Vec<CanaryStep> = given
+                .iter()
+                .map(|s| CanaryStep {
+                    percent: s.percent,
+                    hold: s.hold.unwrap_or(default_hold),
+                })
+                .collect();
+            check_steps(&steps).map_err(|message| ComposeError::Override {
                 flag: "--canary-steps",
                 message,
             })?;
-            self.canary = CanaryConfig {
-                steps: steps.clone(),
-            };
+            self.canary = CanaryConfig { steps };
+        } else if let Some(hold) = o.canary_hold {
+            for step in &mut self.canary.steps {
+                step.hold = hold;
+            }
         }
         if let Some(stop) = o.stop_old {
             if let TrafficLayout::Colours { stop_other, .. } = &mut self.layout {

@@ -1,7 +1,8 @@
 //! Loading whole projects from fixtures and temporary directories.
 
 use rollout_compose::{
-    ComposeError, Flavor, HealthTest, LoadOptions, MountKind, Overrides, Project, StrategyKind,
+    ComposeError, Flavor, HealthTest, LoadOptions, MountKind, Overrides, Project, StepOverride,
+    StrategyKind,
 };
 use rollout_core::strategy::{CanaryStep, Hold, TrafficLayout};
 use rollout_core::{FailureAction, Order, ServiceRef};
@@ -327,15 +328,16 @@ fn overrides_win_and_are_checked() {
         order: Some(Order::StartFirst),
         delay: Some(Duration::from_secs(1)),
         canary_steps: Some(vec![
-            CanaryStep {
+            StepOverride {
                 percent: 50,
-                hold: Hold::For(Duration::from_secs(5)),
+                hold: Some(Hold::For(Duration::from_secs(5))),
             },
-            CanaryStep {
+            StepOverride {
                 percent: 100,
-                hold: Hold::For(Duration::ZERO),
+                hold: None,
             },
         ]),
+        canary_hold: Some(Hold::UntilPromoted),
         ..Default::default()
     })
     .unwrap();
@@ -343,7 +345,29 @@ fn overrides_win_and_are_checked() {
     assert_eq!(s.update.parallelism, 3);
     assert_eq!(s.update.order, Order::StartFirst);
     assert_eq!(s.update.max_failure_ratio, 0.3, "untouched");
-    assert_eq!(s.canary.steps.len(), 2);
+    assert_eq!(
+        s.canary.steps,
+        [
+            CanaryStep {
+                percent: 50,
+                hold: Hold::For(Duration::from_secs(5))
+            },
+            CanaryStep {
+                percent: 100,
+                hold: Hold::UntilPromoted
+            },
+        ]
+    );
+    s.apply(&Overrides {
+        canary_hold: Some(Hold::For(Duration::from_secs(2))),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(s
+        .canary
+        .steps
+        .iter()
+        .all(|c| c.hold == Hold::For(Duration::from_secs(2))));
     let e = s
         .apply(&Overrides {
             max_failure_ratio: Some(1.5),
@@ -357,9 +381,9 @@ fn overrides_win_and_are_checked() {
     );
     let e = s
         .apply(&Overrides {
-            canary_steps: Some(vec![CanaryStep {
+            canary_steps: Some(vec![StepOverride {
                 percent: 50,
-                hold: Hold::UntilPromoted,
+                hold: None,
             }]),
             ..Default::default()
         })
