@@ -1,0 +1,345 @@
+//! How the router reaches a proxy: two small traits, and their local
+//! implementation.
+//!
+//! The [`NginxRouter`](crate::router::NginxRouter) never talks to Docker or
+//! to a process table itself. It asks a [`ProxyExec`] to run a command in the
+//! proxy (an argument vector, never a shell line built from input), and a
+//! [`ConfigStore`] to read and write the configuration file the proxy reads.
+//! A proxy in a container gets both from the Docker backend (exec, and the
+//! bind-mounted file); an nginx on this machine gets them from [`LocalExec`]
+//! and [`LocalFiles`], which the crate's own tests use against Debian's
+//! `/usr/sbin/nginx` on loopback.
+//!
+//! Paths are strings as the proxy sees them (`/etc/nginx/nginx.conf` inside a
+//! container), not host paths: only the implementation knows how a proxy
+//! path maps to something it can reach.
+
+use async_trait::async_trait;
+use std::fmt;
+use std::io::ErrorKind;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a command run in the proxy gave back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecOutput {
+    /// The exit code; a process ended by a signal reports `128 + signal`, as a
+    /// shell would.
+    pub code: i32,
+    /// What it wrote to standard output.
+    pub stdout: Vec<u8>,
+    /// What it wrote to standard error.
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    /// Whether the command exited with 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Standard error, then standard output, as text with invalid UTF-8
+    /// replaced, trimmed: what a person needs to read when the command failed.
+    pub fn message(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.stderr).trim().to_string();
+        let out = String::from_utf8_lossy(&self.stdout);
+        let out = out.trim();
+        if !out.is_empty() {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(out);
+        }
+        text
+    }
+}
+
+/// The proxy could not be reached, or a file in it could not be read or
+/// written. A command that ran and failed is not an error: it is an
+/// [`ExecOutput`] with a non-zero code.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The command could not be started (no such program, no such container).
+    #[error("cannot run {program} in {proxy}: {reason}")]
+    Exec {
+        /// Which proxy.
+        proxy: String,
+        /// `argv[0]`.
+        program: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The command did not finish in time; it was killed.
+    #[error("{program} in {proxy} did not finish within {seconds} s and was killed")]
+    Timeout {
+        /// Which proxy.
+        proxy: String,
+        /// `argv[0]`.
+        program: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// A file could not be read, written or removed.
+    #[error("cannot {action} {path} in {proxy}: {reason}")]
+    File {
+        /// Which proxy.
+        proxy: String,
+        /// `read`, `write`, `remove`.
+        action: &'static str,
+        /// The path as the proxy sees it.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Runs a command in the proxy.
+///
+/// `argv[0]` is the program, looked up on the proxy's `PATH`; the rest are
+/// its arguments, passed as they are, with no shell in between. The call
+/// returns when the command has exited; implementations bound it in time.
+#[async_trait]
+pub trait ProxyExec: Send + Sync {
+    /// Runs `argv` and returns its exit code and output.
+    async fn exec(&self, argv: &[String]) -> Result<ExecOutput, ProxyError>;
+}
+
+/// Reads and writes the configuration file the proxy reads.
+///
+/// `path` is the file as the proxy sees it. The live file is written **in
+/// place** (same inode: a single-file bind mount pins the inode, so a file
+/// renamed over it would never be seen by the proxy); the candidate is a new
+/// file beside it, validated and then removed.
+#[async_trait]
+pub trait ConfigStore: Send + Sync {
+    /// The bytes of the file.
+    async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError>;
+
+    /// Replaces the content of an existing file in place, keeping its inode,
+    /// owner and mode; fails when the file does not exist.
+    async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError>;
+
+    /// Creates (or truncates) a file and writes `bytes` to it, readable by
+    /// the proxy's nginx (used for the candidate beside the live file).
+    async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError>;
+
+    /// Removes a file; a file that is already gone is not an error.
+    async fn remove(&self, path: &str) -> Result<(), ProxyError>;
+}
+
+/// One proxy replica: its name for messages, and how to reach it.
+#[derive(Clone)]
+pub struct Proxy {
+    /// How people call it (`nginx-1`, a container name).
+    pub name: String,
+    /// Runs commands in it.
+    pub exec: Arc<dyn ProxyExec>,
+    /// Reads and writes the files it reads.
+    pub files: Arc<dyn ConfigStore>,
+    /// Its master's pid file, when it differs from what the router's options
+    /// or the config say (a replica started with `-g "pid ...;"`).
+    pub pid_file: Option<String>,
+}
+
+impl Proxy {
+    /// A proxy named `name`, reached through `exec` and `files`.
+    pub fn new(
+        name: impl Into<String>,
+        exec: Arc<dyn ProxyExec>,
+        files: Arc<dyn ConfigStore>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            exec,
+            files,
+            pid_file: None,
+        }
+    }
+
+    /// The same proxy, whose master writes its id to `path`.
+    pub fn with_pid_file(mut self, path: impl Into<String>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+
+    /// An nginx running on this machine, reached with [`LocalExec`] and
+    /// [`LocalFiles`].
+    pub fn local(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            exec: Arc::new(LocalExec::new(name.clone())),
+            files: Arc::new(LocalFiles::new(name.clone())),
+            name,
+            pid_file: None,
+        }
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy").field("name", &self.name).finish()
+    }
+}
+
+/// Runs commands on this machine, as child processes with no shell, killed
+/// when they outlive a timeout (30 s unless set).
+///
+/// An alias replaces a program name by a command, the way a wrapper script
+/// on the proxy's `PATH` would: aliasing `nginx` to
+/// `["/usr/sbin/nginx", "-p", "/srv/proxy"]` runs every `nginx ...` the router
+/// sends with that prefix directory.
+#[derive(Debug, Clone)]
+pub struct LocalExec {
+    name: String,
+    timeout: Duration,
+    aliases: Vec<(String, Vec<String>)>,
+}
+
+impl LocalExec {
+    /// Runs commands for the proxy named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            timeout: Duration::from_secs(30),
+            aliases: Vec::new(),
+        }
+    }
+
+    /// The same, running `command` followed by the arguments wherever
+    /// `program` is asked for.
+    pub fn with_alias(mut self, program: impl Into<String>, command: Vec<String>) -> Self {
+        self.aliases.push((program.into(), command));
+        self
+    }
+
+    /// The same, with another limit per command.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+#[async_trait]
+impl ProxyExec for LocalExec {
+    async fn exec(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+        let program = argv.first().cloned().unwrap_or_default();
+        let exec_error = |reason: String| ProxyError::Exec {
+            proxy: self.name.clone(),
+            program: program.clone(),
+            reason,
+        };
+        if program.is_empty() {
+            return Err(exec_error("empty command".into()));
+        }
+        let mut full: Vec<String> = match self.aliases.iter().find(|(p, _)| *p == program) {
+            Some((_, command)) if !command.is_empty() => command.clone(),
+            _ => vec![program.clone()],
+        };
+        full.extend(argv[1..].iter().cloned());
+        let child = tokio::process::Command::new(&full[0])
+            .args(&full[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| exec_error(e.to_string()))?;
+        let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(done) => done.map_err(|e| exec_error(e.to_string()))?,
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    proxy: self.name.clone(),
+                    program,
+                    seconds: self.timeout.as_secs(),
+                })
+            }
+        };
+        Ok(ExecOutput {
+            code: exit_code(&output.status),
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
+    }
+}
+
+#[cfg(unix)]
+fn exit_code(status: &std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+#[cfg(not(unix))]
+fn exit_code(status: &std::process::ExitStatus) -> i32 {
+    status.code().unwrap_or(-1)
+}
+
+/// Reads and writes files on this machine: proxy paths are host paths.
+///
+/// [`ConfigStore::write_in_place`] writes over the existing file and then
+/// sets its length, so the inode stays and the file is never seen empty.
+#[derive(Debug, Clone)]
+pub struct LocalFiles {
+    name: String,
+}
+
+impl LocalFiles {
+    /// Files of the proxy named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into() }
+    }
+
+    fn error(&self, action: &'static str, path: &str, e: std::io::Error) -> ProxyError {
+        ProxyError::File {
+            proxy: self.name.clone(),
+            action,
+            path: path.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl ConfigStore for LocalFiles {
+    async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
+        tokio::fs::read(path)
+            .await
+            .map_err(|e| self.error("read", path, e))
+    }
+
+    async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
+        use tokio::io::AsyncWriteExt;
+        let write = async {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(PathBuf::from(path))
+                .await?;
+            file.write_all(bytes).await?;
+            file.set_len(bytes.len() as u64).await?;
+            file.sync_all().await
+        };
+        write.await.map_err(|e| self.error("write", path, e))
+    }
+
+    async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
+        use tokio::io::AsyncWriteExt;
+        let write = async {
+            let mut file = tokio::fs::File::create(PathBuf::from(path)).await?;
+            file.write_all(bytes).await?;
+            file.sync_all().await
+        };
+        write.await.map_err(|e| self.error("write", path, e))
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), ProxyError> {
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.error("remove", path, e)),
+        }
+    }
+}

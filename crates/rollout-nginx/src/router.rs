@@ -1,0 +1,1141 @@
+//! The nginx traffic router: edit the upstream, validate, write in place,
+//! reload, check that the reload took, and wait until drained.
+//!
+//! [`NginxRouter`] implements the core crate's
+//! [`TrafficRouter`](rollout_core::router::TrafficRouter) for one upstream
+//! block of the operator's own config, in one or several proxy replicas.
+//! It reaches each replica through the two traits of [`crate::proxy`], so the
+//! same code drives an nginx container (the Docker backend implements the
+//! traits) and an nginx on this machine (the crate's tests).
+//!
+//! # One change, step by step
+//!
+//! [`apply`](NginxRouter::apply) runs in two phases so that a change either
+//! reaches every replica or none.
+//!
+//! 1. *Prepare, for every replica.* Read the live file, edit the upstream
+//!    with the crate's upstream editor (only its `server` lines change, the
+//!    rest of the file stays byte for byte), write the result as a candidate
+//!    file beside the live one (`nginx.conf.rollout-candidate`: same
+//!    directory, so relative includes resolve the same; a name that a
+//!    `*.conf` glob cannot pick up), and run `nginx -t -q -c CANDIDATE` in
+//!    the proxy. The candidate is removed whatever the answer. A refusal
+//!    stops here with [`RouterError::Invalid`] naming the file and line
+//!    (the live file's name when the error is in the candidate): nothing has
+//!    been written, nothing reloaded.
+//! 2. *Commit, for every replica in turn.* Record the master process and its
+//!    children, write the live file **in place** (a single-file bind mount
+//!    pins the inode: a rename would never reach the container), run
+//!    `nginx -c LIVE -s reload`, and check that the reload took (below). If
+//!    anything fails after the write, the previous bytes go back into the
+//!    live file, and the replicas already reloaded are written back and
+//!    reloaded again, so that no replica is left on a config that the
+//!    others refused.
+//!
+//! # Did the reload take?
+//!
+//! `nginx -s reload` only sends `SIGHUP` to the master; it exits 0 even when
+//! the master then refuses the new config (a port already in use, a log
+//! file it cannot open, anything `nginx -t` does not try). The master
+//! reports that only in its error log, at a level an operator may have
+//! filtered out. The router looks at the process table instead, which says
+//! it without ambiguity. On a reload that takes, the master starts a new set
+//! of workers and asks the old ones to quit; on one it refuses, it keeps
+//! its old workers and starts none. So the router records the master's
+//! children before the reload, each by process id *and* start time (so that
+//! a recycled id cannot pass for the old process), and after the reload it
+//! polls until both hold: at least one child exists that was not there
+//! before, and every child that was there before has exited or calls
+//! itself `worker process is shutting down`. The second condition keeps a
+//! worker that crashed and was respawned by the master from passing for a
+//! reload. If the master's own id or start time changed, nginx was
+//! restarted under us, and that is an error too. When
+//! [`NginxRouterOptions::reload_timeout`] passes first, the reload did not
+//! take: the previous bytes go back (the master still runs them), and if a
+//! late look shows that the reload took after all, the restored file is
+//! reloaded too so that the file and the running config agree.
+//!
+//! The process table is read with one constant POSIX `sh` script run in the
+//! proxy (`/proc/PID/stat` and `/proc/PID/cmdline` of the master's
+//! children, the master's id read from its pid file, which reaches the
+//! script as an argument, never as script text). The proxy needs `sh` and
+//! `cat` and a `/proc` of its own process namespace, which Debian's and the
+//! official nginx images have.
+//!
+//! # Drain
+//!
+//! Old workers keep proxying the requests they hold to the servers the old
+//! config named, and exit when the last one ends (nginx closes their idle
+//! keep-alive connections at once). So a change is drained when the
+//! children recorded before its reload have all exited.
+//! [`drain`](NginxRouter::drain) polls for that, bounded by its timeout, and
+//! names each process it waited for (`nginx worker 4711 in nginx-1`); at the
+//! timeout the ones still running are reported as cut. A ticket from an
+//! earlier run of the program (a resumed rollout) is not in memory; the
+//! drain then waits for every worker that is shutting down, which are all
+//! older than the last reload.
+//!
+//! # Routes
+//!
+//! A `server` line names a [`Target::Service`] when its host is one of
+//! [`NginxRouterOptions::services`], and a [`Target::Instance`] otherwise,
+//! whose id is the host (a container name is also a handle the Docker engine
+//! accepts). New lines use the port of the operator's own line
+//! (`server app:8000;` gives 8000) unless [`NginxRouterOptions::port`] sets
+//! one. Servers marked `down` get no traffic and are not routes.
+
+use crate::proxy::{ExecOutput, Proxy, ProxyError};
+use async_trait::async_trait;
+use rollout_core::error::RouterError;
+use rollout_core::model::InstanceId;
+use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target, TrafficRouter};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// The name of the candidate file: the live file's name with this appended.
+pub const CANDIDATE_SUFFIX: &str = ".rollout-candidate";
+
+/// How many applied changes keep their worker sets for a later drain.
+const KEPT_TICKETS: usize = 64;
+
+/// Prints the master (`M pid start state`) and each of its children
+/// (`C pid start state ` then the raw command line, whose arguments nginx
+/// overwrote with its title). `$1` is the pid file. Exit 3: no pid file;
+/// exit 4: the master is not running.
+const PROCESS_SCRIPT: &str = r#"m=
+{ read -r m < "$1"; } 2>/dev/null || exit 3
+case $m in ''|*[!0-9]*) exit 3;; esac
+s=
+{ read -r s < "/proc/$m/stat"; } 2>/dev/null || exit 4
+r=${s##*) }
+set -- $r
+printf 'M %s %s %s\n' "$m" "${20}" "$1"
+for d in /proc/[0-9]*; do
+  s=
+  { read -r s < "$d/stat"; } 2>/dev/null || continue
+  r=${s##*) }
+  set -- $r
+  [ "$2" = "$m" ] || continue
+  printf 'C %s %s %s ' "${d#/proc/}" "${20}" "$1"
+  cat "$d/cmdline" 2>/dev/null
+  printf '\n'
+done
+"#;
+
+/// How an [`NginxRouter`] finds and drives its upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NginxRouterOptions {
+    /// The upstream block's name (`backend`).
+    pub upstream: String,
+    /// The live config file as the proxy sees it (`/etc/nginx/nginx.conf`);
+    /// the main file nginx is started with.
+    pub config_path: String,
+    /// Hosts that name a whole service rather than one instance (`app`,
+    /// `blue`, `green`).
+    pub services: Vec<String>,
+    /// The port of new `server` lines; `None` takes the port of the
+    /// upstream's first server line that has one (80 when none has).
+    pub port: Option<u16>,
+    /// The nginx command in the proxy, before its arguments (`["nginx"]`;
+    /// `["/usr/sbin/nginx", "-p", "/srv/proxy"]` for a prefix of its own).
+    pub nginx: Vec<String>,
+    /// The master's pid file as the proxy sees it; `None` takes the config's
+    /// `pid` directive, else the path nginx was built with (`nginx -V`). A
+    /// [`Proxy::pid_file`] overrides it for that proxy.
+    pub pid_file: Option<String>,
+    /// How long a reload may take before it counts as refused.
+    pub reload_timeout: Duration,
+    /// How often the process table is read while waiting.
+    pub poll_interval: Duration,
+}
+
+impl NginxRouterOptions {
+    /// Options for upstream `upstream` in `config_path`, with the defaults:
+    /// no service names, the port of the existing servers, `nginx` on the
+    /// proxy's `PATH`, a 10 s reload timeout, polling every 50 ms.
+    pub fn new(upstream: impl Into<String>, config_path: impl Into<String>) -> Self {
+        Self {
+            upstream: upstream.into(),
+            config_path: config_path.into(),
+            services: Vec::new(),
+            port: None,
+            nginx: vec!["nginx".to_string()],
+            pid_file: None,
+            reload_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(50),
+        }
+    }
+
+    /// The candidate file beside the live one.
+    pub fn candidate_path(&self) -> String {
+        format!("{}{CANDIDATE_SUFFIX}", self.config_path)
+    }
+}
+
+/// One process of the proxy, known by id and start time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Proc {
+    pid: u32,
+    /// Clock ticks since boot (`/proc/PID/stat` field 22).
+    start: u64,
+    /// `R`, `S`, `Z`, ...
+    state: char,
+    /// The title nginx gave it (`nginx: worker process`).
+    title: String,
+}
+
+impl Proc {
+    fn key(&self) -> (u32, u64) {
+        (self.pid, self.start)
+    }
+
+    fn alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.title.contains("shutting down")
+    }
+}
+
+/// The master and its children at one moment.
+#[derive(Debug, Clone)]
+struct Procs {
+    master: Proc,
+    children: Vec<Proc>,
+}
+
+impl Procs {
+    fn live_children(&self) -> impl Iterator<Item = &Proc> {
+        self.children.iter().filter(|p| p.alive())
+    }
+
+    fn has(&self, key: (u32, u64)) -> bool {
+        self.live_children().any(|p| p.key() == key)
+    }
+}
+
+/// One proxy as the router drives it.
+struct Replica {
+    proxy: Proxy,
+    pid_file: String,
+}
+
+/// What a drain of one applied change waits for: per replica, the children
+/// of the master before the reload.
+type WaitSet = Vec<(usize, Vec<Proc>)>;
+
+#[derive(Default)]
+struct State {
+    generation: u64,
+    pending: BTreeMap<u64, WaitSet>,
+}
+
+/// Routes traffic by editing one upstream of nginx configs and reloading
+/// them: see the [module documentation](self).
+pub struct NginxRouter {
+    options: NginxRouterOptions,
+    port: u16,
+    replicas: Vec<Replica>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for NginxRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NginxRouter")
+            .field("options", &self.options)
+            .field("port", &self.port)
+            .field(
+                "proxies",
+                &self
+                    .replicas
+                    .iter()
+                    .map(|r| r.proxy.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl NginxRouter {
+    /// A router for `options.upstream` in every one of `proxies` (at least
+    /// one). Reads the first proxy's live config to check that the upstream
+    /// is there and to learn the port of new server lines, and finds each
+    /// proxy's pid file.
+    pub async fn open(
+        options: NginxRouterOptions,
+        proxies: Vec<Proxy>,
+    ) -> Result<Self, RouterError> {
+        if proxies.is_empty() {
+            return Err(RouterError::Config(format!(
+                "no proxy to route upstream \"{}\" through",
+                options.upstream
+            )));
+        }
+        if options.nginx.is_empty() {
+            return Err(RouterError::Config("the nginx command is empty".into()));
+        }
+        let live = read_live(&proxies[0], &options.config_path).await?;
+        let servers = edit::servers(&live, &options.config_path, &options.upstream)?;
+        let port = match options.port {
+            Some(port) => port,
+            None => servers.iter().find_map(|s| s.port).unwrap_or(80),
+        };
+        let mut replicas = Vec::with_capacity(proxies.len());
+        for proxy in proxies {
+            let pid_file = match (&proxy.pid_file, &options.pid_file) {
+                (Some(path), _) | (None, Some(path)) => path.clone(),
+                (None, None) => find_pid_file(&options, &proxy).await?,
+            };
+            replicas.push(Replica { proxy, pid_file });
+        }
+        Ok(Self {
+            options,
+            port,
+            replicas,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// The port new server lines get.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &NginxRouterOptions {
+        &self.options
+    }
+
+    /// The proxies it drives, in order.
+    pub fn proxies(&self) -> impl Iterator<Item = &Proxy> {
+        self.replicas.iter().map(|r| &r.proxy)
+    }
+
+    /// The master's process id in each proxy, and the ids of its children
+    /// that serve the current config (workers and cache processes, not the
+    /// workers shutting down after a reload), for logs and tests.
+    pub async fn processes(&self) -> Result<Vec<(u32, Vec<u32>)>, RouterError> {
+        let mut all = Vec::new();
+        for replica in &self.replicas {
+            let procs = self.procs(replica).await?;
+            all.push((
+                procs.master.pid,
+                procs
+                    .live_children()
+                    .filter(|p| !p.shutting_down())
+                    .map(|p| p.pid)
+                    .collect(),
+            ));
+        }
+        Ok(all)
+    }
+
+    fn nginx_argv(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = self.options.nginx.clone();
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    }
+
+    async fn run(&self, replica: &Replica, argv: &[String]) -> Result<ExecOutput, RouterError> {
+        replica.proxy.exec.exec(argv).await.map_err(unreachable)
+    }
+
+    /// Reads the master and its children.
+    async fn procs(&self, replica: &Replica) -> Result<Procs, RouterError> {
+        let argv: Vec<String> = ["sh", "-c", PROCESS_SCRIPT, "sh", &replica.pid_file]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = self.run(replica, &argv).await?;
+        let name = &replica.proxy.name;
+        match out.code {
+            0 => parse_procs(&out.stdout).ok_or_else(|| {
+                RouterError::Other(format!(
+                    "cannot read the process table of {name}: unexpected output {:?}",
+                    String::from_utf8_lossy(&out.stdout)
+                ))
+            }),
+            3 => Err(RouterError::Unreachable(format!(
+                "nginx in {name} has no readable pid file {}\nhint: is nginx running there? set the pid file when it is not the one the config or the binary names",
+                replica.pid_file
+            ))),
+            4 => Err(RouterError::Unreachable(format!(
+                "the nginx master named by {} in {name} is not running",
+                replica.pid_file
+            ))),
+            _ => Err(RouterError::Unreachable(format!(
+                "cannot read the process table of {name}: {}\nhint: the proxy needs sh, cat and /proc",
+                out.message()
+            ))),
+        }
+    }
+
+    /// Edits, writes the candidate and validates it in one replica; returns
+    /// the live bytes and the candidate's (`None` when nothing changes).
+    async fn prepare(
+        &self,
+        replica: &Replica,
+        change: &RouteChange,
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), RouterError> {
+        let path = &self.options.config_path;
+        let live = read_live(&replica.proxy, path).await?;
+        let edited = edit::apply(&live, path, &self.options.upstream, change, self.port)?;
+        if edited == live {
+            return Ok((live, None));
+        }
+        let candidate = self.options.candidate_path();
+        let files = &replica.proxy.files;
+        files
+            .write_new(&candidate, &edited)
+            .await
+            .map_err(unreachable)?;
+        let argv = self.nginx_argv(&["-t", "-q", "-c", &candidate]);
+        let tested = self.run(replica, &argv).await;
+        let removed = files.remove(&candidate).await;
+        let tested = tested?;
+        if !tested.success() {
+            return Err(refusal(&tested, &candidate, path, &replica.proxy.name));
+        }
+        removed.map_err(unreachable)?;
+        Ok((live, Some(edited)))
+    }
+
+    /// Writes `bytes` into the live file of one replica, reloads it and
+    /// checks that the reload took; returns the children before the reload.
+    /// On failure the previous bytes are back in the file.
+    async fn commit(
+        &self,
+        replica: &Replica,
+        previous: &[u8],
+        bytes: &[u8],
+    ) -> Result<Vec<Proc>, RouterError> {
+        let path = &self.options.config_path;
+        let files = &replica.proxy.files;
+        let name = &replica.proxy.name;
+        let before = self.procs(replica).await?;
+        if before.live_children().next().is_none() {
+            return Err(RouterError::Config(format!(
+                "nginx master {} in {name} has no worker processes\nhint: the router needs master_process on",
+                before.master.pid
+            )));
+        }
+        if let Err(e) = files.write_in_place(path, bytes).await {
+            let restored = files.write_in_place(path, previous).await;
+            return Err(RouterError::Other(format!(
+                "{e}{}",
+                restored_note(name, path, restored)
+            )));
+        }
+        let argv = self.nginx_argv(&["-c", path, "-s", "reload"]);
+        let reloaded = match self.run(replica, &argv).await {
+            Ok(out) if out.success() => self.await_reload(replica, &before).await,
+            Ok(out) => Err(RouterError::Reload(format!(
+                "nginx -s reload in {name} exited with {}: {}",
+                out.code,
+                out.message()
+            ))),
+            Err(e) => Err(e),
+        };
+        match reloaded {
+            Ok(()) => Ok(before.children),
+            Err(e) => {
+                let restored = files.write_in_place(path, previous).await;
+                let mut message = format!("{e}{}", restored_note(name, path, restored));
+                // A reload that took after we stopped looking runs the bytes
+                // just taken out of the file: reload the restored ones.
+                if let Ok(now) = self.procs(replica).await {
+                    if reload_took(&before, &now) == Some(true) {
+                        message.push_str(&format!(
+                            "\nthe reload took late in {name}; reloading the previous config"
+                        ));
+                        if let Err(again) = self.reload(replica).await {
+                            message.push_str(&format!(": {again}"));
+                        }
+                    }
+                }
+                Err(match e {
+                    RouterError::Reload(_) => RouterError::Reload(strip_prefix(&message)),
+                    RouterError::Unreachable(_) => RouterError::Unreachable(message),
+                    _ => RouterError::Other(message),
+                })
+            }
+        }
+    }
+
+    /// Reloads one replica with what its live file holds and checks it.
+    async fn reload(&self, replica: &Replica) -> Result<(), RouterError> {
+        let before = self.procs(replica).await?;
+        let argv = self.nginx_argv(&["-c", &self.options.config_path, "-s", "reload"]);
+        let out = self.run(replica, &argv).await?;
+        if !out.success() {
+            return Err(RouterError::Reload(format!(
+                "nginx -s reload in {} exited with {}: {}",
+                replica.proxy.name,
+                out.code,
+                out.message()
+            )));
+        }
+        self.await_reload(replica, &before).await
+    }
+
+    /// Polls the process table until the reload took, or fails at the
+    /// reload timeout.
+    async fn await_reload(&self, replica: &Replica, before: &Procs) -> Result<(), RouterError> {
+        let name = &replica.proxy.name;
+        let deadline = Instant::now() + self.options.reload_timeout;
+        loop {
+            let now = self.procs(replica).await?;
+            match reload_took(before, &now) {
+                Some(true) => return Ok(()),
+                None => {
+                    return Err(RouterError::Reload(format!(
+                        "the nginx master in {name} changed from process {} to {}: nginx was restarted during the reload",
+                        before.master.pid, now.master.pid
+                    )))
+                }
+                Some(false) => {}
+            }
+            if Instant::now() >= deadline {
+                let old: Vec<String> = before
+                    .live_children()
+                    .filter(|p| {
+                        now.live_children()
+                            .any(|q| q.key() == p.key() && !q.shutting_down())
+                    })
+                    .map(|p| p.pid.to_string())
+                    .collect();
+                return Err(RouterError::Reload(format!(
+                    "nginx in {name} kept its previous configuration: {} s after the reload signal, master {} still runs its old workers ({})\nhint: the master refuses what nginx -t does not check, such as a port already in use or a log file it cannot open; its error log says which",
+                    self.options.reload_timeout.as_secs_f64(),
+                    now.master.pid,
+                    old.join(", ")
+                )));
+            }
+            tokio::time::sleep(self.options.poll_interval).await;
+        }
+    }
+
+    /// Puts `previous` back into replicas that already took a change, and
+    /// reloads them; returns what went wrong, for the error message.
+    async fn roll_back(&self, done: &[(usize, Vec<u8>)]) -> String {
+        let mut notes = String::new();
+        for (index, previous) in done.iter().rev() {
+            let replica = &self.replicas[*index];
+            let name = &replica.proxy.name;
+            let path = &self.options.config_path;
+            let result = match replica.proxy.files.write_in_place(path, previous).await {
+                Ok(()) => self.reload(replica).await,
+                Err(e) => Err(unreachable(e)),
+            };
+            match result {
+                Ok(()) => notes.push_str(&format!("\n{name} was put back on its previous config")),
+                Err(e) => notes.push_str(&format!(
+                    "\n{name} could not be put back on its previous config: {e}"
+                )),
+            }
+        }
+        notes
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for NginxRouter {
+    async fn routes(&self) -> Result<Vec<Route>, RouterError> {
+        let path = &self.options.config_path;
+        let live = read_live(&self.replicas[0].proxy, path).await?;
+        let servers = edit::servers(&live, path, &self.options.upstream)?;
+        Ok(servers
+            .into_iter()
+            .filter(|s| !s.down)
+            .map(|s| Route {
+                target: target_of(&s.host, &self.options.services),
+                weight: s.weight,
+            })
+            .collect())
+    }
+
+    async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError> {
+        let mut state = self.state.lock().await;
+        // Phase 1: every replica validates its candidate, nothing written.
+        let mut prepared = Vec::with_capacity(self.replicas.len());
+        for replica in &self.replicas {
+            prepared.push(self.prepare(replica, change).await?);
+        }
+        // Phase 2: write, reload and check each replica in turn.
+        let mut done: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut waits: WaitSet = Vec::new();
+        for (index, (replica, (live, edited))) in self.replicas.iter().zip(prepared).enumerate() {
+            let Some(edited) = edited else { continue };
+            match self.commit(replica, &live, &edited).await {
+                Ok(before) => {
+                    waits.push((index, before));
+                    done.push((index, live));
+                }
+                Err(e) => {
+                    let notes = self.roll_back(&done).await;
+                    return Err(append(e, &notes));
+                }
+            }
+        }
+        state.generation += 1;
+        let generation = state.generation;
+        state.pending.insert(generation, waits);
+        while state.pending.len() > KEPT_TICKETS {
+            state.pending.pop_first();
+        }
+        Ok(DrainTicket {
+            generation,
+            removed: change.remove.clone(),
+        })
+    }
+
+    async fn drain(
+        &self,
+        ticket: &DrainTicket,
+        timeout: Duration,
+    ) -> Result<DrainReport, RouterError> {
+        let started = Instant::now();
+        if ticket.removed.is_empty() {
+            return Ok(DrainReport::default());
+        }
+        let known = self
+            .state
+            .lock()
+            .await
+            .pending
+            .get(&ticket.generation)
+            .cloned();
+        let waits: WaitSet = match known {
+            Some(waits) => waits,
+            None => {
+                // Not applied by this process: wait for every worker that is
+                // shutting down, all of them older than the last reload.
+                let mut waits = Vec::new();
+                for (index, replica) in self.replicas.iter().enumerate() {
+                    let procs = self.procs(replica).await?;
+                    waits.push((
+                        index,
+                        procs
+                            .live_children()
+                            .filter(|p| p.shutting_down())
+                            .cloned()
+                            .collect(),
+                    ));
+                }
+                waits
+            }
+        };
+        let label = |index: usize, p: &Proc| {
+            format!(
+                "nginx worker {} in {}",
+                p.pid, self.replicas[index].proxy.name
+            )
+        };
+        let waited_for: Vec<String> = waits
+            .iter()
+            .flat_map(|(index, procs)| procs.iter().map(move |p| label(*index, p)))
+            .collect();
+        let deadline = started + timeout;
+        let mut left = waits;
+        loop {
+            let mut still = Vec::new();
+            for (index, procs) in left {
+                let now = self.procs(&self.replicas[index]).await?;
+                let running: Vec<Proc> = procs.into_iter().filter(|p| now.has(p.key())).collect();
+                if !running.is_empty() {
+                    still.push((index, running));
+                }
+            }
+            left = still;
+            if left.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(self.options.poll_interval.max(Duration::from_millis(100))).await;
+        }
+        let cut: Vec<String> = left
+            .iter()
+            .flat_map(|(index, procs)| procs.iter().map(move |p| label(*index, p)))
+            .collect();
+        if cut.is_empty() {
+            // Drained for good; a timed-out ticket stays, to be waited on again.
+            self.state.lock().await.pending.remove(&ticket.generation);
+        }
+        Ok(DrainReport {
+            waited_for,
+            elapsed: started.elapsed(),
+            timed_out: !cut.is_empty(),
+            cut,
+        })
+    }
+}
+
+/// `Some(true)` when the reload took, `Some(false)` when not (yet), `None`
+/// when the master itself changed.
+fn reload_took(before: &Procs, now: &Procs) -> Option<bool> {
+    if now.master.key() != before.master.key() {
+        return None;
+    }
+    let old: HashSet<(u32, u64)> = before.children.iter().map(Proc::key).collect();
+    let fresh = now.live_children().any(|p| !old.contains(&p.key()));
+    let old_active = now
+        .live_children()
+        .any(|p| old.contains(&p.key()) && !p.shutting_down());
+    Some(fresh && !old_active)
+}
+
+/// Parses the output of [`PROCESS_SCRIPT`].
+fn parse_procs(out: &[u8]) -> Option<Procs> {
+    let mut master = None;
+    let mut children = Vec::new();
+    for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let (kind, rest) = (line[0], line.get(2..)?);
+        let mut fields = rest.splitn(4, |&b| b == b' ');
+        let pid = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+        let start = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+        let state = *fields.next()?.first()? as char;
+        let title = fields.next().unwrap_or_default();
+        let title = String::from_utf8_lossy(title)
+            .split('\0')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let proc = Proc {
+            pid,
+            start,
+            state,
+            title,
+        };
+        match kind {
+            b'M' => master = Some(proc),
+            b'C' => children.push(proc),
+            _ => return None,
+        }
+    }
+    Some(Procs {
+        master: master?,
+        children,
+    })
+}
+
+/// Finds the pid file: the config's `pid` directive, else the path the
+/// binary was built with.
+async fn find_pid_file(options: &NginxRouterOptions, proxy: &Proxy) -> Result<String, RouterError> {
+    let live = read_live(proxy, &options.config_path).await?;
+    let from_config = edit::pid_directive(&live, &options.config_path)?;
+    let mut argv = options.nginx.clone();
+    argv.push("-V".into());
+    let needs_binary = from_config.as_deref().is_none_or(|p| !p.starts_with('/'));
+    let built = if needs_binary {
+        let out = proxy.exec.exec(&argv).await.map_err(unreachable)?;
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        Some(text)
+    } else {
+        None
+    };
+    let configure = |key: &str| -> Option<String> {
+        let text = built.as_deref()?;
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(str::to_string)
+    };
+    // `-p DIR` in the command overrides the built-in prefix.
+    let prefix = options
+        .nginx
+        .windows(2)
+        .find(|w| w[0] == "-p")
+        .map(|w| w[1].clone())
+        .or_else(|| configure("--prefix="))
+        .unwrap_or_else(|| "/etc/nginx/".into());
+    let path = from_config
+        .or_else(|| configure("--pid-path="))
+        .unwrap_or_else(|| "/run/nginx.pid".into());
+    Ok(if path.starts_with('/') {
+        path
+    } else {
+        format!("{}/{}", prefix.trim_end_matches('/'), path)
+    })
+}
+
+async fn read_live(proxy: &Proxy, path: &str) -> Result<Vec<u8>, RouterError> {
+    proxy.files.read(path).await.map_err(unreachable)
+}
+
+fn unreachable(e: ProxyError) -> RouterError {
+    RouterError::Unreachable(e.to_string())
+}
+
+fn restored_note(name: &str, path: &str, restored: Result<(), ProxyError>) -> String {
+    match restored {
+        Ok(()) => format!("\nthe previous {path} was put back in {name}"),
+        Err(e) => format!(
+            "\nthe previous {path} could not be put back in {name}: {e}\nhint: the journal holds the previous bytes; the next rollout restores them"
+        ),
+    }
+}
+
+/// Drops the `proxy reload did not take: ` that the error's display adds, so
+/// that wrapping a message again does not repeat it.
+fn strip_prefix(message: &str) -> String {
+    message
+        .strip_prefix("proxy reload did not take: ")
+        .unwrap_or(message)
+        .to_string()
+}
+
+fn append(e: RouterError, notes: &str) -> RouterError {
+    if notes.is_empty() {
+        return e;
+    }
+    match e {
+        RouterError::Reload(m) => RouterError::Reload(m + notes),
+        RouterError::Unreachable(m) => RouterError::Unreachable(m + notes),
+        RouterError::Config(m) => RouterError::Config(m + notes),
+        RouterError::Other(m) => RouterError::Other(m + notes),
+        RouterError::Invalid { location, message } => RouterError::Invalid {
+            location,
+            message: message + notes,
+        },
+    }
+}
+
+/// Turns the output of a failed `nginx -t` into [`RouterError::Invalid`],
+/// naming the live file where nginx named the candidate.
+fn refusal(out: &ExecOutput, candidate: &str, live: &str, proxy: &str) -> RouterError {
+    let text = out.message().replace(candidate, live);
+    let line = text
+        .lines()
+        .find(|l| l.contains("[emerg]") || l.contains("[alert]") || l.contains("[crit]"))
+        .or_else(|| text.lines().next())
+        .unwrap_or("nginx -t failed")
+        .to_string();
+    let body = line.split_once("] ").map(|(_, m)| m).unwrap_or(&line);
+    // nginx ends its message with ` in FILE:LINE`.
+    let located = body.rsplit_once(" in ").and_then(|(message, at)| {
+        let (file, number) = at.rsplit_once(':')?;
+        number.parse::<u32>().ok()?;
+        (!file.is_empty()).then(|| (message.to_string(), at.to_string()))
+    });
+    let (message, location) = match located {
+        Some((message, location)) => (message, location),
+        None => (body.to_string(), live.to_string()),
+    };
+    RouterError::Invalid {
+        location,
+        message: format!("{message} (nginx -t in {proxy})"),
+    }
+}
+
+fn target_of(host: &str, services: &[String]) -> Target {
+    if services.iter().any(|s| s == host) {
+        Target::Service {
+            name: host.to_string(),
+        }
+    } else {
+        Target::Instance {
+            id: InstanceId(host.to_string()),
+            host: host.to_string(),
+        }
+    }
+}
+
+/// The bridge to the crate's parser and upstream editor: the only place
+/// that reads or rewrites config text.
+mod edit {
+    use crate::tree::ConfFile;
+    use crate::upstream::EditError;
+    use rollout_core::error::RouterError;
+    use rollout_core::router::RouteChange;
+
+    /// One `server` line of the upstream, as the router needs it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(super) struct Server {
+        pub host: String,
+        pub port: Option<u16>,
+        pub weight: u32,
+        pub down: bool,
+    }
+
+    fn parse(bytes: &[u8], path: &str) -> Result<ConfFile, RouterError> {
+        ConfFile::parse(path, bytes.to_vec()).map_err(|e| {
+            RouterError::Config(format!(
+                "{e}\nhint: the router edits only a config that nginx itself would read"
+            ))
+        })
+    }
+
+    /// The editor's refusals are validation failures with a file and line;
+    /// a missing upstream is bad input.
+    fn refused(e: EditError) -> RouterError {
+        match e {
+            EditError::Refused {
+                upstream,
+                file,
+                line,
+                server,
+                reason,
+            } => RouterError::Invalid {
+                location: format!("{}:{line}", file.display()),
+                message: format!("upstream \"{upstream}\": server {server}: {reason}"),
+            },
+            EditError::NoPrimary {
+                upstream,
+                file,
+                line,
+            } => RouterError::Invalid {
+                location: format!("{}:{line}", file.display()),
+                message: format!(
+                    "upstream \"{upstream}\" would have no primary server (nginx: no servers in upstream)"
+                ),
+            },
+            e @ (EditError::Internal { .. } | EditError::Reparse(_) | EditError::Create { .. }) => {
+                RouterError::Other(e.to_string())
+            }
+            e => RouterError::Config(e.to_string()),
+        }
+    }
+
+    /// The servers of `upstream` in `bytes` (the file at `path`).
+    pub(super) fn servers(
+        bytes: &[u8],
+        path: &str,
+        upstream: &str,
+    ) -> Result<Vec<Server>, RouterError> {
+        let file = parse(bytes, path)?;
+        let up = file.upstream(upstream).map_err(refused)?;
+        Ok(up
+            .servers
+            .iter()
+            .map(|line| {
+                let address = &line.server.address;
+                Server {
+                    host: address
+                        .host()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| address.to_string()),
+                    port: address.port(),
+                    weight: line.server.weight(),
+                    down: line.server.is_down(),
+                }
+            })
+            .collect())
+    }
+
+    /// `bytes` with `change` applied to `upstream`: removed hosts lose their
+    /// line, set ones get their weight or a new line `host:port`; the rest of
+    /// the file stays byte for byte.
+    pub(super) fn apply(
+        bytes: &[u8],
+        path: &str,
+        upstream: &str,
+        change: &RouteChange,
+        port: u16,
+    ) -> Result<Vec<u8>, RouterError> {
+        let file = parse(bytes, path)?;
+        let edited = file
+            .apply_route_change(upstream, change, port)
+            .map_err(refused)?;
+        Ok(edited.source().to_vec())
+    }
+
+    /// The main context's `pid` directive, when there is one.
+    pub(super) fn pid_directive(bytes: &[u8], path: &str) -> Result<Option<String>, RouterError> {
+        let file = parse(bytes, path)?;
+        let pid = file
+            .items()
+            .directives()
+            .find(|d| d.name().value().as_ref() == b"pid")
+            .and_then(|d| d.args().next())
+            .map(|arg| arg.value_lossy());
+        Ok(pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc(pid: u32, start: u64, state: char, title: &str) -> Proc {
+        Proc {
+            pid,
+            start,
+            state,
+            title: title.into(),
+        }
+    }
+
+    fn procs(children: Vec<Proc>) -> Procs {
+        Procs {
+            master: proc(10, 100, 'S', ""),
+            children,
+        }
+    }
+
+    #[test]
+    fn the_process_table_is_read_with_titles_and_start_times() {
+        let out = b"M 10 100 S\n\
+            C 11 105 S nginx: worker process\0\0\0\0\n\
+            C 12 106 S nginx: worker process is shutting down\0\0\n\
+            C 13 107 Z \n";
+        let p = parse_procs(out).unwrap();
+        assert_eq!(p.master, proc(10, 100, 'S', ""));
+        assert_eq!(
+            p.children,
+            vec![
+                proc(11, 105, 'S', "nginx: worker process"),
+                proc(12, 106, 'S', "nginx: worker process is shutting down"),
+                proc(13, 107, 'Z', ""),
+            ]
+        );
+        assert!(p.children[1].shutting_down() && !p.children[0].shutting_down());
+        assert!(!p.children[2].alive(), "a zombie has exited");
+        assert!(p.has((11, 105)) && !p.has((11, 999)) && !p.has((13, 107)));
+        assert!(parse_procs(b"C 11 105 S x\n").is_none(), "no master line");
+        assert!(parse_procs(b"M ten 100 S\n").is_none());
+    }
+
+    #[test]
+    fn a_reload_took_only_when_new_workers_run_and_old_ones_quit() {
+        let before = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process"),
+            proc(12, 105, 'S', "nginx: worker process"),
+        ]);
+        // Nothing happened (yet, or the master refused).
+        assert_eq!(reload_took(&before, &before), Some(false));
+        // New workers, old ones shutting down or gone: it took.
+        let took = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process is shutting down"),
+            proc(20, 300, 'S', "nginx: worker process"),
+            proc(21, 300, 'S', "nginx: worker process"),
+        ]);
+        assert_eq!(reload_took(&before, &took), Some(true));
+        // New workers started, old ones not yet told to quit: not yet.
+        let starting = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process"),
+            proc(12, 105, 'S', "nginx: worker process"),
+            proc(20, 300, 'S', "nginx: worker process"),
+        ]);
+        assert_eq!(reload_took(&before, &starting), Some(false));
+        // A worker that crashed and was respawned is no reload.
+        let respawned = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process"),
+            proc(22, 300, 'S', "nginx: worker process"),
+        ]);
+        assert_eq!(reload_took(&before, &respawned), Some(false));
+        // A recycled id with another start time is a new process.
+        let recycled = procs(vec![proc(11, 400, 'S', "nginx: worker process")]);
+        assert_eq!(reload_took(&before, &recycled), Some(true));
+        // Another master: nginx was restarted.
+        let mut restarted = took.clone();
+        restarted.master = proc(30, 500, 'S', "");
+        assert_eq!(reload_took(&before, &restarted), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_live_file_not_the_candidate() {
+        let out = ExecOutput {
+            code: 1,
+            stdout: Vec::new(),
+            stderr: b"nginx: [emerg] host not found in upstream \"nope:8000\" in /etc/nginx/nginx.conf.rollout-candidate:12\n\
+                      nginx: configuration file /etc/nginx/nginx.conf.rollout-candidate test failed\n"
+                .to_vec(),
+        };
+        match refusal(
+            &out,
+            "/etc/nginx/nginx.conf.rollout-candidate",
+            "/etc/nginx/nginx.conf",
+            "proxy-1",
+        ) {
+            RouterError::Invalid { location, message } => {
+                assert_eq!(location, "/etc/nginx/nginx.conf:12");
+                assert_eq!(
+                    message,
+                    "host not found in upstream \"nope:8000\" (nginx -t in proxy-1)"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // No location in the message: the live file is named.
+        let out = ExecOutput {
+            code: 1,
+            stdout: Vec::new(),
+            stderr: b"nginx: [alert] could not open error log file\n".to_vec(),
+        };
+        match refusal(&out, "/c.rollout-candidate", "/c", "p") {
+            RouterError::Invalid { location, message } => {
+                assert_eq!(location, "/c");
+                assert!(
+                    message.starts_with("could not open error log file"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn service_names_are_service_targets() {
+        let services = vec!["app".to_string(), "green".to_string()];
+        assert_eq!(
+            target_of("green", &services),
+            Target::Service {
+                name: "green".into()
+            }
+        );
+        assert_eq!(
+            target_of("app-2", &services),
+            Target::instance(InstanceId::from("app-2"), "app-2")
+        );
+    }
+
+    #[test]
+    fn edits_go_through_the_upstream_editor() {
+        let src = b"http {\n    upstream app {\n        server app:8000;\n    }\n}\n";
+        let servers = edit::servers(src, "nginx.conf", "app").unwrap();
+        assert_eq!(
+            servers,
+            vec![edit::Server {
+                host: "app".into(),
+                port: Some(8000),
+                weight: 1,
+                down: false
+            }]
+        );
+        let change = RouteChange {
+            set: vec![Route {
+                target: Target::instance(InstanceId::from("c1"), "app-1"),
+                weight: 2,
+            }],
+            remove: vec![Target::Service { name: "app".into() }],
+        };
+        let edited = edit::apply(src, "nginx.conf", "app", &change, 8000).unwrap();
+        assert_eq!(
+            edited,
+            b"http {\n    upstream app {\n        server app-1:8000 weight=2;\n    }\n}\n"
+        );
+        let everything = RouteChange {
+            set: vec![],
+            remove: vec![Target::Service { name: "app".into() }],
+        };
+        match edit::apply(src, "nginx.conf", "app", &everything, 8000) {
+            Err(RouterError::Invalid { location, .. }) => assert_eq!(location, "nginx.conf:2"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            edit::servers(src, "nginx.conf", "nope"),
+            Err(RouterError::Config(_))
+        ));
+        assert!(matches!(
+            edit::servers(b"http {", "nginx.conf", "app"),
+            Err(RouterError::Config(_))
+        ));
+        assert_eq!(
+            edit::pid_directive(b"pid /run/x.pid;\nhttp { pid no; }\n", "n").unwrap(),
+            Some("/run/x.pid".into())
+        );
+        assert_eq!(edit::pid_directive(src, "n").unwrap(), None);
+    }
+}

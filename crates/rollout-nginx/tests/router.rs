@@ -1,0 +1,869 @@
+//! The nginx router against a real nginx on loopback.
+//!
+//! Every test starts Debian's `/usr/sbin/nginx` in a prefix directory of its
+//! own (a temporary directory), in front of small HTTP backends served by
+//! this process on 127.0.0.2, 127.0.0.3, ... (one port shared by all of
+//! them, as containers share a port), and drives it through the router with
+//! the local implementations of the proxy traits. They always run, and fail
+//! when nginx is not installed.
+
+use rollout_core::error::RouterError;
+use rollout_core::model::InstanceId;
+use rollout_core::router::{Route, RouteChange, Target, TrafficRouter};
+use rollout_nginx::proxy::{LocalExec, LocalFiles, Proxy};
+use rollout_nginx::router::{NginxRouter, NginxRouterOptions, CANDIDATE_SUFFIX};
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+fn require_nginx() {
+    assert!(
+        Path::new(NGINX).is_file(),
+        "{NGINX} is missing: the router tests run a real nginx\nhint: apt-get install nginx (CI installs it)"
+    );
+}
+
+// ---------------------------------------------------------------- backends
+
+/// A tiny HTTP server answering its name; `/hold` answers only when
+/// released, after saying on `held` that it holds a request.
+struct Backend {
+    ip: String,
+    served: Arc<AtomicU64>,
+    release: Arc<Semaphore>,
+    held: mpsc::UnboundedReceiver<()>,
+    task: JoinHandle<()>,
+}
+
+impl Backend {
+    /// Its route target. The router knows an instance by the host in its
+    /// `server` line, so routes read back name the host as the id too (a
+    /// container name is both).
+    fn target(&self) -> Target {
+        Target::instance(InstanceId::from(self.ip.as_str()), self.ip.clone())
+    }
+
+    fn route(&self, weight: u32) -> Route {
+        Route {
+            target: self.target(),
+            weight,
+        }
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn serve(listener: TcpListener, name: &'static str) -> Backend {
+    let served = Arc::new(AtomicU64::new(0));
+    let release = Arc::new(Semaphore::new(0));
+    let (held_tx, held) = mpsc::unbounded_channel();
+    let ip = listener.local_addr().unwrap().ip().to_string();
+    let task = {
+        let served = served.clone();
+        let release = release.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                let served = served.clone();
+                let release = release.clone();
+                let held_tx = held_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf);
+                    if head.starts_with("GET /hold ") {
+                        let _ = held_tx.send(());
+                        if let Ok(permit) = release.acquire().await {
+                            permit.forget();
+                        }
+                    }
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                        name.len()
+                    );
+                    if conn.write_all(response.as_bytes()).await.is_ok() {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = conn.shutdown().await;
+                });
+            }
+        })
+    };
+    Backend {
+        ip,
+        served,
+        release,
+        held,
+        task,
+    }
+}
+
+/// Backends named `names` on 127.0.0.2, 127.0.0.3, ..., all on one port.
+async fn backends(names: &[&'static str]) -> (u16, Vec<Backend>) {
+    'attempt: for _ in 0..50 {
+        let first = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        let mut listeners = vec![first];
+        for i in 1..names.len() {
+            match TcpListener::bind(format!("127.0.0.{}:{port}", i + 2)).await {
+                Ok(l) => listeners.push(l),
+                Err(_) => continue 'attempt,
+            }
+        }
+        let list = listeners
+            .into_iter()
+            .zip(names)
+            .map(|(l, name)| serve(l, name))
+            .collect();
+        return (port, list);
+    }
+    panic!("no port free on 127.0.0.2-{}", names.len() + 1);
+}
+
+/// One GET through nginx: the status and the body, or what went wrong.
+async fn get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let exchange = async {
+        let mut conn = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut response = Vec::new();
+        conn.read_to_end(&mut response)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status line in {text:?}"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+/// `count` requests in a row, each answered 200: the bodies.
+async fn bodies(port: u16, count: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    for _ in 0..count {
+        match get(port, "/").await {
+            Ok((200, body)) => all.push(body),
+            other => panic!("request through nginx failed: {other:?}"),
+        }
+    }
+    all
+}
+
+// ------------------------------------------------------------------- nginx
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn make_dir(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A running nginx master, stopped (by its process id) when dropped.
+struct Nginx {
+    prefix: PathBuf,
+    conf: PathBuf,
+    pid_file: PathBuf,
+    /// Extra arguments of every nginx command (`-g "pid ...;"`).
+    extra: Vec<String>,
+    master: u32,
+}
+
+impl Nginx {
+    /// Starts nginx in `prefix` with the config `conf`.
+    fn start(prefix: &Path, conf: &Path, pid_file: &Path, extra: Vec<String>) -> Nginx {
+        require_nginx();
+        make_dir(&prefix.join("tmp"));
+        let log = std::fs::File::create(prefix.join("startup.log")).unwrap();
+        let status = Command::new(NGINX)
+            .args(["-e", "stderr", "-p"])
+            .arg(prefix)
+            .args(&extra)
+            .arg("-c")
+            .arg(conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .status()
+            .unwrap();
+        let startup = std::fs::read_to_string(prefix.join("startup.log")).unwrap_or_default();
+        assert!(status.success(), "nginx did not start: {startup}");
+        let mut master = None;
+        for _ in 0..100 {
+            if let Some(pid) = std::fs::read_to_string(pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                master = Some(pid);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nginx {
+            prefix: prefix.to_path_buf(),
+            conf: conf.to_path_buf(),
+            pid_file: pid_file.to_path_buf(),
+            extra,
+            master: master.unwrap_or_else(|| panic!("nginx wrote no pid file: {startup}")),
+        }
+    }
+
+    fn proxy(&self, name: &str) -> Proxy {
+        let mut command: Vec<String> = [NGINX, "-e", "stderr", "-p"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        command.push(format!("{}/", self.prefix.display()));
+        command.extend(self.extra.iter().cloned());
+        let exec = LocalExec::new(name).with_alias("nginx", command);
+        Proxy::new(name, Arc::new(exec), Arc::new(LocalFiles::new(name)))
+    }
+
+    fn conf_path(&self) -> String {
+        self.conf.display().to_string()
+    }
+
+    fn live(&self) -> Vec<u8> {
+        std::fs::read(&self.conf).unwrap()
+    }
+
+    fn inode(&self) -> u64 {
+        std::fs::metadata(&self.conf).unwrap().ino()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // Only the master this test started, by its id.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.master.to_string()])
+            .status();
+        for _ in 0..100 {
+            if !Path::new(&format!("/proc/{}", self.master)).exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.master.to_string()])
+            .status();
+        let _ = &self.pid_file;
+    }
+}
+
+/// The operator's config of one nginx: upstream `backend` with the server
+/// lines given, a front on `front`, and an include of `conf.d/*.conf`.
+fn config(dir: &Path, front: u16, servers: &str) -> String {
+    let d = dir.display();
+    format!(
+        "# the operator's own config\n\
+         worker_processes 2;\n\
+         pid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\n\
+         \n\
+         events {{\n    worker_connections 512;\n}}\n\
+         \n\
+         http {{\n\
+         \x20   access_log off;\n\
+         \x20   client_body_temp_path {d}/tmp/body;\n\
+         \x20   proxy_temp_path {d}/tmp/proxy;\n\
+         \x20   fastcgi_temp_path {d}/tmp/fastcgi;\n\
+         \x20   uwsgi_temp_path {d}/tmp/uwsgi;\n\
+         \x20   scgi_temp_path {d}/tmp/scgi;\n\
+         \x20   include {d}/conf.d/*.conf;\n\
+         \n\
+         \x20   upstream backend {{\n\
+         {servers}\
+         \x20   }}\n\
+         \n\
+         \x20   server {{\n\
+         \x20       listen 127.0.0.1:{front};\n\
+         \x20       location / {{\n\
+         \x20           proxy_pass http://backend;  # the seed's layout\n\
+         \x20       }}\n\
+         \x20   }}\n\
+         }}\n"
+    )
+}
+
+/// One nginx in a temporary directory, its upstream on `backend` port
+/// `port` with the servers given, and a router on it.
+struct Single {
+    _dir: tempfile::TempDir,
+    nginx: Nginx,
+    front: u16,
+    router: NginxRouter,
+}
+
+async fn single(port: u16, hosts: &[&str]) -> Single {
+    require_nginx();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    make_dir(&root);
+    make_dir(&root.join("conf.d"));
+    let front = free_port();
+    let servers: String = hosts
+        .iter()
+        .map(|h| format!("        server {h}:{port};\n"))
+        .collect();
+    let conf = root.join("nginx.conf");
+    std::fs::write(&conf, config(&root, front, &servers)).unwrap();
+    let nginx = Nginx::start(&root, &conf, &root.join("nginx.pid"), Vec::new());
+    let mut options = NginxRouterOptions::new("backend", nginx.conf_path());
+    options.reload_timeout = Duration::from_secs(3);
+    let router = NginxRouter::open(options, vec![nginx.proxy("nginx-1")])
+        .await
+        .unwrap();
+    workers_started(&router).await;
+    Single {
+        _dir: dir,
+        nginx,
+        front,
+        router,
+    }
+}
+
+/// Waits until every master has forked its workers (it writes its pid file
+/// first).
+async fn workers_started(router: &NginxRouter) {
+    for _ in 0..200 {
+        let all = router.processes().await.unwrap();
+        if all.iter().all(|(_, workers)| !workers.is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nginx started no worker processes");
+}
+
+fn change(set: Vec<Route>, remove: Vec<Target>) -> RouteChange {
+    RouteChange { set, remove }
+}
+
+/// Inserts `text` as a line after the first line that contains `after`;
+/// returns its 1-based line number.
+fn insert_line(path: &Path, after: &str, text: &str) -> usize {
+    let old = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<&str> = old.split_inclusive('\n').collect();
+    let at = lines.iter().position(|l| l.contains(after)).unwrap() + 1;
+    let new_line = format!("{text}\n");
+    lines.insert(at, &new_line);
+    // In place, as an operator's editor would on a bind-mounted file.
+    std::fs::write(path, lines.concat()).unwrap();
+    at + 1
+}
+
+// ------------------------------------------------------------------- tests
+
+#[derive(Default, Debug)]
+struct Load {
+    by: BTreeMap<String, u64>,
+    failures: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_under_continuous_load_fail_no_request() {
+    let (port, backends) = backends(&["a", "b", "c"]).await;
+    let [a, b, c] = &backends[..] else {
+        unreachable!()
+    };
+    let s = single(port, &[&a.ip]).await;
+    assert_eq!(
+        s.router.port(),
+        port,
+        "the port comes from the operator's line"
+    );
+    assert_eq!(s.router.routes().await.unwrap(), vec![a.route(1)]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<JoinHandle<Load>> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            let front = s.front;
+            tokio::spawn(async move {
+                let mut load = Load::default();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                for _ in 0..100_000 {
+                    if stop.load(Ordering::Relaxed) || tokio::time::Instant::now() > deadline {
+                        break;
+                    }
+                    match get(front, "/").await {
+                        Ok((200, body)) => *load.by.entry(body).or_default() += 1,
+                        other => load.failures.push(format!("{other:?}")),
+                    }
+                }
+                load
+            })
+        })
+        .collect();
+    let pause = || tokio::time::sleep(Duration::from_millis(300));
+
+    pause().await;
+    s.router
+        .apply(&change(vec![b.route(1)], vec![]))
+        .await
+        .unwrap();
+    pause().await;
+    s.router
+        .apply(&change(vec![a.route(1), b.route(3)], vec![]))
+        .await
+        .unwrap();
+    pause().await;
+    let ticket = s
+        .router
+        .apply(&change(vec![], vec![a.target()]))
+        .await
+        .unwrap();
+    let report = s
+        .router
+        .drain(&ticket, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!report.timed_out, "{report:?}");
+    a.stop();
+    pause().await;
+    let ticket = s
+        .router
+        .apply(&change(vec![c.route(2)], vec![b.target()]))
+        .await
+        .unwrap();
+    let report = s
+        .router
+        .drain(&ticket, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!report.timed_out, "{report:?}");
+    b.stop();
+    pause().await;
+
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Load::default();
+    for client in clients {
+        let load = client.await.unwrap();
+        for (k, v) in load.by {
+            *total.by.entry(k).or_default() += v;
+        }
+        total.failures.extend(load.failures);
+    }
+    assert!(
+        total.failures.is_empty(),
+        "{} failed requests: {:?}",
+        total.failures.len(),
+        &total.failures[..total.failures.len().min(5)]
+    );
+    for name in ["a", "b", "c"] {
+        assert!(
+            total.by.get(name).copied().unwrap_or(0) > 0,
+            "{name} served nothing: {total:?}"
+        );
+    }
+    assert_eq!(s.router.routes().await.unwrap(), vec![c.route(2)]);
+    assert!(bodies(s.front, 10).await.iter().all(|b| b == "c"));
+    eprintln!("served under load: {:?}", total.by);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_in_flight_to_a_removed_backend_completes_and_the_drain_waits_for_its_worker() {
+    let (port, mut backends) = backends(&["a", "b"]).await;
+    let s = single(port, &[&backends[0].ip]).await;
+    let old_workers = s.router.processes().await.unwrap()[0].1.clone();
+    assert!(!old_workers.is_empty());
+
+    // A request held by backend a, through nginx.
+    let front = s.front;
+    let slow = tokio::spawn(async move { get(front, "/hold").await });
+    tokio::time::timeout(Duration::from_secs(10), backends[0].held.recv())
+        .await
+        .expect("the held request never reached backend a");
+
+    let (a, b) = (&backends[0], &backends[1]);
+    let ticket = s
+        .router
+        .apply(&change(vec![b.route(1)], vec![a.target()]))
+        .await
+        .unwrap();
+    assert_eq!(ticket.removed, vec![a.target()]);
+    assert!(bodies(s.front, 10).await.iter().all(|body| body == "b"));
+    assert!(!slow.is_finished(), "backend a still holds the request");
+
+    // While a holds it, the drain cannot end: a short one times out and
+    // names the old worker still running as cut.
+    let report = s
+        .router
+        .drain(&ticket, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(report.timed_out, "{report:?}");
+    assert!(!report.cut.is_empty(), "{report:?}");
+    for cut in &report.cut {
+        let pid: u32 = cut.split(' ').nth(2).unwrap().parse().unwrap();
+        assert!(
+            old_workers.contains(&pid),
+            "{cut} is not an old worker {old_workers:?}"
+        );
+    }
+
+    // Released, the request completes with a's answer, and the drain ends
+    // once the old workers have exited, naming each of them.
+    let drain = {
+        let release = a.release.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            release.add_permits(1);
+        })
+    };
+    let report = s
+        .router
+        .drain(&ticket, Duration::from_secs(30))
+        .await
+        .unwrap();
+    drain.await.unwrap();
+    assert!(!report.timed_out, "{report:?}");
+    assert!(report.cut.is_empty());
+    for pid in &old_workers {
+        assert!(
+            report
+                .waited_for
+                .contains(&format!("nginx worker {pid} in nginx-1")),
+            "{pid} missing from {:?}",
+            report.waited_for
+        );
+    }
+    assert_eq!(slow.await.unwrap(), Ok((200, "a".to_string())));
+    let now = s.router.processes().await.unwrap()[0].1.clone();
+    assert!(now.iter().all(|pid| !old_workers.contains(pid)), "{now:?}");
+    assert_eq!(backends[0].served.load(Ordering::Relaxed), 1);
+    backends.clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_change_keeps_the_live_file_and_the_processes() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let (a, b) = (&backends[0], &backends[1]);
+    let s = single(port, &[&a.ip]).await;
+    let conf = s.nginx.conf.clone();
+
+    // An error in the live file itself: named by its own path and line.
+    let line = insert_line(&conf, "access_log off;", "    bogus_directive on;");
+    let before = s.nginx.live();
+    let inode = s.nginx.inode();
+    let processes = s.router.processes().await.unwrap();
+    match s.router.apply(&change(vec![b.route(1)], vec![])).await {
+        Err(RouterError::Invalid { location, message }) => {
+            assert_eq!(location, format!("{}:{line}", conf.display()));
+            assert!(
+                message.contains("unknown directive \"bogus_directive\""),
+                "{message}"
+            );
+            assert!(!message.contains(CANDIDATE_SUFFIX), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(s.nginx.live(), before, "the live file changed");
+    assert_eq!(s.nginx.inode(), inode);
+    assert_eq!(s.router.processes().await.unwrap(), processes);
+    assert!(!Path::new(&format!("{}{CANDIDATE_SUFFIX}", conf.display())).exists());
+    assert!(bodies(s.front, 5).await.iter().all(|body| body == "a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_include_is_named_and_nothing_changes() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let (a, b) = (&backends[0], &backends[1]);
+    let s = single(port, &[&a.ip]).await;
+    let broken = s.nginx.prefix.join("conf.d/broken.conf");
+    std::fs::write(
+        &broken,
+        "# added after nginx started\nno_such_directive 1;\n",
+    )
+    .unwrap();
+    let before = s.nginx.live();
+    let processes = s.router.processes().await.unwrap();
+    match s.router.apply(&change(vec![b.route(1)], vec![])).await {
+        Err(RouterError::Invalid { location, message }) => {
+            assert_eq!(location, format!("{}:2", broken.display()));
+            assert!(message.contains("no_such_directive"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(s.nginx.live(), before);
+    assert_eq!(s.router.processes().await.unwrap(), processes);
+    assert!(bodies(s.front, 5).await.iter().all(|body| body == "a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_editor_refuses_to_remove_the_last_server() {
+    let (port, backends) = backends(&["a"]).await;
+    let s = single(port, &[&backends[0].ip]).await;
+    let before = s.nginx.live();
+    let processes = s.router.processes().await.unwrap();
+    let upstream_line = String::from_utf8(before.clone())
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("upstream backend {"))
+        .unwrap()
+        + 1;
+    let at = format!("{}:{upstream_line}", s.nginx.conf_path());
+    match s
+        .router
+        .apply(&change(vec![], vec![backends[0].target()]))
+        .await
+    {
+        Err(RouterError::Invalid { location, message }) => {
+            assert_eq!(location, at);
+            assert!(message.contains("no primary server"), "{message}");
+        }
+        other => panic!("expected the editor to refuse, got {other:?}"),
+    }
+    // A weight of 0 is refused the same way (nginx: invalid parameter).
+    match s
+        .router
+        .apply(&change(vec![backends[0].route(0)], vec![]))
+        .await
+    {
+        Err(RouterError::Invalid { location, message }) => {
+            assert_eq!(location, at);
+            assert!(message.contains("weight=0"), "{message}");
+        }
+        other => panic!("expected the editor to refuse, got {other:?}"),
+    }
+    assert_eq!(s.nginx.live(), before);
+    assert_eq!(s.router.processes().await.unwrap(), processes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_the_master_refuses_is_detected_and_undone() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let (a, b) = (&backends[0], &backends[1]);
+    let s = single(port, &[&a.ip]).await;
+    // The operator added a server on a port that something else holds:
+    // nginx -t does not bind, so only the master's reload fails.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    insert_line(
+        &s.nginx.conf,
+        "include ",
+        &format!("    server {{ listen 127.0.0.1:{taken}; return 204; }}"),
+    );
+    let before = s.nginx.live();
+    let inode = s.nginx.inode();
+    let processes = s.router.processes().await.unwrap();
+    match s.router.apply(&change(vec![b.route(1)], vec![])).await {
+        Err(RouterError::Reload(message)) => {
+            assert!(
+                message.contains("kept its previous configuration"),
+                "{message}"
+            );
+            assert!(message.contains("was put back"), "{message}");
+        }
+        other => panic!("expected a reload that did not take, got {other:?}"),
+    }
+    assert_eq!(s.nginx.live(), before, "the previous bytes are back");
+    assert_eq!(s.nginx.inode(), inode);
+    assert_eq!(s.router.processes().await.unwrap(), processes);
+    assert!(bodies(s.front, 10).await.iter().all(|body| body == "a"));
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_file_is_written_in_place_and_only_the_upstream_changes() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let (a, b) = (&backends[0], &backends[1]);
+    let s = single(port, &[&a.ip]).await;
+    let original = s.nginx.live();
+    let inode = s.nginx.inode();
+    let processes = s.router.processes().await.unwrap();
+
+    s.router
+        .apply(&change(vec![b.route(2)], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(s.nginx.inode(), inode, "the inode a bind mount pins");
+    let text = String::from_utf8(s.nginx.live()).unwrap();
+    assert!(
+        text.contains(&format!("server {}:{port} weight=2;", b.ip)),
+        "{text}"
+    );
+    assert_eq!(
+        s.router.routes().await.unwrap(),
+        vec![a.route(1), b.route(2)]
+    );
+    let now = s.router.processes().await.unwrap();
+    assert_eq!(now[0].0, processes[0].0, "same master");
+    assert!(
+        now[0].1.iter().all(|pid| !processes[0].1.contains(pid)),
+        "new workers after the reload: {now:?} {processes:?}"
+    );
+    let served = bodies(s.front, 30).await;
+    assert!(served.iter().any(|x| x == "b") && served.iter().any(|x| x == "a"));
+
+    // The same change again changes nothing, so nginx is not reloaded (each
+    // reload closes idle keep-alive connections).
+    let written = s.nginx.live();
+    let ticket = s
+        .router
+        .apply(&change(vec![b.route(2)], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(s.nginx.live(), written);
+    assert_eq!(s.router.processes().await.unwrap(), now);
+    assert_eq!(ticket.generation, 2);
+
+    // Taking it out again gives the operator's file back byte for byte.
+    let ticket = s
+        .router
+        .apply(&change(vec![], vec![b.target()]))
+        .await
+        .unwrap();
+    s.router
+        .drain(&ticket, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(s.nginx.live(), original);
+    assert_eq!(s.nginx.inode(), inode);
+    assert!(!Path::new(&format!("{}{CANDIDATE_SUFFIX}", s.nginx.conf_path())).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_is_reloaded_and_a_refusal_in_one_undoes_the_others() {
+    require_nginx();
+    let (port, backends) = backends(&["a", "b"]).await;
+    let (a, b) = (&backends[0], &backends[1]);
+    // Two replicas read one shared file (as replicas of a Compose service
+    // share a bind-mounted file) and share a front port with reuseport.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    make_dir(&root);
+    let front = free_port();
+    let conf = root.join("nginx.conf");
+    let text = format!(
+        "worker_processes 1;\nerror_log error.log;\nevents {{ worker_connections 128; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path tmp/body;\n    proxy_temp_path tmp/proxy;\n\
+         \x20   fastcgi_temp_path tmp/fastcgi;\n    uwsgi_temp_path tmp/uwsgi;\n    scgi_temp_path tmp/scgi;\n\
+         \x20   upstream backend {{\n        server {}:{port};\n    }}\n\
+         \x20   server {{\n        listen 127.0.0.1:{front} reuseport;\n        location / {{ proxy_pass http://backend; }}\n    }}\n}}\n",
+        a.ip
+    );
+    std::fs::write(&conf, text).unwrap();
+    let mut replicas = Vec::new();
+    for n in 1..=2 {
+        let prefix = root.join(format!("replica-{n}"));
+        make_dir(&prefix);
+        let pid = prefix.join("nginx.pid");
+        let extra = vec!["-g".to_string(), format!("pid {};", pid.display())];
+        replicas.push(Nginx::start(&prefix, &conf, &pid, extra));
+    }
+    let proxies = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            n.proxy(&format!("replica-{}", i + 1))
+                .with_pid_file(n.pid_file.display().to_string())
+        })
+        .collect();
+    let mut options = NginxRouterOptions::new("backend", conf.display().to_string());
+    options.reload_timeout = Duration::from_secs(3);
+    let router = NginxRouter::open(options, proxies).await.unwrap();
+    workers_started(&router).await;
+    let first = router.processes().await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert_ne!(first[0].0, first[1].0);
+
+    let ticket = router
+        .apply(&change(vec![b.route(1)], vec![a.target()]))
+        .await
+        .unwrap();
+    let second = router.processes().await.unwrap();
+    for (before, after) in first.iter().zip(&second) {
+        assert_eq!(before.0, after.0);
+        assert!(
+            after.1.iter().all(|pid| !before.1.contains(pid)),
+            "{first:?} {second:?}"
+        );
+    }
+    let report = router
+        .drain(&ticket, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let settled = router.processes().await.unwrap();
+    assert!(report
+        .waited_for
+        .iter()
+        .any(|w| w.ends_with("in replica-1")));
+    assert!(report
+        .waited_for
+        .iter()
+        .any(|w| w.ends_with("in replica-2")));
+    assert!(bodies(front, 20).await.iter().all(|body| body == "b"));
+
+    // A new listener on a free port: replica-1 takes it on its reload, so
+    // replica-2's master cannot bind it and refuses; replica-1 is put back.
+    let extra_port = free_port();
+    insert_line(
+        &conf,
+        "access_log off;",
+        &format!("    server {{ listen 127.0.0.1:{extra_port}; return 204; }}"),
+    );
+    let before = std::fs::read(&conf).unwrap();
+    match router
+        .apply(&change(vec![a.route(1)], vec![b.target()]))
+        .await
+    {
+        Err(RouterError::Reload(message)) => {
+            assert!(message.contains("replica-2"), "{message}");
+            assert!(
+                message.contains("replica-1 was put back on its previous config"),
+                "{message}"
+            );
+        }
+        other => panic!("expected replica-2 to refuse, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&conf).unwrap(), before);
+    let third = router.processes().await.unwrap();
+    assert_eq!(third[1], settled[1], "replica-2 kept its workers");
+    assert!(bodies(front, 20).await.iter().all(|body| body == "b"));
+}
