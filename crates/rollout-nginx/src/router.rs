@@ -278,7 +278,14 @@ impl NginxRouter {
             return Err(RouterError::Config("the nginx command is empty".into()));
         }
         let live = read_live(&proxies[0], &options.config_path).await?;
-        let servers = edit::servers(&live, &options.config_path, &options.upstream)?;
+        let servers = edit::servers(&live, &options.config_path, &options.upstream).map_err(
+            |e| match e {
+                RouterError::Config(m) if m.starts_with("no upstream") => RouterError::Config(format!(
+                    "{m}\nhint: the router edits an upstream of the file nginx is started with (-c); move the upstream there from an included file"
+                )),
+                e => e,
+            },
+        )?;
         let port = match options.port {
             Some(port) => port,
             None => servers.iter().find_map(|s| s.port).unwrap_or(80),
@@ -1074,6 +1081,89 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A proxy whose exec answers every command with `out`, and whose only
+    /// file holds `config`.
+    struct Canned {
+        out: ExecOutput,
+        config: Vec<u8>,
+        calls: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl crate::proxy::ProxyExec for Canned {
+        async fn exec(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+            self.calls.lock().unwrap().push(argv.to_vec());
+            Ok(self.out.clone())
+        }
+    }
+
+    #[async_trait]
+    impl crate::proxy::ConfigStore for Canned {
+        async fn read(&self, _: &str) -> Result<Vec<u8>, ProxyError> {
+            Ok(self.config.clone())
+        }
+        async fn write_in_place(&self, path: &str, _: &[u8]) -> Result<(), ProxyError> {
+            Err(ProxyError::File {
+                proxy: "canned".into(),
+                action: "write",
+                path: path.into(),
+                reason: "read-only".into(),
+            })
+        }
+        async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
+            self.write_in_place(path, bytes).await
+        }
+        async fn remove(&self, _: &str) -> Result<(), ProxyError> {
+            Ok(())
+        }
+    }
+
+    async fn pid_file_of(config: &str, nginx: &[&str], version: &str) -> (String, usize) {
+        let canned = std::sync::Arc::new(Canned {
+            out: ExecOutput {
+                code: 0,
+                stdout: Vec::new(),
+                stderr: version.as_bytes().to_vec(),
+            },
+            config: config.as_bytes().to_vec(),
+            calls: Default::default(),
+        });
+        let proxy = Proxy::new("p", canned.clone(), canned.clone());
+        let mut options = NginxRouterOptions::new("app", "/etc/nginx/nginx.conf");
+        options.nginx = nginx.iter().map(|s| s.to_string()).collect();
+        let found = find_pid_file(&options, &proxy).await.unwrap();
+        let calls = canned.calls.lock().unwrap().len();
+        (found, calls)
+    }
+
+    #[tokio::test]
+    async fn the_pid_file_comes_from_the_config_else_from_the_binary() {
+        let debian = "nginx version: nginx/1.22.1\nconfigure arguments: --with-cc-opt='-g -O2' \
+                      --prefix=/usr/share/nginx --conf-path=/etc/nginx/nginx.conf \
+                      --pid-path=/run/nginx.pid --modules-path=/usr/lib/nginx/modules\n";
+        assert_eq!(
+            pid_file_of("pid /var/run/x.pid;\n", &["nginx"], debian).await,
+            ("/var/run/x.pid".into(), 0),
+            "an absolute pid directive needs no question to the binary"
+        );
+        assert_eq!(
+            pid_file_of("events {}\n", &["nginx"], debian).await,
+            ("/run/nginx.pid".into(), 1)
+        );
+        assert_eq!(
+            pid_file_of("pid logs/n.pid;\n", &["nginx"], debian).await,
+            ("/usr/share/nginx/logs/n.pid".into(), 1)
+        );
+        assert_eq!(
+            pid_file_of("pid logs/n.pid;\n", &["nginx", "-p", "/srv/p/"], debian).await,
+            ("/srv/p/logs/n.pid".into(), 1)
+        );
+        assert_eq!(
+            pid_file_of("events {}\n", &["nginx"], "nginx version: custom\n").await,
+            ("/run/nginx.pid".into(), 1)
+        );
     }
 
     #[test]

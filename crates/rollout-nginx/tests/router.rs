@@ -333,10 +333,11 @@ fn config(dir: &Path, front: u16, servers: &str) -> String {
 /// One nginx in a temporary directory, its upstream on `backend` port
 /// `port` with the servers given, and a router on it.
 struct Single {
-    _dir: tempfile::TempDir,
-    nginx: Nginx,
-    front: u16,
     router: NginxRouter,
+    front: u16,
+    /// Stopped before its directory is removed (fields drop in order).
+    nginx: Nginx,
+    _dir: tempfile::TempDir,
 }
 
 async fn single(port: u16, hosts: &[&str]) -> Single {
