@@ -28,6 +28,7 @@
 
 mod config;
 mod error;
+mod json;
 mod parse;
 pub mod proxy;
 pub mod router;
@@ -36,5 +37,6 @@ pub mod upstream;
 
 pub use config::{Config, FileError, Fs, LoadOptions, Source};
 pub use error::{LoadError, ParseError};
+pub use json::{ArgStyle, JsonOptions};
 pub use parse::MAX_TOKEN;
 pub use tree::{Comment, ConfFile, Directive, Item, Items, Quote, Word};

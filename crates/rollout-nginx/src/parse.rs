@@ -430,7 +430,7 @@ impl Parser {
                         && !map_entry_ok(&src, &tokens[first as usize..])
                     {
                         break Err(LexErr {
-                            message: "invalid number of parameters".into(),
+                            message: "invalid number of the map parameters".into(),
                             at: p as usize,
                             line: None,
                         });

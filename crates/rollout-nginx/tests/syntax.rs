@@ -214,7 +214,7 @@ fn nginx_error_messages_and_positions() {
     assert_eq!(err(b"types { a { } }"), (1, 11, r#"unexpected "{""#.into()));
     assert_eq!(
         err(b"map $a $b {\n a b c;\n}"),
-        (2, 7, "invalid number of parameters".into())
+        (2, 7, "invalid number of the map parameters".into())
     );
     assert_eq!(
         err(b"x \"never closed;\n"),
