@@ -18,8 +18,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Flavor {
     /// `docker-compose` 1.x (Python; 1.29 here): every project name is
-    /// normalised (lowercase, only `[a-z0-9_-]` kept), the top-level `name`
-    /// is not read, containers are `project_service_1`.
+    /// normalised (lowercase, only `[a-z0-9_-]` kept; 1.21 and later keep
+    /// `-` and `_`), the top-level `name` is not read, `docker-compose.yml`
+    /// is looked for before `compose.yaml`, containers are
+    /// `project_service_1`.
     V1,
     /// `docker compose` 2.x: a name given with `-p`, `COMPOSE_PROJECT_NAME`
     /// or `name:` must already be valid; one taken from the directory is
@@ -33,7 +35,13 @@ impl Flavor {
     /// The file names looked for, in order, when no file is given.
     pub fn default_files(self) -> &'static [&'static str] {
         match self {
-            Flavor::V1 => &["docker-compose.yml", "docker-compose.yaml"],
+            // docker-compose 1.29, compose/config/config.py SUPPORTED_FILENAMES.
+            Flavor::V1 => &[
+                "docker-compose.yml",
+                "docker-compose.yaml",
+                "compose.yml",
+                "compose.yaml",
+            ],
             Flavor::V2 => &[
                 "compose.yaml",
                 "compose.yml",
@@ -49,6 +57,8 @@ impl Flavor {
             Flavor::V1 => &[
                 "docker-compose.override.yml",
                 "docker-compose.override.yaml",
+                "compose.override.yml",
+                "compose.override.yaml",
             ],
             Flavor::V2 => &[
                 "compose.override.yaml",

@@ -280,6 +280,43 @@ fn dot_env_in_the_project_dir_and_env_file_flag() {
 }
 
 #[test]
+fn each_flavor_prefers_its_own_default_name() {
+    let dir = TempDir::new(&[
+        ("compose.yaml", "services:\n  app:\n    image: new\n"),
+        ("docker-compose.yml", "services:\n  app:\n    image: old\n"),
+    ]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    assert_eq!(p.services["app"].image.as_deref(), Some("new"));
+    assert!(
+        p.warnings[0].starts_with("found multiple config files"),
+        "{:?}",
+        p.warnings
+    );
+    let mut o = opts(&dir.0);
+    o.flavor = Flavor::V1;
+    let p = Project::load(&o).unwrap();
+    assert_eq!(p.services["app"].image.as_deref(), Some("old"));
+}
+
+#[test]
+fn compose_file_from_dot_env() {
+    let dir = TempDir::new(&[
+        (
+            ".env",
+            "COMPOSE_FILE=base.yaml:extra.yaml\nCOMPOSE_PROJECT_NAME=fromdotenv\n",
+        ),
+        ("base.yaml", "services:\n  app:\n    image: a\n"),
+        (
+            "extra.yaml",
+            "services:\n  app:\n    deploy: {replicas: 4}\n",
+        ),
+    ]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    assert_eq!(p.name, "fromdotenv");
+    assert_eq!(p.services["app"].replicas, 4);
+}
+
+#[test]
 fn override_file_is_merged_by_default() {
     let dir = TempDir::new(&[
         ("compose.yaml", "services:\n  app:\n    image: a:1\n"),
@@ -309,13 +346,10 @@ fn project_names_follow_each_flavor() {
     );
     assert!(e.contains("\nhint: "), "{e}");
     o.flavor = Flavor::V1;
-    let e = Project::load(&o).unwrap_err().to_string();
-    assert!(
-        e.starts_with("no compose file found"),
-        "v1 knows no compose.yaml: {e}"
-    );
-    o.files = vec!["compose.yaml".into()];
     assert_eq!(Project::load(&o).unwrap().name, "badname");
+    o.project_name = None;
+    o.environment = Some(env(&[("COMPOSE_PROJECT_NAME", "Shop_Front-2")]));
+    assert_eq!(Project::load(&o).unwrap().name, "shop_front-2");
 }
 
 #[test]
