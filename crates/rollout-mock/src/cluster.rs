@@ -175,6 +175,7 @@ struct Inst {
     drain_until: Option<Instant>,
     long_requests: bool,
     removed: bool,
+    timed_out: bool,
 }
 
 impl Inst {
@@ -446,6 +447,7 @@ impl State {
             drain_until: None,
             long_requests: long_every > 0 && idx % long_every == 0,
             removed: false,
+            timed_out: false,
         });
         self.svc_members[svc].push(idx);
         self.tally(idx, 1);
@@ -823,7 +825,7 @@ impl Backend for MockCluster {
     ) -> Result<Result<(), Failure>, BackendError> {
         loop {
             let next = {
-                let s = self.now_locked();
+                let mut s = self.now_locked();
                 let i = &s.insts[s.find(instance)?];
                 if i.ready() {
                     return Ok(Ok(()));
@@ -836,6 +838,13 @@ impl Backend for MockCluster {
                 }
                 let deadline = i.launched + timeouts.start;
                 if Instant::now() >= deadline {
+                    // The slow start was the fault: count it once, as the
+                    // other faults are counted when they strike.
+                    let (idx, rev) = (s.find(instance)?, i.rev);
+                    if !s.insts[idx].timed_out {
+                        s.insts[idx].timed_out = true;
+                        s.counts[rev].faults += 1;
+                    }
                     return Ok(Err(Failure::StartTimeout));
                 }
                 earliest([i.health_at, i.crash_at], deadline)

@@ -133,6 +133,7 @@ pub(crate) async fn hold(ops: &Ops<'_>, d: Duration) -> Option<CancelLevel> {
         return None;
     }
     tokio::select! {
+            biased;
         _ = tokio::time::sleep(d) => None,
         _ = ops.ctx.cancel.reached(CancelLevel::Abort) => Some(ops.ctx.cancel.level()),
     }
@@ -149,6 +150,7 @@ pub(crate) async fn watch(
     }
     let ids: Vec<InstanceId> = new.iter().map(|i| i.id.clone()).collect();
     tokio::select! {
+            biased;
         r = ops.ctx.backend.watch_failures(&ids, within) => match r? {
             None => Ok(Ok(())),
             Some((id, f)) => {

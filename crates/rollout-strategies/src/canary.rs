@@ -368,6 +368,7 @@ async fn hold_for(
         if deadline > now {
             let within = (deadline - now).min(interval);
             tokio::select! {
+            biased;
                 r = ops.ctx.backend.watch_failures(&ids, within) => {
                     if let Some((id, f)) = r? {
                         ops.failure_counted(&id, f.clone(), 1, new.len()).await;

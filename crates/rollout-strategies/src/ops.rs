@@ -348,6 +348,7 @@ impl<'a> Ops<'a> {
     /// operator's cancel reaches `level` first.
     pub async fn gate(&self, i: &Instance, level: CancelLevel) -> Res<Gate> {
         tokio::select! {
+            biased;
             r = self.ctx.backend.wait_healthy(&i.id, &self.plan.timeouts) => match r? {
                 Ok(()) => {
                     self.ctx.events.send(Event::InstanceHealthy { instance: i.id.clone() });

@@ -65,6 +65,12 @@ struct Shared {
     watch: Mutex<Vec<(InstanceId, Instant)>>,
     notify: Notify,
     workers_done: AtomicBool,
+    /// Routed, ready instances of the service, as this pass changes them.
+    serving: AtomicUsize,
+    /// Slots being replaced now.
+    active: AtomicUsize,
+    /// Raised whenever `serving` grows or a slot ends.
+    capacity: Notify,
 }
 
 #[async_trait]
@@ -162,6 +168,10 @@ async fn roll(
     ops.remove_exited(&view).await?;
     let view = ops.view(&plan.service).await?;
     let (slots, leftovers) = plan_slots(&view, tid, plan.replicas);
+    let serving = view
+        .running()
+        .filter(|i| i.is_ready() && view.is_routed(i))
+        .count();
     // Instances of the target left unready by an earlier run: not routed
     // (normalize took them out), so a drain and a stop are enough.
     ops.unroute_and_retire(&leftovers, false).await?;
@@ -193,6 +203,9 @@ async fn roll(
         watch: Mutex::new(Vec::new()),
         notify: Notify::new(),
         workers_done: AtomicBool::new(false),
+        serving: AtomicUsize::new(serving),
+        active: AtomicUsize::new(0),
+        capacity: Notify::new(),
     };
     let ctx = Pass {
         ops,
@@ -318,9 +331,10 @@ impl Pass<'_, '_> {
             let more = self.shared.next.load(Ordering::SeqCst) < self.slots.len();
             if more && !self.cfg.delay.is_zero() {
                 tokio::select! {
-                    _ = tokio::time::sleep(self.cfg.delay) => {}
-                    _ = self.ops.ctx.cancel.reached(self.level) => {}
-                }
+                biased;
+                        _ = tokio::time::sleep(self.cfg.delay) => {}
+                        _ = self.ops.ctx.cancel.reached(self.level) => {}
+                    }
             }
         }
     }
@@ -351,7 +365,54 @@ impl Pass<'_, '_> {
         Ok(())
     }
 
+    /// Waits until taking one more routed instance out keeps the capacity
+    /// floor of stop-first (desired minus workers). A run resumed after a
+    /// crash, or one that lost instances to failures, may start below it:
+    /// then it waits for the slots in progress (which add capacity back),
+    /// and proceeds alone when none is, so that the pass never deadlocks.
+    async fn reserve(&self) {
+        let floor = self
+            .ops
+            .plan
+            .replicas
+            .saturating_sub(self.cfg.workers(self.slots.len()));
+        loop {
+            let wake = self.shared.capacity.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            let serving = self.shared.serving.load(Ordering::SeqCst);
+            let alone = self.shared.active.load(Ordering::SeqCst) == 1;
+            if serving > floor || alone {
+                self.shared
+                    .serving
+                    .store(serving.saturating_sub(1), Ordering::SeqCst);
+                return;
+            }
+            wake.await;
+        }
+    }
+
+    fn released(&self, routed_new: bool) {
+        if routed_new {
+            self.shared.serving.fetch_add(1, Ordering::SeqCst);
+        }
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+        self.shared.capacity.notify_waiters();
+    }
+
     async fn slot(&self, slot: &Slot) -> Res<()> {
+        let reserved = self.cfg.order == Order::StopFirst && slot.old_routed && slot.old.is_some();
+        self.shared.active.fetch_add(1, Ordering::SeqCst);
+        if reserved {
+            self.reserve().await;
+        }
+        let r = self.slot_inner(slot).await;
+        self.released(matches!(r, Ok(true)));
+        r.map(|_| ())
+    }
+
+    /// Replaces one slot; `Ok(true)` when a new instance was routed.
+    async fn slot_inner(&self, slot: &Slot) -> Res<bool> {
         let ops = self.ops;
         let old = slot.old.as_ref();
         let stop_first = self.cfg.order == Order::StopFirst;
@@ -359,25 +420,33 @@ impl Pass<'_, '_> {
             if let Some(old) = old {
                 ops.unroute_and_retire(std::slice::from_ref(old), slot.old_routed)
                     .await?;
+                if !stop_first && slot.old_routed {
+                    self.shared.serving.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         }
         let (true, Some(target)) = (slot.launch, self.target) else {
-            return Ok(());
+            return Ok(false);
         };
         let new = match ops.launch(&ops.plan.service, target).await? {
             Ok(i) => i,
             Err(f) => {
                 let id = InstanceId(format!("{}:launch", ops.plan.service));
-                return self.count(&id, f).await;
+                self.count(&id, f).await?;
+                return Ok(false);
             }
         };
         match ops.gate(&new, self.level).await? {
             Gate::Healthy => {}
             Gate::Failed(f) => {
                 ops.retire(std::slice::from_ref(&new)).await?;
-                return self.count(&new.id, f).await;
+                self.count(&new.id, f).await?;
+                return Ok(false);
             }
-            Gate::Cancelled => return ops.retire(std::slice::from_ref(&new)).await,
+            Gate::Cancelled => {
+                ops.retire(std::slice::from_ref(&new)).await?;
+                return Ok(false);
+            }
         }
         let mut change = RouteChange {
             set: vec![Route {
@@ -411,8 +480,14 @@ impl Pass<'_, '_> {
                 });
             ops.drain(&ticket).await?;
             ops.retire(std::slice::from_ref(old)).await?;
+            if !slot.old_routed {
+                // Start-first with an old instance that was out already: the
+                // new one adds capacity.
+                return Ok(true);
+            }
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Watches every instance this pass made live for its monitor window,
@@ -445,12 +520,14 @@ impl Pass<'_, '_> {
                     return Ok(());
                 }
                 tokio::select! {
-                    _ = self.shared.notify.notified() => {}
-                    _ = ops.ctx.cancel.reached(self.level) => {}
-                }
+                biased;
+                        _ = self.shared.notify.notified() => {}
+                        _ = ops.ctx.cancel.reached(self.level) => {}
+                    }
                 continue;
             };
             let failed = tokio::select! {
+            biased;
                 r = ops.ctx.backend.watch_failures(&ids, until - now) => r?,
                 _ = self.shared.notify.notified() => None,
                 _ = ops.ctx.cancel.reached(self.level) => None,
@@ -476,6 +553,10 @@ impl Pass<'_, '_> {
             if let Some(inst) = found {
                 ops.unroute_and_retire(std::slice::from_ref(&inst), true)
                     .await?;
+                let serving = &self.shared.serving;
+                let _ = serving.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                    Some(v.saturating_sub(1))
+                });
             }
             self.count(&id, failure).await?;
         }
