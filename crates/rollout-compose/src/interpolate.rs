@@ -142,9 +142,13 @@ fn braced(
         '?' if present => Ok(current),
         '?' => {
             let message = interp(arg, env, warnings, depth + 1)?;
-            Err(format!(
-                "required variable {name} is missing a value: {message}"
-            ))
+            if message.is_empty() {
+                Err(format!("required variable {name} is missing a value"))
+            } else {
+                Err(format!(
+                    "required variable {name} is missing a value: {message}"
+                ))
+            }
         }
         _ if present => interp(arg, env, warnings, depth + 1),
         _ => Ok(String::new()),

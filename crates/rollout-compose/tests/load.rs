@@ -553,7 +553,7 @@ fn field_errors_name_file_line_column_and_path() {
         ),
         (
             "services:\n  app:\n    image: ${TAG:?}\n",
-            "compose.yaml:3:12: services.app.image: required variable TAG is missing a value: ",
+            "compose.yaml:3:12: services.app.image: required variable TAG is missing a value",
         ),
         (
             "services:\n  app:\n    image: a$b c$\n",
