@@ -7,6 +7,10 @@
 //! `${NAME:+other}` and `${NAME+other}` give `other` when it is set. A default
 //! or message may itself hold `${...}`. Any other `$` is an error, as it is
 //! for Compose.
+//!
+//! This is Compose 2's syntax. docker-compose 1.29 knows neither `:+`/`+`
+//! nor `${...}` nested in a default, and would read them differently; every
+//! form 1.29 knows gives the same result here (see `tests/compose_v1.rs`).
 
 use std::collections::HashMap;
 
