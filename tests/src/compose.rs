@@ -1,0 +1,323 @@
+//! A Compose project that cleans up after itself.
+
+use crate::engine::{docker, run_ok, ComposeTool};
+use rollout_load::{ErrorLogSource, LoadConfig, LoadHandle};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A container of the project, as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// Full id.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// The image as the container was created with it (`rollout-demo:v1`).
+    pub image: String,
+    /// `running`, `exited`, ...
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or empty without a health check.
+    pub health: String,
+    /// The Compose service (`com.docker.compose.service`).
+    pub service: String,
+}
+
+/// One Compose project in its own temporary folder, removed with everything it created when
+/// dropped (also during a panic's unwinding).
+#[derive(Debug)]
+pub struct Project {
+    name: String,
+    dir: PathBuf,
+    tool: ComposeTool,
+    /// Extra environment for every Compose command.
+    env: Vec<(String, String)>,
+}
+
+impl Project {
+    /// A new, empty project named `re2e-<slug>-<unique>`, with the Compose tool of
+    /// [`ComposeTool::detect`].
+    pub fn new(slug: &str) -> Project {
+        Project::with_tool(slug, ComposeTool::detect())
+    }
+
+    /// A new, empty project driven by `tool`.
+    pub fn with_tool(slug: &str, tool: ComposeTool) -> Project {
+        crate::require_engine();
+        let slug: String = slug
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "re2e-{slug}-{}-{}-{:05}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            nanos % 100_000
+        );
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Project {
+            name,
+            dir,
+            tool,
+            env: Vec::new(),
+        }
+    }
+
+    /// The project name (`-p`), also the value of the `io.rollout.test` label.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The project folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The Compose tool it runs.
+    pub fn tool(&self) -> &ComposeTool {
+        &self.tool
+    }
+
+    /// Sets a variable in the environment of every Compose command (interpolated as `${VAR}`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// Writes a file of the project (creating folders).
+    pub fn write(&self, rel: &str, contents: &str) {
+        let path = self.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+
+    /// Reads a file of the project.
+    pub fn read(&self, rel: &str) -> String {
+        let path = self.dir.join(rel);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    }
+
+    /// A Compose command in the project folder with `-p NAME`, as an operator runs it.
+    pub fn compose_command(&self) -> Command {
+        let mut cmd = self.tool.command();
+        cmd.current_dir(&self.dir)
+            .args(["--project-name", &self.name])
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Runs a Compose command; panics with its output unless it exits 0.
+    pub fn compose(&self, args: &[&str]) -> Output {
+        run_ok(self.compose_command().args(args))
+    }
+
+    /// Runs a Compose command and returns its output whatever the exit status.
+    pub fn try_compose(&self, args: &[&str]) -> Output {
+        self.compose_command()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tool.name()))
+    }
+
+    /// `up -d`.
+    pub fn up(&self) {
+        self.compose(&["up", "-d"]);
+    }
+
+    /// `down` (containers and network; volumes too).
+    pub fn down(&self) {
+        self.compose(&["down", "--volumes", "--timeout", "10"]);
+    }
+
+    /// Where `service` publishes `container_port` on the host.
+    pub fn port(&self, service: &str, container_port: u16) -> SocketAddr {
+        let out = self.compose(&["port", service, &container_port.to_string()]);
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        text.parse().unwrap_or_else(|e| {
+            panic!("{service} publishes {container_port} at {text:?}, not an address: {e}")
+        })
+    }
+
+    /// The project's containers (all states), optionally of one service, by Compose labels.
+    pub fn containers(&self, service: Option<&str>) -> Vec<Container> {
+        let mut ps = docker();
+        ps.args(["ps", "--all", "--quiet", "--no-trunc", "--filter"])
+            .arg(format!("label=com.docker.compose.project={}", self.name));
+        if let Some(s) = service {
+            ps.arg("--filter")
+                .arg(format!("label=com.docker.compose.service={s}"));
+        }
+        let ids = String::from_utf8_lossy(&run_ok(&mut ps).stdout).into_owned();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let format = "{{.Id}}\t{{.Name}}\t{{.Config.Image}}\t{{.State.Status}}\t\
+                      {{if .State.Health}}{{.State.Health.Status}}{{end}}\t\
+                      {{index .Config.Labels \"com.docker.compose.service\"}}";
+        // A container can vanish between ps and inspect: ignore the failure, keep the others.
+        let out = docker()
+            .args(["inspect", "--format", format])
+            .args(&ids)
+            .output()
+            .expect("docker inspect runs");
+        let mut containers: Vec<Container> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() == 6).then(|| Container {
+                    id: f[0].into(),
+                    name: f[1].trim_start_matches('/').into(),
+                    image: f[2].into(),
+                    state: f[3].into(),
+                    health: f[4].into(),
+                    service: f[5].into(),
+                })
+            })
+            .collect();
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        containers
+    }
+
+    /// Waits until `service` has exactly `count` running containers that are healthy (or
+    /// running, for images without a health check); panics after `timeout` with what it saw.
+    pub fn wait_healthy(&self, service: &str, count: usize, timeout: Duration) -> Vec<Container> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let running: Vec<Container> = self
+                .containers(Some(service))
+                .into_iter()
+                .filter(|c| c.state == "running")
+                .collect();
+            if running.len() == count
+                && running
+                    .iter()
+                    .all(|c| c.health == "healthy" || c.health.is_empty())
+            {
+                return running;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service} did not get {count} healthy containers within {timeout:?}: {running:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The host path of nginx's error log for a [`crate::DemoStack`] (its log folder is
+    /// bind-mounted from the project folder).
+    pub fn nginx_error_log(&self) -> PathBuf {
+        self.dir.join("nginx-logs").join("error.log")
+    }
+
+    /// A load configuration aimed at the published port 80 of `proxy_service`, reading the
+    /// upstream errors from [`Project::nginx_error_log`].
+    pub fn load_config(&self, proxy_service: &str) -> LoadConfig {
+        let mut config = LoadConfig::new(self.port(proxy_service, 80));
+        config.error_log = Some(ErrorLogSource::File(self.nginx_error_log()));
+        config
+    }
+
+    /// Starts load on the stack's nginx in the background: the default mix (250 requests per
+    /// second, slow GETs and POSTs, keep-alive and new connections), changed by `tweak`.
+    pub fn start_load(&self, tweak: impl FnOnce(&mut LoadConfig)) -> LoadHandle {
+        let mut config = self.load_config("nginx");
+        tweak(&mut config);
+        LoadHandle::start(config).unwrap_or_else(|e| panic!("cannot start the load: {e}"))
+    }
+
+    /// Removes everything of the project: `down` with volumes and orphans, then whatever still
+    /// carries the project's labels (containers a tool made outside Compose, networks,
+    /// volumes). Called on drop; safe to call twice.
+    pub fn clean(&self) {
+        let _ = self
+            .compose_command()
+            .args(["down", "--volumes", "--remove-orphans", "--timeout", "1"])
+            .output();
+        for label in [
+            format!("label=com.docker.compose.project={}", self.name),
+            format!("label=io.rollout.test={}", self.name),
+        ] {
+            let ids = |kind: &[&str]| -> Vec<String> {
+                docker()
+                    .args(kind)
+                    .args(["--quiet", "--filter", &label])
+                    .output()
+                    .map(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .split_whitespace()
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let containers = ids(&["ps", "--all"]);
+            if !containers.is_empty() {
+                let _ = docker()
+                    .args(["rm", "--force", "--volumes"])
+                    .args(&containers)
+                    .output();
+            }
+            let networks = ids(&["network", "ls"]);
+            if !networks.is_empty() {
+                let _ = docker().args(["network", "rm"]).args(&networks).output();
+            }
+            let volumes = ids(&["volume", "ls"]);
+            if !volumes.is_empty() {
+                let _ = docker()
+                    .args(["volume", "rm", "--force"])
+                    .args(&volumes)
+                    .output();
+            }
+        }
+    }
+
+    /// What is left of the project on the engine: containers, networks and volumes with its
+    /// labels (empty after [`Project::clean`]).
+    pub fn leftovers(name: &str) -> Vec<String> {
+        let mut left = Vec::new();
+        for label in [
+            format!("label=com.docker.compose.project={name}"),
+            format!("label=io.rollout.test={name}"),
+        ] {
+            for kind in [&["ps", "--all"][..], &["network", "ls"], &["volume", "ls"]] {
+                let out = run_ok(docker().args(kind).args(["--quiet", "--filter", &label]));
+                left.extend(
+                    String::from_utf8_lossy(&out.stdout)
+                        .split_whitespace()
+                        .map(|id| format!("{} {id}", kind[0])),
+                );
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        self.clean();
+        if std::env::var_os("ROLLOUT_E2E_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The engine, the Compose tool, and small blocking helpers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A `docker` command.
+pub fn docker() -> Command {
+    Command::new("docker")
+}
+
+fn show(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd` and panics with its output unless it exits 0.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", show(cmd)));
+    if !out.status.success() {
+        panic!(
+            "{} failed ({}):\n{}{}",
+            show(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Panics, loudly and with a hint, unless the Docker engine answers. Every engine test calls
+/// it first: a test never passes by returning early.
+pub fn require_engine() {
+    let out = docker()
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "the docker engine does not answer: {}\n\
+             hint: start dockerd (or set DOCKER_HOST); these tests run with cargo xtask e2e",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!(
+            "the docker CLI cannot be run: {e}\n\
+             hint: install docker.io; these tests run with cargo xtask e2e"
+        ),
+    }
+}
+
+/// Panics unless every image exists locally (nothing can be pulled here).
+pub fn require_images(images: &[&str]) {
+    let missing: Vec<&str> = images
+        .iter()
+        .copied()
+        .filter(|i| {
+            !docker()
+                .args(["image", "inspect", "--format", "{{.Id}}", i])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing images: {}\nhint: cargo xtask images (cargo xtask e2e builds them first)",
+        missing.join(", ")
+    );
+}
+
+/// The Compose tool a project is driven with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComposeTool {
+    /// Debian's `docker-compose` (Compose v1).
+    V1,
+    /// The `docker compose` CLI plugin (Compose v2).
+    V2,
+}
+
+impl ComposeTool {
+    /// The tools that work on this machine, v1 first.
+    pub fn available() -> Vec<ComposeTool> {
+        let works = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
+        let mut tools = Vec::new();
+        if works(Command::new("docker-compose").arg("version")) {
+            tools.push(ComposeTool::V1);
+        }
+        if works(docker().args(["compose", "version"])) {
+            tools.push(ComposeTool::V2);
+        }
+        tools
+    }
+
+    /// The tool to use: `ROLLOUT_COMPOSE` (`docker-compose` or `docker compose`) when set, else
+    /// the first available. Panics when there is none.
+    pub fn detect() -> ComposeTool {
+        match std::env::var("ROLLOUT_COMPOSE").as_deref() {
+            Ok("docker-compose") => return ComposeTool::V1,
+            Ok("docker compose") => return ComposeTool::V2,
+            Ok(other) => panic!(
+                "ROLLOUT_COMPOSE={other:?} is not a compose tool: expected \"docker-compose\" or \"docker compose\""
+            ),
+            Err(_) => {}
+        }
+        ComposeTool::available().into_iter().next().unwrap_or_else(|| {
+            panic!("neither docker-compose nor docker compose works here\nhint: apt-get install docker-compose")
+        })
+    }
+
+    /// A command of this tool, without arguments.
+    pub fn command(&self) -> Command {
+        match self {
+            ComposeTool::V1 => Command::new("docker-compose"),
+            ComposeTool::V2 => {
+                let mut c = docker();
+                c.arg("compose");
+                c
+            }
+        }
+    }
+
+    /// How an operator types it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ComposeTool::V1 => "docker-compose",
+            ComposeTool::V2 => "docker compose",
+        }
+    }
+}
+
+/// An HTTP answer read by [`wait_http`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    /// The status.
+    pub status: u16,
+    /// `X-Demo-Version`, if present.
+    pub version: Option<String>,
+    /// The body.
+    pub body: String,
+}
+
+fn get_once(addr: SocketAddr, path: &str) -> std::io::Result<HttpAnswer> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    let version = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-demo-version")
+            .then(|| v.trim().to_string())
+    });
+    Ok(HttpAnswer {
+        status,
+        version,
+        body: body.to_string(),
+    })
+}
+
+/// GETs `path` on `addr` until `accept` likes the answer, at most for `timeout`; panics with
+/// the last answer or error otherwise.
+pub fn wait_http(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    accept: impl Fn(&HttpAnswer) -> bool,
+) -> HttpAnswer {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match get_once(addr, path) {
+            Ok(a) if accept(&a) => return a,
+            Ok(a) => format!("{a:?}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "http://{addr}{path} gave no acceptable answer within {timeout:?}; last: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,133 @@
+//! The seed's layout as files: the demo app behind nginx.
+
+use crate::compose::Project;
+use std::fmt::Write as _;
+
+/// The nginx image `cargo xtask images` builds.
+pub const NGINX_IMAGE: &str = "rollout-nginx:1.22";
+
+/// The seed's `nginx.conf` fragment wrapped in the blocks nginx requires, with the error log
+/// on the bind-mounted log folder (`warn` level: upstream errors are `error`).
+pub const SEED_NGINX_CONF: &str = "\
+user www-data;
+worker_processes 2;
+error_log /var/log/nginx/error.log warn;
+pid /run/nginx.pid;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+
+    upstream backend {
+        server app:8000;
+    }
+
+    server {
+        listen 80;
+        location / {
+            proxy_pass http://backend;
+        }
+    }
+}
+";
+
+/// The demo app service `app` (a number of replicas of one image) behind an nginx service
+/// `nginx` that proxies to `app:8000`, published on a random port of 127.0.0.1, with its
+/// config bind-mounted read-only as in the seed and its log folder bind-mounted from
+/// `nginx-logs/`.
+#[derive(Debug, Clone)]
+pub struct DemoStack {
+    /// The app's image (`${APP_IMAGE}` in the file, so an update is an environment change
+    /// or a rewrite of the file).
+    pub image: String,
+    /// `deploy.replicas`.
+    pub replicas: u32,
+    /// Extra `environment:` of the app (DEMO_* switches).
+    pub app_env: Vec<(String, String)>,
+    /// The nginx config.
+    pub nginx_conf: String,
+    /// YAML appended under the `app` service (indented by four spaces), for example a
+    /// `deploy.update_config` or an `x-rollout` block.
+    pub app_extra: String,
+}
+
+impl DemoStack {
+    /// `replicas` of `image` behind the seed's nginx config.
+    pub fn new(image: &str, replicas: u32) -> DemoStack {
+        DemoStack {
+            image: image.into(),
+            replicas,
+            app_env: Vec::new(),
+            nginx_conf: SEED_NGINX_CONF.into(),
+            app_extra: String::new(),
+        }
+    }
+
+    /// The Compose file of the stack, labelled with the project's name.
+    pub fn compose_yaml(&self, project: &str) -> String {
+        let mut env = String::new();
+        if !self.app_env.is_empty() {
+            env.push_str("    environment:\n");
+            for (k, v) in &self.app_env {
+                let _ = writeln!(env, "      {k}: {v:?}");
+            }
+        }
+        format!(
+            "# written by the rollout-e2e harness\n\
+             services:\n\
+             \x20 app:\n\
+             \x20   image: ${{APP_IMAGE:-{image}}}\n\
+             \x20   deploy:\n\
+             \x20     replicas: {replicas}\n\
+             \x20   labels:\n\
+             \x20     io.rollout.test: {project}\n\
+             {env}{extra}\
+             \x20 nginx:\n\
+             \x20   image: {NGINX_IMAGE}\n\
+             \x20   ports:\n\
+             \x20     - \"127.0.0.1::80\"\n\
+             \x20   volumes:\n\
+             \x20     - ./nginx.conf:/etc/nginx/nginx.conf:ro\n\
+             \x20     - ./nginx-logs:/var/log/nginx\n\
+             \x20   depends_on:\n\
+             \x20     - app\n\
+             \x20   labels:\n\
+             \x20     io.rollout.test: {project}\n\
+             networks:\n\
+             \x20 default:\n\
+             \x20   labels:\n\
+             \x20     io.rollout.test: {project}\n",
+            image = self.image,
+            replicas = self.replicas,
+            extra = self.app_extra,
+        )
+    }
+
+    /// Writes `docker-compose.yml`, `nginx.conf` and the log folder into `project`.
+    pub fn write_to(&self, project: &Project) {
+        project.write("docker-compose.yml", &self.compose_yaml(project.name()));
+        project.write("nginx.conf", &self.nginx_conf);
+        std::fs::create_dir_all(project.dir().join("nginx-logs")).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compose_file_has_the_seed_layout_and_labels() {
+        let mut s = DemoStack::new("rollout-demo:v1", 6);
+        s.app_env.push(("DEMO_LATENCY_MS".into(), "5".into()));
+        let y = s.compose_yaml("re2e-x");
+        assert!(y.contains("image: ${APP_IMAGE:-rollout-demo:v1}\n"), "{y}");
+        assert!(y.contains("      replicas: 6\n"), "{y}");
+        assert!(y.contains("      DEMO_LATENCY_MS: \"5\"\n"), "{y}");
+        assert!(y.contains("./nginx.conf:/etc/nginx/nginx.conf:ro"));
+        assert_eq!(y.matches("io.rollout.test: re2e-x").count(), 3);
+        assert!(SEED_NGINX_CONF.contains("server app:8000;"));
+    }
+}
