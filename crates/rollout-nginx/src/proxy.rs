@@ -81,6 +81,14 @@ pub enum ProxyError {
         /// The limit.
         seconds: u64,
     },
+    /// The file does not exist.
+    #[error("{path} does not exist in {proxy}")]
+    Missing {
+        /// Which proxy.
+        proxy: String,
+        /// The path as the proxy sees it.
+        path: String,
+    },
     /// A file could not be read, written or removed.
     #[error("cannot {action} {path} in {proxy}: {reason}")]
     File {
@@ -114,7 +122,7 @@ pub trait ProxyExec: Send + Sync {
 /// file beside it, validated and then removed.
 #[async_trait]
 pub trait ConfigStore: Send + Sync {
-    /// The bytes of the file.
+    /// The bytes of the file; [`ProxyError::Missing`] when there is none.
     async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError>;
 
     /// Replaces the content of an existing file in place, keeping its inode,
@@ -306,9 +314,13 @@ impl LocalFiles {
 #[async_trait]
 impl ConfigStore for LocalFiles {
     async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
-        tokio::fs::read(path)
-            .await
-            .map_err(|e| self.error("read", path, e))
+        tokio::fs::read(path).await.map_err(|e| match e.kind() {
+            ErrorKind::NotFound => ProxyError::Missing {
+                proxy: self.name.clone(),
+                path: path.to_string(),
+            },
+            _ => self.error("read", path, e),
+        })
     }
 
     async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {

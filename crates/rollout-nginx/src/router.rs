@@ -2,7 +2,7 @@
 //! reload, check that the reload took, and wait until drained.
 //!
 //! [`NginxRouter`] implements the core crate's
-//! [`TrafficRouter`](rollout_core::router::TrafficRouter) for one upstream
+//! [`TrafficRouter`] for one upstream
 //! block of the operator's own config, in one or several proxy replicas.
 //! It reaches each replica through the two traits of [`crate::proxy`], so the
 //! same code drives an nginx container (the Docker backend implements the
@@ -24,13 +24,27 @@
 //!    (the live file's name when the error is in the candidate): nothing has
 //!    been written, nothing reloaded.
 //! 2. *Commit, for every replica in turn.* Record the master process and its
-//!    children, write the live file **in place** (a single-file bind mount
-//!    pins the inode: a rename would never reach the container), run
-//!    `nginx -c LIVE -s reload`, and check that the reload took (below). If
-//!    anything fails after the write, the previous bytes go back into the
+//!    children, journal the previous and the new bytes in two files beside
+//!    the live one (below), write the live file **in place** (a single-file
+//!    bind mount pins the inode: a rename would never reach the container),
+//!    run `nginx -c LIVE -s reload`, and check that the reload took (below).
+//!    If anything fails after the write, the previous bytes go back into the
 //!    live file, and the replicas already reloaded are written back and
 //!    reloaded again, so that no replica is left on a config that the
 //!    others refused.
+//!
+//! # A run killed during a commit
+//!
+//! Writing in place cannot be atomic, so a run killed during the write could
+//! leave a torn file that nginx would refuse at its next start. Before the
+//! write, the commit saves the previous bytes as `LIVE.rollout-previous` and
+//! the new ones as `LIVE.rollout-next`, and removes both once the live file
+//! is known good. [`open`](NginxRouter::open) finishes what a killed run left:
+//! a live file that is neither was torn, and gets the previous bytes back (the
+//! master never loaded it: a reload comes only after a complete write); a
+//! live file with the whole new bytes (validated, perhaps not reloaded) is
+//! reloaded. [`NginxRouter::recovered`] says what was done. The journal lives
+//! with the proxy, as the design wants of every journal.
 //!
 //! # Did the reload take?
 //!
@@ -96,6 +110,12 @@ use tokio::time::Instant;
 
 /// The name of the candidate file: the live file's name with this appended.
 pub const CANDIDATE_SUFFIX: &str = ".rollout-candidate";
+
+/// The journal of a commit under way: the live file's previous bytes.
+pub const PREVIOUS_SUFFIX: &str = ".rollout-previous";
+
+/// The journal of a commit under way: the bytes being written.
+pub const NEXT_SUFFIX: &str = ".rollout-next";
 
 /// How many applied changes keep their worker sets for a later drain.
 const KEPT_TICKETS: usize = 64;
@@ -227,6 +247,18 @@ struct Replica {
 /// of the master before the reload.
 type WaitSet = Vec<(usize, Vec<Proc>)>;
 
+/// What [`recover_files`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    /// No commit was under way.
+    Clean,
+    /// The live file was torn; its previous bytes are back.
+    Restored,
+    /// The live file holds the whole validated change, which may not have
+    /// been reloaded.
+    Written,
+}
+
 #[derive(Default)]
 struct State {
     generation: u64,
@@ -240,6 +272,7 @@ pub struct NginxRouter {
     port: u16,
     replicas: Vec<Replica>,
     state: Mutex<State>,
+    recovered: Vec<String>,
 }
 
 impl std::fmt::Debug for NginxRouter {
@@ -277,6 +310,20 @@ impl NginxRouter {
         if options.nginx.is_empty() {
             return Err(RouterError::Config("the nginx command is empty".into()));
         }
+        // A commit cut by a crash is finished first: a torn live file would
+        // not even parse.
+        let mut recovered = Vec::new();
+        let mut to_reload = Vec::new();
+        for (index, proxy) in proxies.iter().enumerate() {
+            match recover_files(&options, proxy).await? {
+                Recovery::Clean => {}
+                Recovery::Restored => recovered.push(format!(
+                    "{}: {} was cut by an interrupted write; its previous bytes were put back",
+                    proxy.name, options.config_path
+                )),
+                Recovery::Written => to_reload.push(index),
+            }
+        }
         let live = read_live(&proxies[0], &options.config_path).await?;
         let servers = edit::servers(&live, &options.config_path, &options.upstream).map_err(
             |e| match e {
@@ -298,12 +345,32 @@ impl NginxRouter {
             };
             replicas.push(Replica { proxy, pid_file });
         }
-        Ok(Self {
+        let mut router = Self {
             options,
             port,
             replicas,
             state: Mutex::new(State::default()),
-        })
+            recovered,
+        };
+        for index in to_reload {
+            let replica = &router.replicas[index];
+            let (name, path) = (&replica.proxy.name, &router.options.config_path);
+            if let Err(e) = router.reload(replica).await {
+                return Err(RouterError::Reload(format!(
+                    "{name}: an interrupted change was written to {path} but perhaps not reloaded, and reloading it failed: {e}"
+                )));
+            }
+            let note =
+                format!("{name}: an interrupted change was written to {path} and is now reloaded");
+            router.recovered.push(note);
+        }
+        Ok(router)
+    }
+
+    /// What [`open`](Self::open) repaired after an earlier run was cut
+    /// during a commit, in words for the operator (empty when nothing was).
+    pub fn recovered(&self) -> &[String] {
+        &self.recovered
     }
 
     /// The port new server lines get.
@@ -429,8 +496,27 @@ impl NginxRouter {
                 before.master.pid
             )));
         }
+        // The journal of this commit, beside the live file: should the run
+        // die while the live file is being written, the next `open` finds
+        // the previous bytes there (see `recover_files`).
+        let (journal_previous, journal_next) = journal_paths(path);
+        files
+            .write_new(&journal_previous, previous)
+            .await
+            .map_err(unreachable)?;
+        files
+            .write_new(&journal_next, bytes)
+            .await
+            .map_err(unreachable)?;
+        let forget = || async {
+            let _ = files.remove(&journal_next).await;
+            let _ = files.remove(&journal_previous).await;
+        };
         if let Err(e) = files.write_in_place(path, bytes).await {
             let restored = files.write_in_place(path, previous).await;
+            if restored.is_ok() {
+                forget().await;
+            }
             return Err(RouterError::Other(format!(
                 "{e}{}",
                 restored_note(name, path, restored)
@@ -447,9 +533,15 @@ impl NginxRouter {
             Err(e) => Err(e),
         };
         match reloaded {
-            Ok(()) => Ok(before.children),
+            Ok(()) => {
+                forget().await;
+                Ok(before.children)
+            }
             Err(e) => {
                 let restored = files.write_in_place(path, previous).await;
+                if restored.is_ok() {
+                    forget().await;
+                }
                 let mut message = format!("{e}{}", restored_note(name, path, restored));
                 // A reload that took after we stopped looking runs the bytes
                 // just taken out of the file: reload the restored ones.
@@ -765,6 +857,57 @@ async fn find_pid_file(options: &NginxRouterOptions, proxy: &Proxy) -> Result<St
     } else {
         format!("{}/{}", prefix.trim_end_matches('/'), path)
     })
+}
+
+/// The journal of a commit: the previous bytes and the new ones, beside the
+/// live file.
+fn journal_paths(live: &str) -> (String, String) {
+    (
+        format!("{live}{PREVIOUS_SUFFIX}"),
+        format!("{live}{NEXT_SUFFIX}"),
+    )
+}
+
+/// Finishes what a commit cut by a crash left: a live file that is neither
+/// the previous bytes nor the whole new ones was torn by the write and gets
+/// the previous bytes back (the master never loaded it: the reload comes
+/// after a complete write); a live file with the whole new bytes is reported
+/// for a reload. The journal files are removed.
+async fn recover_files(
+    options: &NginxRouterOptions,
+    proxy: &Proxy,
+) -> Result<Recovery, RouterError> {
+    let path = &options.config_path;
+    let files = &proxy.files;
+    let (journal_previous, journal_next) = journal_paths(path);
+    let previous = match files.read(&journal_previous).await {
+        Ok(bytes) => bytes,
+        Err(ProxyError::Missing { .. }) => {
+            let _ = files.remove(&journal_next).await;
+            return Ok(Recovery::Clean);
+        }
+        Err(e) => return Err(unreachable(e)),
+    };
+    let next = match files.read(&journal_next).await {
+        Ok(bytes) => Some(bytes),
+        Err(ProxyError::Missing { .. }) => None,
+        Err(e) => return Err(unreachable(e)),
+    };
+    let live = read_live(proxy, path).await?;
+    let found = if live == previous {
+        Recovery::Clean
+    } else if next.as_deref() == Some(&live[..]) {
+        Recovery::Written
+    } else {
+        files
+            .write_in_place(path, &previous)
+            .await
+            .map_err(unreachable)?;
+        Recovery::Restored
+    };
+    files.remove(&journal_next).await.map_err(unreachable)?;
+    files.remove(&journal_previous).await.map_err(unreachable)?;
+    Ok(found)
 }
 
 async fn read_live(proxy: &Proxy, path: &str) -> Result<Vec<u8>, RouterError> {

@@ -11,7 +11,9 @@ use rollout_core::error::RouterError;
 use rollout_core::model::InstanceId;
 use rollout_core::router::{Route, RouteChange, Target, TrafficRouter};
 use rollout_nginx::proxy::{LocalExec, LocalFiles, Proxy};
-use rollout_nginx::router::{NginxRouter, NginxRouterOptions, CANDIDATE_SUFFIX};
+use rollout_nginx::router::{
+    NginxRouter, NginxRouterOptions, CANDIDATE_SUFFIX, NEXT_SUFFIX, PREVIOUS_SUFFIX,
+};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -354,11 +356,7 @@ async fn single(port: u16, hosts: &[&str]) -> Single {
     let conf = root.join("nginx.conf");
     std::fs::write(&conf, config(&root, front, &servers)).unwrap();
     let nginx = Nginx::start(&root, &conf, &root.join("nginx.pid"), Vec::new());
-    let mut options = NginxRouterOptions::new("backend", nginx.conf_path());
-    options.reload_timeout = Duration::from_secs(3);
-    let router = NginxRouter::open(options, vec![nginx.proxy("nginx-1")])
-        .await
-        .unwrap();
+    let router = open_router(&nginx).await.unwrap();
     workers_started(&router).await;
     Single {
         _dir: dir,
@@ -366,6 +364,12 @@ async fn single(port: u16, hosts: &[&str]) -> Single {
         front,
         router,
     }
+}
+
+async fn open_router(nginx: &Nginx) -> Result<NginxRouter, RouterError> {
+    let mut options = NginxRouterOptions::new("backend", nginx.conf_path());
+    options.reload_timeout = Duration::from_secs(3);
+    NginxRouter::open(options, vec![nginx.proxy("nginx-1")]).await
 }
 
 /// Waits until every master has forked its workers (it writes its pid file
@@ -705,6 +709,7 @@ async fn a_reload_the_master_refuses_is_detected_and_undone() {
     }
     assert_eq!(s.nginx.live(), before, "the previous bytes are back");
     assert_eq!(s.nginx.inode(), inode);
+    journal_is_gone(&s);
     assert_eq!(s.router.processes().await.unwrap(), processes);
     assert!(bodies(s.front, 10).await.iter().all(|body| body == "a"));
     drop(held);
@@ -767,6 +772,7 @@ async fn the_live_file_is_written_in_place_and_only_the_upstream_changes() {
     assert_eq!(s.nginx.live(), original);
     assert_eq!(s.nginx.inode(), inode);
     assert!(!Path::new(&format!("{}{CANDIDATE_SUFFIX}", s.nginx.conf_path())).exists());
+    journal_is_gone(&s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -867,4 +873,81 @@ async fn every_replica_is_reloaded_and_a_refusal_in_one_undoes_the_others() {
     let third = router.processes().await.unwrap();
     assert_eq!(third[1], settled[1], "replica-2 kept its workers");
     assert!(bodies(front, 20).await.iter().all(|body| body == "b"));
+}
+
+/// What a run killed while writing the live file leaves: the journal beside
+/// it, and the live file torn (`torn`) or whole.
+fn interrupted_commit(s: &Single, port: u16, torn: bool) -> (Vec<u8>, Vec<u8>) {
+    let original = s.nginx.live();
+    let text = String::from_utf8(original.clone()).unwrap();
+    let line = format!("server 127.0.0.2:{port};");
+    let next = text
+        .replace(&line, &format!("{line}\n        server 127.0.0.3:{port};"))
+        .into_bytes();
+    assert_ne!(next, original);
+    let conf = s.nginx.conf_path();
+    std::fs::write(format!("{conf}{PREVIOUS_SUFFIX}"), &original).unwrap();
+    std::fs::write(format!("{conf}{NEXT_SUFFIX}"), &next).unwrap();
+    let live = if torn {
+        &next[..next.len() / 2]
+    } else {
+        &next[..]
+    };
+    std::fs::write(&conf, live).unwrap();
+    (original, next)
+}
+
+fn journal_is_gone(s: &Single) {
+    let conf = s.nginx.conf_path();
+    for suffix in [PREVIOUS_SUFFIX, NEXT_SUFFIX] {
+        assert!(
+            !Path::new(&format!("{conf}{suffix}")).exists(),
+            "{suffix} left"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_file_torn_by_a_crash_gets_its_previous_bytes_back_on_open() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let s = single(port, &[&backends[0].ip]).await;
+    let processes = s.router.processes().await.unwrap();
+    let inode = s.nginx.inode();
+    let (original, _) = interrupted_commit(&s, port, true);
+    assert!(open_router(&s.nginx).await.is_ok());
+    // (The first open repaired it; a torn file would not have parsed.)
+    assert_eq!(s.nginx.live(), original);
+    assert_eq!(s.nginx.inode(), inode);
+    journal_is_gone(&s);
+    assert_eq!(s.router.processes().await.unwrap(), processes, "no reload");
+
+    // Opened on the torn file, the router says what it repaired.
+    interrupted_commit(&s, port, true);
+    let router = open_router(&s.nginx).await.unwrap();
+    assert_eq!(router.recovered().len(), 1, "{:?}", router.recovered());
+    assert!(router.recovered()[0].contains("previous bytes were put back"));
+    assert_eq!(s.nginx.live(), original);
+    assert!(bodies(s.front, 5).await.iter().all(|body| body == "a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_written_but_not_reloaded_before_a_crash_is_reloaded_on_open() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let s = single(port, &[&backends[0].ip]).await;
+    let processes = s.router.processes().await.unwrap();
+    let (_, next) = interrupted_commit(&s, port, false);
+    let router = open_router(&s.nginx).await.unwrap();
+    assert_eq!(router.recovered().len(), 1, "{:?}", router.recovered());
+    assert!(router.recovered()[0].contains("now reloaded"));
+    assert_eq!(s.nginx.live(), next);
+    journal_is_gone(&s);
+    let now = router.processes().await.unwrap();
+    assert_eq!(now[0].0, processes[0].0);
+    assert!(now[0].1.iter().all(|pid| !processes[0].1.contains(pid)));
+    assert_eq!(
+        router.routes().await.unwrap(),
+        vec![backends[0].route(1), backends[1].route(1)]
+    );
+    let served = bodies(s.front, 20).await;
+    assert!(served.iter().any(|x| x == "b"), "{served:?}");
 }
