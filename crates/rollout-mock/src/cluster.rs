@@ -35,8 +35,9 @@ pub struct Faults {
     /// Share of requests that fail, 0.0 to 1.0, as an analysis would measure
     /// it while the revision gets traffic. Applies to every instance.
     pub error_rate: f64,
-    /// Apply the instance faults above only to the first `n` instances of
-    /// the revision launched; later ones are healthy.
+    /// Apply the instance faults above (the start delay included) only to
+    /// the first `n` instances of the revision launched; later ones are
+    /// healthy after the default 2 s.
     pub only_first: Option<usize>,
 }
 
@@ -432,7 +433,13 @@ impl State {
                 Health::Starting
             },
             launched: now,
-            health_at: (!ready_now).then_some(now + f.start_delay),
+            health_at: (!ready_now).then_some(
+                now + if faulty {
+                    f.start_delay
+                } else {
+                    Faults::default().start_delay
+                },
+            ),
             health_fails: faulty && f.never_healthy,
             crash_at: if faulty {
                 f.crash_after.map(|d| now + d)

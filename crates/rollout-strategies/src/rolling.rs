@@ -65,6 +65,9 @@ struct Shared {
     watch: Mutex<Vec<(InstanceId, Instant)>>,
     notify: Notify,
     workers_done: AtomicBool,
+    /// When the final watch ends: set when the last worker finishes, to
+    /// `final_watch()` later (swarmkit#3003).
+    final_deadline: Mutex<Option<Instant>>,
     /// Routed, ready instances of the service, as this pass changes them.
     serving: AtomicUsize,
     /// Slots being replaced now.
@@ -203,6 +206,7 @@ async fn roll(
         watch: Mutex::new(Vec::new()),
         notify: Notify::new(),
         workers_done: AtomicBool::new(false),
+        final_deadline: Mutex::new(None),
         serving: AtomicUsize::new(serving),
         active: AtomicUsize::new(0),
         capacity: Notify::new(),
@@ -221,6 +225,10 @@ async fn roll(
         let workers = cfg.workers(ctx.slots.len());
         let run_workers = async {
             let results = futures::future::join_all((0..workers).map(|_| ctx.worker())).await;
+            *ctx.shared
+                .final_deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + cfg.final_watch());
             ctx.shared.workers_done.store(true, Ordering::SeqCst);
             ctx.shared.notify.notify_one();
             results.into_iter().collect::<Res<Vec<()>>>()
@@ -439,8 +447,9 @@ impl Pass<'_, '_> {
         match ops.gate(&new, self.level).await? {
             Gate::Healthy => {}
             Gate::Failed(f) => {
-                ops.retire(std::slice::from_ref(&new)).await?;
+                // Counted first, so that its logs are read before removal.
                 self.count(&new.id, f).await?;
+                ops.retire(std::slice::from_ref(&new)).await?;
                 return Ok(false);
             }
             Gate::Cancelled => {
@@ -508,6 +517,20 @@ impl Pass<'_, '_> {
             let now = Instant::now();
             let (ids, until) = {
                 let mut w = self.shared.watch.lock().unwrap_or_else(|e| e.into_inner());
+                // Each instance is watched for `monitor` from when it became
+                // healthy, and no longer than the final watch after the last
+                // slot: a failure of the last slots still counts even when
+                // no delay follows them (swarmkit#3003).
+                let fin = *self
+                    .shared
+                    .final_deadline
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for (_, until) in w.iter_mut() {
+                    if let Some(fin) = fin {
+                        *until = (*until).min(fin);
+                    }
+                }
                 w.retain(|(_, until)| *until > now);
                 let until = w.iter().map(|(_, u)| *u).min();
                 (
@@ -543,6 +566,7 @@ impl Pass<'_, '_> {
             // Take the failed instance out and remove it: it gets no more
             // traffic, and its slot is left for the next run (or the
             // rollback) to fill.
+            self.count(&id, failure).await?;
             let found = ops
                 .ctx
                 .backend
@@ -558,7 +582,6 @@ impl Pass<'_, '_> {
                     Some(v.saturating_sub(1))
                 });
             }
-            self.count(&id, failure).await?;
         }
     }
 }
