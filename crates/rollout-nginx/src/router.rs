@@ -122,8 +122,11 @@ const KEPT_TICKETS: usize = 64;
 
 /// Prints the master (`M pid start state`) and each of its children
 /// (`C pid start state ` then the raw command line, whose arguments nginx
-/// overwrote with its title). `$1` is the pid file. Exit 3: no pid file;
-/// exit 4: the master is not running.
+/// overwrote with its title). `$1` is the pid file. The children come from
+/// the kernel's list of the master's children where it has one (Linux 3.5
+/// and later with `CONFIG_PROC_CHILDREN`), else from a scan of `/proc`; each
+/// one's parent is checked either way. Exit 3: no pid file; exit 4: the
+/// master is not running.
 const PROCESS_SCRIPT: &str = r#"m=
 { read -r m < "$1"; } 2>/dev/null || exit 3
 case $m in ''|*[!0-9]*) exit 3;; esac
@@ -132,16 +135,23 @@ s=
 r=${s##*) }
 set -- $r
 printf 'M %s %s %s\n' "$m" "${20}" "$1"
-for d in /proc/[0-9]*; do
+child() {
   s=
-  { read -r s < "$d/stat"; } 2>/dev/null || continue
+  { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 0
   r=${s##*) }
-  set -- $r
-  [ "$2" = "$m" ] || continue
-  printf 'C %s %s %s ' "${d#/proc/}" "${20}" "$1"
-  cat "$d/cmdline" 2>/dev/null
+  set -- "$1" $r
+  [ "$3" = "$m" ] || return 0
+  printf 'C %s %s %s ' "$1" "${21}" "$2"
+  cat "/proc/$1/cmdline" 2>/dev/null
   printf '\n'
-done
+}
+if [ -r "/proc/$m/task/$m/children" ]; then
+  k=
+  { read -r k < "/proc/$m/task/$m/children"; } 2>/dev/null
+  for p in $k; do child "$p"; done
+else
+  for d in /proc/[0-9]*; do child "${d#/proc/}"; done
+fi
 "#;
 
 /// How an [`NginxRouter`] finds and drives its upstream.

@@ -9,7 +9,7 @@
 
 use rollout_core::error::RouterError;
 use rollout_core::model::InstanceId;
-use rollout_core::router::{Route, RouteChange, Target, TrafficRouter};
+use rollout_core::router::{DrainTicket, Route, RouteChange, Target, TrafficRouter};
 use rollout_nginx::proxy::{LocalExec, LocalFiles, Proxy};
 use rollout_nginx::router::{
     NginxRouter, NginxRouterOptions, CANDIDATE_SUFFIX, NEXT_SUFFIX, PREVIOUS_SUFFIX,
@@ -448,10 +448,12 @@ async fn changes_under_continuous_load_fail_no_request() {
     let pause = || tokio::time::sleep(Duration::from_millis(300));
 
     pause().await;
+    let started = std::time::Instant::now();
     s.router
         .apply(&change(vec![b.route(1)], vec![]))
         .await
         .unwrap();
+    let one_apply = started.elapsed();
     pause().await;
     s.router
         .apply(&change(vec![a.route(1), b.route(3)], vec![]))
@@ -509,6 +511,7 @@ async fn changes_under_continuous_load_fail_no_request() {
     assert_eq!(s.router.routes().await.unwrap(), vec![c.route(2)]);
     assert!(bodies(s.front, 10).await.iter().all(|b| b == "c"));
     eprintln!("served under load: {:?}", total.by);
+    eprintln!("one apply (edit, nginx -t, write, reload, verified): {one_apply:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -550,6 +553,24 @@ async fn a_request_in_flight_to_a_removed_backend_completes_and_the_drain_waits_
             old_workers.contains(&pid),
             "{cut} is not an old worker {old_workers:?}"
         );
+    }
+
+    // A resumed run (another router, a ticket it did not issue) waits for
+    // every worker still shutting down: the same one.
+    let resumed = open_router(&s.nginx).await.unwrap();
+    let unknown = DrainTicket {
+        generation: 0,
+        removed: vec![a.target()],
+    };
+    let report = resumed
+        .drain(&unknown, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(report.timed_out, "{report:?}");
+    assert!(!report.cut.is_empty(), "{report:?}");
+    for cut in &report.cut {
+        let pid: u32 = cut.split(' ').nth(2).unwrap().parse().unwrap();
+        assert!(old_workers.contains(&pid), "{cut} {old_workers:?}");
     }
 
     // Released, the request completes with a's answer, and the drain ends
