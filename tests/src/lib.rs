@@ -10,7 +10,8 @@
 //!   and removes everything of that project when dropped, also when the test panicked.
 //! - [`DemoStack`] writes the seed's layout: the demo app behind nginx, nginx's log folder
 //!   bind-mounted so that the load generator can read the upstream errors even after nginx was
-//!   recreated, and nginx published on a random port of 127.0.0.1.
+//!   recreated, and nginx published on a random port of 127.0.0.1 (fixed in the file, so that
+//!   it survives `down` and `up`).
 //! - [`Project::start_load`] starts `rollout-load` against that port in the background; the
 //!   test marks instants ("update-start"), stops it and asserts on the report.
 //! - [`PluginDir`] installs a plugin binary into a temporary `DOCKER_CONFIG/cli-plugins` and
@@ -32,7 +33,7 @@ pub use engine::{
     docker, require_engine, require_images, run_ok, wait_http, ComposeTool, HttpAnswer,
 };
 pub use plugin::{workspace_binary, PluginDir};
-pub use stack::{DemoStack, NGINX_IMAGE, SEED_NGINX_CONF};
+pub use stack::{free_port, DemoStack, NGINX_IMAGE, SEED_NGINX_CONF};
 
 /// The demo app images `cargo xtask images` builds (`rollout-demo:<tag>`).
 pub mod images {

@@ -35,7 +35,9 @@ http {
 ";
 
 /// The demo app service `app` (a number of replicas of one image) behind an nginx service
-/// `nginx` that proxies to `app:8000`, published on a random port of 127.0.0.1, with its
+/// `nginx` that proxies to `app:8000`, published on a port of 127.0.0.1 picked at random when
+/// the stack is made and then fixed in the file (so that it stays the same across `down` and
+/// `up`, as the seed's `80:80` does), with its
 /// config bind-mounted read-only as in the seed and its log folder bind-mounted from
 /// `nginx-logs/`.
 #[derive(Debug, Clone)]
@@ -52,6 +54,16 @@ pub struct DemoStack {
     /// YAML appended under the `app` service (indented by four spaces), for example a
     /// `deploy.update_config` or an `x-rollout` block.
     pub app_extra: String,
+    /// The host port nginx is published on (127.0.0.1 only).
+    pub nginx_port: u16,
+}
+
+/// A port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
 }
 
 impl DemoStack {
@@ -63,6 +75,7 @@ impl DemoStack {
             app_env: Vec::new(),
             nginx_conf: SEED_NGINX_CONF.into(),
             app_extra: String::new(),
+            nginx_port: free_port(),
         }
     }
 
@@ -88,7 +101,7 @@ impl DemoStack {
              \x20 nginx:\n\
              \x20   image: {NGINX_IMAGE}\n\
              \x20   ports:\n\
-             \x20     - \"127.0.0.1::80\"\n\
+             \x20     - \"127.0.0.1:{port}:80\"\n\
              \x20   volumes:\n\
              \x20     - ./nginx.conf:/etc/nginx/nginx.conf:ro\n\
              \x20     - ./nginx-logs:/var/log/nginx\n\
@@ -103,6 +116,7 @@ impl DemoStack {
             image = self.image,
             replicas = self.replicas,
             extra = self.app_extra,
+            port = self.nginx_port,
         )
     }
 
@@ -127,6 +141,10 @@ mod tests {
         assert!(y.contains("      replicas: 6\n"), "{y}");
         assert!(y.contains("      DEMO_LATENCY_MS: \"5\"\n"), "{y}");
         assert!(y.contains("./nginx.conf:/etc/nginx/nginx.conf:ro"));
+        assert!(
+            y.contains(&format!("\"127.0.0.1:{}:80\"", s.nginx_port)),
+            "{y}"
+        );
         assert_eq!(y.matches("io.rollout.test: re2e-x").count(), 3);
         assert!(SEED_NGINX_CONF.contains("server app:8000;"));
     }
