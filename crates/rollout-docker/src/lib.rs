@@ -1,1 +1,59 @@
-//! (being written)
+//! The Docker engine as a rollout backend.
+//!
+//! `rollout-core` says what a rollout needs from the place instances run:
+//! list them, launch some, tell when one is healthy or has failed, stop and
+//! remove, and keep a journal. This crate answers those with one Docker
+//! engine (API 1.41 and up, through bollard) and a Compose project on it.
+//! It is the only crate of the workspace that talks to Docker.
+//!
+//! The engine is found as the docker CLI finds it for a plugin ([`endpoint`]:
+//! `--context`, `-H`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the config's current
+//! context), and the API version is negotiated, since the engine may be
+//! older than the client ([`Engine`]).
+//!
+//! What it decides, and why:
+//!
+//! - **Instances are Compose's containers.** A service's instances are the
+//!   containers labelled `com.docker.compose.project` and
+//!   `com.docker.compose.service`; an instance's revision is its
+//!   `com.docker.compose.config-hash`, and its host is its container name,
+//!   which Docker's DNS resolves on the project's networks.
+//! - **Compose creates what Compose names.** New instances of the revision
+//!   the Compose file names come from the operator's own Compose tool
+//!   (`up -d --no-deps --no-recreate --scale`, see [`compose`]), so names,
+//!   labels, networks, volumes and the config hash are exactly Compose's,
+//!   and a later `docker compose up -d` leaves them alone. An older revision
+//!   (a rollback) is created from the saved create-config of one of its
+//!   containers ([`spec`]), with the same labels and hash.
+//! - **Health comes from the engine's events**, not from polling: a
+//!   `health_status` or `die` event ends the wait, bounded by the start
+//!   timeout. A container with no healthcheck and no configured probe is an
+//!   error, not a blind wait.
+//! - **State lives with the engine.** The journal, the per-service lock and
+//!   the saved specs are never-started containers ([`keeper`]), so a second
+//!   client, or the next run after a crash, finds them.
+//! - **The proxy is reached through the engine too**: commands by exec, its
+//!   config file through the host file of its bind mount ([`proxy`]).
+//!
+//! What it does not do: parse or generate nginx configuration (that is
+//! `rollout-nginx`), choose the order of operations (`rollout-strategies`),
+//! or read Compose files (`rollout-compose`).
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod compose;
+pub mod endpoint;
+pub mod engine;
+pub mod journal;
+pub mod keeper;
+pub mod labels;
+pub mod proxy;
+pub mod spec;
+mod tar;
+
+pub use backend::{DockerBackend, HealthProbe};
+pub use compose::{ComposeCli, ComposeError, Flavour};
+pub use endpoint::{resolve, Endpoint, GlobalFlags};
+pub use engine::Engine;
+pub use journal::DockerJournal;
+pub use proxy::ProxyContainer;

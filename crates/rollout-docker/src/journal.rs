@@ -1,0 +1,208 @@
+//! The rollout journal and the per-service lock, kept with the engine.
+//!
+//! Both are never-started containers ([`crate::keeper`]), so any client of
+//! the engine sees them, a crashed client leaves them behind for the next
+//! run, and nothing is stored on the operator's machine.
+//!
+//! - The lock is a container named `rollout-lock.PROJECT.SERVICE`. Creating
+//!   it is the atomic test-and-set: the engine refuses a second container of
+//!   that name with 409, and the holder and the time it was taken are read
+//!   back from its labels.
+//! - A record is a container `rollout-journal.PROJECT.SERVICE.GEN` whose
+//!   labels hold the JSON record. Labels cannot change, so each save creates
+//!   the next generation and then removes the older ones: a crash between
+//!   the two leaves both, and the newest generation wins at load. A record is
+//!   never half-written: a container exists with all its labels or not at all.
+
+use crate::engine::{now_rfc3339, Engine};
+use crate::keeper::{self, Created, KEEPER_IMAGE};
+use crate::labels;
+use async_trait::async_trait;
+use rollout_core::journal::{Journal, JournalRecord};
+use rollout_core::{BackendError, JournalError, ServiceRef};
+use std::collections::HashMap;
+
+const LOCK: &str = "lock";
+const RECORD: &str = "journal";
+
+/// A [`Journal`] stored in the engine.
+#[derive(Debug, Clone)]
+pub struct DockerJournal {
+    engine: Engine,
+    extra_labels: HashMap<String, String>,
+}
+
+impl DockerJournal {
+    /// A journal kept in `engine`.
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            extra_labels: HashMap::new(),
+        }
+    }
+
+    /// Puts `labels` on every container the journal creates as well (tests
+    /// label everything they create, to clean up by label).
+    pub fn with_labels(mut self, labels: HashMap<String, String>) -> Self {
+        self.extra_labels = labels;
+        self
+    }
+
+    /// Who holds the lock of `service` and since when, if anyone: for a
+    /// caller that decides whether a holder died (its pid gone on its host)
+    /// before calling [`DockerJournal::break_lock`].
+    pub async fn holder(
+        &self,
+        service: &ServiceRef,
+    ) -> Result<Option<(String, String)>, JournalError> {
+        let name = lock_name(service);
+        match self.engine.docker().inspect_container(&name, None).await {
+            Ok(c) => {
+                let l = c.config.and_then(|c| c.labels).unwrap_or_default();
+                Ok(Some((
+                    l.get(labels::HOLDER)
+                        .cloned()
+                        .unwrap_or_else(|| "unknown".into()),
+                    l.get(labels::SINCE)
+                        .cloned()
+                        .unwrap_or_else(|| "unknown".into()),
+                )))
+            }
+            Err(e) if crate::engine::status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(storage(&service.to_string(), self.engine.error(e))),
+        }
+    }
+
+    /// Removes the lock whoever holds it (a holder known to be dead).
+    pub async fn break_lock(&self, service: &ServiceRef) -> Result<(), JournalError> {
+        keeper::remove(&self.engine, &lock_name(service))
+            .await
+            .map_err(|e| storage(&service.to_string(), e))
+    }
+
+    async fn generations(
+        &self,
+        service: &ServiceRef,
+    ) -> Result<Vec<(u64, String, Option<String>)>, JournalError> {
+        let found = keeper::list(&self.engine, RECORD, &service.project, &service.service)
+            .await
+            .map_err(|e| storage(&service.to_string(), e))?;
+        let mut gens: Vec<(u64, String, Option<String>)> = found
+            .into_iter()
+            .filter_map(|c| {
+                let l = c.labels.unwrap_or_default();
+                let gen = l.get(labels::GENERATION)?.parse().ok()?;
+                Some((gen, c.id?, l.get(labels::RECORD).cloned()))
+            })
+            .collect();
+        gens.sort_by_key(|g| std::cmp::Reverse(g.0));
+        Ok(gens)
+    }
+}
+
+fn lock_name(service: &ServiceRef) -> String {
+    format!("rollout-lock.{}.{}", service.project, service.service)
+}
+
+fn storage(service: &str, e: BackendError) -> JournalError {
+    JournalError::Storage(format!("{service}: {e}"))
+}
+
+#[async_trait]
+impl Journal for DockerJournal {
+    async fn lock(&self, service: &ServiceRef, holder: &str) -> Result<(), JournalError> {
+        let who = service.to_string();
+        keeper::ensure_image(&self.engine)
+            .await
+            .map_err(|e| storage(&who, e))?;
+        let mut l =
+            keeper::base_labels(LOCK, &service.project, &service.service, &self.extra_labels);
+        l.insert(labels::HOLDER.into(), holder.into());
+        l.insert(labels::SINCE.into(), now_rfc3339());
+        match keeper::create(&self.engine, &lock_name(service), KEEPER_IMAGE, l, vec![])
+            .await
+            .map_err(|e| storage(&who, e))?
+        {
+            Created::Ours => Ok(()),
+            Created::Taken => {
+                let (holder, since) = self
+                    .holder(service)
+                    .await?
+                    .unwrap_or_else(|| ("someone who just let go".into(), "now".into()));
+                Err(JournalError::Locked {
+                    service: who,
+                    holder,
+                    since,
+                })
+            }
+        }
+    }
+
+    async fn unlock(&self, service: &ServiceRef) -> Result<(), JournalError> {
+        self.break_lock(service).await
+    }
+
+    async fn load(&self, service: &ServiceRef) -> Result<Option<JournalRecord>, JournalError> {
+        let Some((gen, _, json)) = self.generations(service).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let json = json.ok_or_else(|| {
+            JournalError::Storage(format!("{service}: journal generation {gen} has no record"))
+        })?;
+        serde_json::from_str(&json).map(Some).map_err(|e| {
+            JournalError::Storage(format!(
+                "{service}: journal generation {gen} does not parse: {e}"
+            ))
+        })
+    }
+
+    async fn save(&self, record: &JournalRecord) -> Result<(), JournalError> {
+        let service = &record.service;
+        let who = service.to_string();
+        keeper::ensure_image(&self.engine)
+            .await
+            .map_err(|e| storage(&who, e))?;
+        let older = self.generations(service).await?;
+        let gen = older.first().map(|g| g.0 + 1).unwrap_or(1);
+        let json = serde_json::to_string(record)
+            .map_err(|e| JournalError::Storage(format!("{who}: {e}")))?;
+        let mut l = keeper::base_labels(
+            RECORD,
+            &service.project,
+            &service.service,
+            &self.extra_labels,
+        );
+        l.insert(labels::GENERATION.into(), gen.to_string());
+        l.insert(labels::RECORD.into(), json);
+        let name = format!(
+            "rollout-journal.{}.{}.{gen}",
+            service.project, service.service
+        );
+        match keeper::create(&self.engine, &name, KEEPER_IMAGE, l, vec![])
+            .await
+            .map_err(|e| storage(&who, e))?
+        {
+            Created::Ours => {}
+            Created::Taken => {
+                return Err(JournalError::Storage(format!(
+                    "{who}: journal generation {gen} was written by someone else\nhint: two rollouts of one service are running; only one holds the lock"
+                )))
+            }
+        }
+        for (_, id, _) in older {
+            keeper::remove(&self.engine, &id)
+                .await
+                .map_err(|e| storage(&who, e))?;
+        }
+        Ok(())
+    }
+
+    async fn clear(&self, service: &ServiceRef) -> Result<(), JournalError> {
+        for (_, id, _) in self.generations(service).await? {
+            keeper::remove(&self.engine, &id)
+                .await
+                .map_err(|e| storage(&service.to_string(), e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! Never-started containers: how we keep state with the engine.
+//!
+//! A container that is created and never started costs no process, survives
+//! engine restarts, can be found by label from any client of the engine, and
+//! its creation under a fixed name is atomic (the engine answers 409 to the
+//! second one). Its labels are immutable, which suits records written once.
+//! It carries no Compose project label and runs with network mode `none`, so
+//! `docker compose ps`, `up` and `down` never see it.
+//!
+//! It needs an image; no registry can be reached and the operator's images
+//! come and go, so we import a one-file image of our own from a tar built
+//! here ([`KEEPER_IMAGE`]). Caveat: `docker container prune` removes created
+//! containers too; `--filter label!=io.rollout.kind` keeps ours.
+
+use crate::engine::{status, Engine};
+use crate::labels;
+use crate::tar;
+use bollard::models::ContainerSummary;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
+};
+use futures::StreamExt;
+use rollout_core::BackendError;
+use std::collections::HashMap;
+
+/// The image of our never-started containers (one empty marker file).
+pub const KEEPER_IMAGE: &str = "rollout-keeper:1";
+const KEEPER_CMD: &str = "/rollout-keeper";
+
+/// Imports [`KEEPER_IMAGE`] unless it is there.
+pub(crate) async fn ensure_image(engine: &Engine) -> Result<(), BackendError> {
+    match engine.docker().inspect_image(KEEPER_IMAGE).await {
+        Ok(_) => return Ok(()),
+        Err(e) if status(&e) == Some(404) => {}
+        Err(e) => return Err(engine.error(e)),
+    }
+    let archive = tar::single_file(
+        KEEPER_CMD.trim_start_matches('/'),
+        b"rollout keeps state in containers of this image; they are never started\n",
+        0o644,
+    )
+    .map_err(BackendError::Other)?;
+    let (repo, tag) = KEEPER_IMAGE
+        .split_once(':')
+        .unwrap_or((KEEPER_IMAGE, "latest"));
+    let options = CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some(repo.into()),
+        tag: Some(tag.into()),
+        ..Default::default()
+    };
+    let mut progress = engine.docker().create_image(
+        Some(options),
+        Some(bollard::body_full(archive.into())),
+        None,
+    );
+    while let Some(item) = progress.next().await {
+        item.map_err(|e| engine.error(e))?;
+    }
+    Ok(())
+}
+
+/// What creating a keeper under a fixed name gave.
+pub(crate) enum Created {
+    /// It is ours.
+    Ours,
+    /// The name is taken.
+    Taken,
+}
+
+/// Creates a never-started container `name` with `labels` (and `env`, kept
+/// where the engine keeps a container's environment).
+pub(crate) async fn create(
+    engine: &Engine,
+    name: &str,
+    image: &str,
+    labels: HashMap<String, String>,
+    env: Vec<String>,
+) -> Result<Created, BackendError> {
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(vec![KEEPER_CMD.to_string()]),
+        entrypoint: Some(vec![]),
+        env: Some(env),
+        labels: Some(labels),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    match engine.docker().create_container(Some(options), body).await {
+        Ok(_) => Ok(Created::Ours),
+        Err(e) if status(&e) == Some(409) => Ok(Created::Taken),
+        Err(e) => Err(engine.error(e)),
+    }
+}
+
+/// Our containers of `kind` about `project`/`service`, newest first.
+pub(crate) async fn list(
+    engine: &Engine,
+    kind: &str,
+    project: &str,
+    service: &str,
+) -> Result<Vec<ContainerSummary>, BackendError> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{}={kind}", labels::KIND),
+            format!("{}={project}", labels::OUR_PROJECT),
+            format!("{}={service}", labels::OUR_SERVICE),
+        ],
+    )]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let mut found = engine
+        .docker()
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| engine.error(e))?;
+    found.sort_by_key(|c| std::cmp::Reverse(c.created.unwrap_or(0)));
+    Ok(found)
+}
+
+/// Removes a keeper; one already gone is fine.
+pub(crate) async fn remove(engine: &Engine, id: &str) -> Result<(), BackendError> {
+    let options = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    match engine.docker().remove_container(id, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(e) if status(&e) == Some(404) => Ok(()),
+        Err(e) => Err(engine.error(e)),
+    }
+}
+
+/// The labels every keeper about `project`/`service` carries.
+pub(crate) fn base_labels(
+    kind: &str,
+    project: &str,
+    service: &str,
+    extra: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    let mut l = extra.clone();
+    l.insert(labels::KIND.into(), kind.into());
+    l.insert(labels::OUR_PROJECT.into(), project.into());
+    l.insert(labels::OUR_SERVICE.into(), service.into());
+    l
+}

@@ -1,0 +1,417 @@
+//! The Docker backend and journal against the real engine and docker-compose.
+//!
+//! Each test brings up its own Compose project (labelled, removed when the
+//! test ends, also on panic). Run with `cargo xtask e2e`, or
+//! `cargo test -p rollout-docker --test engine -- --ignored`.
+
+mod common;
+
+use common::Project;
+use rollout_core::backend::Failure;
+use rollout_core::config::Timeouts;
+use rollout_core::journal::{JournalRecord, Phase, Step};
+use rollout_core::{
+    Backend, BackendError, Health, InstanceState, Journal, JournalError, Revision, ServiceRef,
+};
+use std::process::Command;
+use std::time::Duration;
+
+fn timeouts(start_secs: u64) -> Timeouts {
+    Timeouts {
+        start: Duration::from_secs(start_secs),
+        ..Timeouts::default()
+    }
+}
+
+fn inspect(id: &str, format: &str) -> String {
+    common::run(Command::new("docker").args(["inspect", "-f", format, id]))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreates_the_old_revision()
+{
+    let project = Project::new("launch");
+    project.compose_run(&["up", "-d", "web"]);
+    let service = ServiceRef::new(&project.name, "web");
+
+    let backend = project.backend().await;
+    let v1 = backend
+        .compose_revision(&service, common::IMAGE)
+        .await
+        .unwrap();
+    let old = backend.instances(&service).await.unwrap();
+    assert_eq!(old.len(), 2, "{old:?}");
+    for (i, instance) in old.iter().enumerate() {
+        assert_eq!(instance.revision, v1.id);
+        assert_eq!(instance.host, format!("{}_web_{}", project.name, i + 1));
+        assert_eq!(instance.state, InstanceState::Running);
+        assert_eq!(instance.service, service);
+    }
+    for instance in &old {
+        assert_eq!(
+            backend
+                .wait_healthy(&instance.id, &timeouts(30))
+                .await
+                .unwrap(),
+            Ok(())
+        );
+    }
+    let listed = backend.instances(&service).await.unwrap();
+    assert!(
+        listed.iter().all(|i| i.health == Health::Healthy),
+        "{listed:?}"
+    );
+
+    // The file now names revision 2.
+    project.set_version(2);
+    let backend = project.backend().await;
+    let v2 = backend
+        .compose_revision(&service, common::IMAGE)
+        .await
+        .unwrap();
+    assert_ne!(v1.id, v2.id);
+    let new = backend.launch(&service, &v2, 2).await.unwrap();
+    assert_eq!(new.len(), 2);
+    for (i, instance) in new.iter().enumerate() {
+        assert_eq!(instance.revision, v2.id);
+        assert_eq!(instance.host, format!("{}_web_{}", project.name, i + 3));
+        assert_eq!(
+            backend
+                .wait_healthy(&instance.id, &timeouts(30))
+                .await
+                .unwrap(),
+            Ok(())
+        );
+    }
+    let mut all: Vec<String> = old.iter().chain(&new).map(|i| i.id.0.clone()).collect();
+    all.sort();
+    assert_eq!(
+        project.ps("web"),
+        all,
+        "docker-compose ps lists old and new"
+    );
+
+    // Retire the old ones; the first stop saves revision 1's spec.
+    for instance in &old {
+        backend
+            .stop(&instance.id, Duration::from_secs(5))
+            .await
+            .unwrap();
+        backend.remove(&instance.id).await.unwrap();
+    }
+    let mut kept: Vec<String> = new.iter().map(|i| i.id.0.clone()).collect();
+    kept.sort();
+    assert_eq!(project.ps("web"), kept);
+
+    // A later `up -d` leaves the new containers as they are.
+    project.compose_run(&["up", "-d", "web"]);
+    assert_eq!(project.ps("web"), kept, "up -d recreated containers");
+
+    // Rolling back creates revision 1 again, from the saved spec.
+    let back = backend.launch(&service, &v1, 1).await.unwrap();
+    assert_eq!(back.len(), 1);
+    let b = &back[0];
+    assert_eq!(b.revision, v1.id);
+    assert_eq!(b.host, format!("{}_web_5", project.name));
+    assert_eq!(
+        backend.wait_healthy(&b.id, &timeouts(30)).await.unwrap(),
+        Ok(())
+    );
+    let env = inspect(&b.id.0, "{{json .Config.Env}}");
+    assert!(
+        env.contains("VERSION=1"),
+        "the old revision's environment: {env}"
+    );
+    let aliases = inspect(
+        &b.id.0,
+        &format!(
+            "{{{{json (index .NetworkSettings.Networks \"{}_default\").Aliases}}}}",
+            project.name
+        ),
+    );
+    assert!(
+        aliases.contains("\"web\""),
+        "service alias on the project network: {aliases}"
+    );
+    assert_eq!(
+        inspect(
+            &b.id.0,
+            "{{index .Config.Labels \"com.docker.compose.container-number\"}}"
+        ),
+        "5"
+    );
+    let mut with_back = kept.clone();
+    with_back.push(b.id.0.clone());
+    with_back.sort();
+    assert_eq!(
+        project.ps("web"),
+        with_back,
+        "compose sees the recreated container"
+    );
+
+    // A revision nothing is known of cannot be launched.
+    let unknown = Revision::new("0123456789abcdef", common::IMAGE);
+    let err = backend.launch(&service, &unknown, 1).await.unwrap_err();
+    assert!(matches!(err, BackendError::Launch { .. }), "{err}");
+    assert!(err.to_string().contains("hint:"), "{err}");
+    assert_eq!(
+        backend.instances(&service).await.unwrap().len(),
+        3,
+        "nothing half-made left"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn a_missing_image_is_refused_before_compose_runs() {
+    let project = Project::new("missing");
+    project.compose_run(&["up", "-d", "app"]);
+    let service = ServiceRef::new(&project.name, "app");
+    let backend = project.backend().await;
+    let v1 = backend
+        .compose_revision(&service, "rollout-docker-test:absent")
+        .await
+        .unwrap();
+    let err = backend.launch(&service, &v1, 1).await.unwrap_err();
+    assert!(matches!(err, BackendError::MissingImage { .. }), "{err}");
+    assert_eq!(backend.instances(&service).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn wait_healthy_ends_on_the_engines_events() {
+    let project = Project::new("health");
+    project.compose_run(&["up", "-d", "app", "sick", "slow", "crash", "plain"]);
+    let backend = project.backend().await;
+    let one = |name: &'static str| {
+        let service = ServiceRef::new(&project.name, name);
+        let backend = &backend;
+        async move {
+            let found = backend.instances(&service).await.unwrap();
+            assert_eq!(found.len(), 1, "{name}: {found:?}");
+            found.into_iter().next().unwrap()
+        }
+    };
+    let app = one("app").await;
+    let sick = one("sick").await;
+    let slow = one("slow").await;
+    let crash = one("crash").await;
+    let plain = one("plain").await;
+
+    assert_eq!(
+        backend.wait_healthy(&app.id, &timeouts(30)).await.unwrap(),
+        Ok(())
+    );
+    match backend.wait_healthy(&sick.id, &timeouts(30)).await.unwrap() {
+        Err(Failure::Unhealthy(_)) => {}
+        other => panic!("sick: {other:?}"),
+    }
+    assert_eq!(
+        backend.wait_healthy(&slow.id, &timeouts(2)).await.unwrap(),
+        Err(Failure::StartTimeout)
+    );
+    match backend
+        .wait_healthy(&crash.id, &timeouts(30))
+        .await
+        .unwrap()
+    {
+        Err(Failure::Exited(why)) => assert!(why.contains("exit code 3"), "{why}"),
+        other => panic!("crash: {other:?}"),
+    }
+    let err = backend
+        .wait_healthy(&plain.id, &timeouts(30))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("no healthcheck") && text.contains("hint:"),
+        "{text}"
+    );
+
+    // What a person reads after a failed start: logs and health output,
+    // never the environment.
+    let d = backend.diagnostics(&crash.id).await.unwrap();
+    assert!(d.last_logs.iter().any(|l| l.contains("boom")), "{d:?}");
+    assert!(d.last_logs.iter().any(|l| l.contains("oops")), "{d:?}");
+    assert!(!format!("{d:?}").contains("hunter2"));
+    let d = backend.diagnostics(&sick.id).await.unwrap();
+    assert!(!d.health_log.is_empty(), "{d:?}");
+    assert!(
+        d.health_log.iter().all(|l| l.starts_with("exit 1")),
+        "{d:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn watch_failures_reports_a_death_and_is_quiet_otherwise() {
+    let project = Project::new("watch");
+    project.compose_run(&["up", "-d", "--scale", "app=2", "app"]);
+    let service = ServiceRef::new(&project.name, "app");
+    let backend = project.backend().await;
+    let found = backend.instances(&service).await.unwrap();
+    let ids: Vec<_> = found.iter().map(|i| i.id.clone()).collect();
+    for id in &ids {
+        assert_eq!(
+            backend.wait_healthy(id, &timeouts(30)).await.unwrap(),
+            Ok(())
+        );
+    }
+    assert_eq!(
+        backend
+            .watch_failures(&ids, Duration::from_secs(2))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let victim = ids[1].clone();
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        common::run(Command::new("docker").args(["kill", "-s", "KILL", &victim.0]));
+    });
+    let seen = backend
+        .watch_failures(&ids, Duration::from_secs(30))
+        .await
+        .unwrap();
+    killer.await.unwrap();
+    match seen {
+        Some((id, Failure::Exited(why))) => {
+            assert_eq!(id, ids[1]);
+            assert!(why.contains("137"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn stop_sends_the_stop_signal_then_kills_after_the_grace() {
+    let project = Project::new("stop");
+    project.compose_run(&["up", "-d", "app", "stubborn"]);
+    let backend = project.backend().await;
+    let app = backend
+        .instances(&ServiceRef::new(&project.name, "app"))
+        .await
+        .unwrap();
+    let stubborn = backend
+        .instances(&ServiceRef::new(&project.name, "stubborn"))
+        .await
+        .unwrap();
+
+    backend
+        .stop(&app[0].id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let code = inspect(&app[0].id.0, "{{.State.ExitCode}}");
+    assert_ne!(code, "137", "httpd stops on SIGTERM well within its grace");
+
+    backend
+        .stop(&stubborn[0].id, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        inspect(&stubborn[0].id.0, "{{.State.ExitCode}}"),
+        "137",
+        "a process that ignores SIGTERM is killed after the grace"
+    );
+
+    backend.remove(&app[0].id).await.unwrap();
+    assert!(backend
+        .instances(&ServiceRef::new(&project.name, "app"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        backend.remove(&app[0].id).await,
+        Err(BackendError::NoSuchInstance(_))
+    ));
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn a_running_instance_is_not_removed() {
+    let project = Project::new("rmrunning");
+    project.compose_run(&["up", "-d", "app"]);
+    let backend = project.backend().await;
+    let app = backend
+        .instances(&ServiceRef::new(&project.name, "app"))
+        .await
+        .unwrap();
+    let err = backend.remove(&app[0].id).await.unwrap_err();
+    assert!(err.to_string().contains("still running"), "{err}");
+    assert_eq!(inspect(&app[0].id.0, "{{.State.Running}}"), "true");
+}
+
+fn record(service: &ServiceRef, step: usize) -> JournalRecord {
+    JournalRecord {
+        rollout_id: "r-1".into(),
+        service: service.clone(),
+        strategy: "rolling".into(),
+        from: Some(Revision::new("aaaa", "app:v1")),
+        to: Revision::new("bbbb", "app:v2"),
+        phase: Phase::Updating,
+        step: Some(Step::Launch {
+            revision: "bbbb".into(),
+            count: step,
+        }),
+        state: serde_json::json!({ "done": step }),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
+    let project = Project::new("journal");
+    let service = ServiceRef::new(&project.name, "app");
+    let first = project.journal().await;
+    // Another client of the same engine: shares nothing but the engine.
+    let second = project.journal().await;
+
+    first.lock(&service, "alice@host1 pid 11").await.unwrap();
+    match second.lock(&service, "bob@host2 pid 22").await {
+        Err(JournalError::Locked {
+            service: s,
+            holder,
+            since,
+        }) => {
+            assert_eq!(s, service.to_string());
+            assert_eq!(holder, "alice@host1 pid 11");
+            assert!(since.ends_with('Z') && since.len() == 20, "{since}");
+        }
+        other => panic!("second lock: {other:?}"),
+    }
+
+    assert_eq!(second.load(&service).await.unwrap(), None);
+    first.save(&record(&service, 1)).await.unwrap();
+    first.save(&record(&service, 2)).await.unwrap();
+    assert_eq!(
+        second.load(&service).await.unwrap(),
+        Some(record(&service, 2))
+    );
+    let kept = common::run(Command::new("docker").args([
+        "ps",
+        "-aq",
+        "--filter",
+        "label=io.rollout.kind=journal",
+        "--filter",
+        &format!("label=io.rollout.project={}", project.name),
+    ]));
+    assert_eq!(kept.lines().count(), 1, "older generations are removed");
+    // Compose does not see the journal.
+    assert!(project.ps("app").is_empty());
+
+    second.clear(&service).await.unwrap();
+    assert_eq!(first.load(&service).await.unwrap(), None);
+    first.unlock(&service).await.unwrap();
+    second.lock(&service, "bob@host2 pid 22").await.unwrap();
+    assert_eq!(
+        first.holder(&service).await.unwrap().map(|h| h.0),
+        Some("bob@host2 pid 22".to_string())
+    );
+    second.unlock(&service).await.unwrap();
+    assert_eq!(first.holder(&service).await.unwrap(), None);
+}

@@ -1,0 +1,189 @@
+//! The proxy traits against a real container whose config is a single file
+//! bind-mounted read-only, as in the seed.
+//!
+//! Run with `cargo xtask e2e`, or
+//! `cargo test -p rollout-docker --test proxy -- --ignored`.
+
+mod common;
+
+use common::Project;
+use rollout_core::ServiceRef;
+use rollout_docker::ProxyContainer;
+use rollout_nginx::proxy::{ConfigStore, ProxyError, ProxyExec};
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// A container of the test image with `conf` mounted read-only at
+/// `/etc/nginx/nginx.conf`, labelled for the project's cleanup.
+fn proxy_container(project: &Project, conf: &std::path::Path) -> String {
+    common::run(Command::new("docker").args([
+        "run",
+        "-d",
+        "--init",
+        "--label",
+        &format!("{}={}", common::TEST_LABEL, project.name),
+        "--name",
+        &format!("{}-proxy", project.name),
+        "-v",
+        &format!("{}:/etc/nginx/nginx.conf:ro", conf.display()),
+        common::IMAGE,
+    ]))
+    .trim()
+    .to_string()
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn exec_reports_exit_codes_and_output() {
+    let project = Project::new("pexec");
+    let conf = project.dir.join("nginx.conf");
+    std::fs::write(&conf, "events {}\n").unwrap();
+    let id = proxy_container(&project, &conf);
+    let proxy = ProxyContainer::new(common::engine().await, &id);
+
+    let out = proxy
+        .exec(&argv(&["cat", "/etc/nginx/nginx.conf"]))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0);
+    assert_eq!(out.stdout, b"events {}\n");
+
+    let out = proxy
+        .exec(&argv(&["sh", "-c", "echo out; echo err >&2; exit 3"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.code, 3,
+        "the exit code comes from the exec, not the stream"
+    );
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+
+    let out = proxy.exec(&argv(&["no-such-program"])).await;
+    match out {
+        Ok(out) => assert_ne!(out.code, 0, "{out:?}"),
+        Err(ProxyError::Exec { .. }) => {}
+        Err(e) => panic!("{e}"),
+    }
+
+    // A proxy that is not running cannot be reached.
+    common::run(Command::new("docker").args(["stop", "-t", "1", &id]));
+    match proxy.exec(&argv(&["true"])).await {
+        Err(ProxyError::Exec { reason, .. }) => {
+            assert!(
+                reason.contains("not running") && reason.contains("hint:"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn a_single_file_read_only_mount_is_written_in_place_on_the_host() {
+    let project = Project::new("pfile");
+    let conf = project.dir.join("nginx.conf");
+    std::fs::write(&conf, "events {}\nhttp {}\n").unwrap();
+    let inode = std::fs::metadata(&conf).unwrap().ino();
+    let id = proxy_container(&project, &conf);
+    let proxy = ProxyContainer::new(common::engine().await, &id);
+
+    assert_eq!(
+        proxy.read("/etc/nginx/nginx.conf").await.unwrap(),
+        b"events {}\nhttp {}\n"
+    );
+
+    // The candidate goes beside it, inside the container.
+    let candidate = b"events {}\nhttp { upstream app { server a:80; } }\n";
+    proxy
+        .write_new("/etc/nginx/nginx.conf.next", candidate)
+        .await
+        .unwrap();
+    let out = proxy
+        .exec(&argv(&["cat", "/etc/nginx/nginx.conf.next"]))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, candidate);
+    assert_eq!(
+        proxy.read("/etc/nginx/nginx.conf.next").await.unwrap(),
+        candidate
+    );
+
+    // The live file: same inode on the host, and the container sees it.
+    proxy
+        .write_in_place("/etc/nginx/nginx.conf", candidate)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::metadata(&conf).unwrap().ino(), inode);
+    assert_eq!(std::fs::read(&conf).unwrap(), candidate);
+    let seen = proxy
+        .exec(&argv(&["cat", "/etc/nginx/nginx.conf"]))
+        .await
+        .unwrap();
+    assert_eq!(seen.stdout, candidate);
+    // Shorter content leaves no tail of the old.
+    proxy
+        .write_in_place("/etc/nginx/nginx.conf", b"events {}\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.read("/etc/nginx/nginx.conf").await.unwrap(),
+        b"events {}\n"
+    );
+
+    proxy.remove("/etc/nginx/nginx.conf.next").await.unwrap();
+    proxy.remove("/etc/nginx/nginx.conf.next").await.unwrap();
+    let gone = proxy
+        .exec(&argv(&["test", "-e", "/etc/nginx/nginx.conf.next"]))
+        .await
+        .unwrap();
+    assert_eq!(gone.code, 1);
+
+    // A file on no mount would be lost on recreate: refused with a hint.
+    match proxy.write_in_place("/www/index.html", b"x").await {
+        Err(ProxyError::File { reason, .. }) => {
+            assert!(
+                reason.contains("not on a mount") && reason.contains("hint:"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(proxy.read("/www/index.html").await.unwrap(), b"ok\n");
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn the_proxies_of_a_service_are_its_running_containers() {
+    let project = Project::new("pservice");
+    project.compose_run(&["up", "-d", "--scale", "app=2", "app"]);
+    let engine = common::engine().await;
+    let proxies = ProxyContainer::of_service(&engine, &ServiceRef::new(&project.name, "app"))
+        .await
+        .unwrap();
+    let names: Vec<&str> = proxies.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            format!("{}_app_1", project.name),
+            format!("{}_app_2", project.name)
+        ]
+    );
+    for p in &proxies {
+        let out = p
+            .exec
+            .exec(&argv(&["cat", "/www/index.html"]))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, b"ok\n");
+    }
+    let err = ProxyContainer::of_service(&engine, &ServiceRef::new(&project.name, "nginx"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("hint:"), "{err}");
+}
