@@ -37,14 +37,18 @@
 //!
 //! Writing in place cannot be atomic, so a run killed during the write could
 //! leave a torn file that nginx would refuse at its next start. Before the
-//! write, the commit saves the previous bytes as `LIVE.rollout-previous` and
-//! the new ones as `LIVE.rollout-next`, and removes both once the live file
-//! is known good. [`open`](NginxRouter::open) finishes what a killed run left:
-//! a live file that is neither was torn, and gets the previous bytes back (the
-//! master never loaded it: a reload comes only after a complete write); a
-//! live file with the whole new bytes (validated, perhaps not reloaded) is
-//! reloaded. [`NginxRouter::recovered`] says what was done. The journal lives
-//! with the proxy, as the design wants of every journal.
+//! first write, the commit saves, in every replica about to take it, the
+//! previous bytes as `LIVE.rollout-previous` and the new ones as
+//! `LIVE.rollout-next` (written in that order, removed in that order, so a
+//! lone `next` means nothing), and removes them once every replica is known
+//! good. [`open`](NginxRouter::open) finishes what a killed run left: a live
+//! file that is neither was torn, and gets the previous bytes back (no master
+//! loaded it: a reload comes only after a complete write); a live file with
+//! the whole new bytes was validated and is kept. Then every replica that had
+//! a journal is reloaded, since which config its master runs is not known
+//! (a replica may have taken the change, another not), and the journal goes.
+//! [`NginxRouter::recovered`] says what was done. The journal lives with the
+//! proxy, as the design wants of every journal.
 //!
 //! # Did the reload take?
 //!
@@ -262,6 +266,8 @@ type WaitSet = Vec<(usize, Vec<Proc>)>;
 enum Recovery {
     /// No commit was under way.
     Clean,
+    /// A commit was under way, and the live file holds the previous bytes.
+    Unchanged,
     /// The live file was torn; its previous bytes are back.
     Restored,
     /// The live file holds the whole validated change, which may not have
@@ -322,16 +328,11 @@ impl NginxRouter {
         }
         // A commit cut by a crash is finished first: a torn live file would
         // not even parse.
-        let mut recovered = Vec::new();
         let mut to_reload = Vec::new();
         for (index, proxy) in proxies.iter().enumerate() {
-            match recover_files(&options, proxy).await? {
-                Recovery::Clean => {}
-                Recovery::Restored => recovered.push(format!(
-                    "{}: {} was cut by an interrupted write; its previous bytes were put back",
-                    proxy.name, options.config_path
-                )),
-                Recovery::Written => to_reload.push(index),
+            let found = recover_files(&options, proxy).await?;
+            if found != Recovery::Clean {
+                to_reload.push((index, found));
             }
         }
         let live = read_live(&proxies[0], &options.config_path).await?;
@@ -360,19 +361,36 @@ impl NginxRouter {
             port,
             replicas,
             state: Mutex::new(State::default()),
-            recovered,
+            recovered: Vec::new(),
         };
-        for index in to_reload {
+        // Which config a master runs is unknown after a cut commit (a
+        // replica may have taken it, another not): reload each replica
+        // that had a journal, with the file now known good.
+        for (index, found) in to_reload {
             let replica = &router.replicas[index];
             let (name, path) = (&replica.proxy.name, &router.options.config_path);
+            let what = match found {
+                Recovery::Restored => format!(
+                    "{path} was cut by an interrupted write; its previous bytes were put back"
+                ),
+                Recovery::Written => format!("an interrupted change was written whole to {path}"),
+                _ => format!("an interrupted change had left {path} as it was"),
+            };
             if let Err(e) = router.reload(replica).await {
                 return Err(RouterError::Reload(format!(
-                    "{name}: an interrupted change was written to {path} but perhaps not reloaded, and reloading it failed: {e}"
+                    "{name}: {what}, and reloading it failed: {e}"
                 )));
             }
-            let note =
-                format!("{name}: an interrupted change was written to {path} and is now reloaded");
-            router.recovered.push(note);
+            router
+                .recovered
+                .push(format!("{name}: {what}, and nginx was reloaded with it"));
+        }
+        let (journal_previous, journal_next) = journal_paths(&router.options.config_path);
+        for replica in &router.replicas {
+            let files = &replica.proxy.files;
+            // The previous bytes first: a lone `next` means nothing.
+            files.remove(&journal_previous).await.map_err(unreachable)?;
+            files.remove(&journal_next).await.map_err(unreachable)?;
         }
         Ok(router)
     }
@@ -489,48 +507,30 @@ impl NginxRouter {
 
     /// Writes `bytes` into the live file of one replica, reloads it and
     /// checks that the reload took; returns the children before the reload.
-    /// On failure the previous bytes are back in the file.
+    /// On failure the previous bytes are back in the file, unless the error
+    /// says they could not be put back (`Failed::restored` false).
     async fn commit(
         &self,
         replica: &Replica,
         previous: &[u8],
         bytes: &[u8],
-    ) -> Result<Vec<Proc>, RouterError> {
+    ) -> Result<Vec<Proc>, Failed> {
         let path = &self.options.config_path;
         let files = &replica.proxy.files;
         let name = &replica.proxy.name;
-        let before = self.procs(replica).await?;
+        let before = self.procs(replica).await.map_err(Failed::clean)?;
         if before.live_children().next().is_none() {
-            return Err(RouterError::Config(format!(
+            return Err(Failed::clean(RouterError::Config(format!(
                 "nginx master {} in {name} has no worker processes\nhint: the router needs master_process on",
                 before.master.pid
-            )));
+            ))));
         }
-        // The journal of this commit, beside the live file: should the run
-        // die while the live file is being written, the next `open` finds
-        // the previous bytes there (see `recover_files`).
-        let (journal_previous, journal_next) = journal_paths(path);
-        files
-            .write_new(&journal_previous, previous)
-            .await
-            .map_err(unreachable)?;
-        files
-            .write_new(&journal_next, bytes)
-            .await
-            .map_err(unreachable)?;
-        let forget = || async {
-            let _ = files.remove(&journal_next).await;
-            let _ = files.remove(&journal_previous).await;
-        };
         if let Err(e) = files.write_in_place(path, bytes).await {
             let restored = files.write_in_place(path, previous).await;
-            if restored.is_ok() {
-                forget().await;
-            }
-            return Err(RouterError::Other(format!(
-                "{e}{}",
-                restored_note(name, path, restored)
-            )));
+            return Err(Failed {
+                restored: restored.is_ok(),
+                error: RouterError::Other(format!("{e}{}", restored_note(name, path, restored))),
+            });
         }
         let argv = self.nginx_argv(&["-c", path, "-s", "reload"]);
         let reloaded = match self.run(replica, &argv).await {
@@ -542,36 +542,36 @@ impl NginxRouter {
             ))),
             Err(e) => Err(e),
         };
-        match reloaded {
-            Ok(()) => {
-                forget().await;
-                Ok(before.children)
-            }
-            Err(e) => {
-                let restored = files.write_in_place(path, previous).await;
-                if restored.is_ok() {
-                    forget().await;
+        let e = match reloaded {
+            Ok(()) => return Ok(before.children),
+            Err(e) => e,
+        };
+        let restored = files.write_in_place(path, previous).await;
+        let mut good = restored.is_ok();
+        let mut message = format!("{e}{}", restored_note(name, path, restored));
+        // A reload that took after we stopped looking runs the bytes just
+        // taken out of the file: reload the restored ones.
+        match self.procs(replica).await {
+            Ok(now) if reload_took(&before, &now) == Some(true) => {
+                message.push_str(&format!(
+                    "\nthe reload took late in {name}; reloading the previous config"
+                ));
+                if let Err(again) = self.reload(replica).await {
+                    message.push_str(&format!(": {again}"));
+                    good = false;
                 }
-                let mut message = format!("{e}{}", restored_note(name, path, restored));
-                // A reload that took after we stopped looking runs the bytes
-                // just taken out of the file: reload the restored ones.
-                if let Ok(now) = self.procs(replica).await {
-                    if reload_took(&before, &now) == Some(true) {
-                        message.push_str(&format!(
-                            "\nthe reload took late in {name}; reloading the previous config"
-                        ));
-                        if let Err(again) = self.reload(replica).await {
-                            message.push_str(&format!(": {again}"));
-                        }
-                    }
-                }
-                Err(match e {
-                    RouterError::Reload(_) => RouterError::Reload(strip_prefix(&message)),
-                    RouterError::Unreachable(_) => RouterError::Unreachable(message),
-                    _ => RouterError::Other(message),
-                })
             }
+            Ok(_) => {}
+            Err(_) => good = false,
         }
+        Err(Failed {
+            restored: good,
+            error: match e {
+                RouterError::Reload(_) => RouterError::Reload(strip_prefix(&message)),
+                RouterError::Unreachable(_) => RouterError::Unreachable(message),
+                _ => RouterError::Other(message),
+            },
+        })
     }
 
     /// Reloads one replica with what its live file holds and checks it.
@@ -628,9 +628,11 @@ impl NginxRouter {
     }
 
     /// Puts `previous` back into replicas that already took a change, and
-    /// reloads them; returns what went wrong, for the error message.
-    async fn roll_back(&self, done: &[(usize, Vec<u8>)]) -> String {
+    /// reloads them; returns what happened, for the error message, and
+    /// whether every one of them is back.
+    async fn roll_back(&self, done: &[(usize, Vec<u8>)]) -> (String, bool) {
         let mut notes = String::new();
+        let mut all_back = true;
         for (index, previous) in done.iter().rev() {
             let replica = &self.replicas[*index];
             let name = &replica.proxy.name;
@@ -641,12 +643,64 @@ impl NginxRouter {
             };
             match result {
                 Ok(()) => notes.push_str(&format!("\n{name} was put back on its previous config")),
-                Err(e) => notes.push_str(&format!(
-                    "\n{name} could not be put back on its previous config: {e}"
-                )),
+                Err(e) => {
+                    all_back = false;
+                    notes.push_str(&format!(
+                        "\n{name} could not be put back on its previous config: {e}"
+                    ))
+                }
             }
         }
-        notes
+        (notes, all_back)
+    }
+
+    /// Writes the journal of a commit into every replica about to take it.
+    async fn write_journal(
+        &self,
+        commits: &[(usize, Vec<u8>, Vec<u8>)],
+    ) -> Result<(), RouterError> {
+        let (journal_previous, journal_next) = journal_paths(&self.options.config_path);
+        for (index, previous, next) in commits {
+            let files = &self.replicas[*index].proxy.files;
+            let written = match files.write_new(&journal_previous, previous).await {
+                Ok(()) => files.write_new(&journal_next, next).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                self.forget_journal(commits).await;
+                return Err(unreachable(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the journal of a commit whose replicas are all known good.
+    async fn forget_journal(&self, commits: &[(usize, Vec<u8>, Vec<u8>)]) {
+        let (journal_previous, journal_next) = journal_paths(&self.options.config_path);
+        for (index, _, _) in commits {
+            let files = &self.replicas[*index].proxy.files;
+            // What is left over is found by the next `open`, which sees a
+            // live file equal to one of the two and only reloads.
+            if files.remove(&journal_previous).await.is_ok() {
+                let _ = files.remove(&journal_next).await;
+            }
+        }
+    }
+}
+
+/// A commit that failed, and whether the replica is back where it was.
+struct Failed {
+    restored: bool,
+    error: RouterError,
+}
+
+impl Failed {
+    /// Failed before anything was written.
+    fn clean(error: RouterError) -> Self {
+        Self {
+            restored: true,
+            error,
+        }
     }
 }
 
@@ -673,22 +727,32 @@ impl TrafficRouter for NginxRouter {
         for replica in &self.replicas {
             prepared.push(self.prepare(replica, change).await?);
         }
-        // Phase 2: write, reload and check each replica in turn.
+        // Phase 2: journal, then write, reload and check each replica in
+        // turn; the journal goes once every replica is known good.
+        let commits: Vec<(usize, Vec<u8>, Vec<u8>)> = prepared
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, (live, edited))| edited.map(|next| (index, live, next)))
+            .collect();
+        self.write_journal(&commits).await?;
         let mut done: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut waits: WaitSet = Vec::new();
-        for (index, (replica, (live, edited))) in self.replicas.iter().zip(prepared).enumerate() {
-            let Some(edited) = edited else { continue };
-            match self.commit(replica, &live, &edited).await {
+        for (index, live, next) in &commits {
+            match self.commit(&self.replicas[*index], live, next).await {
                 Ok(before) => {
-                    waits.push((index, before));
-                    done.push((index, live));
+                    waits.push((*index, before));
+                    done.push((*index, live.clone()));
                 }
-                Err(e) => {
-                    let notes = self.roll_back(&done).await;
-                    return Err(append(e, &notes));
+                Err(failed) => {
+                    let (notes, all_back) = self.roll_back(&done).await;
+                    if failed.restored && all_back {
+                        self.forget_journal(&commits).await;
+                    }
+                    return Err(append(failed.error, &notes));
                 }
             }
         }
+        self.forget_journal(&commits).await;
         state.generation += 1;
         let generation = state.generation;
         state.pending.insert(generation, waits);
@@ -878,11 +942,11 @@ fn journal_paths(live: &str) -> (String, String) {
     )
 }
 
-/// Finishes what a commit cut by a crash left: a live file that is neither
-/// the previous bytes nor the whole new ones was torn by the write and gets
-/// the previous bytes back (the master never loaded it: the reload comes
-/// after a complete write); a live file with the whole new bytes is reported
-/// for a reload. The journal files are removed.
+/// Finishes, in the files, what a commit cut by a crash left: a live file
+/// that is neither the previous bytes nor the whole new ones was torn by the
+/// write and gets the previous bytes back (no master loaded it: a reload
+/// comes only after a complete write). The caller reloads, then removes the
+/// journal (replicas may share one file, and so one journal).
 async fn recover_files(
     options: &NginxRouterOptions,
     proxy: &Proxy,
@@ -892,10 +956,9 @@ async fn recover_files(
     let (journal_previous, journal_next) = journal_paths(path);
     let previous = match files.read(&journal_previous).await {
         Ok(bytes) => bytes,
-        Err(ProxyError::Missing { .. }) => {
-            let _ = files.remove(&journal_next).await;
-            return Ok(Recovery::Clean);
-        }
+        // No previous bytes: no commit under way (they are written first
+        // and removed first), whatever `next` says.
+        Err(ProxyError::Missing { .. }) => return Ok(Recovery::Clean),
         Err(e) => return Err(unreachable(e)),
     };
     let next = match files.read(&journal_next).await {
@@ -905,7 +968,7 @@ async fn recover_files(
     };
     let live = read_live(proxy, path).await?;
     let found = if live == previous {
-        Recovery::Clean
+        Recovery::Unchanged
     } else if next.as_deref() == Some(&live[..]) {
         Recovery::Written
     } else {
@@ -915,8 +978,6 @@ async fn recover_files(
             .map_err(unreachable)?;
         Recovery::Restored
     };
-    files.remove(&journal_next).await.map_err(unreachable)?;
-    files.remove(&journal_previous).await.map_err(unreachable)?;
     Ok(found)
 }
 

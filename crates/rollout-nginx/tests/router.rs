@@ -801,41 +801,9 @@ async fn every_replica_is_reloaded_and_a_refusal_in_one_undoes_the_others() {
     require_nginx();
     let (port, backends) = backends(&["a", "b"]).await;
     let (a, b) = (&backends[0], &backends[1]);
-    // Two replicas read one shared file (as replicas of a Compose service
-    // share a bind-mounted file) and share a front port with reuseport.
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    make_dir(&root);
-    let front = free_port();
-    let conf = root.join("nginx.conf");
-    let text = format!(
-        "worker_processes 1;\nerror_log error.log;\nevents {{ worker_connections 128; }}\n\
-         http {{\n    access_log off;\n    client_body_temp_path tmp/body;\n    proxy_temp_path tmp/proxy;\n\
-         \x20   fastcgi_temp_path tmp/fastcgi;\n    uwsgi_temp_path tmp/uwsgi;\n    scgi_temp_path tmp/scgi;\n\
-         \x20   upstream backend {{\n        server {}:{port};\n    }}\n\
-         \x20   server {{\n        listen 127.0.0.1:{front} reuseport;\n        location / {{ proxy_pass http://backend; }}\n    }}\n}}\n",
-        a.ip
-    );
-    std::fs::write(&conf, text).unwrap();
-    let mut replicas = Vec::new();
-    for n in 1..=2 {
-        let prefix = root.join(format!("replica-{n}"));
-        make_dir(&prefix);
-        let pid = prefix.join("nginx.pid");
-        let extra = vec!["-g".to_string(), format!("pid {};", pid.display())];
-        replicas.push(Nginx::start(&prefix, &conf, &pid, extra));
-    }
-    let proxies = replicas
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            n.proxy(&format!("replica-{}", i + 1))
-                .with_pid_file(n.pid_file.display().to_string())
-        })
-        .collect();
-    let mut options = NginxRouterOptions::new("backend", conf.display().to_string());
-    options.reload_timeout = Duration::from_secs(3);
-    let router = NginxRouter::open(options, proxies).await.unwrap();
+    let r = Replicas::start(port, &a.ip);
+    let router = r.router().await.unwrap();
+    let (conf, front) = (r.conf.clone(), r.front);
     workers_started(&router).await;
     let first = router.processes().await.unwrap();
     assert_eq!(first.len(), 2);
@@ -891,6 +859,9 @@ async fn every_replica_is_reloaded_and_a_refusal_in_one_undoes_the_others() {
         other => panic!("expected replica-2 to refuse, got {other:?}"),
     }
     assert_eq!(std::fs::read(&conf).unwrap(), before);
+    for suffix in [PREVIOUS_SUFFIX, NEXT_SUFFIX] {
+        assert!(!Path::new(&format!("{}{suffix}", conf.display())).exists());
+    }
     let third = router.processes().await.unwrap();
     assert_eq!(third[1], settled[1], "replica-2 kept its workers");
     assert!(bodies(front, 20).await.iter().all(|body| body == "b"));
@@ -935,20 +906,21 @@ async fn a_live_file_torn_by_a_crash_gets_its_previous_bytes_back_on_open() {
     let processes = s.router.processes().await.unwrap();
     let inode = s.nginx.inode();
     let (original, _) = interrupted_commit(&s, port, true);
-    assert!(open_router(&s.nginx).await.is_ok());
-    // (The first open repaired it; a torn file would not have parsed.)
+    // (A torn file would not even parse: open repairs it first.)
+    let router = open_router(&s.nginx).await.unwrap();
+    assert_eq!(router.recovered().len(), 1, "{:?}", router.recovered());
+    let note = &router.recovered()[0];
+    assert!(note.contains("previous bytes were put back"), "{note}");
+    assert!(note.contains("reloaded"), "{note}");
     assert_eq!(s.nginx.live(), original);
     assert_eq!(s.nginx.inode(), inode);
     journal_is_gone(&s);
-    assert_eq!(s.router.processes().await.unwrap(), processes, "no reload");
-
-    // Opened on the torn file, the router says what it repaired.
-    interrupted_commit(&s, port, true);
-    let router = open_router(&s.nginx).await.unwrap();
-    assert_eq!(router.recovered().len(), 1, "{:?}", router.recovered());
-    assert!(router.recovered()[0].contains("previous bytes were put back"));
-    assert_eq!(s.nginx.live(), original);
+    let now = router.processes().await.unwrap();
+    assert_eq!(now[0].0, processes[0].0);
+    assert!(now[0].1.iter().all(|pid| !processes[0].1.contains(pid)));
     assert!(bodies(s.front, 5).await.iter().all(|body| body == "a"));
+    // Opened again, there is nothing left to repair.
+    assert!(open_router(&s.nginx).await.unwrap().recovered().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -959,7 +931,11 @@ async fn a_change_written_but_not_reloaded_before_a_crash_is_reloaded_on_open() 
     let (_, next) = interrupted_commit(&s, port, false);
     let router = open_router(&s.nginx).await.unwrap();
     assert_eq!(router.recovered().len(), 1, "{:?}", router.recovered());
-    assert!(router.recovered()[0].contains("now reloaded"));
+    assert!(
+        router.recovered()[0].contains("written whole"),
+        "{:?}",
+        router.recovered()
+    );
     assert_eq!(s.nginx.live(), next);
     journal_is_gone(&s);
     let now = router.processes().await.unwrap();
@@ -971,4 +947,123 @@ async fn a_change_written_but_not_reloaded_before_a_crash_is_reloaded_on_open() 
     );
     let served = bodies(s.front, 20).await;
     assert!(served.iter().any(|x| x == "b"), "{served:?}");
+}
+
+/// Two nginx replicas reading one shared file (as the replicas of a Compose
+/// service share a bind-mounted file), with a front port shared through
+/// reuseport; each has a prefix directory and pid file of its own.
+struct Replicas {
+    conf: PathBuf,
+    front: u16,
+    nginx: Vec<Nginx>,
+    _dir: tempfile::TempDir,
+}
+
+impl Replicas {
+    fn start(port: u16, first_host: &str) -> Replicas {
+        require_nginx();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        make_dir(&root);
+        let front = free_port();
+        let conf = root.join("nginx.conf");
+        let text = format!(
+            "worker_processes 1;\nerror_log error.log;\nevents {{ worker_connections 128; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path tmp/body;\n    proxy_temp_path tmp/proxy;\n\
+             \x20   fastcgi_temp_path tmp/fastcgi;\n    uwsgi_temp_path tmp/uwsgi;\n    scgi_temp_path tmp/scgi;\n\
+             \x20   upstream backend {{\n        server {first_host}:{port};\n    }}\n\
+             \x20   server {{\n        listen 127.0.0.1:{front} reuseport;\n        location / {{ proxy_pass http://backend; }}\n    }}\n}}\n"
+        );
+        std::fs::write(&conf, text).unwrap();
+        let mut nginx = Vec::new();
+        for n in 1..=2 {
+            let prefix = root.join(format!("replica-{n}"));
+            make_dir(&prefix);
+            let pid = prefix.join("nginx.pid");
+            let extra = vec!["-g".to_string(), format!("pid {};", pid.display())];
+            nginx.push(Nginx::start(&prefix, &conf, &pid, extra));
+        }
+        Replicas {
+            conf,
+            front,
+            nginx,
+            _dir: dir,
+        }
+    }
+
+    async fn router(&self) -> Result<NginxRouter, RouterError> {
+        let proxies = self
+            .nginx
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                n.proxy(&format!("replica-{}", i + 1))
+                    .with_pid_file(n.pid_file.display().to_string())
+            })
+            .collect();
+        let mut options = NginxRouterOptions::new("backend", self.conf.display().to_string());
+        options.reload_timeout = Duration::from_secs(3);
+        let router = NginxRouter::open(options, proxies).await?;
+        workers_started(&router).await;
+        Ok(router)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_two_replicas_is_finished_on_open() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let (a, b) = (&backends[0], &backends[1]);
+    let r = Replicas::start(port, &a.ip);
+    let router = r.router().await.unwrap();
+    let first = router.processes().await.unwrap();
+
+    // The killed run had written the shared file and reloaded replica-1,
+    // not replica-2; its journal is beside the file.
+    let original = std::fs::read(&r.conf).unwrap();
+    let next = String::from_utf8(original.clone())
+        .unwrap()
+        .replace(
+            &format!("server {}:{port};", a.ip),
+            &format!("server {}:{port};", b.ip),
+        )
+        .into_bytes();
+    assert_ne!(next, original);
+    let conf = r.conf.display().to_string();
+    std::fs::write(format!("{conf}{PREVIOUS_SUFFIX}"), &original).unwrap();
+    std::fs::write(format!("{conf}{NEXT_SUFFIX}"), &next).unwrap();
+    std::fs::write(&r.conf, &next).unwrap();
+    let n1 = &r.nginx[0];
+    let status = Command::new(NGINX)
+        .args(["-e", "stderr", "-p"])
+        .arg(&n1.prefix)
+        .args(&n1.extra)
+        .arg("-c")
+        .arg(&r.conf)
+        .args(["-s", "reload"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..200 {
+        let now = router.processes().await.unwrap();
+        if now[0].1.iter().all(|pid| !first[0].1.contains(pid)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let resumed = r.router().await.unwrap();
+    assert_eq!(resumed.recovered().len(), 2, "{:?}", resumed.recovered());
+    assert!(resumed.recovered()[1].starts_with("replica-2: "));
+    let after = resumed.processes().await.unwrap();
+    assert_eq!(after[1].0, first[1].0);
+    assert!(
+        after[1].1.iter().all(|pid| !first[1].1.contains(pid)),
+        "replica-2 was reloaded: {first:?} {after:?}"
+    );
+    assert_eq!(std::fs::read(&r.conf).unwrap(), next);
+    for suffix in [PREVIOUS_SUFFIX, NEXT_SUFFIX] {
+        assert!(!Path::new(&format!("{conf}{suffix}")).exists());
+    }
+    assert!(bodies(r.front, 20).await.iter().all(|body| body == "b"));
 }
