@@ -94,7 +94,21 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
         "docker-compose ps lists old and new"
     );
 
-    // Retire the old ones; the first stop saves revision 1's spec.
+    // Retire the old ones; the first stop saves revision 1's spec. A
+    // launch between a stop and its remove must not bring the stopped one
+    // back (Compose starts the stopped containers of a service it scales).
+    backend
+        .stop(&old[0].id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let extra = backend.launch(&service, &v2, 1).await.unwrap();
+    assert_eq!(extra.len(), 1);
+    assert_eq!(inspect(&old[0].id.0, "{{.State.Running}}"), "false");
+    backend
+        .stop(&extra[0].id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    backend.remove(&extra[0].id).await.unwrap();
     for instance in &old {
         backend
             .stop(&instance.id, Duration::from_secs(5))
@@ -414,4 +428,75 @@ async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
     );
     second.unlock(&service).await.unwrap();
     assert_eq!(first.holder(&service).await.unwrap(), None);
+}
+
+/// Probes an instance from another container of the project (as the tool
+/// does from the proxy): busybox wget to the instance's container name.
+struct WgetFrom(rollout_docker::ProxyContainer);
+
+#[async_trait::async_trait]
+impl rollout_core::strategy::Verifier for WgetFrom {
+    async fn verify(
+        &self,
+        instance: &rollout_core::Instance,
+        check: &rollout_core::strategy::Verification,
+    ) -> Result<(), String> {
+        use rollout_nginx::proxy::ProxyExec;
+        let url = format!("http://{}:8000{}", instance.host, check.path);
+        let argv: Vec<String> = ["wget", "-q", "-O", "-", &url]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = self.0.exec(&argv).await.map_err(|e| e.to_string())?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(out.message())
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn a_probe_stands_in_for_a_missing_healthcheck() {
+    let project = Project::new("probe");
+    project.compose_run(&["up", "-d", "app", "plain"]);
+    let engine = common::engine().await;
+    let app = format!("{}_app_1", project.name);
+    let probe = |path: &str| rollout_docker::HealthProbe {
+        verifier: std::sync::Arc::new(WgetFrom(rollout_docker::ProxyContainer::new(
+            engine.clone(),
+            &app,
+        ))),
+        check: rollout_core::strategy::Verification {
+            path: path.into(),
+            status: 200,
+            body_contains: None,
+        },
+        interval: Duration::from_millis(300),
+    };
+    let plain = ServiceRef::new(&project.name, "plain");
+    let backend = project.backend().await.with_probe("plain", probe("/"));
+    let found = backend.instances(&plain).await.unwrap();
+    assert_eq!(found[0].health, Health::None);
+    assert_eq!(
+        backend
+            .wait_healthy(&found[0].id, &timeouts(30))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+
+    let backend = project
+        .backend()
+        .await
+        .with_probe("plain", probe("/missing"));
+    match backend
+        .wait_healthy(&found[0].id, &timeouts(2))
+        .await
+        .unwrap()
+    {
+        Err(Failure::Unhealthy(why)) => assert!(why.contains("/missing"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }
