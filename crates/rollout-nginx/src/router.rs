@@ -100,7 +100,11 @@
 //! whose id is the host (a container name is also a handle the Docker engine
 //! accepts). New lines use the port of the operator's own line
 //! (`server app:8000;` gives 8000) unless [`NginxRouterOptions::port`] sets
-//! one. Servers marked `down` get no traffic and are not routes.
+//! one, and the parameters of the upstream's first line other than `weight`,
+//! `backup`, `down` and `service=` (so `max_fails=3 fail_timeout=5s` on the
+//! operator's service line goes to the instance lines during a rollout and
+//! comes back with the service line at rest). Servers marked `down` get no
+//! traffic and are not routes.
 
 use crate::proxy::{ExecOutput, Proxy, ProxyError};
 use async_trait::async_trait;
@@ -310,9 +314,12 @@ impl std::fmt::Debug for NginxRouter {
 
 impl NginxRouter {
     /// A router for `options.upstream` in every one of `proxies` (at least
-    /// one). Reads the first proxy's live config to check that the upstream
-    /// is there and to learn the port of new server lines, and finds each
-    /// proxy's pid file.
+    /// one, each with its exec and config store).
+    ///
+    /// First finishes what a run killed during a commit left behind (see
+    /// [`recovered`](Self::recovered)); then reads the first proxy's live
+    /// config to check that the upstream is there and to learn the port of
+    /// new server lines, and finds each proxy's pid file.
     pub async fn open(
         options: NginxRouterOptions,
         proxies: Vec<Proxy>,
@@ -366,6 +373,7 @@ impl NginxRouter {
         // Which config a master runs is unknown after a cut commit (a
         // replica may have taken it, another not): reload each replica
         // that had a journal, with the file now known good.
+        let touched: Vec<usize> = to_reload.iter().map(|(index, _)| *index).collect();
         for (index, found) in to_reload {
             let replica = &router.replicas[index];
             let (name, path) = (&replica.proxy.name, &router.options.config_path);
@@ -386,8 +394,8 @@ impl NginxRouter {
                 .push(format!("{name}: {what}, and nginx was reloaded with it"));
         }
         let (journal_previous, journal_next) = journal_paths(&router.options.config_path);
-        for replica in &router.replicas {
-            let files = &replica.proxy.files;
+        for index in touched {
+            let files = &router.replicas[index].proxy.files;
             // The previous bytes first: a lone `next` means nothing.
             files.remove(&journal_previous).await.map_err(unreachable)?;
             files.remove(&journal_next).await.map_err(unreachable)?;
@@ -1067,9 +1075,10 @@ fn target_of(host: &str, services: &[String]) -> Target {
 /// that reads or rewrites config text.
 mod edit {
     use crate::tree::ConfFile;
-    use crate::upstream::EditError;
+    use crate::upstream::{Address, EditError, Param};
     use rollout_core::error::RouterError;
     use rollout_core::router::RouteChange;
+    use std::collections::HashSet;
 
     /// One `server` line of the upstream, as the router needs it.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1148,6 +1157,12 @@ mod edit {
     /// `bytes` with `change` applied to `upstream`: removed hosts lose their
     /// line, set ones get their weight or a new line `host:port`; the rest of
     /// the file stays byte for byte.
+    ///
+    /// A new line copies the parameters of the upstream's first server line
+    /// as it was before the change, other than `weight`, `backup`, `down` and
+    /// `service=` (which belong to one line): the operator's `max_fails=3
+    /// fail_timeout=5s` on `server app:8000` then goes to the instance lines
+    /// of a rollout, and back to the service line at rest.
     pub(super) fn apply(
         bytes: &[u8],
         path: &str,
@@ -1156,10 +1171,44 @@ mod edit {
         port: u16,
     ) -> Result<Vec<u8>, RouterError> {
         let file = parse(bytes, path)?;
+        let up = file.upstream(upstream).map_err(refused)?;
+        let template: Vec<Param> = up
+            .servers
+            .first()
+            .map(|line| {
+                line.server
+                    .params
+                    .iter()
+                    .filter(|p| {
+                        !matches!(
+                            p,
+                            Param::Weight(_) | Param::Backup | Param::Down | Param::Service(_)
+                        )
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let before: HashSet<&Address> = up.servers.iter().map(|l| &l.server.address).collect();
         let edited = file
             .apply_route_change(upstream, change, port)
             .map_err(refused)?;
-        Ok(edited.source().to_vec())
+        if template.is_empty() {
+            return Ok(edited.source().to_vec());
+        }
+        let mut servers = edited.upstream(upstream).map_err(refused)?.server_set();
+        let mut added = false;
+        for server in servers.iter_mut().filter(|s| !before.contains(&s.address)) {
+            let weight = server.weight();
+            server.params = template.clone();
+            server.set_weight(weight);
+            added = true;
+        }
+        if !added {
+            return Ok(edited.source().to_vec());
+        }
+        let templated = edited.set_servers(upstream, &servers).map_err(refused)?;
+        Ok(templated.source().to_vec())
     }
 
     /// The main context's `pid` directive, when there is one.
@@ -1419,6 +1468,25 @@ mod tests {
         assert_eq!(
             edited,
             b"http {\n    upstream app {\n        server app-1:8000 weight=2;\n    }\n}\n"
+        );
+        // New lines copy the first line's parameters, and the service line
+        // comes back as the operator wrote it.
+        let tuned = b"upstream app {\n    server app:8000 max_fails=3 fail_timeout=5s;\n}\n";
+        let during = edit::apply(tuned, "n", "app", &change, 8000).unwrap();
+        assert_eq!(
+            String::from_utf8(during.clone()).unwrap(),
+            "upstream app {\n    server app-1:8000 max_fails=3 fail_timeout=5s weight=2;\n}\n"
+        );
+        let back = RouteChange {
+            set: vec![Route {
+                target: Target::Service { name: "app".into() },
+                weight: 1,
+            }],
+            remove: vec![Target::instance(InstanceId::from("c1"), "app-1")],
+        };
+        assert_eq!(
+            edit::apply(&during, "n", "app", &back, 8000).unwrap(),
+            tuned.to_vec()
         );
         let everything = RouteChange {
             set: vec![],
