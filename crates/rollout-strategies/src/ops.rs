@@ -48,28 +48,40 @@ pub(crate) enum Gate {
 pub(crate) struct View {
     pub instances: Vec<Instance>,
     pub routes: Vec<Route>,
+    direct: HashMap<InstanceId, u32>,
 }
 
 impl View {
-    /// Direct routes by instance id.
-    pub fn direct(&self) -> HashMap<&InstanceId, u32> {
-        self.routes
+    pub fn new(instances: Vec<Instance>, routes: Vec<Route>) -> Self {
+        let direct = routes
             .iter()
             .filter_map(|r| match &r.target {
-                Target::Instance { id, .. } => Some((id, r.weight)),
+                Target::Instance { id, .. } => Some((id.clone(), r.weight)),
                 Target::Service { .. } => None,
             })
-            .collect()
+            .collect();
+        Self {
+            instances,
+            routes,
+            direct,
+        }
+    }
+
+    /// Direct routes by instance id.
+    pub fn direct(&self) -> &HashMap<InstanceId, u32> {
+        &self.direct
     }
 
     /// Whether the service is routed by name.
     pub fn service_routed(&self, name: &str) -> bool {
-        self.routes.iter().any(|r| r.target == service_target(name))
+        self.routes
+            .iter()
+            .any(|r| matches!(&r.target, Target::Service { name: n } if n == name))
     }
 
     /// Whether `i` gets traffic now (directly or through its service name).
     pub fn is_routed(&self, i: &Instance) -> bool {
-        self.direct().contains_key(&i.id)
+        self.direct.contains_key(&i.id)
             || (i.state == InstanceState::Running && self.service_routed(&i.service.service))
     }
 
@@ -305,10 +317,10 @@ impl<'a> Ops<'a> {
 
     /// The instances of a service and the routes.
     pub async fn view(&self, service: &rollout_core::ServiceRef) -> Res<View> {
-        Ok(View {
-            instances: self.ctx.backend.instances(service).await?,
-            routes: self.ctx.router.routes().await?,
-        })
+        Ok(View::new(
+            self.ctx.backend.instances(service).await?,
+            self.ctx.router.routes().await?,
+        ))
     }
 
     /// Launches one instance of `rev`. `Ok(Err(_))` is a launch that failed
