@@ -19,7 +19,14 @@
 //!    file beside the live one (`nginx.conf.rollout-candidate`: same
 //!    directory, so relative includes resolve the same; a name that a
 //!    `*.conf` glob cannot pick up), and run `nginx -t -q -c CANDIDATE` in
-//!    the proxy. The candidate is removed whatever the answer. A refusal
+//!    the proxy. When the upstream lives in a file the main file includes
+//!    ([`NginxRouterOptions::upstream_file`], the official image's
+//!    `conf.d/default.conf`), nginx -t reads a candidate main file instead:
+//!    the main file with the `include` that loads the upstream file turned
+//!    into includes of the candidate and of the other files its glob matches
+//!    now, in nginx's order, on the same line. Candidates are removed
+//!    whatever the answer. `open` refuses an `include` that would load one of
+//!    the router's own files (candidates, journal) with the live config. A refusal
 //!    stops here with [`RouterError::Invalid`] naming the file and line
 //!    (the live file's name when the error is in the candidate): nothing has
 //!    been written, nothing reloaded.
@@ -167,9 +174,17 @@ fi
 pub struct NginxRouterOptions {
     /// The upstream block's name (`backend`).
     pub upstream: String,
-    /// The live config file as the proxy sees it (`/etc/nginx/nginx.conf`);
-    /// the main file nginx is started with.
+    /// The main config file as the proxy sees it (`/etc/nginx/nginx.conf`):
+    /// the file nginx is started with, and the live file the router edits
+    /// unless [`upstream_file`](Self::upstream_file) names another.
     pub config_path: String,
+    /// The file that holds the upstream when it is not the main file: a file
+    /// the main file includes directly (`/etc/nginx/conf.d/default.conf`
+    /// through `include /etc/nginx/conf.d/*.conf;`, as the official image
+    /// does). This file is then the live file that is edited and written in
+    /// place, and the candidate is validated through a candidate main file
+    /// that includes it instead.
+    pub upstream_file: Option<String>,
     /// Hosts that name a whole service rather than one instance (`app`,
     /// `blue`, `green`).
     pub services: Vec<String>,
@@ -197,6 +212,7 @@ impl NginxRouterOptions {
         Self {
             upstream: upstream.into(),
             config_path: config_path.into(),
+            upstream_file: None,
             services: Vec::new(),
             port: None,
             nginx: vec!["nginx".to_string()],
@@ -206,9 +222,15 @@ impl NginxRouterOptions {
         }
     }
 
+    /// The live file: the one that holds the upstream, edited and written
+    /// in place.
+    pub fn live_path(&self) -> &str {
+        self.upstream_file.as_deref().unwrap_or(&self.config_path)
+    }
+
     /// The candidate file beside the live one.
     pub fn candidate_path(&self) -> String {
-        format!("{}{CANDIDATE_SUFFIX}", self.config_path)
+        format!("{}{CANDIDATE_SUFFIX}", self.live_path())
     }
 }
 
@@ -342,15 +364,16 @@ impl NginxRouter {
                 to_reload.push((index, found));
             }
         }
-        let live = read_live(&proxies[0], &options.config_path).await?;
-        let servers = edit::servers(&live, &options.config_path, &options.upstream).map_err(
+        let live = read_live(&proxies[0], options.live_path()).await?;
+        let servers = edit::servers(&live, options.live_path(), &options.upstream).map_err(
             |e| match e {
                 RouterError::Config(m) if m.starts_with("no upstream") => RouterError::Config(format!(
-                    "{m}\nhint: the router edits an upstream of the file nginx is started with (-c); move the upstream there from an included file"
+                    "{m}\nhint: an upstream in a file that the main file includes is found when that file is named as the upstream file"
                 )),
                 e => e,
             },
         )?;
+        check_includes(&options, &proxies[0]).await?;
         let port = match options.port {
             Some(port) => port,
             None => servers.iter().find_map(|s| s.port).unwrap_or(80),
@@ -376,7 +399,7 @@ impl NginxRouter {
         let touched: Vec<usize> = to_reload.iter().map(|(index, _)| *index).collect();
         for (index, found) in to_reload {
             let replica = &router.replicas[index];
-            let (name, path) = (&replica.proxy.name, &router.options.config_path);
+            let (name, path) = (&replica.proxy.name, router.options.live_path());
             let what = match found {
                 Recovery::Restored => format!(
                     "{path} was cut by an interrupted write; its previous bytes were put back"
@@ -393,7 +416,7 @@ impl NginxRouter {
                 .recovered
                 .push(format!("{name}: {what}, and nginx was reloaded with it"));
         }
-        let (journal_previous, journal_next) = journal_paths(&router.options.config_path);
+        let (journal_previous, journal_next) = journal_paths(router.options.live_path());
         for index in touched {
             let files = &router.replicas[index].proxy.files;
             // The previous bytes first: a lone `next` means nothing.
@@ -490,7 +513,7 @@ impl NginxRouter {
         replica: &Replica,
         change: &RouteChange,
     ) -> Result<(Vec<u8>, Option<Vec<u8>>), RouterError> {
-        let path = &self.options.config_path;
+        let path = self.options.live_path();
         let live = read_live(&replica.proxy, path).await?;
         let edited = edit::apply(&live, path, &self.options.upstream, change, self.port)?;
         if edited == live {
@@ -498,19 +521,89 @@ impl NginxRouter {
         }
         let candidate = self.options.candidate_path();
         let files = &replica.proxy.files;
+        // With the upstream in an included file, nginx -t reads a candidate
+        // main file beside the main one, which includes the candidate.
+        let main = &self.options.config_path;
+        let main_candidate = format!("{main}{CANDIDATE_SUFFIX}");
+        let candidate_main = match &self.options.upstream_file {
+            None => None,
+            Some(_) => Some(self.candidate_main(replica, &candidate).await?),
+        };
         files
             .write_new(&candidate, &edited)
             .await
             .map_err(unreachable)?;
-        let argv = self.nginx_argv(&["-t", "-q", "-c", &candidate]);
-        let tested = self.run(replica, &argv).await;
+        let tested = match &candidate_main {
+            None => {
+                let argv = self.nginx_argv(&["-t", "-q", "-c", &candidate]);
+                self.run(replica, &argv).await
+            }
+            Some(bytes) => match files.write_new(&main_candidate, bytes).await {
+                Ok(()) => {
+                    let argv = self.nginx_argv(&["-t", "-q", "-c", &main_candidate]);
+                    let tested = self.run(replica, &argv).await;
+                    let _ = files.remove(&main_candidate).await;
+                    tested
+                }
+                Err(e) => Err(unreachable(e)),
+            },
+        };
         let removed = files.remove(&candidate).await;
         let tested = tested?;
         if !tested.success() {
-            return Err(refusal(&tested, &candidate, path, &replica.proxy.name));
+            let renames = [(main_candidate.as_str(), main.as_str()), (&candidate, path)];
+            return Err(refusal(&tested, &renames, path, &replica.proxy.name));
         }
         removed.map_err(unreachable)?;
         Ok((live, Some(edited)))
+    }
+
+    /// The main file with the includes that load the upstream file turned
+    /// into includes of `candidate` (and, for a glob, of every other file it
+    /// matches now, in nginx's order), each on the line it was on.
+    async fn candidate_main(
+        &self,
+        replica: &Replica,
+        candidate: &str,
+    ) -> Result<Vec<u8>, RouterError> {
+        let main_path = &self.options.config_path;
+        let target = self.options.live_path();
+        let main = read_live(&replica.proxy, main_path).await?;
+        let sites = include::sites(&main, main_path, target)?;
+        let mut lists = Vec::with_capacity(sites.len());
+        for site in &sites {
+            let files = if site.glob {
+                let argv: Vec<String> = ["sh", "-c", include::GLOB_SCRIPT, "sh", &site.pattern]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let out = self.run(replica, &argv).await?;
+                if !out.success() {
+                    return Err(RouterError::Unreachable(format!(
+                        "cannot list {} in {}: {}",
+                        site.pattern,
+                        replica.proxy.name,
+                        out.message()
+                    )));
+                }
+                include::matches(&out.stdout)
+            } else {
+                vec![target.to_string()]
+            };
+            lists.push(
+                files
+                    .into_iter()
+                    .map(|f| {
+                        if f == target {
+                            candidate.to_string()
+                        } else {
+                            f
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        Ok(include::rewrite(&main, &sites, &lists))
     }
 
     /// Writes `bytes` into the live file of one replica, reloads it and
@@ -523,7 +616,7 @@ impl NginxRouter {
         previous: &[u8],
         bytes: &[u8],
     ) -> Result<Vec<Proc>, Failed> {
-        let path = &self.options.config_path;
+        let path = self.options.live_path();
         let files = &replica.proxy.files;
         let name = &replica.proxy.name;
         let before = self.procs(replica).await.map_err(Failed::clean)?;
@@ -540,7 +633,7 @@ impl NginxRouter {
                 error: RouterError::Other(format!("{e}{}", restored_note(name, path, restored))),
             });
         }
-        let argv = self.nginx_argv(&["-c", path, "-s", "reload"]);
+        let argv = self.nginx_argv(&["-c", &self.options.config_path, "-s", "reload"]);
         let reloaded = match self.run(replica, &argv).await {
             Ok(out) if out.success() => self.await_reload(replica, &before).await,
             Ok(out) => Err(RouterError::Reload(format!(
@@ -644,7 +737,7 @@ impl NginxRouter {
         for (index, previous) in done.iter().rev() {
             let replica = &self.replicas[*index];
             let name = &replica.proxy.name;
-            let path = &self.options.config_path;
+            let path = self.options.live_path();
             let result = match replica.proxy.files.write_in_place(path, previous).await {
                 Ok(()) => self.reload(replica).await,
                 Err(e) => Err(unreachable(e)),
@@ -667,7 +760,7 @@ impl NginxRouter {
         &self,
         commits: &[(usize, Vec<u8>, Vec<u8>)],
     ) -> Result<(), RouterError> {
-        let (journal_previous, journal_next) = journal_paths(&self.options.config_path);
+        let (journal_previous, journal_next) = journal_paths(self.options.live_path());
         for (index, previous, next) in commits {
             let files = &self.replicas[*index].proxy.files;
             let written = match files.write_new(&journal_previous, previous).await {
@@ -684,7 +777,7 @@ impl NginxRouter {
 
     /// Removes the journal of a commit whose replicas are all known good.
     async fn forget_journal(&self, commits: &[(usize, Vec<u8>, Vec<u8>)]) {
-        let (journal_previous, journal_next) = journal_paths(&self.options.config_path);
+        let (journal_previous, journal_next) = journal_paths(self.options.live_path());
         for (index, _, _) in commits {
             let files = &self.replicas[*index].proxy.files;
             // What is left over is found by the next `open`, which sees a
@@ -715,7 +808,7 @@ impl Failed {
 #[async_trait]
 impl TrafficRouter for NginxRouter {
     async fn routes(&self) -> Result<Vec<Route>, RouterError> {
-        let path = &self.options.config_path;
+        let path = self.options.live_path();
         let live = read_live(&self.replicas[0].proxy, path).await?;
         let servers = edit::servers(&live, path, &self.options.upstream)?;
         Ok(servers
@@ -941,6 +1034,27 @@ async fn find_pid_file(options: &NginxRouterOptions, proxy: &Proxy) -> Result<St
     })
 }
 
+/// Checks that the main file loads the upstream file when that is another
+/// file, and that no `include` of the main file would load one of the
+/// router's own files beside the live one (a candidate or a journal).
+async fn check_includes(options: &NginxRouterOptions, proxy: &Proxy) -> Result<(), RouterError> {
+    let main_path = &options.config_path;
+    let main = read_live(proxy, main_path).await?;
+    if let Some(target) = &options.upstream_file {
+        include::sites(&main, main_path, target)?;
+    }
+    let (previous, next) = journal_paths(options.live_path());
+    let main_candidate = format!("{main_path}{CANDIDATE_SUFFIX}");
+    for own in [options.candidate_path(), previous, next, main_candidate] {
+        if let Some(pattern) = include::loaders(&main, main_path, &own).first() {
+            return Err(RouterError::Config(format!(
+                "{main_path}: include {pattern} would also load {own}, a file the router writes beside the live one\nhint: narrow the include, for example to *.conf"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The journal of a commit: the previous bytes and the new ones, beside the
 /// live file.
 fn journal_paths(live: &str) -> (String, String) {
@@ -959,7 +1073,7 @@ async fn recover_files(
     options: &NginxRouterOptions,
     proxy: &Proxy,
 ) -> Result<Recovery, RouterError> {
-    let path = &options.config_path;
+    let path = options.live_path();
     let files = &proxy.files;
     let (journal_previous, journal_next) = journal_paths(path);
     let previous = match files.read(&journal_previous).await {
@@ -1033,8 +1147,11 @@ fn append(e: RouterError, notes: &str) -> RouterError {
 
 /// Turns the output of a failed `nginx -t` into [`RouterError::Invalid`],
 /// naming the live file where nginx named the candidate.
-fn refusal(out: &ExecOutput, candidate: &str, live: &str, proxy: &str) -> RouterError {
-    let text = out.message().replace(candidate, live);
+fn refusal(out: &ExecOutput, renames: &[(&str, &str)], live: &str, proxy: &str) -> RouterError {
+    let mut text = out.message();
+    for (candidate, real) in renames {
+        text = text.replace(candidate, real);
+    }
     let line = text
         .lines()
         .find(|l| l.contains("[emerg]") || l.contains("[alert]") || l.contains("[crit]"))
@@ -1224,6 +1341,212 @@ mod edit {
     }
 }
 
+/// Includes of the main file: which ones load the upstream file, and the
+/// candidate main file that loads the candidate instead.
+mod include {
+    use crate::tree::ConfFile;
+    use rollout_core::error::RouterError;
+    use std::ops::Range;
+
+    /// Lists the regular files a glob matches, one a line; `$1` is the
+    /// pattern, expanded by the shell as nginx's glob(3) would (no
+    /// `/` matched by `*`, `?` or `[...]`).
+    pub(super) const GLOB_SCRIPT: &str =
+        r#"for f in $1; do [ -f "$f" ] && printf '%s\n' "$f"; done; exit 0"#;
+
+    /// One `include` of the main file that loads the upstream file.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(super) struct Site {
+        /// The directive's bytes, name to `;`.
+        pub span: Range<usize>,
+        /// Its argument made absolute against the main file's directory.
+        pub pattern: String,
+        /// Whether it is a glob.
+        pub glob: bool,
+        /// How many line ends the directive spans (kept, so that lines keep
+        /// their numbers).
+        pub newlines: usize,
+    }
+
+    pub(super) fn is_glob(pattern: &str) -> bool {
+        pattern.contains(['*', '?', '['])
+    }
+
+    /// `path` made absolute against the directory of `main`, as nginx does
+    /// with the arguments of `include`.
+    pub(super) fn resolve(main: &str, path: &str) -> String {
+        if path.starts_with('/') {
+            return path.to_string();
+        }
+        let dir = main.rsplit_once('/').map_or("", |(dir, _)| dir);
+        format!("{dir}/{path}")
+    }
+
+    /// The `include` directives of `main` (at any depth) that load `target`,
+    /// in order. None is an error: the upstream file must be included by
+    /// the main file itself.
+    pub(super) fn sites(
+        main: &[u8],
+        main_path: &str,
+        target: &str,
+    ) -> Result<Vec<Site>, RouterError> {
+        let file = ConfFile::parse(main_path, main.to_vec())
+            .map_err(|e| RouterError::Config(e.to_string()))?;
+        let mut sites = Vec::new();
+        for (_, d) in file.walk() {
+            if d.name().value().as_ref() != b"include" {
+                continue;
+            }
+            let Some(arg) = d.args().next() else { continue };
+            let pattern = resolve(main_path, &arg.value_lossy());
+            let glob = is_glob(&pattern);
+            let loads = if glob {
+                glob_match(pattern.as_bytes(), target.as_bytes())
+            } else {
+                pattern == target
+            };
+            if loads {
+                let span = d.span();
+                let newlines = main[span.clone()].iter().filter(|&&b| b == b'\n').count();
+                sites.push(Site {
+                    span,
+                    pattern,
+                    glob,
+                    newlines,
+                });
+            }
+        }
+        if sites.is_empty() {
+            return Err(RouterError::Config(format!(
+                "{main_path} does not include {target}\nhint: the upstream file must be included by the main file itself, not through another included file"
+            )));
+        }
+        Ok(sites)
+    }
+
+    /// Every `include` pattern of `main` (made absolute) that would load
+    /// `path`: a file of the router's own beside the live one must match
+    /// none, or nginx would load it.
+    pub(super) fn loaders(main: &[u8], main_path: &str, path: &str) -> Vec<String> {
+        let Ok(file) = ConfFile::parse(main_path, main.to_vec()) else {
+            return Vec::new();
+        };
+        file.walk()
+            .into_iter()
+            .filter(|(_, d)| d.name().value().as_ref() == b"include")
+            .filter_map(|(_, d)| d.args().next())
+            .map(|arg| resolve(main_path, &arg.value_lossy()))
+            .filter(|pattern| {
+                if is_glob(pattern) {
+                    glob_match(pattern.as_bytes(), path.as_bytes())
+                } else {
+                    pattern == path
+                }
+            })
+            .collect()
+    }
+
+    /// The files [`GLOB_SCRIPT`] printed, in nginx's order (bytes, as
+    /// glob(3) sorts them in the C locale nginx runs in).
+    pub(super) fn matches(out: &[u8]) -> Vec<String> {
+        let mut files: Vec<String> = String::from_utf8_lossy(out)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    /// `main` with each site replaced by `include FILE;` for each of its
+    /// files, on the site's line, followed by the line ends it spanned.
+    pub(super) fn rewrite(main: &[u8], sites: &[Site], lists: &[Vec<String>]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(main.len() + 256);
+        let mut at = 0;
+        for (site, files) in sites.iter().zip(lists) {
+            out.extend_from_slice(&main[at..site.span.start]);
+            let includes: Vec<String> = files
+                .iter()
+                .map(|f| format!("include {};", crate::upstream::quote_arg(f)))
+                .collect();
+            if includes.is_empty() {
+                // Nothing matches any more: an empty statement keeps the
+                // file's shape.
+                out.push(b';');
+            }
+            out.extend_from_slice(includes.join(" ").as_bytes());
+            out.extend(std::iter::repeat_n(b'\n', site.newlines));
+            at = site.span.end;
+        }
+        out.extend_from_slice(&main[at..]);
+        out
+    }
+
+    /// Whether `path` matches the glob `pattern` (`*`, `?`, `[...]` with
+    /// ranges and `!`/`^`, none of them matching `/`).
+    pub(super) fn glob_match(pattern: &[u8], path: &[u8]) -> bool {
+        let (mut p, mut s) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while s < path.len() {
+            let step = match pattern.get(p) {
+                Some(b'*') => {
+                    star = Some((p, s));
+                    p += 1;
+                    continue;
+                }
+                Some(b'?') if path[s] != b'/' => Some(p + 1),
+                Some(b'[') => class(pattern, p, path[s]),
+                Some(&c) if c == path[s] => Some(p + 1),
+                _ => None,
+            };
+            match step {
+                Some(next) => {
+                    p = next;
+                    s += 1;
+                }
+                None => match star {
+                    Some((sp, ss)) if path[ss] != b'/' => {
+                        star = Some((sp, ss + 1));
+                        p = sp + 1;
+                        s = ss + 1;
+                    }
+                    _ => return false,
+                },
+            }
+        }
+        pattern[p..].iter().all(|&c| c == b'*')
+    }
+
+    /// Matches `c` against the class opening at `pattern[at]`; the index
+    /// after the class when it matches.
+    fn class(pattern: &[u8], at: usize, c: u8) -> Option<usize> {
+        let mut i = at + 1;
+        let negate = matches!(pattern.get(i), Some(b'!' | b'^'));
+        if negate {
+            i += 1;
+        }
+        let mut hit = false;
+        let mut first = true;
+        loop {
+            let lo = *pattern.get(i)?;
+            if lo == b']' && !first {
+                break;
+            }
+            first = false;
+            if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&h| h != b']') {
+                let hi = pattern[i + 2];
+                hit |= lo <= c && c <= hi;
+                i += 3;
+            } else {
+                hit |= lo == c;
+                i += 1;
+            }
+        }
+        (hit != negate && c != b'/').then_some(i + 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1315,7 +1638,10 @@ mod tests {
         };
         match refusal(
             &out,
-            "/etc/nginx/nginx.conf.rollout-candidate",
+            &[(
+                "/etc/nginx/nginx.conf.rollout-candidate",
+                "/etc/nginx/nginx.conf",
+            )],
             "/etc/nginx/nginx.conf",
             "proxy-1",
         ) {
@@ -1334,7 +1660,7 @@ mod tests {
             stdout: Vec::new(),
             stderr: b"nginx: [alert] could not open error log file\n".to_vec(),
         };
-        match refusal(&out, "/c.rollout-candidate", "/c", "p") {
+        match refusal(&out, &[("/c.rollout-candidate", "/c")], "/c", "p") {
             RouterError::Invalid { location, message } => {
                 assert_eq!(location, "/c");
                 assert!(
@@ -1427,6 +1753,80 @@ mod tests {
             pid_file_of("events {}\n", &["nginx"], "nginx version: custom\n").await,
             ("/run/nginx.pid".into(), 1)
         );
+    }
+
+    #[test]
+    fn globs_match_as_nginx_globs_do() {
+        let m = |p: &str, s: &str| include::glob_match(p.as_bytes(), s.as_bytes());
+        assert!(m(
+            "/etc/nginx/conf.d/*.conf",
+            "/etc/nginx/conf.d/default.conf"
+        ));
+        assert!(!m(
+            "/etc/nginx/conf.d/*.conf",
+            "/etc/nginx/conf.d/default.conf.rollout-candidate"
+        ));
+        assert!(m(
+            "/etc/nginx/conf.d/*",
+            "/etc/nginx/conf.d/default.conf.rollout-previous"
+        ));
+        assert!(
+            !m("/etc/nginx/*.conf", "/etc/nginx/conf.d/x.conf"),
+            "* stops at /"
+        );
+        assert!(m("/etc/nginx/*/x.conf", "/etc/nginx/conf.d/x.conf"));
+        assert!(m("/a/?.conf", "/a/b.conf") && !m("/a/?.conf", "/a/bc.conf"));
+        assert!(m("/a/[a-c].conf", "/a/b.conf") && !m("/a/[a-c].conf", "/a/d.conf"));
+        assert!(m("/a/[!a-c].conf", "/a/d.conf") && !m("/a/[!a-c].conf", "/a/a.conf"));
+        assert!(m("/a/[]x].conf", "/a/].conf"));
+        assert!(!m("/a/[ab", "/a/a"), "an unclosed class matches nothing");
+        assert!(m("/a/**", "/a/b") && m("/a/*", "/a/"));
+    }
+
+    #[test]
+    fn the_candidate_main_includes_the_candidate_on_the_same_lines() {
+        let main = b"events {}\nhttp {\n    include mime.types;\n    include conf.d/*.conf;\n    include\n      /srv/app.inc;\n    server { listen 80; }\n}\n";
+        let sites =
+            include::sites(main, "/etc/nginx/nginx.conf", "/etc/nginx/conf.d/app.conf").unwrap();
+        assert_eq!(sites.len(), 1);
+        assert!(sites[0].glob);
+        assert_eq!(sites[0].pattern, "/etc/nginx/conf.d/*.conf");
+        let lists = vec![vec![
+            "/etc/nginx/conf.d/a b.conf".to_string(),
+            "/etc/nginx/conf.d/app.conf.rollout-candidate".to_string(),
+        ]];
+        let out = String::from_utf8(include::rewrite(main, &sites, &lists)).unwrap();
+        assert_eq!(
+            out,
+            "events {}\nhttp {\n    include mime.types;\n    include \"/etc/nginx/conf.d/a b.conf\"; include /etc/nginx/conf.d/app.conf.rollout-candidate;\n    include\n      /srv/app.inc;\n    server { listen 80; }\n}\n"
+        );
+        // A literal include spanning two lines keeps both.
+        let sites = include::sites(main, "/etc/nginx/nginx.conf", "/srv/app.inc").unwrap();
+        assert_eq!(sites[0].newlines, 1);
+        let out = include::rewrite(main, &sites, &[vec!["/srv/app.inc.c".to_string()]]);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("    include /srv/app.inc.c;\n\n    server"),
+            "{out}"
+        );
+        assert_eq!(
+            out.lines().count(),
+            String::from_utf8_lossy(main).lines().count()
+        );
+        // Not included by the main file itself: refused.
+        assert!(matches!(
+            include::sites(main, "/etc/nginx/nginx.conf", "/etc/nginx/other/x.conf"),
+            Err(RouterError::Config(_))
+        ));
+        assert_eq!(
+            include::loaders(
+                b"include /etc/nginx/*;",
+                "/etc/nginx/nginx.conf",
+                "/etc/nginx/nginx.conf.rollout-next"
+            ),
+            vec!["/etc/nginx/*".to_string()]
+        );
+        assert_eq!(include::matches(b"/b\n/a\n\n/a\n"), vec!["/a", "/b"]);
     }
 
     #[test]

@@ -1067,3 +1067,170 @@ async fn a_crash_between_two_replicas_is_finished_on_open() {
     }
     assert!(bodies(r.front, 20).await.iter().all(|body| body == "b"));
 }
+
+/// nginx whose main file includes `conf.d/*.conf` (as the official image's
+/// does) and whose upstream lives in `conf.d/app.conf`; the router is
+/// opened with that file as the upstream file.
+async fn included(port: u16, host: &str) -> (Single, PathBuf) {
+    require_nginx();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    make_dir(&root);
+    make_dir(&root.join("conf.d"));
+    let front = free_port();
+    let whole = config(&root, front, &format!("        server {host}:{port};\n"));
+    let start = whole.find("    upstream backend {").unwrap();
+    let end = start + whole[start..].find("    }\n").unwrap() + "    }\n".len();
+    let main = format!("{}{}", &whole[..start], &whole[end..]);
+    let conf = root.join("nginx.conf");
+    std::fs::write(&conf, main).unwrap();
+    let app = root.join("conf.d/app.conf");
+    std::fs::write(
+        &app,
+        format!("# the operator's upstream\nupstream backend {{\n    server {host}:{port};\n}}\n"),
+    )
+    .unwrap();
+    let nginx = Nginx::start(&root, &conf, &root.join("nginx.pid"), Vec::new());
+    let router = open_included(&nginx, &app).await.unwrap();
+    workers_started(&router).await;
+    (
+        Single {
+            _dir: dir,
+            nginx,
+            front,
+            router,
+        },
+        app,
+    )
+}
+
+async fn open_included(nginx: &Nginx, upstream_file: &Path) -> Result<NginxRouter, RouterError> {
+    let mut options = NginxRouterOptions::new("backend", nginx.conf_path());
+    options.upstream_file = Some(upstream_file.display().to_string());
+    options.reload_timeout = Duration::from_secs(3);
+    NginxRouter::open(options, vec![nginx.proxy("nginx-1")]).await
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_in_an_included_file_is_edited_there_and_validated_through_the_main_file() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let (a, b) = (&backends[0], &backends[1]);
+    let (s, app) = included(port, &a.ip).await;
+    let conf_d = app.parent().unwrap().to_path_buf();
+    assert_eq!(s.router.port(), port);
+    assert_eq!(s.router.routes().await.unwrap(), vec![a.route(1)]);
+    let main = s.nginx.live();
+    let inode = std::fs::metadata(&app).unwrap().ino();
+    std::fs::write(conf_d.join("other.conf"), "# another file of the glob\n").unwrap();
+
+    s.router
+        .apply(&change(vec![b.route(1)], vec![]))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&app).unwrap();
+    assert!(
+        text.contains(&format!("    server {}:{port};\n", b.ip)),
+        "{text}"
+    );
+    assert_eq!(s.nginx.live(), main, "the main file is not touched");
+    assert_eq!(std::fs::metadata(&app).unwrap().ino(), inode);
+    assert_eq!(listing(&conf_d), vec!["app.conf", "other.conf"]);
+    assert_eq!(
+        listing(&s.nginx.prefix)
+            .iter()
+            .filter(|n| n.starts_with("nginx.conf"))
+            .collect::<Vec<_>>(),
+        vec!["nginx.conf"]
+    );
+    let served = bodies(s.front, 30).await;
+    assert!(served.iter().any(|x| x == "a") && served.iter().any(|x| x == "b"));
+
+    // The candidate is checked with the glob's other files: one broken
+    // there is named, and nothing changes.
+    std::fs::write(conf_d.join("other.conf"), "unknown_thing on;\n").unwrap();
+    let before = std::fs::read(&app).unwrap();
+    let processes = s.router.processes().await.unwrap();
+    match s.router.apply(&change(vec![], vec![a.target()])).await {
+        Err(RouterError::Invalid { location, message }) => {
+            assert_eq!(
+                location,
+                format!("{}:1", conf_d.join("other.conf").display())
+            );
+            assert!(message.contains("unknown_thing"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&app).unwrap(), before);
+    assert_eq!(s.router.processes().await.unwrap(), processes);
+    std::fs::remove_file(conf_d.join("other.conf")).unwrap();
+
+    // An error in the upstream file is named by its own path and line.
+    let line = insert_line(&app, "upstream backend {", "    bogus_in_upstream 1;");
+    match s.router.apply(&change(vec![], vec![a.target()])).await {
+        Err(RouterError::Invalid { location, .. }) => {
+            assert_eq!(location, format!("{}:{line}", app.display()));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let fixed: String = std::fs::read_to_string(&app)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("bogus_in_upstream"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&app, fixed).unwrap();
+
+    let ticket = s
+        .router
+        .apply(&change(vec![], vec![a.target()]))
+        .await
+        .unwrap();
+    let report = s
+        .router
+        .drain(&ticket, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        !report.timed_out && !report.waited_for.is_empty(),
+        "{report:?}"
+    );
+    assert!(bodies(s.front, 10).await.iter().all(|x| x == "b"));
+    assert_eq!(listing(&conf_d), vec!["app.conf"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_include_that_would_load_the_routers_own_files_is_refused() {
+    let (port, backends) = backends(&["a"]).await;
+    let (s, app) = included(port, &backends[0].ip).await;
+    // The operator widens the glob to every file of conf.d.
+    let main = String::from_utf8(s.nginx.live()).unwrap();
+    let wide = main.replace("/conf.d/*.conf;", "/conf.d/*;");
+    assert_ne!(wide, main);
+    std::fs::write(&s.nginx.conf, wide).unwrap();
+    match open_included(&s.nginx, &app).await {
+        Err(RouterError::Config(message)) => {
+            assert!(message.contains("would also load"), "{message}");
+            assert!(message.contains("hint: narrow the include"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // An upstream file the main file does not include is refused too.
+    let stray = s.nginx.prefix.join("stray.conf");
+    std::fs::write(&stray, "upstream backend { server 127.0.0.2:1; }\n").unwrap();
+    std::fs::write(&s.nginx.conf, main).unwrap();
+    match open_included(&s.nginx, &stray).await {
+        Err(RouterError::Config(message)) => {
+            assert!(message.contains("does not include"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
