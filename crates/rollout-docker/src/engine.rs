@@ -1,5 +1,6 @@
 //! The connection to the engine, and what its errors mean to a rollout.
 
+use crate::dial::DockerCli;
 use crate::endpoint::{Endpoint, Host};
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
@@ -32,13 +33,15 @@ impl Engine {
     }
 
     /// Connects to a resolved endpoint ([`crate::endpoint::resolve`]):
-    /// `unix://` and plain `tcp://` directly; the name in messages says
-    /// what chose it (`unix:///var/run/docker.sock (from DOCKER_HOST)`).
-    ///
-    /// TLS and `ssh://` endpoints are refused with a hint: this build
-    /// carries no TLS stack (see the workspace manifest), and reaching them
-    /// through `docker system dial-stdio` is not built yet.
-    pub async fn connect_to(endpoint: &Endpoint) -> Result<Self, BackendError> {
+    /// `unix://` and plain `tcp://` directly; TLS and `ssh://` endpoints
+    /// through `cli` (`docker <global flags> system dial-stdio`, see
+    /// [`crate::dial`]), or refused with a hint when no CLI is given. The
+    /// name in messages says what chose the endpoint
+    /// (`unix:///var/run/docker.sock (context default, from DOCKER_HOST)`).
+    pub async fn connect_to(
+        endpoint: &Endpoint,
+        cli: Option<&DockerCli>,
+    ) -> Result<Self, BackendError> {
         let url = endpoint.host.url();
         let name = format!(
             "{url} (context {}, from {})",
@@ -49,17 +52,31 @@ impl Engine {
             (Host::Tcp { .. }, None) => true,
             (Host::Tcp { .. }, Some(_)) | (Host::Ssh(_), _) => false,
         };
-        if !direct {
-            return Err(BackendError::Unreachable {
-                endpoint: name,
-                reason: "TLS and ssh endpoints are not supported by this build\nhint: run docker rollout on the engine's machine, or expose the engine there on a unix socket".into(),
-            });
+        if direct {
+            let docker =
+                Docker::connect_with_host(&url).map_err(|e| BackendError::Unreachable {
+                    endpoint: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            return Self::from_docker(docker, &name).await;
         }
-        let docker = Docker::connect_with_host(&url).map_err(|e| BackendError::Unreachable {
-            endpoint: name.clone(),
+        match cli {
+            Some(cli) => Self::connect_via_cli(cli, &name).await,
+            None => Err(BackendError::Unreachable {
+                endpoint: name,
+                reason: "TLS and ssh endpoints are reached through the docker CLI, and none was given\nhint: install the docker CLI, or run the rollout on the engine's machine".into(),
+            }),
+        }
+    }
+
+    /// Connects through `docker <global flags> system dial-stdio`: the
+    /// docker CLI does TLS, ssh and contexts; each request is one child.
+    pub async fn connect_via_cli(cli: &DockerCli, name: &str) -> Result<Self, BackendError> {
+        let docker = crate::dial::client(cli).map_err(|e| BackendError::Unreachable {
+            endpoint: name.to_string(),
             reason: e.to_string(),
         })?;
-        Self::from_docker(docker, &name).await
+        Self::from_docker(docker, name).await
     }
 
     /// Wraps a connected client, negotiating the API version and measuring

@@ -9,7 +9,9 @@
 //! The engine is found as the docker CLI finds it for a plugin ([`endpoint`]:
 //! `--context`, `-H`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the config's current
 //! context), and the API version is negotiated, since the engine may be
-//! older than the client ([`Engine`]).
+//! older than the client ([`Engine`]). TLS and ssh endpoints go through the
+//! docker CLI's `system dial-stdio` ([`dial`]), so no crypto stack is
+//! compiled in.
 //!
 //! What it decides, and why:
 //!
@@ -42,6 +44,7 @@
 
 pub mod backend;
 pub mod compose;
+pub mod dial;
 pub mod endpoint;
 pub mod engine;
 pub mod journal;
@@ -53,6 +56,7 @@ mod tar;
 
 pub use backend::{DockerBackend, HealthProbe};
 pub use compose::{ComposeCli, ComposeError, Flavour};
+pub use dial::DockerCli;
 pub use endpoint::{resolve, Endpoint, GlobalFlags};
 pub use engine::Engine;
 pub use journal::DockerJournal;

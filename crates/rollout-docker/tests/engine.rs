@@ -500,3 +500,75 @@ async fn a_probe_stands_in_for_a_missing_healthcheck() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn the_engine_is_reached_directly_or_through_the_docker_cli() {
+    use rollout_docker::{DockerCli, Engine, GlobalFlags, ProxyContainer};
+    use rollout_nginx::proxy::{ConfigStore, ProxyExec};
+
+    // Resolved as the docker CLI would, from -H.
+    let flags = GlobalFlags {
+        hosts: vec!["unix:///var/run/docker.sock".into()],
+        ..GlobalFlags::default()
+    };
+    let endpoint = rollout_docker::resolve(&flags).unwrap();
+    let direct = Engine::connect_to(&endpoint, None).await.unwrap();
+    assert_eq!(
+        direct.api_version(),
+        "1.41",
+        "negotiated down to the engine's API"
+    );
+    assert!(
+        direct.endpoint().contains("from -H"),
+        "{}",
+        direct.endpoint()
+    );
+
+    // An ssh endpoint needs the docker CLI.
+    let ssh = GlobalFlags {
+        hosts: vec!["ssh://nobody@127.0.0.1".into()],
+        ..GlobalFlags::default()
+    };
+    let endpoint = rollout_docker::resolve(&ssh).unwrap();
+    let err = Engine::connect_to(&endpoint, None).await.unwrap_err();
+    assert!(
+        matches!(err, BackendError::Unreachable { .. }) && err.to_string().contains("hint:"),
+        "{err}"
+    );
+
+    // Through `docker --context default system dial-stdio`: plain calls,
+    // request bodies (a journal record), archives and upgraded exec streams.
+    let cli = DockerCli::new("docker", ["--context", "default"]);
+    let via = Engine::connect_via_cli(&cli, "dial-stdio").await.unwrap();
+    assert_eq!(via.api_version(), "1.41");
+    let project = Project::new("dial");
+    project.compose_run(&["up", "-d", "app"]);
+    let service = ServiceRef::new(&project.name, "app");
+    let journal = rollout_docker::DockerJournal::new(via.clone()).with_labels(project.labels());
+    journal.lock(&service, "dial@here pid 1").await.unwrap();
+    journal.save(&record(&service, 3)).await.unwrap();
+    assert_eq!(
+        journal.load(&service).await.unwrap(),
+        Some(record(&service, 3))
+    );
+    journal.clear(&service).await.unwrap();
+    journal.unlock(&service).await.unwrap();
+    let backend = rollout_docker::DockerBackend::new(via.clone(), project.compose());
+    let app = backend.instances(&service).await.unwrap();
+    assert_eq!(app.len(), 1);
+    assert_eq!(
+        backend
+            .wait_healthy(&app[0].id, &timeouts(30))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let proxy = ProxyContainer::new(via, &app[0].host);
+    let out = proxy
+        .exec(&["sh".to_string(), "-c".into(), "echo hi; exit 5".into()])
+        .await
+        .unwrap();
+    assert_eq!((out.code, out.stdout.as_slice()), (5, b"hi\n".as_slice()));
+    assert_eq!(proxy.read("/www/index.html").await.unwrap(), b"ok\n");
+}
