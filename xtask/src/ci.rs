@@ -25,5 +25,8 @@ pub fn test(_args: &[String]) -> Result<()> {
         ("docker-compose", "docker-compose"),
     ])?;
     lint()?;
-    run(cargo().args(["test", "--workspace"]))
+    run(cargo().args(["test", "--workspace"]))?;
+    // The tests that need the engine: images first, then every #[ignore]d test, one at a time.
+    crate::images::build_all(false)?;
+    crate::e2e::run(&[])
 }
