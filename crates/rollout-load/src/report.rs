@@ -355,6 +355,36 @@ impl Report {
         self.window_of(&self.requests, from, to)
     }
 
+    /// Counts and latency percentiles of the `class` requests started between `from` and `to`
+    /// (seconds since the start), for example the steady state before an update against the
+    /// update itself.
+    pub fn class_stats(&self, class: Class, from: f64, to: f64) -> ClassStats {
+        let mut stats = ClassStats::default();
+        let mut ms = Vec::new();
+        for r in self
+            .requests
+            .iter()
+            .filter(|r| r.class == class && r.t >= from && r.t < to)
+        {
+            stats.sent += 1;
+            if r.retried {
+                stats.retried += 1;
+            }
+            if r.failed() {
+                stats.failed += 1;
+            } else {
+                stats.ok += 1;
+                ms.push(r.ms);
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        stats.p50_ms = percentile(&ms, 50.0);
+        stats.p90_ms = percentile(&ms, 90.0);
+        stats.p99_ms = percentile(&ms, 99.0);
+        stats.max_ms = ms.last().copied().unwrap_or(0.0);
+        stats
+    }
+
     /// The time of the first mark called `name`.
     pub fn mark(&self, name: &str) -> Option<f64> {
         self.marks.iter().find(|m| m.name == name).map(|m| m.t)
@@ -569,6 +599,10 @@ mod tests {
         let w = r.between("update", "done").unwrap();
         assert_eq!((w.sent, w.failed, w.rate), (10, 1, 10.0));
         assert_eq!(r.instances["v1-a"].answers, 20);
+        let fast = r.class_stats(Class::Fast, 2.0, 3.0);
+        assert_eq!((fast.sent, fast.ok, fast.failed), (9, 8, 1));
+        assert_eq!(fast.p99_ms, 10.0);
+        assert_eq!(r.class_stats(Class::Slow, 0.0, 10.0).sent, 4);
         let text = r.to_string();
         assert!(text.contains("failed 1 (status 1)"), "{text}");
         assert!(r.timeline_text().contains("<- update"));
