@@ -366,9 +366,9 @@ async fn single(port: u16, hosts: &[&str]) -> Single {
     }
 }
 
+/// A router on `nginx` with the default reload timeout (10 s).
 async fn open_router(nginx: &Nginx) -> Result<NginxRouter, RouterError> {
-    let mut options = NginxRouterOptions::new("backend", nginx.conf_path());
-    options.reload_timeout = Duration::from_secs(3);
+    let options = NginxRouterOptions::new("backend", nginx.conf_path());
     NginxRouter::open(options, vec![nginx.proxy("nginx-1")]).await
 }
 
@@ -717,8 +717,14 @@ async fn a_reload_the_master_refuses_is_detected_and_undone() {
     );
     let before = s.nginx.live();
     let inode = s.nginx.inode();
-    let processes = s.router.processes().await.unwrap();
-    match s.router.apply(&change(vec![b.route(1)], vec![])).await {
+    // A refused reload is seen only when the reload timeout runs out.
+    let mut options = NginxRouterOptions::new("backend", s.nginx.conf_path());
+    options.reload_timeout = Duration::from_secs(3);
+    let router = NginxRouter::open(options, vec![s.nginx.proxy("nginx-1")])
+        .await
+        .unwrap();
+    let processes = router.processes().await.unwrap();
+    match router.apply(&change(vec![b.route(1)], vec![])).await {
         Err(RouterError::Reload(message)) => {
             assert!(
                 message.contains("kept its previous configuration"),
@@ -731,7 +737,7 @@ async fn a_reload_the_master_refuses_is_detected_and_undone() {
     assert_eq!(s.nginx.live(), before, "the previous bytes are back");
     assert_eq!(s.nginx.inode(), inode);
     journal_is_gone(&s);
-    assert_eq!(s.router.processes().await.unwrap(), processes);
+    assert_eq!(router.processes().await.unwrap(), processes);
     assert!(bodies(s.front, 10).await.iter().all(|body| body == "a"));
     drop(held);
 }
@@ -1002,7 +1008,8 @@ impl Replicas {
             })
             .collect();
         let mut options = NginxRouterOptions::new("backend", self.conf.display().to_string());
-        options.reload_timeout = Duration::from_secs(3);
+        // A refused reload is seen only when this runs out.
+        options.reload_timeout = Duration::from_secs(5);
         let router = NginxRouter::open(options, proxies).await?;
         workers_started(&router).await;
         Ok(router)
@@ -1107,7 +1114,6 @@ async fn included(port: u16, host: &str) -> (Single, PathBuf) {
 async fn open_included(nginx: &Nginx, upstream_file: &Path) -> Result<NginxRouter, RouterError> {
     let mut options = NginxRouterOptions::new("backend", nginx.conf_path());
     options.upstream_file = Some(upstream_file.display().to_string());
-    options.reload_timeout = Duration::from_secs(3);
     NginxRouter::open(options, vec![nginx.proxy("nginx-1")]).await
 }
 
