@@ -246,6 +246,51 @@ impl Project {
         LoadHandle::start(config).unwrap_or_else(|e| panic!("cannot start the load: {e}"))
     }
 
+    /// nginx's error log inside the first container of `service` (read with `docker exec ...
+    /// cat` at the end of a load run), for stacks that do not bind-mount the log folder. Its
+    /// lines are lost if that container is recreated during the run.
+    pub fn container_error_log(&self, service: &str) -> ErrorLogSource {
+        let c = self
+            .containers(Some(service))
+            .into_iter()
+            .find(|c| c.state == "running")
+            .unwrap_or_else(|| panic!("{service} has no running container"));
+        ErrorLogSource::Container {
+            container: c.id,
+            path: "/var/log/nginx/error.log".into(),
+        }
+    }
+
+    /// Copies the files of `from` (for example one of `examples/`) into the project folder.
+    pub fn copy_from(&self, from: &Path) {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            let entries = std::fs::read_dir(from)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display()));
+            for entry in entries.map(Result::unwrap) {
+                let target = to.join(entry.file_name());
+                if entry.file_type().unwrap().is_dir() {
+                    copy(&entry.path(), &target);
+                } else {
+                    std::fs::copy(entry.path(), &target)
+                        .unwrap_or_else(|e| panic!("cannot copy {}: {e}", entry.path().display()));
+                }
+            }
+        }
+        copy(from, &self.dir);
+    }
+
+    /// `docker --config DIR rollout --project-name NAME` in the project folder, with the
+    /// project's environment: the plugin under test through the real Docker CLI. Add the
+    /// rollout's own arguments and run it.
+    pub fn rollout_command(&self, plugins: &crate::PluginDir) -> Command {
+        let mut cmd = plugins.docker();
+        cmd.current_dir(&self.dir)
+            .args(["rollout", "--project-name", &self.name])
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
     /// Removes everything of the project: `down` with volumes and orphans, then whatever still
     /// carries the project's labels (containers a tool made outside Compose, networks,
     /// volumes). Called on drop; safe to call twice.

@@ -114,3 +114,17 @@ fn without_the_plugin_docker_does_not_know_rollout() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command"));
 }
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_projects_rollout_command_names_the_project_and_runs_in_its_folder() {
+    rollout_e2e::require_engine();
+    let plugins = PluginDir::install(Path::new(STANDIN));
+    let p = rollout_e2e::Project::new("rollout-command");
+    p.write("docker-compose.yml", "services: {}\n");
+    let out = p.rollout_command(&plugins).arg("app").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let argv = argv(&called_with(&out));
+    let at = argv.iter().position(|a| a == "rollout").unwrap();
+    assert_eq!(&argv[at + 1..], ["--project-name", p.name(), "app"]);
+}

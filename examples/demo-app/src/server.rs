@@ -296,7 +296,7 @@ async fn answer(head: &Head, body_len: usize, state: &State) -> (u16, String) {
         let status = if state.healthy() { 200 } else { 503 };
         return (status, base(status, ""));
     }
-    let get = head.method == "GET" || head.method == "HEAD";
+    let get = head.method == "GET";
     let sleep = match (head.path.as_str(), get, head.method == "POST") {
         ("/", true, _) => Duration::ZERO,
         ("/slow", true, _) | ("/submit", _, true) => match asked_sleep(head, state) {
