@@ -1076,18 +1076,13 @@ async fn recover_files(
     let path = options.live_path();
     let files = &proxy.files;
     let (journal_previous, journal_next) = journal_paths(path);
-    let previous = match files.read(&journal_previous).await {
-        Ok(bytes) => bytes,
+    let previous = match read_if_there(proxy, &journal_previous).await? {
+        Some(bytes) => bytes,
         // No previous bytes: no commit under way (they are written first
         // and removed first), whatever `next` says.
-        Err(ProxyError::Missing { .. }) => return Ok(Recovery::Clean),
-        Err(e) => return Err(unreachable(e)),
+        None => return Ok(Recovery::Clean),
     };
-    let next = match files.read(&journal_next).await {
-        Ok(bytes) => Some(bytes),
-        Err(ProxyError::Missing { .. }) => None,
-        Err(e) => return Err(unreachable(e)),
-    };
+    let next = read_if_there(proxy, &journal_next).await?;
     let live = read_live(proxy, path).await?;
     let found = if live == previous {
         Recovery::Unchanged
@@ -1101,6 +1096,23 @@ async fn recover_files(
         Recovery::Restored
     };
     Ok(found)
+}
+
+/// The bytes of `path`, or `None` when it does not exist. A store that
+/// reports a missing file as another error is asked again through exec
+/// (`test -e`), so that only a file that is there and unreadable fails.
+async fn read_if_there(proxy: &Proxy, path: &str) -> Result<Option<Vec<u8>>, RouterError> {
+    match proxy.files.read(path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(ProxyError::Missing { .. }) => Ok(None),
+        Err(e) => {
+            let argv: Vec<String> = ["test", "-e", path].iter().map(|s| s.to_string()).collect();
+            match proxy.exec.exec(&argv).await {
+                Ok(out) if out.code == 1 => Ok(None),
+                _ => Err(unreachable(e)),
+            }
+        }
+    }
 }
 
 async fn read_live(proxy: &Proxy, path: &str) -> Result<Vec<u8>, RouterError> {
@@ -1827,6 +1839,59 @@ mod tests {
             vec!["/etc/nginx/*".to_string()]
         );
         assert_eq!(include::matches(b"/b\n/a\n\n/a\n"), vec!["/a", "/b"]);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_say_missing_is_asked_again_through_exec() {
+        let store = |code: i32| {
+            let canned = std::sync::Arc::new(Canned {
+                out: ExecOutput {
+                    code,
+                    ..Default::default()
+                },
+                config: Vec::new(),
+                calls: Default::default(),
+            });
+            // Its read succeeds; a store whose read fails is below.
+            (canned.clone(), canned)
+        };
+        struct Opaque;
+        #[async_trait]
+        impl crate::proxy::ConfigStore for Opaque {
+            async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
+                Err(ProxyError::File {
+                    proxy: "opaque".into(),
+                    action: "read",
+                    path: path.into(),
+                    reason: "404".into(),
+                })
+            }
+            async fn write_in_place(&self, _: &str, _: &[u8]) -> Result<(), ProxyError> {
+                Ok(())
+            }
+            async fn write_new(&self, _: &str, _: &[u8]) -> Result<(), ProxyError> {
+                Ok(())
+            }
+            async fn remove(&self, _: &str) -> Result<(), ProxyError> {
+                Ok(())
+            }
+        }
+        let (exec, _) = store(1);
+        let absent = Proxy::new("p", exec.clone(), std::sync::Arc::new(Opaque));
+        assert_eq!(read_if_there(&absent, "/x").await.unwrap(), None);
+        assert_eq!(
+            exec.calls.lock().unwrap().last().unwrap(),
+            &vec!["test".to_string(), "-e".into(), "/x".into()]
+        );
+        let (exec, _) = store(0);
+        let unreadable = Proxy::new("p", exec, std::sync::Arc::new(Opaque));
+        assert!(matches!(
+            read_if_there(&unreadable, "/x").await,
+            Err(RouterError::Unreachable(_))
+        ));
+        let (exec, files) = store(1);
+        let readable = Proxy::new("p", exec, files);
+        assert_eq!(read_if_there(&readable, "/x").await.unwrap(), Some(vec![]));
     }
 
     #[test]
