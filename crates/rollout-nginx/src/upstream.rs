@@ -1036,7 +1036,7 @@ fn validate(up: &Upstream, servers: &[Server]) -> Result<(), EditError> {
                         return Err(refuse(
                             s,
                             format!(
-                                "balancing method \"{b}\" does not support parameter \"backup\""
+                                "balancing method does not support parameter \"backup\" (the upstream uses {b})"
                             ),
                         ));
                     }
