@@ -842,7 +842,12 @@ impl Backend for DockerBackend {
         while let Some(chunk) = logs.next().await {
             match chunk {
                 Ok(out) => text.push_str(&String::from_utf8_lossy(&out.into_bytes())),
-                Err(e) => return Err(self.engine.error(e)),
+                // A report of a failure should not fail for want of logs
+                // (a logging driver that keeps none, for one).
+                Err(e) => {
+                    text.push_str(&format!("(no more logs: {})\n", self.engine.error(e)));
+                    break;
+                }
             }
         }
         let mut last_logs: Vec<String> = text.lines().map(str::to_string).collect();

@@ -313,7 +313,21 @@ impl ConfigStore for ProxyContainer {
                     host.display()
                 ),
             )
-        })
+        })?;
+        // The file written must be the one the container reads: with a
+        // remote engine, a local file of the same path is another file.
+        let seen = self.read(path).await?;
+        if seen != bytes {
+            return Err(self.file_error(
+                "write",
+                path,
+                format!(
+                    "the container does not see what was written to {}: the engine is on another machine\nhint: run the rollout on the engine's machine",
+                    host.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
