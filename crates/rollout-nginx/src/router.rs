@@ -25,16 +25,18 @@
 //!    the main file with the `include` that loads the upstream file turned
 //!    into includes of the candidate and of the other files its glob matches
 //!    now, in nginx's order, on the same line. Candidates are removed
-//!    whatever the answer. `open` refuses an `include` that would load one of
-//!    the router's own files (candidates, journal) with the live config. A refusal
-//!    stops here with [`RouterError::Invalid`] naming the file and line
-//!    (the live file's name when the error is in the candidate): nothing has
-//!    been written, nothing reloaded.
+//!    whatever the answer ([`open`](NginxRouter::open) refuses an `include`
+//!    that would load one of the router's own files, candidates or journal,
+//!    with the live config). A refusal stops here with
+//!    [`RouterError::Invalid`] naming the file and line (the live file's
+//!    name when the error is in a candidate): nothing has been written,
+//!    nothing reloaded. So does a refusal of the editor itself (no primary
+//!    server left, a weight of 0), before nginx is asked.
 //! 2. *Commit, for every replica in turn.* Record the master process and its
 //!    children, journal the previous and the new bytes in two files beside
 //!    the live one (below), write the live file **in place** (a single-file
 //!    bind mount pins the inode: a rename would never reach the container),
-//!    run `nginx -c LIVE -s reload`, and check that the reload took (below).
+//!    run `nginx -c MAIN -s reload`, and check that the reload took (below).
 //!    If anything fails after the write, the previous bytes go back into the
 //!    live file, and the replicas already reloaded are written back and
 //!    reloaded again, so that no replica is left on a config that the
@@ -96,9 +98,9 @@
 //! [`drain`](NginxRouter::drain) polls for that, bounded by its timeout, and
 //! names each process it waited for (`nginx worker 4711 in nginx-1`); at the
 //! timeout the ones still running are reported as cut. A ticket from an
-//! earlier run of the program (a resumed rollout) is not in memory; the
-//! drain then waits for every worker that is shutting down, which are all
-//! older than the last reload.
+//! earlier run of the program (a resumed rollout, or
+//! `DrainTicket::unknown`) is not in memory; the drain then waits for every
+//! worker that is shutting down, which are all older than the last reload.
 //!
 //! # Routes
 //!
@@ -112,6 +114,18 @@
 //! operator's service line goes to the instance lines during a rollout and
 //! comes back with the service line at rest). Servers marked `down` get no
 //! traffic and are not routes.
+//!
+//! # Limits
+//!
+//! - The upstream is in the main file or in a file the main file includes
+//!   itself; deeper includes are refused at [`open`](NginxRouter::open).
+//! - The candidate and the journal are written beside the live file, so its
+//!   directory must be writable in the proxy: true for the seed's
+//!   single-file mount (the directory is the container's own), not for a
+//!   read-only directory mount.
+//! - A glob `include` is listed by the proxy's shell, so a pattern with
+//!   spaces in it is not supported.
+//! - `master_process off` (no workers) cannot be verified and is refused.
 
 use crate::proxy::{ExecOutput, Proxy, ProxyError};
 use async_trait::async_trait;

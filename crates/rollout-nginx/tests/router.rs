@@ -800,6 +800,10 @@ async fn the_live_file_is_written_in_place_and_only_the_upstream_changes() {
     assert_eq!(s.nginx.inode(), inode);
     assert!(!Path::new(&format!("{}{CANDIDATE_SUFFIX}", s.nginx.conf_path())).exists());
     journal_is_gone(&s);
+
+    // The strategies hold it as a trait object.
+    let shared: Arc<dyn TrafficRouter> = Arc::new(open_router(&s.nginx).await.unwrap());
+    assert_eq!(shared.routes().await.unwrap(), vec![a.route(1)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
