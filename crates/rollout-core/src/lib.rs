@@ -42,5 +42,8 @@ pub use error::{BackendError, JournalError, RouterError};
 pub use event::{Event, Outcome};
 pub use journal::Journal;
 pub use model::{Health, Instance, InstanceId, InstanceState, Revision, ServiceRef};
-pub use router::{Route, RouteChange, Target, TrafficRouter};
-pub use strategy::{Analysis, Plan, RolloutContext, Strategy};
+pub use router::{DrainReport, DrainTicket, Route, RouteChange, Target, TrafficRouter};
+pub use strategy::{
+    Analysis, Cancel, CancelHandle, CancelLevel, Plan, RolloutContext, Strategy, TrafficLayout,
+    Verdict, Verifier,
+};

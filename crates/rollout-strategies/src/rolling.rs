@@ -194,7 +194,9 @@ async fn roll(
             }
         }
     };
-    let carried = if rolling_back {
+    // Failures carry over a crash (each counted once), not a pause: running
+    // again after a pause is a new attempt, as `docker service update` is.
+    let carried = if rolling_back || ops.resumed_phase == Some(Phase::Paused) {
         0
     } else {
         ops.state("failures").and_then(|v| v.as_u64()).unwrap_or(0) as usize

@@ -270,3 +270,24 @@ async fn a_new_target_after_a_pause_keeps_the_first_rollback_target() {
         "back to the revision before the first attempt"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn running_again_after_a_pause_continues_toward_the_target() {
+    let e = env(4);
+    e.mock
+        .set_faults(NEW, Faults::never_healthy().only_first(1));
+    let mut p = plan(&e, 4);
+    p.update.order = Order::StartFirst;
+    let (o, _) = run(&Rolling, &e, &p).await;
+    assert!(matches!(o, Outcome::Paused(_)), "{o:?}");
+    assert_clean(&e, &p, "rolling", &o);
+    // The transient fault is gone; the same command resumes.
+    let (o, events) = run(&Rolling, &e, &p).await;
+    assert_eq!(o, Outcome::Completed);
+    assert!(matches!(
+        events[0],
+        Event::RolloutStarted { resumed: true, .. }
+    ));
+    assert!(failures(&events).is_empty(), "a pause resets the count");
+    assert_clean(&e, &p, "rolling", &o);
+}
