@@ -4,23 +4,23 @@
 //! Compose file names. Three parties take part, and this crate defines the
 //! trait each one implements:
 //!
-//! - a [`Backend`](backend::Backend) runs instances: it lists them, launches
+//! - a [`Backend`] runs instances: it lists them, launches
 //!   new ones, tells when they are healthy or have failed, stops and removes
 //!   them (the Docker engine, Swarm, or the in-memory mock);
-//! - a [`TrafficRouter`](router::TrafficRouter) decides which instances get
+//! - a [`TrafficRouter`] decides which instances get
 //!   requests, with which weights, and says when an instance taken out of
 //!   rotation has no request left in flight (nginx, or the mock);
-//! - a [`Strategy`](strategy::Strategy) decides the order of those
+//! - a [`Strategy`] decides the order of those
 //!   operations (rolling, blue-green, canary, or one of your own).
 //!
-//! A [`Journal`](journal::Journal) records each step before it is taken so
+//! A [`Journal`] records each step before it is taken so
 //! that a rollout killed half-way can be finished by the next run, and an
-//! [`Analysis`](strategy::Analysis) judges a canary step.
+//! [`Analysis`] judges a canary step.
 //!
 //! The crate does no I/O: every type here is data or a trait, so that the
 //! strategies can be proven on a simulated clock and reused by other tools.
-//! What a rollout reports is a stream of [`Event`](event::Event)s ending in an
-//! [`Outcome`](event::Outcome), whose JSON form is versioned
+//! What a rollout reports is a stream of [`Event`]s ending in an
+//! [`Outcome`], whose JSON form is versioned
 //! ([`event::EVENT_SCHEMA_VERSION`]) and whose exit codes live in [`exit`].
 #![deny(missing_docs)]
 

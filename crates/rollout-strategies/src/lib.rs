@@ -29,7 +29,7 @@
 //!   printed.
 //!
 //! [`by_name`] picks a strategy by its command-line name; anyone can add one
-//! by implementing [`Strategy`](rollout_core::Strategy) (see
+//! by implementing [`rollout_core::Strategy`] (see
 //! `examples/custom-strategy`).
 #![deny(missing_docs)]
 
