@@ -277,6 +277,29 @@ mod tests {
     }
 
     #[test]
+    fn a_long_grace_outlives_bollards_request_timeout() {
+        let docker =
+            Docker::connect_with_http("tcp://127.0.0.1:9", 120, bollard::API_DEFAULT_VERSION)
+                .unwrap();
+        let engine = Engine {
+            docker,
+            endpoint: "test".into(),
+            api_version: "1.41".into(),
+            skew_nanos: 0,
+        };
+        assert_eq!(
+            engine.docker_for(Duration::from_secs(10)).timeout(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            engine.docker_for(Duration::from_secs(300)).timeout(),
+            Duration::from_secs(330)
+        );
+        // The shared client keeps its own bound.
+        assert_eq!(engine.docker().timeout(), Duration::from_secs(120));
+    }
+
+    #[test]
     fn now_round_trips() {
         let text = now_rfc3339();
         let parsed = parse_rfc3339_nanos(&text).unwrap();

@@ -55,11 +55,50 @@ impl DockerJournal {
         &self,
         service: &ServiceRef,
     ) -> Result<Option<(String, String)>, JournalError> {
+        Ok(self.lock_container(service).await?.map(|(_, h, s)| (h, s)))
+    }
+
+    /// Removes the lock of `service` if `holder` still holds it (a holder
+    /// known to be dead), and says whether it did. The lock is removed by
+    /// its container id, so a lock taken again meanwhile by someone else is
+    /// left alone: two runs breaking the same dead lock cannot both win.
+    pub async fn break_lock(
+        &self,
+        service: &ServiceRef,
+        holder: &str,
+    ) -> Result<bool, JournalError> {
+        let Some((id, current, _)) = self.lock_container(service).await? else {
+            return Ok(false);
+        };
+        if current != holder {
+            return Ok(false);
+        }
+        let options = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self
+            .engine
+            .docker()
+            .remove_container(&id, Some(options))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if crate::engine::status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(storage(&service.to_string(), self.engine.error(e))),
+        }
+    }
+
+    async fn lock_container(
+        &self,
+        service: &ServiceRef,
+    ) -> Result<Option<(String, String, String)>, JournalError> {
         let name = lock_name(service);
         match self.engine.docker().inspect_container(&name, None).await {
             Ok(c) => {
                 let l = c.config.and_then(|c| c.labels).unwrap_or_default();
                 Ok(Some((
+                    c.id.unwrap_or(name),
                     l.get(labels::HOLDER)
                         .cloned()
                         .unwrap_or_else(|| "unknown".into()),
@@ -71,13 +110,6 @@ impl DockerJournal {
             Err(e) if crate::engine::status(&e) == Some(404) => Ok(None),
             Err(e) => Err(storage(&service.to_string(), self.engine.error(e))),
         }
-    }
-
-    /// Removes the lock whoever holds it (a holder known to be dead).
-    pub async fn break_lock(&self, service: &ServiceRef) -> Result<(), JournalError> {
-        keeper::remove(&self.engine, &lock_name(service))
-            .await
-            .map_err(|e| storage(&service.to_string(), e))
     }
 
     async fn generations(
@@ -139,7 +171,9 @@ impl Journal for DockerJournal {
     }
 
     async fn unlock(&self, service: &ServiceRef) -> Result<(), JournalError> {
-        self.break_lock(service).await
+        keeper::remove(&self.engine, &lock_name(service))
+            .await
+            .map_err(|e| storage(&service.to_string(), e))
     }
 
     async fn load(&self, service: &ServiceRef) -> Result<Option<JournalRecord>, JournalError> {

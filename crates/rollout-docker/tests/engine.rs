@@ -418,6 +418,22 @@ async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
     // Compose does not see the journal.
     assert!(project.ps("app").is_empty());
 
+    // Breaking a dead holder's lock: only while that holder still has it.
+    assert!(!second
+        .break_lock(&service, "carol@host3 pid 33")
+        .await
+        .unwrap());
+    assert_eq!(
+        second.holder(&service).await.unwrap().map(|h| h.0),
+        Some("alice@host1 pid 11".to_string())
+    );
+    assert!(second
+        .break_lock(&service, "alice@host1 pid 11")
+        .await
+        .unwrap());
+    assert_eq!(first.holder(&service).await.unwrap(), None);
+    first.lock(&service, "alice@host1 pid 11").await.unwrap();
+
     second.clear(&service).await.unwrap();
     assert_eq!(first.load(&service).await.unwrap(), None);
     first.unlock(&service).await.unwrap();
