@@ -518,7 +518,7 @@ async fn colours_inner(
     let mut ticket = None;
     if live && !all_target {
         return Ok(Outcome::Failed(format!(
-            "{} is live and runs another revision: the two-colour layout updates the idle colour\nhint: run the rollout of {} first, then of {}",
+            "{} is live and runs another revision: the two-colour layout updates the idle colour\nhint: roll out {} first, then {}",
             plan.service, other.service, gname
         )));
     }

@@ -148,9 +148,20 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
                 start = start.max(steps.len() - 1);
             }
         }
-        Some(_) => {
-            let live = view.service_routed(&plan.service.service);
-            if !live || view.running().any(|i| i.revision != t) {
+        Some((other, _)) => {
+            let live = view.service_routed(&plan.service.service)
+                || view
+                    .instances
+                    .iter()
+                    .any(|i| view.direct().contains_key(&i.id));
+            let stale = view.running().any(|i| i.revision != t);
+            if live && stale {
+                return Ok(Outcome::Failed(format!(
+                    "{} is live and runs another revision: the two-colour layout updates the idle colour\nhint: roll out {} first, then {}",
+                    plan.service, other.service, plan.service.service
+                )));
+            }
+            if !live || stale {
                 match prepare_colour(ops, &view).await? {
                     Ok(_) => {}
                     Err(outcome) => return Ok(outcome),

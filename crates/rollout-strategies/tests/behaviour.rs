@@ -353,3 +353,24 @@ async fn events_frame_the_rollout_and_failures_carry_diagnostics() {
         assert!(json.starts_with("{\"v\":1"), "{json}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_live_colour_is_not_updated_in_place() {
+    let (e, layout) = colours_env(2, false);
+    let mut p = plan(&e, 2);
+    p.layout = layout;
+    let (o, _) = run(&Canary, &e, &p).await;
+    assert_eq!(o, Outcome::Completed);
+    let mut third = p.clone();
+    third.target = Revision::new("rev-third", "app:3");
+    for strategy in [&Canary as &dyn Strategy, &BlueGreen] {
+        let before = e.mock.mark();
+        let (o, _) = run(strategy, &e, &third).await;
+        let Outcome::Failed(msg) = &o else {
+            panic!("{o:?}")
+        };
+        assert!(msg.contains("hint: roll out blue first"), "{msg}");
+        assert_eq!(e.mock.mark(), before, "nothing changed");
+        e.journal.clear(&e.service).await.unwrap();
+    }
+}
