@@ -1,15 +1,37 @@
 //! `docker rollout`: a Docker CLI plugin (and the standalone `docker-rollout`).
 //!
-//! For now it parses its arguments, answers the metadata call, loads the
-//! Compose project and prints the request and the service's settings; the
-//! wiring to the backend, router and strategies comes next.
+//! The binary is thin: it parses docker's argv ([`cli`]), answers the
+//! metadata call, loads the Compose project, connects the crates that do
+//! the work ([`live`]: the Docker backend, the nginx router over the proxy
+//! container, the journal kept with the engine, the strategy) and renders
+//! the strategy's events ([`render`]). `--dry-run` runs the same strategy
+//! on the in-memory mock instead ([`dry`]). Ctrl-C, SIGTERM and the docker
+//! CLI closing the plugin socket become the strategy's cancel levels
+//! ([`drive`]).
+//!
+//! Output: progress and messages on stderr; with `--output json`, one event
+//! envelope per line on stdout and a summary line at the end. Exit codes
+//! are those of `rollout_core::exit`.
 
 mod cli;
+mod drive;
+mod dry;
+mod fail;
+mod live;
+mod plan;
+mod render;
 mod socket;
 
-use cli::Invocation;
-use rollout_compose::{Flavor, Project};
-use rollout_core::exit;
+use cli::{Invocation, OutputFormat, RolloutRequest};
+use drive::{Interrupt, Renderer, Sink};
+use fail::Fail;
+use render::{Json, Summary, Text};
+use rollout_core::strategy::{Cancel, RolloutContext};
+use rollout_core::{exit, Revision};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
 
 fn main() {
     let request = match cli::parse_env() {
@@ -17,27 +39,246 @@ fn main() {
             println!("{}", cli::metadata_json());
             return;
         }
-        Ok(Invocation::Rollout(request)) => request,
+        Ok(Invocation::Rollout(request)) => *request,
         Err(e) => e.exit(),
     };
+    std::process::exit(run(request));
+}
+
+fn colour_on(terminal: bool) -> bool {
+    render::use_colour(terminal, std::env::var_os("NO_COLOR").as_deref())
+}
+
+fn run(req: RolloutRequest) -> i32 {
+    let (itx, irx) = mpsc::unbounded_channel();
     // The docker CLI closes its socket on Ctrl-C when stdout is not a
-    // terminal. Nothing has been started yet, so there is nothing to roll
-    // back: exit at once.
+    // terminal: that is our Ctrl-C.
     if let Ok(Some(stream)) = socket::connect_from_env() {
-        socket::on_close(stream, || {
-            eprintln!("interrupted: the docker CLI closed the plugin socket");
-            std::process::exit(exit::INTERRUPTED);
+        let tx = itx.clone();
+        socket::on_close(stream, move || {
+            let _ = tx.send(Interrupt::SocketClosed);
         });
     }
-    println!("{request:#?}");
-    let settings = Project::load(&request.compose.load_options(Flavor::default()))
-        .and_then(|p| p.settings(&request.service))
-        .and_then(|mut s| s.apply(&request.overrides).map(|()| s));
-    match settings {
-        Ok(s) => println!("{s:#?}"),
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(exit::BAD_INPUT);
+            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
+            return exit::UNEXPECTED;
         }
+    };
+    let output = req.output;
+    let dry = req.dry_run;
+    rt.block_on(async move {
+        listen_for_signals(itx);
+        match rollout(req, irx).await {
+            Ok(code) => code,
+            Err(f) => {
+                let _ = writeln!(std::io::stderr(), "error: {}", f.message);
+                if output == OutputFormat::Json {
+                    Json::new(std::io::stdout()).summary(&Summary {
+                        service: None,
+                        strategy: None,
+                        dry_run: dry,
+                        outcome: None,
+                        exit_code: f.code,
+                        error: Some(f.message.clone()),
+                        elapsed_secs: 0.0,
+                        from: None,
+                        to: None,
+                        counts: Default::default(),
+                    });
+                }
+                f.code
+            }
+        }
+    })
+}
+
+/// SIGINT and SIGTERM each send one [`Interrupt::Signal`].
+fn listen_for_signals(tx: mpsc::UnboundedSender<Interrupt>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(()) = int.recv() => {}
+                Some(()) = term.recv() => {}
+                else => return,
+            }
+            if tx.send(Interrupt::Signal).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Waits for `fut`, or fails with exit 130 at the first interrupt: before
+/// the strategy runs, nothing has changed and there is nothing to undo.
+async fn or_interrupted<T>(
+    irx: &mut mpsc::UnboundedReceiver<Interrupt>,
+    fut: impl std::future::Future<Output = Result<T, Fail>>,
+) -> Result<T, Fail> {
+    tokio::select! {
+        r = fut => r,
+        Some(_) = irx.recv() => Err(Fail {
+            code: exit::INTERRUPTED,
+            message: "interrupted before anything was changed".to_string(),
+        }),
     }
+}
+
+async fn rollout(
+    req: RolloutRequest,
+    mut irx: mpsc::UnboundedReceiver<Interrupt>,
+) -> Result<i32, Fail> {
+    let prepared = live::prepare(&req)?;
+    for w in &prepared.warnings {
+        let _ = writeln!(std::io::stderr(), "warning: {w}");
+    }
+    let settings = &prepared.settings;
+    let strategy_name = settings.strategy.name();
+    let strategy: Arc<dyn rollout_core::Strategy> = rollout_strategies::by_name(strategy_name)
+        .map(Arc::from)
+        .ok_or_else(|| Fail::bad_input(format!("unknown strategy {strategy_name:?}")))?;
+    if req.dry_run {
+        return dry_run(&req, &prepared, strategy, &mut irx).await;
+    }
+    let engine = or_interrupted(&mut irx, live::connect(&req.docker)).await?;
+    let wired = or_interrupted(&mut irx, live::wire(&prepared, &req, engine)).await?;
+    let plan = settings.plan(wired.target.clone());
+    let stderr_colour = colour_on(std::io::stderr().is_terminal());
+    let sink = match req.output {
+        OutputFormat::Json => Sink::Json(Json::new(Box::new(std::io::stdout()) as Box<dyn Write>)),
+        OutputFormat::Text => {
+            let mut t = Text::new(
+                Box::new(std::io::stderr()) as Box<dyn Write>,
+                stderr_colour,
+                strategy_name,
+                &plan,
+            );
+            for (id, host) in &wired.hosts {
+                t.know_host(id.clone(), host.clone());
+            }
+            Sink::Text(Box::new(t))
+        }
+    };
+    let mut renderer = Renderer::new(sink);
+    for n in &wired.notes {
+        let _ = writeln!(std::io::stderr(), "note: {n}");
+    }
+    if matches!(renderer.sink, Sink::Text(_)) {
+        renderer.note(&format!(
+            "proxy: nginx service {}, upstream {}; engine {}",
+            wired.proxy.0,
+            wired.proxy.1,
+            wired.backend.engine().endpoint()
+        ));
+    }
+    let ctx = RolloutContext {
+        backend: wired.backend.clone(),
+        router: wired.router.clone(),
+        journal: wired.journal.clone(),
+        analysis: None,
+        verifier: wired.verifier.clone(),
+        events: rollout_core::event::EventSink::discard(),
+        cancel: Cancel::never(),
+    };
+    let outcome = drive::run(
+        strategy,
+        ctx,
+        plan.clone(),
+        &mut renderer,
+        Some(irx),
+        Some(Duration::from_secs(5)),
+    )
+    .await;
+    let code = outcome.exit_code();
+    let elapsed = renderer.t();
+    if let Sink::Json(j) = &mut renderer.sink {
+        j.summary(&Summary {
+            service: Some(plan.service.to_string()),
+            strategy: Some(strategy_name.to_string()),
+            dry_run: false,
+            outcome: Some(outcome.clone()),
+            exit_code: code,
+            error: None,
+            elapsed_secs: (elapsed * 1000.0).round() / 1000.0,
+            from: None,
+            to: Some(plan.target.clone()),
+            counts: renderer.tally.clone(),
+        });
+    }
+    Ok(code)
+}
+
+async fn dry_run(
+    req: &RolloutRequest,
+    prepared: &live::Prepared,
+    strategy: Arc<dyn rollout_core::Strategy>,
+    irx: &mut mpsc::UnboundedReceiver<Interrupt>,
+) -> Result<i32, Fail> {
+    let settings = &prepared.settings;
+    let image = settings.image.clone().unwrap_or_default();
+    let compose = live::compose_cli(prepared, req);
+    // Only reads: the instances that run now and the Compose config hash.
+    let engine = or_interrupted(irx, async {
+        Ok(
+            match tokio::time::timeout(Duration::from_secs(10), live::connect(&req.docker)).await {
+                Ok(r) => r,
+                Err(_) => Err(Fail::unreachable("no answer within 10s")),
+            },
+        )
+    })
+    .await?;
+    let (current, target) = match engine {
+        Ok(engine) => {
+            let current = live::current(&engine, compose.clone(), settings).await;
+            let backend = rollout_docker::DockerBackend::new(engine, compose);
+            let target = backend
+                .compose_revision(&settings.service, &image)
+                .await
+                .unwrap_or_else(|_| Revision::new("new", &image));
+            (current, target)
+        }
+        Err(e) => (
+            dry::Current {
+                source: format!(
+                    "assumed: the engine was not read ({})",
+                    e.message.lines().next().unwrap_or_default()
+                ),
+                assumed: true,
+                ..Default::default()
+            },
+            Revision::new("new", &image),
+        ),
+    };
+    let plan = settings.plan(target);
+    let mut view = plan::PlanView::new(strategy.name(), &plan);
+    view.proxy = settings.proxy.clone();
+    view.upstream = settings.upstream.clone();
+    let output = req.output;
+    let colour = colour_on(std::io::stdout().is_terminal());
+    let code = tokio::task::spawn_blocking(move || {
+        dry::run(
+            strategy,
+            &plan,
+            view,
+            current,
+            output,
+            colour,
+            std::io::stdout(),
+        )
+    })
+    .await
+    .unwrap_or(exit::UNEXPECTED);
+    Ok(code)
 }

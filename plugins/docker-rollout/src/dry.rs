@@ -1,0 +1,191 @@
+//! `--dry-run`: the plan, and the rollout simulated on `rollout-mock`'s
+//! paused clock with the instances the service runs now. Nothing is
+//! written anywhere: the engine, when reachable, is only read.
+
+use crate::cli::OutputFormat;
+use crate::drive::{self, Renderer, Sink};
+use crate::plan::PlanView;
+use crate::render::{Json, Summary, Text};
+use rollout_core::event::EventSink;
+use rollout_core::strategy::{Cancel, Plan, RolloutContext, TrafficLayout};
+use rollout_core::{Instance, InstanceState, Revision, Strategy};
+use rollout_mock::{MemoryJournal, MockCluster};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+/// What runs now, as the engine said or as assumed.
+#[derive(Debug, Clone, Default)]
+pub struct Current {
+    /// The instances of the service rolled out.
+    pub service: Vec<Instance>,
+    /// The instances of the other colour (two-colour layout).
+    pub other: Vec<Instance>,
+    /// Where this came from, for the plan (`read from the engine`, or why
+    /// it is assumed).
+    pub source: String,
+    /// True when nothing was read: the service is assumed to run `replicas`
+    /// instances of an older revision, routed.
+    pub assumed: bool,
+}
+
+/// The revision most running instances run.
+fn majority(instances: &[Instance]) -> Option<(String, usize)> {
+    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Running)
+    {
+        *by.entry(i.revision.as_str()).or_default() += 1;
+    }
+    by.into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(r, n)| (r.to_string(), n))
+}
+
+fn groups(instances: &[Instance]) -> BTreeMap<String, usize> {
+    let mut by = BTreeMap::new();
+    for i in instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Running)
+    {
+        *by.entry(i.revision.clone()).or_default() += 1;
+    }
+    by
+}
+
+/// Prints the plan and the simulated rollout to `out`; returns the exit
+/// code the rollout would end with.
+pub fn run(
+    strategy: Arc<dyn Strategy>,
+    plan: &Plan,
+    mut view: PlanView,
+    current: Current,
+    output: OutputFormat,
+    colour: bool,
+    out: impl Write + Send + 'static,
+) -> i32 {
+    let assumed_rev = "current";
+    let (live, other) = match &plan.layout {
+        TrafficLayout::Single => (plan.service.clone(), None),
+        TrafficLayout::Colours { other, .. } => (other.clone(), Some(other.clone())),
+    };
+    let serving = if other.is_some() {
+        current.other.clone()
+    } else {
+        current.service.clone()
+    };
+    if current.assumed {
+        view.from = Some(Revision::new(assumed_rev, ""));
+        view.current_instances = plan.replicas;
+    } else {
+        view.from = majority(&serving).map(|(r, _)| Revision::new(r, ""));
+        view.current_instances = serving
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .count();
+    }
+    view.current_source = current.source.clone();
+    let plan = plan.clone();
+    // The mock runs on a paused clock of its own: a current-thread runtime
+    // on a thread of its own, apart from the runtime of a live rollout.
+    let worker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a current-thread runtime");
+        rt.block_on(async move {
+            let mock = MockCluster::new();
+            mock.add_service(&plan.service);
+            if current.assumed {
+                mock.seed(&live, assumed_rev, plan.replicas, true);
+            } else {
+                for (rev, n) in groups(&serving) {
+                    mock.seed(&live, &rev, n, true);
+                }
+                if other.is_some() {
+                    for (rev, n) in groups(&current.service) {
+                        mock.seed(&plan.service, &rev, n, false);
+                    }
+                }
+            }
+            let mark = mock.mark();
+            let ctx = RolloutContext {
+                backend: mock.clone(),
+                router: mock.clone(),
+                journal: Arc::new(MemoryJournal::new()),
+                analysis: None,
+                verifier: None,
+                events: EventSink::discard(),
+                cancel: Cancel::never(),
+            };
+            let name = strategy.name().to_string();
+            let sink = match output {
+                OutputFormat::Json => {
+                    let mut j = Json::new(out);
+                    j.value(&serde_json::json!({ "v": rollout_core::event::EVENT_SCHEMA_VERSION, "plan": view }));
+                    Sink::Json(j)
+                }
+                OutputFormat::Text => {
+                    let mut out = out;
+                    let _ = write!(out, "{}", view.text());
+                    let _ = writeln!(
+                        out,
+                        "\nsimulated rollout (rollout-mock, simulated clock; nothing was changed):"
+                    );
+                    let mut t = Text::new(out, colour, &name, &plan);
+                    for i in current.service.iter().chain(current.other.iter()) {
+                        t.know_host(i.id.clone(), i.host.clone());
+                    }
+                    Sink::Text(Box::new(t))
+                }
+            };
+            let mut renderer = Renderer::new(sink);
+            let outcome = drive::run(strategy, ctx, plan.clone(), &mut renderer, None, None).await;
+            let elapsed = renderer.t();
+            let violations = mock.with_timeline(|tl| {
+                rollout_mock::check::check_timeline(tl, mark, view.capacity_floor)
+            });
+            let capacity = mock.with_timeline(|tl| tl.render(mark));
+            let code = outcome.exit_code();
+            match &mut renderer.sink {
+                Sink::Text(t) => {
+                    let mut text = format!(
+                        "\ncapacity over time, as the mock saw it (per revision: ready/routed/draining, weight):\n{capacity}"
+                    );
+                    if violations.is_empty() {
+                        text.push_str(&format!(
+                            "invariants 1, 2 and 4 held in the simulation (floor {})\n",
+                            view.capacity_floor
+                        ));
+                    } else {
+                        for v in &violations {
+                            text.push_str(&format!("{v}\n"));
+                        }
+                    }
+                    text.push_str(&format!(
+                        "simulated duration {elapsed:.1}s; the rollout would exit {code}\n"
+                    ));
+                    t.raw(&text);
+                }
+                Sink::Json(j) => {
+                    j.summary(&Summary {
+                        service: Some(plan.service.to_string()),
+                        strategy: Some(name),
+                        dry_run: true,
+                        outcome: Some(outcome.clone()),
+                        exit_code: code,
+                        error: None,
+                        elapsed_secs: (elapsed * 1000.0).round() / 1000.0,
+                        from: view.from.clone(),
+                        to: Some(plan.target.clone()),
+                        counts: renderer.tally.clone(),
+                    });
+                }
+            }
+            code
+        })
+    });
+    worker.join().unwrap_or(rollout_core::exit::UNEXPECTED)
+}

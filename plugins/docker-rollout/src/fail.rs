@@ -1,0 +1,101 @@
+//! Why a rollout could not start, with the exit code it means.
+
+use rollout_core::{exit, BackendError, JournalError, RouterError};
+use std::fmt;
+
+/// An error before (or around) the strategy's run, carrying its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail {
+    /// The exit code of DESIGN.md.
+    pub code: i32,
+    /// What to print after `error: `.
+    pub message: String,
+}
+
+impl Fail {
+    /// Bad input: exit 2, nothing changed.
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::BAD_INPUT,
+            message: message.into(),
+        }
+    }
+
+    /// The engine or the proxy cannot be reached: exit 6, nothing changed.
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::UNREACHABLE,
+            message: message.into(),
+        }
+    }
+
+    /// Anything else: exit 1.
+    pub fn unexpected(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::UNEXPECTED,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<BackendError> for Fail {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Unreachable { .. } => Fail::unreachable(e.to_string()),
+            BackendError::MissingImage { .. } => Fail::bad_input(e.to_string()),
+            // The Compose tool refusing the project (config --hash) is bad input.
+            BackendError::Launch { .. } => Fail::bad_input(e.to_string()),
+            e => Fail::unexpected(e.to_string()),
+        }
+    }
+}
+
+impl From<RouterError> for Fail {
+    fn from(e: RouterError) -> Self {
+        match e {
+            RouterError::Unreachable(_) => Fail::unreachable(e.to_string()),
+            RouterError::Config(_) | RouterError::Invalid { .. } => Fail::bad_input(e.to_string()),
+            e => Fail::unexpected(e.to_string()),
+        }
+    }
+}
+
+impl From<JournalError> for Fail {
+    fn from(e: JournalError) -> Self {
+        Fail::unexpected(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_exit_codes_of_the_design() {
+        let unreachable = BackendError::Unreachable {
+            endpoint: "unix:///nowhere.sock".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(Fail::from(unreachable).code, 6);
+        assert_eq!(
+            Fail::from(BackendError::MissingImage {
+                image: "x:1".into()
+            })
+            .code,
+            2
+        );
+        assert_eq!(Fail::from(RouterError::Unreachable("gone".into())).code, 6);
+        assert_eq!(
+            Fail::from(RouterError::Config("no upstream \"x\"".into())).code,
+            2
+        );
+        assert_eq!(Fail::from(RouterError::Reload("refused".into())).code, 1);
+        assert_eq!(Fail::from(JournalError::Storage("disk".into())).code, 1);
+    }
+}

@@ -1,0 +1,589 @@
+//! The wiring of a real rollout: the Compose project, the engine, the
+//! operator's Compose tool, the nginx proxy container(s), the journal kept
+//! with the engine, and the strategy.
+//!
+//! Everything here only connects crates; the decisions are theirs. What is
+//! checked before anything changes (so that it can exit 2 or 6 with nothing
+//! touched): the project and the service (bad input), the engine
+//! (unreachable), the Compose tool's config hash, the proxy service and its
+//! containers, the nginx config and its upstream.
+
+use crate::cli::{DockerGlobals, RolloutRequest};
+use crate::dry::Current;
+use crate::fail::Fail;
+use async_trait::async_trait;
+use rollout_compose::{Flavor, Project, Settings, StrategyKind};
+use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target};
+use rollout_core::strategy::{TrafficLayout, Verification, Verifier};
+use rollout_core::{Backend, Instance, InstanceId, Order, RouterError, ServiceRef, TrafficRouter};
+use rollout_docker::{
+    ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
+    ProxyContainer,
+};
+use rollout_nginx::proxy::Proxy;
+use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
+use rollout_nginx::ConfFile;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The nginx config path when `x-rollout.proxy_config` does not say.
+pub const DEFAULT_NGINX_CONF: &str = "/etc/nginx/nginx.conf";
+
+/// The project and the service's settings, read before anything else.
+pub struct Prepared {
+    /// The project as the Compose tool sees it.
+    pub project: Project,
+    /// The service's settings with the command line's overrides.
+    pub settings: Settings,
+    /// Which Compose tool the project is used with.
+    pub flavor: Flavor,
+    /// Warnings for the operator (printed before the rollout).
+    pub warnings: Vec<String>,
+}
+
+/// Which Compose tool is installed: `ROLLOUT_COMPOSE=v1|v2` decides; else
+/// the `docker compose` plugin where one is installed, else `docker-compose`.
+pub fn detect_flavor(globals: &DockerGlobals) -> Flavor {
+    match std::env::var("ROLLOUT_COMPOSE").as_deref() {
+        Ok("v1") | Ok("docker-compose") => return Flavor::V1,
+        Ok("v2") | Ok("docker compose") => return Flavor::V2,
+        _ => {}
+    }
+    if compose_plugin_installed(globals) {
+        Flavor::V2
+    } else {
+        Flavor::V1
+    }
+}
+
+/// Whether the docker CLI has a `compose` plugin, looked for where the CLI
+/// looks (the config directory's cli-plugins, then the system folders).
+fn compose_plugin_installed(globals: &DockerGlobals) -> bool {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(c) = &globals.config {
+        dirs.push(c.join("cli-plugins"));
+    } else if let Some(c) = std::env::var_os("DOCKER_CONFIG") {
+        dirs.push(PathBuf::from(c).join("cli-plugins"));
+    } else if let Some(h) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(h).join(".docker/cli-plugins"));
+    }
+    for d in [
+        "/usr/local/lib/docker/cli-plugins",
+        "/usr/local/libexec/docker/cli-plugins",
+        "/usr/lib/docker/cli-plugins",
+        "/usr/libexec/docker/cli-plugins",
+    ] {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.iter().any(|d| d.join("docker-compose").is_file())
+}
+
+/// Loads the project and the service's settings; every error is bad input.
+pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
+    let flavor = detect_flavor(&req.docker);
+    let project = Project::load(&req.compose.load_options(flavor))
+        .map_err(|e| Fail::bad_input(e.to_string()))?;
+    let mut settings = project
+        .settings(&req.service)
+        .map_err(|e| Fail::bad_input(e.to_string()))?;
+    settings
+        .apply(&req.overrides)
+        .map_err(|e| Fail::bad_input(e.to_string()))?;
+    let mut warnings = project.warnings.clone();
+    if settings.image.is_none() {
+        return Err(Fail::bad_input(format!(
+            "service {} has no image: a rollout needs one to start new instances from\nhint: build it and give it an image: tag in the Compose file",
+            settings.service.service
+        )));
+    }
+    if !settings.side_by_side_conflicts.is_empty() {
+        let why = settings.side_by_side_conflicts.join("; ");
+        let single = settings.layout == TrafficLayout::Single;
+        if single && settings.strategy != StrategyKind::Rolling {
+            return Err(Fail::bad_input(format!(
+                "{} cannot run old and new instances side by side ({why}), which {} needs\nhint: remove the host port or container_name, or use --strategy rolling",
+                settings.service, settings.strategy.name()
+            )));
+        }
+        if single {
+            let workers = settings.update.workers(settings.replicas);
+            if settings.update.order == Order::StartFirst {
+                warnings.push(format!(
+                    "{} cannot run old and new instances side by side ({why}): falling back to stop-first",
+                    settings.service
+                ));
+                settings.update.order = Order::StopFirst;
+            }
+            if settings.rollback.order == Order::StartFirst {
+                settings.rollback.order = Order::StopFirst;
+            }
+            if workers >= settings.replicas {
+                return Err(Fail::bad_input(format!(
+                    "{} cannot run old and new instances side by side ({why}), and stop-first with {} replica{} would leave none serving\nhint: remove the host port or container_name, or run more replicas than --parallelism",
+                    settings.service, settings.replicas, if settings.replicas == 1 { "" } else { "s" }
+                )));
+            }
+        }
+    }
+    Ok(Prepared {
+        project,
+        settings,
+        flavor,
+        warnings,
+    })
+}
+
+/// The docker CLI's global flags again, for child `docker` commands.
+pub fn docker_args(g: &DockerGlobals) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    if let Some(c) = &g.config {
+        a.push("--config".into());
+        a.push(c.clone().into());
+    }
+    if let Some(c) = &g.context {
+        a.push("--context".into());
+        a.push(c.into());
+    }
+    for h in &g.hosts {
+        a.push("--host".into());
+        a.push(h.into());
+    }
+    if g.tls {
+        a.push("--tls".into());
+    }
+    if let Some(v) = g.tls_verify {
+        a.push(format!("--tlsverify={v}").into());
+    }
+    for (flag, path) in [
+        ("--tlscacert", &g.tls_ca_cert),
+        ("--tlscert", &g.tls_cert),
+        ("--tlskey", &g.tls_key),
+    ] {
+        if let Some(p) = path {
+            a.push(flag.into());
+            a.push(p.clone().into());
+        }
+    }
+    a
+}
+
+/// Connects to the engine the docker CLI would use, negotiating the API
+/// version. Exit 6 when it cannot be reached.
+pub async fn connect(g: &DockerGlobals) -> Result<Engine, Fail> {
+    let flags = GlobalFlags {
+        config: g.config.clone(),
+        context: g.context.clone(),
+        hosts: g.hosts.clone(),
+        tls: g.tls,
+        tls_verify: g.tls_verify,
+        tls_ca_cert: g.tls_ca_cert.clone(),
+        tls_cert: g.tls_cert.clone(),
+        tls_key: g.tls_key.clone(),
+    };
+    let endpoint = rollout_docker::resolve(&flags).map_err(|e| Fail::bad_input(e.to_string()))?;
+    let program = std::env::var_os(crate::cli::PLUGIN_ENV).unwrap_or_else(|| "docker".into());
+    let cli = DockerCli::new(program, docker_args(g));
+    Engine::connect_to(&endpoint, Some(&cli))
+        .await
+        .map_err(Fail::from)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// The operator's Compose tool on this project: the same files, name,
+/// env files and profiles, run in the project directory.
+pub fn compose_cli(p: &Prepared, req: &RolloutRequest) -> ComposeCli {
+    let mut c = match p.flavor {
+        Flavor::V1 => ComposeCli::v1(),
+        Flavor::V2 => ComposeCli::v2(docker_args(&req.docker)),
+    };
+    for f in &p.project.files {
+        c = c.file(absolute(f));
+    }
+    c = c.project_name(&p.project.name);
+    for e in &req.compose.env_files {
+        c = c.env_file(absolute(e));
+    }
+    for prof in &p.project.profiles {
+        c = c.profile(prof);
+    }
+    c.current_dir(&p.project.directory)
+}
+
+/// The instances that run now, read from the engine (for `--dry-run`).
+pub async fn current(engine: &Engine, compose: ComposeCli, settings: &Settings) -> Current {
+    let backend = DockerBackend::new(engine.clone(), compose);
+    let service = backend
+        .instances(&settings.service)
+        .await
+        .unwrap_or_default();
+    let other = match &settings.layout {
+        TrafficLayout::Colours { other, .. } => backend.instances(other).await.unwrap_or_default(),
+        TrafficLayout::Single => Vec::new(),
+    };
+    Current {
+        service,
+        other,
+        source: format!("read from the engine at {}", engine.endpoint()),
+        assumed: false,
+    }
+}
+
+/// Finds the upstream that routes the service: the one upstream of the
+/// live config whose servers name the service (or its other colour), or one
+/// of its containers.
+pub fn find_upstream(
+    conf: &[u8],
+    path: &str,
+    project: &str,
+    names: &[String],
+) -> Result<String, Fail> {
+    let file = ConfFile::parse(path, conf.to_vec())
+        .map_err(|e| Fail::bad_input(format!("{path}: {e}")))?;
+    let all = file.upstream_names();
+    let matches_name = |host: &str| {
+        names.iter().any(|n| {
+            host == n
+                || host.starts_with(&format!("{project}_{n}_"))
+                || host.starts_with(&format!("{project}-{n}-"))
+        })
+    };
+    let found: Vec<&String> = all
+        .iter()
+        .filter(|u| {
+            file.upstream(u).is_ok_and(|up| {
+                up.servers
+                    .iter()
+                    .any(|s| s.server.address.host().is_some_and(matches_name))
+            })
+        })
+        .collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Fail::bad_input(format!(
+            "no upstream in {path} names {} (upstreams: {})\nhint: route the service through an upstream block (upstream backend {{ server {}:PORT; }}), or set x-rollout.upstream",
+            names.join(" or "),
+            if all.is_empty() { "none".to_string() } else { all.join(", ") },
+            names[0]
+        ))),
+        many => Err(Fail::bad_input(format!(
+            "several upstreams in {path} name {}: {}\nhint: say which with x-rollout.upstream",
+            names.join(" or "),
+            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// A router whose instance routes carry the backend's ids.
+///
+/// The nginx router knows instances only by the host its config names
+/// (the container name) and reports that as their id; the Docker backend
+/// knows them by container id. This wrapper gives the routes read back
+/// from the config the backend's ids, so that a strategy comparing the two
+/// (on resume) sees the same instance.
+pub struct BackendIds {
+    inner: Arc<dyn TrafficRouter>,
+    backend: Arc<dyn Backend>,
+    services: Vec<ServiceRef>,
+}
+
+impl BackendIds {
+    /// Wraps `inner`, naming instances of `services` as `backend` does.
+    pub fn new(
+        inner: Arc<dyn TrafficRouter>,
+        backend: Arc<dyn Backend>,
+        services: Vec<ServiceRef>,
+    ) -> Self {
+        Self {
+            inner,
+            backend,
+            services,
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for BackendIds {
+    async fn routes(&self) -> Result<Vec<Route>, RouterError> {
+        let mut routes = self.inner.routes().await?;
+        if !routes
+            .iter()
+            .any(|r| matches!(r.target, Target::Instance { .. }))
+        {
+            return Ok(routes);
+        }
+        let mut by_host: HashMap<String, InstanceId> = HashMap::new();
+        for s in &self.services {
+            let found = self
+                .backend
+                .instances(s)
+                .await
+                .map_err(|e| RouterError::Other(e.to_string()))?;
+            for i in found {
+                by_host.insert(i.host.clone(), i.id.clone());
+            }
+        }
+        for r in &mut routes {
+            if let Target::Instance { id, host } = &mut r.target {
+                if let Some(real) = by_host.get(host.as_str()) {
+                    *id = real.clone();
+                }
+            }
+        }
+        Ok(routes)
+    }
+
+    async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError> {
+        self.inner.apply(change).await
+    }
+
+    async fn drain(
+        &self,
+        ticket: &DrainTicket,
+        timeout: Duration,
+    ) -> Result<DrainReport, RouterError> {
+        self.inner.drain(ticket, timeout).await
+    }
+}
+
+/// Sends a verification request from inside the proxy container (busybox
+/// `wget`), so that it travels the project's network as nginx's requests do.
+pub struct ProxyVerifier {
+    proxy: Proxy,
+    port: u16,
+}
+
+impl ProxyVerifier {
+    /// Requests from `proxy` to instances on `port`.
+    pub fn new(proxy: Proxy, port: u16) -> Self {
+        Self { proxy, port }
+    }
+}
+
+#[async_trait]
+impl Verifier for ProxyVerifier {
+    async fn verify(&self, instance: &Instance, check: &Verification) -> Result<(), String> {
+        let url = format!("http://{}:{}{}", instance.host, self.port, check.path);
+        let argv: Vec<String> = ["wget", "-q", "-S", "-T", "5", "-O", "-", &url]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = self
+            .proxy
+            .exec
+            .exec(&argv)
+            .await
+            .map_err(|e| e.to_string())?;
+        let headers = String::from_utf8_lossy(&out.stderr);
+        let status = headers
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                l.strip_prefix("HTTP/")
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    .and_then(|code| code.parse::<u16>().ok())
+            })
+            .next_back();
+        match status {
+            Some(s) if s == check.status => {}
+            Some(s) => return Err(format!("{url} answered {s}, expected {}", check.status)),
+            None => return Err(format!("{url}: no answer ({})", out.message())),
+        }
+        if let Some(needle) = &check.body_contains {
+            if !String::from_utf8_lossy(&out.stdout).contains(needle.as_str()) {
+                return Err(format!("{url}: the body does not contain {needle:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything a live rollout runs with.
+pub struct Wired {
+    /// The backend.
+    pub backend: Arc<DockerBackend>,
+    /// The router (nginx, with the backend's ids).
+    pub router: Arc<dyn TrafficRouter>,
+    /// The journal.
+    pub journal: Arc<DockerJournal>,
+    /// Blue-green's verification, if configured.
+    pub verifier: Option<Arc<dyn Verifier>>,
+    /// The target revision.
+    pub target: rollout_core::Revision,
+    /// Hosts of the instances that run now, for the renderer.
+    pub hosts: Vec<(InstanceId, String)>,
+    /// Notes for the operator (what the router repaired on open).
+    pub notes: Vec<String>,
+    /// The proxy service and the upstream.
+    pub proxy: (String, String),
+}
+
+/// Connects every part. Nothing is changed unless the nginx router finds
+/// a change an earlier run left half-done, which it finishes (and says so
+/// in `notes`).
+pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<Wired, Fail> {
+    let settings = &p.settings;
+    let project = &p.project.name;
+    let compose = compose_cli(p, req);
+    let proxy_service = settings.proxy.clone().ok_or_else(|| {
+        Fail::bad_input(format!(
+            "no nginx service in front of {} in this project\nhint: add an nginx service whose config has `upstream backend {{ server {}:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy",
+            settings.service, settings.service.service
+        ))
+    })?;
+    let image = settings.image.clone().unwrap_or_default();
+    let mut backend = DockerBackend::new(engine.clone(), compose);
+    let proxies =
+        ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service)).await?;
+    let config_path = settings
+        .proxy_config
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NGINX_CONF.to_string());
+    let mut names = vec![settings.service.service.clone()];
+    let mut services = vec![settings.service.clone()];
+    if let TrafficLayout::Colours { other, .. } = &settings.layout {
+        names.push(other.service.clone());
+        services.push(other.clone());
+    }
+    let upstream = match &settings.upstream {
+        Some(u) => u.clone(),
+        None => {
+            let live = proxies[0].files.read(&config_path).await.map_err(|e| {
+                Fail::unreachable(format!(
+                    "cannot read the nginx config of {}: {e}\nhint: set x-rollout.proxy_config to the file nginx is started with",
+                    proxies[0].name
+                ))
+            })?;
+            find_upstream(&live, &config_path, project, &names)?
+        }
+    };
+    let mut options = NginxRouterOptions::new(&upstream, &config_path);
+    options.services = names.clone();
+    options.port = settings.port;
+    let probe_proxy = proxies[0].clone();
+    let nginx = NginxRouter::open(options, proxies).await?;
+    let notes = nginx.recovered().to_vec();
+    let port = nginx.port();
+    if let Some(check) = &settings.health_probe {
+        backend = backend.with_probe(
+            settings.service.service.clone(),
+            HealthProbe {
+                verifier: Arc::new(ProxyVerifier::new(probe_proxy.clone(), port)),
+                check: check.clone(),
+                interval: Duration::from_secs(1),
+            },
+        );
+    }
+    let target = backend.compose_revision(&settings.service, &image).await?;
+    let backend = Arc::new(backend);
+    let mut hosts = Vec::new();
+    for s in &services {
+        for i in backend.instances(s).await? {
+            hosts.push((i.id, i.host));
+        }
+    }
+    let router: Arc<dyn TrafficRouter> =
+        Arc::new(BackendIds::new(Arc::new(nginx), backend.clone(), services));
+    let verifier: Option<Arc<dyn Verifier>> = settings
+        .blue_green
+        .verify
+        .as_ref()
+        .map(|_| Arc::new(ProxyVerifier::new(probe_proxy, port)) as Arc<dyn Verifier>);
+    Ok(Wired {
+        backend,
+        router,
+        journal: Arc::new(DockerJournal::new(engine)),
+        verifier,
+        target,
+        hosts,
+        notes,
+        proxy: (proxy_service, upstream),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = "events {}\n\nhttp {\n    upstream backend {\n        server app:8000;\n    }\n    upstream other {\n        server api:9000;\n    }\n    server {\n        listen 80;\n        location / {\n            proxy_pass http://backend;\n        }\n    }\n}\n";
+
+    #[test]
+    fn the_upstream_is_the_one_naming_the_service() {
+        let names = ["app".to_string()];
+        assert_eq!(
+            find_upstream(SEED.as_bytes(), "/etc/nginx/nginx.conf", "shop", &names).unwrap(),
+            "backend"
+        );
+        // Mid-rollout, the upstream names containers of the service.
+        let mid = SEED.replace("server app:8000;", "server shop_app_3:8000;");
+        assert_eq!(
+            find_upstream(mid.as_bytes(), "/etc/nginx/nginx.conf", "shop", &names).unwrap(),
+            "backend"
+        );
+        // The other colour is what the upstream names before a blue-green switch.
+        let colours = ["green".to_string(), "blue".to_string()];
+        let bg = SEED.replace("server app:8000;", "server blue:8000;");
+        assert_eq!(
+            find_upstream(bg.as_bytes(), "/etc/nginx/nginx.conf", "shop", &colours).unwrap(),
+            "backend"
+        );
+    }
+
+    #[test]
+    fn no_or_several_upstreams_are_bad_input_with_a_hint() {
+        let names = ["web".to_string()];
+        let e =
+            find_upstream(SEED.as_bytes(), "/etc/nginx/nginx.conf", "shop", &names).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(
+            e.message.contains(
+                "no upstream in /etc/nginx/nginx.conf names web (upstreams: backend, other)"
+            ),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("\nhint: "), "{}", e.message);
+        let two = SEED.replace("server api:9000;", "server app:9000;");
+        let e = find_upstream(
+            two.as_bytes(),
+            "/etc/nginx/nginx.conf",
+            "shop",
+            &["app".to_string()],
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.message.contains("several upstreams"), "{}", e.message);
+        let e = find_upstream(b"http { upstream x {", "/n.conf", "shop", &names).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.message.starts_with("/n.conf"), "{}", e.message);
+    }
+
+    #[test]
+    fn docker_flags_are_passed_on_to_child_docker_commands() {
+        let g = DockerGlobals {
+            config: Some("/cfg".into()),
+            context: Some("prod".into()),
+            tls_verify: Some(true),
+            ..Default::default()
+        };
+        let args: Vec<String> = docker_args(&g)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            ["--config", "/cfg", "--context", "prod", "--tlsverify=true"]
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! The plan `--dry-run` prints: what the strategy will do, in what order,
+//! and the floor of serving capacity it keeps.
+
+use rollout_core::strategy::{Hold, Plan, TrafficLayout};
+use rollout_core::{format_duration, Order, Revision, UpdateConfig};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// A plan as a person (or a script, in JSON) reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanView {
+    /// The strategy's name.
+    pub strategy: String,
+    /// What serves now, as far as is known.
+    pub from: Option<Revision>,
+    /// How many instances serve now.
+    pub current_instances: usize,
+    /// Where the current instances came from (`engine`, or an assumption).
+    pub current_source: String,
+    /// The proxy service, if known.
+    pub proxy: Option<String>,
+    /// The upstream, if known.
+    pub upstream: Option<String>,
+    /// Rolling: how many slots each round replaces (workers at once).
+    pub rounds: Vec<usize>,
+    /// Never fewer healthy, routed instances than this.
+    pub capacity_floor: usize,
+    /// Canary: the share of requests on the new revision at each step.
+    pub weights: Vec<u32>,
+    /// The plan the strategy gets.
+    pub plan: Plan,
+}
+
+impl PlanView {
+    /// The view of `plan` run by `strategy`.
+    pub fn new(strategy: &str, plan: &Plan) -> Self {
+        let slots = plan.replicas;
+        let workers = plan.update.workers(slots);
+        let mut rounds = Vec::new();
+        if strategy == "rolling" {
+            let mut left = slots;
+            while left > 0 {
+                let n = workers.min(left);
+                rounds.push(n);
+                left -= n;
+            }
+        }
+        let weights = match strategy {
+            "canary" => plan.canary.steps.iter().map(|s| s.percent).collect(),
+            "blue-green" => vec![100],
+            _ => Vec::new(),
+        };
+        Self {
+            strategy: strategy.to_string(),
+            from: None,
+            current_instances: 0,
+            current_source: String::new(),
+            proxy: None,
+            upstream: None,
+            rounds,
+            capacity_floor: rollout_mock::check::floor_for(plan, strategy),
+            weights,
+            plan: plan.clone(),
+        }
+    }
+
+    /// The plan in words, one fact per line.
+    pub fn text(&self) -> String {
+        let p = &self.plan;
+        let mut s = String::new();
+        let _ = writeln!(s, "plan: roll out {} with {}", p.service, self.strategy);
+        let from = match &self.from {
+            Some(r) => revision(r),
+            None => "nothing".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "  now:       {from} on {} instance{} ({})",
+            self.current_instances,
+            plural(self.current_instances),
+            self.current_source
+        );
+        let _ = writeln!(s, "  target:    {}", revision(&p.target));
+        let _ = writeln!(s, "  replicas:  {}", p.replicas);
+        match &p.layout {
+            TrafficLayout::Single => {}
+            TrafficLayout::Colours { other, stop_other } => {
+                let _ = writeln!(
+                    s,
+                    "  colours:   {} becomes live, {} {}",
+                    p.service.service,
+                    other.service,
+                    if *stop_other {
+                        "is stopped once it is drained"
+                    } else {
+                        "keeps running for an instant switch-back"
+                    }
+                );
+            }
+        }
+        if let Some(proxy) = &self.proxy {
+            let _ = writeln!(
+                s,
+                "  proxy:     nginx service {proxy}, upstream {}",
+                self.upstream
+                    .as_deref()
+                    .unwrap_or("(found when the proxy is read)")
+            );
+        }
+        match self.strategy.as_str() {
+            "rolling" => {
+                let _ = writeln!(s, "  update:    {}", pace(&p.update));
+                let _ = writeln!(
+                    s,
+                    "  rounds:    {} ({} slot{} at a time)",
+                    self.rounds
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                    p.update.workers(p.replicas),
+                    plural(p.update.workers(p.replicas))
+                );
+                let _ = writeln!(s, "  rollback:  {}", pace(&p.rollback));
+            }
+            "canary" => {
+                let steps: Vec<String> = p
+                    .canary
+                    .steps
+                    .iter()
+                    .map(|st| match st.hold {
+                        Hold::For(d) if d.is_zero() => format!("{}%", st.percent),
+                        Hold::For(d) => format!("{}% for {}", st.percent, format_duration(d)),
+                        Hold::UntilPromoted => format!("{}% until promoted", st.percent),
+                    })
+                    .collect();
+                let _ = writeln!(s, "  weights:   {}", steps.join(" -> "));
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "  switch:    every new instance healthy, then 100% of requests in one reload"
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  capacity:  never fewer than {} healthy, routed instance{}",
+            self.capacity_floor,
+            plural(self.capacity_floor)
+        );
+        let _ = writeln!(
+            s,
+            "  timeouts:  start {}, drain {}, stop grace {}",
+            format_duration(p.timeouts.start),
+            format_duration(p.timeouts.drain),
+            format_duration(p.timeouts.stop_grace)
+        );
+        s
+    }
+}
+
+fn pace(u: &UpdateConfig) -> String {
+    format!(
+        "parallelism {}, {}, delay {}, failure_action {}, monitor {}, max_failure_ratio {}",
+        u.parallelism,
+        match u.order {
+            Order::StartFirst => "start-first",
+            Order::StopFirst => "stop-first",
+        },
+        format_duration(u.delay),
+        match u.failure_action {
+            rollout_core::FailureAction::Pause => "pause",
+            rollout_core::FailureAction::Continue => "continue",
+            rollout_core::FailureAction::Rollback => "rollback",
+        },
+        format_duration(u.monitor),
+        u.max_failure_ratio
+    )
+}
+
+fn revision(r: &Revision) -> String {
+    let short: String = r.id.chars().take(12).collect();
+    if r.image.is_empty() {
+        format!("revision {short}")
+    } else {
+        format!("{} ({short})", r.image)
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,619 @@
+//! How a rollout's events look: one line per state change (text), or one
+//! JSON envelope per event and a final summary (`--output json`).
+//!
+//! The strategies only send [`Event`]s; everything a person reads is
+//! decided here. Text goes to stderr (progress is not data), JSON to stdout
+//! (it is). Every line that starts a wait says what it waits for and for
+//! how long at most, and [`Text::tick`] repeats it when a wait drags on, so
+//! that a silent terminal never means a hung tool.
+
+use rollout_core::event::{Envelope, EVENT_SCHEMA_VERSION};
+use rollout_core::router::{DrainReport, Target};
+use rollout_core::strategy::{Plan, TrafficLayout, Verdict};
+use rollout_core::{format_duration, Event, InstanceId, Outcome, Revision};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::time::Duration;
+
+/// What a run did, counted from its events, for the final summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tally {
+    /// Instances launched.
+    pub launched: usize,
+    /// Instances that passed their health check.
+    pub healthy: usize,
+    /// Traffic changes applied (one proxy reload each).
+    pub traffic_changes: usize,
+    /// Drains waited for.
+    pub drains: usize,
+    /// Drains that ran out of time (requests were cut).
+    pub drains_timed_out: usize,
+    /// Instances stopped.
+    pub stopped: usize,
+    /// Instances removed.
+    pub removed: usize,
+    /// Failures counted toward max_failure_ratio.
+    pub failures: usize,
+    /// Whether a rollback ran.
+    pub rolled_back: bool,
+}
+
+impl Tally {
+    /// Counts one event.
+    pub fn count(&mut self, event: &Event) {
+        match event {
+            Event::InstanceLaunched { .. } => self.launched += 1,
+            Event::InstanceHealthy { .. } => self.healthy += 1,
+            Event::TrafficChanged { .. } => self.traffic_changes += 1,
+            Event::Drained { report, .. } => {
+                self.drains += 1;
+                if report.timed_out {
+                    self.drains_timed_out += 1;
+                }
+            }
+            Event::InstanceStopped { .. } => self.stopped += 1,
+            Event::InstanceRemoved { .. } => self.removed += 1,
+            Event::FailureCounted { .. } => self.failures += 1,
+            Event::RollbackStarted { .. } => self.rolled_back = true,
+            _ => {}
+        }
+    }
+}
+
+/// The last line of `--output json`: `{"v":1,"summary":{...}}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// `project/service`.
+    pub service: Option<String>,
+    /// The strategy's name.
+    pub strategy: Option<String>,
+    /// Whether this was `--dry-run` (nothing was touched).
+    pub dry_run: bool,
+    /// How the rollout ended; `None` when it never started.
+    pub outcome: Option<Outcome>,
+    /// The process's exit code.
+    pub exit_code: i32,
+    /// Why it never started (bad input, unreachable engine), if so.
+    pub error: Option<String>,
+    /// Seconds from start to end (simulated for a dry run).
+    pub elapsed_secs: f64,
+    /// The revision that served before.
+    pub from: Option<Revision>,
+    /// The revision rolled out.
+    pub to: Option<Revision>,
+    /// What the run did.
+    pub counts: Tally,
+}
+
+#[derive(Serialize)]
+struct SummaryLine<'a> {
+    v: u32,
+    summary: &'a Summary,
+}
+
+/// Writes one JSON envelope per event, then the summary.
+pub struct Json<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Json<W> {
+    /// Writes to `out` (stdout).
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+
+    /// One event, `t` seconds after the start.
+    pub fn event(&mut self, t: f64, event: &Event) {
+        let envelope = Envelope {
+            v: EVENT_SCHEMA_VERSION,
+            t: round_ms(t),
+            event: event.clone(),
+        };
+        if let Ok(line) = serde_json::to_string(&envelope) {
+            // A reader that went away loses nothing it needs.
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+        }
+    }
+
+    /// The final summary line.
+    pub fn summary(&mut self, summary: &Summary) {
+        let line = SummaryLine {
+            v: EVENT_SCHEMA_VERSION,
+            summary,
+        };
+        if let Ok(line) = serde_json::to_string(&line) {
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+        }
+    }
+
+    /// Any other JSON line (the dry run's plan).
+    pub fn value(&mut self, value: &serde_json::Value) {
+        let _ = writeln!(self.out, "{value}");
+        let _ = self.out.flush();
+    }
+}
+
+fn round_ms(t: f64) -> f64 {
+    (t * 1000.0).round() / 1000.0
+}
+
+/// Whether to colour output written to a terminal: only when it is one and
+/// `NO_COLOR` is unset or empty (no-color.org).
+pub fn use_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[derive(Clone, Copy)]
+enum Tone {
+    Plain,
+    Good,
+    Warn,
+    Bad,
+    Dim,
+}
+
+/// Writes one line per state change, like `kubectl rollout status`.
+pub struct Text<W: Write> {
+    out: W,
+    colour: bool,
+    strategy: String,
+    plan: Plan,
+    hosts: HashMap<InstanceId, String>,
+    new_instances: BTreeSet<InstanceId>,
+    new_healthy: usize,
+    slots: usize,
+    /// What the rollout waits for now, and since when (`t`), for [`Text::tick`].
+    waiting: Option<(String, f64)>,
+    last_line: f64,
+}
+
+impl<W: Write> Text<W> {
+    /// A renderer of a rollout of `plan` with `strategy`, writing to `out`.
+    pub fn new(out: W, colour: bool, strategy: &str, plan: &Plan) -> Self {
+        Self {
+            out,
+            colour,
+            strategy: strategy.to_string(),
+            plan: plan.clone(),
+            hosts: HashMap::new(),
+            new_instances: BTreeSet::new(),
+            new_healthy: 0,
+            slots: plan.replicas,
+            waiting: None,
+            last_line: 0.0,
+        }
+    }
+
+    /// Names an instance by its host (container name) rather than its id.
+    pub fn know_host(&mut self, id: InstanceId, host: impl Into<String>) {
+        self.hosts.insert(id, host.into());
+    }
+
+    fn name(&self, id: &InstanceId) -> String {
+        match self.hosts.get(id) {
+            Some(h) => h.clone(),
+            None => id.0.chars().take(12).collect(),
+        }
+    }
+
+    fn target(&self, t: &Target) -> String {
+        match t {
+            Target::Instance { id, host } => {
+                if host.is_empty() {
+                    self.name(id)
+                } else {
+                    host.clone()
+                }
+            }
+            Target::Service { name } => format!("service {name}"),
+        }
+    }
+
+    fn line(&mut self, t: f64, tone: Tone, text: &str) {
+        self.last_line = t;
+        let stamp = format!("{t:>7.1}s");
+        let (on, off) = match (self.colour, tone) {
+            (false, _) | (_, Tone::Plain) => ("", ""),
+            (true, Tone::Good) => ("\x1b[32m", "\x1b[0m"),
+            (true, Tone::Warn) => ("\x1b[33m", "\x1b[0m"),
+            (true, Tone::Bad) => ("\x1b[31m", "\x1b[0m"),
+            (true, Tone::Dim) => ("\x1b[2m", "\x1b[0m"),
+        };
+        let stamp = if self.colour {
+            format!("\x1b[2m{stamp}\x1b[0m")
+        } else {
+            stamp
+        };
+        let mut first = true;
+        for part in text.lines() {
+            let _ = if first {
+                writeln!(self.out, "{stamp}  {on}{part}{off}")
+            } else {
+                writeln!(self.out, "{:>8}    {on}{part}{off}", "")
+            };
+            first = false;
+        }
+        let _ = self.out.flush();
+    }
+
+    fn wait(&mut self, t: f64, what: String) {
+        self.line(t, Tone::Dim, &format!("waiting for {what}"));
+        self.waiting = Some((what, t));
+    }
+
+    /// Called now and then with the time: when nothing was printed for
+    /// `quiet`, says again what the rollout waits for.
+    pub fn tick(&mut self, t: f64, quiet: f64) {
+        if t - self.last_line < quiet {
+            return;
+        }
+        let text = match &self.waiting {
+            Some((what, since)) => format!("still waiting for {what} ({:.0}s so far)", t - since),
+            None => "still working".to_string(),
+        };
+        self.line(t, Tone::Dim, &text);
+    }
+
+    /// Text written as it is, with no time stamp.
+    pub fn raw(&mut self, text: &str) {
+        let _ = write!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    /// Any free-form line (warnings and notes of the wiring).
+    pub fn note(&mut self, t: f64, text: &str) {
+        self.line(t, Tone::Warn, text);
+    }
+
+    /// One event, `t` seconds after the start.
+    pub fn event(&mut self, t: f64, event: &Event) {
+        let timeouts = self.plan.timeouts.clone();
+        match event {
+            Event::RolloutStarted {
+                service,
+                strategy,
+                from,
+                to,
+                slots,
+                resumed,
+            } => {
+                self.slots = *slots;
+                let from = match from {
+                    Some(r) => rev(r),
+                    None => "nothing running".to_string(),
+                };
+                let mut text = format!(
+                    "rolling out {service} with {strategy}: {from} -> {}, {slots} instance{}",
+                    rev(to),
+                    plural(*slots)
+                );
+                if *resumed {
+                    text.push_str(" (resuming the rollout an earlier run left unfinished)");
+                }
+                self.line(t, Tone::Plain, &text);
+                if strategy == "rolling" {
+                    let u = &self.plan.update;
+                    let pace = format!(
+                        "{} at a time, {}, {} between slots, failure_action {}",
+                        if u.parallelism == 0 {
+                            "all".to_string()
+                        } else {
+                            u.parallelism.to_string()
+                        },
+                        kebab(&u.order),
+                        format_duration(u.delay),
+                        kebab(&u.failure_action),
+                    );
+                    self.line(t, Tone::Dim, &pace);
+                }
+            }
+            Event::BatchStarted { index, size } => {
+                let text = if self.strategy == "canary" {
+                    format!(
+                        "canary step {index}: launching {size} instance{}",
+                        plural(*size)
+                    )
+                } else if *size == 1 && self.strategy == "rolling" {
+                    format!("slot {index} of {}", self.slots)
+                } else {
+                    format!("batch {index}: {size} instance{}", plural(*size))
+                };
+                self.line(t, Tone::Plain, &text);
+            }
+            Event::InstanceLaunched {
+                instance,
+                host,
+                revision,
+            } => {
+                self.hosts.insert(instance.clone(), host.clone());
+                if *revision == self.plan.target.id {
+                    self.new_instances.insert(instance.clone());
+                }
+                let short: String = revision.chars().take(12).collect();
+                self.line(
+                    t,
+                    Tone::Plain,
+                    &format!("launched {host} (revision {short})"),
+                );
+                self.wait(
+                    t,
+                    format!(
+                        "{host} to be healthy (at most {})",
+                        format_duration(timeouts.start)
+                    ),
+                );
+            }
+            Event::InstanceHealthy { instance } => {
+                let name = self.name(instance);
+                let text = if self.new_instances.contains(instance) {
+                    self.new_healthy += 1;
+                    format!(
+                        "{name} is healthy ({} of {} new instances healthy)",
+                        self.new_healthy, self.slots
+                    )
+                } else {
+                    format!("{name} is healthy")
+                };
+                self.waiting = None;
+                self.line(t, Tone::Good, &text);
+                if self.strategy == "rolling"
+                    && self.new_healthy == self.slots
+                    && self.new_instances.contains(instance)
+                {
+                    let watch = self.plan.update.final_watch();
+                    if !watch.is_zero() {
+                        self.wait(
+                            t,
+                            format!(
+                                "failures of the new instances (monitor window, at most {})",
+                                format_duration(watch)
+                            ),
+                        );
+                    }
+                }
+            }
+            Event::TrafficChanged {
+                generation,
+                set,
+                removed,
+            } => {
+                let mut parts: Vec<String> = set
+                    .iter()
+                    .map(|r| {
+                        if r.weight == 1 {
+                            format!("+{}", self.target(&r.target))
+                        } else {
+                            format!("+{} (weight {})", self.target(&r.target), r.weight)
+                        }
+                    })
+                    .collect();
+                parts.extend(removed.iter().map(|r| format!("-{}", self.target(r))));
+                self.line(
+                    t,
+                    Tone::Plain,
+                    &format!("traffic (generation {generation}): {}", parts.join(", ")),
+                );
+                // Instances replaced by their own service's route keep their
+                // traffic: there is nothing to drain then.
+                let by_service = set
+                    .iter()
+                    .any(|r| matches!(r.target, Target::Service { .. }));
+                let instances: Vec<String> = removed
+                    .iter()
+                    .filter(|r| matches!(r, Target::Instance { .. }))
+                    .map(|r| self.target(r))
+                    .collect();
+                if !instances.is_empty() && !by_service {
+                    self.wait(
+                        t,
+                        format!(
+                            "requests in flight to {} to finish (at most {})",
+                            instances.join(", "),
+                            format_duration(timeouts.drain)
+                        ),
+                    );
+                }
+            }
+            Event::Drained { removed, report } => {
+                let names: Vec<String> = removed.iter().map(|r| self.target(r)).collect();
+                self.waiting = None;
+                self.drained(t, &names, report);
+            }
+            Event::InstanceStopped { instance } => {
+                let name = self.name(instance);
+                self.line(t, Tone::Plain, &format!("stopped {name}"));
+            }
+            Event::InstanceRemoved { instance } => {
+                let name = self.name(instance);
+                self.line(t, Tone::Plain, &format!("removed {name}"));
+            }
+            Event::WeightsChanged { new_percent } => {
+                self.line(
+                    t,
+                    Tone::Plain,
+                    &format!("{new_percent}% of requests now go to the new revision"),
+                );
+            }
+            Event::StepPaused { step, for_secs } => match for_secs {
+                Some(s) => self.wait(
+                    t,
+                    format!(
+                        "the hold of step {step} to end ({})",
+                        format_duration(Duration::from_secs_f64(*s))
+                    ),
+                ),
+                None => {
+                    self.waiting = None;
+                    self.line(
+                        t,
+                        Tone::Warn,
+                        &format!("step {step} holds until promoted: pausing here (run docker rollout again to go on)"),
+                    )
+                }
+            },
+            Event::Analysis { step, verdict } => {
+                let (tone, text) = match verdict {
+                    Verdict::Pass => (Tone::Good, format!("step {step}: analysis passed")),
+                    Verdict::Fail(why) => {
+                        (Tone::Bad, format!("step {step}: analysis failed: {why}"))
+                    }
+                    Verdict::Inconclusive(why) => (
+                        Tone::Dim,
+                        format!("step {step}: analysis inconclusive: {why}"),
+                    ),
+                };
+                self.line(t, tone, &text);
+            }
+            Event::FailureCounted {
+                instance,
+                failure,
+                failures,
+                slots,
+                diagnostics,
+            } => {
+                let name = self.name(instance);
+                let mut text = format!(
+                    "{name} failed: {failure} ({failures} of {slots} slots failed, max_failure_ratio {})",
+                    self.plan.update.max_failure_ratio
+                );
+                if !diagnostics.last_logs.is_empty() {
+                    text.push_str("\nlast log lines:");
+                    for l in &diagnostics.last_logs {
+                        text.push_str(&format!("\n  {l}"));
+                    }
+                }
+                if !diagnostics.health_log.is_empty() {
+                    text.push_str("\nhealth check output:");
+                    for l in &diagnostics.health_log {
+                        text.push_str(&format!("\n  {l}"));
+                    }
+                }
+                self.waiting = None;
+                self.line(t, Tone::Bad, &text);
+            }
+            Event::RollbackStarted { reason } => {
+                self.waiting = None;
+                self.line(t, Tone::Warn, &format!("rolling back: {reason}"));
+            }
+            Event::Finished { outcome } => {
+                self.waiting = None;
+                let (tone, text) = self.outcome(outcome);
+                self.line(t, tone, &text);
+            }
+            other => {
+                // An event newer than this renderer: show its JSON.
+                let text = serde_json::to_string(other).unwrap_or_default();
+                self.line(t, Tone::Dim, &text);
+            }
+        }
+    }
+
+    fn drained(&mut self, t: f64, names: &[String], report: &DrainReport) {
+        let what = if report.waited_for.is_empty() {
+            "nothing was in flight".to_string()
+        } else {
+            format!("waited for {}", report.waited_for.join(", "))
+        };
+        if report.timed_out {
+            let cut = if report.cut.is_empty() {
+                String::new()
+            } else {
+                format!("; cut: {}", report.cut.join(", "))
+            };
+            self.line(
+                t,
+                Tone::Bad,
+                &format!(
+                    "drain of {} ran out of time after {} ({what}){cut}",
+                    names.join(", "),
+                    format_duration(report.elapsed)
+                ),
+            );
+        } else {
+            self.line(
+                t,
+                Tone::Plain,
+                &format!(
+                    "drained {} in {} ({what})",
+                    names.join(", "),
+                    format_duration(report.elapsed)
+                ),
+            );
+        }
+    }
+
+    fn outcome(&self, outcome: &Outcome) -> (Tone, String) {
+        let service = &self.plan.service;
+        let to = rev(&self.plan.target);
+        match outcome {
+            Outcome::Completed => (
+                Tone::Good,
+                match &self.plan.layout {
+                    TrafficLayout::Colours { other, .. } => format!(
+                        "rollout complete: {} is live on {to}; {} keeps running for a switch-back",
+                        service.service, other.service
+                    ),
+                    TrafficLayout::Single => {
+                        format!("rollout complete: every instance of {service} runs {to}")
+                    }
+                },
+            ),
+            Outcome::NoChange => (
+                Tone::Good,
+                format!("nothing to do: {service} already runs {to}"),
+            ),
+            Outcome::CompletedWithFailures(s) => (
+                Tone::Warn,
+                format!("rollout complete with failures (failure_action continue): {s}"),
+            ),
+            Outcome::RolledBack(s) => (Tone::Warn, format!("rolled back: {s}")),
+            Outcome::Paused(s) => (
+                Tone::Warn,
+                format!("paused: {s}\nhint: run docker rollout {} again to go on", service.service),
+            ),
+            Outcome::RollbackFailed(s) => (
+                Tone::Bad,
+                format!("the rollback failed: {s}\nhint: look at the service's containers and the nginx config; run docker rollout {} again to converge", service.service),
+            ),
+            Outcome::Interrupted(true) => (
+                Tone::Warn,
+                "interrupted: what was started was rolled back".to_string(),
+            ),
+            Outcome::Interrupted(false) => (
+                Tone::Warn,
+                format!("interrupted without rolling back: the service is left as it was at the last safe point\nhint: run docker rollout {} again to finish", service.service),
+            ),
+            Outcome::Failed(s) => (Tone::Bad, format!("failed: {s}")),
+        }
+    }
+}
+
+/// `rollout-demo:v2 (3f2a9c1b7d0e)`, or the short id alone when the image
+/// is not known.
+fn rev(r: &Revision) -> String {
+    let short: String = r.id.chars().take(12).collect();
+    if r.image.is_empty() {
+        format!("revision {short}")
+    } else {
+        format!("{} ({short})", r.image)
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The kebab-case name serde gives a unit variant.
+fn kebab<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
