@@ -9,7 +9,8 @@
 
 use crate::error::LoadError;
 use crate::tree::{ConfFile, Directive};
-use crate::upstream::{EditError, Upstream};
+use crate::upstream::{EditError, Server, Upstream};
+use rollout_core::router::RouteChange;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
@@ -238,6 +239,53 @@ impl Config {
         found.ok_or_else(|| EditError::NotFound {
             name: name.into(),
             files: self.files.iter().map(|f| f.path.clone()).collect(),
+        })
+    }
+
+    /// [`ConfFile::set_servers`] on the file that holds upstream `name`;
+    /// returns that file's index and its edited version (put it in place
+    /// with [`Config::replace`] once written). The `resolver` check for
+    /// `resolve` also looks at the other files.
+    ///
+    /// # Errors
+    /// As [`Config::upstream`] and [`ConfFile::set_servers`].
+    pub fn set_servers(
+        &self,
+        name: &str,
+        servers: &[Server],
+    ) -> Result<(usize, ConfFile), EditError> {
+        let (i, _) = self.upstream(name)?;
+        let edited = self.files[i].set_servers_with(name, servers, Some(self.has_resolver()))?;
+        Ok((i, edited))
+    }
+
+    /// [`ConfFile::apply_route_change`] on the file that holds upstream
+    /// `name`, as [`Config::set_servers`].
+    ///
+    /// # Errors
+    /// As [`Config::upstream`] and [`ConfFile::apply_route_change`].
+    pub fn apply_route_change(
+        &self,
+        name: &str,
+        change: &RouteChange,
+        port: u16,
+    ) -> Result<(usize, ConfFile), EditError> {
+        let (i, _) = self.upstream(name)?;
+        let edited =
+            self.files[i].apply_route_change_with(name, change, port, Some(self.has_resolver()))?;
+        Ok((i, edited))
+    }
+
+    /// Whether a `resolver` is set outside `server` and `location` blocks
+    /// in any file (so an `upstream` in `http` inherits it).
+    fn has_resolver(&self) -> bool {
+        self.files.iter().any(|f| {
+            f.walk().iter().any(|(parents, d)| {
+                d.name().value().as_ref() == b"resolver"
+                    && parents.iter().all(|p| {
+                        matches!(p.name().value().as_ref(), b"http" | b"stream" | b"upstream")
+                    })
+            })
         })
     }
 

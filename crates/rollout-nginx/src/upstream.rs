@@ -649,8 +649,22 @@ impl ConfFile {
     /// # Errors
     /// The upstream is missing or duplicated, or nginx would refuse the set.
     pub fn set_servers(&self, name: &str, servers: &[Server]) -> Result<ConfFile, EditError> {
+        self.set_servers_with(name, servers, None)
+    }
+
+    /// [`ConfFile::set_servers`], with what the whole config says about a
+    /// `resolver` when this file does not enclose the upstream in `http`.
+    pub(crate) fn set_servers_with(
+        &self,
+        name: &str,
+        servers: &[Server],
+        resolver: Option<bool>,
+    ) -> Result<ConfFile, EditError> {
         let (parents, d) = self.find_upstream(name)?;
-        let up = self.read_upstream(&parents, d);
+        let mut up = self.read_upstream(&parents, d);
+        if up.resolver.is_none() {
+            up.resolver = resolver;
+        }
         validate(&up, servers)?;
         let block = d.block().expect("an upstream has a block");
         let lines: Vec<Directive<'_>> = block
@@ -800,6 +814,16 @@ impl ConfFile {
         change: &RouteChange,
         port: u16,
     ) -> Result<ConfFile, EditError> {
+        self.apply_route_change_with(name, change, port, None)
+    }
+
+    pub(crate) fn apply_route_change_with(
+        &self,
+        name: &str,
+        change: &RouteChange,
+        port: u16,
+        resolver: Option<bool>,
+    ) -> Result<ConfFile, EditError> {
         let up = self.upstream(name)?;
         let mut servers = up.server_set();
         let removes = |s: &Server, t: &Target| s.address.is(t.host(), port);
@@ -830,7 +854,7 @@ impl ConfFile {
                 servers.push(s);
             }
         }
-        self.set_servers(name, &servers)
+        self.set_servers_with(name, &servers, resolver)
     }
 
     /// Adds `upstream NAME { server ...; }` to this file: inside its `http`

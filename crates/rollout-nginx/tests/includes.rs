@@ -132,3 +132,48 @@ fn syntax_error_in_an_included_file_names_that_file() {
     let msg = e.to_string();
     assert!(msg.ends_with("inc.conf:3:1: unexpected \"}\""), "{msg}");
 }
+
+#[test]
+fn config_level_edits_see_a_resolver_in_another_file() {
+    use rollout_nginx::upstream::Server;
+    let dir = tree(
+        "resolver",
+        &[
+            (
+                "nginx.conf",
+                "http {\n  resolver 127.0.0.11;\n  include up.conf;\n}\n",
+            ),
+            (
+                "up.conf",
+                "upstream app {\n  zone app 64k;\n  server app:8000;\n}\n",
+            ),
+        ],
+    );
+    let cfg = Config::load(dir.join("nginx.conf")).unwrap();
+    let (i, edited) = cfg
+        .set_servers("app", &[Server::parse("app:8000 resolve").unwrap()])
+        .unwrap();
+    assert_eq!(i, 1);
+    assert_eq!(
+        edited.source(),
+        b"upstream app {\n  zone app 64k;\n  server app:8000 resolve;\n}\n"
+    );
+    let none = tree(
+        "no-resolver",
+        &[
+            (
+                "nginx.conf",
+                "http {\n  include up.conf;\n  server { resolver 1.1.1.1; }\n}\n",
+            ),
+            (
+                "up.conf",
+                "upstream app {\n  zone app 64k;\n  server app:8000;\n}\n",
+            ),
+        ],
+    );
+    let cfg = Config::load(none.join("nginx.conf")).unwrap();
+    let e = cfg
+        .set_servers("app", &[Server::parse("app:8000 resolve").unwrap()])
+        .unwrap_err();
+    assert!(e.to_string().contains("no resolver"), "{e}");
+}
