@@ -535,12 +535,19 @@ impl DockerBackend {
     /// (engine time) on.
     fn events(
         &self,
-        ids: &[String],
+        scope: Scope,
         since: String,
     ) -> impl Stream<Item = Result<EventMessage, bollard::errors::Error>> + Unpin {
+        let (key, values) = match scope {
+            Scope::Containers(ids) => ("container".to_string(), ids),
+            Scope::Project(project) => (
+                "label".to_string(),
+                vec![format!("{}={project}", labels::PROJECT)],
+            ),
+        };
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
-            ("container".to_string(), ids.to_vec()),
+            (key, values),
             (
                 "event".to_string(),
                 vec!["die".to_string(), "health_status".to_string()],
@@ -689,7 +696,7 @@ impl Backend for DockerBackend {
             .map(|n| format!("{}.{:09}", n / 1_000_000_000, n % 1_000_000_000))
             .unwrap_or_else(|| self.engine.engine_time_minus(Duration::from_secs(1)));
         let id = c.id.clone().unwrap_or_else(|| instance.0.clone());
-        let mut events = self.events(std::slice::from_ref(&id), since);
+        let mut events = self.events(Scope::Containers(vec![id]), since);
         let deadline = Instant::now() + timeouts.start;
         loop {
             let next = match tokio::time::timeout_at(deadline, events.next()).await {
@@ -723,6 +730,7 @@ impl Backend for DockerBackend {
         }
         let since = self.engine.engine_time_minus(Duration::from_secs(1));
         let mut full_ids = Vec::new();
+        let mut projects = HashSet::new();
         for id in instances {
             let c = self.inspect(id).await?;
             if !is_running(&c) {
@@ -731,10 +739,24 @@ impl Backend for DockerBackend {
             if health_status(&c) == Some(HealthStatusEnum::UNHEALTHY) {
                 return Ok(Some((id.clone(), self.unhealthy(id).await?)));
             }
+            projects.insert(
+                c.config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(|l| l.get(labels::PROJECT).cloned())
+                    .unwrap_or_default(),
+            );
             full_ids.push((c.id.clone().unwrap_or_else(|| id.0.clone()), id.clone()));
         }
-        let ids: Vec<String> = full_ids.iter().map(|(full, _)| full.clone()).collect();
-        let mut events = self.events(&ids, since);
+        // Many instances of one project: filter by its label rather than
+        // by a query string of thousands of ids, and pick ours here.
+        let scope = match projects.iter().next() {
+            Some(project) if projects.len() == 1 && !project.is_empty() && full_ids.len() > 1 => {
+                Scope::Project(project.clone())
+            }
+            _ => Scope::Containers(full_ids.iter().map(|(full, _)| full.clone()).collect()),
+        };
+        let mut events = self.events(scope, since);
         let deadline = Instant::now() + within;
         loop {
             let next = match tokio::time::timeout_at(deadline, events.next()).await {
@@ -858,6 +880,14 @@ impl Backend for DockerBackend {
             health_log: health_log(&c),
         })
     }
+}
+
+/// Which containers' events to ask the engine for.
+enum Scope {
+    /// These, by id.
+    Containers(Vec<String>),
+    /// Every container of this Compose project.
+    Project(String),
 }
 
 enum Seen {

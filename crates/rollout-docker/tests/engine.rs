@@ -263,11 +263,16 @@ async fn wait_healthy_ends_on_the_engines_events() {
 #[ignore = "needs docker: run with cargo xtask e2e"]
 async fn watch_failures_reports_a_death_and_is_quiet_otherwise() {
     let project = Project::new("watch");
-    project.compose_run(&["up", "-d", "--scale", "app=2", "app"]);
+    project.compose_run(&["up", "-d", "--scale", "app=3", "app"]);
     let service = ServiceRef::new(&project.name, "app");
     let backend = project.backend().await;
     let found = backend.instances(&service).await.unwrap();
-    let ids: Vec<_> = found.iter().map(|i| i.id.clone()).collect();
+    let all: Vec<_> = found.iter().map(|i| i.id.clone()).collect();
+    assert_eq!(all.len(), 3);
+    // Two are watched; the third, of the same project, dies first and must
+    // not be reported.
+    let ids = all[..2].to_vec();
+    let bystander = all[2].clone();
     for id in &ids {
         assert_eq!(
             backend.wait_healthy(id, &timeouts(30)).await.unwrap(),
@@ -284,6 +289,8 @@ async fn watch_failures_reports_a_death_and_is_quiet_otherwise() {
 
     let victim = ids[1].clone();
     let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        common::run(Command::new("docker").args(["kill", "-s", "KILL", &bystander.0]));
         tokio::time::sleep(Duration::from_millis(700)).await;
         common::run(Command::new("docker").args(["kill", "-s", "KILL", &victim.0]));
     });
