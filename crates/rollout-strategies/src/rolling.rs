@@ -263,7 +263,8 @@ async fn roll(
 }
 
 /// Pairs outdated instances with launches. Unready outdated instances go
-/// first (retiring them costs no capacity), routed ones last.
+/// first among the pairs (retiring them costs no capacity), routed ones
+/// last.
 fn plan_slots(view: &View, target: Option<&str>, replicas: usize) -> (Vec<Slot>, Vec<Instance>) {
     let mut leftovers = Vec::new();
     let mut outdated: Vec<(Instance, bool)> = Vec::new();
@@ -285,21 +286,26 @@ fn plan_slots(view: &View, target: Option<&str>, replicas: usize) -> (Vec<Slot>,
     } else {
         0
     };
-    let n = launches.max(outdated.len());
-    let mut outdated = outdated.into_iter();
-    let slots = (0..n)
-        .map(|k| {
-            let (old, old_routed) = match outdated.next() {
-                Some((i, r)) => (Some(i), r),
-                None => (None, false),
-            };
-            Slot {
-                old,
-                old_routed,
-                launch: k < launches,
-            }
-        })
-        .collect();
+    // Slots that only add an instance come first (a service short of its
+    // count, or a run resumed after a crash, gets its capacity back before
+    // anything is taken out); then old and new paired; slots that only take
+    // an instance out (scaling down) last.
+    let paired = launches.min(outdated.len());
+    let mut slots: Vec<Slot> = Vec::with_capacity(launches.max(outdated.len()));
+    for _ in paired..launches {
+        slots.push(Slot {
+            old: None,
+            old_routed: false,
+            launch: true,
+        });
+    }
+    for (k, (old, old_routed)) in outdated.into_iter().enumerate() {
+        slots.push(Slot {
+            old: Some(old),
+            old_routed,
+            launch: k < paired,
+        });
+    }
     (slots, leftovers)
 }
 

@@ -280,3 +280,117 @@ async fn canary_colours_resumes_from_any_crash() {
     )
     .await;
 }
+
+/// The brief's own wording: drop the running future right after it emitted
+/// its `k`-th event (at its next await), for every `k`.
+async fn crash_after_every_event(
+    name: &str,
+    strategy: &dyn Strategy,
+    setup: impl Fn() -> (Env, Plan),
+    accept: impl Fn(&Outcome) -> bool,
+) {
+    let (e, p) = setup();
+    let (_, events) = run(strategy, &e, &p).await;
+    let total = events.len();
+    assert!(total > 10, "{name}: only {total} events");
+    let mut problems = Vec::new();
+    for k in 1..total {
+        let (e, p) = setup();
+        let (ctx, mut rx) = ctx(&e, Cancel::never());
+        {
+            let fut = strategy.run(&ctx, &p);
+            tokio::pin!(fut);
+            let mut seen = 0;
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(_) = rx.recv() => {
+                        seen += 1;
+                        if seen == k {
+                            break;
+                        }
+                    }
+                    // The last events come with no await after them: the
+                    // run ends before the crash could land.
+                    _ = &mut fut => break,
+                }
+            }
+        }
+        e.journal.unlock(&e.service).await.unwrap();
+        let (o, _) = run(strategy, &e, &p).await;
+        if !accept(&o) && o != Outcome::NoChange {
+            problems.push(format!("crash after event {k}: resumed run ended {o:?}"));
+        }
+        let v = violations(&e, &p, strategy.name(), &o);
+        if !v.is_empty() {
+            problems.push(format!(
+                "crash after event {k} then {o:?}: {}",
+                v.join("; ")
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{name} ({total} events):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_strategy_resumes_after_a_crash_after_any_event() {
+    crash_after_every_event(
+        "rolling start-first, parallelism 2",
+        &Rolling,
+        || {
+            let e = env(4);
+            let mut p = plan(&e, 4);
+            p.update.order = Order::StartFirst;
+            p.update.parallelism = 2;
+            (e, p)
+        },
+        |o| *o == Outcome::Completed,
+    )
+    .await;
+    crash_after_every_event(
+        "rolling, crash during monitor, rollback",
+        &Rolling,
+        || {
+            let e = env(3);
+            e.mock
+                .set_faults(NEW, Faults::crash_after(Duration::from_secs(4)));
+            let mut p = plan(&e, 3);
+            p.update.failure_action = FailureAction::Rollback;
+            (e, p)
+        },
+        |o| matches!(o, Outcome::RolledBack(_)),
+    )
+    .await;
+    crash_after_every_event(
+        "blue-green colours",
+        &BlueGreen,
+        || {
+            let (e, layout) = colours_env(3, true);
+            let mut p = plan(&e, 3);
+            p.layout = layout;
+            (e, p)
+        },
+        |o| *o == Outcome::Completed,
+    )
+    .await;
+    crash_after_every_event(
+        "canary, failing analysis",
+        &Canary,
+        || {
+            let mut e = env(3);
+            e.mock.set_faults(NEW, Faults::error_rate(0.5));
+            e.analysis = Some(Arc::new(rollout_mock::ErrorRateAnalysis {
+                mock: e.mock.clone(),
+                max_rate: 0.1,
+            }));
+            let p = plan(&e, 3);
+            (e, p)
+        },
+        |o| matches!(o, Outcome::RolledBack(_)),
+    )
+    .await;
+}
