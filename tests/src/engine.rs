@@ -38,20 +38,29 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 /// Panics, loudly and with a hint, unless the Docker engine answers. Every engine test calls
 /// it first: a test never passes by returning early.
 pub fn require_engine() {
-    let out = docker()
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
+    if let Some(problem) = engine_problem(None) {
+        panic!("{problem}");
+    }
+}
+
+/// What is wrong with the engine at `docker_host` (default: the CLI's own choice), if anything.
+pub(crate) fn engine_problem(docker_host: Option<&str>) -> Option<String> {
+    let mut cmd = docker();
+    cmd.args(["version", "--format", "{{.Server.Version}}"]);
+    if let Some(host) = docker_host {
+        cmd.env("DOCKER_HOST", host);
+    }
+    match cmd.output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
             "the docker engine does not answer: {}\n\
              hint: start dockerd (or set DOCKER_HOST); these tests run with cargo xtask e2e",
             String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => panic!(
+        )),
+        Err(e) => Some(format!(
             "the docker CLI cannot be run: {e}\n\
              hint: install docker.io; these tests run with cargo xtask e2e"
-        ),
+        )),
     }
 }
 
@@ -193,5 +202,22 @@ pub fn wait_http(
             "http://{addr}{path} gave no acceptable answer within {timeout:?}; last: {last}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_engine_is_named_with_a_hint() {
+        let problem = engine_problem(Some("unix:///nonexistent/docker.sock"))
+            .expect("no engine answers on a socket that does not exist");
+        assert!(
+            problem.starts_with("the docker engine does not answer"),
+            "{problem}"
+        );
+        assert!(problem.contains("/nonexistent/docker.sock"), "{problem}");
+        assert!(problem.contains("\nhint: "), "{problem}");
     }
 }
