@@ -353,6 +353,7 @@ pub(crate) fn parse(path: PathBuf, src: Vec<u8>) -> (ConfFile, Option<ParseError
         src,
         tokens: Vec::new(),
         nodes: Vec::new(),
+        cut: false,
     };
     if file.src.len() >= u32::MAX as usize {
         let err = ParseError {
@@ -554,6 +555,7 @@ impl Parser {
         file.src = src;
         file.tokens = tokens;
         file.nodes = root;
+        file.cut = err.is_some();
         err
     }
 }

@@ -75,6 +75,8 @@ pub struct ConfFile {
     pub(crate) src: Vec<u8>,
     pub(crate) tokens: Vec<Tok>,
     pub(crate) nodes: Vec<Node>,
+    /// Whether a syntax error cut the tree short (lenient parsing).
+    pub(crate) cut: bool,
 }
 
 impl std::fmt::Debug for ConfFile {
@@ -429,10 +431,16 @@ impl ConfFile {
     }
 
     /// Prints the tree back. Unedited, this is the input byte for byte.
+    ///
+    /// A tree cut short by a syntax error ([`ConfFile::parse_lenient`])
+    /// prints what it read, then the rest of the input as it was.
     pub fn print(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.src.len());
-        self.write_to(&mut out)
-            .expect("writing to a Vec does not fail");
+        if let Err(e) = self.write_to(&mut out) {
+            // Only a bug of this crate gets here: say so, but never lose bytes.
+            debug_assert!(false, "{}: {e}", self.path.display());
+            return self.src.clone();
+        }
         out
     }
 
@@ -472,6 +480,11 @@ impl ConfFile {
                 }
                 Body::Comment | Body::Lua | Body::Unterminated => {}
             }
+        }
+        if self.cut {
+            // What follows the error was not read into the tree.
+            let rest = &self.src[p.at.min(self.src.len())..];
+            return p.w.write_all(rest);
         }
         p.piece(self.src.len(), self.src.len())
     }

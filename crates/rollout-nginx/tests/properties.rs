@@ -211,9 +211,8 @@ proptest! {
 
     #[test]
     fn any_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
-        let (file, err) = ConfFile::parse_lenient("any.conf", data.clone());
-        if err.is_none() {
-            prop_assert_eq!(file.print(), data);
-        }
+        let (file, _) = ConfFile::parse_lenient("any.conf", data.clone());
+        // Cut short or not, printing gives the input back.
+        prop_assert_eq!(file.print(), data);
     }
 }
