@@ -31,6 +31,45 @@
 //! [`by_name`] picks a strategy by its command-line name; anyone can add one
 //! by implementing [`rollout_core::Strategy`] (see
 //! `examples/custom-strategy`).
+//!
+//! # Example
+//!
+//! A rolling update on the in-memory mock; swap the mock for the Docker
+//! backend and the nginx router and the same code updates real containers.
+//!
+//! ```
+//! use rollout_core::event::EventSink;
+//! use rollout_core::{Cancel, Plan, Revision, RolloutContext, ServiceRef, Strategy};
+//! use rollout_mock::{MemoryJournal, MockCluster};
+//! use rollout_strategies::Rolling;
+//! use std::sync::Arc;
+//!
+//! #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! async fn main() {
+//!     let mock = MockCluster::new();
+//!     let app = ServiceRef::new("shop", "app");
+//!     mock.seed(&app, "v1", 3, true); // three healthy instances, routed by name
+//!
+//!     let (events, mut progress) = EventSink::channel();
+//!     let ctx = RolloutContext {
+//!         backend: mock.clone(),
+//!         router: mock.clone(),
+//!         journal: Arc::new(MemoryJournal::new()),
+//!         analysis: None,
+//!         verifier: None,
+//!         events,
+//!         cancel: Cancel::never(),
+//!     };
+//!     let mut plan = Plan::new(app, Revision::new("v2", "shop/app:2"), 3);
+//!     plan.update.parallelism = 2;
+//!
+//!     let outcome = Rolling.run(&ctx, &plan).await;
+//!     while let Ok(event) = progress.try_recv() {
+//!         println!("{}", serde_json::to_string(&event).unwrap());
+//!     }
+//!     assert_eq!(outcome.exit_code(), 0);
+//! }
+//! ```
 #![deny(missing_docs)]
 
 mod bluegreen;
