@@ -13,14 +13,16 @@ use crate::dry::Current;
 use crate::fail::Fail;
 use async_trait::async_trait;
 use rollout_compose::{Flavor, Project, Settings, StrategyKind};
+use rollout_core::journal::{Journal, JournalRecord};
 use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target};
 use rollout_core::strategy::{TrafficLayout, Verification, Verifier};
+use rollout_core::JournalError;
 use rollout_core::{Backend, Instance, InstanceId, Order, RouterError, ServiceRef, TrafficRouter};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
     ProxyContainer,
 };
-use rollout_nginx::proxy::Proxy;
+use rollout_nginx::proxy::{ConfigStore, Proxy, ProxyError};
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
 use rollout_nginx::ConfFile;
 use std::collections::HashMap;
@@ -357,6 +359,89 @@ impl TrafficRouter for BackendIds {
     }
 }
 
+/// A journal whose writes are taken one at a time.
+///
+/// Rolling's workers save the record concurrently; a journal that stores
+/// generations in the engine (`DockerJournal`) computes the next
+/// generation from what it reads, so two saves at once from one process
+/// would collide and the second would report a foreign writer. Within one
+/// process the writes are ordered here; the per-service lock keeps other
+/// processes out.
+pub struct OneWriter {
+    inner: Arc<dyn Journal>,
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl OneWriter {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Journal>) -> Self {
+        Self {
+            inner,
+            writing: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Journal for OneWriter {
+    async fn lock(&self, service: &ServiceRef, holder: &str) -> Result<(), JournalError> {
+        self.inner.lock(service, holder).await
+    }
+
+    async fn unlock(&self, service: &ServiceRef) -> Result<(), JournalError> {
+        self.inner.unlock(service).await
+    }
+
+    async fn load(&self, service: &ServiceRef) -> Result<Option<JournalRecord>, JournalError> {
+        let _one = self.writing.lock().await;
+        self.inner.load(service).await
+    }
+
+    async fn save(&self, record: &JournalRecord) -> Result<(), JournalError> {
+        let _one = self.writing.lock().await;
+        self.inner.save(record).await
+    }
+
+    async fn clear(&self, service: &ServiceRef) -> Result<(), JournalError> {
+        let _one = self.writing.lock().await;
+        self.inner.clear(service).await
+    }
+}
+
+/// The proxy container's config store, with a missing file reported as
+/// [`ProxyError::Missing`]: the engine answers 404 for a path that does not
+/// exist, which `rollout-docker` reports as a failed read, while the nginx
+/// router asks for files that may well not exist (the journal of a commit
+/// an earlier run left) and needs to tell the two apart.
+struct MissingAsMissing(Arc<dyn ConfigStore>);
+
+#[async_trait]
+impl ConfigStore for MissingAsMissing {
+    async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
+        self.0.read(path).await.map_err(|e| match e {
+            ProxyError::File {
+                proxy,
+                action: "read",
+                path,
+                reason,
+            } if reason == "no such file or container" => ProxyError::Missing { proxy, path },
+            e => e,
+        })
+    }
+
+    async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
+        self.0.write_in_place(path, bytes).await
+    }
+
+    async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
+        self.0.write_new(path, bytes).await
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), ProxyError> {
+        self.0.remove(path).await
+    }
+}
+
 /// Sends a verification request from inside the proxy container (busybox
 /// `wget`), so that it travels the project's network as nginx's requests do.
 pub struct ProxyVerifier {
@@ -415,14 +500,16 @@ pub struct Wired {
     pub backend: Arc<DockerBackend>,
     /// The router (nginx, with the backend's ids).
     pub router: Arc<dyn TrafficRouter>,
-    /// The journal.
-    pub journal: Arc<DockerJournal>,
+    /// The journal (kept with the engine, one write at a time).
+    pub journal: Arc<dyn Journal>,
     /// Blue-green's verification, if configured.
     pub verifier: Option<Arc<dyn Verifier>>,
     /// The target revision.
     pub target: rollout_core::Revision,
     /// Hosts of the instances that run now, for the renderer.
     pub hosts: Vec<(InstanceId, String)>,
+    /// How many ready instances of the service already run the target.
+    pub already_new: usize,
     /// Notes for the operator (what the router repaired on open).
     pub notes: Vec<String>,
     /// The proxy service and the upstream.
@@ -444,8 +531,15 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     })?;
     let image = settings.image.clone().unwrap_or_default();
     let mut backend = DockerBackend::new(engine.clone(), compose);
-    let proxies =
-        ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service)).await?;
+    let proxies: Vec<Proxy> =
+        ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service))
+            .await?
+            .into_iter()
+            .map(|mut p| {
+                p.files = Arc::new(MissingAsMissing(p.files.clone()));
+                p
+            })
+            .collect();
     let config_path = settings
         .proxy_config
         .clone()
@@ -488,8 +582,12 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let target = backend.compose_revision(&settings.service, &image).await?;
     let backend = Arc::new(backend);
     let mut hosts = Vec::new();
+    let mut already_new = 0;
     for s in &services {
         for i in backend.instances(s).await? {
+            if s == &settings.service && i.revision == target.id && i.is_ready() {
+                already_new += 1;
+            }
             hosts.push((i.id, i.host));
         }
     }
@@ -503,10 +601,11 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     Ok(Wired {
         backend,
         router,
-        journal: Arc::new(DockerJournal::new(engine)),
+        journal: Arc::new(OneWriter::new(Arc::new(DockerJournal::new(engine)))),
         verifier,
         target,
         hosts,
+        already_new,
         notes,
         proxy: (proxy_service, upstream),
     })

@@ -165,6 +165,7 @@ async fn rollout(
                 strategy_name,
                 &plan,
             );
+            t.already_new(wired.already_new);
             for (id, host) in &wired.hosts {
                 t.know_host(id.clone(), host.clone());
             }

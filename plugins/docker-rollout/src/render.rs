@@ -187,6 +187,13 @@ impl<W: Write> Text<W> {
         }
     }
 
+    /// Counts instances that already ran the target revision, healthy,
+    /// when the rollout started (a resumed run), in the progress of new
+    /// instances.
+    pub fn already_new(&mut self, n: usize) {
+        self.new_healthy = n;
+    }
+
     /// Names an instance by its host (container name) rather than its id.
     pub fn know_host(&mut self, id: InstanceId, host: impl Into<String>) {
         self.hosts.insert(id, host.into());
@@ -348,7 +355,8 @@ impl<W: Write> Text<W> {
             }
             Event::InstanceHealthy { instance } => {
                 let name = self.name(instance);
-                let text = if self.new_instances.contains(instance) {
+                let text = if self.new_instances.contains(instance) && self.new_healthy < self.slots
+                {
                     self.new_healthy += 1;
                     format!(
                         "{name} is healthy ({} of {} new instances healthy)",
@@ -529,7 +537,7 @@ impl<W: Write> Text<W> {
                 &format!(
                     "drain of {} ran out of time after {} ({what}){cut}",
                     names.join(", "),
-                    format_duration(report.elapsed)
+                    secs(report.elapsed)
                 ),
             );
         } else {
@@ -539,7 +547,7 @@ impl<W: Write> Text<W> {
                 &format!(
                     "drained {} in {} ({what})",
                     names.join(", "),
-                    format_duration(report.elapsed)
+                    secs(report.elapsed)
                 ),
             );
         }
@@ -599,6 +607,16 @@ fn rev(r: &Revision) -> String {
         format!("revision {short}")
     } else {
         format!("{} ({short})", r.image)
+    }
+}
+
+/// A measured time: `0.09s`, `12.4s`.
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.2}s")
+    } else {
+        format!("{s:.1}s")
     }
 }
 
