@@ -14,7 +14,7 @@ use rollout_core::{
     Backend, BackendError, Health, InstanceState, Journal, JournalError, Revision, ServiceRef,
 };
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn timeouts(start_secs: u64) -> Timeouts {
     Timeouts {
@@ -73,7 +73,12 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
         .await
         .unwrap();
     assert_ne!(v1.id, v2.id);
+    let t = Instant::now();
     let new = backend.launch(&service, &v2, 2).await.unwrap();
+    eprintln!(
+        "timing: launch of 2 through docker-compose: {:?}",
+        t.elapsed()
+    );
     assert_eq!(new.len(), 2);
     for (i, instance) in new.iter().enumerate() {
         assert_eq!(instance.revision, v2.id);
@@ -125,7 +130,9 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
     assert_eq!(project.ps("web"), kept, "up -d recreated containers");
 
     // Rolling back creates revision 1 again, from the saved spec.
+    let t = Instant::now();
     let back = backend.launch(&service, &v1, 1).await.unwrap();
+    eprintln!("timing: launch of 1 from a saved spec: {:?}", t.elapsed());
     assert_eq!(back.len(), 1);
     let b = &back[0];
     assert_eq!(b.revision, v1.id);
@@ -176,6 +183,10 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
         3,
         "nothing half-made left"
     );
+
+    // `down` removes every container of the service, copies included.
+    project.compose_run(&["down", "--timeout", "1"]);
+    assert!(backend.instances(&service).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -407,8 +418,14 @@ async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
     }
 
     assert_eq!(second.load(&service).await.unwrap(), None);
+    let t = Instant::now();
     first.save(&record(&service, 1)).await.unwrap();
     first.save(&record(&service, 2)).await.unwrap();
+    eprintln!("timing: journal save, twice: {:?}", t.elapsed());
+    let t = Instant::now();
+    let loaded = second.load(&service).await.unwrap();
+    eprintln!("timing: journal load: {:?}", t.elapsed());
+    assert_eq!(loaded, Some(record(&service, 2)));
     assert_eq!(
         second.load(&service).await.unwrap(),
         Some(record(&service, 2))
@@ -578,7 +595,16 @@ async fn the_engine_is_reached_directly_or_through_the_docker_cli() {
     journal.clear(&service).await.unwrap();
     journal.unlock(&service).await.unwrap();
     let backend = rollout_docker::DockerBackend::new(via.clone(), project.compose());
+    let t = Instant::now();
     let app = backend.instances(&service).await.unwrap();
+    eprintln!("timing: instances() through dial-stdio: {:?}", t.elapsed());
+    let t = Instant::now();
+    let same = rollout_docker::DockerBackend::new(direct.clone(), project.compose())
+        .instances(&service)
+        .await
+        .unwrap();
+    eprintln!("timing: instances() on the unix socket: {:?}", t.elapsed());
+    assert_eq!(same, app);
     assert_eq!(app.len(), 1);
     assert_eq!(
         backend
