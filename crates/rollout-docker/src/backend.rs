@@ -72,6 +72,7 @@ pub struct DockerBackend {
     compose: ComposeCli,
     launching: tokio::sync::Mutex<()>,
     compose_hashes: Mutex<HashMap<String, String>>,
+    unsaved: Mutex<HashMap<String, String>>,
     probes: HashMap<String, HealthProbe>,
     extra_labels: HashMap<String, String>,
 }
@@ -95,6 +96,7 @@ impl DockerBackend {
             compose,
             launching: tokio::sync::Mutex::new(()),
             compose_hashes: Mutex::new(HashMap::new()),
+            unsaved: Mutex::new(HashMap::new()),
             probes: HashMap::new(),
             extra_labels: HashMap::new(),
         }
@@ -391,10 +393,17 @@ impl DockerBackend {
                 .is_some_and(|r| r == revision)
         });
         let Some(id) = saved.and_then(|c| c.id) else {
+            let why = self
+                .unsaved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(revision)
+                .map(|e| format!(" (saving it failed: {e})"))
+                .unwrap_or_default();
             return Err(BackendError::Launch {
                 service: service.to_string(),
                 reason: format!(
-                    "no container of revision {} is left and no spec of it was saved\nhint: revisions are saved when their instances are stopped by a rollout; set the Compose file back to that revision and run the rollout instead",
+                    "no container of revision {} is left and no spec of it was saved{why}\nhint: revisions are saved when their instances are stopped by a rollout; set the Compose file back to that revision and run the rollout instead",
                     short(revision)
                 ),
             });
@@ -799,7 +808,21 @@ impl Backend for DockerBackend {
 
     async fn stop(&self, instance: &InstanceId, grace: Duration) -> Result<(), BackendError> {
         let c = self.inspect(instance).await?;
-        self.save_spec(&c).await?;
+        // Stopping a drained instance must not wait on the way back: when
+        // the spec cannot be saved (its image is gone), a later launch of
+        // the revision says why.
+        if let Err(e) = self.save_spec(&c).await {
+            let revision = c
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(labels::CONFIG_HASH).cloned())
+                .unwrap_or_default();
+            self.unsaved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(revision, e.to_string());
+        }
         let seconds = grace.as_millis().div_ceil(1000).min(i32::MAX as u128) as i32;
         let options = StopContainerOptions {
             t: Some(seconds),
@@ -845,8 +868,10 @@ impl Backend for DockerBackend {
         }
         let l = c.config.and_then(|c| c.labels).unwrap_or_default();
         if let (Some(project), Some(service)) = (l.get(labels::PROJECT), l.get(labels::SERVICE)) {
-            self.prune_specs(&ServiceRef::new(project.clone(), service.clone()))
-                .await?;
+            // Housekeeping: the instance is gone whether or not it works.
+            let _ = self
+                .prune_specs(&ServiceRef::new(project.clone(), service.clone()))
+                .await;
         }
         Ok(())
     }

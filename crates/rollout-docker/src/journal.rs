@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use rollout_core::journal::{Journal, JournalRecord};
 use rollout_core::{BackendError, JournalError, ServiceRef};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 const LOCK: &str = "lock";
 const RECORD: &str = "journal";
@@ -30,6 +31,9 @@ const RECORD: &str = "journal";
 pub struct DockerJournal {
     engine: Engine,
     extra_labels: HashMap<String, String>,
+    /// Saves of one process, one at a time: parallel workers of a strategy
+    /// save concurrently, and each save picks the next generation.
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DockerJournal {
@@ -38,6 +42,7 @@ impl DockerJournal {
         Self {
             engine,
             extra_labels: HashMap::new(),
+            writing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -191,6 +196,7 @@ impl Journal for DockerJournal {
     }
 
     async fn save(&self, record: &JournalRecord) -> Result<(), JournalError> {
+        let _one = self.writing.lock().await;
         let service = &record.service;
         let who = service.to_string();
         keeper::ensure_image(&self.engine)
@@ -232,6 +238,7 @@ impl Journal for DockerJournal {
     }
 
     async fn clear(&self, service: &ServiceRef) -> Result<(), JournalError> {
+        let _one = self.writing.lock().await;
         for (_, id, _) in self.generations(service).await? {
             keeper::remove(&self.engine, &id)
                 .await

@@ -442,6 +442,32 @@ async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
     // Compose does not see the journal.
     assert!(project.ps("app").is_empty());
 
+    // Parallel workers of one strategy save at once.
+    let saves = (10..16).map(|i| {
+        let journal = first.clone();
+        let r = record(&service, i);
+        async move { journal.save(&r).await }
+    });
+    for saved in futures::future::join_all(saves).await {
+        saved.unwrap();
+    }
+    let last = second.load(&service).await.unwrap().unwrap();
+    assert!(matches!(last.step, Some(Step::Launch { count, .. }) if (10..16).contains(&count)));
+
+    let kept = common::run(Command::new("docker").args([
+        "ps",
+        "-aq",
+        "--filter",
+        "label=io.rollout.kind=journal",
+        "--filter",
+        &format!("label=io.rollout.project={}", project.name),
+    ]));
+    assert_eq!(
+        kept.lines().count(),
+        1,
+        "one generation after parallel saves"
+    );
+
     // Breaking a dead holder's lock: only while that holder still has it.
     assert!(!second
         .break_lock(&service, "carol@host3 pid 33")
