@@ -141,6 +141,23 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
         backend.wait_healthy(&b.id, &timeouts(30)).await.unwrap(),
         Ok(())
     );
+    let mounts = inspect(
+        &b.id.0,
+        "{{range .Mounts}}{{.Destination}}={{.Type}} {{end}}",
+    );
+    assert!(
+        mounts.contains("/srv/www=bind") && mounts.contains("/data=volume"),
+        "the old revision's mounts: {mounts}"
+    );
+    let volume = inspect(
+        &b.id.0,
+        "{{range .Mounts}}{{if eq .Destination \"/data\"}}{{.Name}}{{end}}{{end}}",
+    );
+    assert_eq!(
+        volume,
+        format!("{}_data", project.name),
+        "the project's named volume"
+    );
     let env = inspect(&b.id.0, "{{json .Config.Env}}");
     assert!(
         env.contains("VERSION=1"),

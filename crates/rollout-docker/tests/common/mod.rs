@@ -93,7 +93,8 @@ impl Project {
         )
         .to_lowercase();
         let dir = std::env::temp_dir().join(&name);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        std::fs::write(dir.join("www/index.html"), "project\n").unwrap();
         let compose = COMPOSE.replace("TESTNAME", &name).replace("IMAGE", IMAGE);
         std::fs::write(dir.join("docker-compose.yml"), compose).unwrap();
         let project = Self { name, dir };
@@ -170,6 +171,14 @@ impl Project {
                 let _ = Command::new("docker").args(["network", "rm", id]).output();
             }
         }
+        if let Ok(out) = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &label])
+            .output()
+        {
+            for name in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["volume", "rm", name]).output();
+            }
+        }
     }
 }
 
@@ -197,6 +206,7 @@ services:
     <<: *common
     environment: {VERSION: "${VERSION}"}
     deploy: {replicas: 2}
+    volumes: ["./www:/srv/www:ro", "data:/data"]
   sick:
     <<: *common
     healthcheck: {test: ["CMD", "false"], interval: 1s, timeout: 1s, retries: 1}
@@ -215,5 +225,8 @@ services:
     command: ["sh", "-c", "trap '' TERM; exec httpd -f -p 8000 -h /www"]
 networks:
   default:
+    labels: {io.rollout.test: TESTNAME}
+volumes:
+  data:
     labels: {io.rollout.test: TESTNAME}
 "#;
