@@ -181,6 +181,17 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
         ),
         "5"
     );
+    let back_aliases = inspect(
+        &b.id.0,
+        &format!(
+            "{{{{json (index .NetworkSettings.Networks \"{}_back\").Aliases}}}}",
+            project.name
+        ),
+    );
+    assert!(
+        back_aliases.contains("\"web-back\"") && back_aliases.contains("\"web\""),
+        "the second network, connected before start: {back_aliases}"
+    );
     let mut with_back = kept.clone();
     with_back.push(b.id.0.clone());
     with_back.sort();

@@ -207,6 +207,9 @@ services:
     environment: {VERSION: "${VERSION}"}
     deploy: {replicas: 2}
     volumes: ["./www:/srv/www:ro", "data:/data"]
+    networks:
+      default: {}
+      back: {aliases: [web-back]}
   sick:
     <<: *common
     healthcheck: {test: ["CMD", "false"], interval: 1s, timeout: 1s, retries: 1}
@@ -225,6 +228,8 @@ services:
     command: ["sh", "-c", "trap '' TERM; exec httpd -f -p 8000 -h /www"]
 networks:
   default:
+    labels: {io.rollout.test: TESTNAME}
+  back:
     labels: {io.rollout.test: TESTNAME}
 volumes:
   data:
