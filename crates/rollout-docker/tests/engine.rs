@@ -212,6 +212,21 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
         "nothing half-made left"
     );
 
+    // Once the rollback has retired revision 2 and the file names revision
+    // 1 again, Compose takes the copy as its own: `up -d` keeps it.
+    for id in &kept {
+        let id = rollout_core::InstanceId(id.clone());
+        backend.stop(&id, Duration::from_secs(5)).await.unwrap();
+        backend.remove(&id).await.unwrap();
+    }
+    project.set_version(1);
+    project.compose_run(&["up", "-d", "--scale", "web=1", "web"]);
+    assert_eq!(
+        project.ps("web"),
+        vec![b.id.0.clone()],
+        "compose recreated the copy"
+    );
+
     // `down` removes every container of the service, copies included.
     project.compose_run(&["down", "--timeout", "1"]);
     assert!(backend.instances(&service).await.unwrap().is_empty());
