@@ -189,3 +189,131 @@ pub fn run(
     });
     worker.join().unwrap_or(rollout_core::exit::UNEXPECTED)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollout_compose::{Flavor, LoadOptions, Overrides, Project, StrategyKind};
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn example(name: &str, overrides: &Overrides) -> (Plan, PlanView, Arc<dyn Strategy>) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(name);
+        let project = Project::load(&LoadOptions {
+            files: vec![dir.join("compose.yaml")],
+            project_name: Some("shop".into()),
+            flavor: Flavor::V1,
+            ..Default::default()
+        })
+        .unwrap();
+        let service = if name == "rolling" { "app" } else { "green" };
+        let mut settings = project.settings(service).unwrap();
+        settings.apply(overrides).unwrap();
+        let image = settings.image.clone().unwrap();
+        let plan = settings.plan(Revision::new("new", image));
+        let strategy: Arc<dyn Strategy> =
+            Arc::from(rollout_strategies::by_name(settings.strategy.name()).unwrap());
+        let mut view = PlanView::new(strategy.name(), &plan);
+        view.proxy = settings.proxy.clone();
+        (plan, view, strategy)
+    }
+
+    fn assumed() -> Current {
+        Current {
+            source: "assumed: the engine was not read".into(),
+            assumed: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_seed_rolling_plan_and_its_simulation() {
+        let (plan, view, strategy) = example("rolling", &Overrides::default());
+        let buf = Buf::default();
+        let code = run(
+            strategy,
+            &plan,
+            view,
+            assumed(),
+            OutputFormat::Text,
+            false,
+            buf.clone(),
+        );
+        assert_eq!(code, 0);
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            out.contains("rounds:    2 + 2 + 2 (2 slots at a time)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("capacity:  never fewer than 4 healthy, routed instances"),
+            "{out}"
+        );
+        assert!(
+            out.contains("invariants 1, 2 and 4 held in the simulation (floor 4)"),
+            "{out}"
+        );
+        insta::assert_snapshot!("dry_run_rolling_seed", out);
+    }
+
+    #[test]
+    fn a_canary_dry_run_in_json_has_the_plan_the_weights_and_a_summary() {
+        let o = Overrides {
+            strategy: Some(StrategyKind::Canary),
+            ..Default::default()
+        };
+        let (plan, view, strategy) = example("canary", &o);
+        let buf = Buf::default();
+        let code = run(
+            strategy,
+            &plan,
+            view,
+            assumed(),
+            OutputFormat::Json,
+            false,
+            buf.clone(),
+        );
+        assert_eq!(code, 0);
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["plan"]["strategy"], "canary");
+        assert_eq!(
+            lines[0]["plan"]["weights"],
+            serde_json::json!([10, 25, 50, 75, 100])
+        );
+        let weights: Vec<u64> = lines
+            .iter()
+            .filter(|l| l["event"] == "weights-changed")
+            .map(|l| l["new_percent"].as_u64().unwrap())
+            .collect();
+        assert_eq!(weights.last(), Some(&100), "{out}");
+        assert!(weights.windows(2).all(|w| w[0] < w[1]), "{weights:?}");
+        let last = lines.last().unwrap();
+        assert_eq!(last["summary"]["dry_run"], true);
+        assert_eq!(last["summary"]["exit_code"], 0);
+        assert_eq!(last["summary"]["outcome"]["outcome"], "completed");
+        // The holds were simulated, not slept: 4 holds of 30s at least.
+        assert!(
+            last["summary"]["elapsed_secs"].as_f64().unwrap() >= 120.0,
+            "{last}"
+        );
+    }
+}

@@ -13,11 +13,13 @@ use crate::dry::Current;
 use crate::fail::Fail;
 use async_trait::async_trait;
 use rollout_compose::{Flavor, Project, Settings, StrategyKind};
-use rollout_core::journal::{Journal, JournalRecord};
+use rollout_core::backend::{Diagnostics, Failure};
+use rollout_core::config::Timeouts;
+use rollout_core::journal::Journal;
 use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target};
 use rollout_core::strategy::{TrafficLayout, Verification, Verifier};
-use rollout_core::JournalError;
 use rollout_core::{Backend, Instance, InstanceId, Order, RouterError, ServiceRef, TrafficRouter};
+use rollout_core::{BackendError, Revision};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
     ProxyContainer,
@@ -95,6 +97,12 @@ pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
         .apply(&req.overrides)
         .map_err(|e| Fail::bad_input(e.to_string()))?;
     let mut warnings = project.warnings.clone();
+    if settings.proxy.is_none() {
+        return Err(Fail::bad_input(format!(
+            "no nginx service in front of {} in this project\nhint: add an nginx service whose config has `upstream backend {{ server {}:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy",
+            settings.service, settings.service.service
+        )));
+    }
     if settings.image.is_none() {
         return Err(Fail::bad_input(format!(
             "service {} has no image: a rollout needs one to start new instances from\nhint: build it and give it an image: tag in the Compose file",
@@ -359,52 +367,110 @@ impl TrafficRouter for BackendIds {
     }
 }
 
-/// A journal whose writes are taken one at a time.
+/// A backend whose launches never overlap the retirement of an instance.
 ///
-/// Rolling's workers save the record concurrently; a journal that stores
-/// generations in the engine (`DockerJournal`) computes the next
-/// generation from what it reads, so two saves at once from one process
-/// would collide and the second would report a foreign writer. Within one
-/// process the writes are ordered here; the per-service lock keeps other
-/// processes out.
-pub struct OneWriter {
-    inner: Arc<dyn Journal>,
-    writing: tokio::sync::Mutex<()>,
+/// The Docker backend launches through the Compose tool with `up --scale
+/// SERVICE=N`, N counted from the containers that exist just before, and
+/// Compose starts every stopped container of the service it scales. So a
+/// launch that overlaps another rolling worker's retirement (stop, then
+/// remove) either sees one container fewer than was counted and creates one
+/// too many, or starts the container being retired again. Here a launch
+/// waits until every instance whose stop has begun is removed (at most
+/// [`RETIRE_WAIT`]), and no stop begins while a launch runs; health waits,
+/// drains and the stops themselves still run in parallel.
+pub struct CountedLaunches {
+    inner: Arc<dyn Backend>,
+    gate: tokio::sync::Mutex<()>,
+    retiring: std::sync::Mutex<std::collections::HashSet<InstanceId>>,
+    removed: tokio::sync::Notify,
 }
 
-impl OneWriter {
+/// How long a launch waits for retirements under way to end.
+pub const RETIRE_WAIT: Duration = Duration::from_secs(120);
+
+impl CountedLaunches {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Journal>) -> Self {
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
         Self {
             inner,
-            writing: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::Mutex::new(()),
+            retiring: std::sync::Mutex::new(Default::default()),
+            removed: tokio::sync::Notify::new(),
         }
+    }
+
+    fn retiring(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<InstanceId>> {
+        self.retiring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn done(&self, instance: &InstanceId) {
+        self.retiring().remove(instance);
+        self.removed.notify_waiters();
     }
 }
 
 #[async_trait]
-impl Journal for OneWriter {
-    async fn lock(&self, service: &ServiceRef, holder: &str) -> Result<(), JournalError> {
-        self.inner.lock(service, holder).await
+impl Backend for CountedLaunches {
+    async fn instances(&self, service: &ServiceRef) -> Result<Vec<Instance>, BackendError> {
+        self.inner.instances(service).await
     }
 
-    async fn unlock(&self, service: &ServiceRef) -> Result<(), JournalError> {
-        self.inner.unlock(service).await
+    async fn launch(
+        &self,
+        service: &ServiceRef,
+        revision: &Revision,
+        count: usize,
+    ) -> Result<Vec<Instance>, BackendError> {
+        let _one = self.gate.lock().await;
+        let until = tokio::time::Instant::now() + RETIRE_WAIT;
+        loop {
+            let notified = self.removed.notified();
+            if self.retiring().is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                break;
+            }
+        }
+        self.inner.launch(service, revision, count).await
     }
 
-    async fn load(&self, service: &ServiceRef) -> Result<Option<JournalRecord>, JournalError> {
-        let _one = self.writing.lock().await;
-        self.inner.load(service).await
+    async fn wait_healthy(
+        &self,
+        instance: &InstanceId,
+        timeouts: &Timeouts,
+    ) -> Result<Result<(), Failure>, BackendError> {
+        self.inner.wait_healthy(instance, timeouts).await
     }
 
-    async fn save(&self, record: &JournalRecord) -> Result<(), JournalError> {
-        let _one = self.writing.lock().await;
-        self.inner.save(record).await
+    async fn watch_failures(
+        &self,
+        instances: &[InstanceId],
+        within: Duration,
+    ) -> Result<Option<(InstanceId, Failure)>, BackendError> {
+        self.inner.watch_failures(instances, within).await
     }
 
-    async fn clear(&self, service: &ServiceRef) -> Result<(), JournalError> {
-        let _one = self.writing.lock().await;
-        self.inner.clear(service).await
+    async fn stop(&self, instance: &InstanceId, grace: Duration) -> Result<(), BackendError> {
+        {
+            let _one = self.gate.lock().await;
+            self.retiring().insert(instance.clone());
+        }
+        let r = self.inner.stop(instance, grace).await;
+        if r.is_err() {
+            self.done(instance);
+        }
+        r
+    }
+
+    async fn remove(&self, instance: &InstanceId) -> Result<(), BackendError> {
+        let r = self.inner.remove(instance).await;
+        self.done(instance);
+        r
+    }
+
+    async fn diagnostics(&self, instance: &InstanceId) -> Result<Diagnostics, BackendError> {
+        self.inner.diagnostics(instance).await
     }
 }
 
@@ -496,11 +562,13 @@ impl Verifier for ProxyVerifier {
 
 /// Everything a live rollout runs with.
 pub struct Wired {
-    /// The backend.
-    pub backend: Arc<DockerBackend>,
+    /// The backend (launches and removals one at a time).
+    pub backend: Arc<dyn Backend>,
+    /// Where the engine was reached, for messages.
+    pub endpoint: String,
     /// The router (nginx, with the backend's ids).
     pub router: Arc<dyn TrafficRouter>,
-    /// The journal (kept with the engine, one write at a time).
+    /// The journal, kept with the engine.
     pub journal: Arc<dyn Journal>,
     /// Blue-green's verification, if configured.
     pub verifier: Option<Arc<dyn Verifier>>,
@@ -523,12 +591,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let settings = &p.settings;
     let project = &p.project.name;
     let compose = compose_cli(p, req);
-    let proxy_service = settings.proxy.clone().ok_or_else(|| {
-        Fail::bad_input(format!(
-            "no nginx service in front of {} in this project\nhint: add an nginx service whose config has `upstream backend {{ server {}:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy",
-            settings.service, settings.service.service
-        ))
-    })?;
+    let proxy_service = settings.proxy.clone().unwrap_or_default();
     let image = settings.image.clone().unwrap_or_default();
     let mut backend = DockerBackend::new(engine.clone(), compose);
     let proxies: Vec<Proxy> =
@@ -599,9 +662,10 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         .as_ref()
         .map(|_| Arc::new(ProxyVerifier::new(probe_proxy, port)) as Arc<dyn Verifier>);
     Ok(Wired {
-        backend,
+        endpoint: backend.engine().endpoint().to_string(),
+        backend: Arc::new(CountedLaunches::new(backend)),
         router,
-        journal: Arc::new(OneWriter::new(Arc::new(DockerJournal::new(engine)))),
+        journal: Arc::new(DockerJournal::new(engine)),
         verifier,
         target,
         hosts,

@@ -179,9 +179,7 @@ async fn rollout(
     if matches!(renderer.sink, Sink::Text(_)) {
         renderer.note(&format!(
             "proxy: nginx service {}, upstream {}; engine {}",
-            wired.proxy.0,
-            wired.proxy.1,
-            wired.backend.engine().endpoint()
+            wired.proxy.0, wired.proxy.1, wired.endpoint
         ));
     }
     let ctx = RolloutContext {

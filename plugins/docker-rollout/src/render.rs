@@ -388,6 +388,13 @@ impl<W: Write> Text<W> {
                 set,
                 removed,
             } => {
+                for t in set.iter().map(|r| &r.target).chain(removed.iter()) {
+                    if let Target::Instance { id, host } = t {
+                        if !host.is_empty() {
+                            self.hosts.insert(id.clone(), host.clone());
+                        }
+                    }
+                }
                 let mut parts: Vec<String> = set
                     .iter()
                     .map(|r| {
@@ -575,7 +582,7 @@ impl<W: Write> Text<W> {
             ),
             Outcome::CompletedWithFailures(s) => (
                 Tone::Warn,
-                format!("rollout complete with failures (failure_action continue): {s}"),
+                format!("rollout complete with failures: {s}"),
             ),
             Outcome::RolledBack(s) => (Tone::Warn, format!("rolled back: {s}")),
             Outcome::Paused(s) => (
@@ -634,4 +641,268 @@ fn kebab<T: Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollout_core::backend::{Diagnostics, Failure};
+    use rollout_core::router::Route;
+    use rollout_core::strategy::Plan;
+    use rollout_core::{FailureAction, ServiceRef};
+
+    fn plan() -> Plan {
+        let mut p = Plan::new(
+            ServiceRef::new("shop", "app"),
+            Revision::new("9c1b7d0e5a3f44", "rollout-demo:v2"),
+            2,
+        );
+        p.update.parallelism = 1;
+        p.update.delay = Duration::from_secs(10);
+        p.update.failure_action = FailureAction::Rollback;
+        p.update.monitor = Duration::from_secs(30);
+        p
+    }
+
+    fn inst(n: &str) -> Target {
+        Target::instance(InstanceId(format!("id-{n}")), n)
+    }
+
+    /// A rolling rollout of two slots whose second new instance fails,
+    /// then rolls back.
+    fn events() -> Vec<(f64, Event)> {
+        let from = Revision::new("3f2a9c1b7d0e88", "");
+        vec![
+            (
+                0.0,
+                Event::RolloutStarted {
+                    service: ServiceRef::new("shop", "app"),
+                    strategy: "rolling".into(),
+                    from: Some(from),
+                    to: plan().target,
+                    slots: 2,
+                    resumed: false,
+                },
+            ),
+            (
+                0.2,
+                Event::TrafficChanged {
+                    generation: 1,
+                    set: vec![
+                        Route {
+                            target: inst("shop_app_1"),
+                            weight: 1,
+                        },
+                        Route {
+                            target: inst("shop_app_2"),
+                            weight: 1,
+                        },
+                    ],
+                    removed: vec![Target::Service { name: "app".into() }],
+                },
+            ),
+            (0.3, Event::BatchStarted { index: 1, size: 1 }),
+            (
+                0.5,
+                Event::TrafficChanged {
+                    generation: 2,
+                    set: vec![],
+                    removed: vec![inst("shop_app_1")],
+                },
+            ),
+            (
+                1.25,
+                Event::Drained {
+                    removed: vec![inst("shop_app_1")],
+                    report: DrainReport {
+                        waited_for: vec!["nginx worker 41 in shop_nginx_1".into()],
+                        elapsed: Duration::from_millis(750),
+                        timed_out: false,
+                        cut: vec![],
+                    },
+                },
+            ),
+            (
+                1.5,
+                Event::InstanceStopped {
+                    instance: InstanceId("id-shop_app_1".into()),
+                },
+            ),
+            (
+                1.6,
+                Event::InstanceRemoved {
+                    instance: InstanceId("id-shop_app_1".into()),
+                },
+            ),
+            (
+                4.0,
+                Event::InstanceLaunched {
+                    instance: InstanceId("id-shop_app_3".into()),
+                    host: "shop_app_3".into(),
+                    revision: "9c1b7d0e5a3f44".into(),
+                },
+            ),
+            (
+                5.0,
+                Event::InstanceHealthy {
+                    instance: InstanceId("id-shop_app_3".into()),
+                },
+            ),
+            (
+                5.5,
+                Event::TrafficChanged {
+                    generation: 3,
+                    set: vec![Route {
+                        target: inst("shop_app_3"),
+                        weight: 1,
+                    }],
+                    removed: vec![],
+                },
+            ),
+            (15.5, Event::BatchStarted { index: 2, size: 1 }),
+            (
+                18.0,
+                Event::InstanceLaunched {
+                    instance: InstanceId("id-shop_app_4".into()),
+                    host: "shop_app_4".into(),
+                    revision: "9c1b7d0e5a3f44".into(),
+                },
+            ),
+            (
+                78.0,
+                Event::FailureCounted {
+                    instance: InstanceId("id-shop_app_4".into()),
+                    failure: Failure::StartTimeout,
+                    failures: 1,
+                    slots: 2,
+                    diagnostics: Diagnostics {
+                        last_logs: vec!["listening on :8000".into()],
+                        health_log: vec!["GET /health: 503".into()],
+                    },
+                },
+            ),
+            (
+                78.1,
+                Event::RollbackStarted {
+                    reason: "1 of 2 slots failed, more than max_failure_ratio 0".into(),
+                },
+            ),
+            (
+                90.0,
+                Event::Drained {
+                    removed: vec![inst("shop_app_3")],
+                    report: DrainReport {
+                        waited_for: vec!["nginx worker 57 in shop_nginx_1".into()],
+                        elapsed: Duration::from_secs(30),
+                        timed_out: true,
+                        cut: vec!["nginx worker 57 in shop_nginx_1".into()],
+                    },
+                },
+            ),
+            (
+                95.0,
+                Event::Finished {
+                    outcome: Outcome::RolledBack("shop_app_4 was not healthy within 1m".into()),
+                },
+            ),
+        ]
+    }
+
+    fn text(colour: bool) -> String {
+        let mut out = Vec::new();
+        {
+            let mut t = Text::new(&mut out, colour, "rolling", &plan());
+            t.know_host(InstanceId("id-shop_app_1".into()), "shop_app_1");
+            for (at, e) in events() {
+                t.event(at, &e);
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn one_line_per_state_change_and_every_wait_bounded() {
+        let out = text(false);
+        assert!(!out.contains('\x1b'), "no colour asked: {out}");
+        insta::assert_snapshot!("text_rolling_with_rollback", out);
+    }
+
+    #[test]
+    fn colour_marks_health_and_failure_when_asked() {
+        let out = text(true);
+        assert!(out.contains("\x1b[32mshop_app_3 is healthy"), "{out}");
+        assert!(out.contains("\x1b[31mshop_app_4 failed"), "{out}");
+        assert!(out.contains("\x1b[33mrolling back"), "{out}");
+    }
+
+    #[test]
+    fn no_color_and_terminals() {
+        use std::ffi::OsStr;
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+    }
+
+    #[test]
+    fn a_quiet_wait_is_said_again() {
+        let mut out = Vec::new();
+        {
+            let mut t = Text::new(&mut out, false, "rolling", &plan());
+            let e = events();
+            t.event(4.0, &e[7].1);
+            t.tick(10.0, 15.0);
+            t.tick(20.0, 15.0);
+        }
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(
+            lines[2],
+            "   20.0s  still waiting for shop_app_3 to be healthy (at most 1m) (16s so far)"
+        );
+    }
+
+    #[test]
+    fn json_is_one_envelope_per_event_then_a_summary() {
+        let mut out = Vec::new();
+        let mut tally = Tally::default();
+        {
+            let mut j = Json::new(&mut out);
+            for (at, e) in events() {
+                tally.count(&e);
+                j.event(at, &e);
+            }
+            j.summary(&Summary {
+                service: Some("shop/app".into()),
+                strategy: Some("rolling".into()),
+                dry_run: false,
+                outcome: Some(Outcome::RolledBack("x".into())),
+                exit_code: 3,
+                error: None,
+                elapsed_secs: 95.0,
+                from: None,
+                to: Some(plan().target),
+                counts: tally.clone(),
+            });
+        }
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), events().len() + 1);
+        for (line, (at, e)) in lines.iter().zip(events()) {
+            let env: Envelope = serde_json::from_str(line).unwrap();
+            assert_eq!(env.v, EVENT_SCHEMA_VERSION);
+            assert_eq!(env.t, at);
+            assert_eq!(env.event, e);
+        }
+        let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+        assert_eq!(last["v"], 1);
+        assert_eq!(last["summary"]["exit_code"], 3);
+        assert_eq!(last["summary"]["outcome"]["outcome"], "rolled-back");
+        assert_eq!(tally.launched, 2);
+        assert_eq!(tally.failures, 1);
+        assert_eq!(tally.drains_timed_out, 1);
+        assert!(tally.rolled_back);
+        insta::assert_snapshot!("json_rolling_with_rollback", out);
+    }
 }
