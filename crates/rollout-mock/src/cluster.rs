@@ -148,6 +148,9 @@ pub struct InstanceView {
     pub draining: bool,
     /// Removed already (kept in snapshots for the record).
     pub removed: bool,
+    /// Struck by an injected fault (crashed, unhealthy, never healthy, or
+    /// not healthy within the start timeout a strategy waited with).
+    pub struck: bool,
 }
 
 const EV_HEALTH: u8 = 0;
@@ -707,6 +710,7 @@ impl MockCluster {
                     weight: i.weight(),
                     draining: i.drain_until.is_some(),
                     removed: i.removed,
+                    struck: i.failure.is_some() || i.timed_out,
                 }
             })
             .collect()

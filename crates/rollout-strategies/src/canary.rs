@@ -182,11 +182,13 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
                 }
                 Err(outcome) => return Ok(outcome),
             },
-            Some((other, _)) => {
-                let (new, ticket) = step_colours(ops, other, s, p).await?;
-                last_ticket = ticket;
-                new
-            }
+            Some((other, _)) => match step_colours(ops, other, s, p).await? {
+                Ok((new, ticket)) => {
+                    last_ticket = ticket;
+                    new
+                }
+                Err(outcome) => return Ok(outcome),
+            },
         };
         ops.ctx
             .events
@@ -267,6 +269,9 @@ async fn step_single(
         (((p as usize) * r).div_ceil(100)).clamp(1, r)
     };
     let view = ops.view(&plan.service).await?;
+    if let Some(outcome) = failed_between_steps(ops, &view, p).await {
+        return Ok(Err(outcome));
+    }
     let ready: Vec<Instance> = view
         .running()
         .filter(|i| i.revision == t && i.is_ready())
@@ -321,13 +326,16 @@ async fn step_colours(
     other: &ServiceRef,
     s: usize,
     p: u32,
-) -> Res<(Vec<Instance>, Option<DrainTicket>)> {
+) -> Res<Result<(Vec<Instance>, Option<DrainTicket>), Outcome>> {
     let plan = ops.plan;
     ops.ctx.events.send(Event::BatchStarted {
         index: s + 1,
         size: 0,
     });
     let green = ops.view(&plan.service).await?;
+    if let Some(outcome) = failed_between_steps(ops, &green, p).await {
+        return Ok(Err(outcome));
+    }
     let new: Vec<Instance> = green.running().cloned().collect();
     let gname = &plan.service.service;
     let change = if p >= 100 {
@@ -353,7 +361,33 @@ async fn step_colours(
         change
     };
     let ticket = ops.route(change).await?;
-    Ok((new, ticket))
+    Ok(Ok((new, ticket)))
+}
+
+/// A new instance that failed since the last look (between two holds, where
+/// no watch runs) fails the canary: it is counted, and traffic goes back.
+async fn failed_between_steps(ops: &Ops<'_>, view: &crate::ops::View, p: u32) -> Option<Outcome> {
+    let t = &ops.plan.target.id;
+    let bad = view
+        .instances
+        .iter()
+        .find(|i| i.revision == *t && !i.is_ready())?;
+    let failure = match (bad.state, bad.health) {
+        (rollout_core::InstanceState::Running, _) => {
+            rollout_core::backend::Failure::Unhealthy("health check failing".into())
+        }
+        _ => rollout_core::backend::Failure::Exited("exited".into()),
+    };
+    ops.failure_counted(&bad.id, failure.clone(), 1, ops.plan.replicas)
+        .await;
+    Some(
+        revert(
+            ops,
+            format!("{} failed before the {p}% step: {failure}", bad.host),
+            false,
+        )
+        .await,
+    )
 }
 
 /// Holds a step for `d`, watching the new instances and asking the
