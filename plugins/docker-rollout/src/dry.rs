@@ -144,9 +144,9 @@ pub fn run(
             let mut renderer = Renderer::new(sink);
             let outcome = drive::run(strategy, ctx, plan.clone(), &mut renderer, None, None).await;
             let elapsed = renderer.t();
-            let violations = mock.with_timeline(|tl| {
-                rollout_mock::check::check_timeline(tl, mark, view.capacity_floor)
-            });
+            let floor = rollout_mock::check::floor_for(&plan, &name);
+            let violations =
+                mock.with_timeline(|tl| rollout_mock::check::check_timeline(tl, mark, floor));
             let capacity = mock.with_timeline(|tl| tl.render(mark));
             let code = outcome.exit_code();
             match &mut renderer.sink {
@@ -156,8 +156,8 @@ pub fn run(
                     );
                     if violations.is_empty() {
                         text.push_str(&format!(
-                            "invariants 1, 2 and 4 held in the simulation (floor {})\n",
-                            view.capacity_floor
+                            "invariants 1, 2 and 4 held in the simulation (floor {floor})\n"
+
                         ));
                     } else {
                         for v in &violations {

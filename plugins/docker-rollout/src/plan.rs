@@ -23,8 +23,10 @@ pub struct PlanView {
     pub upstream: Option<String>,
     /// Rolling: how many slots each round replaces (workers at once).
     pub rounds: Vec<usize>,
-    /// Never fewer healthy, routed instances than this.
+    /// Never fewer healthy, routed instances than this during the update.
     pub capacity_floor: usize,
+    /// The same during a rollback (rolling: its own order and parallelism).
+    pub rollback_floor: usize,
     /// Canary: the share of requests on the new revision at each step.
     pub weights: Vec<u32>,
     /// The plan the strategy gets.
@@ -58,7 +60,14 @@ impl PlanView {
             proxy: None,
             upstream: None,
             rounds,
-            capacity_floor: rollout_mock::check::floor_for(plan, strategy),
+            capacity_floor: match strategy {
+                "rolling" => rollout_mock::check::capacity_floor(plan.replicas, &plan.update),
+                _ => plan.replicas,
+            },
+            rollback_floor: match strategy {
+                "rolling" => rollout_mock::check::capacity_floor(plan.replicas, &plan.rollback),
+                _ => plan.replicas,
+            },
             weights,
             plan: plan.clone(),
         }
@@ -145,9 +154,14 @@ impl PlanView {
         }
         let _ = writeln!(
             s,
-            "  capacity:  never fewer than {} healthy, routed instance{}",
+            "  capacity:  never fewer than {} healthy, routed instance{}{}",
             self.capacity_floor,
-            plural(self.capacity_floor)
+            plural(self.capacity_floor),
+            if self.rollback_floor != self.capacity_floor {
+                format!(" ({} during a rollback)", self.rollback_floor)
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(
             s,
