@@ -318,7 +318,9 @@ impl<W: Write> Text<W> {
                 }
             }
             Event::BatchStarted { index, size } => {
-                let text = if self.strategy == "canary" {
+                let text = if self.strategy == "canary" && *size == 0 {
+                    format!("canary step {index}")
+                } else if self.strategy == "canary" {
                     format!(
                         "canary step {index}: launching {size} instance{}",
                         plural(*size)
