@@ -173,7 +173,7 @@ impl Project {
             return Vec::new();
         }
         let format = "{{.Id}}\t{{.Name}}\t{{.Config.Image}}\t{{.State.Status}}\t\
-                      {{if .State.Health}}{{.State.Health.Status}}{{end}}\t\
+                      {{with index .State \"Health\"}}{{.Status}}{{end}}\t\
                       {{index .Config.Labels \"com.docker.compose.service\"}}";
         // A container can vanish between ps and inspect: ignore the failure, keep the others.
         let out = docker()
