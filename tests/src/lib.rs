@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod compose;
+pub mod e2e_faults;
 mod engine;
 mod plugin;
 mod stack;
