@@ -331,15 +331,21 @@ impl Server {
     }
 
     /// Sets `weight=N`, in place of the current one or appended. A weight of
-    /// 1 with no weight written leaves the line as it is.
+    /// 1 (nginx's default) is left as it is when it is what the line says
+    /// already, written or not, and otherwise written by dropping the
+    /// `weight` parameter: a server reweighted back to 1 reads as the
+    /// operator wrote it before (`server green:8000;`), not `weight=1`.
     pub fn set_weight(&mut self, weight: u32) {
-        if let Some(p) = self
+        if weight == 1 {
+            self.params
+                .retain(|p| !matches!(p, Param::Weight(w) if *w != 1));
+        } else if let Some(p) = self
             .params
             .iter_mut()
             .find(|p| matches!(p, Param::Weight(_)))
         {
             *p = Param::Weight(weight);
-        } else if weight != 1 {
+        } else {
             self.params.push(Param::Weight(weight));
         }
     }

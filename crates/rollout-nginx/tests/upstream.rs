@@ -82,6 +82,28 @@ fn reweight_touches_only_that_line_and_keeps_param_spelling() {
 }
 
 #[test]
+fn reweight_back_to_one_reads_as_the_operator_wrote_it() {
+    // The canary's last step: green weighted against blue, then alone at weight 1.
+    let src = "http {\n    upstream backend {\n        server blue:8000 weight=3;\n        server green:8000 weight=2 max_fails=2;\n        server red:8000 weight=1;\n    }\n}\n";
+    let f = file(src);
+    let change = RouteChange {
+        set: vec![route("green", 1), route("red", 1)],
+        remove: vec![route("blue", 1).target],
+    };
+    let out = f.apply_route_change("backend", &change, 8000).unwrap();
+    // A weight written by the tool goes; one the operator wrote as 1 stays as it was.
+    assert_eq!(
+        text(&out),
+        "http {\n    upstream backend {\n        server green:8000 max_fails=2;\n        server red:8000 weight=1;\n    }\n}\n"
+    );
+    let mut s = Server::parse("green:8000 weight=4").unwrap();
+    s.set_weight(1);
+    assert_eq!((s.weight(), s.params.len()), (1, 0));
+    s.set_weight(3);
+    assert_eq!(s.params, vec![Param::Weight(3)]);
+}
+
+#[test]
 fn remove_and_add_copy_indentation() {
     let f = file(CONF);
     let change = RouteChange {
