@@ -137,6 +137,39 @@ impl DockerJournal {
     }
 }
 
+/// Whether `holder` (`USER@HOST pid N`, as `rollout_strategies::lock_holder`
+/// writes it) is a process of this machine that no longer exists: a run
+/// killed with SIGKILL (or a crash) leaves its lock behind, and the next run
+/// on the same machine may take it over to finish what the dead one started.
+/// A holder of another host, or whose process still exists, is never judged
+/// dead.
+fn holder_died_here(holder: &str) -> bool {
+    let Some((user_host, pid)) = holder.rsplit_once(" pid ") else {
+        return false;
+    };
+    let Some((_, host)) = user_host.split_once('@') else {
+        return false;
+    };
+    let Ok(pid) = pid.trim().parse::<u32>() else {
+        return false;
+    };
+    host == this_host()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && std::path::Path::new("/proc/self").exists()
+}
+
+/// This machine's host name, found as `rollout_strategies::lock_holder` finds
+/// it: the kernel's, else `$HOSTNAME`, else `localhost`.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 fn lock_name(service: &ServiceRef) -> String {
     format!("rollout-lock.{}.{}", service.project, service.service)
 }
@@ -156,21 +189,38 @@ impl Journal for DockerJournal {
             keeper::base_labels(LOCK, &service.project, &service.service, &self.extra_labels);
         l.insert(labels::HOLDER.into(), holder.into());
         l.insert(labels::SINCE.into(), now_rfc3339());
-        match keeper::create(&self.engine, &lock_name(service), KEEPER_IMAGE, l, vec![])
+        // Twice at most: once more after breaking the lock of a dead holder.
+        let mut broke = false;
+        loop {
+            match keeper::create(
+                &self.engine,
+                &lock_name(service),
+                KEEPER_IMAGE,
+                l.clone(),
+                vec![],
+            )
             .await
             .map_err(|e| storage(&who, e))?
-        {
-            Created::Ours => Ok(()),
-            Created::Taken => {
-                let (holder, since) = self
-                    .holder(service)
-                    .await?
-                    .unwrap_or_else(|| ("someone who just let go".into(), "now".into()));
-                Err(JournalError::Locked {
-                    service: who,
-                    holder,
-                    since,
-                })
+            {
+                Created::Ours => return Ok(()),
+                Created::Taken => {
+                    let (holder, since) = self
+                        .holder(service)
+                        .await?
+                        .unwrap_or_else(|| ("someone who just let go".into(), "now".into()));
+                    if !broke
+                        && holder_died_here(&holder)
+                        && self.break_lock(service, &holder).await?
+                    {
+                        broke = true;
+                        continue;
+                    }
+                    return Err(JournalError::Locked {
+                        service: who,
+                        holder,
+                        since,
+                    });
+                }
             }
         }
     }
@@ -245,5 +295,27 @@ impl Journal for DockerJournal {
                 .map_err(|e| storage(&service.to_string(), e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_gone_process_of_this_host_is_a_dead_holder() {
+        let host = this_host();
+        // pid_max is at most 2^22 on Linux: this pid cannot exist.
+        assert!(holder_died_here(&format!("ann@{host} pid 4999999")));
+        // Alive: this very process, and pid 1.
+        assert!(!holder_died_here(&format!(
+            "ann@{host} pid {}",
+            std::process::id()
+        )));
+        assert!(!holder_died_here(&format!("ann@{host} pid 1")));
+        // Another host, or a holder not written by lock_holder: never judged dead.
+        assert!(!holder_died_here("ann@elsewhere.example pid 4999999"));
+        assert!(!holder_died_here("someone who just let go"));
+        assert!(!holder_died_here(&format!("ann@{host} pid x")));
     }
 }

@@ -30,11 +30,23 @@ pub(crate) fn service_target(name: &str) -> Target {
     }
 }
 
-/// Who takes the lock: user, host and process, as a person would look for it.
+/// Who takes the lock: user, host and process, as a person would look for it
+/// (`USER@HOST pid N`). The host is the kernel's host name, so that a later
+/// run on the same machine can tell that the holder died (the Docker journal
+/// breaks the lock of a holder of this host whose process is gone).
 pub fn lock_holder() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    format!("{user}@{host} pid {}", std::process::id())
+    format!("{user}@{} pid {}", this_host(), std::process::id())
+}
+
+/// This machine's host name: the kernel's, else `$HOSTNAME`, else `localhost`.
+pub(crate) fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// How a health gate ended.
