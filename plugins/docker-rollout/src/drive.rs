@@ -65,6 +65,7 @@ impl<W: Write> Renderer<W> {
 }
 
 /// What asks a live rollout to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupt {
     /// SIGINT or SIGTERM.
     Signal,
@@ -93,6 +94,12 @@ pub async fn run<W: Write>(
     let mut ticker = tick.map(|d| tokio::time::interval_at(Instant::now() + d, d));
     let mut last_outcome: Option<Outcome> = None;
     let mut level = CancelLevel::None;
+    // One Ctrl-C can arrive twice: a terminal signals the whole process
+    // group, and the docker CLI, whose stdout is not a terminal, also closes
+    // the plugin socket. The other kind within this long of a counted
+    // interrupt is that same Ctrl-C, not a second one.
+    const SAME_CTRL_C: Duration = Duration::from_secs(2);
+    let mut unpaired: Option<(Interrupt, Instant)> = None;
     loop {
         tokio::select! {
             biased;
@@ -111,6 +118,12 @@ pub async fn run<W: Write>(
                     None => std::future::pending().await,
                 }
             } => {
+                if let Some((kind, at)) = unpaired.take() {
+                    if kind != why && at.elapsed() < SAME_CTRL_C {
+                        continue;
+                    }
+                }
+                unpaired = Some((why, Instant::now()));
                 let before = level;
                 if level != CancelLevel::Halt {
                     level = handle.escalate();
