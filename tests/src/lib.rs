@@ -25,6 +25,7 @@
 
 mod compose;
 pub mod e2e_faults;
+pub mod e2e_kills;
 pub mod e2e_strategies;
 mod engine;
 mod plugin;
