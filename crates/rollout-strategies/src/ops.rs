@@ -515,6 +515,7 @@ impl<'a> Ops<'a> {
         let direct = view.direct();
         let mut change = RouteChange::default();
         let mut known = std::collections::HashSet::new();
+        let mut unready = Vec::new();
         for i in &view.instances {
             known.insert(&i.id);
             let routed_direct = direct.get(&i.id).copied();
@@ -535,10 +536,27 @@ impl<'a> Ops<'a> {
                 }
             } else if routed_direct.is_some() {
                 change.remove.push(target_of(i));
+                unready.push(target_of(i));
             }
         }
         if by_name {
             change.remove.push(service_target(name));
+        }
+        // An upstream with no server answers nothing, and the proxy refuses
+        // one: unready instances (which may still answer) stay routed while
+        // nothing else would be.
+        let kept = view
+            .routes
+            .iter()
+            .filter(|r| !change.remove.contains(&r.target))
+            .count();
+        let added = change
+            .set
+            .iter()
+            .filter(|s| !view.routes.iter().any(|r| r.target == s.target))
+            .count();
+        if kept + added == 0 {
+            change.remove.retain(|t| !unready.contains(t));
         }
         if let rollout_core::strategy::TrafficLayout::Single = self.plan.layout {
             // In the single layout the upstream is the service's own: a

@@ -254,7 +254,15 @@ async fn roll(
         return Ok(End::Cancelled(cancel));
     }
     if let Some(t) = tid {
-        ops.settle(t).await?;
+        if !ops.settle(t).await? {
+            // failure_action continue can leave every slot on the old
+            // revision: at rest on that one, not named by container.
+            let view = ops.view(&plan.service).await?;
+            let first = view.running().next().map(|i| i.revision.clone());
+            if let Some(rev) = first {
+                ops.settle(&rev).await?;
+            }
+        }
     }
     Ok(End::Done {
         failures,
@@ -422,16 +430,41 @@ impl Pass<'_, '_> {
         if reserved {
             self.reserve().await;
         }
-        let r = self.slot_inner(slot).await;
-        self.released(matches!(r, Ok(true)));
+        // Stop-first never takes out the last ready instance that gets
+        // traffic (instances that failed after they were routed may have left
+        // it alone): that slot goes start-first, so that the service keeps
+        // serving. The swap keeps the count of serving instances as it was.
+        let swapped = match (reserved && slot.launch, slot.old.as_ref()) {
+            (true, Some(old)) => match self.last_serving(old).await {
+                Ok(last) => last,
+                Err(e) => {
+                    self.released(true);
+                    return Err(e);
+                }
+            },
+            _ => false,
+        };
+        let stop_first = self.cfg.order == Order::StopFirst && !swapped;
+        let r = self.slot_inner(slot, stop_first).await;
+        self.released(matches!(r, Ok(true)) || swapped);
         r.map(|_| ())
     }
 
+    /// Whether `old` is the only ready instance of the service that gets
+    /// traffic now.
+    async fn last_serving(&self, old: &Instance) -> Res<bool> {
+        let view = self.ops.view(&self.ops.plan.service).await?;
+        let others = view
+            .running()
+            .filter(|i| i.id != old.id && i.is_ready() && view.is_routed(i))
+            .count();
+        Ok(others == 0)
+    }
+
     /// Replaces one slot; `Ok(true)` when a new instance was routed.
-    async fn slot_inner(&self, slot: &Slot) -> Res<bool> {
+    async fn slot_inner(&self, slot: &Slot, stop_first: bool) -> Res<bool> {
         let ops = self.ops;
         let old = slot.old.as_ref();
-        let stop_first = self.cfg.order == Order::StopFirst;
         if stop_first || !slot.launch {
             if let Some(old) = old {
                 ops.unroute_and_retire(std::slice::from_ref(old), slot.old_routed)
@@ -573,16 +606,18 @@ impl Pass<'_, '_> {
                 .retain(|(i, _)| *i != id);
             // Take the failed instance out and remove it: it gets no more
             // traffic, and its slot is left for the next run (or the
-            // rollback) to fill.
+            // rollback) to fill. Unless nothing else would get traffic: an
+            // instance that fails its health check may still answer, and an
+            // upstream with no server answers nothing; the next pass (or
+            // the rollback) replaces it start-first.
             self.count(&id, failure).await?;
-            let found = ops
-                .ctx
-                .backend
-                .instances(&ops.plan.service)
-                .await?
-                .into_iter()
-                .find(|i| i.id == id);
-            if let Some(inst) = found {
+            let view = ops.view(&ops.plan.service).await?;
+            let others = view
+                .running()
+                .filter(|i| i.id != id && view.is_routed(i))
+                .count();
+            let found = view.instances.iter().find(|i| i.id == id).cloned();
+            if let (Some(inst), true) = (found, others > 0) {
                 ops.unroute_and_retire(std::slice::from_ref(&inst), true)
                     .await?;
                 let serving = &self.shared.serving;
