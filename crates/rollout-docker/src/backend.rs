@@ -121,6 +121,22 @@ impl DockerBackend {
         &self.engine
     }
 
+    /// `Ok` when `image` exists on the engine (or is empty: Compose builds
+    /// it), [`BackendError::MissingImage`] when it does not: nothing is ever
+    /// pulled, so a caller checks this before changing anything.
+    pub async fn check_image(&self, image: &str) -> Result<(), BackendError> {
+        if image.is_empty() {
+            return Ok(());
+        }
+        match self.engine.docker().inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Err(BackendError::MissingImage {
+                image: image.to_string(),
+            }),
+            Err(e) => Err(self.engine.error(e)),
+        }
+    }
+
     /// The revision the Compose file names for `service` now: its config
     /// hash as the Compose tool computes it (`config --hash`), with `image`
     /// for display.
@@ -208,17 +224,7 @@ impl DockerBackend {
             service: service.to_string(),
             reason,
         };
-        if !revision.image.is_empty() {
-            match self.engine.docker().inspect_image(&revision.image).await {
-                Ok(_) => {}
-                Err(e) if status(&e) == Some(404) => {
-                    return Err(BackendError::MissingImage {
-                        image: revision.image.clone(),
-                    })
-                }
-                Err(e) => return Err(self.engine.error(e)),
-            }
-        }
+        self.check_image(&revision.image).await?;
         let before = self.containers(service).await?;
         let before_ids: HashSet<String> = before.iter().filter_map(|c| c.id.clone()).collect();
         let stopped_before: HashSet<String> = before

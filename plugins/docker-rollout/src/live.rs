@@ -643,6 +643,9 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         );
     }
     let target = backend.compose_revision(&settings.service, &image).await?;
+    // Nothing can be pulled: a missing image is bad input, found before
+    // anything changes (not at the first launch, with routes already moved).
+    backend.check_image(&image).await?;
     let backend = Arc::new(backend);
     let mut hosts = Vec::new();
     let mut already_new = 0;
