@@ -5,7 +5,9 @@
 //! upstream error, the load was real).
 
 use crate::compose::{Container, Project};
-use crate::engine::{docker, run_ok};
+use crate::engine::{docker, require_engine, require_images, run_ok, wait_http};
+use crate::plugin::{workspace_binary, PluginDir};
+use crate::stack::{DemoStack, NGINX_IMAGE};
 use rollout_load::{LoadHandle, Report};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -369,8 +371,8 @@ pub fn publish(name: &str, report: &Report, runs: &[&Finished]) {
 }
 
 /// No failed request, no upstream error in nginx's log, and the load was real (at least
-/// 200 requests per second between the marks `rollout-start` and `rollout-end`, every class
-/// answered).
+/// 200 requests per second between the marks `rollout-start` and `rollout-end`, or in the
+/// 2 s after `rollout-start` when the run was shorter; every class answered).
 pub fn assert_clean(report: &Report) {
     assert_eq!(
         report.failed,
@@ -389,9 +391,12 @@ pub fn assert_clean(report: &Report) {
         report.upstream_errors.errors
     );
     assert_eq!(report.skipped, 0, "the client could not keep up");
-    let w = report
-        .between("rollout-start", "rollout-end")
-        .expect("the marks rollout-start and rollout-end");
+    let start = report
+        .mark("rollout-start")
+        .expect("the mark rollout-start");
+    let end = report.mark("rollout-end").expect("the mark rollout-end");
+    // A refused or no-op run ends within milliseconds: judge the rate over 2 s at least.
+    let w = report.window(start, end.max(start + 2.0));
     assert!(
         w.rate >= 200.0,
         "only {:.0} requests per second during the rollout",
@@ -438,20 +443,34 @@ pub fn running_images(p: &Project, service: &str) -> Vec<String> {
     v
 }
 
-/// Containers the rollout made outside Compose's count (journal, lock) for this project:
-/// none may be left when a rollout ends.
-pub fn rollout_leftovers(p: &Project) -> Vec<String> {
+/// What the rollout keeps with the engine for a project, outside Compose (never-started
+/// containers labelled `io.rollout.project`): `(name, kind, state)`, kind being `lock`,
+/// `journal` or `revision` (the saved spec of a revision, the way back to it).
+pub fn rollout_keepers(p: &Project) -> Vec<(String, String, String)> {
     let out = run_ok(docker().args([
         "ps",
         "--all",
         "--format",
-        "{{.Names}}",
+        "{{.Names}}\t{{.Label \"io.rollout.kind\"}}\t{{.State}}",
         "--filter",
         &format!("label=io.rollout.project={}", p.name()),
     ]));
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(String::from)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 3).then(|| (f[0].to_string(), f[1].to_string(), f[2].to_string()))
+        })
+        .collect()
+}
+
+/// The lock and journal records of a project: none may be left when a rollout ended in a
+/// final state (completed, rolled back, no change).
+pub fn rollout_leftovers(p: &Project) -> Vec<String> {
+    rollout_keepers(p)
+        .into_iter()
+        .filter(|(_, kind, _)| kind != "revision")
+        .map(|(name, _, _)| name)
         .collect()
 }
 
@@ -476,5 +495,65 @@ impl Drop for KeeperCleanup {
         if !ids.is_empty() {
             let _ = docker().args(["rm", "--force"]).args(&ids).output();
         }
+    }
+}
+
+/// How long a test lets one rollout run.
+pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// A project running `stack` (v1), healthy and serving through nginx, with `override_yaml`
+/// as `docker-compose.override.yml` (read by Compose and by the plugin alike), and the
+/// plugin installed. Removes what the rollout kept with the engine when dropped.
+pub struct FaultStack {
+    /// The project.
+    pub p: Project,
+    /// The plugin under test.
+    pub plugins: PluginDir,
+    _keepers: KeeperCleanup,
+}
+
+impl FaultStack {
+    /// Brings `stack` up (`images` must exist besides v1 and nginx).
+    pub fn new(slug: &str, stack: DemoStack, override_yaml: &str, images: &[&str]) -> FaultStack {
+        require_engine();
+        let mut needed = vec![stack.image.as_str(), NGINX_IMAGE];
+        needed.extend_from_slice(images);
+        require_images(&needed);
+        let p = Project::new(slug);
+        let keepers = KeeperCleanup(p.name().to_string());
+        stack.write_to(&p);
+        p.write("docker-compose.override.yml", override_yaml);
+        p.up();
+        p.wait_healthy("app", stack.replicas as usize, Duration::from_secs(60));
+        wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
+            a.status == 200
+        });
+        let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
+        FaultStack {
+            p,
+            plugins,
+            _keepers: keepers,
+        }
+    }
+
+    /// `docker rollout app ARGS`, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.p.rollout_command(&self.plugins);
+        cmd.arg("app").args(args);
+        cmd
+    }
+
+    /// Runs `docker rollout app ARGS` under `load`, between the marks `rollout-start` and
+    /// `rollout-end`.
+    pub fn rollout(&self, load: &LoadHandle, args: &[&str]) -> Finished {
+        load.mark("rollout-start");
+        let run = run_rollout(self.command(args), origin_of(load), ROLLOUT_TIMEOUT);
+        load.mark("rollout-end");
+        run
+    }
+
+    /// The app's containers, all states.
+    pub fn app(&self) -> Vec<Container> {
+        self.p.containers(Some("app"))
     }
 }

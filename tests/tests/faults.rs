@@ -10,64 +10,23 @@
 
 use rollout_e2e::e2e_faults::{
     assert_answered_before_unrouted, assert_clean, nginx_container, nginx_procs, origin_of,
-    publish, rollout_leftovers, run_rollout, running_images, standard_load, wait_ok, Finished,
-    KeeperCleanup, WorkerWatch,
+    publish, rollout_leftovers, run_rollout, running_images, standard_load, wait_ok, FaultStack,
+    Finished, WorkerWatch, ROLLOUT_TIMEOUT,
 };
-use rollout_e2e::{
-    images, require_engine, require_images, wait_http, workspace_binary, Container, DemoStack,
-    PluginDir, Project, NGINX_IMAGE, SEED_NGINX_CONF,
-};
-use rollout_load::{Class, LoadHandle};
+use rollout_e2e::{images, DemoStack, SEED_NGINX_CONF};
+use rollout_load::Class;
 use serde_json::Value;
 use std::time::Duration;
 
-const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(150);
-
-/// A project with `replicas` of v1 behind nginx, serving, with `override_yaml` as
-/// `docker-compose.override.yml` (read by Compose and by the plugin alike).
-struct Stack {
-    p: Project,
-    plugins: PluginDir,
-    _keepers: KeeperCleanup,
-}
+type Stack = FaultStack;
 
 fn stack(slug: &str, replicas: u32, override_yaml: &str, extra_images: &[&str]) -> Stack {
-    require_engine();
-    let mut needed = vec![images::V1, NGINX_IMAGE];
-    needed.extend_from_slice(extra_images);
-    require_images(&needed);
-    let p = Project::new(slug);
-    DemoStack::new(images::V1, replicas).write_to(&p);
-    p.write("docker-compose.override.yml", override_yaml);
-    p.up();
-    p.wait_healthy("app", replicas as usize, Duration::from_secs(60));
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
-        a.status == 200
-    });
-    let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
-    let keepers = KeeperCleanup(p.name().to_string());
-    Stack {
-        p,
-        plugins,
-        _keepers: keepers,
-    }
-}
-
-impl Stack {
-    /// Runs `docker rollout app ARGS` under `load`, between the marks `rollout-start` and
-    /// `rollout-end`.
-    fn rollout(&self, load: &LoadHandle, args: &[&str]) -> Finished {
-        let mut cmd = self.p.rollout_command(&self.plugins);
-        cmd.arg("app").args(args);
-        load.mark("rollout-start");
-        let run = run_rollout(cmd, origin_of(load), ROLLOUT_TIMEOUT);
-        load.mark("rollout-end");
-        run
-    }
-
-    fn app(&self) -> Vec<Container> {
-        self.p.containers(Some("app"))
-    }
+    FaultStack::new(
+        slug,
+        DemoStack::new(images::V1, replicas),
+        override_yaml,
+        extra_images,
+    )
 }
 
 /// The update and rollback settings every failure test starts from, in the override file.
@@ -392,9 +351,11 @@ fn pause_leaves_a_mixed_service_and_the_next_run_continues() {
     let _ = mid;
     wait_ok(&load, 500, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", images::V2);
-    let mut cmd = s.p.rollout_command(&s.plugins);
-    cmd.args(["app", "--output", "json"]);
-    let resumed = run_rollout(cmd, origin_of(&load), ROLLOUT_TIMEOUT);
+    let resumed = run_rollout(
+        s.command(&["--output", "json"]),
+        origin_of(&load),
+        ROLLOUT_TIMEOUT,
+    );
     load.mark("resumed-end");
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
