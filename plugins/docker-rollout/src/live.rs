@@ -259,8 +259,15 @@ pub fn find_upstream(
     project: &str,
     names: &[String],
 ) -> Result<String, Fail> {
-    let file = ConfFile::parse(path, conf.to_vec())
-        .map_err(|e| Fail::bad_input(format!("{path}: {e}")))?;
+    let file = ConfFile::parse(path, conf.to_vec()).map_err(|e| {
+        // The parser's message names the file and line already.
+        let e = e.to_string();
+        Fail::bad_input(if e.starts_with(path) {
+            e
+        } else {
+            format!("{path}: {e}")
+        })
+    })?;
     let all = file.upstream_names();
     let matches_name = |host: &str| {
         names.iter().any(|n| {
@@ -596,7 +603,16 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let mut backend = DockerBackend::new(engine.clone(), compose);
     let proxies: Vec<Proxy> =
         ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service))
-            .await?
+            .await
+            .map_err(|e| match e {
+                // The engine answered: the proxy is what cannot be reached.
+                BackendError::Unreachable { reason, .. }
+                    if reason.starts_with("no running container") =>
+                {
+                    Fail::unreachable(format!("the proxy is not running: {reason}"))
+                }
+                e => Fail::from(e),
+            })?
             .into_iter()
             .map(|mut p| {
                 p.files = Arc::new(MissingAsMissing(p.files.clone()));
