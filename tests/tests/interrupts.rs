@@ -205,7 +205,13 @@ struct Stage2 {
 /// the same nginx; the config byte for byte the operator's and valid; no router file beside
 /// it; no lock or journal kept (at most the way back: one saved revision); nginx serving
 /// `version`. Returns the app's containers.
-fn assert_end(p: &Project, s: &Stage2, image: &str, version: &str) -> Vec<Container> {
+fn assert_end(
+    p: &Project,
+    s: &Stage2,
+    image: &str,
+    version: &str,
+    revisions: &[String],
+) -> Vec<Container> {
     let app = p.containers(Some("app"));
     assert_eq!(app.len(), 6, "app containers: {app:#?}");
     for c in &app {
@@ -230,15 +236,39 @@ fn assert_end(p: &Project, s: &Stage2, image: &str, version: &str) -> Vec<Contai
     nginx_test(p, "nginx").unwrap_or_else(|e| panic!("nginx -t fails: {e}"));
     let left = router_leftovers(p, "nginx", "/etc/nginx/nginx.conf");
     assert!(left.is_empty(), "the router left files: {left:?}");
+    // The lock and the journal are gone; what may stay is the saved spec of the rollout's
+    // two revisions (the way back), nothing else.
+    let shorts: Vec<String> = revisions
+        .iter()
+        .map(|r| r.chars().take(12).collect())
+        .collect();
     let kept = keepers(p.name());
     assert!(
-        kept.iter().all(|k| k.kind == "revision") && kept.len() <= 1,
-        "left behind: {kept:#?}"
+        kept.iter()
+            .all(|k| k.kind == "revision"
+                && shorts.iter().any(|s| k.name.ends_with(&format!(".{s}")))),
+        "left behind: {kept:#?} (revisions of the rollout: {shorts:?})"
     );
     wait_http(p.port("nginx", 80), "/", Duration::from_secs(10), |a| {
         a.version.as_deref() == Some(version)
     });
     app
+}
+
+/// The `from` and `to` revision ids a run announced.
+fn revisions(r: &Ended) -> Vec<String> {
+    r.events
+        .iter()
+        .find_map(|l| match &l.event {
+            Event::RolloutStarted { from, to, .. } => Some(
+                from.iter()
+                    .map(|f| f.id.clone())
+                    .chain([to.id.clone()])
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no rollout-started event:\n{}", r.transcript()))
 }
 
 /// A run that was SIGKILLed: killed by the signal (the docker CLI reports it), no `finished`
@@ -300,7 +330,7 @@ fn kill_then_rerun(slug: &str, at: &str, trigger: impl FnOnce(&mut Running)) {
     let second = s.rollout(false).wait(LIMIT);
     assert_resumed(&second, |o| *o == Outcome::Completed, 0);
     let (p, _report, s2) = s.finish_load(slug, &[&first, &second]);
-    let new = assert_end(&p, &s2, images::V2, "v2");
+    let new = assert_end(&p, &s2, images::V2, "v2", &revisions(&first));
     assert!(
         ids(&new).is_disjoint(&ids(&s2.old)),
         "an old container is left"
@@ -408,7 +438,7 @@ fn sigkill_during_a_rollback_then_the_next_run_finishes_it() {
         second.transcript()
     );
     let (p, _report, s2) = s.finish_load("kill-during-rollback", &[&first, &second]);
-    assert_end(&p, &s2, images::V1, "v1");
+    assert_end(&p, &s2, images::V1, "v1", &revisions(&first));
 }
 
 /// Whether `revision` is not the one the first run went to (so: the old one).
@@ -467,7 +497,7 @@ fn interrupted(slug: &str, own_group: bool, signal: &str, whom: Whom) {
         run.stderr
     );
     let (p, _report, s2) = s.finish_load(slug, &[&run]);
-    assert_end(&p, &s2, images::V1, "v1");
+    assert_end(&p, &s2, images::V1, "v1", &revisions(&run));
     let kept = keepers(p.name());
     assert!(
         !kept.iter().any(|k| k.kind == "journal" || k.kind == "lock"),
