@@ -13,6 +13,7 @@ pub fn run(args: &[String]) -> Result<()> {
     match which {
         "mock" => crate::bench_mock::run(rest),
         "nginx" => crate::nginx::bench(rest),
+        "rollout" => crate::bench_rollout::run(rest),
         "all" => {
             crate::bench_mock::run(rest)?;
             crate::nginx::bench(rest)

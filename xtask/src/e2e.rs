@@ -6,7 +6,8 @@
 //! silent skip). The task builds the images first (`cargo xtask images`), builds every binary
 //! of the workspace (tests install the plugin from the target folder), lists the ignored
 //! tests of every test executable, runs each alone with `--ignored --exact` and `CI=true`,
-//! and fails when one failed, or when fewer ran than exist (FILTER selects by substring).
+//! and fails when one failed, or when fewer ran than exist (FILTER selects by substring of
+//! the test's name or of its test target, such as `strategies` for `tests/strategies.rs`).
 
 use crate::util::{cargo, show};
 use anyhow::{bail, Context, Result};
@@ -63,7 +64,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let total = all.len();
     let selected: Vec<&E2eTest> = all
         .iter()
-        .filter(|t| filter.as_deref().is_none_or(|f| t.name.contains(f)))
+        .filter(|t| {
+            filter
+                .as_deref()
+                .is_none_or(|f| t.name.contains(f) || t.target.contains(f))
+        })
         .collect();
     eprintln!(
         "end-to-end tests: {} of {total}{}",

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_mock;
+mod bench_rollout;
 mod ci;
 mod demo;
 mod e2e;

@@ -1,0 +1,377 @@
+//! `cargo xtask bench rollout`: the three ways to update six replicas, side by side, under the
+//! same load, in one run.
+//!
+//! Each method gets a fresh copy of the seed's stack (six `rollout-demo:v1` replicas behind
+//! nginx, the seed's `update_config`: parallelism 2, delay 10s, failure_action rollback,
+//! monitor 30s, max_failure_ratio 0.3) and the same load (250 requests per second, 5 % slow
+//! GETs of 2 s, 5 % POSTs, 20 % on new connections), 15 s of steady state, then the update to
+//! v2: the naive `down` then `up`, the Compose recreate (`up -d` with the new image), and
+//! `docker rollout app` through the real docker CLI. Printed per method: failed requests,
+//! upstream errors in nginx's log, stale keep-alive retries, and the p99 latency of each
+//! request class during the update against the steady-state p99 of the same run.
+//!
+//! For `docker rollout`, also its overhead: its wall time minus what the settings and the app
+//! impose on the critical path. Imposed: for each round of `parallelism` slots, the longest of
+//! (the drained instance's last in-flight request, from the moment the tool unrouted it to the
+//! moment the load generator got that instance's last answer, by the answers' instance names;
+//! plus the new instance's own time to healthy, from the engine's `start` event to its
+//! `health_status: healthy` event), the delays between rounds, and the final monitor window.
+
+use rollout_core::router::Target;
+use rollout_core::Event;
+use rollout_e2e::e2e_kills::{KeeperGuard, Running};
+use rollout_e2e::{
+    docker, images, require_engine, require_images, wait_http, workspace_binary, DemoStack,
+    PluginDir, Project, NGINX_IMAGE,
+};
+use rollout_load::{Class, LoadHandle, Report};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SEED_UPDATE: &str = "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: 2\n        delay: 10s\n        failure_action: rollback\n        monitor: 30s\n        max_failure_ratio: 0.3\n";
+const PARALLELISM: usize = 2;
+const DELAY_S: f64 = 10.0;
+const MONITOR_S: f64 = 30.0;
+const STEADY: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    DownUp,
+    Recreate,
+    Rollout,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::DownUp => "down/up",
+            Method::Recreate => "compose recreate",
+            Method::Rollout => "docker rollout",
+        }
+    }
+}
+
+/// The engine's events of a project: (unix ms, container id, what).
+struct EngineEvents {
+    child: Child,
+    seen: Arc<Mutex<Vec<(u64, String, String)>>>,
+}
+
+impl EngineEvents {
+    fn start(project: &str) -> EngineEvents {
+        let mut child = docker()
+            .args([
+                "events",
+                "--filter",
+                &format!("label=com.docker.compose.project={project}"),
+                "--filter",
+                "type=container",
+                "--format",
+                "{{json .}}",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker events runs");
+        let out = child.stdout.take().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let ms = v["timeNano"].as_u64().unwrap_or(0) / 1_000_000;
+                let id = v["id"].as_str().unwrap_or_default().to_string();
+                let what = v["status"].as_str().unwrap_or_default().to_string();
+                s.lock().unwrap().push((ms, id, what));
+            }
+        });
+        // docker events needs a moment to subscribe.
+        std::thread::sleep(Duration::from_millis(500));
+        EngineEvents { child, seen }
+    }
+
+    fn stop(mut self) -> Vec<(u64, String, String)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Seconds from `start` to `health_status: healthy` of container `id`.
+    fn time_to_healthy(seen: &[(u64, String, String)], id: &str) -> Option<f64> {
+        let start = seen
+            .iter()
+            .find(|(_, i, w)| i.starts_with(id) && w == "start")?
+            .0;
+        let healthy = seen
+            .iter()
+            .find(|(ms, i, w)| i.starts_with(id) && w == "health_status: healthy" && *ms >= start)?
+            .0;
+        Some((healthy - start) as f64 / 1000.0)
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn wait_ok(load: &LoadHandle, n: u64, timeout: Duration) {
+    let target = load.progress().ok + n;
+    let deadline = Instant::now() + timeout;
+    while load.progress().ok < target {
+        assert!(
+            Instant::now() < deadline,
+            "the load stalled: {:?}",
+            load.progress()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What one method showed.
+struct Figures {
+    method: Method,
+    wall_s: f64,
+    failed: u64,
+    upstream_errors: u64,
+    stale_retries: u64,
+    /// (class, steady p99 ms, update p99 ms, requests during the update).
+    p99: Vec<(Class, f64, f64, u64)>,
+    overhead: Option<Overhead>,
+    exit: Option<i32>,
+}
+
+struct Overhead {
+    imposed_s: f64,
+    healthy_s: Vec<f64>,
+    drains_s: Vec<f64>,
+}
+
+fn run_one(method: Method, plugins: &PluginDir) -> Figures {
+    let mut p = Project::new(&format!("bench-{}", method.name().replace(['/', ' '], "-")));
+    let _keepers = KeeperGuard(p.name().to_string());
+    DemoStack::new(images::V1, 6).write_to(&p);
+    p.write("docker-compose.override.yml", SEED_UPDATE);
+    p.up();
+    p.wait_healthy("app", 6, Duration::from_secs(90));
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
+        a.status == 200
+    });
+    let load = p.start_load(|c| {
+        c.rate = 250;
+        c.duration = Duration::from_secs(600);
+        c.slow_share = 0.05;
+        c.slow = Duration::from_secs(2);
+        c.post_share = 0.05;
+        c.post_delay = Duration::from_millis(100);
+        c.new_connection_share = 0.2;
+    });
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let steady_from = load.mark("steady-start");
+    std::thread::sleep(STEADY);
+    let engine = EngineEvents::start(p.name());
+    let start = load.mark("update-start");
+    let start_unix = unix_ms();
+    p.set_env("APP_IMAGE", images::V2);
+    let mut rollout = None;
+    match method {
+        Method::DownUp => {
+            p.down();
+            p.up();
+        }
+        Method::Recreate => {
+            p.compose(&["up", "-d"]);
+        }
+        Method::Rollout => {
+            let mut cmd = p.rollout_command(plugins);
+            cmd.arg("app");
+            let ended = Running::spawn(cmd, false).wait(Duration::from_secs(400));
+            rollout = Some(ended);
+        }
+    }
+    let end = load.mark("update-end");
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(60), |a| {
+        a.version.as_deref() == Some("v2")
+    });
+    let recovered = load.mark("serving-v2");
+    wait_ok(&load, 1000, Duration::from_secs(30));
+    let seen = engine.stop();
+    let report = load.stop().unwrap();
+    let to = recovered.max(end) + 2.0;
+    let w = report.window(start, to);
+    let p99 = Class::ALL
+        .iter()
+        .map(|&c| {
+            let steady = report.class_stats(c, steady_from, start);
+            let during = report.class_stats(c, start, end.max(start + 1.0));
+            (c, steady.p99_ms, during.p99_ms, during.sent)
+        })
+        .collect();
+    let mut figures = Figures {
+        method,
+        wall_s: end - start,
+        failed: w.failed,
+        upstream_errors: w.upstream_errors,
+        stale_retries: w.retried,
+        p99,
+        overhead: None,
+        exit: None,
+    };
+    if let Some(r) = &rollout {
+        figures.exit = r.code;
+        if r.code != Some(0) {
+            eprintln!("docker rollout failed:\n{}\n{}", r.stderr, r.transcript());
+        }
+        figures.wall_s = r.elapsed;
+        figures.overhead = Some(overhead(r, &report, start, start_unix, &seen));
+    }
+    figures
+}
+
+/// What the settings and the app impose on the critical path of a rollout.
+fn overhead(
+    r: &rollout_e2e::e2e_kills::Ended,
+    report: &Report,
+    start: f64,
+    _start_unix: u64,
+    seen: &[(u64, String, String)],
+) -> Overhead {
+    // The event lines are stamped from the rollout's start, which is `start` on the load
+    // clock (within the time it takes to spawn a process).
+    // Only instances that were then stopped were drained: at the end the service is routed
+    // by name again and its new instances leave the explicit list, still routed.
+    let stopped: Vec<&str> = r
+        .events
+        .iter()
+        .filter_map(|l| match &l.event {
+            Event::InstanceStopped { instance } => Some(instance.0.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut drains = Vec::new();
+    for l in &r.events {
+        if let Event::TrafficChanged { removed, .. } = &l.event {
+            for t in removed {
+                if let Target::Instance { id, .. } = t {
+                    if !stopped.contains(&id.0.as_str()) {
+                        continue;
+                    }
+                    let unrouted = start + l.at;
+                    let short: String = id.0.chars().take(12).collect();
+                    let last = report.instances.get(&short).map_or(unrouted, |s| s.last);
+                    drains.push((unrouted, (last - unrouted).max(0.0)));
+                }
+            }
+        }
+    }
+    drains.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut launches: Vec<(f64, f64)> = r
+        .events
+        .iter()
+        .filter_map(|l| match &l.event {
+            Event::InstanceLaunched { instance, .. } => Some((
+                l.at,
+                EngineEvents::time_to_healthy(seen, &instance.0).unwrap_or(0.0),
+            )),
+            _ => None,
+        })
+        .collect();
+    launches.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let slots = drains.len().max(launches.len());
+    let rounds = slots.div_ceil(PARALLELISM);
+    let mut imposed = 0.0;
+    for round in 0..rounds {
+        let mut longest: f64 = 0.0;
+        for k in round * PARALLELISM..((round + 1) * PARALLELISM).min(slots) {
+            let d = drains.get(k).map_or(0.0, |d| d.1);
+            let h = launches.get(k).map_or(0.0, |l| l.1);
+            longest = longest.max(d + h);
+        }
+        imposed += longest;
+    }
+    imposed += DELAY_S * rounds.saturating_sub(1) as f64 + MONITOR_S;
+    Overhead {
+        imposed_s: imposed,
+        healthy_s: launches.iter().map(|l| l.1).collect(),
+        drains_s: drains.iter().map(|d| d.1).collect(),
+    }
+}
+
+fn main() {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
+    let mut all = Vec::new();
+    for m in [Method::DownUp, Method::Recreate, Method::Rollout] {
+        eprintln!("bench rollout: {} ...", m.name());
+        all.push(run_one(m, &plugins));
+    }
+    println!(
+        "bench rollout: 6 replicas v1 -> v2, seed's update_config (parallelism 2, delay 10s, monitor 30s), load 250 req/s (5 % slow GETs of 2 s, 5 % POSTs, 20 % new connections), 15 s steady state first"
+    );
+    println!(
+        "{:<18} {:>7} {:>7} {:>9} {:>6}  p99 ms steady -> update (fast | slow | post)",
+        "method", "wall s", "failed", "upstream", "stale"
+    );
+    let mut by: BTreeMap<&str, &Figures> = BTreeMap::new();
+    for f in &all {
+        by.insert(f.method.name(), f);
+        let p: Vec<String> = f
+            .p99
+            .iter()
+            .map(|(_, s, d, _)| format!("{s:.1} -> {d:.1}"))
+            .collect();
+        println!(
+            "{:<18} {:>7.1} {:>7} {:>9} {:>6}  {}",
+            f.method.name(),
+            f.wall_s,
+            f.failed,
+            f.upstream_errors,
+            f.stale_retries,
+            p.join(" | ")
+        );
+    }
+    let ours = all.iter().find(|f| f.method == Method::Rollout).unwrap();
+    let o = ours.overhead.as_ref().unwrap();
+    let overhead = ours.wall_s - o.imposed_s;
+    let share = overhead / ours.wall_s * 100.0;
+    println!(
+        "docker rollout: exit {:?}; wall {:.1}s, imposed {:.1}s (time to healthy {:?} s; drains {:?} s; delays {DELAY_S}s x {}; monitor {MONITOR_S}s), overhead {:.1}s = {:.1} % of wall time",
+        ours.exit,
+        ours.wall_s,
+        o.imposed_s,
+        o.healthy_s
+            .iter()
+            .map(|h| (h * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        o.drains_s
+            .iter()
+            .map(|h| (h * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        (o.healthy_s.len().max(o.drains_s.len()))
+            .div_ceil(PARALLELISM)
+            .saturating_sub(1),
+        overhead,
+        share
+    );
+    let fast = ours.p99.iter().find(|p| p.0 == Class::Fast).unwrap();
+    let ratio = fast.2 / fast.1;
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!(
+        "targets: 0 failed: {} ({}); 0 upstream errors: {} ({}); overhead under 10 %: {} ({share:.1} %); fast p99 within 1.2x steady: {} ({ratio:.2}x)",
+        verdict(ours.failed == 0),
+        ours.failed,
+        verdict(ours.upstream_errors == 0),
+        ours.upstream_errors,
+        verdict(share < 10.0),
+        verdict(ratio <= 1.2)
+    );
+}

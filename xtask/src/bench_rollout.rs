@@ -1,0 +1,30 @@
+//! `cargo xtask bench rollout`: the naive `down`/`up`, the Compose recreate
+//! and `docker rollout` updating the seed's six replicas under the same load,
+//! in one run, with failed requests, upstream errors, stale retries, p99 per
+//! request class against the steady state, and the tool's overhead.
+//!
+//! The work is the `bench-rollout` binary of the end-to-end harness
+//! (`tests/src/bin/bench-rollout.rs`), which has the stacks, the load and the
+//! plugin install; this task builds the images, the plugin and that binary,
+//! and runs it. It needs the Docker engine and takes about five minutes.
+
+use crate::util;
+use anyhow::{bail, Result};
+
+/// Entry point of this task.
+pub fn run(args: &[String]) -> Result<()> {
+    if let Some(extra) = args.first() {
+        bail!("bench rollout takes no argument, got {extra:?}");
+    }
+    crate::images::build_all(false)?;
+    util::run(util::cargo().args([
+        "build",
+        "-q",
+        "-p",
+        "docker-rollout",
+        "-p",
+        "rollout-e2e",
+        "--bins",
+    ]))?;
+    util::run(util::cargo().args(["run", "-q", "-p", "rollout-e2e", "--bin", "bench-rollout"]))
+}
