@@ -588,7 +588,7 @@ fn rolling_with_the_seeds_own_values() {
     assert_floor("seed-rolling (events)", &event_spans(&r), 4, &answers);
     let cspans = config_spans(&snaps, &r, "app", run.returned_at);
     assert_floor("seed-rolling (config file)", &cspans, 4, &answers);
-    // The seed's delay shows: three batches, 10 s apart at least between a worker's slots.
+    // Six new instances, each health-gated before it was routed.
     let batches = run
         .events
         .iter()
@@ -644,7 +644,7 @@ fn blue_green_switches_to_green_and_back_to_the_same_blue() {
     let mut cmd = p.rollout_command(&plugins);
     cmd.arg("blue");
     let to_blue = run_rollout(cmd, clock, ROLLOUT_LIMIT);
-    wait_ok(&load, 750, Duration::from_secs(30));
+    wait_ok(&load, 1250, Duration::from_secs(30));
     let snaps = watch.stop();
     let report = stop_example_load(load, &nginx);
     print_snaps(&snaps);
