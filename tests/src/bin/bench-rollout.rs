@@ -153,6 +153,8 @@ struct Overhead {
     imposed_s: f64,
     healthy_s: Vec<f64>,
     drains_s: Vec<f64>,
+    /// Where the tool's own time went, summed over the slots (not the critical path).
+    breakdown: Vec<(&'static str, f64)>,
 }
 
 fn run_one(method: Method, plugins: &PluginDir) -> Figures {
@@ -227,9 +229,12 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
     };
     if let Some(r) = &rollout {
         figures.exit = r.code;
-        if r.code != Some(0) {
-            eprintln!("docker rollout failed:\n{}\n{}", r.stderr, r.transcript());
-        }
+        eprintln!(
+            "docker rollout: exit {:?}\n{}{}",
+            r.code,
+            r.transcript(),
+            r.stderr
+        );
         figures.wall_s = r.elapsed;
         figures.overhead = Some(overhead(r, &report, start, start_unix, &seen));
     }
@@ -241,7 +246,7 @@ fn overhead(
     r: &rollout_e2e::e2e_kills::Ended,
     report: &Report,
     start: f64,
-    _start_unix: u64,
+    start_unix: u64,
     seen: &[(u64, String, String)],
 ) -> Overhead {
     // The event lines are stamped from the rollout's start, which is `start` on the load
@@ -302,7 +307,86 @@ fn overhead(
         imposed_s: imposed,
         healthy_s: launches.iter().map(|l| l.1).collect(),
         drains_s: drains.iter().map(|d| d.1).collect(),
+        breakdown: breakdown(r, report, start, start_unix, seen),
     }
+}
+
+/// The tool's own time per phase, summed over the slots, from its events and the engine's:
+/// launching (the engine's `create` of an instance back to the end of the slot's previous
+/// step is not known, so: `create` to the launch event), noticing health (the engine's
+/// healthy to the tool's), routing (healthy to the traffic change naming it), draining
+/// beyond the instance's own last request, and retiring (drained to removed).
+fn breakdown(
+    r: &rollout_e2e::e2e_kills::Ended,
+    report: &Report,
+    start: f64,
+    start_unix: u64,
+    seen: &[(u64, String, String)],
+) -> Vec<(&'static str, f64)> {
+    let engine_t = |id: &str, what: &str| {
+        seen.iter()
+            .find(|(_, i, w)| i.starts_with(id) && w == what)
+            .map(|(ms, _, _)| (*ms as f64 - start_unix as f64) / 1000.0)
+    };
+    let at = |pred: &dyn Fn(&Event) -> bool| r.events.iter().find(|l| pred(&l.event)).map(|l| l.at);
+    let (mut launch, mut notice, mut route, mut drain, mut retire) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for l in &r.events {
+        match &l.event {
+            Event::InstanceLaunched { instance, .. } => {
+                let id = instance.0.as_str();
+                if let Some(c) = engine_t(id, "create") {
+                    launch += (l.at - c).max(0.0);
+                }
+                let healthy =
+                    at(&|e| matches!(e, Event::InstanceHealthy { instance: i } if i.0 == id));
+                if let (Some(h), Some(eh)) = (healthy, engine_t(id, "health_status: healthy")) {
+                    notice += (h - eh).max(0.0);
+                    let routed = at(&|e| {
+                        matches!(e, Event::TrafficChanged { set, .. }
+                        if set.iter().any(|r| matches!(&r.target, Target::Instance { id: x, .. } if x.0 == id)))
+                    });
+                    if let Some(rt) = routed {
+                        route += (rt - h).max(0.0);
+                    }
+                }
+            }
+            Event::Drained {
+                removed,
+                report: dr,
+            } => {
+                for t in removed {
+                    if let Target::Instance { id, .. } = t {
+                        let id = id.0.as_str();
+                        let unrouted = at(&|e| {
+                            matches!(e, Event::TrafficChanged { removed, .. }
+                            if removed.iter().any(|t| matches!(t, Target::Instance { id: x, .. } if x.0 == id)))
+                        });
+                        if let Some(u) = unrouted {
+                            let short: String = id.chars().take(12).collect();
+                            let last =
+                                report.instances.get(&short).map_or(start + u, |s| s.last) - start;
+                            drain += (l.at - last.max(u)).max(0.0);
+                        }
+                        let removed_at = at(
+                            &|e| matches!(e, Event::InstanceRemoved { instance } if instance.0 == id),
+                        );
+                        if let Some(rm) = removed_at {
+                            retire += (rm - l.at).max(0.0);
+                        }
+                    }
+                }
+                let _ = dr;
+            }
+            _ => {}
+        }
+    }
+    vec![
+        ("launch (create to launched)", launch),
+        ("noticing health", notice),
+        ("routing (healthy to traffic change)", route),
+        ("draining past the last request", drain),
+        ("retiring (drained to removed)", retire),
+    ]
 }
 
 fn main() {
@@ -361,6 +445,14 @@ fn main() {
             .saturating_sub(1),
         overhead,
         share
+    );
+    println!(
+        "where the tool's own time went (summed over slots, 2 run at once): {}",
+        o.breakdown
+            .iter()
+            .map(|(what, s)| format!("{what} {s:.1}s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let fast = ours.p99.iter().find(|p| p.0 == Class::Fast).unwrap();
     let ratio = fast.2 / fast.1;
