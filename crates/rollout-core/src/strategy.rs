@@ -257,6 +257,13 @@ pub struct RolloutContext {
 /// zero-downtime invariants of DESIGN.md: route only ready instances, never
 /// stop an instance before it is unrouted and drained, keep the capacity
 /// floor, and follow failure_action.
+///
+/// The strategies of `rollout-strategies` also take the per-service lock
+/// ([`Journal::lock`]) for the length of [`Strategy::run`], write each step to
+/// the journal before taking it, and report the outcome both as the return
+/// value and as a final [`Event::Finished`](crate::event::Event::Finished).
+/// `rollout-mock`'s invariant checker tells whether a strategy of your own
+/// keeps the invariants.
 #[async_trait]
 pub trait Strategy: Send + Sync {
     /// A short name (`rolling`, `blue-green`, `canary`).

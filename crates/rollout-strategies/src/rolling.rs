@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use rollout_core::backend::Failure;
 use rollout_core::config::{FailureAction, Order, UpdateConfig};
 use rollout_core::journal::Phase;
+use rollout_core::router::DrainTicket;
 use rollout_core::strategy::{CancelLevel, TrafficLayout};
 use rollout_core::{
     Event, Instance, InstanceId, Outcome, Plan, Revision, RolloutContext, Route, RouteChange,
@@ -72,6 +73,8 @@ struct Shared {
     serving: AtomicUsize,
     /// Slots being replaced now.
     active: AtomicUsize,
+    /// Slots among them waiting for capacity.
+    waiting: AtomicUsize,
     /// Raised whenever `serving` grows or a slot ends.
     capacity: Notify,
 }
@@ -211,6 +214,7 @@ async fn roll(
         final_deadline: Mutex::new(None),
         serving: AtomicUsize::new(serving),
         active: AtomicUsize::new(0),
+        waiting: AtomicUsize::new(0),
         capacity: Notify::new(),
     };
     let ctx = Pass {
@@ -222,6 +226,7 @@ async fn roll(
         total: total.max(1),
         slots,
         shared,
+        unrouting: tokio::sync::Mutex::new(()),
     };
     if !ctx.slots.is_empty() {
         let workers = cfg.workers(ctx.slots.len());
@@ -326,6 +331,11 @@ struct Pass<'p, 'o> {
     total: usize,
     slots: Vec<Slot>,
     shared: Shared,
+    /// Held while deciding to take an instance out of the routes and
+    /// applying it, so that two removals (a stop-first slot and the
+    /// monitor) never each count the other's instance as still serving and
+    /// leave nothing routed.
+    unrouting: tokio::sync::Mutex<()>,
 }
 
 impl Pass<'_, '_> {
@@ -400,17 +410,33 @@ impl Pass<'_, '_> {
             .plan
             .replicas
             .saturating_sub(self.cfg.workers(self.slots.len()));
+        let mut announced = false;
         loop {
             let wake = self.shared.capacity.notified();
             tokio::pin!(wake);
             wake.as_mut().enable();
             let serving = self.shared.serving.load(Ordering::SeqCst);
-            let alone = self.shared.active.load(Ordering::SeqCst) == 1;
-            if serving > floor || alone {
+            // Alone: every other slot in progress is waiting here too, so
+            // none of them will add capacity back.
+            let others = self.shared.active.load(Ordering::SeqCst) - 1;
+            let others_waiting =
+                self.shared.waiting.load(Ordering::SeqCst) - usize::from(announced);
+            if serving > floor || others == others_waiting {
+                if announced {
+                    self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+                }
                 self.shared
                     .serving
                     .store(serving.saturating_sub(1), Ordering::SeqCst);
                 return;
+            }
+            if !announced {
+                // Tell the other waiters; they may now be alone. This wakes
+                // our own `wake` too: look again with a fresh one.
+                announced = true;
+                self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+                self.shared.capacity.notify_waiters();
+                continue;
             }
             wake.await;
         }
@@ -434,18 +460,35 @@ impl Pass<'_, '_> {
         // traffic (instances that failed after they were routed may have left
         // it alone): that slot goes start-first, so that the service keeps
         // serving. The swap keeps the count of serving instances as it was.
-        let swapped = match (reserved && slot.launch, slot.old.as_ref()) {
-            (true, Some(old)) => match self.last_serving(old).await {
-                Ok(last) => last,
+        let mut swapped = false;
+        let mut unrouted = None;
+        if let (true, Some(old)) = (reserved && slot.launch, slot.old.as_ref()) {
+            let _one = self.unrouting.lock().await;
+            let taken_out = async {
+                if self.last_serving(old).await? {
+                    return Ok(None);
+                }
+                let out = vec![target_of(old)];
+                let ticket = self
+                    .ops
+                    .route(RouteChange {
+                        set: vec![],
+                        remove: out.clone(),
+                    })
+                    .await?;
+                Ok(Some(ticket.unwrap_or_else(|| DrainTicket::unknown(out))))
+            };
+            match taken_out.await {
+                Ok(None) => swapped = true,
+                Ok(Some(ticket)) => unrouted = Some(ticket),
                 Err(e) => {
-                    self.released(true);
+                    self.released(false);
                     return Err(e);
                 }
-            },
-            _ => false,
-        };
+            }
+        }
         let stop_first = self.cfg.order == Order::StopFirst && !swapped;
-        let r = self.slot_inner(slot, stop_first).await;
+        let r = self.slot_inner(slot, stop_first, unrouted).await;
         self.released(matches!(r, Ok(true)) || swapped);
         r.map(|_| ())
     }
@@ -462,13 +505,28 @@ impl Pass<'_, '_> {
     }
 
     /// Replaces one slot; `Ok(true)` when a new instance was routed.
-    async fn slot_inner(&self, slot: &Slot, stop_first: bool) -> Res<bool> {
+    /// `unrouted` is the ticket of the old instance when [`Pass::slot`] took
+    /// it out already.
+    async fn slot_inner(
+        &self,
+        slot: &Slot,
+        stop_first: bool,
+        unrouted: Option<DrainTicket>,
+    ) -> Res<bool> {
         let ops = self.ops;
         let old = slot.old.as_ref();
         if stop_first || !slot.launch {
             if let Some(old) = old {
-                ops.unroute_and_retire(std::slice::from_ref(old), slot.old_routed)
-                    .await?;
+                match unrouted {
+                    Some(ticket) => {
+                        ops.drain(&ticket).await?;
+                        ops.retire(std::slice::from_ref(old)).await?;
+                    }
+                    None => {
+                        ops.unroute_and_retire(std::slice::from_ref(old), slot.old_routed)
+                            .await?
+                    }
+                }
                 if !stop_first && slot.old_routed {
                     self.shared.serving.fetch_sub(1, Ordering::SeqCst);
                 }
@@ -611,15 +669,31 @@ impl Pass<'_, '_> {
             // upstream with no server answers nothing; the next pass (or
             // the rollback) replaces it start-first.
             self.count(&id, failure).await?;
-            let view = ops.view(&ops.plan.service).await?;
-            let others = view
-                .running()
-                .filter(|i| i.id != id && view.is_routed(i))
-                .count();
-            let found = view.instances.iter().find(|i| i.id == id).cloned();
-            if let (Some(inst), true) = (found, others > 0) {
-                ops.unroute_and_retire(std::slice::from_ref(&inst), true)
-                    .await?;
+            let taken_out = {
+                let _one = self.unrouting.lock().await;
+                let view = ops.view(&ops.plan.service).await?;
+                let others = view
+                    .running()
+                    .filter(|i| i.id != id && view.is_routed(i))
+                    .count();
+                match view.instances.iter().find(|i| i.id == id) {
+                    Some(inst) if others > 0 => {
+                        let out = vec![target_of(inst)];
+                        let ticket = ops
+                            .route(RouteChange {
+                                set: vec![],
+                                remove: out.clone(),
+                            })
+                            .await?
+                            .unwrap_or_else(|| DrainTicket::unknown(out));
+                        Some((inst.clone(), ticket))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some((inst, ticket)) = taken_out {
+                ops.drain(&ticket).await?;
+                ops.retire(std::slice::from_ref(&inst)).await?;
                 let serving = &self.shared.serving;
                 let _ = serving.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
                     Some(v.saturating_sub(1))

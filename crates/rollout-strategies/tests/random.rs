@@ -54,7 +54,14 @@ async fn random_rollouts_keep_the_invariants() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
     let mut problems = Vec::new();
+    let trace = std::env::var("ROLLOUT_RANDOM_TRACE").is_ok();
     for seed in 1..=seeds {
+        let only: Option<u64> = std::env::var("ROLLOUT_RANDOM_ONLY")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        if only.is_some_and(|o| o != seed) {
+            continue;
+        }
         let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let replicas = 1 + r.below(6) as usize;
         let colours = r.below(4) == 0;
@@ -64,7 +71,11 @@ async fn random_rollouts_keep_the_invariants() {
         } else {
             (env(replicas), None)
         };
-        e.mock.set_faults(NEW, fault(&mut r));
+        let f = fault(&mut r);
+        if trace {
+            eprintln!("seed {seed}: fault {f:?}");
+        }
+        e.mock.set_faults(NEW, f);
         e.analysis = Some(Arc::new(ErrorRateAnalysis {
             mock: e.mock.clone(),
             max_rate: 0.1,
@@ -131,11 +142,23 @@ async fn random_rollouts_keep_the_invariants() {
             }
             std::future::pending::<()>().await
         };
+        if trace {
+            eprintln!("seed {seed}: {name} replicas {replicas} colours {colours} presses {presses} at {at:?}\n{p:#?}");
+        }
         let o = tokio::select! {
-            o = strategy.run(&ctx, &p) => o,
+            o = tokio::time::timeout(Duration::from_secs(36_000), strategy.run(&ctx, &p)) => match o {
+                Ok(o) => o,
+                Err(_) => {
+                    let tl = e.mock.with_timeline(|t| t.render(0));
+                    panic!("seed {seed}: still running after ten simulated hours\n{tl}");
+                }
+            },
             _ = press => unreachable!(),
         };
         let v = violations(&e, &p, name, &o);
+        if !v.is_empty() && trace {
+            eprintln!("{}", e.mock.with_timeline(|t| t.render(0)));
+        }
         if !v.is_empty() {
             problems.push(format!(
                 "seed {seed} ({name}, {replicas} replicas, colours {colours}): {o:?}\n  {}",
