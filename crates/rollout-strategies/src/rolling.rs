@@ -75,6 +75,10 @@ struct Shared {
     active: AtomicUsize,
     /// Slots among them waiting for capacity.
     waiting: AtomicUsize,
+    /// Failed instances the monitor left in the routes because nothing else
+    /// was routed; the next change that routes a new instance takes them
+    /// out, and the pass retires them.
+    kept: Mutex<Vec<Instance>>,
     /// Raised whenever `serving` grows or a slot ends.
     capacity: Notify,
 }
@@ -215,6 +219,7 @@ async fn roll(
         serving: AtomicUsize::new(serving),
         active: AtomicUsize::new(0),
         waiting: AtomicUsize::new(0),
+        kept: Mutex::new(Vec::new()),
         capacity: Notify::new(),
     };
     let ctx = Pass {
@@ -243,6 +248,19 @@ async fn roll(
         let (w, m) = tokio::join!(run_workers, ctx.monitor());
         w?;
         m?;
+    }
+    // Failed instances still in the routes because they were the last ones
+    // there: out now, when anything else serves.
+    let kept = std::mem::take(&mut *ctx.shared.kept.lock().unwrap_or_else(|e| e.into_inner()));
+    if !kept.is_empty() {
+        let view = ops.view(&plan.service).await?;
+        let serving = view
+            .running()
+            .filter(|i| i.is_ready() && view.is_routed(i) && !kept.iter().any(|k| k.id == i.id))
+            .count();
+        if serving > 0 {
+            ops.unroute_and_retire(&kept, true).await?;
+        }
     }
     let failures = ctx.shared.failures.load(Ordering::SeqCst);
     if let Some(reason) = ctx
@@ -567,7 +585,14 @@ impl Pass<'_, '_> {
         if let (true, Some(old), true) = (retire_old, old, slot.old_routed) {
             change.remove.push(target_of(old));
         }
+        let kept = std::mem::take(&mut *self.shared.kept.lock().unwrap_or_else(|e| e.into_inner()));
+        change.remove.extend(kept.iter().map(target_of));
         let ticket = ops.route(change).await?;
+        if !kept.is_empty() {
+            let out = kept.iter().map(target_of).collect();
+            ops.drain(&DrainTicket::unknown(out)).await?;
+            ops.retire(&kept).await?;
+        }
         if !self.cfg.monitor.is_zero() {
             self.shared
                 .watch
@@ -688,7 +713,15 @@ impl Pass<'_, '_> {
                             .unwrap_or_else(|| DrainTicket::unknown(out));
                         Some((inst.clone(), ticket))
                     }
-                    _ => None,
+                    Some(inst) => {
+                        self.shared
+                            .kept
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(inst.clone());
+                        None
+                    }
+                    None => None,
                 }
             };
             if let Some((inst, ticket)) = taken_out {
