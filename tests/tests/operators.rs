@@ -130,6 +130,18 @@ fn a_second_concurrent_rollout_is_refused_with_holder_and_since() {
     load.mark("rollout-start");
     let mut first = spawn_rollout(s.command(&["--output", "json"]), origin_of(&load));
     first.wait_event("instance-launched", Duration::from_secs(60));
+    // The plugin runs as a child of the docker CLI (forked by any of its threads): the
+    // holder must name that process.
+    let cli = first.pid();
+    let plugin_pids: Vec<String> = std::fs::read_dir(format!("/proc/{cli}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|c| c.split_whitespace().map(String::from).collect::<Vec<_>>())
+                .collect()
+        })
+        .unwrap_or_default();
     let second = rollout_e2e::e2e_faults::run_rollout(
         s.command(&["--output", "json"]),
         origin_of(&load),
@@ -163,6 +175,11 @@ fn a_second_concurrent_rollout_is_refused_with_holder_and_since() {
     assert!(
         holder.contains('@') && holder.contains(" pid "),
         "holder {holder:?}"
+    );
+    let holder_pid = holder.rsplit(' ').next().unwrap();
+    assert!(
+        plugin_pids.iter().any(|p| p == holder_pid),
+        "the holder {holder:?} is not the first rollout's plugin process ({plugin_pids:?})"
     );
     let since = since.lines().next().unwrap();
     let b = since.as_bytes();
