@@ -560,10 +560,16 @@ pub struct Bounds {
 }
 
 /// Checks, for each instance of `old` (full ids): it answered requests that started in the
-/// second before the proxy's config file stopped naming it, and requests that ended in the
-/// second before the traffic-change event that took it out arrived; the config changed no
-/// later than the event; and it answered no request that started more than `slack` seconds
-/// after the event (and before `until`). Panics with the whole table when one did not.
+/// second before the proxy's config file stopped naming it (nginx reloads only after the
+/// write, so it was routed then), and the load report's last answer of it is no earlier; the
+/// config changed no later than the traffic-change event that took it out arrived; and it
+/// answered no request that started more than `slack` seconds after that event (and before
+/// `until`): the routes had changed by then. Panics with the whole table when one did not.
+///
+/// The unroute itself (the reload taking) lies between the config write and the event, which
+/// comes once the router has seen the new workers: under a loaded machine that can take
+/// seconds, so the answers that ended in the second before the event are printed, not
+/// asserted.
 pub fn assert_last_second(
     what: &str,
     old: &[String],
@@ -613,12 +619,6 @@ pub fn assert_last_second(
                 .filter(|x| x.start > u + slack && x.start < until)
                 .count(),
         };
-        if row.answers_in_last_second == 0 {
-            problems.push(format!(
-                "{host} did not answer in its last second before it was unrouted at {u:.3}s \
-                 (last answer ended at {last_answer:.3}s)"
-            ));
-        }
         if row.started_in_last_config_second == 0 {
             problems.push(format!(
                 "{host} answered no request that started in the second before the config file \
@@ -631,10 +631,10 @@ pub fn assert_last_second(
                  it out ({u:.3}s)"
             ));
         }
-        if row.last_answer < u - 1.0 {
+        if row.last_answer < c - 1.0 {
             problems.push(format!(
                 "{host}: the load report's last answer {last_answer:.3}s is more than 1s before \
-                 it was unrouted at {u:.3}s"
+                 the config stopped naming it at {c:.3}s"
             ));
         }
         if row.answered_after > 0 {
@@ -672,6 +672,12 @@ pub fn stderr_upstream_errors(container: &str, report: &Report) -> rollout_load:
     let out = crate::run_ok(crate::docker().args(["logs", container]));
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    eprintln!(
+        "nginx's log ({} lines, last 40):\n{}",
+        lines.len(),
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    );
     rollout_load::UpstreamErrors::from_lines(&text, report.started_unix_ms as f64 / 1000.0)
 }
 
