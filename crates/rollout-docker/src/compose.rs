@@ -225,6 +225,13 @@ impl ComposeCli {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // In a process group of its own: a Ctrl-C at the terminal signals the
+        // whole foreground group, and Compose would abort what it is creating
+        // (and the abort be counted as the revision failing). The rollout
+        // decides what an interrupt stops; kill_on_drop still ends this child
+        // when the rollout drops it.
+        #[cfg(unix)]
+        command.process_group(0);
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);
         }

@@ -74,13 +74,18 @@ async fn send(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     *request.uri_mut() = origin_form.parse().map_err(io::Error::other)?;
-    let mut child = tokio::process::Command::new(&cli.program)
+    let mut command = tokio::process::Command::new(&cli.program);
+    command
         .args(&cli.global_args)
         .args(["system", "dial-stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+        .stderr(Stdio::null());
+    // Out of the terminal's foreground group: a Ctrl-C is the rollout's to
+    // handle, and it still needs the engine to roll back.
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = command.spawn()?;
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(io::Error::other("docker system dial-stdio gave no pipes"));
     };
