@@ -481,6 +481,13 @@ fn interrupted(slug: &str, own_group: bool, signal: &str, whom: Whom) {
         "{}",
         run.transcript()
     );
+    // An interrupt is not the new revision failing: the terminal's Ctrl-C must not reach
+    // the Compose tool or the docker CLI the plugin runs (they would abort a launch half-way).
+    assert!(
+        !run.has(|e| matches!(e, Event::FailureCounted { .. })),
+        "the interrupt was counted as a failure:\n{}",
+        run.transcript()
+    );
     let summary = run.summary.as_ref().expect("a summary line");
     assert_eq!(summary["summary"]["exit_code"], 130, "{summary}");
     let expected = match whom {
