@@ -7,10 +7,10 @@
 //! strategy's events.
 
 use crate::cluster::MockCluster;
-use crate::timeline::Timeline;
+use crate::timeline::{Change, Timeline};
 use rollout_core::config::{Order, UpdateConfig};
 use rollout_core::strategy::TrafficLayout;
-use rollout_core::{InstanceState, Outcome, Plan, ServiceRef, Target};
+use rollout_core::{InstanceId, InstanceState, Outcome, Plan, ServiceRef, Target};
 use std::fmt;
 use std::time::Duration;
 
@@ -155,11 +155,37 @@ pub struct EndState<'a> {
 /// - completed: every running instance of the service runs `to`, is ready,
 ///   there are `replicas` of them, and the routes name the service at rest;
 /// - rolled back (or interrupted and rolled back): the same with `from`
-///   (nothing runs when there was no `from`);
+///   (nothing runs when there was no `from`); in the two-colour layout the
+///   routes are back on the other colour and the colour rolled out runs no
+///   instance of `to` (see [`check_end_from`] for those it ran before);
 /// - completed with failures, paused, failed: only `from` and `to` run, and
 ///   in the single layout every running instance is routed; halted (a
 ///   second Ctrl-C): only `from` and `to` run.
 pub fn check_end(mock: &MockCluster, want: &EndState<'_>, outcome: &Outcome) -> Vec<Violation> {
+    check_end_from(mock, want, outcome, 0)
+}
+
+/// [`check_end`] for a rollout that began at `from` (a
+/// [`MockCluster::mark`]): in the two-colour layout, instances of `to` that
+/// the colour ran before `from` may stay after a rollback (idle, as they
+/// were); only what the rollout launched must be gone. With `from` 0 every
+/// instance counts as launched by the rollout.
+pub fn check_end_from(
+    mock: &MockCluster,
+    want: &EndState<'_>,
+    outcome: &Outcome,
+    from: usize,
+) -> Vec<Violation> {
+    let before: std::collections::HashSet<InstanceId> = mock.with_timeline(|t| {
+        t.entries
+            .iter()
+            .take(from)
+            .filter_map(|e| match &e.change {
+                Change::Launched(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    });
     let last = mock.mark().saturating_sub(1);
     let at = mock.elapsed();
     let mut out = Vec::new();
@@ -263,9 +289,12 @@ pub fn check_end(mock: &MockCluster, want: &EndState<'_>, outcome: &Outcome) -> 
                 }
             }
             (_, Some(other)) => {
-                if live.iter().any(|v| v.instance.revision == want.to) {
+                if live
+                    .iter()
+                    .any(|v| v.instance.revision == want.to && !before.contains(&v.instance.id))
+                {
                     push(format!(
-                        "{} still runs {} after rollback",
+                        "{} still runs {} it launched after rollback",
                         want.service, want.to
                     ));
                 }

@@ -277,10 +277,16 @@ async fn revert_colours(ops: &Ops<'_>, other: &ServiceRef, reason: &str) -> Res<
     }
     let ticket = ops.route(change).await?;
     let green = ops.view(&plan.service).await?;
+    // Only what this rollout launched goes: instances the colour ran before
+    // it stay as they were (idle now), and what exited goes in any case.
+    let existed = existed(ops);
     let new: Vec<Instance> = green
         .instances
         .iter()
-        .filter(|i| i.revision == plan.target.id || i.state != InstanceState::Running)
+        .filter(|i| {
+            i.state != InstanceState::Running
+                || (i.revision == plan.target.id && !existed.contains(&i.id.0))
+        })
         .cloned()
         .collect();
     let ticket =
@@ -440,6 +446,29 @@ async fn colours(ops: &Ops<'_>, other: &ServiceRef, stop_other: bool) -> Outcome
     }
 }
 
+/// The journal's key for the instances the colour made live ran before the
+/// rollout launched anything.
+const EXISTED: &str = "existed";
+
+/// Notes, once per rollout and before anything is launched, which instances
+/// the colour made live runs already, so that a rollback (in this run or a
+/// later one, after a crash) removes only what the rollout launched.
+pub(crate) async fn note_existed(ops: &Ops<'_>, green: &crate::ops::View) -> Res<()> {
+    if ops.state(EXISTED).is_some() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = green.instances.iter().map(|i| i.id.0.as_str()).collect();
+    ops.set_state(EXISTED, json!(ids)).await
+}
+
+/// The ids [`note_existed`] noted; empty when none were (a journal of an
+/// earlier version: everything of the target is taken as launched).
+fn existed(ops: &Ops<'_>) -> std::collections::HashSet<String> {
+    ops.state(EXISTED)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
 /// Gets the idle colour ready: removes what it ran before and launches the
 /// target set. `Ok(Err(outcome))` ends the rollout.
 pub(crate) async fn prepare_colour(
@@ -509,6 +538,7 @@ async fn colours_inner(
     let plan = ops.plan;
     let t = plan.target.id.as_str();
     let gname = &plan.service.service;
+    note_existed(ops, &green).await?;
     let live = green.service_routed(gname)
         || green
             .instances

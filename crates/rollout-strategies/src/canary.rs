@@ -1,7 +1,8 @@
 //! Canary: traffic stepped to the new revision, judged at every step.
 
 use crate::bluegreen::{
-    colour_at_rest, launch_set, only, prepare_colour, revert, stop_colour, stop_to_outcome, Stop,
+    colour_at_rest, launch_set, note_existed, only, prepare_colour, revert, stop_colour,
+    stop_to_outcome, Stop,
 };
 use crate::ops::{service_target, target_of, Ops, Res};
 use async_trait::async_trait;
@@ -149,6 +150,7 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
             }
         }
         Some((other, _)) => {
+            note_existed(ops, &view).await?;
             let live = view.service_routed(&plan.service.service)
                 || view
                     .instances

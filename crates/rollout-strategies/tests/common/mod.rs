@@ -7,7 +7,7 @@ use rollout_core::strategy::{Cancel, TrafficLayout};
 use rollout_core::{
     Analysis, Event, Outcome, Plan, Revision, RolloutContext, ServiceRef, Strategy,
 };
-use rollout_mock::check::{check_end, check_timeline, floor_for, EndState};
+use rollout_mock::check::{check_end_from, check_timeline, floor_for, EndState};
 use rollout_mock::{MemoryJournal, MockCluster, MockVerifier};
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,7 +125,7 @@ pub fn violations(env: &Env, plan: &Plan, strategy: &str, outcome: &Outcome) -> 
         to: &plan.target.id,
     };
     v.extend(
-        check_end(&env.mock, &want, outcome)
+        check_end_from(&env.mock, &want, outcome, env.mark)
             .iter()
             .map(|v| v.to_string()),
     );
