@@ -135,7 +135,8 @@ pub enum Outcome {
     Completed,
     /// The service already ran the revision.
     NoChange,
-    /// failure_action continue let failures through; states what it left.
+    /// Some slots failed, under max_failure_ratio or past it with
+    /// failure_action continue; says which, and what the service runs now.
     CompletedWithFailures(String),
     /// Failed and rolled back: the old revision serves.
     RolledBack(String),

@@ -47,7 +47,12 @@ pub struct Rolling;
 
 /// How one pass of workers ended.
 enum End {
-    Done { failures: usize, slots: usize },
+    Done {
+        failures: usize,
+        slots: usize,
+        /// The failures this pass counted: slot (1-based), instance, why.
+        failed: Vec<(usize, InstanceId, Failure)>,
+    },
     Crossed(String),
     Cancelled(CancelLevel),
 }
@@ -63,7 +68,10 @@ struct Shared {
     next: AtomicUsize,
     failures: AtomicUsize,
     stop: Mutex<Option<String>>,
-    watch: Mutex<Vec<(InstanceId, Instant)>>,
+    /// Instances in their monitor window: id, end of the window, slot.
+    watch: Mutex<Vec<(InstanceId, Instant, usize)>>,
+    /// Failures counted by this pass: slot (1-based), instance, why.
+    failed: Mutex<Vec<(usize, InstanceId, Failure)>>,
     notify: Notify,
     workers_done: AtomicBool,
     /// When the final watch ends: set when the last worker finishes, to
@@ -121,9 +129,11 @@ async fn body(ops: &Ops<'_>) -> Outcome {
     match roll(ops, Some(&plan.target), &plan.update, false).await {
         Err(e) => Outcome::Failed(e.to_string()),
         Ok(End::Done { failures: 0, .. }) => Outcome::Completed,
-        Ok(End::Done { failures, slots }) => Outcome::CompletedWithFailures(format!(
-            "{failures} of {slots} slots failed and failure_action continue went on"
-        )),
+        Ok(End::Done {
+            failures,
+            slots,
+            failed,
+        }) => Outcome::CompletedWithFailures(with_failures(ops, failures, slots, &failed).await),
         Ok(End::Crossed(reason)) => match plan.update.failure_action {
             FailureAction::Rollback => rollback(ops, reason, false).await,
             _ => Outcome::Paused(format!(
@@ -134,6 +144,76 @@ async fn body(ops: &Ops<'_>) -> Outcome {
         Ok(End::Cancelled(CancelLevel::Halt)) => Outcome::Interrupted(false),
         Ok(End::Cancelled(_)) => rollback(ops, "interrupted".into(), true).await,
     }
+}
+
+/// What a rollout that completed with failures did: how many slots failed
+/// against max_failure_ratio and what failure_action did about it, which
+/// slots failed and why, and what the service runs now.
+async fn with_failures(
+    ops: &Ops<'_>,
+    failures: usize,
+    slots: usize,
+    failed: &[(usize, InstanceId, Failure)],
+) -> String {
+    let plan = ops.plan;
+    let cfg = &plan.update;
+    let action = match cfg.failure_action {
+        FailureAction::Pause => "pause",
+        FailureAction::Continue => "continue",
+        FailureAction::Rollback => "rollback",
+    };
+    let ratio = cfg.max_failure_ratio;
+    let mut msg = if !cfg.ratio_crossed(failures, slots) {
+        format!(
+            "{failures} of {slots} slots failed, within max_failure_ratio {ratio}, so failure_action {action} did not fire"
+        )
+    } else if cfg.failure_action == FailureAction::Continue {
+        format!(
+            "{failures} of {slots} slots failed, above max_failure_ratio {ratio}, and failure_action continue went on"
+        )
+    } else {
+        format!("{failures} of {slots} slots failed, above max_failure_ratio {ratio}")
+    };
+    let mut what: Vec<String> = failed
+        .iter()
+        .map(|(slot, id, f)| format!("slot {slot} ({id}: {f})"))
+        .collect();
+    if failures > failed.len() {
+        what.push(format!("{} in an earlier run", failures - failed.len()));
+    }
+    if !what.is_empty() {
+        msg.push_str(&format!("; failed: {}", what.join(", ")));
+    }
+    match ops.view(&plan.service).await {
+        Ok(view) => {
+            let t = &plan.target.id;
+            let mut new = 0;
+            let mut others: std::collections::BTreeMap<&str, usize> = Default::default();
+            let mut running = 0;
+            for i in view.running() {
+                running += 1;
+                if i.revision == *t {
+                    new += 1;
+                } else {
+                    *others.entry(i.revision.as_str()).or_default() += 1;
+                }
+            }
+            msg.push_str(&format!(
+                "; left: {new} of {} instances run {}",
+                plan.replicas, plan.target
+            ));
+            for (rev, n) in others {
+                let short: String = rev.chars().take(12).collect();
+                let verb = if n == 1 { "runs" } else { "run" };
+                msg.push_str(&format!(", {n} still {verb} {short}"));
+            }
+            if running < plan.replicas {
+                msg.push_str(&format!(", {} missing", plan.replicas - running));
+            }
+        }
+        Err(e) => msg.push_str(&format!("; cannot tell what is left: {e}")),
+    }
+    msg
 }
 
 /// Rolls every slot back to the journal's `from` with `rollback_config`.
@@ -213,6 +293,7 @@ async fn roll(
         failures: AtomicUsize::new(carried),
         stop: Mutex::new(None),
         watch: Mutex::new(Vec::new()),
+        failed: Mutex::new(Vec::new()),
         notify: Notify::new(),
         workers_done: AtomicBool::new(false),
         final_deadline: Mutex::new(None),
@@ -287,9 +368,13 @@ async fn roll(
             }
         }
     }
+    let mut failed =
+        std::mem::take(&mut *ctx.shared.failed.lock().unwrap_or_else(|e| e.into_inner()));
+    failed.sort_by_key(|(slot, _, _)| *slot);
     Ok(End::Done {
         failures,
         slots: total,
+        failed,
     })
 }
 
@@ -379,7 +464,7 @@ impl Pass<'_, '_> {
                 index: k + 1,
                 size: 1,
             });
-            self.slot(&self.slots[k]).await?;
+            self.slot(k + 1, &self.slots[k]).await?;
             let more = self.shared.next.load(Ordering::SeqCst) < self.slots.len();
             if more && !self.cfg.delay.is_zero() {
                 tokio::select! {
@@ -393,8 +478,13 @@ impl Pass<'_, '_> {
 
     /// Counts a failure of an instance this pass launched, and stops the
     /// dispatch when the ratio is crossed.
-    async fn count(&self, id: &InstanceId, failure: Failure) -> Res<()> {
+    async fn count(&self, slot: usize, id: &InstanceId, failure: Failure) -> Res<()> {
         let failures = self.shared.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((slot, id.clone(), failure.clone()));
         self.ops
             .failure_counted(id, failure.clone(), failures, self.total)
             .await;
@@ -468,7 +558,7 @@ impl Pass<'_, '_> {
         self.shared.capacity.notify_waiters();
     }
 
-    async fn slot(&self, slot: &Slot) -> Res<()> {
+    async fn slot(&self, index: usize, slot: &Slot) -> Res<()> {
         let reserved = self.cfg.order == Order::StopFirst && slot.old_routed && slot.old.is_some();
         self.shared.active.fetch_add(1, Ordering::SeqCst);
         if reserved {
@@ -506,7 +596,7 @@ impl Pass<'_, '_> {
             }
         }
         let stop_first = self.cfg.order == Order::StopFirst && !swapped;
-        let r = self.slot_inner(slot, stop_first, unrouted).await;
+        let r = self.slot_inner(index, slot, stop_first, unrouted).await;
         self.released(matches!(r, Ok(true)) || swapped);
         r.map(|_| ())
     }
@@ -527,6 +617,7 @@ impl Pass<'_, '_> {
     /// it out already.
     async fn slot_inner(
         &self,
+        index: usize,
         slot: &Slot,
         stop_first: bool,
         unrouted: Option<DrainTicket>,
@@ -557,7 +648,7 @@ impl Pass<'_, '_> {
             Ok(i) => i,
             Err(f) => {
                 let id = InstanceId(format!("{}:launch", ops.plan.service));
-                self.count(&id, f).await?;
+                self.count(index, &id, f).await?;
                 return Ok(false);
             }
         };
@@ -565,7 +656,7 @@ impl Pass<'_, '_> {
             Gate::Healthy => {}
             Gate::Failed(f) => {
                 // Counted first, so that its logs are read before removal.
-                self.count(&new.id, f).await?;
+                self.count(index, &new.id, f).await?;
                 ops.retire(std::slice::from_ref(&new)).await?;
                 return Ok(false);
             }
@@ -598,7 +689,7 @@ impl Pass<'_, '_> {
                 .watch
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((new.id.clone(), Instant::now() + self.cfg.monitor));
+                .push((new.id.clone(), Instant::now() + self.cfg.monitor, index));
             self.shared.notify.notify_one();
         }
         if let (true, Some(old)) = (retire_old, old) {
@@ -650,15 +741,15 @@ impl Pass<'_, '_> {
                     .final_deadline
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                for (_, until) in w.iter_mut() {
+                for (_, until, _) in w.iter_mut() {
                     if let Some(fin) = fin {
                         *until = (*until).min(fin);
                     }
                 }
-                w.retain(|(_, until)| *until > now);
-                let until = w.iter().map(|(_, u)| *u).min();
+                w.retain(|(_, until, _)| *until > now);
+                let until = w.iter().map(|(_, u, _)| *u).min();
                 (
-                    w.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+                    w.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>(),
                     until,
                 )
             };
@@ -682,18 +773,22 @@ impl Pass<'_, '_> {
             let Some((id, failure)) = failed else {
                 continue;
             };
-            self.shared
-                .watch
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|(i, _)| *i != id);
+            let slot = {
+                let mut w = self.shared.watch.lock().unwrap_or_else(|e| e.into_inner());
+                let slot = w
+                    .iter()
+                    .find(|(i, _, _)| *i == id)
+                    .map_or(0, |(_, _, s)| *s);
+                w.retain(|(i, _, _)| *i != id);
+                slot
+            };
             // Take the failed instance out and remove it: it gets no more
             // traffic, and its slot is left for the next run (or the
             // rollback) to fill. Unless nothing else would get traffic: an
             // instance that fails its health check may still answer, and an
             // upstream with no server answers nothing; the next pass (or
             // the rollback) replaces it start-first.
-            self.count(&id, failure).await?;
+            self.count(slot, &id, failure).await?;
             let taken_out = {
                 let _one = self.unrouting.lock().await;
                 let view = ops.view(&ops.plan.service).await?;

@@ -119,3 +119,58 @@ async fn a_two_colour_rollback_keeps_what_the_idle_colour_ran_before() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn completed_with_failures_says_what_happened() {
+    use rollout_core::config::{FailureAction, Order};
+    use rollout_core::Event;
+    // One of four slots fails (25 %): under a max_failure_ratio of 0.5 no
+    // action fires, whatever it is; with a ratio of 0 only continue lets the
+    // rollout complete.
+    for (action, ratio, word) in [
+        (FailureAction::Rollback, 0.5, "rollback"),
+        (FailureAction::Pause, 0.5, "pause"),
+        (FailureAction::Continue, 0.5, "continue"),
+        (FailureAction::Continue, 0.0, "continue"),
+    ] {
+        let e = env(4);
+        e.mock
+            .set_faults(NEW, Faults::never_healthy().only_first(1));
+        let mut p = plan(&e, 4);
+        p.update.order = Order::StartFirst;
+        p.update.failure_action = action;
+        p.update.max_failure_ratio = ratio;
+        let (o, events) = run(&rollout_strategies::Rolling, &e, &p).await;
+        let Outcome::CompletedWithFailures(msg) = &o else {
+            panic!("{word} {ratio}: {o:?}")
+        };
+        let failed = events
+            .iter()
+            .find_map(|ev| match ev {
+                Event::FailureCounted { instance, .. } => Some(instance.0.clone()),
+                _ => None,
+            })
+            .expect("a failure was counted");
+        assert!(msg.starts_with("1 of 4 slots failed"), "{msg}");
+        assert!(msg.contains(&format!("failure_action {word}")), "{msg}");
+        assert!(msg.contains(&format!("max_failure_ratio {ratio}")), "{msg}");
+        if ratio > 0.0 {
+            assert!(msg.contains("within max_failure_ratio"), "{msg}");
+            assert!(!msg.contains("went on"), "{msg}");
+        } else {
+            assert!(msg.contains("above max_failure_ratio"), "{msg}");
+            assert!(msg.contains("continue went on"), "{msg}");
+        }
+        // Which slot failed, by its instance, and what the service was left
+        // with: the failed slot kept its old instance (start-first).
+        assert!(msg.contains(&format!("slot 1 ({failed}:")), "{msg}");
+        assert!(
+            msg.contains(&format!("left: 3 of 4 instances run app:2 ({NEW})")),
+            "{msg}"
+        );
+        assert!(msg.contains(&format!("1 still runs {OLD}")), "{msg}");
+        assert_eq!(e.mock.counts(NEW).ready, 3);
+        assert_eq!(e.mock.counts(OLD).ready, 1);
+        assert_clean(&e, &p, "rolling", &o);
+    }
+}
