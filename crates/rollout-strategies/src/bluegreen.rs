@@ -15,9 +15,10 @@ use std::time::Duration;
 
 /// Launches the whole new set beside the old one, gates it on health (and
 /// on the optional verification request to each new instance), switches all
-/// traffic in one change, watches the new set for `update.monitor`, keeps
-/// the old set for `blue_green.keep_old_for` so that a failure switches back
-/// at once, then removes it.
+/// traffic in one change, watches the new set for `update.monitor` while the
+/// old set drains (the drain is reported as soon as it ends), keeps the old
+/// set for `blue_green.keep_old_for` so that a failure switches back at
+/// once, then removes it.
 ///
 /// Any failure of a new instance before or during the monitor window sends
 /// traffic back to the old set and removes the new one (exit 3):
@@ -159,6 +160,38 @@ pub(crate) async fn watch(
             }
         },
         _ = ops.ctx.cancel.reached(CancelLevel::Abort) => Ok(Err(Stop::Cancelled(ops.ctx.cancel.level()))),
+    }
+}
+
+/// Watches `new` for `within` while what the switch took out drains, and
+/// reports the drain (the `Drained` event, with the router's report) as
+/// soon as it ends, as a rolling slot does; the watch goes on for the rest
+/// of its window. `Ok(Ok(()))` when the window passed and the drain
+/// ended; a failure or a cancel stops both (the switch is undone then).
+pub(crate) async fn watch_draining(
+    ops: &Ops<'_>,
+    new: &[Instance],
+    within: Duration,
+    ticket: &DrainTicket,
+) -> Res<Result<(), Stop>> {
+    let began = tokio::time::Instant::now();
+    let drain = ops.drain(ticket);
+    let first = watch(ops, new, within);
+    tokio::pin!(drain, first);
+    tokio::select! {
+        biased;
+        w = &mut first => match w? {
+            Ok(()) => {
+                drain.await?;
+                Ok(Ok(()))
+            }
+            Err(stop) => Ok(Err(stop)),
+        },
+        d = &mut drain => {
+            d?;
+            let rest = within.saturating_sub(began.elapsed());
+            watch(ops, new, rest).await
+        }
     }
 }
 
@@ -384,22 +417,23 @@ async fn single_inner(ops: &Ops<'_>) -> Res<Outcome> {
         .filter(|i| i.revision == t)
         .cloned()
         .collect();
-    if let Err(stop) = watch(ops, &new, plan.update.monitor).await? {
-        return Ok(stop_to_outcome(ops, stop).await);
-    }
-    if let Some(level) = hold(ops, plan.blue_green.keep_old_for.unwrap_or_default()).await {
-        return Ok(stop_to_outcome(ops, Stop::Cancelled(level)).await);
-    }
     let old: Vec<Instance> = view
         .instances
         .iter()
         .filter(|i| i.revision != t)
         .cloned()
         .collect();
+    // The old set drains while the new one is watched; a run resumed after
+    // the switch cannot tell what is still in flight, and waits for all.
     let ticket = ticket
         .filter(|t| !t.removed.is_empty())
         .unwrap_or_else(|| DrainTicket::unknown(old.iter().map(target_of).collect()));
-    ops.drain(&ticket).await?;
+    if let Err(stop) = watch_draining(ops, &new, plan.update.monitor, &ticket).await? {
+        return Ok(stop_to_outcome(ops, stop).await);
+    }
+    if let Some(level) = hold(ops, plan.blue_green.keep_old_for.unwrap_or_default()).await {
+        return Ok(stop_to_outcome(ops, Stop::Cancelled(level)).await);
+    }
     ops.retire(&old).await?;
     ops.settle(t).await?;
     Ok(Outcome::Completed)
@@ -503,12 +537,16 @@ pub(crate) async fn stop_colour(
     other: &ServiceRef,
     ticket: Option<DrainTicket>,
 ) -> Res<()> {
-    let blue = ops.view(other).await?;
     let ticket =
         ticket.unwrap_or_else(|| DrainTicket::unknown(vec![service_target(&other.service)]));
     ops.drain(&ticket).await?;
-    let all: Vec<Instance> = blue.instances.clone();
-    ops.retire(&all).await
+    retire_colour(ops, other).await
+}
+
+/// Stops and removes every instance of the other colour, drained already.
+pub(crate) async fn retire_colour(ops: &Ops<'_>, other: &ServiceRef) -> Res<()> {
+    let blue = ops.view(other).await?;
+    ops.retire(&blue.instances).await
 }
 
 /// The change that makes `green` the only route.
@@ -572,14 +610,18 @@ async fn colours_inner(
     }
     let green = ops.view(&plan.service).await?;
     let new: Vec<Instance> = green.running().cloned().collect();
-    if let Err(stop) = watch(ops, &new, plan.update.monitor).await? {
+    // The other colour drains while this one is watched (kept running or
+    // not); a run resumed after the switch waits for all of it.
+    let ticket =
+        ticket.unwrap_or_else(|| DrainTicket::unknown(vec![service_target(&other.service)]));
+    if let Err(stop) = watch_draining(ops, &new, plan.update.monitor, &ticket).await? {
         return Ok(stop_to_outcome(ops, stop).await);
     }
     if stop_other {
         if let Some(level) = hold(ops, plan.blue_green.keep_old_for.unwrap_or_default()).await {
             return Ok(stop_to_outcome(ops, Stop::Cancelled(level)).await);
         }
-        stop_colour(ops, other, ticket).await?;
+        retire_colour(ops, other).await?;
     }
     Ok(Outcome::Completed)
 }

@@ -174,3 +174,117 @@ async fn completed_with_failures_says_what_happened() {
         assert_clean(&e, &p, "rolling", &o);
     }
 }
+
+/// The `Drained` events of a run whose `removed` is `targets` (any order).
+fn drains_of(events: &[rollout_core::Event], targets: &[Target]) -> Vec<rollout_core::DrainReport> {
+    let mut want = targets.to_vec();
+    want.sort();
+    events
+        .iter()
+        .filter_map(|ev| match ev {
+            rollout_core::Event::Drained { removed, report } => {
+                let mut got = removed.clone();
+                got.sort();
+                (got == want).then(|| report.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The targets the switch took out: the route change just before the
+/// weights went to 100 %.
+fn switched_out(events: &[rollout_core::Event]) -> Vec<Target> {
+    let at = events
+        .iter()
+        .position(|ev| matches!(ev, rollout_core::Event::WeightsChanged { new_percent: 100 }))
+        .expect("a switch");
+    events[..at]
+        .iter()
+        .rev()
+        .find_map(|ev| match ev {
+            rollout_core::Event::TrafficChanged { removed, .. } => Some(removed.clone()),
+            _ => None,
+        })
+        .expect("a route change before the switch")
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_reports_the_drain_of_the_old_set_after_the_switch() {
+    use rollout_core::Event;
+    // Single layout, the old set kept a minute for a switch-back: its drain
+    // is reported after the switch, before that minute, and once.
+    let e = env(3);
+    let mut p = plan(&e, 3);
+    p.blue_green.keep_old_for = Some(Duration::from_secs(60));
+    let (o, events) = run(&BlueGreen, &e, &p).await;
+    assert_eq!(o, Outcome::Completed);
+    let old = switched_out(&events);
+    assert_eq!(old.len(), 3, "{old:?}");
+    let drains = drains_of(&events, &old);
+    assert_eq!(
+        drains.len(),
+        1,
+        "the old set's drain reported once: {events:?}"
+    );
+    assert!(!drains[0].waited_for.is_empty(), "{:?}", drains[0]);
+    let switch = events
+        .iter()
+        .position(|ev| matches!(ev, Event::WeightsChanged { new_percent: 100 }))
+        .expect("switched");
+    let drained = events
+        .iter()
+        .position(|ev| matches!(ev, Event::Drained { .. }))
+        .unwrap();
+    let stopped = events
+        .iter()
+        .position(|ev| matches!(ev, Event::InstanceStopped { .. }))
+        .unwrap();
+    assert!(switch < drained && drained < stopped);
+    assert_clean(&e, &p, "blue-green", &o);
+
+    // Interrupted during that minute: the drain was reported already.
+    let e = env(3);
+    let (handle, cancel) = Cancel::new();
+    let (ctx, mut rx) = ctx(&e, cancel);
+    let o = tokio::select! {
+        o = BlueGreen.run(&ctx, &p) => o,
+        _ = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            handle.escalate();
+            std::future::pending::<()>().await
+        } => unreachable!(),
+    };
+    assert_eq!(o, Outcome::Interrupted(true));
+    drop(ctx);
+    let mut events = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        events.push(ev);
+    }
+    let rollback = events
+        .iter()
+        .position(|ev| matches!(ev, Event::RollbackStarted { .. }))
+        .expect("rolled back");
+    let old = switched_out(&events);
+    assert_eq!(
+        drains_of(&events[..rollback], &old).len(),
+        1,
+        "no drain of the old set reported before the rollback: {events:?}"
+    );
+    assert_clean(&e, &p, "blue-green", &o);
+
+    // Two colours, the other one kept running: its drain is reported too.
+    let (e, layout) = colours_env(3, false);
+    let mut p = plan(&e, 3);
+    p.layout = layout;
+    let (o, events) = run(&BlueGreen, &e, &p).await;
+    assert_eq!(o, Outcome::Completed);
+    let blue = vec![Target::Service {
+        name: "blue".into(),
+    }];
+    assert_eq!(switched_out(&events), blue);
+    let drains = drains_of(&events, &blue);
+    assert_eq!(drains.len(), 1, "{events:?}");
+    assert!(!drains[0].waited_for.is_empty(), "{:?}", drains[0]);
+    assert_clean(&e, &p, "blue-green", &o);
+}
