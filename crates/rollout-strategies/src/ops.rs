@@ -118,11 +118,33 @@ impl View {
     }
 }
 
+/// The record as this run changes it, with a count of its changes.
+pub(crate) struct Versioned {
+    pub record: JournalRecord,
+    /// Raised by every change.
+    pub version: u64,
+}
+
+impl std::ops::Deref for Versioned {
+    type Target = JournalRecord;
+    fn deref(&self) -> &JournalRecord {
+        &self.record
+    }
+}
+
 /// One rollout's journal, events and protocol steps.
+///
+/// Parallel workers change the record and save it at once. Saves go one at
+/// a time, and each stores the record as it is when its turn comes, so the
+/// stored record never goes back to an older state (a save that took its
+/// copy first but landed last would), and a change that an earlier save
+/// carried already is not saved twice.
 pub(crate) struct Ops<'a> {
     pub ctx: &'a RolloutContext,
     pub plan: &'a Plan,
-    pub record: Mutex<JournalRecord>,
+    record: Mutex<Versioned>,
+    /// Held for the length of a save; the version the journal holds.
+    saved: tokio::sync::Mutex<u64>,
     /// Whether a journal record from an earlier run was found.
     pub resumed: bool,
     /// The phase the earlier run left.
@@ -227,15 +249,41 @@ impl<'a> Ops<'a> {
         Ok(Ops {
             ctx,
             plan,
-            record: Mutex::new(record),
+            record: Mutex::new(Versioned { record, version: 0 }),
+            saved: tokio::sync::Mutex::new(0),
             resumed,
             resumed_phase,
             from,
         })
     }
 
-    fn rec(&self) -> std::sync::MutexGuard<'_, JournalRecord> {
+    fn rec(&self) -> std::sync::MutexGuard<'_, Versioned> {
         self.record.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the record with `f` and saves it: returns once the journal
+    /// holds a record that carries this change.
+    async fn update(
+        &self,
+        f: impl FnOnce(&mut JournalRecord),
+    ) -> Result<(), rollout_core::JournalError> {
+        let mine = {
+            let mut r = self.rec();
+            f(&mut r.record);
+            r.version += 1;
+            r.version
+        };
+        let mut saved = self.saved.lock().await;
+        if *saved >= mine {
+            return Ok(());
+        }
+        let (record, version) = {
+            let r = self.rec();
+            (r.record.clone(), r.version)
+        };
+        self.ctx.journal.save(&record).await?;
+        *saved = version;
+        Ok(())
     }
 
     /// Announces the rollout.
@@ -254,22 +302,24 @@ impl<'a> Ops<'a> {
     /// state, kept (with its phase) when a later run has work to do; the lock
     /// is given back and the outcome reported.
     pub async fn end(&self, outcome: Outcome) -> Outcome {
-        let keep = match &outcome {
+        let keep = !matches!(
+            &outcome,
             Outcome::Completed
-            | Outcome::NoChange
-            | Outcome::CompletedWithFailures(_)
-            | Outcome::RolledBack(_)
-            | Outcome::Interrupted(true) => false,
-            Outcome::Paused(_) => {
-                self.rec().phase = Phase::Paused;
-                true
-            }
-            _ => true,
-        };
+                | Outcome::NoChange
+                | Outcome::CompletedWithFailures(_)
+                | Outcome::RolledBack(_)
+                | Outcome::Interrupted(true)
+        );
+        let paused = matches!(outcome, Outcome::Paused(_));
         let journaled = if keep {
-            let r = self.rec().clone();
-            self.ctx.journal.save(&r).await
+            self.update(|r| {
+                if paused {
+                    r.phase = Phase::Paused;
+                }
+            })
+            .await
         } else {
+            let _saving = self.saved.lock().await;
             self.ctx.journal.clear(&self.plan.service).await
         };
         let outcome = match (journaled, outcome) {
@@ -285,23 +335,13 @@ impl<'a> Ops<'a> {
 
     /// Records the step about to be taken.
     pub async fn note(&self, step: Step) -> Res<()> {
-        let r = {
-            let mut r = self.rec();
-            r.step = Some(step);
-            r.clone()
-        };
-        self.ctx.journal.save(&r).await?;
+        self.update(|r| r.step = Some(step)).await?;
         Ok(())
     }
 
     /// Sets the phase and saves.
     pub async fn set_phase(&self, phase: Phase) -> Res<()> {
-        let r = {
-            let mut r = self.rec();
-            r.phase = phase;
-            r.clone()
-        };
-        self.ctx.journal.save(&r).await?;
+        self.update(|r| r.phase = phase).await?;
         Ok(())
     }
 
@@ -312,8 +352,7 @@ impl<'a> Ops<'a> {
 
     /// Sets a value of the strategy's state and saves it.
     pub async fn set_state(&self, key: &str, value: Value) -> Res<()> {
-        let r = {
-            let mut r = self.rec();
+        self.update(|r| {
             if !r.state.is_object() {
                 r.state = json!({});
             }
@@ -321,9 +360,8 @@ impl<'a> Ops<'a> {
             r.step = Some(Step::Note {
                 detail: json!({ key: value }),
             });
-            r.clone()
-        };
-        self.ctx.journal.save(&r).await?;
+        })
+        .await?;
         Ok(())
     }
 
