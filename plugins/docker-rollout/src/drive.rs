@@ -2,6 +2,7 @@
 //! operator's Ctrl-C (or the docker CLI closing the plugin socket) into the
 //! strategy's cancellation levels.
 
+use crate::progress::Live;
 use crate::render::{Json, Tally, Text};
 use rollout_core::event::EventSink;
 use rollout_core::strategy::{Cancel, CancelHandle, CancelLevel, Plan, RolloutContext};
@@ -16,6 +17,8 @@ use tokio::time::Instant;
 pub enum Sink<W: Write> {
     /// Lines for people.
     Text(Box<Text<W>>),
+    /// A block redrawn in place on a terminal.
+    Live(Box<Live<W>>),
     /// JSON lines.
     Json(Json<W>),
 }
@@ -51,6 +54,7 @@ impl<W: Write> Renderer<W> {
         self.tally.count(event);
         match &mut self.sink {
             Sink::Text(r) => r.event(t, event),
+            Sink::Live(r) => r.event(t, event),
             Sink::Json(r) => r.event(t, event),
         }
     }
@@ -58,8 +62,10 @@ impl<W: Write> Renderer<W> {
     /// A note for people (text only; JSON carries only events).
     pub fn note(&mut self, text: &str) {
         let t = self.t();
-        if let Sink::Text(r) = &mut self.sink {
-            r.note(t, text);
+        match &mut self.sink {
+            Sink::Text(r) => r.note(t, text),
+            Sink::Live(r) => r.note(t, text),
+            Sink::Json(_) => {}
         }
     }
 }
@@ -149,8 +155,10 @@ pub async fn run<W: Write>(
                 }
             } => {
                 let t = renderer.t();
-                if let Sink::Text(r) = &mut renderer.sink {
-                    r.tick(t, tick.map(|d| d.as_secs_f64() * 3.0).unwrap_or(30.0));
+                match &mut renderer.sink {
+                    Sink::Text(r) => r.tick(t, tick.map(|d| d.as_secs_f64() * 3.0).unwrap_or(30.0)),
+                    Sink::Live(r) => r.tick(t),
+                    Sink::Json(_) => {}
                 }
             },
         }

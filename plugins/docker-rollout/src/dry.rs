@@ -169,6 +169,9 @@ pub fn run(
                     ));
                     t.raw(&text);
                 }
+                // A dry run is a report of a simulated clock: it never
+                // draws live progress.
+                Sink::Live(_) => {}
                 Sink::Json(j) => {
                     j.summary(&Summary {
                         service: Some(plan.service.to_string()),

@@ -19,6 +19,7 @@ mod dry;
 mod fail;
 mod live;
 mod plan;
+mod progress;
 mod render;
 mod socket;
 
@@ -158,6 +159,29 @@ async fn rollout(
     let stderr_colour = colour_on(std::io::stderr().is_terminal());
     let sink = match req.output {
         OutputFormat::Json => Sink::Json(Json::new(Box::new(std::io::stdout()) as Box<dyn Write>)),
+        OutputFormat::Text
+            if progress::use_progress(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("ROLLOUT_NO_PROGRESS").as_deref(),
+            ) =>
+        {
+            let width = std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(80);
+            let mut t = progress::Live::new(
+                Box::new(std::io::stderr()) as Box<dyn Write>,
+                stderr_colour,
+                width,
+                strategy_name,
+                &plan,
+            );
+            t.already_new(wired.already_new);
+            for (id, host) in &wired.hosts {
+                t.know_host(id.clone(), host.clone());
+            }
+            Sink::Live(Box::new(t))
+        }
         OutputFormat::Text => {
             let mut t = Text::new(
                 Box::new(std::io::stderr()) as Box<dyn Write>,
@@ -176,7 +200,7 @@ async fn rollout(
     for n in &wired.notes {
         let _ = writeln!(std::io::stderr(), "note: {n}");
     }
-    if matches!(renderer.sink, Sink::Text(_)) {
+    if matches!(renderer.sink, Sink::Text(_) | Sink::Live(_)) {
         renderer.note(&format!(
             "proxy: nginx service {}, upstream {}; engine {}",
             wired.proxy.0, wired.proxy.1, wired.endpoint

@@ -146,12 +146,18 @@ pub fn use_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool
     is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// How a line is coloured, when colour is on.
 #[derive(Clone, Copy)]
-enum Tone {
+pub(crate) enum Tone {
+    /// No colour.
     Plain,
+    /// Green.
     Good,
+    /// Yellow.
     Warn,
+    /// Red.
     Bad,
+    /// Faint.
     Dim,
 }
 
@@ -563,12 +569,18 @@ impl<W: Write> Text<W> {
     }
 
     fn outcome(&self, outcome: &Outcome) -> (Tone, String) {
-        let service = &self.plan.service;
-        let to = rev(&self.plan.target);
-        match outcome {
+        outcome_line(&self.plan, outcome)
+    }
+}
+
+/// The last line of a rollout of `plan` that ended with `outcome`.
+pub(crate) fn outcome_line(plan: &Plan, outcome: &Outcome) -> (Tone, String) {
+    let service = &plan.service;
+    let to = rev(&plan.target);
+    match outcome {
             Outcome::Completed => (
                 Tone::Good,
-                match &self.plan.layout {
+                match &plan.layout {
                     TrafficLayout::Colours { other, .. } => format!(
                         "rollout complete: {} is live on {to}; {} keeps running for a switch-back",
                         service.service, other.service
@@ -605,12 +617,11 @@ impl<W: Write> Text<W> {
             ),
             Outcome::Failed(s) => (Tone::Bad, format!("failed: {s}")),
         }
-    }
 }
 
 /// `rollout-demo:v2 (3f2a9c1b7d0e)`, or the short id alone when the image
 /// is not known.
-fn rev(r: &Revision) -> String {
+pub(crate) fn rev(r: &Revision) -> String {
     let short: String = r.id.chars().take(12).collect();
     if r.image.is_empty() {
         format!("revision {short}")
