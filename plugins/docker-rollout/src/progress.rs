@@ -83,6 +83,9 @@ impl State {
 struct Slot {
     new: Option<(InstanceId, State)>,
     old: Option<(InstanceId, State)>,
+    /// The old instance was launched by this run (a rollback put the
+    /// previous revision back).
+    restored: bool,
 }
 
 const BAR: usize = 20;
@@ -196,19 +199,30 @@ impl<W: Write> Live<W> {
                 s.old.as_ref().is_none_or(|(_, st)| st.gone())
             }
         };
-        let i = match self.slots.iter().position(free) {
+        // The previous revision goes back first where the new one is gone.
+        let replaced = |s: &Slot| free(s) && s.new.as_ref().is_none_or(|(_, st)| st.gone());
+        let spot = match is_new {
+            true => self.slots.iter().position(free),
+            false => self
+                .slots
+                .iter()
+                .position(replaced)
+                .or_else(|| self.slots.iter().position(free)),
+        };
+        let i = match spot {
             Some(i) => i,
             None => {
                 self.slots.push(Slot::default());
                 self.slots.len() - 1
             }
         };
-        let cell = if is_new {
-            &mut self.slots[i].new
+        let slot = &mut self.slots[i];
+        if is_new {
+            slot.new = Some((id.clone(), State::Starting));
         } else {
-            &mut self.slots[i].old
-        };
-        *cell = Some((id.clone(), State::Starting));
+            slot.old = Some((id.clone(), State::Starting));
+            slot.restored = true;
+        }
     }
 
     fn new_routed(&self) -> usize {
@@ -261,10 +275,14 @@ impl<W: Write> Live<W> {
             };
             let mut row = format!("{}/{total}: {word:<9} [{bar}]", i + 1);
             let new = slot.new.as_ref().map(|(id, _)| self.name(id));
-            let old = slot
-                .old
-                .as_ref()
-                .map(|(id, st)| format!("old {} {}", self.name(id), st.word()));
+            let old = slot.old.as_ref().map(|(id, st)| {
+                let which = if slot.restored {
+                    "previous revision"
+                } else {
+                    "old"
+                };
+                format!("{which} {} {}", self.name(id), st.word())
+            });
             match (new, old) {
                 (Some(n), Some(o)) => row.push_str(&format!("  {n} ({o})")),
                 (Some(n), None) => row.push_str(&format!("  {n}")),
@@ -762,6 +780,26 @@ mod tests {
                 removed: vec![inst("shop_app_3")],
             },
         ));
+        ev.push((
+            65.0,
+            Event::InstanceRemoved {
+                instance: id("shop_app_4"),
+            },
+        ));
+        ev.push((
+            66.0,
+            Event::InstanceLaunched {
+                instance: id("shop_app_5"),
+                host: "shop_app_5".into(),
+                revision: "3f2a9c1b7d0e88".into(),
+            },
+        ));
+        ev.push((
+            67.0,
+            Event::InstanceHealthy {
+                instance: id("shop_app_5"),
+            },
+        ));
         let s = screen(&run(&ev));
         assert!(
             s.contains("   63.0s  app_4 failed: "),
@@ -773,14 +811,16 @@ mod tests {
         );
         assert!(
             s.contains("overall progress: rolling back update: 1 out of 2 tasks\n"),
-            "{s}"
+            "slot 2 runs no new instance any more, slot 1 still does: {s}"
         );
         assert!(
             s.contains("1/2: draining  [>                    ]  app_3 (old app_1 removed)\n"),
             "{s}"
         );
         assert!(
-            s.contains("2/2: failed    [>                    ]  app_4 (old app_2 removed)\n"),
+            s.contains(
+                "2/2: removed   [>                    ]  app_4 (previous revision app_5 healthy)\n"
+            ),
             "{s}"
         );
         assert!(
