@@ -31,7 +31,7 @@ use rollout_core::{BackendError, ServiceRef};
 use rollout_nginx::proxy::{ConfigStore, ExecOutput, Proxy, ProxyError, ProxyExec};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// An nginx container reached through the engine: implements
@@ -41,6 +41,10 @@ pub struct ProxyContainer {
     engine: Engine,
     container: String,
     timeout: Duration,
+    /// Proxy paths whose host file is known to be the one the container
+    /// reads (a write there was read back through the engine): later reads
+    /// and writes go to the host file directly.
+    host_files: Arc<Mutex<HashMap<String, PathBuf>>>,
 }
 
 impl ProxyContainer {
@@ -50,6 +54,7 @@ impl ProxyContainer {
             engine,
             container: container.into(),
             timeout: Duration::from_secs(30),
+            host_files: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -129,10 +134,7 @@ impl ProxyContainer {
             Err(e) => return Err(exec_error(self.engine.error(e).to_string())),
         };
         if !c.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
-            return Err(exec_error(format!(
-                "container {} is not running\nhint: start the proxy (docker compose up -d) and run the rollout again",
-                self.container
-            )));
+            return Err(exec_error(not_running(&self.container)));
         }
         Ok(c)
     }
@@ -146,6 +148,53 @@ impl ProxyContainer {
         }
     }
 
+    fn known_host_file(&self, path: &str) -> Option<PathBuf> {
+        self.host_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .cloned()
+    }
+
+    /// The host file of `path` on the container's mounts; a file on no
+    /// mount is refused.
+    fn mounted_host_file(&self, mounts: &[MountPoint], path: &str) -> Result<PathBuf, ProxyError> {
+        host_path(mounts, path).ok_or_else(|| {
+            self.file_error(
+                "write",
+                path,
+                "it is not on a mount, so a change would be lost when the container is recreated\nhint: bind-mount the config from the project, as in ./nginx.conf:/etc/nginx/nginx.conf:ro".into(),
+            )
+        })
+    }
+
+    /// Writes `bytes` into the host file `host` in place (same inode) and
+    /// syncs it.
+    async fn write_host_file(
+        &self,
+        path: &str,
+        host: &Path,
+        bytes: &[u8],
+    ) -> Result<(), ProxyError> {
+        use tokio::io::AsyncWriteExt;
+        let write = async {
+            let mut file = tokio::fs::OpenOptions::new().write(true).open(host).await?;
+            file.write_all(bytes).await?;
+            file.set_len(bytes.len() as u64).await?;
+            file.sync_all().await
+        };
+        write.await.map_err(|e| {
+            self.file_error(
+                "write",
+                path,
+                format!(
+                    "writing its host file {}: {e}\nhint: the live config is written on the engine's machine; run the rollout there",
+                    host.display()
+                ),
+            )
+        })
+    }
+
     async fn run(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
         let program = argv.first().cloned().unwrap_or_default();
         let exec_error = |reason: String| ProxyError::Exec {
@@ -156,7 +205,6 @@ impl ProxyContainer {
         if program.is_empty() {
             return Err(exec_error("empty command".into()));
         }
-        self.running(&program).await?;
         let docker = self.engine.docker();
         let config = ExecConfig {
             cmd: Some(argv.to_vec()),
@@ -166,10 +214,18 @@ impl ProxyContainer {
             tty: Some(false),
             ..Default::default()
         };
-        let created = docker
-            .create_exec(&self.container, config)
-            .await
-            .map_err(|e| exec_error(self.engine.error(e).to_string()))?;
+        // The engine refuses an exec in a container that is gone (404) or
+        // not running (409): no inspect before every command.
+        let created = match docker.create_exec(&self.container, config).await {
+            Ok(created) => created,
+            Err(e) if status(&e) == Some(404) => {
+                return Err(exec_error("no such container".into()))
+            }
+            Err(e) if status(&e) == Some(409) => {
+                return Err(exec_error(not_running(&self.container)))
+            }
+            Err(e) => return Err(exec_error(self.engine.error(e).to_string())),
+        };
         let started = docker
             .start_exec(&created.id, None)
             .await
@@ -226,6 +282,12 @@ impl ProxyContainer {
     }
 }
 
+fn not_running(container: &str) -> String {
+    format!(
+        "container {container} is not running\nhint: start the proxy (docker compose up -d) and run the rollout again"
+    )
+}
+
 /// The host file behind `path` in the container: the source of the mount
 /// whose destination is `path` or one of its folders.
 fn host_path(mounts: &[MountPoint], path: &str) -> Option<PathBuf> {
@@ -262,6 +324,20 @@ impl ProxyExec for ProxyContainer {
 #[async_trait]
 impl ConfigStore for ProxyContainer {
     async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
+        if let Some(host) = self.known_host_file(path) {
+            return match tokio::fs::read(&host).await {
+                Ok(bytes) => Ok(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ProxyError::Missing {
+                    proxy: self.container.clone(),
+                    path: path.to_string(),
+                }),
+                Err(e) => Err(self.file_error(
+                    "read",
+                    path,
+                    format!("reading its host file {}: {e}", host.display()),
+                )),
+            };
+        }
         let options = DownloadFromContainerOptions {
             path: path.to_string(),
         };
@@ -285,35 +361,19 @@ impl ConfigStore for ProxyContainer {
     }
 
     async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
-        let c = self.running("write").await?;
-        let mounts = c.mounts.unwrap_or_default();
-        let Some(host) = host_path(&mounts, path) else {
-            return Err(self.file_error(
-                "write",
-                path,
-                "it is not on a mount, so a change would be lost when the container is recreated\nhint: bind-mount the config from the project, as in ./nginx.conf:/etc/nginx/nginx.conf:ro".into(),
-            ));
+        let known = self.known_host_file(path);
+        let host = match &known {
+            Some(host) => host.clone(),
+            None => {
+                let c = self.running("write").await?;
+                let mounts = c.mounts.unwrap_or_default();
+                self.mounted_host_file(&mounts, path)?
+            }
         };
-        use tokio::io::AsyncWriteExt;
-        let write = async {
-            let mut file = tokio::fs::OpenOptions::new()
-                .write(true)
-                .open(&host)
-                .await?;
-            file.write_all(bytes).await?;
-            file.set_len(bytes.len() as u64).await?;
-            file.sync_all().await
-        };
-        write.await.map_err(|e| {
-            self.file_error(
-                "write",
-                path,
-                format!(
-                    "writing its host file {}: {e}\nhint: the live config is written on the engine's machine; run the rollout there",
-                    host.display()
-                ),
-            )
-        })?;
+        self.write_host_file(path, &host, bytes).await?;
+        if known.is_some() {
+            return Ok(());
+        }
         // The file written must be the one the container reads: with a
         // remote engine, a local file of the same path is another file.
         let seen = self.read(path).await?;
@@ -327,14 +387,41 @@ impl ConfigStore for ProxyContainer {
                 ),
             ));
         }
+        self.host_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_string(), host);
         Ok(())
     }
 
     async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
-        let (dir, name) = split_path(path)
-            .ok_or_else(|| self.file_error("write", path, "not an absolute file path".into()))?;
-        let archive =
-            tar::single_file(name, bytes, 0o644).map_err(|e| self.file_error("write", path, e))?;
+        self.write_new_all(&[(path, bytes)]).await
+    }
+
+    /// One upload when the files share a folder (the candidate and the
+    /// journal beside the live file), else one each.
+    async fn write_new_all(&self, files: &[(&str, &[u8])]) -> Result<(), ProxyError> {
+        let Some((first, _)) = files.first() else {
+            return Ok(());
+        };
+        let mut dir = None;
+        let mut entries = Vec::with_capacity(files.len());
+        for (path, bytes) in files {
+            let (d, name) = split_path(path).ok_or_else(|| {
+                self.file_error("write", path, "not an absolute file path".into())
+            })?;
+            if dir.is_some_and(|seen| seen != d) {
+                for (path, bytes) in files {
+                    self.write_new_all(&[(path, bytes)]).await?;
+                }
+                return Ok(());
+            }
+            dir = Some(d);
+            entries.push((name, *bytes));
+        }
+        let path = first;
+        let dir = dir.unwrap_or("/");
+        let archive = tar::files(&entries, 0o644).map_err(|e| self.file_error("write", path, e))?;
         let options = UploadToContainerOptions {
             path: dir.to_string(),
             ..Default::default()
@@ -351,12 +438,20 @@ impl ConfigStore for ProxyContainer {
     }
 
     async fn remove(&self, path: &str) -> Result<(), ProxyError> {
-        let argv = ["rm".to_string(), "-f".to_string(), path.to_string()];
+        self.remove_all(&[path]).await
+    }
+
+    async fn remove_all(&self, paths: &[&str]) -> Result<(), ProxyError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let mut argv = vec!["rm".to_string(), "-f".to_string(), "--".to_string()];
+        argv.extend(paths.iter().map(|p| p.to_string()));
         let out = self.run(&argv).await?;
         if out.success() {
             Ok(())
         } else {
-            Err(self.file_error("remove", path, out.message()))
+            Err(self.file_error("remove", &paths.join(" "), out.message()))
         }
     }
 }

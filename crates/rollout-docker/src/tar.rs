@@ -1,5 +1,5 @@
-//! Just enough of the tar format for the engine's archive endpoints: one
-//! regular file in, one regular file out.
+//! Just enough of the tar format for the engine's archive endpoints:
+//! regular files in, one regular file out.
 //!
 //! The engine takes and gives files as tar streams (`docker cp`). We only
 //! ever move one small file (a candidate nginx config, the journal image's
@@ -10,36 +10,44 @@ const BLOCK: usize = 512;
 /// A tar archive holding one regular file `name` (no directories) with
 /// `bytes` and mode `mode`, owned by root.
 pub(crate) fn single_file(name: &str, bytes: &[u8], mode: u32) -> Result<Vec<u8>, String> {
-    if name.is_empty() || name.len() > 100 || name.contains('/') {
-        return Err(format!(
-            "cannot archive {name:?}: a bare file name of 1 to 100 bytes is needed"
-        ));
-    }
-    let mut header = [0u8; BLOCK];
-    header[..name.len()].copy_from_slice(name.as_bytes());
-    octal(&mut header[100..108], u64::from(mode));
-    octal(&mut header[108..116], 0);
-    octal(&mut header[116..124], 0);
-    octal(&mut header[124..136], bytes.len() as u64);
+    files(&[(name, bytes)], mode)
+}
+
+/// A tar archive holding regular files (bare names, no directories), each
+/// with mode `mode`, owned by root.
+pub(crate) fn files(entries: &[(&str, &[u8])], mode: u32) -> Result<Vec<u8>, String> {
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    octal(&mut header[136..148], mtime);
-    header[156] = b'0';
-    header[257..263].copy_from_slice(b"ustar\0");
-    header[263..265].copy_from_slice(b"00");
-    // The checksum is computed with its own field read as spaces.
-    header[148..156].copy_from_slice(b"        ");
-    let sum: u64 = header.iter().map(|&b| u64::from(b)).sum();
-    let text = format!("{sum:06o}\0 ");
-    header[148..156].copy_from_slice(text.as_bytes());
-
-    let mut out = Vec::with_capacity(BLOCK * 3 + bytes.len());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(bytes);
-    let pad = (BLOCK - bytes.len() % BLOCK) % BLOCK;
-    out.resize(out.len() + pad, 0);
+    let size: usize = entries.iter().map(|(_, b)| BLOCK * 2 + b.len()).sum();
+    let mut out = Vec::with_capacity(size + BLOCK * 2);
+    for (name, bytes) in entries {
+        if name.is_empty() || name.len() > 100 || name.contains('/') {
+            return Err(format!(
+                "cannot archive {name:?}: a bare file name of 1 to 100 bytes is needed"
+            ));
+        }
+        let mut header = [0u8; BLOCK];
+        header[..name.len()].copy_from_slice(name.as_bytes());
+        octal(&mut header[100..108], u64::from(mode));
+        octal(&mut header[108..116], 0);
+        octal(&mut header[116..124], 0);
+        octal(&mut header[124..136], bytes.len() as u64);
+        octal(&mut header[136..148], mtime);
+        header[156] = b'0';
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        // The checksum is computed with its own field read as spaces.
+        header[148..156].copy_from_slice(b"        ");
+        let sum: u64 = header.iter().map(|&b| u64::from(b)).sum();
+        let text = format!("{sum:06o}\0 ");
+        header[148..156].copy_from_slice(text.as_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(bytes);
+        let pad = (BLOCK - bytes.len() % BLOCK) % BLOCK;
+        out.resize(out.len() + pad, 0);
+    }
     out.resize(out.len() + 2 * BLOCK, 0);
     Ok(out)
 }

@@ -135,6 +135,25 @@ pub trait ConfigStore: Send + Sync {
 
     /// Removes a file; a file that is already gone is not an error.
     async fn remove(&self, path: &str) -> Result<(), ProxyError>;
+
+    /// Creates several files as [`ConfigStore::write_new`] does, at once
+    /// where the store can (one upload into a container rather than one
+    /// each); stops at the first failure.
+    async fn write_new_all(&self, files: &[(&str, &[u8])]) -> Result<(), ProxyError> {
+        for (path, bytes) in files {
+            self.write_new(path, bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes several files, at once where the store can (one command in
+    /// a container rather than one each); stops at the first failure.
+    async fn remove_all(&self, paths: &[&str]) -> Result<(), ProxyError> {
+        for path in paths {
+            self.remove(path).await?;
+        }
+        Ok(())
+    }
 }
 
 /// One proxy replica: its name for messages, and how to reach it.
@@ -149,6 +168,10 @@ pub struct Proxy {
     /// Its master's pid file, when it differs from what the router's options
     /// or the config say (a replica started with `-g "pid ...;"`).
     pub pid_file: Option<String>,
+    /// Its nginx command, when it differs from the router's options (a
+    /// replica with its own binary or prefix directory,
+    /// `["/usr/sbin/nginx", "-p", "/srv/proxy/"]`).
+    pub nginx: Option<Vec<String>>,
 }
 
 impl Proxy {
@@ -163,6 +186,7 @@ impl Proxy {
             exec,
             files,
             pid_file: None,
+            nginx: None,
         }
     }
 
@@ -170,6 +194,23 @@ impl Proxy {
     pub fn with_pid_file(mut self, path: impl Into<String>) -> Self {
         self.pid_file = Some(path.into());
         self
+    }
+
+    /// The same proxy, whose nginx is run as `command` followed by the
+    /// arguments, instead of the router's command.
+    pub fn with_nginx(mut self, command: Vec<String>) -> Self {
+        self.nginx = Some(command);
+        self
+    }
+
+    /// The nginx command of this proxy: its own, else `default`.
+    pub fn nginx_argv(&self, default: &[String], args: &[&str]) -> Vec<String> {
+        let mut argv = match &self.nginx {
+            Some(command) if !command.is_empty() => command.clone(),
+            _ => default.to_vec(),
+        };
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
     }
 
     /// An nginx running on this machine, reached with [`LocalExec`] and
@@ -181,6 +222,7 @@ impl Proxy {
             files: Arc::new(LocalFiles::new(name.clone())),
             name,
             pid_file: None,
+            nginx: None,
         }
     }
 }
@@ -192,17 +234,12 @@ impl fmt::Debug for Proxy {
 }
 
 /// Runs commands on this machine, as child processes with no shell, killed
-/// when they outlive a timeout (30 s unless set).
-///
-/// An alias replaces a program name by a command, the way a wrapper script
-/// on the proxy's `PATH` would: aliasing `nginx` to
-/// `["/usr/sbin/nginx", "-p", "/srv/proxy"]` runs every `nginx ...` the router
-/// sends with that prefix directory.
+/// when they outlive a timeout (30 s unless set). A local nginx with its own
+/// prefix directory gets its command from [`Proxy::with_nginx`].
 #[derive(Debug, Clone)]
 pub struct LocalExec {
     name: String,
     timeout: Duration,
-    aliases: Vec<(String, Vec<String>)>,
 }
 
 impl LocalExec {
@@ -211,15 +248,7 @@ impl LocalExec {
         Self {
             name: name.into(),
             timeout: Duration::from_secs(30),
-            aliases: Vec::new(),
         }
-    }
-
-    /// The same, running `command` followed by the arguments wherever
-    /// `program` is asked for.
-    pub fn with_alias(mut self, program: impl Into<String>, command: Vec<String>) -> Self {
-        self.aliases.push((program.into(), command));
-        self
     }
 
     /// The same, with another limit per command.
@@ -241,11 +270,7 @@ impl ProxyExec for LocalExec {
         if program.is_empty() {
             return Err(exec_error("empty command".into()));
         }
-        let mut full: Vec<String> = match self.aliases.iter().find(|(p, _)| *p == program) {
-            Some((_, command)) if !command.is_empty() => command.clone(),
-            _ => vec![program.clone()],
-        };
-        full.extend(argv[1..].iter().cloned());
+        let full = argv;
         let child = tokio::process::Command::new(&full[0])
             .args(&full[1..])
             .stdin(Stdio::null())

@@ -149,22 +149,16 @@ pub const NEXT_SUFFIX: &str = ".rollout-next";
 /// How many applied changes keep their worker sets for a later drain.
 const KEPT_TICKETS: usize = 64;
 
-/// Prints the master (`M pid start state`) and each of its children
-/// (`C pid start state ` then the raw command line, whose arguments nginx
-/// overwrote with its title). `$1` is the pid file. The children come from
-/// the kernel's list of the master's children where it has one (Linux 3.5
-/// and later with `CONFIG_PROC_CHILDREN`), else from a scan of `/proc`; each
-/// one's parent is checked either way. Exit 3: no pid file; exit 4: the
-/// master is not running.
-const PROCESS_SCRIPT: &str = r#"m=
-{ read -r m < "$1"; } 2>/dev/null || exit 3
-case $m in ''|*[!0-9]*) exit 3;; esac
-s=
-{ read -r s < "/proc/$m/stat"; } 2>/dev/null || exit 4
-r=${s##*) }
-set -- $r
-printf 'M %s %s %s\n' "$m" "${20}" "$1"
-child() {
+/// A shell function `snap PIDFILE` that prints the master (`M pid start
+/// state`) and each of its children (`C pid start state ` then the raw
+/// command line, whose arguments nginx overwrote with its title), and
+/// leaves their number in `n`. The children come from the kernel's list of
+/// the master's children where it has one (Linux 3.5 and later with
+/// `CONFIG_PROC_CHILDREN`), else from a scan of `/proc`; each one's parent is
+/// checked either way. Returns 3: no pid file; 4: the master is not running.
+macro_rules! snap_function {
+    () => {
+        r#"child() {
   s=
   { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 0
   r=${s##*) }
@@ -173,14 +167,119 @@ child() {
   printf 'C %s %s %s ' "$1" "${21}" "$2"
   cat "/proc/$1/cmdline" 2>/dev/null
   printf '\n'
+  n=$((n+1))
+  L="$L $1"
 }
+snap() {
+  m=
+  { read -r m < "$1"; } 2>/dev/null || return 3
+  case $m in ''|*[!0-9]*) return 3;; esac
+  s=
+  { read -r s < "/proc/$m/stat"; } 2>/dev/null || return 4
+  r=${s##*) }
+  set -- $r
+  printf 'M %s %s %s\n' "$m" "${20}" "$1"
+  n=0
+  L=
+  if [ -r "/proc/$m/task/$m/children" ]; then
+    k=
+    { read -r k < "/proc/$m/task/$m/children"; } 2>/dev/null
+    for c in $k; do child "$c"; done
+  else
+    for d in /proc/[0-9]*; do child "${d#/proc/}"; done
+  fi
+}
+"#
+    };
+}
+
+/// Prints the master and its children (see `snap_function`); `$1` is the
+/// pid file. Exit 3: no pid file; exit 4: the master is not running.
+const PROCESS_SCRIPT: &str = concat!(snap_function!(), r#"snap "$1""#, "\n");
+
+/// One round trip for a reload: the process table before (as
+/// [`PROCESS_SCRIPT`]; exit 5 when the master has no children, before
+/// anything is signalled), a line `=`, then `SIGHUP` to the master (what
+/// `nginx -s reload` sends, without parsing the config again: the candidate
+/// was just tested), a line `= CODE` with the signal's exit code, and the
+/// table again once the master has started as many new children as it had
+/// (checked every 10 ms for at most a second; a fixed pause where the kernel
+/// has no list of children). The master tells the old workers to quit
+/// 100 ms after starting the new ones; the drain waits for the old ones to
+/// exit either way.
+const RELOAD_SCRIPT: &str = concat!(
+    snap_function!(),
+    r#"f=$1
+snap "$f" || exit $?
+[ "$n" -gt 0 ] || exit 5
+old=$L
+echo =
+kill -HUP "$m" >&2
+echo "= $?"
 if [ -r "/proc/$m/task/$m/children" ]; then
-  k=
-  { read -r k < "/proc/$m/task/$m/children"; } 2>/dev/null
-  for p in $k; do child "$p"; done
+  i=0
+  while [ "$i" -lt 100 ]; do
+    k=
+    { read -r k < "/proc/$m/task/$m/children"; } 2>/dev/null
+    fresh=0
+    for c in $k; do
+      case " $old " in *" $c "*) ;; *) fresh=$((fresh+1));; esac
+    done
+    [ "$fresh" -ge "$n" ] && break
+    i=$((i+1))
+    sleep 0.01 2>/dev/null || break
+  done
 else
-  for d in /proc/[0-9]*; do child "${d#/proc/}"; done
+  sleep 0.12 2>/dev/null
 fi
+snap "$f"
+exit 0
+"#
+);
+
+/// Waits in the proxy until none of the processes given as `PID:START`
+/// after `$1` runs any more (a pid of another start time is another
+/// process), checking every 50 ms for at most `$1` rounds, then prints those
+/// still running, one per line. A `sleep` without fractions ends the wait
+/// at once, and the router asks again. One command per drain instead of one
+/// per look: each exec costs the proxy's host a process start.
+const WAIT_SCRIPT: &str = r#"alive() {
+  s=
+  { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 1
+  r=${s##*) }
+  set -- "$1" "$2" $r
+  [ "$3" != Z ] && [ "$3" != X ] && [ "${22}" = "$2" ]
+}
+n=$1
+shift
+while :; do
+  left=0
+  for w in "$@"; do
+    alive "${w%:*}" "${w#*:}" && left=$((left+1))
+  done
+  [ "$left" -eq 0 ] && break
+  n=$((n-1))
+  [ "$n" -gt 0 ] || break
+  sleep 0.05 2>/dev/null || break
+done
+for w in "$@"; do
+  alive "${w%:*}" "${w#*:}" && echo "$w"
+done
+exit 0
+"#;
+
+/// Runs the command after the four file arguments (`nginx -t -c FILE`),
+/// removes the first two (the candidate, and the candidate main file or the
+/// candidate again) whatever it said, the last two (the journal) when it
+/// failed, and exits with its code. A candidate that cannot be removed is
+/// left to the next one, written over it.
+const TEST_SCRIPT: &str = r#"a=$1 b=$2 c=$3 d=$4
+shift 4
+"$@"
+s=$?
+rm -f -- "$a" "$b" 2>/dev/null
+[ "$s" -eq 0 ] || rm -f -- "$c" "$d" 2>/dev/null
+exit $s
 "#;
 
 /// How an [`NginxRouter`] finds and drives its upstream.
@@ -286,6 +385,7 @@ impl Procs {
         self.children.iter().filter(|p| p.alive())
     }
 
+    #[cfg(test)]
     fn has(&self, key: (u32, u64)) -> bool {
         self.live_children().any(|p| p.key() == key)
     }
@@ -480,10 +580,8 @@ impl NginxRouter {
         Ok(all)
     }
 
-    fn nginx_argv(&self, args: &[&str]) -> Vec<String> {
-        let mut argv = self.options.nginx.clone();
-        argv.extend(args.iter().map(|a| a.to_string()));
-        argv
+    fn nginx_argv(&self, replica: &Replica, args: &[&str]) -> Vec<String> {
+        replica.proxy.nginx_argv(&self.options.nginx, args)
     }
 
     async fn run(&self, replica: &Replica, argv: &[String]) -> Result<ExecOutput, RouterError> {
@@ -497,27 +595,114 @@ impl NginxRouter {
             .map(|s| s.to_string())
             .collect();
         let out = self.run(replica, &argv).await?;
-        let name = &replica.proxy.name;
         match out.code {
-            0 => parse_procs(&out.stdout).ok_or_else(|| {
-                RouterError::Other(format!(
-                    "cannot read the process table of {name}: unexpected output {:?}",
-                    String::from_utf8_lossy(&out.stdout)
-                ))
-            }),
-            3 => Err(RouterError::Unreachable(format!(
+            0 => self.parse_table(replica, &out.stdout),
+            code => Err(self.table_error(replica, code, &out)),
+        }
+    }
+
+    fn parse_table(&self, replica: &Replica, out: &[u8]) -> Result<Procs, RouterError> {
+        parse_procs(out).ok_or_else(|| {
+            RouterError::Other(format!(
+                "cannot read the process table of {}: unexpected output {:?}",
+                replica.proxy.name,
+                String::from_utf8_lossy(out)
+            ))
+        })
+    }
+
+    /// What a failed reading of the process table means.
+    fn table_error(&self, replica: &Replica, code: i32, out: &ExecOutput) -> RouterError {
+        let name = &replica.proxy.name;
+        match code {
+            3 => RouterError::Unreachable(format!(
                 "nginx in {name} has no readable pid file {}\nhint: is nginx running there? set the pid file when it is not the one the config or the binary names",
                 replica.pid_file
-            ))),
-            4 => Err(RouterError::Unreachable(format!(
+            )),
+            4 => RouterError::Unreachable(format!(
                 "the nginx master named by {} in {name} is not running",
                 replica.pid_file
-            ))),
-            _ => Err(RouterError::Unreachable(format!(
+            )),
+            _ => RouterError::Unreachable(format!(
                 "cannot read the process table of {name}: {}\nhint: the proxy needs sh, cat and /proc",
                 out.message()
-            ))),
+            )),
         }
+    }
+
+    /// Waits in replica `index` until `procs` have exited, or at most 2 s
+    /// (and not past `deadline`); returns those still running.
+    async fn wait_exit(
+        &self,
+        index: usize,
+        procs: Vec<Proc>,
+        deadline: Instant,
+    ) -> Result<Vec<Proc>, RouterError> {
+        let replica = &self.replicas[index];
+        let rounds = (deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            / 50)
+            .clamp(1, 40)
+            .to_string();
+        let mut argv: Vec<String> = ["sh", "-c", WAIT_SCRIPT, "sh", &rounds]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        argv.extend(procs.iter().map(|p| format!("{}:{}", p.pid, p.start)));
+        let out = self.run(replica, &argv).await?;
+        if !out.success() {
+            return Err(RouterError::Unreachable(format!(
+                "cannot watch the old workers of {}: {}\nhint: the proxy needs sh and /proc",
+                replica.proxy.name,
+                out.message()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let running: HashSet<&str> = text.lines().map(str::trim).collect();
+        Ok(procs
+            .into_iter()
+            .filter(|p| running.contains(format!("{}:{}", p.pid, p.start).as_str()))
+            .collect())
+    }
+
+    /// Reads the process table, signals the reload and reads the table
+    /// again, in one command ([`RELOAD_SCRIPT`]); returns the table before
+    /// and, when the reload already took, nothing left to wait for.
+    async fn signal_reload(&self, replica: &Replica) -> Result<(Procs, bool), RouterError> {
+        let name = &replica.proxy.name;
+        let argv: Vec<String> = ["sh", "-c", RELOAD_SCRIPT, "sh", &replica.pid_file]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = self.run(replica, &argv).await?;
+        match out.code {
+            0 => {}
+            5 => {
+                let master = parse_procs(&out.stdout).map(|p| p.master.pid);
+                return Err(RouterError::Config(format!(
+                    "nginx master {} in {name} has no worker processes\nhint: the router needs master_process on",
+                    master.map_or_else(|| "?".into(), |p| p.to_string())
+                )));
+            }
+            code => return Err(self.table_error(replica, code, &out)),
+        }
+        let (before, code, after) = split_reload_output(&out.stdout).ok_or_else(|| {
+            RouterError::Other(format!(
+                "cannot read the reload of {name}: unexpected output {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            ))
+        })?;
+        let before = self.parse_table(replica, before)?;
+        if code != 0 {
+            return Err(RouterError::Reload(format!(
+                "the reload signal to the nginx master {} in {name} failed with {code}: {}",
+                before.master.pid,
+                out.message()
+            )));
+        }
+        let took = parse_procs(after).is_some_and(|now| reload_started(&before, &now));
+        Ok((before, took))
     }
 
     /// Edits, writes the candidate and validates it in one replica; returns
@@ -543,32 +728,46 @@ impl NginxRouter {
             None => None,
             Some(_) => Some(self.candidate_main(replica, &candidate).await?),
         };
-        files
-            .write_new(&candidate, &edited)
-            .await
-            .map_err(unreachable)?;
-        let tested = match &candidate_main {
-            None => {
-                let argv = self.nginx_argv(&["-t", "-q", "-c", &candidate]);
-                self.run(replica, &argv).await
-            }
-            Some(bytes) => match files.write_new(&main_candidate, bytes).await {
-                Ok(()) => {
-                    let argv = self.nginx_argv(&["-t", "-q", "-c", &main_candidate]);
-                    let tested = self.run(replica, &argv).await;
-                    let _ = files.remove(&main_candidate).await;
-                    tested
-                }
-                Err(e) => Err(unreachable(e)),
-            },
+        // One upload brings the candidate (and the candidate main file) and
+        // the commit's journal, which must be in every replica before any
+        // live file is written; one command tests the candidate and removes
+        // it, and the journal too when nginx refuses the candidate. A round
+        // trip to the proxy each is what an apply costs.
+        let (journal_previous, journal_next) = journal_paths(path);
+        let tested_file = match &candidate_main {
+            None => candidate.clone(),
+            Some(_) => main_candidate.clone(),
         };
-        let removed = files.remove(&candidate).await;
-        let tested = tested?;
+        let mut upload: Vec<(&str, &[u8])> = vec![(&candidate, &edited)];
+        if let Some(bytes) = &candidate_main {
+            upload.push((&main_candidate, bytes));
+        }
+        upload.push((&journal_previous, &live));
+        upload.push((&journal_next, &edited));
+        if let Err(e) = files.write_new_all(&upload).await {
+            let all: Vec<&str> = upload.iter().map(|(p, _)| *p).collect();
+            let _ = files.remove_all(&all).await;
+            return Err(unreachable(e));
+        }
+        let mut argv: Vec<String> = [
+            "sh",
+            "-c",
+            TEST_SCRIPT,
+            "sh",
+            &candidate,
+            &tested_file,
+            &journal_previous,
+            &journal_next,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        argv.extend(self.nginx_argv(replica, &["-t", "-q", "-c", &tested_file]));
+        let tested = self.run(replica, &argv).await?;
         if !tested.success() {
             let renames = [(main_candidate.as_str(), main.as_str()), (&candidate, path)];
             return Err(refusal(&tested, &renames, path, &replica.proxy.name));
         }
-        removed.map_err(unreachable)?;
         Ok((live, Some(edited)))
     }
 
@@ -633,13 +832,6 @@ impl NginxRouter {
         let path = self.options.live_path();
         let files = &replica.proxy.files;
         let name = &replica.proxy.name;
-        let before = self.procs(replica).await.map_err(Failed::clean)?;
-        if before.live_children().next().is_none() {
-            return Err(Failed::clean(RouterError::Config(format!(
-                "nginx master {} in {name} has no worker processes\nhint: the router needs master_process on",
-                before.master.pid
-            ))));
-        }
         if let Err(e) = files.write_in_place(path, bytes).await {
             let restored = files.write_in_place(path, previous).await;
             return Err(Failed {
@@ -647,37 +839,52 @@ impl NginxRouter {
                 error: RouterError::Other(format!("{e}{}", restored_note(name, path, restored))),
             });
         }
-        let argv = self.nginx_argv(&["-c", &self.options.config_path, "-s", "reload"]);
-        let reloaded = match self.run(replica, &argv).await {
-            Ok(out) if out.success() => self.await_reload(replica, &before).await,
-            Ok(out) => Err(RouterError::Reload(format!(
-                "nginx -s reload in {name} exited with {}: {}",
-                out.code,
-                out.message()
-            ))),
+        // The table before the reload is read in the same command that
+        // signals it: a master without workers is refused before the
+        // signal, and the previous bytes go back below.
+        let mut before = None;
+        let reloaded = match self.signal_reload(replica).await {
+            Ok((table, true)) => {
+                before = Some(table);
+                Ok(())
+            }
+            Ok((table, false)) => {
+                let waited = self.await_reload(replica, &table).await;
+                before = Some(table);
+                waited
+            }
             Err(e) => Err(e),
         };
-        let e = match reloaded {
-            Ok(()) => return Ok(before.children),
-            Err(e) => e,
+        let e = match (reloaded, before.as_ref()) {
+            (Ok(()), Some(before)) => return Ok(before.children.clone()),
+            (Ok(()), None) => unreachable!("a reload that took has a table before it"),
+            (Err(e), _) => e,
         };
         let restored = files.write_in_place(path, previous).await;
         let mut good = restored.is_ok();
         let mut message = format!("{e}{}", restored_note(name, path, restored));
-        // A reload that took after we stopped looking runs the bytes just
-        // taken out of the file: reload the restored ones.
-        match self.procs(replica).await {
-            Ok(now) if reload_took(&before, &now) == Some(true) => {
-                message.push_str(&format!(
-                    "\nthe reload took late in {name}; reloading the previous config"
-                ));
-                if let Err(again) = self.reload(replica).await {
-                    message.push_str(&format!(": {again}"));
-                    good = false;
+        match &before {
+            // A reload that took after we stopped looking runs the bytes
+            // just taken out of the file: reload the restored ones.
+            Some(before) => match self.procs(replica).await {
+                Ok(now) if reload_took(before, &now) == Some(true) => {
+                    message.push_str(&format!(
+                        "\nthe reload took late in {name}; reloading the previous config"
+                    ));
+                    if let Err(again) = self.reload(replica).await {
+                        message.push_str(&format!(": {again}"));
+                        good = false;
+                    }
                 }
-            }
-            Ok(_) => {}
-            Err(_) => good = false,
+                Ok(_) => {}
+                Err(_) => good = false,
+            },
+            // Refused before the signal (a master without workers):
+            // nothing was reloaded.
+            None if matches!(e, RouterError::Config(_)) => {}
+            // The command failed on the way: whether it signalled is not
+            // known, so the journal stays for the next run to finish.
+            None => good = false,
         }
         Err(Failed {
             restored: good,
@@ -692,7 +899,7 @@ impl NginxRouter {
     /// Reloads one replica with what its live file holds and checks it.
     async fn reload(&self, replica: &Replica) -> Result<(), RouterError> {
         let before = self.procs(replica).await?;
-        let argv = self.nginx_argv(&["-c", &self.options.config_path, "-s", "reload"]);
+        let argv = self.nginx_argv(replica, &["-c", &self.options.config_path, "-s", "reload"]);
         let out = self.run(replica, &argv).await?;
         if !out.success() {
             return Err(RouterError::Reload(format!(
@@ -769,26 +976,6 @@ impl NginxRouter {
         (notes, all_back)
     }
 
-    /// Writes the journal of a commit into every replica about to take it.
-    async fn write_journal(
-        &self,
-        commits: &[(usize, Vec<u8>, Vec<u8>)],
-    ) -> Result<(), RouterError> {
-        let (journal_previous, journal_next) = journal_paths(self.options.live_path());
-        for (index, previous, next) in commits {
-            let files = &self.replicas[*index].proxy.files;
-            let written = match files.write_new(&journal_previous, previous).await {
-                Ok(()) => files.write_new(&journal_next, next).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                self.forget_journal(commits).await;
-                return Err(unreachable(e));
-            }
-        }
-        Ok(())
-    }
-
     /// Removes the journal of a commit whose replicas are all known good.
     async fn forget_journal(&self, commits: &[(usize, Vec<u8>, Vec<u8>)]) {
         let (journal_previous, journal_next) = journal_paths(self.options.live_path());
@@ -796,9 +983,7 @@ impl NginxRouter {
             let files = &self.replicas[*index].proxy.files;
             // What is left over is found by the next `open`, which sees a
             // live file equal to one of the two and only reloads.
-            if files.remove(&journal_previous).await.is_ok() {
-                let _ = files.remove(&journal_next).await;
-            }
+            let _ = files.remove_all(&[&journal_previous, &journal_next]).await;
         }
     }
 }
@@ -807,16 +992,6 @@ impl NginxRouter {
 struct Failed {
     restored: bool,
     error: RouterError,
-}
-
-impl Failed {
-    /// Failed before anything was written.
-    fn clean(error: RouterError) -> Self {
-        Self {
-            restored: true,
-            error,
-        }
-    }
 }
 
 #[async_trait]
@@ -838,18 +1013,20 @@ impl TrafficRouter for NginxRouter {
     async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError> {
         let mut state = self.state.lock().await;
         // Phase 1: every replica validates its candidate, nothing written.
-        let mut prepared = Vec::with_capacity(self.replicas.len());
-        for replica in &self.replicas {
-            prepared.push(self.prepare(replica, change).await?);
+        // Each one that will change also holds the commit's journal then.
+        let mut commits: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+        for (index, replica) in self.replicas.iter().enumerate() {
+            match self.prepare(replica, change).await {
+                Ok((live, Some(next))) => commits.push((index, live, next)),
+                Ok((_, None)) => {}
+                Err(e) => {
+                    self.forget_journal(&commits).await;
+                    return Err(e);
+                }
+            }
         }
-        // Phase 2: journal, then write, reload and check each replica in
-        // turn; the journal goes once every replica is known good.
-        let commits: Vec<(usize, Vec<u8>, Vec<u8>)> = prepared
-            .into_iter()
-            .enumerate()
-            .filter_map(|(index, (live, edited))| edited.map(|next| (index, live, next)))
-            .collect();
-        self.write_journal(&commits).await?;
+        // Phase 2: write, reload and check each replica in turn; the
+        // journal goes once every replica is known good.
         let mut done: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut waits: WaitSet = Vec::new();
         for (index, live, next) in &commits {
@@ -929,10 +1106,10 @@ impl TrafficRouter for NginxRouter {
         let deadline = started + timeout;
         let mut left = waits;
         loop {
+            let asked = Instant::now();
             let mut still = Vec::new();
             for (index, procs) in left {
-                let now = self.procs(&self.replicas[index]).await?;
-                let running: Vec<Proc> = procs.into_iter().filter(|p| now.has(p.key())).collect();
+                let running = self.wait_exit(index, procs, deadline).await?;
                 if !running.is_empty() {
                     still.push((index, running));
                 }
@@ -941,7 +1118,11 @@ impl TrafficRouter for NginxRouter {
             if left.is_empty() || Instant::now() >= deadline {
                 break;
             }
-            tokio::time::sleep(self.options.poll_interval.max(Duration::from_millis(100))).await;
+            // A proxy that could not wait in place answered at once.
+            if asked.elapsed() < Duration::from_millis(100) {
+                tokio::time::sleep(self.options.poll_interval.max(Duration::from_millis(100)))
+                    .await;
+            }
         }
         let cut: Vec<String> = left
             .iter()
@@ -958,6 +1139,40 @@ impl TrafficRouter for NginxRouter {
             cut,
         })
     }
+}
+
+/// The three parts of [`RELOAD_SCRIPT`]'s output: the table before, the
+/// reload's exit code, the table after (empty when it could not be read).
+fn split_reload_output(out: &[u8]) -> Option<(&[u8], i32, &[u8])> {
+    let mut at = 0;
+    let mut before = None;
+    for line in out.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        if text == b"=" && before.is_none() {
+            before = Some(&out[..at]);
+        } else if let (Some(before), Some(code)) = (before, text.strip_prefix(b"= ")) {
+            let code = std::str::from_utf8(code).ok()?.trim().parse().ok()?;
+            return Some((before, code, &out[at + line.len()..]));
+        }
+        at += line.len();
+    }
+    None
+}
+
+/// Whether the same master runs as many new children as it had before: it
+/// accepted the new configuration (a refused one starts none), and the old
+/// workers are told to quit next. A respawn after a crash replaces one child
+/// and is no reload unless there was only one.
+fn reload_started(before: &Procs, now: &Procs) -> bool {
+    if now.master.key() != before.master.key() {
+        return false;
+    }
+    let old: HashSet<(u32, u64)> = before.children.iter().map(Proc::key).collect();
+    let fresh = now
+        .live_children()
+        .filter(|p| !old.contains(&p.key()))
+        .count();
+    fresh > 0 && fresh >= before.live_children().count()
 }
 
 /// `Some(true)` when the reload took, `Some(false)` when not (yet), `None`
@@ -1013,8 +1228,7 @@ fn parse_procs(out: &[u8]) -> Option<Procs> {
 async fn find_pid_file(options: &NginxRouterOptions, proxy: &Proxy) -> Result<String, RouterError> {
     let live = read_live(proxy, &options.config_path).await?;
     let from_config = edit::pid_directive(&live, &options.config_path)?;
-    let mut argv = options.nginx.clone();
-    argv.push("-V".into());
+    let argv = proxy.nginx_argv(&options.nginx, &["-V"]);
     let needs_binary = from_config.as_deref().is_none_or(|p| !p.starts_with('/'));
     let built = if needs_binary {
         let out = proxy.exec.exec(&argv).await.map_err(unreachable)?;
@@ -1651,6 +1865,23 @@ mod tests {
         let mut restarted = took.clone();
         restarted.master = proc(30, 500, 'S', "");
         assert_eq!(reload_took(&before, &restarted), None);
+
+        // Started: as many new children as before, whatever the old ones
+        // are doing yet; a respawn or a restart is not.
+        assert!(!reload_started(&before, &before));
+        assert!(reload_started(&before, &took));
+        let all_new = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process"),
+            proc(12, 105, 'S', "nginx: worker process"),
+            proc(20, 300, 'S', "nginx: worker process"),
+            proc(21, 300, 'S', "nginx: worker process"),
+        ]);
+        assert!(reload_started(&before, &all_new));
+        assert!(!reload_started(&before, &starting));
+        assert!(!reload_started(&before, &respawned));
+        let mut restarted = all_new.clone();
+        restarted.master = proc(30, 500, 'S', "");
+        assert!(!reload_started(&before, &restarted));
     }
 
     #[test]

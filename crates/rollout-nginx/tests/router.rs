@@ -261,8 +261,8 @@ impl Nginx {
             .collect();
         command.push(format!("{}/", self.prefix.display()));
         command.extend(self.extra.iter().cloned());
-        let exec = LocalExec::new(name).with_alias("nginx", command);
-        Proxy::new(name, Arc::new(exec), Arc::new(LocalFiles::new(name)))
+        let exec = LocalExec::new(name);
+        Proxy::new(name, Arc::new(exec), Arc::new(LocalFiles::new(name))).with_nginx(command)
     }
 
     fn conf_path(&self) -> String {
