@@ -12,8 +12,11 @@
 //!   bind-mounted so that the load generator can read the upstream errors even after nginx was
 //!   recreated, and nginx published on a random port of 127.0.0.1 (fixed in the file, so that
 //!   it survives `down` and `up`).
-//! - [`Project::start_load`] starts `rollout-load` against that port in the background; the
-//!   test marks instants ("update-start"), stops it and asserts on the report.
+//! - [`Project::start_load`] starts `rollout-load` in the background against nginx's
+//!   container address on the project's network (not through the published port's userland
+//!   proxy, see [`Project::container_address`]; a load that must outlive nginx's container uses
+//!   the published port); the test marks instants ("update-start"), stops it and asserts on the
+//!   report.
 //! - [`PluginDir`] installs a plugin binary into a temporary `DOCKER_CONFIG/cli-plugins` and
 //!   gives `docker --config DIR` commands, so that tests go through the Docker CLI's plugin
 //!   protocol exactly as an operator's `docker rollout` does.

@@ -44,8 +44,10 @@ fn wait_ok(load: &LoadHandle, n: u64, timeout: Duration) {
     }
 }
 
-fn load(p: &Project) -> LoadHandle {
-    p.start_load(|c| {
+/// The load through nginx's container address, or through its published port for a run that
+/// recreates nginx itself.
+fn load_via(p: &Project, published: bool) -> LoadHandle {
+    let tweak = |c: &mut rollout_load::LoadConfig| {
         c.rate = 250;
         // Bounded: the test stops it much earlier.
         c.duration = Duration::from_secs(120);
@@ -53,7 +55,16 @@ fn load(p: &Project) -> LoadHandle {
         c.slow = Duration::from_secs(2);
         c.post_share = 0.05;
         c.new_connection_share = 0.2;
-    })
+    };
+    if published {
+        p.start_load_published(tweak)
+    } else {
+        p.start_load(tweak)
+    }
+}
+
+fn load(p: &Project) -> LoadHandle {
+    load_via(p, false)
 }
 
 fn publish(name: &str, report: &Report) {
@@ -158,7 +169,7 @@ fn compose_up_recreating_the_service_fails_requests() {
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn naive_down_then_up_fails_requests() {
     let mut p = six_v1("negative-down-up");
-    let load = load(&p);
+    let load = load_via(&p, true);
     wait_ok(&load, 750, Duration::from_secs(30));
     load.mark("update-start");
     p.down();

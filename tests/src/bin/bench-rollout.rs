@@ -167,7 +167,7 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
     wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
         a.status == 200
     });
-    let load = p.start_load(|c| {
+    let mix = |c: &mut rollout_load::LoadConfig| {
         c.rate = 250;
         c.duration = Duration::from_secs(600);
         c.slow_share = 0.05;
@@ -175,7 +175,14 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
         c.post_share = 0.05;
         c.post_delay = Duration::from_millis(100);
         c.new_connection_share = 0.2;
-    });
+    };
+    // Through nginx's container address (no userland proxy in the measurement), except for
+    // down/up, which recreates nginx: through the published port, which outlives it.
+    let load = if method == Method::DownUp {
+        p.start_load_published(mix)
+    } else {
+        p.start_load(mix)
+    };
     wait_ok(&load, 750, Duration::from_secs(30));
     let steady_from = load.mark("steady-start");
     std::thread::sleep(STEADY);
