@@ -152,7 +152,8 @@ const KEPT_TICKETS: usize = 64;
 /// A shell function `snap PIDFILE` that prints the master (`M pid start
 /// state`) and each of its children (`C pid start state ` then the raw
 /// command line, whose arguments nginx overwrote with its title), and
-/// leaves their number in `n`. The children come from the kernel's list of
+/// leaves their number in `n` and their ids in `L` (`A` for those not
+/// shutting down). The children come from the kernel's list of
 /// the master's children where it has one (Linux 3.5 and later with
 /// `CONFIG_PROC_CHILDREN`), else from a scan of `/proc`; each one's parent is
 /// checked either way. Returns 3: no pid file; 4: the master is not running.
@@ -169,6 +170,9 @@ macro_rules! snap_function {
   printf '\n'
   n=$((n+1))
   L="$L $1"
+  t=
+  { read -r t < "/proc/$1/cmdline"; } 2>/dev/null
+  case $t in *"shutting down"*) ;; *) A="$A $1";; esac
 }
 snap() {
   m=
@@ -180,6 +184,7 @@ snap() {
   set -- $r
   printf 'M %s %s %s\n' "$m" "${20}" "$1"
   n=0
+  A=
   L=
   if [ -r "/proc/$m/task/$m/children" ]; then
     k=
@@ -202,32 +207,40 @@ const PROCESS_SCRIPT: &str = concat!(snap_function!(), r#"snap "$1""#, "\n");
 /// anything is signalled), a line `=`, then `SIGHUP` to the master (what
 /// `nginx -s reload` sends, without parsing the config again: the candidate
 /// was just tested), a line `= CODE` with the signal's exit code, and the
-/// table again once the master has started as many new children as it had
-/// (checked every 10 ms for at most a second; a fixed pause where the kernel
-/// has no list of children). The master tells the old workers to quit
-/// 100 ms after starting the new ones; the drain waits for the old ones to
-/// exit either way.
+/// table again once the reload took: a new child, and every child that was
+/// active shutting down or gone (nginx tells them 100 ms after starting the
+/// new ones). Checked every 10 ms for at most a
+/// second, or a fixed pause where the kernel has no list of children; the
+/// router reads the table itself and keeps polling when it did not take yet.
 const RELOAD_SCRIPT: &str = concat!(
     snap_function!(),
     r#"f=$1
 snap "$f" || exit $?
 [ "$n" -gt 0 ] || exit 5
 old=$L
+active=$A
 echo =
 kill -HUP "$m" >&2
 echo "= $?"
 if [ -r "/proc/$m/task/$m/children" ]; then
   i=0
   while [ "$i" -lt 100 ]; do
+    i=$((i+1))
+    sleep 0.01 2>/dev/null || break
     k=
     { read -r k < "/proc/$m/task/$m/children"; } 2>/dev/null
     fresh=0
     for c in $k; do
       case " $old " in *" $c "*) ;; *) fresh=$((fresh+1));; esac
     done
-    [ "$fresh" -ge "$n" ] && break
-    i=$((i+1))
-    sleep 0.01 2>/dev/null || break
+    [ "$fresh" -gt 0 ] || continue
+    quiet=1
+    for c in $active; do
+      t=
+      { read -r t < "/proc/$c/cmdline"; } 2>/dev/null
+      case $t in ''|*"shutting down"*) ;; *) quiet=0;; esac
+    done
+    [ "$quiet" -eq 1 ] && break
   done
 else
   sleep 0.12 2>/dev/null
@@ -701,7 +714,7 @@ impl NginxRouter {
                 out.message()
             )));
         }
-        let took = parse_procs(after).is_some_and(|now| reload_started(&before, &now));
+        let took = parse_procs(after).is_some_and(|now| reload_took(&before, &now) == Some(true));
         Ok((before, took))
     }
 
@@ -1157,22 +1170,6 @@ fn split_reload_output(out: &[u8]) -> Option<(&[u8], i32, &[u8])> {
         at += line.len();
     }
     None
-}
-
-/// Whether the same master runs as many new children as it had before: it
-/// accepted the new configuration (a refused one starts none), and the old
-/// workers are told to quit next. A respawn after a crash replaces one child
-/// and is no reload unless there was only one.
-fn reload_started(before: &Procs, now: &Procs) -> bool {
-    if now.master.key() != before.master.key() {
-        return false;
-    }
-    let old: HashSet<(u32, u64)> = before.children.iter().map(Proc::key).collect();
-    let fresh = now
-        .live_children()
-        .filter(|p| !old.contains(&p.key()))
-        .count();
-    fresh > 0 && fresh >= before.live_children().count()
 }
 
 /// `Some(true)` when the reload took, `Some(false)` when not (yet), `None`
@@ -1865,23 +1862,6 @@ mod tests {
         let mut restarted = took.clone();
         restarted.master = proc(30, 500, 'S', "");
         assert_eq!(reload_took(&before, &restarted), None);
-
-        // Started: as many new children as before, whatever the old ones
-        // are doing yet; a respawn or a restart is not.
-        assert!(!reload_started(&before, &before));
-        assert!(reload_started(&before, &took));
-        let all_new = procs(vec![
-            proc(11, 105, 'S', "nginx: worker process"),
-            proc(12, 105, 'S', "nginx: worker process"),
-            proc(20, 300, 'S', "nginx: worker process"),
-            proc(21, 300, 'S', "nginx: worker process"),
-        ]);
-        assert!(reload_started(&before, &all_new));
-        assert!(!reload_started(&before, &starting));
-        assert!(!reload_started(&before, &respawned));
-        let mut restarted = all_new.clone();
-        restarted.master = proc(30, 500, 'S', "");
-        assert!(!reload_started(&before, &restarted));
     }
 
     #[test]
