@@ -6,7 +6,8 @@
 //! The work is the `bench-rollout` binary of the end-to-end harness
 //! (`tests/src/bin/bench-rollout.rs`), which has the stacks, the load and the
 //! plugin install; this task builds the images, the plugin and that binary,
-//! and runs it. It needs the Docker engine and takes about five minutes.
+//! and runs it, all in release builds. It needs the Docker engine and takes
+//! about five minutes (more the first time, for the release build).
 
 use crate::util;
 use anyhow::{bail, Result};
@@ -17,14 +18,25 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("bench rollout takes no argument, got {extra:?}");
     }
     crate::images::build_all(false)?;
+    // Release builds, as operators run the plugin: the tool's own CPU and the load
+    // generator's (which shares the machine) are part of what is measured.
     util::run(util::cargo().args([
         "build",
         "-q",
+        "--release",
         "-p",
         "docker-rollout",
         "-p",
         "rollout-e2e",
         "--bins",
     ]))?;
-    util::run(util::cargo().args(["run", "-q", "-p", "rollout-e2e", "--bin", "bench-rollout"]))
+    util::run(util::cargo().args([
+        "run",
+        "-q",
+        "--release",
+        "-p",
+        "rollout-e2e",
+        "--bin",
+        "bench-rollout",
+    ]))
 }

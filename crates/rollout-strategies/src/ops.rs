@@ -79,6 +79,24 @@ impl View {
         }
     }
 
+    /// The view once `change` is applied, with only the running instances
+    /// (those [`Ops::remove_exited`] keeps).
+    pub fn after(&self, change: &RouteChange) -> View {
+        let mut routes: Vec<Route> = self
+            .routes
+            .iter()
+            .filter(|r| !change.remove.contains(&r.target))
+            .cloned()
+            .collect();
+        for set in &change.set {
+            match routes.iter_mut().find(|r| r.target == set.target) {
+                Some(r) => r.weight = set.weight,
+                None => routes.push(set.clone()),
+            }
+        }
+        View::new(self.running().cloned().collect(), routes)
+    }
+
     /// Direct routes by instance id.
     pub fn direct(&self) -> &HashMap<InstanceId, u32> {
         &self.direct
@@ -548,6 +566,19 @@ impl<'a> Ops<'a> {
         other_weight: u32,
         route_new: bool,
     ) -> Res<Option<DrainTicket>> {
+        let change = self.normalize_change(view, target, other_weight, route_new);
+        self.route(change).await
+    }
+
+    /// The change [`Ops::normalize`] applies, for a caller that adds to it
+    /// before applying (one reload instead of two).
+    pub fn normalize_change(
+        &self,
+        view: &View,
+        target: Option<&str>,
+        other_weight: u32,
+        route_new: bool,
+    ) -> RouteChange {
         let name = &self.plan.service.service;
         let by_name = view.service_routed(name);
         let direct = view.direct();
@@ -608,7 +639,7 @@ impl<'a> Ops<'a> {
                 }
             }
         }
-        self.route(change).await
+        change
     }
 
     /// Removes what exited and will not run again.

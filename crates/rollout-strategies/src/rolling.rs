@@ -254,14 +254,50 @@ async fn roll(
     };
     let tid = target.map(|t| t.id.as_str());
     let view = ops.view(&plan.service).await?;
-    ops.normalize(&view, tid, 1, true).await?;
-    ops.remove_exited(&view).await?;
-    let view = ops.view(&plan.service).await?;
-    let (slots, leftovers) = plan_slots(&view, tid, plan.replicas);
-    let serving = view
+    // The service moves to per-instance routes, and with stop-first the
+    // first round's old instances leave them in the same change: one reload
+    // where there would be one per worker more.
+    let mut change = ops.normalize_change(&view, tid, 1, true);
+    let after = view.after(&change);
+    let (slots, leftovers) = plan_slots(&after, tid, plan.replicas);
+    let mut serving = after
         .running()
-        .filter(|i| i.is_ready() && view.is_routed(i))
+        .filter(|i| i.is_ready() && after.is_routed(i))
         .count();
+    let first_out = if cfg.order == Order::StopFirst {
+        first_round_out(&slots, cfg.workers(slots.len()), plan.replicas, serving)
+    } else {
+        Vec::new()
+    };
+    for &k in &first_out {
+        if let Some(old) = &slots[k].old {
+            // Routed by name until now: left out of the per-instance routes.
+            let target = target_of(old);
+            let before = change.set.len();
+            change.set.retain(|r| r.target != target);
+            if change.set.len() == before {
+                change.remove.push(target);
+            }
+        }
+    }
+    serving -= first_out.len();
+    let ticket = ops.route(change).await?;
+    let pre_unrouted = first_out
+        .iter()
+        .filter_map(|&k| {
+            let old = slots[k].old.as_ref()?;
+            let removed = vec![target_of(old)];
+            let ticket = match &ticket {
+                Some(t) => DrainTicket {
+                    generation: t.generation,
+                    removed,
+                },
+                None => DrainTicket::unknown(removed),
+            };
+            Some((k, ticket))
+        })
+        .collect();
+    ops.remove_exited(&view).await?;
     // Instances of the target left unready by an earlier run: not routed
     // (normalize took them out), so a drain and a stop are enough.
     ops.unroute_and_retire(&leftovers, false).await?;
@@ -313,6 +349,7 @@ async fn roll(
         slots,
         shared,
         unrouting: tokio::sync::Mutex::new(()),
+        pre_unrouted: Mutex::new(pre_unrouted),
     };
     if !ctx.slots.is_empty() {
         let workers = cfg.workers(ctx.slots.len());
@@ -378,6 +415,26 @@ async fn roll(
     })
 }
 
+/// The stop-first slots (0-based) whose old instance can leave the routes
+/// before any worker starts: the first `workers` slots that replace a
+/// ready, routed instance, as long as what serves stays above the capacity
+/// floor (desired minus workers, as [`Pass::reserve`] keeps it) and is never
+/// the last instance.
+fn first_round_out(slots: &[Slot], workers: usize, replicas: usize, serving: usize) -> Vec<usize> {
+    let floor = replicas.saturating_sub(workers);
+    let mut left = serving;
+    let mut out = Vec::new();
+    for (k, slot) in slots.iter().enumerate().take(workers) {
+        let Some(old) = &slot.old else { break };
+        if !(slot.launch && slot.old_routed && old.is_ready()) || left <= floor.max(1) {
+            break;
+        }
+        left -= 1;
+        out.push(k);
+    }
+    out
+}
+
 /// Pairs outdated instances with launches. Unready outdated instances go
 /// first among the pairs (retiring them costs no capacity), routed ones
 /// last.
@@ -439,6 +496,9 @@ struct Pass<'p, 'o> {
     /// monitor) never each count the other's instance as still serving and
     /// leave nothing routed.
     unrouting: tokio::sync::Mutex<()>,
+    /// Stop-first slots (0-based) whose old instance left the routes with
+    /// the first change of the pass, and the ticket to drain it.
+    pre_unrouted: Mutex<std::collections::HashMap<usize, DrainTicket>>,
 }
 
 impl Pass<'_, '_> {
@@ -561,6 +621,17 @@ impl Pass<'_, '_> {
     async fn slot(&self, index: usize, slot: &Slot) -> Res<()> {
         let reserved = self.cfg.order == Order::StopFirst && slot.old_routed && slot.old.is_some();
         self.shared.active.fetch_add(1, Ordering::SeqCst);
+        // Taken out with the pass's first change: capacity counted then.
+        let pre = self
+            .pre_unrouted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(index - 1));
+        if let Some(ticket) = pre {
+            let r = self.slot_inner(index, slot, true, Some(ticket)).await;
+            self.released(matches!(r, Ok(true)));
+            return r.map(|_| ());
+        }
         if reserved {
             self.reserve().await;
         }

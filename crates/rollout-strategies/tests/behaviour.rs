@@ -374,3 +374,35 @@ async fn the_live_colour_is_not_updated_in_place() {
         e.journal.clear(&e.service).await.unwrap();
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn stop_first_takes_the_first_round_out_with_the_move_to_instance_routes() {
+    let e = env(6);
+    let mut p = plan(&e, 6);
+    p.update.order = Order::StopFirst;
+    p.update.parallelism = 2;
+    let (o, events) = run(&Rolling, &e, &p).await;
+    assert_eq!(o, Outcome::Completed);
+    assert_clean(&e, &p, "rolling", &o);
+    let changes: Vec<(&Vec<rollout_core::Route>, &Vec<Target>)> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::TrafficChanged { set, removed, .. } => Some((set, removed)),
+            _ => None,
+        })
+        .collect();
+    // One change moves the service from its name to its instances and leaves the first
+    // round's two old instances out (capacity 4 = desired minus parallelism); then per slot
+    // one route of the new instance, and the round's unroutes after the first; then at rest.
+    let (set, removed) = changes[0];
+    assert!(
+        removed.iter().any(|t| matches!(t, Target::Service { .. })),
+        "{removed:?}"
+    );
+    assert_eq!(set.len(), 4, "{set:?}");
+    assert_eq!(
+        changes.len(),
+        1 + 6 + 4 + 1,
+        "one reload per change, none for the first round's unroutes: {changes:#?}"
+    );
+}
