@@ -601,24 +601,6 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let proxy_service = settings.proxy.clone().unwrap_or_default();
     let image = settings.image.clone().unwrap_or_default();
     let mut backend = DockerBackend::new(engine.clone(), compose);
-    let proxies: Vec<Proxy> =
-        ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service))
-            .await
-            .map_err(|e| match e {
-                // The engine answered: the proxy is what cannot be reached.
-                BackendError::Unreachable { reason, .. }
-                    if reason.starts_with("no running container") =>
-                {
-                    Fail::unreachable(format!("the proxy is not running: {reason}"))
-                }
-                e => Fail::from(e),
-            })?
-            .into_iter()
-            .map(|mut p| {
-                p.files = Arc::new(MissingAsMissing(p.files.clone()));
-                p
-            })
-            .collect();
     let config_path = settings
         .proxy_config
         .clone()
@@ -629,23 +611,52 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         names.push(other.service.clone());
         services.push(other.clone());
     }
-    let upstream = match &settings.upstream {
-        Some(u) => u.clone(),
-        None => {
-            let live = proxies[0].files.read(&config_path).await.map_err(|e| {
+    // The Compose tool computes the target's config hash (a process start of
+    // a few hundred milliseconds) while the proxy is found and opened.
+    let open_router = async {
+        let proxies: Vec<Proxy> =
+            ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service))
+                .await
+                .map_err(|e| match e {
+                    // The engine answered: the proxy is what cannot be reached.
+                    BackendError::Unreachable { reason, .. }
+                        if reason.starts_with("no running container") =>
+                    {
+                        Fail::unreachable(format!("the proxy is not running: {reason}"))
+                    }
+                    e => Fail::from(e),
+                })?
+                .into_iter()
+                .map(|mut p| {
+                    p.files = Arc::new(MissingAsMissing(p.files.clone()));
+                    p
+                })
+                .collect();
+        let upstream = match &settings.upstream {
+            Some(u) => u.clone(),
+            None => {
+                let live = proxies[0].files.read(&config_path).await.map_err(|e| {
                 Fail::unreachable(format!(
                     "cannot read the nginx config of {}: {e}\nhint: set x-rollout.proxy_config to the file nginx is started with",
                     proxies[0].name
                 ))
             })?;
-            find_upstream(&live, &config_path, project, &names)?
-        }
+                find_upstream(&live, &config_path, project, &names)?
+            }
+        };
+        let mut options = NginxRouterOptions::new(&upstream, &config_path);
+        options.services = names.clone();
+        options.port = settings.port;
+        let probe_proxy = proxies[0].clone();
+        let nginx = NginxRouter::open(options, proxies).await?;
+        Ok::<_, Fail>((nginx, probe_proxy, upstream))
     };
-    let mut options = NginxRouterOptions::new(&upstream, &config_path);
-    options.services = names.clone();
-    options.port = settings.port;
-    let probe_proxy = proxies[0].clone();
-    let nginx = NginxRouter::open(options, proxies).await?;
+    let (opened, target) = tokio::join!(
+        open_router,
+        backend.compose_revision(&settings.service, &image)
+    );
+    let (nginx, probe_proxy, upstream) = opened?;
+    let target = target?;
     let notes = nginx.recovered().to_vec();
     let port = nginx.port();
     if let Some(check) = &settings.health_probe {
@@ -658,7 +669,6 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
             },
         );
     }
-    let target = backend.compose_revision(&settings.service, &image).await?;
     // Nothing can be pulled: a missing image is bad input, found before
     // anything changes (not at the first launch, with routes already moved).
     backend.check_image(&image).await?;
