@@ -248,6 +248,48 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
     figures
 }
 
+/// When each of `stopped` stopped getting traffic (seconds on the event clock): the first
+/// traffic change after which it is neither routed by its own line nor through the service
+/// name. The bench's stack starts routed by name, so an instance can leave the routes by being
+/// left out when the name is replaced by instance lines (stop-first's first round).
+fn unrouted_times(r: &rollout_e2e::e2e_kills::Ended, stopped: &[&str]) -> BTreeMap<String, f64> {
+    let mut by_name = true;
+    let mut direct: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut out = BTreeMap::new();
+    for l in &r.events {
+        let Event::TrafficChanged { set, removed, .. } = &l.event else {
+            continue;
+        };
+        let before: Vec<bool> = stopped
+            .iter()
+            .map(|id| by_name || direct.contains(*id))
+            .collect();
+        for t in removed {
+            match t {
+                Target::Instance { id, .. } => {
+                    direct.remove(&id.0);
+                }
+                Target::Service { .. } => by_name = false,
+            }
+        }
+        for route in set {
+            match &route.target {
+                Target::Instance { id, .. } => {
+                    direct.insert(id.0.clone());
+                }
+                Target::Service { .. } => by_name = true,
+            }
+        }
+        for (id, was) in stopped.iter().zip(before) {
+            let now = by_name || direct.contains(*id);
+            if was && !now && !out.contains_key(*id) {
+                out.insert(id.to_string(), l.at);
+            }
+        }
+    }
+    out
+}
+
 /// What the settings and the app impose on the critical path of a rollout.
 fn overhead(
     r: &rollout_e2e::e2e_kills::Ended,
@@ -268,20 +310,14 @@ fn overhead(
             _ => None,
         })
         .collect();
+    let unrouted_at = unrouted_times(r, &stopped);
     let mut drains = Vec::new();
-    for l in &r.events {
-        if let Event::TrafficChanged { removed, .. } = &l.event {
-            for t in removed {
-                if let Target::Instance { id, .. } = t {
-                    if !stopped.contains(&id.0.as_str()) {
-                        continue;
-                    }
-                    let unrouted = start + l.at;
-                    let short: String = id.0.chars().take(12).collect();
-                    let last = report.instances.get(&short).map_or(unrouted, |s| s.last);
-                    drains.push((unrouted, (last - unrouted).max(0.0)));
-                }
-            }
+    for id in &stopped {
+        if let Some(at) = unrouted_at.get(*id) {
+            let unrouted = start + at;
+            let short: String = id.chars().take(12).collect();
+            let last = report.instances.get(&short).map_or(unrouted, |s| s.last);
+            drains.push((unrouted, (last - unrouted).max(0.0)));
         }
     }
     drains.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -336,6 +372,15 @@ fn breakdown(
             .map(|(ms, _, _)| (*ms as f64 - start_unix as f64) / 1000.0)
     };
     let at = |pred: &dyn Fn(&Event) -> bool| r.events.iter().find(|l| pred(&l.event)).map(|l| l.at);
+    let stopped: Vec<&str> = r
+        .events
+        .iter()
+        .filter_map(|l| match &l.event {
+            Event::InstanceStopped { instance } => Some(instance.0.as_str()),
+            _ => None,
+        })
+        .collect();
+    let unrouted_at = unrouted_times(r, &stopped);
     let (mut launch, mut notice, mut route, mut drain, mut retire) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for l in &r.events {
         match &l.event {
@@ -364,10 +409,7 @@ fn breakdown(
                 for t in removed {
                     if let Target::Instance { id, .. } = t {
                         let id = id.0.as_str();
-                        let unrouted = at(&|e| {
-                            matches!(e, Event::TrafficChanged { removed, .. }
-                            if removed.iter().any(|t| matches!(t, Target::Instance { id: x, .. } if x.0 == id)))
-                        });
+                        let unrouted = unrouted_at.get(id).copied();
                         if let Some(u) = unrouted {
                             let short: String = id.chars().take(12).collect();
                             let last =
