@@ -74,6 +74,8 @@ pub struct DockerBackend {
     launching: tokio::sync::Mutex<()>,
     compose_hashes: Mutex<HashMap<String, String>>,
     unsaved: Mutex<HashMap<String, String>>,
+    /// Saved specs this process made or found, by keeper name.
+    saved: Mutex<HashSet<String>>,
     probes: HashMap<String, HealthProbe>,
     extra_labels: HashMap<String, String>,
 }
@@ -98,6 +100,7 @@ impl DockerBackend {
             launching: tokio::sync::Mutex::new(()),
             compose_hashes: Mutex::new(HashMap::new()),
             unsaved: Mutex::new(HashMap::new()),
+            saved: Mutex::new(HashSet::new()),
             probes: HashMap::new(),
             extra_labels: HashMap::new(),
         }
@@ -166,6 +169,10 @@ impl DockerBackend {
             .unwrap_or_else(|p| p.into_inner())
             .insert(service.service.clone(), hash.clone());
         Ok(hash)
+    }
+
+    fn saved(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.saved.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn cached_hash(&self, service: &str) -> Option<String> {
@@ -475,8 +482,14 @@ impl DockerBackend {
         keep.insert(labels::REVISION.into(), revision.clone());
         keep.insert(labels::SPEC.into(), json);
         let name = format!("rollout-revision.{project}.{service}.{}", short(revision));
+        if self.saved().contains(&name) {
+            return Ok(());
+        }
         match keeper::create(&self.engine, &name, &spec.image_id, keep, env).await? {
-            Created::Ours | Created::Taken => Ok(()),
+            Created::Ours | Created::Taken => {
+                self.saved().insert(name);
+                Ok(())
+            }
         }
     }
 
@@ -513,6 +526,8 @@ impl DockerBackend {
             }
             if let Some(id) = c.id {
                 keeper::remove(&self.engine, &id).await?;
+                // Which one went is not worth tracking: save again next time.
+                self.saved().clear();
             }
         }
         Ok(())

@@ -34,6 +34,17 @@ pub struct DockerJournal {
     /// Saves of one process, one at a time: parallel workers of a strategy
     /// save concurrently, and each save picks the next generation.
     writing: Arc<tokio::sync::Mutex<()>>,
+    /// What this process knows without asking the engine again: the keeper
+    /// image is there, and the generation it wrote last per service (only
+    /// the lock holder writes, so nobody else adds one meanwhile).
+    known: Arc<std::sync::Mutex<Known>>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    image: bool,
+    /// Service -> (generation, container name) of the last save.
+    last: HashMap<String, (u64, String)>,
 }
 
 impl DockerJournal {
@@ -43,6 +54,7 @@ impl DockerJournal {
             engine,
             extra_labels: HashMap::new(),
             writing: Arc::new(tokio::sync::Mutex::new(())),
+            known: Arc::new(std::sync::Mutex::new(Known::default())),
         }
     }
 
@@ -115,6 +127,22 @@ impl DockerJournal {
             Err(e) if crate::engine::status(&e) == Some(404) => Ok(None),
             Err(e) => Err(storage(&service.to_string(), self.engine.error(e))),
         }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes sure the keeper image is there, once per process.
+    async fn image(&self, who: &str) -> Result<(), JournalError> {
+        if self.known().image {
+            return Ok(());
+        }
+        keeper::ensure_image(&self.engine)
+            .await
+            .map_err(|e| storage(who, e))?;
+        self.known().image = true;
+        Ok(())
     }
 
     async fn generations(
@@ -249,10 +277,17 @@ impl Journal for DockerJournal {
         let _one = self.writing.lock().await;
         let service = &record.service;
         let who = service.to_string();
-        keeper::ensure_image(&self.engine)
-            .await
-            .map_err(|e| storage(&who, e))?;
-        let older = self.generations(service).await?;
+        self.image(&who).await?;
+        let last = self.known().last.get(&who).cloned();
+        let older: Vec<(u64, String)> = match last {
+            Some(last) => vec![last],
+            None => self
+                .generations(service)
+                .await?
+                .into_iter()
+                .map(|(gen, id, _)| (gen, id))
+                .collect(),
+        };
         let gen = older.first().map(|g| g.0 + 1).unwrap_or(1);
         let json = serde_json::to_string(record)
             .map_err(|e| JournalError::Storage(format!("{who}: {e}")))?;
@@ -279,7 +314,8 @@ impl Journal for DockerJournal {
                 )))
             }
         }
-        for (_, id, _) in older {
+        self.known().last.insert(who.clone(), (gen, name));
+        for (_, id) in older {
             keeper::remove(&self.engine, &id)
                 .await
                 .map_err(|e| storage(&who, e))?;
@@ -289,6 +325,7 @@ impl Journal for DockerJournal {
 
     async fn clear(&self, service: &ServiceRef) -> Result<(), JournalError> {
         let _one = self.writing.lock().await;
+        self.known().last.remove(&service.to_string());
         for (_, id, _) in self.generations(service).await? {
             keeper::remove(&self.engine, &id)
                 .await
