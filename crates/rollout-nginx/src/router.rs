@@ -212,13 +212,18 @@ const PROCESS_SCRIPT: &str = concat!(snap_function!(), r#"snap "$1""#, "\n");
 /// new ones). Checked every 10 ms for at most a
 /// second, or a fixed pause where the kernel has no list of children; the
 /// router reads the table itself and keeps polling when it did not take yet.
+/// Files after the pid file (the commit's journal, when this replica is the
+/// only one) are removed once the reload is seen to take, and a line `J`
+/// before the second table says so.
 const RELOAD_SCRIPT: &str = concat!(
     snap_function!(),
     r#"f=$1
+shift
 snap "$f" || exit $?
 [ "$n" -gt 0 ] || exit 5
 old=$L
 active=$A
+ok=0
 echo =
 kill -HUP "$m" >&2
 echo "= $?"
@@ -240,10 +245,13 @@ if [ -r "/proc/$m/task/$m/children" ]; then
       { read -r t < "/proc/$c/cmdline"; } 2>/dev/null
       case $t in ''|*"shutting down"*) ;; *) quiet=0;; esac
     done
-    [ "$quiet" -eq 1 ] && break
+    [ "$quiet" -eq 1 ] && ok=1 && break
   done
 else
   sleep 0.12 2>/dev/null
+fi
+if [ "$ok" = 1 ] && [ "$#" -gt 0 ]; then
+  rm -f -- "$@" 2>/dev/null && echo J
 fi
 snap "$f"
 exit 0
@@ -682,12 +690,17 @@ impl NginxRouter {
     /// Reads the process table, signals the reload and reads the table
     /// again, in one command ([`RELOAD_SCRIPT`]); returns the table before
     /// and, when the reload already took, nothing left to wait for.
-    async fn signal_reload(&self, replica: &Replica) -> Result<(Procs, bool), RouterError> {
+    async fn signal_reload(
+        &self,
+        replica: &Replica,
+        journal: &[&str],
+    ) -> Result<(Procs, bool, bool), RouterError> {
         let name = &replica.proxy.name;
-        let argv: Vec<String> = ["sh", "-c", RELOAD_SCRIPT, "sh", &replica.pid_file]
+        let mut argv: Vec<String> = ["sh", "-c", RELOAD_SCRIPT, "sh", &replica.pid_file]
             .iter()
             .map(|s| s.to_string())
             .collect();
+        argv.extend(journal.iter().map(|p| p.to_string()));
         let out = self.run(replica, &argv).await?;
         match out.code {
             0 => {}
@@ -714,8 +727,12 @@ impl NginxRouter {
                 out.message()
             )));
         }
+        let (forgot, after) = match after.strip_prefix(b"J\n") {
+            Some(rest) => (true, rest),
+            None => (false, after),
+        };
         let took = parse_procs(after).is_some_and(|now| reload_took(&before, &now) == Some(true));
-        Ok((before, took))
+        Ok((before, took, forgot))
     }
 
     /// Edits, writes the candidate and validates it in one replica; returns
@@ -841,7 +858,8 @@ impl NginxRouter {
         replica: &Replica,
         previous: &[u8],
         bytes: &[u8],
-    ) -> Result<Vec<Proc>, Failed> {
+        journal: &[&str],
+    ) -> Result<(Vec<Proc>, bool), Failed> {
         let path = self.options.live_path();
         let files = &replica.proxy.files;
         let name = &replica.proxy.name;
@@ -856,20 +874,23 @@ impl NginxRouter {
         // signals it: a master without workers is refused before the
         // signal, and the previous bytes go back below.
         let mut before = None;
-        let reloaded = match self.signal_reload(replica).await {
-            Ok((table, true)) => {
+        let mut forgot = false;
+        let reloaded = match self.signal_reload(replica, journal).await {
+            Ok((table, true, removed)) => {
                 before = Some(table);
+                forgot = removed;
                 Ok(())
             }
-            Ok((table, false)) => {
+            Ok((table, false, removed)) => {
                 let waited = self.await_reload(replica, &table).await;
                 before = Some(table);
+                forgot = removed;
                 waited
             }
             Err(e) => Err(e),
         };
         let e = match (reloaded, before.as_ref()) {
-            (Ok(()), Some(before)) => return Ok(before.children.clone()),
+            (Ok(()), Some(before)) => return Ok((before.children.clone(), forgot)),
             (Ok(()), None) => unreachable!("a reload that took has a table before it"),
             (Err(e), _) => e,
         };
@@ -1042,9 +1063,20 @@ impl TrafficRouter for NginxRouter {
         // journal goes once every replica is known good.
         let mut done: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut waits: WaitSet = Vec::new();
+        // A single replica removes its journal in the reload's own command
+        // once the reload took; with several, each keeps its journal until
+        // every one is known good.
+        let (journal_previous, journal_next) = journal_paths(self.options.live_path());
+        let single = [journal_previous.as_str(), journal_next.as_str()];
+        let in_reload: &[&str] = if commits.len() == 1 { &single } else { &[] };
+        let mut forgotten = !in_reload.is_empty();
         for (index, live, next) in &commits {
-            match self.commit(&self.replicas[*index], live, next).await {
-                Ok(before) => {
+            match self
+                .commit(&self.replicas[*index], live, next, in_reload)
+                .await
+            {
+                Ok((before, forgot)) => {
+                    forgotten &= forgot;
                     waits.push((*index, before));
                     done.push((*index, live.clone()));
                 }
@@ -1057,7 +1089,9 @@ impl TrafficRouter for NginxRouter {
                 }
             }
         }
-        self.forget_journal(&commits).await;
+        if !forgotten {
+            self.forget_journal(&commits).await;
+        }
         state.generation += 1;
         let generation = state.generation;
         state.pending.insert(generation, waits);
