@@ -54,6 +54,10 @@ impl std::fmt::Debug for HealthProbe {
     }
 }
 
+/// What copies of a revision are made from: its spec, its environment and
+/// the image reference to create from.
+type CopySource = (Spec, Vec<String>, String);
+
 /// A [`Backend`] over the Docker engine for the services of one Compose
 /// project.
 ///
@@ -76,6 +80,9 @@ pub struct DockerBackend {
     unsaved: Mutex<HashMap<String, String>>,
     /// Saved specs this process made or found, by keeper name.
     saved: Mutex<HashSet<String>>,
+    /// What copies of a revision are made from (spec, environment, image
+    /// reference), by revision, once read.
+    copies: Mutex<HashMap<String, CopySource>>,
     probes: HashMap<String, HealthProbe>,
     extra_labels: HashMap<String, String>,
 }
@@ -101,6 +108,7 @@ impl DockerBackend {
             compose_hashes: Mutex::new(HashMap::new()),
             unsaved: Mutex::new(HashMap::new()),
             saved: Mutex::new(HashSet::new()),
+            copies: Mutex::new(HashMap::new()),
             probes: HashMap::new(),
             extra_labels: HashMap::new(),
         }
@@ -169,6 +177,14 @@ impl DockerBackend {
             .unwrap_or_else(|p| p.into_inner())
             .insert(service.service.clone(), hash.clone());
         Ok(hash)
+    }
+
+    fn copy_of(&self, revision: &str) -> Option<CopySource> {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(revision)
+            .cloned()
     }
 
     fn saved(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -285,8 +301,20 @@ impl DockerBackend {
         revision: &Revision,
         count: usize,
     ) -> Result<Vec<Instance>, BackendError> {
-        let (spec, env) = self.spec_of(service, &revision.id).await?;
-        let image = self.image_reference(&spec).await?;
+        // The spec of a revision does not change: read once per process.
+        let (spec, env, image) = match self.copy_of(&revision.id) {
+            Some(known) => known,
+            None => {
+                let (spec, env) = self.spec_of(service, &revision.id).await?;
+                let image = self.image_reference(&spec).await?;
+                let known = (spec, env, image);
+                self.copies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(revision.id.clone(), known.clone());
+                known
+            }
+        };
         let mut created: Vec<Instance> = Vec::new();
         for _ in 0..count {
             match self.create_copy(service, &spec, env.clone(), &image).await {
@@ -678,11 +706,12 @@ impl Backend for DockerBackend {
         // it, with the same labels and config hash (so Compose takes them
         // for its own), made through the API in a tenth of the time.
         let compose_hash = self.compose_hash(service).await?;
-        let has_one = self
-            .containers(service)
-            .await?
-            .iter()
-            .any(|c| revision_of(c) == revision.id);
+        let has_one = self.copy_of(&revision.id).is_some()
+            || self
+                .containers(service)
+                .await?
+                .iter()
+                .any(|c| revision_of(c) == revision.id);
         if revision.id == compose_hash && !has_one {
             self.launch_with_compose(service, revision, count).await
         } else if revision.id == compose_hash {

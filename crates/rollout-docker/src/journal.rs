@@ -10,9 +10,10 @@
 //!   back from its labels.
 //! - A record is a container `rollout-journal.PROJECT.SERVICE.GEN` whose
 //!   labels hold the JSON record. Labels cannot change, so each save creates
-//!   the next generation and then removes the older ones: a crash between
-//!   the two leaves both, and the newest generation wins at load. A record is
-//!   never half-written: a container exists with all its labels or not at all.
+//!   the next generation and then removes the older ones (in the background,
+//!   awaited by the next save): a crash between the two leaves both, and the
+//!   newest generation wins at load. A record is never half-written: a
+//!   container exists with all its labels or not at all.
 
 use crate::engine::{now_rfc3339, Engine};
 use crate::keeper::{self, Created, KEEPER_IMAGE};
@@ -45,6 +46,11 @@ struct Known {
     image: bool,
     /// Service -> (generation, container name) of the last save.
     last: HashMap<String, (u64, String)>,
+    /// The removal of the generations a save replaced, still running: the
+    /// next save or clear waits for it. A generation left behind (the
+    /// process ended first) is harmless: the newest wins at load, and the
+    /// next run's first save removes it.
+    removing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl DockerJournal {
@@ -131,6 +137,22 @@ impl DockerJournal {
 
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the generations replaced by the last save are removed
+    /// (saves remove them in the background), for a caller that needs the
+    /// engine to hold only the newest one.
+    pub async fn flush(&self) {
+        let _one = self.writing.lock().await;
+        self.removed().await;
+    }
+
+    /// Waits for the removal of replaced generations, if one is running.
+    async fn removed(&self) {
+        let removing = self.known().removing.take();
+        if let Some(removing) = removing {
+            let _ = removing.await;
+        }
     }
 
     /// Makes sure the keeper image is there, once per process.
@@ -275,6 +297,7 @@ impl Journal for DockerJournal {
 
     async fn save(&self, record: &JournalRecord) -> Result<(), JournalError> {
         let _one = self.writing.lock().await;
+        self.removed().await;
         let service = &record.service;
         let who = service.to_string();
         self.image(&who).await?;
@@ -314,17 +337,23 @@ impl Journal for DockerJournal {
                 )))
             }
         }
-        self.known().last.insert(who.clone(), (gen, name));
-        for (_, id) in older {
-            keeper::remove(&self.engine, &id)
-                .await
-                .map_err(|e| storage(&who, e))?;
-        }
+        // The new generation is stored: the older ones go while the
+        // rollout goes on.
+        let engine = self.engine.clone();
+        let removing = tokio::spawn(async move {
+            for (_, id) in older {
+                let _ = keeper::remove(&engine, &id).await;
+            }
+        });
+        let mut known = self.known();
+        known.last.insert(who, (gen, name));
+        known.removing = Some(removing);
         Ok(())
     }
 
     async fn clear(&self, service: &ServiceRef) -> Result<(), JournalError> {
         let _one = self.writing.lock().await;
+        self.removed().await;
         self.known().last.remove(&service.to_string());
         for (_, id, _) in self.generations(service).await? {
             keeper::remove(&self.engine, &id)

@@ -465,6 +465,7 @@ async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
     first.save(&record(&service, 1)).await.unwrap();
     first.save(&record(&service, 2)).await.unwrap();
     eprintln!("timing: journal save, twice: {:?}", t.elapsed());
+    first.flush().await;
     let t = Instant::now();
     let loaded = second.load(&service).await.unwrap();
     eprintln!("timing: journal load: {:?}", t.elapsed());
@@ -494,6 +495,7 @@ async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
     for saved in futures::future::join_all(saves).await {
         saved.unwrap();
     }
+    first.flush().await;
     let last = second.load(&service).await.unwrap().unwrap();
     assert!(matches!(last.step, Some(Step::Launch { count, .. }) if (10..16).contains(&count)));
 

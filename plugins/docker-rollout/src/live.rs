@@ -577,6 +577,8 @@ pub struct Wired {
     pub router: Arc<dyn TrafficRouter>,
     /// The journal, kept with the engine.
     pub journal: Arc<dyn Journal>,
+    /// The same journal, to wait for its background removals before exit.
+    pub docker_journal: DockerJournal,
     /// Blue-green's verification, if configured.
     pub verifier: Option<Arc<dyn Verifier>>,
     /// The target revision.
@@ -690,11 +692,13 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         .verify
         .as_ref()
         .map(|_| Arc::new(ProxyVerifier::new(probe_proxy, port)) as Arc<dyn Verifier>);
+    let journal = DockerJournal::new(engine);
     Ok(Wired {
         endpoint: backend.engine().endpoint().to_string(),
         backend: Arc::new(CountedLaunches::new(backend)),
         router,
-        journal: Arc::new(DockerJournal::new(engine)),
+        journal: Arc::new(journal.clone()),
+        docker_journal: journal,
         verifier,
         target,
         hosts,

@@ -224,6 +224,9 @@ async fn rollout(
         Some(Duration::from_secs(5)),
     )
     .await;
+    // Replaced journal generations are removed in the background: gone
+    // before the process is (one left behind would be harmless).
+    wired.docker_journal.flush().await;
     let code = outcome.exit_code();
     let elapsed = renderer.t();
     if let Sink::Json(j) = &mut renderer.sink {
