@@ -260,7 +260,7 @@ exit 0
 
 /// Waits in the proxy until none of the processes given as `PID:START`
 /// after `$1` runs any more (a pid of another start time is another
-/// process), checking every 50 ms for at most `$1` rounds, then prints those
+/// process), checking every 20 ms for at most `$1` rounds, then prints those
 /// still running, one per line. A `sleep` without fractions ends the wait
 /// at once, and the router asks again. One command per drain instead of one
 /// per look: each exec costs the proxy's host a process start.
@@ -281,7 +281,7 @@ while :; do
   [ "$left" -eq 0 ] && break
   n=$((n-1))
   [ "$n" -gt 0 ] || break
-  sleep 0.05 2>/dev/null || break
+  sleep 0.02 2>/dev/null || break
 done
 for w in "$@"; do
   alive "${w%:*}" "${w#*:}" && echo "$w"
@@ -663,8 +663,8 @@ impl NginxRouter {
         let rounds = (deadline
             .saturating_duration_since(Instant::now())
             .as_millis()
-            / 50)
-            .clamp(1, 40)
+            / 20)
+            .clamp(1, 100)
             .to_string();
         let mut argv: Vec<String> = ["sh", "-c", WAIT_SCRIPT, "sh", &rounds]
             .iter()
