@@ -340,7 +340,9 @@ impl Project {
 
     /// Removes everything of the project: `down` with volumes and orphans, then whatever still
     /// carries the project's labels (containers a tool made outside Compose, networks,
-    /// volumes). Called on drop; safe to call twice.
+    /// volumes), and what the rollout keeps with the engine for it (the never-started lock,
+    /// journal and saved-revision containers, labelled `io.rollout.project`, which `down`
+    /// leaves by design). Called on drop; safe to call twice.
     pub fn clean(&self) {
         let _ = self
             .compose_command()
@@ -349,6 +351,7 @@ impl Project {
         for label in [
             format!("label=com.docker.compose.project={}", self.name),
             format!("label=io.rollout.test={}", self.name),
+            format!("label=io.rollout.project={}", self.name),
         ] {
             let ids = |kind: &[&str]| -> Vec<String> {
                 docker()

@@ -474,30 +474,6 @@ pub fn rollout_leftovers(p: &Project) -> Vec<String> {
         .collect()
 }
 
-/// Removes, when dropped, what the rollout keeps with the engine for a project (journal
-/// and lock containers, labelled `io.rollout.project`): a test that leaves a paused
-/// rollout behind must not leave its journal on the engine.
-pub struct KeeperCleanup(pub String);
-
-impl Drop for KeeperCleanup {
-    fn drop(&mut self) {
-        let ids = docker()
-            .args(["ps", "--all", "--quiet", "--filter"])
-            .arg(format!("label=io.rollout.project={}", self.0))
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        if !ids.is_empty() {
-            let _ = docker().args(["rm", "--force"]).args(&ids).output();
-        }
-    }
-}
-
 /// How long a test lets one rollout run.
 pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(150);
 
@@ -509,7 +485,6 @@ pub struct FaultStack {
     pub p: Project,
     /// The plugin under test.
     pub plugins: PluginDir,
-    _keepers: KeeperCleanup,
 }
 
 impl FaultStack {
@@ -520,7 +495,6 @@ impl FaultStack {
         needed.extend_from_slice(images);
         require_images(&needed);
         let p = Project::new(slug);
-        let keepers = KeeperCleanup(p.name().to_string());
         stack.write_to(&p);
         p.write("docker-compose.override.yml", override_yaml);
         p.up();
@@ -529,11 +503,7 @@ impl FaultStack {
             a.status == 200
         });
         let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
-        FaultStack {
-            p,
-            plugins,
-            _keepers: keepers,
-        }
+        FaultStack { p, plugins }
     }
 
     /// `docker rollout app ARGS`, not started.

@@ -10,7 +10,7 @@
 //!
 //! What is left behind after a kill is the other half of each test: the never-started
 //! containers the Docker backend keeps its lock, journal and saved revisions in ([`keepers`],
-//! removed by [`KeeperGuard`] since they carry no Compose label the harness cleans by), the
+//! removed with the [`crate::Project`] by their `io.rollout.project` label), the
 //! nginx config inside the proxy ([`nginx_test`]) and nginx's process ids ([`nginx_pids`]: a
 //! reload changes the workers' ids even when it changes no byte).
 
@@ -404,34 +404,6 @@ pub fn keepers(project: &str) -> Vec<Keeper> {
         .collect();
     k.sort();
     k
-}
-
-/// Removes the keeper containers of a project when dropped (the harness cleans by Compose
-/// and test labels, which they do not carry). Create it right after the project.
-#[derive(Debug)]
-pub struct KeeperGuard(pub String);
-
-impl Drop for KeeperGuard {
-    fn drop(&mut self) {
-        let out = docker()
-            .args([
-                "ps",
-                "--all",
-                "--quiet",
-                "--filter",
-                &format!("label=io.rollout.project={}", self.0),
-            ])
-            .output();
-        if let Ok(out) = out {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(String::from)
-                .collect();
-            if !ids.is_empty() {
-                let _ = docker().args(["rm", "--force"]).args(&ids).output();
-            }
-        }
-    }
 }
 
 /// The process ids inside the running container of `service` (nginx: the master and its

@@ -12,7 +12,7 @@
 //! connections), and no lock or journal left with the engine. The load sees no failed
 //! request and no upstream error throughout.
 
-use rollout_e2e::e2e_kills::{keepers, nginx_pids, Keeper, KeeperGuard};
+use rollout_e2e::e2e_kills::{keepers, nginx_pids, Keeper};
 use rollout_e2e::{
     images, require_engine, require_images, wait_http, workspace_binary, DemoStack, PluginDir,
     Project, NGINX_IMAGE,
@@ -135,7 +135,6 @@ fn bad_input_is_refused_with_exit_2_or_6_and_nothing_changes() {
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
     let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
     let mut p = Project::new("bad-input");
-    let _keepers = KeeperGuard(p.name().to_string());
     DemoStack::new(images::V1, 4).write_to(&p);
     let override_yml = "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: 2\n        delay: 1s\n        order: start-first\n        monitor: 2s\n";
     p.write("docker-compose.override.yml", override_yml);

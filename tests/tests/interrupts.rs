@@ -20,9 +20,7 @@
 
 use rollout_core::router::Target;
 use rollout_core::{Event, Outcome};
-use rollout_e2e::e2e_kills::{
-    alive, keepers, nginx_test, router_leftovers, Ended, KeeperGuard, Running, Whom,
-};
+use rollout_e2e::e2e_kills::{alive, keepers, nginx_test, router_leftovers, Ended, Running, Whom};
 use rollout_e2e::{
     images, require_engine, require_images, wait_http, workspace_binary, Container, DemoStack,
     PluginDir, Project, NGINX_IMAGE,
@@ -37,7 +35,6 @@ const LIMIT: Duration = Duration::from_secs(180);
 struct Stage {
     plugins: PluginDir,
     p: Project,
-    _keepers: KeeperGuard,
     conf: String,
     nginx: BTreeSet<String>,
     old: Vec<Container>,
@@ -49,7 +46,6 @@ fn stage(slug: &str, image: &str, monitor: &str) -> Stage {
     require_images(&[images::V1, image, NGINX_IMAGE]);
     let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
     let mut p = Project::new(slug);
-    let keepers = KeeperGuard(p.name().to_string());
     DemoStack::new(images::V1, 6).write_to(&p);
     p.write(
         "docker-compose.override.yml",
@@ -78,7 +74,6 @@ fn stage(slug: &str, image: &str, monitor: &str) -> Stage {
     Stage {
         plugins,
         p,
-        _keepers: keepers,
         conf,
         nginx,
         old,
@@ -186,7 +181,6 @@ impl Stage {
             nginx: self.nginx,
             old: self.old,
             _plugins: self.plugins,
-            _keepers: self._keepers,
         };
         (self.p, report, rest)
     }
@@ -198,7 +192,6 @@ struct Stage2 {
     nginx: BTreeSet<String>,
     old: Vec<Container>,
     _plugins: PluginDir,
-    _keepers: KeeperGuard,
 }
 
 /// The end state: six running, healthy `image` containers of app and nothing else of it;

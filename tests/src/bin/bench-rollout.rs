@@ -19,7 +19,7 @@
 
 use rollout_core::router::Target;
 use rollout_core::Event;
-use rollout_e2e::e2e_kills::{KeeperGuard, Running};
+use rollout_e2e::e2e_kills::Running;
 use rollout_e2e::{
     docker, images, require_engine, require_images, wait_http, workspace_binary, DemoStack,
     PluginDir, Project, NGINX_IMAGE,
@@ -159,7 +159,6 @@ struct Overhead {
 
 fn run_one(method: Method, plugins: &PluginDir) -> Figures {
     let mut p = Project::new(&format!("bench-{}", method.name().replace(['/', ' '], "-")));
-    let _keepers = KeeperGuard(p.name().to_string());
     DemoStack::new(images::V1, 6).write_to(&p);
     p.write("docker-compose.override.yml", SEED_UPDATE);
     p.up();
