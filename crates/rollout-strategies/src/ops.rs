@@ -442,6 +442,17 @@ impl<'a> Ops<'a> {
 
     /// Applies one route change (skipped when empty).
     pub async fn route(&self, change: RouteChange) -> Res<Option<DrainTicket>> {
+        self.route_showing(change, Vec::new()).await
+    }
+
+    /// Applies one route change and reports `also_out` as taken out too:
+    /// instances that got traffic through the service name and that the
+    /// change leaves out of the per-instance routes replacing it.
+    pub async fn route_showing(
+        &self,
+        change: RouteChange,
+        also_out: Vec<Target>,
+    ) -> Res<Option<DrainTicket>> {
         if change.is_empty() {
             return Ok(None);
         }
@@ -450,10 +461,16 @@ impl<'a> Ops<'a> {
         })
         .await?;
         let ticket = self.ctx.router.apply(&change).await?;
+        let mut removed = change.remove;
+        for t in also_out {
+            if !removed.contains(&t) {
+                removed.push(t);
+            }
+        }
         self.ctx.events.send(Event::TrafficChanged {
             generation: ticket.generation,
             set: change.set,
-            removed: change.remove,
+            removed,
         });
         Ok(Some(ticket))
     }

@@ -269,19 +269,23 @@ async fn roll(
     } else {
         Vec::new()
     };
+    let mut left_out = Vec::new();
     for &k in &first_out {
         if let Some(old) = &slots[k].old {
-            // Routed by name until now: left out of the per-instance routes.
+            // Routed by name until now: left out of the per-instance routes
+            // (and reported as taken out).
             let target = target_of(old);
             let before = change.set.len();
             change.set.retain(|r| r.target != target);
             if change.set.len() == before {
                 change.remove.push(target);
+            } else {
+                left_out.push(target);
             }
         }
     }
     serving -= first_out.len();
-    let ticket = ops.route(change).await?;
+    let ticket = ops.route_showing(change, left_out).await?;
     let pre_unrouted = first_out
         .iter()
         .filter_map(|&k| {
