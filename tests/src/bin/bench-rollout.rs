@@ -247,11 +247,19 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
     figures
 }
 
-/// When each of `stopped` stopped getting traffic (seconds on the event clock): the first
-/// traffic change after which it is neither routed by its own line nor through the service
-/// name. The bench's stack starts routed by name, so an instance can leave the routes by being
-/// left out when the name is replaced by instance lines (stop-first's first round).
-fn unrouted_times(r: &rollout_e2e::e2e_kills::Ended, stopped: &[&str]) -> BTreeMap<String, f64> {
+/// The instances the rollout stopped, and when each stopped getting traffic (seconds on the
+/// event clock): the first traffic change after which it is neither routed by its own line
+/// nor through the service name. The bench's stack starts routed by name, so an instance can
+/// leave the routes by being left out when the name is replaced by instance lines.
+fn unrouted_times(r: &rollout_e2e::e2e_kills::Ended) -> (Vec<&str>, BTreeMap<String, f64>) {
+    let stopped: Vec<&str> = r
+        .events
+        .iter()
+        .filter_map(|l| match &l.event {
+            Event::InstanceStopped { instance } => Some(instance.0.as_str()),
+            _ => None,
+        })
+        .collect();
     let mut by_name = true;
     let mut direct: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut out = BTreeMap::new();
@@ -286,7 +294,7 @@ fn unrouted_times(r: &rollout_e2e::e2e_kills::Ended, stopped: &[&str]) -> BTreeM
             }
         }
     }
-    out
+    (stopped, out)
 }
 
 /// What the settings and the app impose on the critical path of a rollout.
@@ -301,15 +309,7 @@ fn overhead(
     // clock (within the time it takes to spawn a process).
     // Only instances that were then stopped were drained: at the end the service is routed
     // by name again and its new instances leave the explicit list, still routed.
-    let stopped: Vec<&str> = r
-        .events
-        .iter()
-        .filter_map(|l| match &l.event {
-            Event::InstanceStopped { instance } => Some(instance.0.as_str()),
-            _ => None,
-        })
-        .collect();
-    let unrouted_at = unrouted_times(r, &stopped);
+    let (stopped, unrouted_at) = unrouted_times(r);
     let mut drains = Vec::new();
     for id in &stopped {
         if let Some(at) = unrouted_at.get(*id) {
@@ -371,15 +371,7 @@ fn breakdown(
             .map(|(ms, _, _)| (*ms as f64 - start_unix as f64) / 1000.0)
     };
     let at = |pred: &dyn Fn(&Event) -> bool| r.events.iter().find(|l| pred(&l.event)).map(|l| l.at);
-    let stopped: Vec<&str> = r
-        .events
-        .iter()
-        .filter_map(|l| match &l.event {
-            Event::InstanceStopped { instance } => Some(instance.0.as_str()),
-            _ => None,
-        })
-        .collect();
-    let unrouted_at = unrouted_times(r, &stopped);
+    let (stopped, unrouted_at) = unrouted_times(r);
     let (mut launch, mut notice, mut route, mut drain, mut retire) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for l in &r.events {
         match &l.event {
