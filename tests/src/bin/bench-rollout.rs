@@ -371,7 +371,7 @@ fn breakdown(
             .map(|(ms, _, _)| (*ms as f64 - start_unix as f64) / 1000.0)
     };
     let at = |pred: &dyn Fn(&Event) -> bool| r.events.iter().find(|l| pred(&l.event)).map(|l| l.at);
-    let (stopped, unrouted_at) = unrouted_times(r);
+    let (_, unrouted_at) = unrouted_times(r);
     let (mut launch, mut notice, mut route, mut drain, mut retire) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for l in &r.events {
         match &l.event {
