@@ -47,7 +47,7 @@ fn main() {
 }
 
 fn colour_on(terminal: bool) -> bool {
-    render::use_colour(terminal, std::env::var_os("NO_COLOR").as_deref())
+    render::on_terminal_unless(terminal, std::env::var_os("NO_COLOR").as_deref())
 }
 
 fn run(req: RolloutRequest) -> i32 {
@@ -160,7 +160,7 @@ async fn rollout(
     let sink = match req.output {
         OutputFormat::Json => Sink::Json(Json::new(Box::new(std::io::stdout()) as Box<dyn Write>)),
         OutputFormat::Text
-            if progress::use_progress(
+            if render::on_terminal_unless(
                 std::io::stderr().is_terminal(),
                 std::env::var_os("ROLLOUT_NO_PROGRESS").as_deref(),
             ) =>

@@ -25,13 +25,6 @@ use rollout_core::{Event, InstanceId, Outcome};
 use std::collections::HashMap;
 use std::io::Write;
 
-/// Whether to draw live progress: stderr is a terminal and
-/// `ROLLOUT_NO_PROGRESS` is unset or empty. (`NO_COLOR` only turns colour
-/// off; `--output json` never gets here.)
-pub fn use_progress(stderr_is_terminal: bool, no_progress: Option<&std::ffi::OsStr>) -> bool {
-    stderr_is_terminal && no_progress.is_none_or(|v| v.is_empty())
-}
-
 /// Where one instance is, in the order the block shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -661,7 +654,8 @@ mod tests {
         out
     }
 
-    fn success() -> Vec<(f64, Event)> {
+    /// The start, and the first slot replaced and its new instance routed.
+    fn first_slot_routed() -> Vec<(f64, Event)> {
         let mut ev = vec![(0.0, started())];
         ev.extend(
             slot("shop_app_1", "shop_app_3")
@@ -669,6 +663,11 @@ mod tests {
                 .map(|e| (1.0, e)),
         );
         ev.push((2.0, routed("shop_app_3")));
+        ev
+    }
+
+    fn success() -> Vec<(f64, Event)> {
+        let mut ev = first_slot_routed();
         ev.extend(
             slot("shop_app_2", "shop_app_4")
                 .into_iter()
@@ -743,13 +742,7 @@ mod tests {
 
     #[test]
     fn a_rollback_shows_rollback_lines_and_keeps_the_failure_above() {
-        let mut ev = vec![(0.0, started())];
-        ev.extend(
-            slot("shop_app_1", "shop_app_3")
-                .into_iter()
-                .map(|e| (1.0, e)),
-        );
-        ev.push((2.0, routed("shop_app_3")));
+        let mut ev = first_slot_routed();
         let mut second = slot("shop_app_2", "shop_app_4");
         second.pop(); // never healthy
         ev.extend(second.into_iter().map(|e| (3.0, e)));
@@ -874,14 +867,5 @@ mod tests {
             assert!(l.chars().count() < 30, "{l:?}");
         }
         assert!(s.contains("1/2: starting  [======>"), "{s}");
-    }
-
-    #[test]
-    fn progress_only_on_a_terminal_unless_turned_off() {
-        use std::ffi::OsStr;
-        assert!(use_progress(true, None));
-        assert!(use_progress(true, Some(OsStr::new(""))));
-        assert!(!use_progress(true, Some(OsStr::new("1"))));
-        assert!(!use_progress(false, None));
     }
 }

@@ -140,10 +140,12 @@ fn round_ms(t: f64) -> f64 {
     (t * 1000.0).round() / 1000.0
 }
 
-/// Whether to colour output written to a terminal: only when it is one and
-/// `NO_COLOR` is unset or empty (no-color.org).
-pub fn use_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
-    is_terminal && no_color.is_none_or(|v| v.is_empty())
+/// Whether a terminal-only feature is on: the output is a terminal and its
+/// off switch (an environment variable's value) is unset or empty. Colour
+/// with `NO_COLOR` (no-color.org); live progress with `ROLLOUT_NO_PROGRESS`
+/// (`NO_COLOR` only turns colour off; `--output json` never gets there).
+pub fn on_terminal_unless(is_terminal: bool, off: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && off.is_none_or(|v| v.is_empty())
 }
 
 /// How a line is coloured, when colour is on.
@@ -849,12 +851,12 @@ mod tests {
     }
 
     #[test]
-    fn no_color_and_terminals() {
+    fn terminal_features_need_a_terminal_and_no_off_switch() {
         use std::ffi::OsStr;
-        assert!(use_colour(true, None));
-        assert!(use_colour(true, Some(OsStr::new(""))));
-        assert!(!use_colour(true, Some(OsStr::new("1"))));
-        assert!(!use_colour(false, None));
+        assert!(on_terminal_unless(true, None));
+        assert!(on_terminal_unless(true, Some(OsStr::new(""))));
+        assert!(!on_terminal_unless(true, Some(OsStr::new("1"))));
+        assert!(!on_terminal_unless(false, None));
     }
 
     #[test]
