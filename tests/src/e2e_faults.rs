@@ -4,7 +4,7 @@
 //! shows them, and the assertions every one of those tests makes (no failed request, no
 //! upstream error, the load was real).
 
-use crate::compose::{Container, Project};
+use crate::project::{Container, Project};
 use crate::engine::{docker, require_engine, require_images, run_ok, wait_http};
 use crate::plugin::{workspace_binary, PluginDir};
 use crate::stack::{DemoStack, NGINX_IMAGE};

@@ -26,7 +26,7 @@
 //! loudly (never returns early) when the engine or the images are missing.
 #![deny(missing_docs)]
 
-mod compose;
+mod project;
 pub mod e2e_faults;
 pub mod e2e_kills;
 pub mod e2e_strategies;
@@ -34,7 +34,7 @@ mod engine;
 mod plugin;
 mod stack;
 
-pub use compose::{Container, Project};
+pub use project::{Container, Project};
 pub use engine::{
     docker, require_engine, require_images, run_ok, wait_http, ComposeTool, HttpAnswer,
 };

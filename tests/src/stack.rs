@@ -1,6 +1,6 @@
 //! The seed's layout as files: the demo app behind nginx.
 
-use crate::compose::Project;
+use crate::project::Project;
 use std::fmt::Write as _;
 
 /// The nginx image `cargo xtask images` builds.
