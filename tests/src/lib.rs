@@ -1,44 +1,67 @@
 //! The end-to-end harness: real Compose projects on the real Docker engine, real load through
-//! a real nginx, and the plugin called through the real `docker` CLI.
+//! a real nginx, and the plugin called through the real `docker` CLI. The suites that use it
+//! are in `suites/` (one test executable each); a benchmark built on it lives in
+//! `xtask/bench-rollout`.
 //!
 //! Every claim of the project ("no request failed during the rollout") is finally checked
-//! here, so the harness must be hard to fool and must never leave anything behind:
+//! here, so the harness must be hard to fool and must never leave anything behind. Its rooms,
+//! in the order a test meets them:
 //!
-//! - [`Project`] is one Compose project in a temporary folder with a unique name. It runs the
-//!   Compose tool the machine has ([`ComposeTool`]: Debian's `docker-compose` v1, or the `docker
-//!   compose` plugin where it exists), labels what it creates (`io.rollout.test=<project>`),
-//!   and removes everything of that project when dropped, also when the test panicked.
-//! - [`DemoStack`] writes the seed's layout: the demo app behind nginx, nginx's log folder
-//!   bind-mounted so that the load generator can read the upstream errors even after nginx was
-//!   recreated, and nginx published on a random port of 127.0.0.1 (fixed in the file, so that
-//!   it survives `down` and `up`).
-//! - [`Project::start_load`] starts `rollout-load` in the background against nginx's
-//!   container address on the project's network (not through the published port's userland
-//!   proxy, see [`Project::container_address`]; a load that must outlive nginx's container uses
-//!   the published port); the test marks instants ("update-start"), stops it and asserts on the
-//!   report.
-//! - [`PluginDir`] installs a plugin binary into a temporary `DOCKER_CONFIG/cli-plugins` and
-//!   gives `docker --config DIR` commands, so that tests go through the Docker CLI's plugin
-//!   protocol exactly as an operator's `docker rollout` does.
+//! - [`engine`] and [`http`]: `docker` commands, the checks every engine test makes first
+//!   ([`require_engine`], [`require_images`]: loud failures, never an early return), the
+//!   Compose tool the machine has ([`ComposeTool`]: Debian's `docker-compose` v1, or the
+//!   `docker compose` plugin), and plain GETs from the host ([`wait_http`]).
+//! - [`project`]: [`Project`] is one Compose project in a temporary folder with a unique name.
+//!   It labels what it creates (`io.rollout.test=<project>`) and removes everything of that
+//!   project when dropped, also when the test panicked.
+//! - [`stack`]: [`DemoStack`] writes the seed's layout (the demo app behind nginx, nginx's log
+//!   folder bind-mounted so that the load generator can read the upstream errors even after
+//!   nginx was recreated, nginx published on a random port of 127.0.0.1 fixed in the file) and
+//!   brings it up until it serves ([`DemoStack::serve`]).
+//! - [`plugin`]: [`PluginDir`] installs a plugin binary into a temporary
+//!   `DOCKER_CONFIG/cli-plugins`, so that tests go through the Docker CLI's plugin protocol
+//!   exactly as an operator's `docker rollout` does.
+//! - [`load`]: the mix every run sends ([`load::mix`]) through nginx's container address on
+//!   the project's network ([`Project::start_load`]; a load that must outlive nginx's
+//!   container uses the published port), and the load's [`Clock`], on which everything else is
+//!   stamped.
+//! - [`run`]: `docker rollout` as a child process ([`Running`]): its `--output json` events
+//!   stamped as they arrive, waits for an event, signals to the plugin, the CLI or the process
+//!   group, and how it [`Ended`].
+//! - [`rig`]: the runner of the rollout suites: [`Rig`] is a stack serving with the plugin
+//!   installed, and runs `docker rollout app` under the load between the marks the verdict
+//!   reads.
+//! - [`nginx`]: nginx seen from outside the tool: its processes, `nginx -t`, the files the
+//!   router may leave, the upstream's servers in the config file, watched during a run.
+//! - [`keepers`]: what the rollout keeps with the engine (lock, journal, saved revisions).
+//! - [`replay`]: the routes after each traffic change, replayed from the events.
+//! - [`verdict`]: no failed request, no upstream error, the load real, every old instance
+//!   answering until it was taken out; and the report, printed and written as JSON.
 //!
 //! Tests that need the engine are `#[ignore = "needs docker: run with cargo xtask e2e"]` and
-//! run one at a time by `cargo xtask e2e`; they call [`require_engine`] first, which fails
-//! loudly (never returns early) when the engine or the images are missing.
+//! run one at a time by `cargo xtask e2e`.
 #![deny(missing_docs)]
 
-mod project;
-pub mod e2e_faults;
-pub mod e2e_kills;
-pub mod e2e_strategies;
-mod engine;
-mod plugin;
-mod stack;
+pub mod engine;
+pub mod http;
+pub mod keepers;
+pub mod load;
+pub mod nginx;
+pub mod plugin;
+pub mod project;
+pub mod replay;
+pub mod rig;
+pub mod run;
+pub mod stack;
+pub mod verdict;
 
-pub use project::{Container, Project};
-pub use engine::{
-    docker, require_engine, require_images, run_ok, wait_http, ComposeTool, HttpAnswer,
-};
+pub use engine::{docker, require_engine, require_images, run_ok, ComposeTool};
+pub use http::{wait_http, HttpAnswer};
+pub use load::Clock;
 pub use plugin::{workspace_binary, PluginDir};
+pub use project::{Container, Project};
+pub use rig::{Rig, ROLLOUT_TIMEOUT};
+pub use run::{run_rollout, Ended, Running, Stamped, Whom};
 pub use stack::{free_port, DemoStack, NGINX_IMAGE, SEED_NGINX_CONF};
 
 /// The demo app images `cargo xtask images` builds (`rollout-demo:<tag>`).

@@ -199,6 +199,26 @@ impl Project {
         containers
     }
 
+    /// The first running container of `service`; panics when it has none.
+    pub fn running(&self, service: &str) -> Container {
+        self.containers(Some(service))
+            .into_iter()
+            .find(|c| c.state == "running")
+            .unwrap_or_else(|| panic!("{service} has no running container"))
+    }
+
+    /// The images of the running containers of `service`, sorted.
+    pub fn running_images(&self, service: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .containers(Some(service))
+            .into_iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.image)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Waits until `service` has exactly `count` running containers that are healthy (or
     /// running, for images without a health check); panics after `timeout` with what it saw.
     pub fn wait_healthy(&self, service: &str, count: usize, timeout: Duration) -> Vec<Container> {
@@ -236,11 +256,7 @@ impl Project {
     /// port in between (a process of its own that, on this 2-core machine under load, was
     /// seen closing new connections unanswered while nginx logged nothing).
     pub fn container_address(&self, service: &str, port: u16) -> SocketAddr {
-        let c = self
-            .containers(Some(service))
-            .into_iter()
-            .find(|c| c.state == "running")
-            .unwrap_or_else(|| panic!("{service} has no running container"));
+        let c = self.running(service);
         let out = run_ok(docker().args([
             "inspect",
             "--format",
@@ -297,11 +313,7 @@ impl Project {
     /// cat` at the end of a load run), for stacks that do not bind-mount the log folder. Its
     /// lines are lost if that container is recreated during the run.
     pub fn container_error_log(&self, service: &str) -> ErrorLogSource {
-        let c = self
-            .containers(Some(service))
-            .into_iter()
-            .find(|c| c.state == "running")
-            .unwrap_or_else(|| panic!("{service} has no running container"));
+        let c = self.running(service);
         ErrorLogSource::Container {
             container: c.id,
             path: "/var/log/nginx/error.log".into(),

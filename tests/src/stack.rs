@@ -1,7 +1,9 @@
 //! The seed's layout as files: the demo app behind nginx.
 
-use crate::project::Project;
+use crate::http::wait_http;
+use crate::project::{Container, Project};
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// The nginx image `cargo xtask images` builds.
 pub const NGINX_IMAGE: &str = "rollout-nginx:1.22";
@@ -125,6 +127,26 @@ impl DemoStack {
         project.write("docker-compose.yml", &self.compose_yaml(project.name()));
         project.write("nginx.conf", &self.nginx_conf);
         std::fs::create_dir_all(project.dir().join("nginx-logs")).unwrap();
+    }
+
+    /// Writes the stack into `project` (with `override_yaml`, when not empty, as
+    /// `docker-compose.override.yml`: read by Compose and by the plugin alike), brings it up,
+    /// and waits until every replica of the app is healthy (60 s at most) and nginx answers
+    /// 200 on its published port (30 s at most). Returns the app's containers.
+    pub fn serve(&self, project: &Project, override_yaml: &str) -> Vec<Container> {
+        self.write_to(project);
+        if !override_yaml.is_empty() {
+            project.write("docker-compose.override.yml", override_yaml);
+        }
+        project.up();
+        let app = project.wait_healthy("app", self.replicas as usize, Duration::from_secs(60));
+        wait_http(
+            project.port("nginx", 80),
+            "/",
+            Duration::from_secs(30),
+            |a| a.status == 200,
+        );
+        app
     }
 }
 

@@ -12,21 +12,20 @@
 //! connections), and no lock or journal left with the engine. The load sees no failed
 //! request and no upstream error throughout.
 
-use rollout_e2e::e2e_kills::{keepers, nginx_pids, Keeper};
-use rollout_e2e::{
-    images, require_engine, require_images, wait_http, workspace_binary, DemoStack, PluginDir,
-    Project, NGINX_IMAGE,
-};
-use rollout_load::LoadHandle;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use rollout_e2e::keepers::{keepers, Keeper};
+use rollout_e2e::load::{self, wait_ok};
+use rollout_e2e::nginx::{nginx_procs, NginxProcs};
+use rollout_e2e::verdict::{assert_no_failure, publish};
+use rollout_e2e::{images, run_rollout, Clock, DemoStack, PluginDir, Project, Rig};
+use std::process::Command;
+use std::time::Duration;
 
 /// What must not change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Snapshot {
     containers: Vec<(String, String, String)>,
     conf: Vec<u8>,
-    nginx_pids: Vec<u32>,
+    nginx: Option<NginxProcs>,
     keepers: Vec<Keeper>,
 }
 
@@ -38,51 +37,15 @@ fn snapshot(p: &Project, nginx_running: bool) -> Snapshot {
             .map(|c| (c.id, c.image, c.state))
             .collect(),
         conf: std::fs::read(p.dir().join("nginx.conf")).unwrap(),
-        nginx_pids: if nginx_running {
-            nginx_pids(p, "nginx")
-        } else {
-            Vec::new()
-        },
+        nginx: nginx_running.then(|| nginx_procs(&p.running("nginx").id)),
         keepers: keepers(p.name()),
     }
 }
 
 /// Runs `cmd` to its end (killed and failed after 60 s); returns the exit code and stderr.
-fn run(mut cmd: Command) -> (Option<i32>, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("docker rollout runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("docker rollout did not end within 60 s on bad input");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Waits until the load has `n` more successful requests than now (bounded).
-fn wait_ok(load: &LoadHandle, n: u64) {
-    let target = load.progress().ok + n;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while load.progress().ok < target {
-        assert!(
-            Instant::now() < deadline,
-            "the load stalled: {:?}",
-            load.progress()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn run(cmd: Command) -> (Option<i32>, String) {
+    let ended = run_rollout(cmd, Clock::start(), Duration::from_secs(60));
+    (ended.code, ended.stderr)
 }
 
 struct Case<'a> {
@@ -131,28 +94,16 @@ fn check(
 #[test]
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn bad_input_is_refused_with_exit_2_or_6_and_nothing_changes() {
-    require_engine();
-    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
-    let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
-    let mut p = Project::new("bad-input");
-    DemoStack::new(images::V1, 4).write_to(&p);
     let override_yml = "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: 2\n        delay: 1s\n        order: start-first\n        monitor: 2s\n";
-    p.write("docker-compose.override.yml", override_yml);
-    p.up();
-    p.wait_healthy("app", 4, Duration::from_secs(60));
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
-        a.status == 200
-    });
+    let Rig { mut p, plugins } = Rig::up(
+        "bad-input",
+        DemoStack::new(images::V1, 4),
+        override_yml,
+        &[images::V2],
+    );
     let conf = p.read("nginx.conf");
-    let load = p.start_load(|c| {
-        c.rate = 250;
-        c.duration = Duration::from_secs(300);
-        c.slow_share = 0.05;
-        c.slow = Duration::from_secs(2);
-        c.post_share = 0.05;
-        c.new_connection_share = 0.2;
-    });
-    wait_ok(&load, 500);
+    let load = load::standard(&p, Duration::from_secs(300));
+    wait_ok(&load, 500, Duration::from_secs(30));
     // From here on the Compose file asks for v2: every case below would change something
     // if it got past its check.
     p.set_env("APP_IMAGE", images::V2);
@@ -305,21 +256,10 @@ fn bad_input_is_refused_with_exit_2_or_6_and_nothing_changes() {
     p.write("nginx.conf", &conf);
 
     // The load saw nothing of it.
-    wait_ok(&load, 500);
+    wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    eprint!("{report}");
-    eprintln!(
-        "FIGURES bad-input: requests {} failed {} upstream_errors {} (read {})",
-        report.sent, report.failed, report.upstream_errors.total, report.upstream_errors.read
-    );
-    assert_eq!(report.failed, 0, "{:?}", report.failures);
-    assert!(report.upstream_errors.read);
-    assert_eq!(
-        report.upstream_errors.total, 0,
-        "{:?}",
-        report.upstream_errors.errors
-    );
-    assert_eq!(report.skipped, 0);
+    publish("bad-input", "load", &report, &[]);
+    assert_no_failure(&report);
 
     // The proxy not running: unreachable, exit 6.
     p.compose(&["stop", "nginx"]);

@@ -8,20 +8,24 @@
 //! requests and nginx's upstream errors (zero), the versions that answered, the containers
 //! left, the nginx config and the exit code.
 
-use rollout_e2e::e2e_faults::{
-    assert_answered_before_unrouted, assert_clean, nginx_container, nginx_procs, origin_of,
-    publish, rollout_leftovers, run_rollout, running_images, standard_load, wait_ok, FaultStack,
-    Finished, WorkerWatch, ROLLOUT_TIMEOUT,
+use rollout_e2e::keepers::rollout_leftovers;
+use rollout_e2e::load::{self, wait_ok};
+use rollout_e2e::nginx::{nginx_procs, WorkerWatch};
+use rollout_e2e::verdict::{assert_answered_before_unrouted, assert_clean, publish};
+use rollout_e2e::{
+    images, run_rollout, Clock, DemoStack, Ended, Rig, ROLLOUT_TIMEOUT, SEED_NGINX_CONF,
 };
-use rollout_e2e::{images, DemoStack, SEED_NGINX_CONF};
 use rollout_load::Class;
 use serde_json::Value;
 use std::time::Duration;
 
-type Stack = FaultStack;
+/// The name the reports of this suite carry.
+const SUITE: &str = "faults";
+
+type Stack = Rig;
 
 fn stack(slug: &str, replicas: u32, override_yaml: &str, extra_images: &[&str]) -> Stack {
-    FaultStack::new(
+    Rig::up(
         slug,
         DemoStack::new(images::V1, replicas),
         override_yaml,
@@ -36,8 +40,8 @@ fn settings(update: &str, rollback: &str, x_rollout: &str) -> String {
     )
 }
 
-fn failures(run: &Finished) -> Vec<&Value> {
-    run.events("failure-counted")
+fn failures(run: &Ended) -> Vec<&Value> {
+    run.named("failure-counted")
         .into_iter()
         .map(|s| &s.json)
         .collect()
@@ -45,8 +49,8 @@ fn failures(run: &Finished) -> Vec<&Value> {
 
 /// After an automatic rollback: only v1 runs, `replicas` of it, healthy; nothing exited is
 /// left; nginx's config is byte for byte what the operator wrote; no journal or lock left.
-fn assert_back_on_v1(s: &Stack, replicas: usize, run: &Finished) {
-    assert_eq!(run.code, 3, "{}", run.transcript());
+fn assert_back_on_v1(s: &Stack, replicas: usize, run: &Ended) {
+    assert_eq!(run.code, Some(3), "{}", run.transcript());
     let app = s.app();
     assert_eq!(
         app.len(),
@@ -79,14 +83,14 @@ fn never_healthy_rolls_back_with_rollback_config_and_prints_why() {
         &[images::V2_UNHEALTHY],
     );
     let before = s.app();
-    let load = standard_load(&s.p, Duration::from_secs(170));
+    let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", images::V2_UNHEALTHY);
     // Text output: what an operator reads.
     let run = s.rollout(&load, &[]);
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("never-healthy", &report, &[&run]);
+    publish(SUITE, "never-healthy", &report, &[&run]);
     assert_clean(&report);
     assert_eq!(
         report.versions.keys().collect::<Vec<_>>(),
@@ -160,18 +164,18 @@ fn fails_and_rolls_back(slug: &str, image: &str, x_rollout: &str, kind: &str, lo
     let rollback = "        parallelism: 1\n        monitor: 1s\n";
     let mut s = stack(slug, 3, &settings(update, rollback, x_rollout), &[image]);
     let before = s.app();
-    let load = standard_load(&s.p, Duration::from_secs(170));
+    let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", image);
     let run = s.rollout(&load, &["--output", "json"]);
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish(slug, &report, &[&run]);
+    publish(SUITE, slug, &report, &[&run]);
     assert_clean(&report);
     assert_eq!(report.versions.keys().collect::<Vec<_>>(), ["v1"]);
     assert_answered_before_unrouted(&report, &run, &before);
     assert_back_on_v1(&s, 3, &run);
-    assert_eq!(run.outcome(), "rolled-back", "{}", run.transcript());
+    assert_eq!(run.outcome_name(), "rolled-back", "{}", run.transcript());
     let f = failures(&run);
     assert_eq!(f.len(), 1, "{}", run.transcript());
     assert_eq!(f[0]["failure"]["kind"], kind, "{}", run.transcript());
@@ -179,17 +183,17 @@ fn fails_and_rolls_back(slug: &str, image: &str, x_rollout: &str, kind: &str, lo
     assert_eq!(f[0]["slots"], 3);
     let logs = f[0]["diagnostics"]["last_logs"].to_string();
     assert!(logs.contains(log), "last logs {logs} lack {log:?}");
-    assert_eq!(run.events("rollback-started").len(), 1);
+    assert_eq!(run.named("rollback-started").len(), 1);
     // The failed instance never got traffic.
     let failed = f[0]["instance"].as_str().unwrap();
-    for e in run.events("traffic-changed") {
+    for e in run.named("traffic-changed") {
         assert!(
             !e.json["set"].to_string().contains(failed),
             "{failed} was routed: {}",
             e.json
         );
     }
-    assert_eq!(run.summary()["exit_code"], 3);
+    assert_eq!(run.summary_object()["exit_code"], 3);
 }
 
 /// Item 2: a version that exits at once.
@@ -234,13 +238,13 @@ fn unhealthy_inside_the_monitor_window_counts_toward_the_ratio() {
         &[images::V2_UNHEALTHY_LATER],
     );
     let before = s.app();
-    let load = standard_load(&s.p, Duration::from_secs(170));
+    let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", images::V2_UNHEALTHY_LATER);
     let run = s.rollout(&load, &["--output", "json"]);
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("unhealthy-later", &report, &[&run]);
+    publish(SUITE, "unhealthy-later", &report, &[&run]);
     assert_clean(&report);
     assert_answered_before_unrouted(&report, &run, &before);
     // It was live before it failed: it answered requests.
@@ -259,7 +263,7 @@ fn unhealthy_inside_the_monitor_window_counts_toward_the_ratio() {
         // Healthy first (inside the monitor window, not at the start).
         let id = e["instance"].as_str().unwrap();
         assert!(
-            run.events("instance-healthy")
+            run.named("instance-healthy")
                 .iter()
                 .any(|h| h.json["instance"] == id),
             "{id} failed before it was ever healthy"
@@ -270,18 +274,18 @@ fn unhealthy_inside_the_monitor_window_counts_toward_the_ratio() {
             .is_empty());
     }
     // The first failure did not stop the update (0.33 <= 0.5), the second did (0.67).
-    let first_t = run.events("failure-counted")[0].t;
-    let rollback = run.events("rollback-started");
+    let first_t = run.named("failure-counted")[0].at;
+    let rollback = run.named("rollback-started");
     assert_eq!(rollback.len(), 1);
-    assert!(rollback[0].t >= run.events("failure-counted")[1].t);
+    assert!(rollback[0].at >= run.named("failure-counted")[1].at);
     assert!(rollback[0].json["reason"]
         .as_str()
         .unwrap()
         .contains("max_failure_ratio 0.5"));
     assert!(
-        run.events("instance-launched")
+        run.named("instance-launched")
             .iter()
-            .filter(|l| l.json["revision"] != run.events("instance-launched")[0].json["revision"])
+            .filter(|l| l.json["revision"] != run.named("instance-launched")[0].json["revision"])
             .count()
             >= 1,
         "the rollback launched no v1"
@@ -304,27 +308,27 @@ fn pause_leaves_a_mixed_service_and_the_next_run_continues() {
         &[images::V2_UNHEALTHY_LATER, images::V2],
     );
     let before = s.app();
-    let load = standard_load(&s.p, Duration::from_secs(200));
+    let load = load::standard(&s.p, Duration::from_secs(200));
     wait_ok(&load, 750, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", images::V2_UNHEALTHY_LATER);
     let paused = s.rollout(&load, &["--output", "json"]);
     // The paused state, as Swarm's rules leave it.
-    assert_eq!(paused.code, 4, "{}", paused.transcript());
-    assert_eq!(paused.outcome(), "paused", "{}", paused.transcript());
+    assert_eq!(paused.code, Some(4), "{}", paused.transcript());
+    assert_eq!(paused.outcome_name(), "paused", "{}", paused.transcript());
     assert_eq!(failures(&paused).len(), 1, "{}", paused.transcript());
-    assert!(paused.events("rollback-started").is_empty());
+    assert!(paused.named("rollback-started").is_empty());
     // Swarm's rule for pause: dispatch stops; slots replaced by a new instance that still
     // runs stay new, the failed slot is left empty, slots not dispatched stay old. How many
     // slots were dispatched before the failure depends on the machine's pace: count them
     // from the events.
-    let images_paused = running_images(&s.p, "app");
+    let images_paused = s.p.running_images("app");
     let old_removed = paused
-        .events("instance-removed")
+        .named("instance-removed")
         .iter()
         .filter(|e| before.iter().any(|c| e.json["instance"] == c.id.as_str()))
         .count();
-    let new_launched = paused.events("instance-launched").len();
-    let new_removed = paused.events("instance-removed").len() - old_removed;
+    let new_launched = paused.named("instance-launched").len();
+    let new_removed = paused.named("instance-removed").len() - old_removed;
     let count = |image: &str| images_paused.iter().filter(|i| *i == image).count();
     eprintln!(
         "figures pause: {old_removed} slots dispatched of 5, {new_launched} new launched, {new_removed} failed and removed; paused with {images_paused:?}"
@@ -371,22 +375,22 @@ fn pause_leaves_a_mixed_service_and_the_next_run_continues() {
     s.p.set_env("APP_IMAGE", images::V2);
     let resumed = run_rollout(
         s.command(&["--output", "json"]),
-        origin_of(&load),
+        Clock::of(&load),
         ROLLOUT_TIMEOUT,
     );
     load.mark("resumed-end");
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("pause", &report, &[&paused, &resumed]);
+    publish(SUITE, "pause", &report, &[&paused, &resumed]);
     assert_clean(&report);
     assert_answered_before_unrouted(&report, &paused, &before);
     assert_answered_before_unrouted(&report, &resumed, &app_paused);
-    assert_eq!(resumed.code, 0, "{}", resumed.transcript());
-    let started = &resumed.events("rollout-started")[0].json;
+    assert_eq!(resumed.code, Some(0), "{}", resumed.transcript());
+    let started = &resumed.named("rollout-started")[0].json;
     assert_eq!(started["resumed"], true, "{started}");
     assert_eq!(
         started["from"],
-        paused.events("rollout-started")[0].json["from"],
+        paused.named("rollout-started")[0].json["from"],
         "the rollback target was lost"
     );
     let app = s.app();
@@ -414,23 +418,23 @@ fn continue_goes_on_past_failures_and_exits_zero() {
         &settings(update, rollback, "      start_timeout: 20s\n"),
         &[images::V2_CRASH],
     );
-    let load = standard_load(&s.p, Duration::from_secs(170));
+    let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", images::V2_CRASH);
     let run = s.rollout(&load, &["--output", "json"]);
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("continue", &report, &[&run]);
+    publish(SUITE, "continue", &report, &[&run]);
     assert_clean(&report);
-    assert_eq!(run.code, 0, "{}", run.transcript());
-    assert_eq!(run.outcome(), "completed-with-failures");
-    let detail = run.events("finished")[0].json["outcome"]["detail"].to_string();
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
+    assert_eq!(run.outcome_name(), "completed-with-failures");
+    let detail = run.named("finished")[0].json["outcome"]["detail"].to_string();
     assert!(detail.contains("3 of 3 slots failed"), "{detail}");
     let f = failures(&run);
     assert_eq!(f.len(), 3, "{}", run.transcript());
-    assert!(run.events("rollback-started").is_empty());
+    assert!(run.named("rollback-started").is_empty());
     assert_eq!(
-        running_images(&s.p, "app"),
+        s.p.running_images("app"),
         [images::V1, images::V1, images::V1]
     );
     assert_eq!(s.app().len(), 3, "crashed containers were left");
@@ -455,7 +459,7 @@ fn long_requests_in_flight_on_a_drained_instance_complete() {
         &[images::V2],
     );
     let before = s.app();
-    let nginx = nginx_container(&s.p);
+    let nginx = s.p.running("nginx");
     let load = s.p.start_load(|c| {
         c.rate = 250;
         c.duration = Duration::from_secs(170);
@@ -473,9 +477,9 @@ fn long_requests_in_flight_on_a_drained_instance_complete() {
     let seen_workers = watch.stop();
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("long-requests", &report, &[&run]);
+    publish(SUITE, "long-requests", &report, &[&run]);
     assert_clean(&report);
-    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
     assert_answered_before_unrouted(&report, &run, &before);
     let unrouted = run.unrouted();
     let mut drained_instances = 0;
@@ -514,7 +518,7 @@ fn long_requests_in_flight_on_a_drained_instance_complete() {
         // The drain of that instance: it names the nginx workers it waited for, which were
         // nginx's and are gone; the stop came after it.
         let drained = run
-            .events("drained")
+            .named("drained")
             .into_iter()
             .find(|d| d.json["removed"].to_string().contains(&old.name))
             .unwrap_or_else(|| panic!("no drained event for {}", old.name));
@@ -548,16 +552,16 @@ fn long_requests_in_flight_on_a_drained_instance_complete() {
             .map(|r| r.end())
             .fold(0.0, f64::max);
         let stopped = run
-            .events("instance-stopped")
+            .named("instance-stopped")
             .into_iter()
             .find(|e| e.json["instance"].as_str() == Some(old.id.as_str()))
             .unwrap_or_else(|| panic!("{} was not stopped", old.name));
-        assert!(drained.t <= stopped.t);
+        assert!(drained.at <= stopped.at);
         assert!(
-            last_end <= stopped.t,
+            last_end <= stopped.at,
             "a request on {} ended at {last_end:.2}s, after the stop at {:.2}s",
             old.name,
-            stopped.t
+            stopped.at
         );
         drained_instances += 1;
     }

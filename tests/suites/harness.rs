@@ -11,11 +11,7 @@ fn stack(slug: &str, tool: ComposeTool, replicas: u32) -> Project {
     require_engine();
     require_images(&[images::V1, NGINX_IMAGE]);
     let p = Project::with_tool(slug, tool);
-    DemoStack::new(images::V1, replicas).write_to(&p);
-    p.up();
-    p.wait_healthy("app", replicas as usize, Duration::from_secs(60));
-    let addr = p.port("nginx", 80);
-    wait_http(addr, "/", Duration::from_secs(30), |a| a.status == 200);
+    DemoStack::new(images::V1, replicas).serve(&p, "");
     p
 }
 

@@ -20,14 +20,17 @@
 
 use rollout_core::router::Target;
 use rollout_core::{Event, Outcome};
-use rollout_e2e::e2e_kills::{alive, keepers, nginx_test, router_leftovers, Ended, Running, Whom};
+use rollout_e2e::keepers::keepers;
+use rollout_e2e::load::{mix, wait_ok};
+use rollout_e2e::nginx::{nginx_test, router_leftovers};
+use rollout_e2e::run::alive;
+use rollout_e2e::verdict::{assert_every_class_answered, assert_no_failure, publish};
 use rollout_e2e::{
-    images, require_engine, require_images, wait_http, workspace_binary, Container, DemoStack,
-    PluginDir, Project, NGINX_IMAGE,
+    images, wait_http, Clock, Container, DemoStack, Ended, PluginDir, Project, Rig, Running, Whom,
 };
 use rollout_load::{LoadHandle, Report};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -42,32 +45,21 @@ struct Stage {
 }
 
 fn stage(slug: &str, image: &str, monitor: &str) -> Stage {
-    require_engine();
-    require_images(&[images::V1, image, NGINX_IMAGE]);
-    let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
-    let mut p = Project::new(slug);
-    DemoStack::new(images::V1, 6).write_to(&p);
-    p.write(
-        "docker-compose.override.yml",
+    let Rig { mut p, plugins } = Rig::up(
+        slug,
+        DemoStack::new(images::V1, 6),
         &format!(
             "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: 2\n        delay: 1s\n        order: start-first\n        failure_action: rollback\n        monitor: {monitor}\n        max_failure_ratio: 0.3\n"
         ),
+        &[image],
     );
-    p.up();
-    let old = p.wait_healthy("app", 6, Duration::from_secs(60));
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
-        a.status == 200
-    });
+    let old = p.containers(Some("app"));
     let conf = p.read("nginx.conf");
     let nginx = ids(&p.containers(Some("nginx")));
     let load = p.start_load(|c| {
-        c.rate = 250;
-        c.duration = Duration::from_secs(300);
-        c.slow_share = 0.05;
+        mix(c, Duration::from_secs(300));
         c.slow = Duration::from_secs(3);
-        c.post_share = 0.05;
         c.post_delay = Duration::from_millis(100);
-        c.new_connection_share = 0.2;
     });
     wait_ok(&load, 750, Duration::from_secs(30));
     p.set_env("APP_IMAGE", image);
@@ -85,25 +77,11 @@ fn ids(cs: &[Container]) -> BTreeSet<String> {
     cs.iter().map(|c| c.id.clone()).collect()
 }
 
-/// Waits until the load has `n` more successful requests than now (bounded).
-fn wait_ok(load: &LoadHandle, n: u64, timeout: Duration) {
-    let target = load.progress().ok + n;
-    let deadline = Instant::now() + timeout;
-    while load.progress().ok < target {
-        assert!(
-            Instant::now() < deadline,
-            "the load did not get {n} more successful answers within {timeout:?}: {:?}",
-            load.progress()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 impl Stage {
     fn rollout(&self, own_group: bool) -> Running {
         let mut cmd = self.p.rollout_command(&self.plugins);
-        cmd.arg("app");
-        Running::spawn(cmd, own_group)
+        cmd.args(["app", "--output", "json"]);
+        Running::spawn(cmd, Clock::of(&self.load), own_group)
     }
 
     /// Stops the load, prints the report, and asserts zero failed requests and zero upstream
@@ -111,71 +89,14 @@ impl Stage {
     fn finish_load(self, name: &str, runs: &[&Ended]) -> (Project, Report, Stage2) {
         wait_ok(&self.load, 500, Duration::from_secs(30));
         let report = self.load.stop().unwrap();
-        eprintln!("== interrupts: {name}");
-        eprint!("{report}");
-        eprintln!("timeline ({} s buckets):", report.bucket_s);
-        eprint!("{}", report.timeline_text());
-        for (i, r) in runs.iter().enumerate() {
-            eprintln!(
-                "run {}: exit {:?} after {:.1}s\n{}stderr:\n{}",
-                i + 1,
-                r.code,
-                r.elapsed,
-                r.transcript(),
-                r.stderr
-            );
-        }
-        eprintln!(
-            "FIGURES {name}: requests {} ({:.0} req/s) failed {} stale_retries {} upstream_errors {} (read {}) skipped {}",
-            report.sent,
-            report.rate,
-            report.failed,
-            report.stale_retries,
-            report.upstream_errors.total,
-            report.upstream_errors.read,
-            report.skipped
-        );
-        let first: Vec<String> = report
-            .failures()
-            .take(10)
-            .map(|r| format!("{r:?}"))
-            .collect();
-        assert_eq!(
-            report.failed,
-            0,
-            "failed requests ({:?}), first ones:\n{}",
-            report.failures,
-            first.join("\n")
-        );
-        assert!(
-            report.upstream_errors.read,
-            "nginx's error log was not read"
-        );
-        assert_eq!(
-            report.upstream_errors.total,
-            0,
-            "upstream errors in nginx's log:\n{}",
-            report
-                .upstream_errors
-                .errors
-                .iter()
-                .map(|e| e.line.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        assert_eq!(report.skipped, 0, "the client could not keep up");
+        publish("interrupts", name, &report, runs);
+        assert_no_failure(&report);
         assert!(
             report.rate >= 200.0,
             "only {:.0} requests per second",
             report.rate
         );
-        for class in rollout_load::Class::ALL {
-            assert!(
-                report.classes.get(&class).is_some_and(|s| s.ok > 0),
-                "no {} request answered",
-                class.name()
-            );
-        }
+        assert_every_class_answered(&report);
         let rest = Stage2 {
             conf: self.conf,
             nginx: self.nginx,
@@ -378,7 +299,7 @@ fn sigkill_during_a_drain_then_the_next_run_completes() {
             assert!(
                 attempt < 2,
                 "every drain ended within 300 ms:\n{}",
-                rollout_e2e::e2e_kills::transcript(r.events())
+                rollout_e2e::run::transcript(r.events())
             );
         }
     });

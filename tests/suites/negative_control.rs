@@ -8,11 +8,13 @@
 //! `up`. The report of each (summary, timeline, JSON) is printed and written to the target
 //! folder.
 
+use rollout_e2e::load::{mix, wait_ok};
+use rollout_e2e::verdict::publish;
 use rollout_e2e::{
     images, require_engine, require_images, wait_http, DemoStack, Project, NGINX_IMAGE,
 };
 use rollout_load::{LoadHandle, Report};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const REPLICAS: u32 = 6;
 
@@ -21,41 +23,15 @@ fn six_v1(slug: &str) -> Project {
     require_engine();
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
     let p = Project::new(slug);
-    DemoStack::new(images::V1, REPLICAS).write_to(&p);
-    p.up();
-    p.wait_healthy("app", REPLICAS as usize, Duration::from_secs(60));
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
-        a.status == 200
-    });
+    DemoStack::new(images::V1, REPLICAS).serve(&p, "");
     p
-}
-
-/// Waits until the load has `n` more successful requests than now (bounded).
-fn wait_ok(load: &LoadHandle, n: u64, timeout: Duration) {
-    let target = load.progress().ok + n;
-    let deadline = Instant::now() + timeout;
-    while load.progress().ok < target {
-        assert!(
-            Instant::now() < deadline,
-            "the load did not get {n} more successful answers within {timeout:?}: {:?}",
-            load.progress()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The load through nginx's container address, or through its published port for a run that
 /// recreates nginx itself.
 fn load_via(p: &Project, published: bool) -> LoadHandle {
-    let tweak = |c: &mut rollout_load::LoadConfig| {
-        c.rate = 250;
-        // Bounded: the test stops it much earlier.
-        c.duration = Duration::from_secs(120);
-        c.slow_share = 0.05;
-        c.slow = Duration::from_secs(2);
-        c.post_share = 0.05;
-        c.new_connection_share = 0.2;
-    };
+    // Bounded: the test stops it much earlier.
+    let tweak = |c: &mut rollout_load::LoadConfig| mix(c, Duration::from_secs(120));
     if published {
         p.start_load_published(tweak)
     } else {
@@ -65,23 +41,6 @@ fn load_via(p: &Project, published: bool) -> LoadHandle {
 
 fn load(p: &Project) -> LoadHandle {
     load_via(p, false)
-}
-
-fn publish(name: &str, report: &Report) {
-    eprintln!("== negative control: {name}");
-    eprint!("{report}");
-    eprintln!("timeline ({} s buckets):", report.bucket_s);
-    eprint!("{}", report.timeline_text());
-    if let Some(w) = report.between("update-start", "update-end") {
-        eprintln!(
-            "update window {:.2}s..{:.2}s: {} sent ({:.0} req/s), {} failed, {} upstream errors",
-            w.from, w.to, w.sent, w.rate, w.failed, w.upstream_errors
-        );
-    }
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("negative-control-{name}.json"));
-    report.write_json(&path).unwrap();
-    eprintln!("report: {}", path.display());
 }
 
 /// What both updates must show.
@@ -151,7 +110,7 @@ fn compose_up_recreating_the_service_fails_requests() {
     });
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("recreate", &report);
+    publish("negative-control", "recreate", &report, &[]);
     assert_common(&report);
     assert!(report.upstream_errors.read);
     assert!(
@@ -182,7 +141,7 @@ fn naive_down_then_up_fails_requests() {
     });
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("down-up", &report);
+    publish("negative-control", "down-up", &report, &[]);
     assert_common(&report);
     // With nginx itself gone, clients see refused connections.
     assert!(

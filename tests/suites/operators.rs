@@ -9,14 +9,19 @@
 //! GETs, POSTs, keep-alive and new connections; the app exiting at once on SIGTERM), through
 //! the real docker CLI.
 
-use rollout_e2e::e2e_faults::{
-    assert_answered_before_unrouted, assert_clean, nginx_container, nginx_procs, origin_of,
-    publish, rollout_keepers, rollout_leftovers, running_images, spawn_rollout, standard_load,
-    wait_ok, FaultStack, ROLLOUT_TIMEOUT,
+use rollout_e2e::keepers::{keepers, rollout_leftovers};
+use rollout_e2e::load::{self, wait_ok};
+use rollout_e2e::nginx::nginx_procs;
+use rollout_e2e::verdict::{assert_answered_before_unrouted, assert_clean, publish};
+use rollout_e2e::{
+    free_port, images, run_rollout, wait_http, Clock, DemoStack, Project, Rig, ROLLOUT_TIMEOUT,
+    SEED_NGINX_CONF,
 };
-use rollout_e2e::{free_port, images, wait_http, DemoStack, Project, SEED_NGINX_CONF};
 use std::collections::BTreeSet;
 use std::time::Duration;
+
+/// The name the reports of this suite carry.
+const SUITE: &str = "operators";
 
 const QUICK: &str = "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: 1\n        order: start-first\n        failure_action: rollback\n        monitor: 1s\n      rollback_config:\n        parallelism: 1\n        monitor: 1s\n";
 
@@ -39,19 +44,19 @@ fn compose_ps_ids(p: &Project) -> BTreeSet<String> {
 #[test]
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn compose_stays_coherent_after_a_rollout() {
-    let mut s = FaultStack::new(
+    let mut s = Rig::up(
         "coherent",
         DemoStack::new(images::V1, 3),
         QUICK,
         &[images::V2],
     );
     let before = s.app();
-    let load = standard_load(&s.p, Duration::from_secs(170));
+    let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", images::V2);
     let run = s.rollout(&load, &["--output", "json"]);
-    assert_eq!(run.code, 0, "{}", run.transcript());
-    assert_eq!(run.outcome(), "completed");
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
+    assert_eq!(run.outcome_name(), "completed");
     let app = s.app();
     assert_eq!(app.len(), 3, "{app:#?}");
     assert!(app
@@ -78,7 +83,7 @@ fn compose_stays_coherent_after_a_rollout() {
     );
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("coherent", &report, &[&run]);
+    publish(SUITE, "coherent", &report, &[&run]);
     assert_clean(&report);
     assert_answered_before_unrouted(&report, &run, &before);
     let after = report.window(report.mark("rollout-end").unwrap(), report.duration_s);
@@ -90,12 +95,12 @@ fn compose_stays_coherent_after_a_rollout() {
     assert_eq!(s.p.containers(None), Vec::new());
     assert_eq!(Project::leftovers(s.p.name()), Vec::<String>::new());
     assert_eq!(rollout_leftovers(&s.p), Vec::<String>::new());
-    let keepers = rollout_keepers(&s.p);
+    let keepers = keepers(s.p.name());
     eprintln!("after down, the rollout keeps: {keepers:?}");
     assert!(
         keepers
             .iter()
-            .all(|(_, kind, state)| kind == "revision" && state == "created"),
+            .all(|k| k.kind == "revision" && k.state == "created"),
         "{keepers:?}"
     );
     // `down` then `up`: the project comes back on v2 with nginx serving it.
@@ -105,7 +110,7 @@ fn compose_stays_coherent_after_a_rollout() {
         a.status == 200
     });
     assert_eq!(answer.version.as_deref(), Some("v2"));
-    assert_eq!(running_images(&s.p, "app"), [images::V2; 3]);
+    assert_eq!(s.p.running_images("app"), [images::V2; 3]);
 }
 
 /// Item 8: a second rollout of the service while one runs is refused, naming the holder
@@ -117,22 +122,22 @@ fn a_second_concurrent_rollout_is_refused_with_holder_and_since() {
         "        parallelism: 1\n        order: start-first",
         "        parallelism: 1\n        delay: 2s\n        order: start-first",
     );
-    let mut s = FaultStack::new(
+    let mut s = Rig::up(
         "concurrent",
         DemoStack::new(images::V1, 3),
         &slow,
         &[images::V2],
     );
     let before = s.app();
-    let load = standard_load(&s.p, Duration::from_secs(170));
+    let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", images::V2);
     load.mark("rollout-start");
-    let mut first = spawn_rollout(s.command(&["--output", "json"]), origin_of(&load));
+    let mut first = s.spawn(&load, &["--output", "json"]);
     first.wait_event("instance-launched", Duration::from_secs(60));
     // The plugin runs as a child of the docker CLI (forked by any of its threads): the
     // holder must name that process.
-    let cli = first.pid();
+    let cli = first.cli_pid();
     let plugin_pids: Vec<String> = std::fs::read_dir(format!("/proc/{cli}/task"))
         .map(|tasks| {
             tasks
@@ -142,22 +147,22 @@ fn a_second_concurrent_rollout_is_refused_with_holder_and_since() {
                 .collect()
         })
         .unwrap_or_default();
-    let second = rollout_e2e::e2e_faults::run_rollout(
+    let second = run_rollout(
         s.command(&["--output", "json"]),
-        origin_of(&load),
+        Clock::of(&load),
         Duration::from_secs(60),
     );
-    let first = first.finish(ROLLOUT_TIMEOUT);
+    let first = first.wait_since_start(ROLLOUT_TIMEOUT);
     load.mark("rollout-end");
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("concurrent", &report, &[&first, &second]);
+    publish(SUITE, "concurrent", &report, &[&first, &second]);
     assert_clean(&report);
     assert_answered_before_unrouted(&report, &first, &before);
     // The second: refused, with who and since when, having touched nothing.
-    assert_eq!(second.code, 1, "{}", second.transcript());
-    assert_eq!(second.outcome(), "failed");
-    let why = second.events("finished")[0].json["outcome"]["detail"]
+    assert_eq!(second.code, Some(1), "{}", second.transcript());
+    assert_eq!(second.outcome_name(), "failed");
+    let why = second.named("finished")[0].json["outcome"]["detail"]
         .as_str()
         .unwrap()
         .to_string();
@@ -190,15 +195,15 @@ fn a_second_concurrent_rollout_is_refused_with_holder_and_since() {
     assert!(why.contains("\nhint: "), "{why}");
     for name in ["rollout-started", "instance-launched", "traffic-changed"] {
         assert!(
-            second.events(name).is_empty(),
+            second.named(name).is_empty(),
             "the refused run did {name}:\n{}",
             second.transcript()
         );
     }
     // The first went on to the end.
-    assert_eq!(first.code, 0, "{}", first.transcript());
-    assert_eq!(first.outcome(), "completed");
-    assert_eq!(running_images(&s.p, "app"), [images::V2; 3]);
+    assert_eq!(first.code, Some(0), "{}", first.transcript());
+    assert_eq!(first.outcome_name(), "completed");
+    assert_eq!(s.p.running_images("app"), [images::V2; 3]);
     assert_eq!(s.app().len(), 3);
     assert_eq!(s.p.read("nginx.conf"), SEED_NGINX_CONF);
     assert_eq!(rollout_leftovers(&s.p), Vec::<String>::new());
@@ -210,23 +215,23 @@ fn a_second_concurrent_rollout_is_refused_with_holder_and_since() {
 #[test]
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn a_rollout_to_the_serving_revision_changes_nothing() {
-    let s = FaultStack::new("noop", DemoStack::new(images::V1, 3), QUICK, &[]);
-    let nginx = nginx_container(&s.p);
+    let s = Rig::up("noop", DemoStack::new(images::V1, 3), QUICK, &[]);
+    let nginx = s.p.running("nginx");
     let procs_before = nginx_procs(&nginx.id);
     assert!(procs_before.master.is_some() && procs_before.workers.len() == 2);
     let before = s.app();
     let conf_before = s.p.read("nginx.conf");
-    let load = standard_load(&s.p, Duration::from_secs(170));
+    let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     let run = s.rollout(&load, &["--output", "json"]);
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("noop", &report, &[&run]);
+    publish(SUITE, "noop", &report, &[&run]);
     assert_clean(&report);
-    assert_eq!(run.code, 0, "{}", run.transcript());
-    assert_eq!(run.outcome(), "no-change", "{}", run.transcript());
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
+    assert_eq!(run.outcome_name(), "no-change", "{}", run.transcript());
     for name in ["instance-launched", "traffic-changed", "instance-stopped"] {
-        assert!(run.events(name).is_empty(), "{}", run.transcript());
+        assert!(run.named(name).is_empty(), "{}", run.transcript());
     }
     assert_eq!(s.app(), before);
     assert_eq!(s.p.read("nginx.conf"), conf_before);
@@ -254,18 +259,18 @@ fn with_ports(replicas: u32, ports: &str) -> DemoStack {
 fn host_ports_fall_back_to_stop_first_with_a_warning() {
     let base = free_port();
     let range = format!("127.0.0.1:{base}-{}:8000", base + 3);
-    let mut s = FaultStack::new("host-ports", with_ports(2, &range), QUICK, &[images::V2]);
+    let mut s = Rig::up("host-ports", with_ports(2, &range), QUICK, &[images::V2]);
     let before = s.app();
-    let load = standard_load(&s.p, Duration::from_secs(170));
+    let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", images::V2);
     let run = s.rollout(&load, &["--output", "json"]);
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("host-ports", &report, &[&run]);
+    publish(SUITE, "host-ports", &report, &[&run]);
     assert_clean(&report);
     assert_answered_before_unrouted(&report, &run, &before);
-    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
     let warning = run
         .stderr
         .lines()
@@ -280,15 +285,15 @@ fn host_ports_fall_back_to_stop_first_with_a_warning() {
     // Stop-first: every launch comes after an old instance was removed, and the service
     // never ran more instances than asked.
     let removed: Vec<f64> = run
-        .events("instance-removed")
+        .named("instance-removed")
         .iter()
         .filter(|e| before.iter().any(|c| e.json["instance"] == c.id.as_str()))
-        .map(|e| e.t)
+        .map(|e| e.at)
         .collect();
     let launched: Vec<f64> = run
-        .events("instance-launched")
+        .named("instance-launched")
         .iter()
-        .map(|e| e.t)
+        .map(|e| e.at)
         .collect();
     assert_eq!(removed.len(), 2, "{}", run.transcript());
     assert_eq!(launched.len(), 2, "{}", run.transcript());
@@ -299,7 +304,7 @@ fn host_ports_fall_back_to_stop_first_with_a_warning() {
             run.transcript()
         );
     }
-    assert_eq!(running_images(&s.p, "app"), [images::V2; 2]);
+    assert_eq!(s.p.running_images("app"), [images::V2; 2]);
     assert_eq!(s.app().len(), 2);
     assert_eq!(s.p.read("nginx.conf"), SEED_NGINX_CONF);
     assert_eq!(rollout_leftovers(&s.p), Vec::<String>::new());
@@ -312,19 +317,19 @@ fn host_ports_fall_back_to_stop_first_with_a_warning() {
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn a_single_replica_with_a_host_port_is_refused() {
     let port = format!("127.0.0.1:{}:8000", free_port());
-    let mut s = FaultStack::new("host-port-one", with_ports(1, &port), QUICK, &[images::V2]);
-    let nginx = nginx_container(&s.p);
+    let mut s = Rig::up("host-port-one", with_ports(1, &port), QUICK, &[images::V2]);
+    let nginx = s.p.running("nginx");
     let procs_before = nginx_procs(&nginx.id);
     let before = s.app();
-    let load = standard_load(&s.p, Duration::from_secs(170));
+    let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     s.p.set_env("APP_IMAGE", images::V2);
     let run = s.rollout(&load, &["--output", "json"]);
     wait_ok(&load, 500, Duration::from_secs(30));
     let report = load.stop().unwrap();
-    publish("host-port-one", &report, &[&run]);
+    publish(SUITE, "host-port-one", &report, &[&run]);
     assert_clean(&report);
-    assert_eq!(run.code, 2, "{}", run.transcript());
+    assert_eq!(run.code, Some(2), "{}", run.transcript());
     assert!(
         run.stderr
             .contains("cannot run old and new instances side by side")
@@ -333,10 +338,10 @@ fn a_single_replica_with_a_host_port_is_refused() {
         "{}",
         run.stderr
     );
-    assert_eq!(run.summary()["exit_code"], 2);
+    assert_eq!(run.summary_object()["exit_code"], 2);
     assert_eq!(s.app(), before);
     assert_eq!(s.p.read("nginx.conf"), SEED_NGINX_CONF);
     assert_eq!(nginx_procs(&nginx.id), procs_before, "nginx was reloaded");
     assert_eq!(report.versions.keys().collect::<Vec<_>>(), ["v1"]);
-    assert!(rollout_keepers(&s.p).is_empty());
+    assert!(keepers(s.p.name()).is_empty());
 }

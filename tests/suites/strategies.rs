@@ -13,18 +13,21 @@
 //! seen answering.
 
 use rollout_core::router::Target;
-use rollout_e2e::e2e_strategies::{
-    assert_last_second, replay, run_rollout, stderr_upstream_errors, upstream_servers, Answers,
-    Bounds, ConfigSnapshot, ConfigWatch, LoadClock, Replay, RolloutRun,
-};
+use rollout_e2e::load::{mix, wait_ok};
+use rollout_e2e::nginx::{stderr_upstream_errors, upstream_servers, ConfigSnapshot, ConfigWatch};
+use rollout_e2e::replay::{replay, Replay};
+use rollout_e2e::verdict::{assert_clean_during, assert_last_second, publish, Answers, Bounds};
 use rollout_e2e::{
-    images, require_engine, require_images, wait_http, workspace_binary, Container, DemoStack,
-    PluginDir, Project, NGINX_IMAGE,
+    images, require_engine, require_images, run_rollout, wait_http, workspace_binary, Clock,
+    Container, DemoStack, Ended, PluginDir, Project, Rig, NGINX_IMAGE,
 };
 use rollout_load::{LoadHandle, Report};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// The name the reports of this suite carry.
+const SUITE: &str = "strategies";
 
 /// Longest a rollout may run before the test kills it.
 const ROLLOUT_LIMIT: Duration = Duration::from_secs(240);
@@ -43,70 +46,10 @@ fn plugin() -> PluginDir {
     PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"))
 }
 
-/// Waits until the load has `n` more successful requests than now (bounded).
-fn wait_ok(load: &LoadHandle, n: u64, timeout: Duration) {
-    let target = load.progress().ok + n;
-    let deadline = Instant::now() + timeout;
-    while load.progress().ok < target {
-        assert!(
-            Instant::now() < deadline,
-            "the load did not get {n} more successful answers within {timeout:?}: {:?}",
-            load.progress()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The load every test runs: the default mix, bounded at 6 minutes (stopped much earlier).
 fn load_mix(c: &mut rollout_load::LoadConfig) {
-    c.rate = 250;
-    c.duration = Duration::from_secs(360);
-    c.slow_share = 0.05;
-    c.slow = Duration::from_secs(2);
-    c.post_share = 0.05;
+    mix(c, Duration::from_secs(360));
     c.post_delay = Duration::from_millis(100);
-    c.new_connection_share = 0.2;
-}
-
-/// Prints the report (summary, timeline) and writes its JSON beside the test's target.
-fn publish(name: &str, report: &Report, runs: &[&RolloutRun]) {
-    eprintln!("== strategies: {name}");
-    eprint!("{report}");
-    eprintln!("timeline ({} s buckets):", report.bucket_s);
-    eprint!("{}", report.timeline_text());
-    for (i, run) in runs.iter().enumerate() {
-        let w = report.window(run.started_at, run.returned_at);
-        eprintln!(
-            "rollout {}: exit {:?}, {:.1}s ({:.2}s..{:.2}s); during it {} sent ({:.0} req/s), {} failed, {} stale retries, {} upstream errors",
-            i + 1,
-            run.code,
-            run.elapsed(),
-            run.started_at,
-            run.returned_at,
-            w.sent,
-            w.rate,
-            w.failed,
-            w.retried,
-            w.upstream_errors
-        );
-        eprint!("{}", run.transcript());
-    }
-    eprintln!(
-        "FIGURES {name}: requests {} failed {} stale_retries {} upstream_errors {} (read {}) skipped {} elapsed {}",
-        report.sent,
-        report.failed,
-        report.stale_retries,
-        report.upstream_errors.total,
-        report.upstream_errors.read,
-        report.skipped,
-        runs.iter()
-            .map(|r| format!("{:.1}s", r.elapsed()))
-            .collect::<Vec<_>>()
-            .join(" + ")
-    );
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("strategies-{name}.json"));
-    report.write_json(&path).unwrap();
-    eprintln!("report: {}", path.display());
 }
 
 fn print_snaps(snaps: &[ConfigSnapshot]) {
@@ -116,58 +59,8 @@ fn print_snaps(snaps: &[ConfigSnapshot]) {
     }
 }
 
-/// Zero failed requests, zero upstream errors (read, not unknown), the client kept up, and the
-/// load was real while each rollout ran.
-fn assert_clean(report: &Report, runs: &[&RolloutRun]) {
-    let failures: Vec<String> = report
-        .failures()
-        .take(10)
-        .map(|r| format!("{r:?}"))
-        .collect();
-    assert_eq!(
-        report.failed,
-        0,
-        "failed requests ({:?}), first ones:\n{}",
-        report.failures,
-        failures.join("\n")
-    );
-    assert!(
-        report.upstream_errors.read,
-        "nginx's error log was not read"
-    );
-    assert_eq!(
-        report.upstream_errors.total,
-        0,
-        "upstream errors in nginx's log:\n{}",
-        report
-            .upstream_errors
-            .errors
-            .iter()
-            .map(|e| e.line.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert_eq!(report.skipped, 0, "the client could not keep up");
-    for run in runs {
-        let w = report.window(run.started_at, run.returned_at.max(run.started_at + 1.0));
-        assert!(
-            w.rate >= 200.0,
-            "only {:.0} requests per second during a rollout",
-            w.rate
-        );
-        for class in rollout_load::Class::ALL {
-            let s = report.class_stats(class, run.started_at, run.returned_at);
-            assert!(
-                s.ok > 0,
-                "no {} request answered during a rollout",
-                class.name()
-            );
-        }
-    }
-}
-
 /// The rollout exited 0 with a `completed` outcome in its events and its summary.
-fn assert_completed(run: &RolloutRun) {
+fn assert_completed(run: &Ended) {
     assert_eq!(
         run.code,
         Some(0),
@@ -209,13 +102,7 @@ fn set(v: &[&str]) -> BTreeSet<String> {
 
 /// Before the rollout (from `since`) only `old` answered, after it returned (until `until`)
 /// only `new`, during it both.
-fn assert_versions(
-    report: &Report,
-    run: &RolloutRun,
-    (since, until): (f64, f64),
-    old: &str,
-    new: &str,
-) {
+fn assert_versions(report: &Report, run: &Ended, (since, until): (f64, f64), old: &str, new: &str) {
     // Requests that ended before the rollout started: answered by the old version only.
     let before: BTreeSet<String> = report
         .requests
@@ -342,43 +229,35 @@ fn ids(cs: &[Container]) -> BTreeSet<String> {
 
 /// Six v1 replicas behind the seed's nginx, with `update_config` in an override file.
 fn rolling(slug: &str, order: &str, floor: usize) {
-    require_engine();
-    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
-    let plugins = plugin();
-    let mut p = Project::new(slug);
-    let stack = DemoStack::new(images::V1, 6);
-    stack.write_to(&p);
-    p.write(
-        "docker-compose.override.yml",
+    let Rig { mut p, plugins } = Rig::up(
+        slug,
+        DemoStack::new(images::V1, 6),
         &format!(
             "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: 2\n        delay: 1s\n        order: {order}\n        failure_action: rollback\n        monitor: 2s\n        max_failure_ratio: 0.3\n"
         ),
+        &[images::V2],
     );
-    p.up();
-    let old = p.wait_healthy("app", 6, Duration::from_secs(60));
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
-        a.status == 200
-    });
+    let old = p.containers(Some("app"));
     let nginx_before = ids(&p.containers(Some("nginx")));
     let conf_before = p.read("nginx.conf");
     let initial = p.containers(None);
 
     let load = p.start_load(load_mix);
     wait_ok(&load, 750, Duration::from_secs(30));
-    let clock = LoadClock::of(&load);
+    let clock = Clock::of(&load);
     let watch = ConfigWatch::start(p.dir().join("nginx.conf"), "backend", clock);
     p.set_env("APP_IMAGE", images::V2);
     let mut cmd = p.rollout_command(&plugins);
-    cmd.arg("app");
+    cmd.args(["app", "--output", "json"]);
     let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
     wait_ok(&load, 750, Duration::from_secs(30));
     let snaps = watch.stop();
     let report = load.stop().unwrap();
-    publish(slug, &report, &[&run]);
+    publish(SUITE, slug, &report, &[&run]);
     print_snaps(&snaps);
 
     assert_completed(&run);
-    assert_clean(&report, &[&run]);
+    assert_clean_during(&report, &[&run]);
     assert_versions(&report, &run, (0.0, f64::INFINITY), "v1", "v2");
 
     let r = replay(&initial, &[Target::Service { name: "app".into() }], &run);
@@ -557,21 +436,21 @@ fn rolling_with_the_seeds_own_values() {
     let nginx = the_nginx(&p);
     let load = example_load(&p);
     wait_ok(&load, 750, Duration::from_secs(30));
-    let clock = LoadClock::of(&load);
+    let clock = Clock::of(&load);
     let watch = ConfigWatch::start(p.dir().join("nginx.conf"), "backend", clock);
     p.set_env("APP_VERSION", "v2");
     let mut cmd = p.rollout_command(&plugins);
-    cmd.arg("app");
+    cmd.args(["app", "--output", "json"]);
     let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
     wait_ok(&load, 750, Duration::from_secs(30));
     let snaps = watch.stop();
     let report = stop_example_load(load, &nginx);
-    publish("seed-rolling", &report, &[&run]);
+    publish(SUITE, "seed-rolling", &report, &[&run]);
     assert_same_nginx(&p, &nginx);
     print_snaps(&snaps);
 
     assert_completed(&run);
-    assert_clean(&report, &[&run]);
+    assert_clean_during(&report, &[&run]);
     assert_versions(&report, &run, (0.0, f64::INFINITY), "v1", "v2");
     let r = replay(&initial, &[Target::Service { name: "app".into() }], &run);
     let answers = Answers::of(&report);
@@ -631,29 +510,29 @@ fn blue_green_switches_to_green_and_back_to_the_same_blue() {
     let nginx = the_nginx(&p);
     let load = example_load(&p);
     wait_ok(&load, 750, Duration::from_secs(30));
-    let clock = LoadClock::of(&load);
+    let clock = Clock::of(&load);
     let watch = ConfigWatch::start(p.dir().join("nginx.conf"), "backend", clock);
 
     let mut cmd = p.rollout_command(&plugins);
-    cmd.arg("green");
+    cmd.args(["green", "--output", "json"]);
     let to_green = run_rollout(cmd, clock, ROLLOUT_LIMIT);
     wait_ok(&load, 750, Duration::from_secs(30));
     let conf_green = p.read("nginx.conf");
     let between = p.containers(None);
 
     let mut cmd = p.rollout_command(&plugins);
-    cmd.arg("blue");
+    cmd.args(["blue", "--output", "json"]);
     let to_blue = run_rollout(cmd, clock, ROLLOUT_LIMIT);
     wait_ok(&load, 1250, Duration::from_secs(30));
     let snaps = watch.stop();
     let report = stop_example_load(load, &nginx);
     print_snaps(&snaps);
-    publish("blue-green", &report, &[&to_green, &to_blue]);
+    publish(SUITE, "blue-green", &report, &[&to_green, &to_blue]);
     assert_same_nginx(&p, &nginx);
 
     assert_completed(&to_green);
     assert_completed(&to_blue);
-    assert_clean(&report, &[&to_green, &to_blue]);
+    assert_clean_during(&report, &[&to_green, &to_blue]);
     assert_versions(&report, &to_green, (0.0, to_blue.started_at), "v1", "v2");
     // Between the two commands only green answered; after the second only blue.
     assert_eq!(
@@ -771,20 +650,20 @@ fn canary_steps_match_their_weights() {
     let nginx = the_nginx(&p);
     let load = example_load(&p);
     wait_ok(&load, 750, Duration::from_secs(30));
-    let clock = LoadClock::of(&load);
+    let clock = Clock::of(&load);
     let watch = ConfigWatch::start(p.dir().join("nginx.conf"), "backend", clock);
     let mut cmd = p.rollout_command(&plugins);
-    cmd.args(["green", "--strategy", "canary"]);
+    cmd.args(["green", "--strategy", "canary", "--output", "json"]);
     let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
     wait_ok(&load, 750, Duration::from_secs(30));
     let snaps = watch.stop();
     let report = stop_example_load(load, &nginx);
     print_snaps(&snaps);
-    publish("canary", &report, &[&run]);
+    publish(SUITE, "canary", &report, &[&run]);
     assert_same_nginx(&p, &nginx);
 
     assert_completed(&run);
-    assert_clean(&report, &[&run]);
+    assert_clean_during(&report, &[&run]);
     assert_versions(&report, &run, (0.0, f64::INFINITY), "v1", "v2");
 
     // Each step's window: from its traffic change to the next one (or the return).

@@ -7,7 +7,7 @@
 //! of the workspace (tests install the plugin from the target folder), lists the ignored
 //! tests of every test executable, runs each alone with `--ignored --exact` and `CI=true`,
 //! and fails when one failed, or when fewer ran than exist (FILTER selects by substring of
-//! the test's name or of its test target, such as `strategies` for `tests/strategies.rs`).
+//! the test's name or of its test target, such as `strategies` for `tests/suites/strategies.rs`).
 
 use crate::util::{cargo, show};
 use anyhow::{bail, Context, Result};

@@ -19,17 +19,17 @@
 
 use rollout_core::router::Target;
 use rollout_core::Event;
-use rollout_e2e::e2e_kills::Running;
+use rollout_e2e::load::{mix, wait_ok};
 use rollout_e2e::{
-    docker, images, require_engine, require_images, wait_http, workspace_binary, DemoStack,
-    PluginDir, Project, NGINX_IMAGE,
+    docker, images, require_engine, require_images, wait_http, workspace_binary, Clock, DemoStack,
+    Ended, PluginDir, Project, Running, NGINX_IMAGE,
 };
-use rollout_load::{Class, LoadHandle, Report};
+use rollout_load::{Class, Report};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SEED_UPDATE: &str = "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: 2\n        delay: 10s\n        failure_action: rollback\n        monitor: 30s\n        max_failure_ratio: 0.3\n";
 const PARALLELISM: usize = 2;
@@ -123,19 +123,6 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn wait_ok(load: &LoadHandle, n: u64, timeout: Duration) {
-    let target = load.progress().ok + n;
-    let deadline = Instant::now() + timeout;
-    while load.progress().ok < target {
-        assert!(
-            Instant::now() < deadline,
-            "the load stalled: {:?}",
-            load.progress()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// What one method showed.
 struct Figures {
     method: Method,
@@ -166,21 +153,16 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
     wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
         a.status == 200
     });
-    let mix = |c: &mut rollout_load::LoadConfig| {
-        c.rate = 250;
-        c.duration = Duration::from_secs(600);
-        c.slow_share = 0.05;
-        c.slow = Duration::from_secs(2);
-        c.post_share = 0.05;
+    let bench_mix = |c: &mut rollout_load::LoadConfig| {
+        mix(c, Duration::from_secs(600));
         c.post_delay = Duration::from_millis(100);
-        c.new_connection_share = 0.2;
     };
     // Through nginx's container address (no userland proxy in the measurement), except for
     // down/up, which recreates nginx: through the published port, which outlives it.
     let load = if method == Method::DownUp {
-        p.start_load_published(mix)
+        p.start_load_published(bench_mix)
     } else {
-        p.start_load(mix)
+        p.start_load(bench_mix)
     };
     wait_ok(&load, 750, Duration::from_secs(30));
     let steady_from = load.mark("steady-start");
@@ -200,8 +182,9 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
         }
         Method::Rollout => {
             let mut cmd = p.rollout_command(plugins);
-            cmd.arg("app");
-            let ended = Running::spawn(cmd, false).wait(Duration::from_secs(400));
+            cmd.args(["app", "--output", "json"]);
+            // Stamped from the rollout's start (the `update-start` mark).
+            let ended = Running::spawn(cmd, Clock::start(), false).wait(Duration::from_secs(400));
             rollout = Some(ended);
         }
     }
@@ -241,7 +224,7 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
             r.transcript(),
             r.stderr
         );
-        figures.wall_s = r.elapsed;
+        figures.wall_s = r.elapsed();
         figures.overhead = Some(overhead(r, &report, start, start_unix, &seen));
     }
     figures
@@ -251,7 +234,7 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
 /// event clock): the first traffic change after which it is neither routed by its own line
 /// nor through the service name. The bench's stack starts routed by name, so an instance can
 /// leave the routes by being left out when the name is replaced by instance lines.
-fn unrouted_times(r: &rollout_e2e::e2e_kills::Ended) -> (Vec<&str>, BTreeMap<String, f64>) {
+fn unrouted_times(r: &Ended) -> (Vec<&str>, BTreeMap<String, f64>) {
     let stopped: Vec<&str> = r
         .events
         .iter()
@@ -299,7 +282,7 @@ fn unrouted_times(r: &rollout_e2e::e2e_kills::Ended) -> (Vec<&str>, BTreeMap<Str
 
 /// What the settings and the app impose on the critical path of a rollout.
 fn overhead(
-    r: &rollout_e2e::e2e_kills::Ended,
+    r: &Ended,
     report: &Report,
     start: f64,
     start_unix: u64,
@@ -359,7 +342,7 @@ fn overhead(
 /// healthy to the tool's), routing (healthy to the traffic change naming it), draining
 /// beyond the instance's own last request, and retiring (drained to removed).
 fn breakdown(
-    r: &rollout_e2e::e2e_kills::Ended,
+    r: &Ended,
     report: &Report,
     start: f64,
     start_unix: u64,
