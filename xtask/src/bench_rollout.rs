@@ -3,10 +3,10 @@
 //! in one run, with failed requests, upstream errors, stale retries, p99 per
 //! request class against the steady state, and the tool's overhead.
 //!
-//! The work is the `bench-rollout` binary of the end-to-end harness
-//! (`tests/src/bin/bench-rollout.rs`), which has the stacks, the load and the
-//! plugin install; this task builds the images, the plugin and that binary,
-//! and runs it, all in release builds. It needs the Docker engine and takes
+//! The work is the `bench-rollout` crate (`xtask/bench-rollout`), built on the
+//! end-to-end harness (`rollout-e2e`: the stacks, the load and the plugin
+//! install); this task builds the images, the plugin and that binary, and runs
+//! it, all in release builds. It needs the Docker engine and takes
 //! about five minutes (more the first time, for the release build).
 
 use crate::util;
@@ -27,7 +27,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "-p",
         "docker-rollout",
         "-p",
-        "rollout-e2e",
+        "bench-rollout",
         "--bins",
     ]))?;
     util::run(util::cargo().args([
@@ -35,7 +35,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "-q",
         "--release",
         "-p",
-        "rollout-e2e",
+        "bench-rollout",
         "--bin",
         "bench-rollout",
     ]))
