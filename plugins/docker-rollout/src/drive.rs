@@ -2,8 +2,7 @@
 //! operator's Ctrl-C (or the docker CLI closing the plugin socket) into the
 //! strategy's cancellation levels.
 
-use crate::progress::Live;
-use crate::render::{Json, Tally, Text};
+use crate::output::{Json, Live, Tally, Text};
 use rollout_core::event::EventSink;
 use rollout_core::strategy::{Cancel, CancelHandle, CancelLevel, Plan, RolloutContext};
 use rollout_core::{Event, Outcome, Strategy};

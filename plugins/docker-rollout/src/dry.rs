@@ -4,8 +4,8 @@
 
 use crate::cli::OutputFormat;
 use crate::drive::{self, Renderer, Sink};
+use crate::output::{Json, Summary, Text};
 use crate::plan::PlanView;
-use crate::render::{Json, Summary, Text};
 use rollout_core::event::EventSink;
 use rollout_core::strategy::{Cancel, Plan, RolloutContext, TrafficLayout};
 use rollout_core::{Instance, InstanceState, Revision, Strategy};

@@ -4,7 +4,7 @@
 //! metadata call, loads the Compose project, connects the crates that do
 //! the work ([`live`]: the Docker backend, the nginx router over the proxy
 //! container, the journal kept with the engine, the strategy) and renders
-//! the strategy's events ([`render`]). `--dry-run` runs the same strategy
+//! the strategy's events ([`output`]). `--dry-run` runs the same strategy
 //! on the in-memory mock instead ([`dry`]). Ctrl-C, SIGTERM and the docker
 //! CLI closing the plugin socket become the strategy's cancel levels
 //! ([`drive`]).
@@ -18,15 +18,14 @@ mod drive;
 mod dry;
 mod fail;
 mod live;
+mod output;
 mod plan;
-mod progress;
-mod render;
 mod socket;
 
 use cli::{Invocation, OutputFormat, RolloutRequest};
 use drive::{Interrupt, Renderer, Sink};
 use fail::Fail;
-use render::{Json, Summary, Text};
+use output::{Json, Summary, Text};
 use rollout_core::strategy::{Cancel, RolloutContext};
 use rollout_core::{exit, Revision};
 use std::io::{IsTerminal, Write};
@@ -47,7 +46,7 @@ fn main() {
 }
 
 fn colour_on(terminal: bool) -> bool {
-    render::on_terminal_unless(terminal, std::env::var_os("NO_COLOR").as_deref())
+    output::on_terminal_unless(terminal, std::env::var_os("NO_COLOR").as_deref())
 }
 
 fn run(req: RolloutRequest) -> i32 {
@@ -160,7 +159,7 @@ async fn rollout(
     let sink = match req.output {
         OutputFormat::Json => Sink::Json(Json::new(Box::new(std::io::stdout()) as Box<dyn Write>)),
         OutputFormat::Text
-            if render::on_terminal_unless(
+            if output::on_terminal_unless(
                 std::io::stderr().is_terminal(),
                 std::env::var_os("ROLLOUT_NO_PROGRESS").as_deref(),
             ) =>
@@ -169,7 +168,7 @@ async fn rollout(
                 .ok()
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(80);
-            let mut t = progress::Live::new(
+            let mut t = output::Live::new(
                 Box::new(std::io::stderr()) as Box<dyn Write>,
                 stderr_colour,
                 width,

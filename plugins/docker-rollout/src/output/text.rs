@@ -1,167 +1,19 @@
-//! How a rollout's events look: one line per state change (text), or one
-//! JSON envelope per event and a final summary (`--output json`).
+//! The line text door: one line per state change, like `kubectl rollout
+//! status`, for people (on stderr, or a dry run's report on stdout) when
+//! the live block is not drawn.
 //!
-//! The strategies only send [`Event`]s; everything a person reads is
-//! decided here. Text goes to stderr (progress is not data), JSON to stdout
-//! (it is). Every line that starts a wait says what it waits for and for
-//! how long at most, and [`Text::tick`] repeats it when a wait drags on, so
-//! that a silent terminal never means a hung tool.
+//! Every line that starts a wait says what it waits for and for how long
+//! at most, and [`Text::tick`] repeats it when a wait drags on, so that a
+//! silent terminal never means a hung tool.
 
-use rollout_core::event::{Envelope, EVENT_SCHEMA_VERSION};
+use super::style::{outcome_line, rev, stamp, stamped, Tone};
 use rollout_core::router::{DrainReport, Target};
-use rollout_core::strategy::{Plan, TrafficLayout, Verdict};
-use rollout_core::{format_duration, Event, InstanceId, Outcome, Revision};
+use rollout_core::strategy::{Plan, Verdict};
+use rollout_core::{format_duration, Event, InstanceId, Outcome};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::time::Duration;
-
-/// What a run did, counted from its events, for the final summary.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Tally {
-    /// Instances launched.
-    pub launched: usize,
-    /// Instances that passed their health check.
-    pub healthy: usize,
-    /// Traffic changes applied (one proxy reload each).
-    pub traffic_changes: usize,
-    /// Drains waited for.
-    pub drains: usize,
-    /// Drains that ran out of time (requests were cut).
-    pub drains_timed_out: usize,
-    /// Instances stopped.
-    pub stopped: usize,
-    /// Instances removed.
-    pub removed: usize,
-    /// Failures counted toward max_failure_ratio.
-    pub failures: usize,
-    /// Whether a rollback ran.
-    pub rolled_back: bool,
-}
-
-impl Tally {
-    /// Counts one event.
-    pub fn count(&mut self, event: &Event) {
-        match event {
-            Event::InstanceLaunched { .. } => self.launched += 1,
-            Event::InstanceHealthy { .. } => self.healthy += 1,
-            Event::TrafficChanged { .. } => self.traffic_changes += 1,
-            Event::Drained { report, .. } => {
-                self.drains += 1;
-                if report.timed_out {
-                    self.drains_timed_out += 1;
-                }
-            }
-            Event::InstanceStopped { .. } => self.stopped += 1,
-            Event::InstanceRemoved { .. } => self.removed += 1,
-            Event::FailureCounted { .. } => self.failures += 1,
-            Event::RollbackStarted { .. } => self.rolled_back = true,
-            _ => {}
-        }
-    }
-}
-
-/// The last line of `--output json`: `{"v":1,"summary":{...}}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    /// `project/service`.
-    pub service: Option<String>,
-    /// The strategy's name.
-    pub strategy: Option<String>,
-    /// Whether this was `--dry-run` (nothing was touched).
-    pub dry_run: bool,
-    /// How the rollout ended; `None` when it never started.
-    pub outcome: Option<Outcome>,
-    /// The process's exit code.
-    pub exit_code: i32,
-    /// Why it never started (bad input, unreachable engine), if so.
-    pub error: Option<String>,
-    /// Seconds from start to end (simulated for a dry run).
-    pub elapsed_secs: f64,
-    /// The revision that served before.
-    pub from: Option<Revision>,
-    /// The revision rolled out.
-    pub to: Option<Revision>,
-    /// What the run did.
-    pub counts: Tally,
-}
-
-#[derive(Serialize)]
-struct SummaryLine<'a> {
-    v: u32,
-    summary: &'a Summary,
-}
-
-/// Writes one JSON envelope per event, then the summary.
-pub struct Json<W: Write> {
-    out: W,
-}
-
-impl<W: Write> Json<W> {
-    /// Writes to `out` (stdout).
-    pub fn new(out: W) -> Self {
-        Self { out }
-    }
-
-    /// One event, `t` seconds after the start.
-    pub fn event(&mut self, t: f64, event: &Event) {
-        let envelope = Envelope {
-            v: EVENT_SCHEMA_VERSION,
-            t: round_ms(t),
-            event: event.clone(),
-        };
-        if let Ok(line) = serde_json::to_string(&envelope) {
-            // A reader that went away loses nothing it needs.
-            let _ = writeln!(self.out, "{line}");
-            let _ = self.out.flush();
-        }
-    }
-
-    /// The final summary line.
-    pub fn summary(&mut self, summary: &Summary) {
-        let line = SummaryLine {
-            v: EVENT_SCHEMA_VERSION,
-            summary,
-        };
-        if let Ok(line) = serde_json::to_string(&line) {
-            let _ = writeln!(self.out, "{line}");
-            let _ = self.out.flush();
-        }
-    }
-
-    /// Any other JSON line (the dry run's plan).
-    pub fn value(&mut self, value: &serde_json::Value) {
-        let _ = writeln!(self.out, "{value}");
-        let _ = self.out.flush();
-    }
-}
-
-fn round_ms(t: f64) -> f64 {
-    (t * 1000.0).round() / 1000.0
-}
-
-/// Whether a terminal-only feature is on: the output is a terminal and its
-/// off switch (an environment variable's value) is unset or empty. Colour
-/// with `NO_COLOR` (no-color.org); live progress with `ROLLOUT_NO_PROGRESS`
-/// (`NO_COLOR` only turns colour off; `--output json` never gets there).
-pub fn on_terminal_unless(is_terminal: bool, off: Option<&std::ffi::OsStr>) -> bool {
-    is_terminal && off.is_none_or(|v| v.is_empty())
-}
-
-/// How a line is coloured, when colour is on.
-#[derive(Clone, Copy)]
-pub(crate) enum Tone {
-    /// No colour.
-    Plain,
-    /// Green.
-    Good,
-    /// Yellow.
-    Warn,
-    /// Red.
-    Bad,
-    /// Faint.
-    Dim,
-}
 
 /// Writes one line per state change, like `kubectl rollout status`.
 pub struct Text<W: Write> {
@@ -229,28 +81,12 @@ impl<W: Write> Text<W> {
 
     fn line(&mut self, t: f64, tone: Tone, text: &str) {
         self.last_line = t;
-        let stamp = format!("{t:>7.1}s");
-        let (on, off) = match (self.colour, tone) {
-            (false, _) | (_, Tone::Plain) => ("", ""),
-            (true, Tone::Good) => ("\x1b[32m", "\x1b[0m"),
-            (true, Tone::Warn) => ("\x1b[33m", "\x1b[0m"),
-            (true, Tone::Bad) => ("\x1b[31m", "\x1b[0m"),
-            (true, Tone::Dim) => ("\x1b[2m", "\x1b[0m"),
-        };
         let stamp = if self.colour {
-            format!("\x1b[2m{stamp}\x1b[0m")
+            format!("\x1b[2m{}\x1b[0m", stamp(t))
         } else {
-            stamp
+            stamp(t)
         };
-        let mut first = true;
-        for part in text.lines() {
-            let _ = if first {
-                writeln!(self.out, "{stamp}  {on}{part}{off}")
-            } else {
-                writeln!(self.out, "{:>8}    {on}{part}{off}", "")
-            };
-            first = false;
-        }
+        stamped(&mut self.out, &stamp, tone.paint(self.colour), text);
         let _ = self.out.flush();
     }
 
@@ -575,63 +411,6 @@ impl<W: Write> Text<W> {
     }
 }
 
-/// The last line of a rollout of `plan` that ended with `outcome`.
-pub(crate) fn outcome_line(plan: &Plan, outcome: &Outcome) -> (Tone, String) {
-    let service = &plan.service;
-    let to = rev(&plan.target);
-    match outcome {
-            Outcome::Completed => (
-                Tone::Good,
-                match &plan.layout {
-                    TrafficLayout::Colours { other, .. } => format!(
-                        "rollout complete: {} is live on {to}; {} keeps running for a switch-back",
-                        service.service, other.service
-                    ),
-                    TrafficLayout::Single => {
-                        format!("rollout complete: every instance of {service} runs {to}")
-                    }
-                },
-            ),
-            Outcome::NoChange => (
-                Tone::Good,
-                format!("nothing to do: {service} already runs {to}"),
-            ),
-            Outcome::CompletedWithFailures(s) => (
-                Tone::Warn,
-                format!("rollout complete with failures: {s}"),
-            ),
-            Outcome::RolledBack(s) => (Tone::Warn, format!("rolled back: {s}")),
-            Outcome::Paused(s) => (
-                Tone::Warn,
-                format!("paused: {s}\nhint: run docker rollout {} again to go on", service.service),
-            ),
-            Outcome::RollbackFailed(s) => (
-                Tone::Bad,
-                format!("the rollback failed: {s}\nhint: look at the service's containers and the nginx config; run docker rollout {} again to converge", service.service),
-            ),
-            Outcome::Interrupted(true) => (
-                Tone::Warn,
-                "interrupted: what was started was rolled back".to_string(),
-            ),
-            Outcome::Interrupted(false) => (
-                Tone::Warn,
-                format!("interrupted without rolling back: the service is left as it was at the last safe point\nhint: run docker rollout {} again to finish", service.service),
-            ),
-            Outcome::Failed(s) => (Tone::Bad, format!("failed: {s}")),
-        }
-}
-
-/// `rollout-demo:v2 (3f2a9c1b7d0e)`, or the short id alone when the image
-/// is not known.
-pub(crate) fn rev(r: &Revision) -> String {
-    let short: String = r.id.chars().take(12).collect();
-    if r.image.is_empty() {
-        format!("revision {short}")
-    } else {
-        format!("{} ({short})", r.image)
-    }
-}
-
 /// A measured time: `0.09s`, `12.4s`.
 fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
@@ -661,167 +440,7 @@ fn kebab<T: Serialize>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollout_core::backend::{Diagnostics, Failure};
-    use rollout_core::router::Route;
-    use rollout_core::strategy::Plan;
-    use rollout_core::{FailureAction, ServiceRef};
-
-    fn plan() -> Plan {
-        let mut p = Plan::new(
-            ServiceRef::new("shop", "app"),
-            Revision::new("9c1b7d0e5a3f44", "rollout-demo:v2"),
-            2,
-        );
-        p.update.parallelism = 1;
-        p.update.delay = Duration::from_secs(10);
-        p.update.failure_action = FailureAction::Rollback;
-        p.update.monitor = Duration::from_secs(30);
-        p
-    }
-
-    fn inst(n: &str) -> Target {
-        Target::instance(InstanceId(format!("id-{n}")), n)
-    }
-
-    /// A rolling rollout of two slots whose second new instance fails,
-    /// then rolls back.
-    fn events() -> Vec<(f64, Event)> {
-        let from = Revision::new("3f2a9c1b7d0e88", "");
-        vec![
-            (
-                0.0,
-                Event::RolloutStarted {
-                    service: ServiceRef::new("shop", "app"),
-                    strategy: "rolling".into(),
-                    from: Some(from),
-                    to: plan().target,
-                    slots: 2,
-                    resumed: false,
-                },
-            ),
-            (
-                0.2,
-                Event::TrafficChanged {
-                    generation: 1,
-                    set: vec![
-                        Route {
-                            target: inst("shop_app_1"),
-                            weight: 1,
-                        },
-                        Route {
-                            target: inst("shop_app_2"),
-                            weight: 1,
-                        },
-                    ],
-                    removed: vec![Target::Service { name: "app".into() }],
-                },
-            ),
-            (0.3, Event::BatchStarted { index: 1, size: 1 }),
-            (
-                0.5,
-                Event::TrafficChanged {
-                    generation: 2,
-                    set: vec![],
-                    removed: vec![inst("shop_app_1")],
-                },
-            ),
-            (
-                1.25,
-                Event::Drained {
-                    removed: vec![inst("shop_app_1")],
-                    report: DrainReport {
-                        waited_for: vec!["nginx worker 41 in shop_nginx_1".into()],
-                        elapsed: Duration::from_millis(750),
-                        timed_out: false,
-                        cut: vec![],
-                    },
-                },
-            ),
-            (
-                1.5,
-                Event::InstanceStopped {
-                    instance: InstanceId("id-shop_app_1".into()),
-                },
-            ),
-            (
-                1.6,
-                Event::InstanceRemoved {
-                    instance: InstanceId("id-shop_app_1".into()),
-                },
-            ),
-            (
-                4.0,
-                Event::InstanceLaunched {
-                    instance: InstanceId("id-shop_app_3".into()),
-                    host: "shop_app_3".into(),
-                    revision: "9c1b7d0e5a3f44".into(),
-                },
-            ),
-            (
-                5.0,
-                Event::InstanceHealthy {
-                    instance: InstanceId("id-shop_app_3".into()),
-                },
-            ),
-            (
-                5.5,
-                Event::TrafficChanged {
-                    generation: 3,
-                    set: vec![Route {
-                        target: inst("shop_app_3"),
-                        weight: 1,
-                    }],
-                    removed: vec![],
-                },
-            ),
-            (15.5, Event::BatchStarted { index: 2, size: 1 }),
-            (
-                18.0,
-                Event::InstanceLaunched {
-                    instance: InstanceId("id-shop_app_4".into()),
-                    host: "shop_app_4".into(),
-                    revision: "9c1b7d0e5a3f44".into(),
-                },
-            ),
-            (
-                78.0,
-                Event::FailureCounted {
-                    instance: InstanceId("id-shop_app_4".into()),
-                    failure: Failure::StartTimeout,
-                    failures: 1,
-                    slots: 2,
-                    diagnostics: Diagnostics {
-                        last_logs: vec!["listening on :8000".into()],
-                        health_log: vec!["GET /health: 503".into()],
-                    },
-                },
-            ),
-            (
-                78.1,
-                Event::RollbackStarted {
-                    reason: "1 of 2 slots failed, more than max_failure_ratio 0".into(),
-                },
-            ),
-            (
-                90.0,
-                Event::Drained {
-                    removed: vec![inst("shop_app_3")],
-                    report: DrainReport {
-                        waited_for: vec!["nginx worker 57 in shop_nginx_1".into()],
-                        elapsed: Duration::from_secs(30),
-                        timed_out: true,
-                        cut: vec!["nginx worker 57 in shop_nginx_1".into()],
-                    },
-                },
-            ),
-            (
-                95.0,
-                Event::Finished {
-                    outcome: Outcome::RolledBack("shop_app_4 was not healthy within 1m".into()),
-                },
-            ),
-        ]
-    }
+    use crate::output::fixtures::{events, plan};
 
     fn text(colour: bool) -> String {
         let mut out = Vec::new();
@@ -851,15 +470,6 @@ mod tests {
     }
 
     #[test]
-    fn terminal_features_need_a_terminal_and_no_off_switch() {
-        use std::ffi::OsStr;
-        assert!(on_terminal_unless(true, None));
-        assert!(on_terminal_unless(true, Some(OsStr::new(""))));
-        assert!(!on_terminal_unless(true, Some(OsStr::new("1"))));
-        assert!(!on_terminal_unless(false, None));
-    }
-
-    #[test]
     fn a_quiet_wait_is_said_again() {
         let mut out = Vec::new();
         {
@@ -876,48 +486,5 @@ mod tests {
             lines[2],
             "   20.0s  still waiting for shop_app_3 to be healthy (at most 1m) (16s so far)"
         );
-    }
-
-    #[test]
-    fn json_is_one_envelope_per_event_then_a_summary() {
-        let mut out = Vec::new();
-        let mut tally = Tally::default();
-        {
-            let mut j = Json::new(&mut out);
-            for (at, e) in events() {
-                tally.count(&e);
-                j.event(at, &e);
-            }
-            j.summary(&Summary {
-                service: Some("shop/app".into()),
-                strategy: Some("rolling".into()),
-                dry_run: false,
-                outcome: Some(Outcome::RolledBack("x".into())),
-                exit_code: 3,
-                error: None,
-                elapsed_secs: 95.0,
-                from: None,
-                to: Some(plan().target),
-                counts: tally.clone(),
-            });
-        }
-        let out = String::from_utf8(out).unwrap();
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), events().len() + 1);
-        for (line, (at, e)) in lines.iter().zip(events()) {
-            let env: Envelope = serde_json::from_str(line).unwrap();
-            assert_eq!(env.v, EVENT_SCHEMA_VERSION);
-            assert_eq!(env.t, at);
-            assert_eq!(env.event, e);
-        }
-        let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
-        assert_eq!(last["v"], 1);
-        assert_eq!(last["summary"]["exit_code"], 3);
-        assert_eq!(last["summary"]["outcome"]["outcome"], "rolled-back");
-        assert_eq!(tally.launched, 2);
-        assert_eq!(tally.failures, 1);
-        assert_eq!(tally.drains_timed_out, 1);
-        assert!(tally.rolled_back);
-        insta::assert_snapshot!("json_rolling_with_rollback", out);
     }
 }
