@@ -2,7 +2,8 @@
 //! stdout, as `rollout_core::event` defines it, then one summary line.
 //! Nothing for people goes here; notes and reports stay on the other doors.
 
-use super::summary::Summary;
+use super::summary::{round_ms, Summary};
+use super::Sink;
 use rollout_core::event::{Envelope, EVENT_SCHEMA_VERSION};
 use rollout_core::Event;
 use serde::Serialize;
@@ -24,9 +25,10 @@ impl<W: Write> Json<W> {
     pub fn new(out: W) -> Self {
         Self { out }
     }
+}
 
-    /// One event, `t` seconds after the start.
-    pub fn event(&mut self, t: f64, event: &Event) {
+impl<W: Write> Sink for Json<W> {
+    fn event(&mut self, t: f64, event: &Event) {
         let envelope = Envelope {
             v: EVENT_SCHEMA_VERSION,
             t: round_ms(t),
@@ -39,8 +41,7 @@ impl<W: Write> Json<W> {
         }
     }
 
-    /// The final summary line.
-    pub fn summary(&mut self, summary: &Summary) {
+    fn summary(&mut self, summary: &Summary) {
         let line = SummaryLine {
             v: EVENT_SCHEMA_VERSION,
             summary,
@@ -51,15 +52,11 @@ impl<W: Write> Json<W> {
         }
     }
 
-    /// Any other JSON line (the dry run's plan).
-    pub fn value(&mut self, value: &serde_json::Value) {
+    /// As it is, on a line of its own.
+    fn data(&mut self, value: &serde_json::Value) {
         let _ = writeln!(self.out, "{value}");
         let _ = self.out.flush();
     }
-}
-
-fn round_ms(t: f64) -> f64 {
-    (t * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

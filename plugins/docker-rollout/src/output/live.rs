@@ -19,6 +19,7 @@
 //! that is not a terminal, and for `ROLLOUT_NO_PROGRESS`.
 
 use super::style::{outcome_line, rev, stamp, stamped, Tone};
+use super::Sink;
 use rollout_core::router::Target;
 use rollout_core::strategy::Plan;
 use rollout_core::{Event, InstanceId, Outcome};
@@ -118,19 +119,6 @@ impl<W: Write> Live<W> {
             verify: None,
             rollback: Vec::new(),
             drawn: 0,
-        }
-    }
-
-    /// Names an instance by its host (container name) rather than its id.
-    pub fn know_host(&mut self, id: InstanceId, host: impl Into<String>) {
-        self.hosts.insert(id, host.into());
-    }
-
-    /// Counts instances that already ran the target revision, healthy,
-    /// when the rollout started (a resumed run): their slots show routed.
-    pub fn already_new(&mut self, n: usize) {
-        for (i, slot) in self.slots.iter_mut().take(n).enumerate() {
-            slot.new = Some((InstanceId(format!("already-new-{i}")), State::Routed));
         }
     }
 
@@ -328,21 +316,17 @@ impl<W: Write> Live<W> {
         stamped(&mut self.out, &stamp(t), tone.paint(self.colour), text);
     }
 
-    /// A note for people, kept above the block.
-    pub fn note(&mut self, t: f64, text: &str) {
-        self.log(t, Tone::Warn, text);
-        self.draw(t);
-    }
-
-    /// Redraws (the verify countdown moves with the clock).
+    /// Redraws (the verify countdown moves with the clock); the block has
+    /// no quiet waits to repeat.
     pub fn tick(&mut self, t: f64) {
         if self.drawn > 0 {
             self.draw(t);
         }
     }
+}
 
-    /// One event, `t` seconds after the start.
-    pub fn event(&mut self, t: f64, event: &Event) {
+impl<W: Write> Sink for Live<W> {
+    fn event(&mut self, t: f64, event: &Event) {
         match event {
             Event::RolloutStarted {
                 service,
@@ -501,6 +485,27 @@ impl<W: Write> Live<W> {
             _ => {}
         }
         self.draw(t);
+    }
+
+    fn know_host(&mut self, id: InstanceId, host: &str) {
+        self.hosts.insert(id, host.to_string());
+    }
+
+    /// Their slots show routed.
+    fn already_new(&mut self, n: usize) {
+        for (i, slot) in self.slots.iter_mut().take(n).enumerate() {
+            slot.new = Some((InstanceId(format!("already-new-{i}")), State::Routed));
+        }
+    }
+
+    /// Kept above the block.
+    fn note(&mut self, t: f64, text: &str) {
+        self.log(t, Tone::Warn, text);
+        self.draw(t);
+    }
+
+    fn tick(&mut self, t: f64, _quiet: f64) {
+        Live::tick(self, t);
     }
 }
 

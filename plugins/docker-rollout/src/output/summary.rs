@@ -1,6 +1,7 @@
 //! What a run did, for the last line of `--output json`: the counts of
 //! its events and how it ended.
 
+use rollout_core::strategy::Plan;
 use rollout_core::{Event, Outcome, Revision};
 use serde::Serialize;
 
@@ -72,4 +73,52 @@ pub struct Summary {
     pub to: Option<Revision>,
     /// What the run did.
     pub counts: Tally,
+}
+
+impl Summary {
+    /// The summary of a run that never started: bad input, an unreachable
+    /// engine or proxy, or an interrupt before anything changed.
+    pub fn not_started(dry_run: bool, exit_code: i32, error: &str) -> Self {
+        Self {
+            service: None,
+            strategy: None,
+            dry_run,
+            outcome: None,
+            exit_code,
+            error: Some(error.to_string()),
+            elapsed_secs: 0.0,
+            from: None,
+            to: None,
+            counts: Tally::default(),
+        }
+    }
+
+    /// The summary of a rollout of `plan` with `strategy` that ended with
+    /// `outcome` after `elapsed` seconds, having done `counts`; not a dry
+    /// run, and with no revision it came from (set those when they apply).
+    pub fn finished(
+        plan: &Plan,
+        strategy: &str,
+        outcome: &Outcome,
+        elapsed: f64,
+        counts: Tally,
+    ) -> Self {
+        Self {
+            service: Some(plan.service.to_string()),
+            strategy: Some(strategy.to_string()),
+            dry_run: false,
+            outcome: Some(outcome.clone()),
+            exit_code: outcome.exit_code(),
+            error: None,
+            elapsed_secs: round_ms(elapsed),
+            from: None,
+            to: Some(plan.target.clone()),
+            counts,
+        }
+    }
+}
+
+/// Seconds to the millisecond, as JSON carries times.
+pub(crate) fn round_ms(t: f64) -> f64 {
+    (t * 1000.0).round() / 1000.0
 }

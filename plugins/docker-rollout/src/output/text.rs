@@ -3,10 +3,11 @@
 //! the live block is not drawn.
 //!
 //! Every line that starts a wait says what it waits for and for how long
-//! at most, and [`Text::tick`] repeats it when a wait drags on, so that a
+//! at most, and [`Sink::tick`] repeats it when a wait drags on, so that a
 //! silent terminal never means a hung tool.
 
 use super::style::{outcome_line, rev, stamp, stamped, Tone};
+use super::Sink;
 use rollout_core::router::{DrainReport, Target};
 use rollout_core::strategy::{Plan, Verdict};
 use rollout_core::{format_duration, Event, InstanceId, Outcome};
@@ -25,13 +26,13 @@ pub struct Text<W: Write> {
     new_instances: BTreeSet<InstanceId>,
     new_healthy: usize,
     slots: usize,
-    /// What the rollout waits for now, and since when (`t`), for [`Text::tick`].
+    /// What the rollout waits for now, and since when (`t`), for [`Sink::tick`].
     waiting: Option<(String, f64)>,
     last_line: f64,
 }
 
 impl<W: Write> Text<W> {
-    /// A renderer of a rollout of `plan` with `strategy`, writing to `out`.
+    /// The door for a rollout of `plan` with `strategy`, writing to `out`.
     pub fn new(out: W, colour: bool, strategy: &str, plan: &Plan) -> Self {
         Self {
             out,
@@ -45,18 +46,6 @@ impl<W: Write> Text<W> {
             waiting: None,
             last_line: 0.0,
         }
-    }
-
-    /// Counts instances that already ran the target revision, healthy,
-    /// when the rollout started (a resumed run), in the progress of new
-    /// instances.
-    pub fn already_new(&mut self, n: usize) {
-        self.new_healthy = n;
-    }
-
-    /// Names an instance by its host (container name) rather than its id.
-    pub fn know_host(&mut self, id: InstanceId, host: impl Into<String>) {
-        self.hosts.insert(id, host.into());
     }
 
     fn name(&self, id: &InstanceId) -> String {
@@ -95,32 +84,47 @@ impl<W: Write> Text<W> {
         self.waiting = Some((what, t));
     }
 
-    /// Called now and then with the time: when nothing was printed for
-    /// `quiet`, says again what the rollout waits for.
-    pub fn tick(&mut self, t: f64, quiet: f64) {
-        if t - self.last_line < quiet {
-            return;
-        }
-        let text = match &self.waiting {
-            Some((what, since)) => format!("still waiting for {what} ({:.0}s so far)", t - since),
-            None => "still working".to_string(),
+    fn drained(&mut self, t: f64, names: &[String], report: &DrainReport) {
+        let what = if report.waited_for.is_empty() {
+            "nothing was in flight".to_string()
+        } else {
+            format!("waited for {}", report.waited_for.join(", "))
         };
-        self.line(t, Tone::Dim, &text);
+        if report.timed_out {
+            let cut = if report.cut.is_empty() {
+                String::new()
+            } else {
+                format!("; cut: {}", report.cut.join(", "))
+            };
+            self.line(
+                t,
+                Tone::Bad,
+                &format!(
+                    "drain of {} ran out of time after {} ({what}){cut}",
+                    names.join(", "),
+                    secs(report.elapsed)
+                ),
+            );
+        } else {
+            self.line(
+                t,
+                Tone::Plain,
+                &format!(
+                    "drained {} in {} ({what})",
+                    names.join(", "),
+                    secs(report.elapsed)
+                ),
+            );
+        }
     }
 
-    /// Text written as it is, with no time stamp.
-    pub fn raw(&mut self, text: &str) {
-        let _ = write!(self.out, "{text}");
-        let _ = self.out.flush();
+    fn outcome(&self, outcome: &Outcome) -> (Tone, String) {
+        outcome_line(&self.plan, outcome)
     }
+}
 
-    /// Any free-form line (warnings and notes of the wiring).
-    pub fn note(&mut self, t: f64, text: &str) {
-        self.line(t, Tone::Warn, text);
-    }
-
-    /// One event, `t` seconds after the start.
-    pub fn event(&mut self, t: f64, event: &Event) {
+impl<W: Write> Sink for Text<W> {
+    fn event(&mut self, t: f64, event: &Event) {
         let timeouts = self.plan.timeouts.clone();
         match event {
             Event::RolloutStarted {
@@ -372,42 +376,35 @@ impl<W: Write> Text<W> {
         }
     }
 
-    fn drained(&mut self, t: f64, names: &[String], report: &DrainReport) {
-        let what = if report.waited_for.is_empty() {
-            "nothing was in flight".to_string()
-        } else {
-            format!("waited for {}", report.waited_for.join(", "))
-        };
-        if report.timed_out {
-            let cut = if report.cut.is_empty() {
-                String::new()
-            } else {
-                format!("; cut: {}", report.cut.join(", "))
-            };
-            self.line(
-                t,
-                Tone::Bad,
-                &format!(
-                    "drain of {} ran out of time after {} ({what}){cut}",
-                    names.join(", "),
-                    secs(report.elapsed)
-                ),
-            );
-        } else {
-            self.line(
-                t,
-                Tone::Plain,
-                &format!(
-                    "drained {} in {} ({what})",
-                    names.join(", "),
-                    secs(report.elapsed)
-                ),
-            );
-        }
+    /// They count in the progress of new instances.
+    fn already_new(&mut self, n: usize) {
+        self.new_healthy = n;
     }
 
-    fn outcome(&self, outcome: &Outcome) -> (Tone, String) {
-        outcome_line(&self.plan, outcome)
+    fn know_host(&mut self, id: InstanceId, host: &str) {
+        self.hosts.insert(id, host.to_string());
+    }
+
+    /// When nothing was printed for `quiet`, says again what the rollout
+    /// waits for.
+    fn tick(&mut self, t: f64, quiet: f64) {
+        if t - self.last_line < quiet {
+            return;
+        }
+        let text = match &self.waiting {
+            Some((what, since)) => format!("still waiting for {what} ({:.0}s so far)", t - since),
+            None => "still working".to_string(),
+        };
+        self.line(t, Tone::Dim, &text);
+    }
+
+    fn report(&mut self, text: &str) {
+        let _ = write!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    fn note(&mut self, t: f64, text: &str) {
+        self.line(t, Tone::Warn, text);
     }
 }
 
