@@ -2,8 +2,7 @@
 //! operator's Ctrl-C (or the docker CLI closing the plugin socket) into the
 //! strategy's cancellation levels.
 
-use crate::progress::Live;
-use crate::render::{Json, Tally, Text};
+use crate::output::Renderer;
 use rollout_core::event::EventSink;
 use rollout_core::strategy::{Cancel, CancelHandle, CancelLevel, Plan, RolloutContext};
 use rollout_core::{Event, Outcome, Strategy};
@@ -12,63 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// Where the events go.
-pub enum Sink<W: Write> {
-    /// Lines for people.
-    Text(Box<Text<W>>),
-    /// A block redrawn in place on a terminal.
-    Live(Box<Live<W>>),
-    /// JSON lines.
-    Json(Json<W>),
-}
-
-/// A renderer and what it counted.
-pub struct Renderer<W: Write> {
-    /// The output.
-    pub sink: Sink<W>,
-    /// The counts for the summary.
-    pub tally: Tally,
-    /// When the rollout started (on the clock the strategy runs on).
-    pub start: Instant,
-}
-
-impl<W: Write> Renderer<W> {
-    /// A renderer starting its clock now.
-    pub fn new(sink: Sink<W>) -> Self {
-        Self {
-            sink,
-            tally: Tally::default(),
-            start: Instant::now(),
-        }
-    }
-
-    /// Seconds since the start.
-    pub fn t(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    /// Renders one event.
-    pub fn event(&mut self, event: &Event) {
-        let t = self.t();
-        self.tally.count(event);
-        match &mut self.sink {
-            Sink::Text(r) => r.event(t, event),
-            Sink::Live(r) => r.event(t, event),
-            Sink::Json(r) => r.event(t, event),
-        }
-    }
-
-    /// A note for people (text only; JSON carries only events).
-    pub fn note(&mut self, text: &str) {
-        let t = self.t();
-        match &mut self.sink {
-            Sink::Text(r) => r.note(t, text),
-            Sink::Live(r) => r.note(t, text),
-            Sink::Json(_) => {}
-        }
-    }
-}
 
 /// What asks a live rollout to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,11 +26,11 @@ pub enum Interrupt {
 /// each interrupt raises the cancel level (abort and roll back, then halt)
 /// and says so on stderr; every `tick` of quiet the renderer repeats what
 /// the rollout waits for.
-pub async fn run<W: Write>(
+pub async fn run(
     strategy: Arc<dyn Strategy>,
     mut ctx: RolloutContext,
     plan: Plan,
-    renderer: &mut Renderer<W>,
+    renderer: &mut Renderer,
     mut interrupts: Option<mpsc::UnboundedReceiver<Interrupt>>,
     tick: Option<Duration>,
 ) -> Outcome {
@@ -154,12 +96,7 @@ pub async fn run<W: Write>(
                     None => std::future::pending::<()>().await,
                 }
             } => {
-                let t = renderer.t();
-                match &mut renderer.sink {
-                    Sink::Text(r) => r.tick(t, tick.map(|d| d.as_secs_f64() * 3.0).unwrap_or(30.0)),
-                    Sink::Live(r) => r.tick(t),
-                    Sink::Json(_) => {}
-                }
+                renderer.tick(tick.map(|d| d.as_secs_f64() * 3.0).unwrap_or(30.0));
             },
         }
     }

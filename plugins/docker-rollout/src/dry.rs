@@ -3,9 +3,9 @@
 //! written anywhere: the engine, when reachable, is only read.
 
 use crate::cli::OutputFormat;
-use crate::drive::{self, Renderer, Sink};
+use crate::drive;
+use crate::output::{Door, Summary};
 use crate::plan::PlanView;
-use crate::render::{Json, Summary, Text};
 use rollout_core::event::EventSink;
 use rollout_core::strategy::{Cancel, Plan, RolloutContext, TrafficLayout};
 use rollout_core::{Instance, InstanceState, Revision, Strategy};
@@ -121,27 +121,15 @@ pub fn run(
                 cancel: Cancel::never(),
             };
             let name = strategy.name().to_string();
-            let sink = match output {
-                OutputFormat::Json => {
-                    let mut j = Json::new(out);
-                    j.value(&serde_json::json!({ "v": rollout_core::event::EVENT_SCHEMA_VERSION, "plan": view }));
-                    Sink::Json(j)
-                }
-                OutputFormat::Text => {
-                    let mut out = out;
-                    let _ = write!(out, "{}", view.text());
-                    let _ = writeln!(
-                        out,
-                        "\nsimulated rollout (rollout-mock, simulated clock; nothing was changed):"
-                    );
-                    let mut t = Text::new(out, colour, &name, &plan);
-                    for i in current.service.iter().chain(current.other.iter()) {
-                        t.know_host(i.id.clone(), i.host.clone());
-                    }
-                    Sink::Text(Box::new(t))
-                }
-            };
-            let mut renderer = Renderer::new(sink);
+            let mut renderer = Door::report(output, colour).open(out, &name, &plan);
+            renderer.data(&serde_json::json!({ "v": rollout_core::event::EVENT_SCHEMA_VERSION, "plan": view }));
+            renderer.report(&format!(
+                "{}\nsimulated rollout (rollout-mock, simulated clock; nothing was changed):\n",
+                view.text()
+            ));
+            for i in current.service.iter().chain(current.other.iter()) {
+                renderer.know_host(i.id.clone(), &i.host);
+            }
             let outcome = drive::run(strategy, ctx, plan.clone(), &mut renderer, None, None).await;
             let elapsed = renderer.t();
             let floor = rollout_mock::check::floor_for(&plan, &name);
@@ -149,44 +137,30 @@ pub fn run(
                 mock.with_timeline(|tl| rollout_mock::check::check_timeline(tl, mark, floor));
             let capacity = mock.with_timeline(|tl| tl.render(mark));
             let code = outcome.exit_code();
-            match &mut renderer.sink {
-                Sink::Text(t) => {
-                    let mut text = format!(
-                        "\ncapacity over time, as the mock saw it (per revision: ready/routed/draining, weight):\n{capacity}"
-                    );
-                    if violations.is_empty() {
-                        text.push_str(&format!(
-                            "invariants 1, 2 and 4 held in the simulation (floor {floor})\n"
-
-                        ));
-                    } else {
-                        for v in &violations {
-                            text.push_str(&format!("{v}\n"));
-                        }
-                    }
-                    text.push_str(&format!(
-                        "simulated duration {elapsed:.1}s; the rollout would exit {code}\n"
-                    ));
-                    t.raw(&text);
-                }
-                // A dry run is a report of a simulated clock: it never
-                // draws live progress.
-                Sink::Live(_) => {}
-                Sink::Json(j) => {
-                    j.summary(&Summary {
-                        service: Some(plan.service.to_string()),
-                        strategy: Some(name),
-                        dry_run: true,
-                        outcome: Some(outcome.clone()),
-                        exit_code: code,
-                        error: None,
-                        elapsed_secs: (elapsed * 1000.0).round() / 1000.0,
-                        from: view.from.clone(),
-                        to: Some(plan.target.clone()),
-                        counts: renderer.tally.clone(),
-                    });
+            // Each door shows its own: the report for people, the summary
+            // for programs.
+            let mut text = format!(
+                "\ncapacity over time, as the mock saw it (per revision: ready/routed/draining, weight):\n{capacity}"
+            );
+            if violations.is_empty() {
+                text.push_str(&format!(
+                    "invariants 1, 2 and 4 held in the simulation (floor {floor})\n"
+                ));
+            } else {
+                for v in &violations {
+                    text.push_str(&format!("{v}\n"));
                 }
             }
+            text.push_str(&format!(
+                "simulated duration {elapsed:.1}s; the rollout would exit {code}\n"
+            ));
+            renderer.report(&text);
+            let summary = Summary {
+                dry_run: true,
+                from: view.from.clone(),
+                ..Summary::finished(&plan, &name, &outcome, elapsed, renderer.tally().clone())
+            };
+            renderer.summary(&summary);
             code
         })
     });

@@ -4,7 +4,7 @@
 //! metadata call, loads the Compose project, connects the crates that do
 //! the work ([`live`]: the Docker backend, the nginx router over the proxy
 //! container, the journal kept with the engine, the strategy) and renders
-//! the strategy's events ([`render`]). `--dry-run` runs the same strategy
+//! the strategy's events ([`output`]). `--dry-run` runs the same strategy
 //! on the in-memory mock instead ([`dry`]). Ctrl-C, SIGTERM and the docker
 //! CLI closing the plugin socket become the strategy's cancel levels
 //! ([`drive`]).
@@ -18,18 +18,17 @@ mod drive;
 mod dry;
 mod fail;
 mod live;
+mod output;
 mod plan;
-mod progress;
-mod render;
 mod socket;
 
-use cli::{Invocation, OutputFormat, RolloutRequest};
-use drive::{Interrupt, Renderer, Sink};
+use cli::{Invocation, RolloutRequest};
+use drive::Interrupt;
 use fail::Fail;
-use render::{Json, Summary, Text};
+use output::Summary;
 use rollout_core::strategy::{Cancel, RolloutContext};
 use rollout_core::{exit, Revision};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -44,10 +43,6 @@ fn main() {
         Err(e) => e.exit(),
     };
     std::process::exit(run(request));
-}
-
-fn colour_on(terminal: bool) -> bool {
-    render::on_terminal_unless(terminal, std::env::var_os("NO_COLOR").as_deref())
 }
 
 fn run(req: RolloutRequest) -> i32 {
@@ -71,7 +66,7 @@ fn run(req: RolloutRequest) -> i32 {
             return exit::UNEXPECTED;
         }
     };
-    let output = req.output;
+    let format = req.output;
     let dry = req.dry_run;
     rt.block_on(async move {
         listen_for_signals(itx);
@@ -79,20 +74,7 @@ fn run(req: RolloutRequest) -> i32 {
             Ok(code) => code,
             Err(f) => {
                 let _ = writeln!(std::io::stderr(), "error: {}", f.message);
-                if output == OutputFormat::Json {
-                    Json::new(std::io::stdout()).summary(&Summary {
-                        service: None,
-                        strategy: None,
-                        dry_run: dry,
-                        outcome: None,
-                        exit_code: f.code,
-                        error: Some(f.message.clone()),
-                        elapsed_secs: 0.0,
-                        from: None,
-                        to: None,
-                        counts: Default::default(),
-                    });
-                }
+                output::not_started(format, dry, f.code, &f.message);
                 f.code
             }
         }
@@ -156,56 +138,18 @@ async fn rollout(
     let engine = or_interrupted(&mut irx, live::connect(&req.docker)).await?;
     let wired = or_interrupted(&mut irx, live::wire(&prepared, &req, engine)).await?;
     let plan = settings.plan(wired.target.clone());
-    let stderr_colour = colour_on(std::io::stderr().is_terminal());
-    let sink = match req.output {
-        OutputFormat::Json => Sink::Json(Json::new(Box::new(std::io::stdout()) as Box<dyn Write>)),
-        OutputFormat::Text
-            if render::on_terminal_unless(
-                std::io::stderr().is_terminal(),
-                std::env::var_os("ROLLOUT_NO_PROGRESS").as_deref(),
-            ) =>
-        {
-            let width = std::env::var("COLUMNS")
-                .ok()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(80);
-            let mut t = progress::Live::new(
-                Box::new(std::io::stderr()) as Box<dyn Write>,
-                stderr_colour,
-                width,
-                strategy_name,
-                &plan,
-            );
-            t.already_new(wired.already_new);
-            for (id, host) in &wired.hosts {
-                t.know_host(id.clone(), host.clone());
-            }
-            Sink::Live(Box::new(t))
-        }
-        OutputFormat::Text => {
-            let mut t = Text::new(
-                Box::new(std::io::stderr()) as Box<dyn Write>,
-                stderr_colour,
-                strategy_name,
-                &plan,
-            );
-            t.already_new(wired.already_new);
-            for (id, host) in &wired.hosts {
-                t.know_host(id.clone(), host.clone());
-            }
-            Sink::Text(Box::new(t))
-        }
-    };
-    let mut renderer = Renderer::new(sink);
+    let mut renderer = output::setup(req.output, strategy_name, &plan);
+    renderer.already_new(wired.already_new);
+    for (id, host) in &wired.hosts {
+        renderer.know_host(id.clone(), host);
+    }
     for n in &wired.notes {
         let _ = writeln!(std::io::stderr(), "note: {n}");
     }
-    if matches!(renderer.sink, Sink::Text(_) | Sink::Live(_)) {
-        renderer.note(&format!(
-            "proxy: nginx service {}, upstream {}; engine {}",
-            wired.proxy.0, wired.proxy.1, wired.endpoint
-        ));
-    }
+    renderer.note(&format!(
+        "proxy: nginx service {}, upstream {}; engine {}",
+        wired.proxy.0, wired.proxy.1, wired.endpoint
+    ));
     let ctx = RolloutContext {
         backend: wired.backend.clone(),
         router: wired.router.clone(),
@@ -229,20 +173,14 @@ async fn rollout(
     wired.docker_journal.flush().await;
     let code = outcome.exit_code();
     let elapsed = renderer.t();
-    if let Sink::Json(j) = &mut renderer.sink {
-        j.summary(&Summary {
-            service: Some(plan.service.to_string()),
-            strategy: Some(strategy_name.to_string()),
-            dry_run: false,
-            outcome: Some(outcome.clone()),
-            exit_code: code,
-            error: None,
-            elapsed_secs: (elapsed * 1000.0).round() / 1000.0,
-            from: None,
-            to: Some(plan.target.clone()),
-            counts: renderer.tally.clone(),
-        });
-    }
+    let summary = Summary::finished(
+        &plan,
+        strategy_name,
+        &outcome,
+        elapsed,
+        renderer.tally().clone(),
+    );
+    renderer.summary(&summary);
     Ok(code)
 }
 
@@ -291,15 +229,15 @@ async fn dry_run(
     let mut view = plan::PlanView::new(strategy.name(), &plan);
     view.proxy = settings.proxy.clone();
     view.upstream = settings.upstream.clone();
-    let output = req.output;
-    let colour = colour_on(std::io::stdout().is_terminal());
+    let format = req.output;
+    let colour = output::Terminal::stdout().colour();
     let code = tokio::task::spawn_blocking(move || {
         dry::run(
             strategy,
             &plan,
             view,
             current,
-            output,
+            format,
             colour,
             std::io::stdout(),
         )

@@ -15,10 +15,11 @@
 //!
 //! Lines that must stay (the start, notes, failures with their logs, the
 //! outcome) are written above the block, so the scrollback keeps them. The
-//! plain one-line-per-change [`crate::render::Text`] stays the renderer for
-//! anything that is not a terminal, and for `ROLLOUT_NO_PROGRESS`.
+//! plain one-line-per-change [`super::Text`] stays the door for anything
+//! that is not a terminal, and for `ROLLOUT_NO_PROGRESS`.
 
-use crate::render::{outcome_line, rev};
+use super::style::{outcome_line, rev, stamp, stamped, Tone};
+use super::Sink;
 use rollout_core::router::Target;
 use rollout_core::strategy::Plan;
 use rollout_core::{Event, InstanceId, Outcome};
@@ -118,19 +119,6 @@ impl<W: Write> Live<W> {
             verify: None,
             rollback: Vec::new(),
             drawn: 0,
-        }
-    }
-
-    /// Names an instance by its host (container name) rather than its id.
-    pub fn know_host(&mut self, id: InstanceId, host: impl Into<String>) {
-        self.hosts.insert(id, host.into());
-    }
-
-    /// Counts instances that already ran the target revision, healthy,
-    /// when the rollout started (a resumed run): their slots show routed.
-    pub fn already_new(&mut self, n: usize) {
-        for (i, slot) in self.slots.iter_mut().take(n).enumerate() {
-            slot.new = Some((InstanceId(format!("already-new-{i}")), State::Routed));
         }
     }
 
@@ -321,38 +309,24 @@ impl<W: Write> Live<W> {
         let _ = self.out.flush();
     }
 
-    /// Writes `text` above the block, where it stays.
-    fn log(&mut self, t: f64, tone: &str, text: &str) {
+    /// Writes `text` above the block, where it stays. Unlike a text line,
+    /// its time stamp is never faint.
+    fn log(&mut self, t: f64, tone: Tone, text: &str) {
         self.erase();
-        let (on, off) = if self.colour && !tone.is_empty() {
-            (tone, "\x1b[0m")
-        } else {
-            ("", "")
-        };
-        for (i, part) in text.lines().enumerate() {
-            let _ = if i == 0 {
-                writeln!(self.out, "{t:>7.1}s  {on}{part}{off}")
-            } else {
-                writeln!(self.out, "{:>8}    {on}{part}{off}", "")
-            };
-        }
+        stamped(&mut self.out, &stamp(t), tone.paint(self.colour), text);
     }
 
-    /// A note for people, kept above the block.
-    pub fn note(&mut self, t: f64, text: &str) {
-        self.log(t, "\x1b[33m", text);
-        self.draw(t);
-    }
-
-    /// Redraws (the verify countdown moves with the clock).
+    /// Redraws (the verify countdown moves with the clock); the block has
+    /// no quiet waits to repeat.
     pub fn tick(&mut self, t: f64) {
         if self.drawn > 0 {
             self.draw(t);
         }
     }
+}
 
-    /// One event, `t` seconds after the start.
-    pub fn event(&mut self, t: f64, event: &Event) {
+impl<W: Write> Sink for Live<W> {
+    fn event(&mut self, t: f64, event: &Event) {
         match event {
             Event::RolloutStarted {
                 service,
@@ -376,7 +350,7 @@ impl<W: Write> Live<W> {
                 if *resumed {
                     text.push_str(" (resuming the rollout an earlier run left unfinished)");
                 }
-                self.log(t, "", &text);
+                self.log(t, Tone::Plain, &text);
             }
             Event::InstanceLaunched {
                 instance,
@@ -459,7 +433,11 @@ impl<W: Write> Live<W> {
                 self.canary = Some(format!("{base} (step {step} {hold})"));
             }
             Event::Analysis { step, verdict } => {
-                self.log(t, "", &format!("step {step}: analysis {verdict:?}"));
+                self.log(
+                    t,
+                    Tone::Plain,
+                    &format!("step {step}: analysis {verdict:?}"),
+                );
             }
             Event::FailureCounted {
                 instance,
@@ -479,7 +457,7 @@ impl<W: Write> Live<W> {
                 for l in &diagnostics.health_log {
                     text.push_str(&format!("\n  health: {l}"));
                 }
-                self.log(t, "\x1b[31m", &text);
+                self.log(t, Tone::Bad, &text);
             }
             Event::RollbackStarted { reason } => {
                 self.rolling_back = true;
@@ -500,12 +478,6 @@ impl<W: Write> Live<W> {
                 // The block stays as it is; the outcome goes below it.
                 self.drawn = 0;
                 let (tone, text) = outcome_line(&self.plan, outcome);
-                let tone = match tone {
-                    crate::render::Tone::Good => "\x1b[32m",
-                    crate::render::Tone::Bad => "\x1b[31m",
-                    crate::render::Tone::Warn => "\x1b[33m",
-                    _ => "",
-                };
                 self.log(t, tone, &text);
                 let _ = self.out.flush();
                 return;
@@ -513,6 +485,27 @@ impl<W: Write> Live<W> {
             _ => {}
         }
         self.draw(t);
+    }
+
+    fn know_host(&mut self, id: InstanceId, host: &str) {
+        self.hosts.insert(id, host.to_string());
+    }
+
+    /// Their slots show routed.
+    fn already_new(&mut self, n: usize) {
+        for (i, slot) in self.slots.iter_mut().take(n).enumerate() {
+            slot.new = Some((InstanceId(format!("already-new-{i}")), State::Routed));
+        }
+    }
+
+    /// Kept above the block.
+    fn note(&mut self, t: f64, text: &str) {
+        self.log(t, Tone::Warn, text);
+        self.draw(t);
+    }
+
+    fn tick(&mut self, t: f64, _quiet: f64) {
+        Live::tick(self, t);
     }
 }
 
