@@ -7,14 +7,19 @@
 //! Only needed when the upstream lives in a file the main file includes
 //! ([`NginxRouterOptions::upstream_file`](super::NginxRouterOptions::upstream_file)).
 //! It is a room of its own because it is about the main file, not the live
-//! one: nothing else in the router reads the main file's includes.
+//! one: nothing else in the router reads the main file's includes. What an
+//! include loads is the crate's include resolver's answer (`crate::include`),
+//! the one [`Config`](crate::Config) follows too; only the listing of a glob
+//! is done here, by the proxy's shell, in one command.
 
 use super::recovery::journal_paths;
 use super::{read_live, NginxRouter, NginxRouterOptions, Replica, CANDIDATE_SUFFIX};
+use crate::include;
 use crate::proxy::Proxy;
 use crate::tree::ConfFile;
 use rollout_core::error::RouterError;
 use std::ops::Range;
+use std::path::Path;
 
 impl NginxRouter {
     /// The main file with the includes that load the upstream file turned
@@ -109,20 +114,6 @@ struct Site {
     pub newlines: usize,
 }
 
-fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?', '['])
-}
-
-/// `path` made absolute against the directory of `main`, as nginx does
-/// with the arguments of `include`.
-fn resolve(main: &str, path: &str) -> String {
-    if path.starts_with('/') {
-        return path.to_string();
-    }
-    let dir = main.rsplit_once('/').map_or("", |(dir, _)| dir);
-    format!("{dir}/{path}")
-}
-
 /// The `include` directives of `main` (at any depth) that load `target`,
 /// in order. None is an error: the upstream file must be included by
 /// the main file itself.
@@ -130,25 +121,14 @@ fn sites(main: &[u8], main_path: &str, target: &str) -> Result<Vec<Site>, Router
     let file = ConfFile::parse(main_path, main.to_vec())
         .map_err(|e| RouterError::Config(e.to_string()))?;
     let mut sites = Vec::new();
-    for (_, d) in file.walk() {
-        if d.name().value().as_ref() != b"include" {
-            continue;
-        }
-        let Some(arg) = d.args().next() else { continue };
-        let pattern = resolve(main_path, &arg.value_lossy());
-        let glob = is_glob(&pattern);
-        let loads = if glob {
-            glob_match(pattern.as_bytes(), target.as_bytes())
-        } else {
-            pattern == target
-        };
-        if loads {
+    for (d, pattern) in include::includes(&file, Path::new(main_path)) {
+        if pattern.loads(Path::new(target)) {
             let span = d.span();
             let newlines = main[span.clone()].iter().filter(|&&b| b == b'\n').count();
             sites.push(Site {
                 span,
-                pattern,
-                glob,
+                pattern: pattern.text(),
+                glob: pattern.is_glob(),
                 newlines,
             });
         }
@@ -168,18 +148,10 @@ fn loaders(main: &[u8], main_path: &str, path: &str) -> Vec<String> {
     let Ok(file) = ConfFile::parse(main_path, main.to_vec()) else {
         return Vec::new();
     };
-    file.walk()
+    include::includes(&file, Path::new(main_path))
         .into_iter()
-        .filter(|(_, d)| d.name().value().as_ref() == b"include")
-        .filter_map(|(_, d)| d.args().next())
-        .map(|arg| resolve(main_path, &arg.value_lossy()))
-        .filter(|pattern| {
-            if is_glob(pattern) {
-                glob_match(pattern.as_bytes(), path.as_bytes())
-            } else {
-                pattern == path
-            }
-        })
+        .filter(|(_, pattern)| pattern.loads(Path::new(path)))
+        .map(|(_, pattern)| pattern.text())
         .collect()
 }
 
@@ -220,101 +192,10 @@ fn rewrite(main: &[u8], sites: &[Site], lists: &[Vec<String>]) -> Vec<u8> {
     out
 }
 
-/// Whether `path` matches the glob `pattern` (`*`, `?`, `[...]` with
-/// ranges and `!`/`^`, none of them matching `/`).
-fn glob_match(pattern: &[u8], path: &[u8]) -> bool {
-    let (mut p, mut s) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while s < path.len() {
-        let step = match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, s));
-                p += 1;
-                continue;
-            }
-            Some(b'?') if path[s] != b'/' => Some(p + 1),
-            Some(b'[') => class(pattern, p, path[s]),
-            Some(&c) if c == path[s] => Some(p + 1),
-            _ => None,
-        };
-        match step {
-            Some(next) => {
-                p = next;
-                s += 1;
-            }
-            None => match star {
-                Some((sp, ss)) if path[ss] != b'/' => {
-                    star = Some((sp, ss + 1));
-                    p = sp + 1;
-                    s = ss + 1;
-                }
-                _ => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
-/// Matches `c` against the class opening at `pattern[at]`; the index
-/// after the class when it matches.
-fn class(pattern: &[u8], at: usize, c: u8) -> Option<usize> {
-    let mut i = at + 1;
-    let negate = matches!(pattern.get(i), Some(b'!' | b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut hit = false;
-    let mut first = true;
-    loop {
-        let lo = *pattern.get(i)?;
-        if lo == b']' && !first {
-            break;
-        }
-        first = false;
-        if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&h| h != b']') {
-            let hi = pattern[i + 2];
-            hit |= lo <= c && c <= hi;
-            i += 3;
-        } else {
-            hit |= lo == c;
-            i += 1;
-        }
-    }
-    (hit != negate && c != b'/').then_some(i + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::router::candidate;
-
-    #[test]
-    fn globs_match_as_nginx_globs_do() {
-        let m = |p: &str, s: &str| candidate::glob_match(p.as_bytes(), s.as_bytes());
-        assert!(m(
-            "/etc/nginx/conf.d/*.conf",
-            "/etc/nginx/conf.d/default.conf"
-        ));
-        assert!(!m(
-            "/etc/nginx/conf.d/*.conf",
-            "/etc/nginx/conf.d/default.conf.rollout-candidate"
-        ));
-        assert!(m(
-            "/etc/nginx/conf.d/*",
-            "/etc/nginx/conf.d/default.conf.rollout-previous"
-        ));
-        assert!(
-            !m("/etc/nginx/*.conf", "/etc/nginx/conf.d/x.conf"),
-            "* stops at /"
-        );
-        assert!(m("/etc/nginx/*/x.conf", "/etc/nginx/conf.d/x.conf"));
-        assert!(m("/a/?.conf", "/a/b.conf") && !m("/a/?.conf", "/a/bc.conf"));
-        assert!(m("/a/[a-c].conf", "/a/b.conf") && !m("/a/[a-c].conf", "/a/d.conf"));
-        assert!(m("/a/[!a-c].conf", "/a/d.conf") && !m("/a/[!a-c].conf", "/a/a.conf"));
-        assert!(m("/a/[]x].conf", "/a/].conf"));
-        assert!(!m("/a/[ab", "/a/a"), "an unclosed class matches nothing");
-        assert!(m("/a/**", "/a/b") && m("/a/*", "/a/"));
-    }
 
     #[test]
     fn the_candidate_main_includes_the_candidate_on_the_same_lines() {
