@@ -1,13 +1,15 @@
 //! A whole configuration: the main file and the files its `include`s name.
 //!
-//! Includes are resolved as nginx resolves them: a relative pattern is
-//! taken against the main config's directory (nginx's conf prefix), not the
-//! including file's; a pattern with `*`, `?` or `[` is a glob whose matches
-//! are sorted, and a glob without matches is fine; a plain path that cannot
-//! be opened is an error on the include's line. Each file is parsed once,
-//! the first time it is named (as crossplane does), so include cycles end.
+//! Includes are resolved as nginx resolves them, by the crate's one include
+//! resolver (`include.rs`): a relative pattern is taken against the main
+//! config's directory (nginx's conf prefix), not the including file's; a
+//! pattern with `*`, `?` or `[` is a glob whose matches are sorted, and a
+//! glob without matches is fine; a plain path that cannot be opened is an
+//! error on the include's line. Each file is parsed once, the first time it
+//! is named (as crossplane does), so include cycles end.
 
 use crate::error::LoadError;
+use crate::include;
 use crate::tree::{ConfFile, Directive};
 use crate::upstream::{EditError, Server, Upstream};
 use rollout_core::router::RouteChange;
@@ -97,7 +99,6 @@ impl Config {
         path: &Path,
         options: LoadOptions,
     ) -> Result<Config, LoadError> {
-        let prefix = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut cfg = Config {
             files: Vec::new(),
             includes: HashMap::new(),
@@ -146,20 +147,15 @@ impl Config {
                 });
             }
             if !options.single_file {
-                for (_, d) in file.walk() {
-                    if d.name().value().as_ref() != b"include" {
-                        continue;
-                    }
-                    let Some(arg) = d.args().next() else { continue };
-                    let pattern = prefix.join(bytes_to_path(&arg.value()));
-                    let targets = match resolve(source, &pattern) {
+                for (d, pattern) in include::includes(&file, path) {
+                    let targets = match pattern.expand(source) {
                         Ok(t) => t,
                         Err(reason) => {
                             let err = LoadError::Include {
                                 file: p.clone(),
                                 line: d.line(),
                                 column: d.column(),
-                                target: pattern.clone(),
+                                target: pattern.path().to_path_buf(),
                                 reason,
                             };
                             if !options.lenient {
@@ -292,165 +288,5 @@ impl Config {
     /// Puts an edited file in place of file `index`.
     pub fn replace(&mut self, index: usize, file: ConfFile) {
         self.files[index] = file;
-    }
-}
-
-#[cfg(unix)]
-fn bytes_to_path(b: &[u8]) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    PathBuf::from(std::ffi::OsStr::from_bytes(b))
-}
-
-#[cfg(not(unix))]
-fn bytes_to_path(b: &[u8]) -> PathBuf {
-    PathBuf::from(String::from_utf8_lossy(b).into_owned())
-}
-
-fn has_magic(s: &[u8]) -> bool {
-    s.iter().any(|b| matches!(b, b'*' | b'?' | b'['))
-}
-
-/// The files an include pattern names, or nginx's reason for refusing it.
-fn resolve(source: &dyn Source, pattern: &Path) -> Result<Vec<PathBuf>, String> {
-    let raw = pattern.as_os_str().as_encoded_bytes();
-    if !has_magic(raw) {
-        return match source.read(pattern) {
-            Ok(_) => Ok(vec![pattern.to_path_buf()]),
-            Err(e) => Err(os_reason(&e)),
-        };
-    }
-    // Expand component by component, like glob(3).
-    let mut current: Vec<PathBuf> = vec![PathBuf::new()];
-    for comp in pattern.components() {
-        let c = comp.as_os_str();
-        let cb = c.as_encoded_bytes();
-        if !has_magic(cb) {
-            for p in &mut current {
-                p.push(c);
-            }
-            continue;
-        }
-        let mut nextv = Vec::new();
-        for dir in &current {
-            let listing = if dir.as_os_str().is_empty() {
-                source.list_dir(Path::new("."))
-            } else {
-                source.list_dir(dir)
-            };
-            let Ok(mut names) = listing else { continue };
-            names.sort();
-            for n in names {
-                let nb = n.as_encoded_bytes();
-                if (nb.first() == Some(&b'.') && cb.first() != Some(&b'.')) || !fnmatch(cb, nb) {
-                    continue;
-                }
-                nextv.push(dir.join(&n));
-            }
-        }
-        current = nextv;
-    }
-    // Only files that read (glob(3) would list directories too, and nginx
-    // would then fail on them; a directory match is rare enough to skip).
-    current.retain(|p| source.list_dir(p).is_err());
-    current.sort();
-    Ok(current)
-}
-
-fn os_reason(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => {
-            let msg = e.to_string();
-            let text = msg.split(" (os error").next().unwrap_or(&msg);
-            format!("{code}: {text}")
-        }
-        None => e.to_string(),
-    }
-}
-
-/// Shell pattern matching: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`, `\x`.
-pub(crate) fn fnmatch(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() {
-            match p[pi] {
-                b'*' => {
-                    star = Some((pi, si));
-                    pi += 1;
-                    continue;
-                }
-                b'?' => {
-                    pi += 1;
-                    si += 1;
-                    continue;
-                }
-                b'[' => {
-                    if let Some((matched, len)) = class(&p[pi..], s[si]) {
-                        if matched {
-                            pi += len;
-                            si += 1;
-                            continue;
-                        }
-                    } else if s[si] == b'[' {
-                        pi += 1;
-                        si += 1;
-                        continue;
-                    }
-                }
-                b'\\' if pi + 1 < p.len() => {
-                    if p[pi + 1] == s[si] {
-                        pi += 2;
-                        si += 1;
-                        continue;
-                    }
-                }
-                c => {
-                    if c == s[si] {
-                        pi += 1;
-                        si += 1;
-                        continue;
-                    }
-                }
-            }
-        }
-        match star {
-            Some((sp, ss)) => {
-                pi = sp + 1;
-                si = ss + 1;
-                star = Some((sp, ss + 1));
-            }
-            None => return false,
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
-/// A `[...]` class at the start of `p`: whether `c` is in it, and its length.
-fn class(p: &[u8], c: u8) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = matches!(p.get(i), Some(b'!') | Some(b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let &b = p.get(i)?;
-        if b == b']' && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if p.get(i + 1) == Some(&b'-') && p.get(i + 2).is_some_and(|&e| e != b']') {
-            let e = p[i + 2];
-            if b <= c && c <= e {
-                matched = true;
-            }
-            i += 3;
-        } else {
-            if b == c {
-                matched = true;
-            }
-            i += 1;
-        }
     }
 }

@@ -112,6 +112,7 @@
 
 mod config;
 mod error;
+mod include;
 mod json;
 mod parse;
 pub mod proxy;

@@ -1,0 +1,172 @@
+//! Drain: wait until the workers that ran before a change's reload have
+//! exited, so that nothing is in flight any more to the servers it removed.
+//!
+//! Old workers keep proxying the requests they hold and exit when the last
+//! one ends (see "Drain" in the router's documentation). The drain watches
+//! them in the proxy, one command per round rather than one exec per look,
+//! and names each process it waited for. It is a room of its own because it
+//! runs apart from the change it drains: later, often much later, and
+//! possibly for a ticket an earlier run of the program issued.
+
+use super::procs::Proc;
+use super::{NginxRouter, WaitSet};
+use rollout_core::error::RouterError;
+use rollout_core::router::{DrainReport, DrainTicket};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Waits in the proxy until none of the processes given as `PID:START`
+/// after `$1` runs any more (a pid of another start time is another
+/// process), checking every 20 ms for at most `$1` rounds, then prints those
+/// still running, one per line. A `sleep` without fractions ends the wait
+/// at once, and the router asks again. One command per drain instead of one
+/// per look: each exec costs the proxy's host a process start.
+const WAIT_SCRIPT: &str = r#"alive() {
+  s=
+  { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 1
+  r=${s##*) }
+  set -- "$1" "$2" $r
+  [ "$3" != Z ] && [ "$3" != X ] && [ "${22}" = "$2" ]
+}
+n=$1
+shift
+while :; do
+  left=0
+  for w in "$@"; do
+    alive "${w%:*}" "${w#*:}" && left=$((left+1))
+  done
+  [ "$left" -eq 0 ] && break
+  n=$((n-1))
+  [ "$n" -gt 0 ] || break
+  sleep 0.02 2>/dev/null || break
+done
+for w in "$@"; do
+  alive "${w%:*}" "${w#*:}" && echo "$w"
+done
+exit 0
+"#;
+
+impl NginxRouter {
+    /// [`TrafficRouter::drain`](rollout_core::router::TrafficRouter::drain):
+    /// waits for the workers recorded when `ticket` was applied, or, for a
+    /// ticket this process did not apply, for every worker shutting down.
+    pub(super) async fn wait_drained(
+        &self,
+        ticket: &DrainTicket,
+        timeout: Duration,
+    ) -> Result<DrainReport, RouterError> {
+        let started = Instant::now();
+        if ticket.removed.is_empty() {
+            return Ok(DrainReport::default());
+        }
+        let known = self
+            .state
+            .lock()
+            .await
+            .pending
+            .get(&ticket.generation)
+            .cloned();
+        let waits: WaitSet = match known {
+            Some(waits) => waits,
+            None => {
+                // Not applied by this process: wait for every worker that is
+                // shutting down, all of them older than the last reload.
+                let mut waits = Vec::new();
+                for (index, replica) in self.replicas.iter().enumerate() {
+                    let procs = self.procs(replica).await?;
+                    waits.push((
+                        index,
+                        procs
+                            .live_children()
+                            .filter(|p| p.shutting_down())
+                            .cloned()
+                            .collect(),
+                    ));
+                }
+                waits
+            }
+        };
+        let label = |index: usize, p: &Proc| {
+            format!(
+                "nginx worker {} in {}",
+                p.pid, self.replicas[index].proxy.name
+            )
+        };
+        let waited_for: Vec<String> = waits
+            .iter()
+            .flat_map(|(index, procs)| procs.iter().map(move |p| label(*index, p)))
+            .collect();
+        let deadline = started + timeout;
+        let mut left = waits;
+        loop {
+            let asked = Instant::now();
+            let mut still = Vec::new();
+            for (index, procs) in left {
+                let running = self.wait_exit(index, procs, deadline).await?;
+                if !running.is_empty() {
+                    still.push((index, running));
+                }
+            }
+            left = still;
+            if left.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            // A proxy that could not wait in place answered at once.
+            if asked.elapsed() < Duration::from_millis(100) {
+                tokio::time::sleep(self.options.poll_interval.max(Duration::from_millis(100)))
+                    .await;
+            }
+        }
+        let cut: Vec<String> = left
+            .iter()
+            .flat_map(|(index, procs)| procs.iter().map(move |p| label(*index, p)))
+            .collect();
+        if cut.is_empty() {
+            // Drained for good; a timed-out ticket stays, to be waited on again.
+            self.state.lock().await.pending.remove(&ticket.generation);
+        }
+        Ok(DrainReport {
+            waited_for,
+            elapsed: started.elapsed(),
+            timed_out: !cut.is_empty(),
+            cut,
+        })
+    }
+
+    /// Waits in replica `index` until `procs` have exited, or at most 2 s
+    /// (and not past `deadline`); returns those still running.
+    async fn wait_exit(
+        &self,
+        index: usize,
+        procs: Vec<Proc>,
+        deadline: Instant,
+    ) -> Result<Vec<Proc>, RouterError> {
+        let replica = &self.replicas[index];
+        let rounds = (deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            / 20)
+            .clamp(1, 100)
+            .to_string();
+        let mut argv: Vec<String> = ["sh", "-c", WAIT_SCRIPT, "sh", &rounds]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        argv.extend(procs.iter().map(|p| format!("{}:{}", p.pid, p.start)));
+        let out = self.run(replica, &argv).await?;
+        if !out.success() {
+            return Err(RouterError::Unreachable(format!(
+                "cannot watch the old workers of {}: {}\nhint: the proxy needs sh and /proc",
+                replica.proxy.name,
+                out.message()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let running: HashSet<&str> = text.lines().map(str::trim).collect();
+        Ok(procs
+            .into_iter()
+            .filter(|p| running.contains(format!("{}:{}", p.pid, p.start).as_str()))
+            .collect())
+    }
+}
