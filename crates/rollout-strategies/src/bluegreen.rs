@@ -406,8 +406,7 @@ async fn single_inner(ops: &Ops<'_>) -> Res<Outcome> {
         .filter(|i| i.revision == t)
         .cloned()
         .collect();
-    // The old set drains while the new one is watched; a run resumed after
-    // the switch cannot tell what is still in flight, and waits for all.
+    // The old set drains while the new one is watched.
     let (old, ticket) = view.old_set(t, ticket);
     if let Err(stop) = watch_draining(ops, &new, plan.update.monitor, &ticket).await? {
         return Ok(stop_to_outcome(ops, stop).await);
