@@ -16,14 +16,15 @@ pub fn lint() -> Result<()> {
     ]))
 }
 
-/// The whole suite: lint, unit and mock tests, then the tests that need real
-/// components.
+/// The whole suite: tidy (the architecture's rules, cheap), lint, unit and
+/// mock tests, then the tests that need real components.
 pub fn test(_args: &[String]) -> Result<()> {
     ensure_debian_packages(&[
         ("nginx", "nginx"),
         ("/bin/busybox", "busybox-static"),
         ("docker-compose", "docker-compose"),
     ])?;
+    crate::tidy::run(&[])?;
     lint()?;
     run(cargo().args(["test", "--workspace"]))?;
     // The tests that need the engine: images first, then every #[ignore]d test, one at a time.

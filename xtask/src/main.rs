@@ -11,6 +11,7 @@ mod e2e;
 mod images;
 mod install;
 mod nginx;
+mod tidy;
 mod util;
 
 use anyhow::{bail, Result};
@@ -21,6 +22,8 @@ usage: cargo xtask <task> [args]
 tasks:
   test                     the whole suite, as CI runs it (installs what it needs)
   ci                       the lint gate only: fmt --check and clippy -D warnings
+  tidy                     the architecture's rules: layering, unused dependencies,
+                           file length, docs (run by `test` before the lint gate)
   demo                     a demo stack and a real rollout under load
   images                   build the test images FROM scratch (demo app, nginx)
   e2e [FILTER]             the end-to-end tests against the real engine, one at a time
@@ -47,6 +50,7 @@ fn run() -> Result<()> {
     match task.as_str() {
         "test" => ci::test(rest),
         "ci" => ci::lint(),
+        "tidy" => tidy::run(rest),
         "demo" => demo::run(rest),
         "images" => images::run(rest),
         "e2e" => e2e::run(rest),

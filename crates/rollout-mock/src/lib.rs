@@ -34,6 +34,7 @@
 mod analysis;
 pub mod check;
 mod cluster;
+mod context;
 mod journal;
 pub mod timeline;
 

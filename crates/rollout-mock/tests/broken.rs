@@ -3,15 +3,12 @@
 //! so the catches are not noise.
 
 use async_trait::async_trait;
-use rollout_core::event::EventSink;
-use rollout_core::strategy::Cancel;
 use rollout_core::{
     Instance, Outcome, Plan, Revision, RolloutContext, Route, RouteChange, ServiceRef, Strategy,
     Target,
 };
 use rollout_mock::check::{check_timeline, Violation};
-use rollout_mock::{MemoryJournal, MockCluster};
-use std::sync::Arc;
+use rollout_mock::MockCluster;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Flaw {
@@ -116,15 +113,7 @@ async fn run(flaw: Flaw) -> Vec<Violation> {
     let svc = ServiceRef::new("shop", "app");
     mock.seed(&svc, "old", 3, true);
     let mark = mock.mark();
-    let ctx = RolloutContext {
-        backend: mock.clone(),
-        router: mock.clone(),
-        journal: Arc::new(MemoryJournal::new()),
-        analysis: None,
-        verifier: None,
-        events: EventSink::discard(),
-        cancel: Cancel::never(),
-    };
+    let ctx = mock.context();
     let plan = Plan::new(svc, Revision::new("new", "app:2"), 3);
     assert_eq!(OneByOne(flaw).run(&ctx, &plan).await, Outcome::Completed);
     mock.with_timeline(|t| check_timeline(t, mark, 3))

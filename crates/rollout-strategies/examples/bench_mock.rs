@@ -9,12 +9,10 @@
 
 use rollout_core::config::Order;
 use rollout_core::event::EventSink;
-use rollout_core::strategy::Cancel;
 use rollout_core::{Outcome, Plan, Revision, RolloutContext, ServiceRef, Strategy};
 use rollout_mock::check::{check_end, check_timeline, floor_for, EndState};
-use rollout_mock::{MemoryJournal, MockCluster};
+use rollout_mock::MockCluster;
 use rollout_strategies::{Canary, Rolling};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -57,13 +55,8 @@ async fn scenario(which: &str) -> (usize, String) {
         n
     });
     let ctx = RolloutContext {
-        backend: mock.clone(),
-        router: mock.clone(),
-        journal: Arc::new(MemoryJournal::new()),
-        analysis: None,
-        verifier: None,
         events,
-        cancel: Cancel::never(),
+        ..mock.context()
     };
     let mut plan = Plan::new(service.clone(), Revision::new("v2", "app:2"), replicas);
     plan.update.parallelism = 50;

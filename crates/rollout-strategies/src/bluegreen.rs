@@ -1,6 +1,6 @@
 //! Blue-green: a full new set beside the old one, one switch.
 
-use crate::ops::{service_target, target_of, Gate, Ops, Res};
+use crate::ops::{service_target, target_of, Gate, Opening, Ops, Res, FINISHED_ROLLBACK};
 use async_trait::async_trait;
 use rollout_core::backend::Failure;
 use rollout_core::journal::Phase;
@@ -330,24 +330,13 @@ async fn revert_colours(ops: &Ops<'_>, other: &ServiceRef, reason: &str) -> Res<
 }
 
 async fn single(ops: &Ops<'_>) -> Outcome {
-    let plan = ops.plan;
-    if ops.resumed_phase == Some(Phase::RollingBack) {
-        ops.started(plan.replicas);
-        return revert(ops, "an interrupted rollback was finished".into(), false).await;
-    }
-    if !ops.resumed {
-        match ops.view(&plan.service).await {
-            Ok(v) if v.at_rest(&plan.service.service, &plan.target.id, plan.replicas) => {
-                return Outcome::NoChange
-            }
-            Ok(_) => {}
-            Err(e) => return Outcome::Failed(e.to_string()),
-        }
-    }
-    ops.started(plan.replicas);
-    match single_inner(ops).await {
-        Ok(o) => o,
-        Err(e) => Outcome::Failed(e.to_string()),
+    match ops.open_single().await {
+        Opening::FinishRollback => revert(ops, FINISHED_ROLLBACK.into(), false).await,
+        Opening::End(outcome) => outcome,
+        Opening::Update => match single_inner(ops).await {
+            Ok(o) => o,
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
     }
 }
 
@@ -417,25 +406,15 @@ async fn single_inner(ops: &Ops<'_>) -> Res<Outcome> {
         .filter(|i| i.revision == t)
         .cloned()
         .collect();
-    let old: Vec<Instance> = view
-        .instances
-        .iter()
-        .filter(|i| i.revision != t)
-        .cloned()
-        .collect();
-    // The old set drains while the new one is watched; a run resumed after
-    // the switch cannot tell what is still in flight, and waits for all.
-    let ticket = ticket
-        .filter(|t| !t.removed.is_empty())
-        .unwrap_or_else(|| DrainTicket::unknown(old.iter().map(target_of).collect()));
+    // The old set drains while the new one is watched.
+    let (old, ticket) = view.old_set(t, ticket);
     if let Err(stop) = watch_draining(ops, &new, plan.update.monitor, &ticket).await? {
         return Ok(stop_to_outcome(ops, stop).await);
     }
     if let Some(level) = hold(ops, plan.blue_green.keep_old_for.unwrap_or_default()).await {
         return Ok(stop_to_outcome(ops, Stop::Cancelled(level)).await);
     }
-    ops.retire(&old).await?;
-    ops.settle(t).await?;
+    ops.retire_old(&old).await?;
     Ok(Outcome::Completed)
 }
 
@@ -460,9 +439,8 @@ pub(crate) fn colour_at_rest(
 
 async fn colours(ops: &Ops<'_>, other: &ServiceRef, stop_other: bool) -> Outcome {
     let plan = ops.plan;
-    if ops.resumed_phase == Some(Phase::RollingBack) {
-        ops.started(plan.replicas);
-        return revert(ops, "an interrupted rollback was finished".into(), false).await;
+    if ops.finishing_rollback() {
+        return revert(ops, FINISHED_ROLLBACK.into(), false).await;
     }
     let r = async {
         let green = ops.view(&plan.service).await?;

@@ -4,7 +4,7 @@ use crate::bluegreen::{
     colour_at_rest, launch_set, note_existed, only, prepare_colour, revert, stop_colour,
     stop_to_outcome, Stop,
 };
-use crate::ops::{service_target, target_of, Ops, Res};
+use crate::ops::{service_target, target_of, Ops, Res, FINISHED_ROLLBACK};
 use async_trait::async_trait;
 use rollout_core::journal::Phase;
 use rollout_core::router::DrainTicket;
@@ -54,9 +54,8 @@ impl Strategy for Canary {
             Ok(o) => o,
             Err(outcome) => return outcome,
         };
-        let outcome = if ops.resumed_phase == Some(Phase::RollingBack) {
-            ops.started(plan.replicas);
-            revert(&ops, "an interrupted rollback was finished".into(), false).await
+        let outcome = if ops.finishing_rollback() {
+            revert(&ops, FINISHED_ROLLBACK.into(), false).await
         } else {
             match body(&ops).await {
                 Ok(o) => o,
@@ -234,18 +233,9 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
     match colours {
         None => {
             let view = ops.view(&plan.service).await?;
-            let old: Vec<Instance> = view
-                .instances
-                .iter()
-                .filter(|i| i.revision != t)
-                .cloned()
-                .collect();
-            let ticket = last_ticket
-                .filter(|k| !k.removed.is_empty())
-                .unwrap_or_else(|| DrainTicket::unknown(old.iter().map(target_of).collect()));
+            let (old, ticket) = view.old_set(t, last_ticket);
             ops.drain(&ticket).await?;
-            ops.retire(&old).await?;
-            ops.settle(t).await?;
+            ops.retire_old(&old).await?;
         }
         Some((other, stop_other)) => {
             if stop_other {

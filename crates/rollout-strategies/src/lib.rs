@@ -39,10 +39,9 @@
 //!
 //! ```
 //! use rollout_core::event::EventSink;
-//! use rollout_core::{Cancel, Plan, Revision, RolloutContext, ServiceRef, Strategy};
-//! use rollout_mock::{MemoryJournal, MockCluster};
+//! use rollout_core::{Plan, Revision, RolloutContext, ServiceRef, Strategy};
+//! use rollout_mock::MockCluster;
 //! use rollout_strategies::Rolling;
-//! use std::sync::Arc;
 //!
 //! #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! async fn main() {
@@ -52,13 +51,8 @@
 //!
 //!     let (events, mut progress) = EventSink::channel();
 //!     let ctx = RolloutContext {
-//!         backend: mock.clone(),
-//!         router: mock.clone(),
-//!         journal: Arc::new(MemoryJournal::new()),
-//!         analysis: None,
-//!         verifier: None,
 //!         events,
-//!         cancel: Cancel::never(),
+//!         ..mock.context()
 //!     };
 //!     let mut plan = Plan::new(app, Revision::new("v2", "shop/app:2"), 3);
 //!     plan.update.parallelism = 2;

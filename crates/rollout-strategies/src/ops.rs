@@ -134,7 +134,43 @@ impl View {
         let direct_here = self.direct().keys().any(|id| ids.contains(id));
         all_new && self.instances.len() == replicas && self.service_routed(name) && !direct_here
     }
+
+    /// The old set of the single layout once traffic moved to `target`:
+    /// every instance of another revision, and the ticket its drain waits
+    /// for. A run resumed after the switch (no ticket, or one that took
+    /// nothing out) cannot tell what is still in flight, and waits for all.
+    pub fn old_set(
+        &self,
+        target: &str,
+        ticket: Option<DrainTicket>,
+    ) -> (Vec<Instance>, DrainTicket) {
+        let old: Vec<Instance> = self
+            .instances
+            .iter()
+            .filter(|i| i.revision != target)
+            .cloned()
+            .collect();
+        let ticket = ticket
+            .filter(|t| !t.removed.is_empty())
+            .unwrap_or_else(|| DrainTicket::unknown(old.iter().map(target_of).collect()));
+        (old, ticket)
+    }
 }
+
+/// How a run opens, before the strategy's own steps.
+pub(crate) enum Opening {
+    /// An earlier run was rolling back: the strategy finishes that rollback
+    /// (with [`FINISHED_ROLLBACK`] as its reason) and nothing else.
+    FinishRollback,
+    /// The run ends here with this outcome, nothing changed: the service is
+    /// at rest on the target, or it could not be read.
+    End(Outcome),
+    /// The update goes on.
+    Update,
+}
+
+/// The reason of a rollback that a later run finished.
+pub(crate) const FINISHED_ROLLBACK: &str = "an interrupted rollback was finished";
 
 /// The record as this run changes it, with a count of its changes.
 pub(crate) struct Versioned {
@@ -314,6 +350,38 @@ impl<'a> Ops<'a> {
             slots,
             resumed: self.resumed,
         });
+    }
+
+    /// Whether this run finishes a rollback that an earlier run left under
+    /// way; the run is announced then. See [`Opening::FinishRollback`].
+    pub fn finishing_rollback(&self) -> bool {
+        let finishing = self.resumed_phase == Some(Phase::RollingBack);
+        if finishing {
+            self.started(self.plan.replicas);
+        }
+        finishing
+    }
+
+    /// The opening of a run in the single layout: an interrupted rollback is
+    /// finished first; a run that resumes nothing and finds the service at
+    /// rest on the target changes nothing; any other run is announced and
+    /// goes on.
+    pub async fn open_single(&self) -> Opening {
+        let plan = self.plan;
+        if self.finishing_rollback() {
+            return Opening::FinishRollback;
+        }
+        if !self.resumed {
+            match self.view(&plan.service).await {
+                Ok(v) if v.at_rest(&plan.service.service, &plan.target.id, plan.replicas) => {
+                    return Opening::End(Outcome::NoChange)
+                }
+                Ok(_) => {}
+                Err(e) => return Opening::End(Outcome::Failed(e.to_string())),
+            }
+        }
+        self.started(plan.replicas);
+        Opening::Update
     }
 
     /// Ends the run: the journal is cleared when the service is in a final
@@ -673,6 +741,14 @@ impl<'a> Ops<'a> {
                 instance: i.id.clone(),
             });
         }
+        Ok(())
+    }
+
+    /// Stops and removes the old set of the single layout once it drained
+    /// ([`View::old_set`]), and puts the service back at rest on its name.
+    pub async fn retire_old(&self, old: &[Instance]) -> Res<()> {
+        self.retire(old).await?;
+        self.settle(&self.plan.target.id).await?;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The rolling update, with Swarm's meaning of `update_config`.
 
-use crate::ops::{target_of, Gate, Ops, Res, View};
+use crate::ops::{target_of, Gate, Opening, Ops, Res, View, FINISHED_ROLLBACK};
 use crate::BlueGreen;
 use async_trait::async_trait;
 use rollout_core::backend::Failure;
@@ -112,20 +112,11 @@ impl Strategy for Rolling {
 
 async fn body(ops: &Ops<'_>) -> Outcome {
     let plan = ops.plan;
-    if ops.resumed_phase == Some(Phase::RollingBack) {
-        ops.started(plan.replicas);
-        return rollback(ops, "an interrupted rollback was finished".into(), false).await;
+    match ops.open_single().await {
+        Opening::FinishRollback => return rollback(ops, FINISHED_ROLLBACK.into(), false).await,
+        Opening::End(outcome) => return outcome,
+        Opening::Update => {}
     }
-    if !ops.resumed {
-        match ops.view(&plan.service).await {
-            Ok(v) if v.at_rest(&plan.service.service, &plan.target.id, plan.replicas) => {
-                return Outcome::NoChange
-            }
-            Ok(_) => {}
-            Err(e) => return Outcome::Failed(e.to_string()),
-        }
-    }
-    ops.started(plan.replicas);
     match roll(ops, Some(&plan.target), &plan.update, false).await {
         Err(e) => Outcome::Failed(e.to_string()),
         Ok(End::Done { failures: 0, .. }) => Outcome::Completed,

@@ -13,14 +13,13 @@
 //! Docker backend and the nginx router.
 
 use async_trait::async_trait;
-use rollout_core::event::EventSink;
-use rollout_core::strategy::{Cancel, Verification, Verifier};
+use rollout_core::strategy::{Verification, Verifier};
 use rollout_core::{
     Event, Instance, Outcome, Plan, Revision, RolloutContext, Route, RouteChange, ServiceRef,
     Strategy, Target,
 };
 use rollout_mock::check::{check_end, check_timeline, EndState};
-use rollout_mock::{Faults, MemoryJournal, MockCluster, MockVerifier};
+use rollout_mock::{Faults, MockCluster, MockVerifier};
 use std::sync::Arc;
 
 /// One at a time, start-first, with a smoke request before each routing
@@ -167,13 +166,8 @@ async fn rollout(mock: &Arc<MockCluster>, to: &str, from: &str) -> (Outcome, boo
     let service = ServiceRef::new("demo", "web");
     let verifier: Arc<dyn Verifier> = Arc::new(MockVerifier::new(mock.clone()));
     let ctx = RolloutContext {
-        backend: mock.clone(),
-        router: mock.clone(),
-        journal: Arc::new(MemoryJournal::new()),
-        analysis: None,
         verifier: Some(verifier),
-        events: EventSink::discard(),
-        cancel: Cancel::never(),
+        ..mock.context()
     };
     let plan = Plan::new(service.clone(), Revision::new(to, format!("web:{to}")), 3);
     let strategy = SmokeOneByOne {

@@ -6,10 +6,9 @@ use crate::cli::OutputFormat;
 use crate::drive;
 use crate::output::{Door, Summary};
 use crate::plan::PlanView;
-use rollout_core::event::EventSink;
-use rollout_core::strategy::{Cancel, Plan, RolloutContext, TrafficLayout};
+use rollout_core::strategy::{Plan, TrafficLayout};
 use rollout_core::{Instance, InstanceState, Revision, Strategy};
-use rollout_mock::{MemoryJournal, MockCluster};
+use rollout_mock::MockCluster;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -111,15 +110,7 @@ pub fn run(
                 }
             }
             let mark = mock.mark();
-            let ctx = RolloutContext {
-                backend: mock.clone(),
-                router: mock.clone(),
-                journal: Arc::new(MemoryJournal::new()),
-                analysis: None,
-                verifier: None,
-                events: EventSink::discard(),
-                cancel: Cancel::never(),
-            };
+            let ctx = mock.context();
             let name = strategy.name().to_string();
             let mut renderer = Door::report(output, colour).open(out, &name, &plan);
             renderer.data(&serde_json::json!({ "v": rollout_core::event::EVENT_SCHEMA_VERSION, "plan": view }));

@@ -81,8 +81,6 @@ pub fn ctx(env: &Env, cancel: Cancel) -> (RolloutContext, UnboundedReceiver<Even
     let (events, rx) = EventSink::channel();
     (
         RolloutContext {
-            backend: env.mock.clone(),
-            router: env.mock.clone(),
             journal: env.journal.clone(),
             analysis: env.analysis.clone(),
             verifier: env
@@ -91,6 +89,7 @@ pub fn ctx(env: &Env, cancel: Cancel) -> (RolloutContext, UnboundedReceiver<Even
                 .map(|v| v as Arc<dyn rollout_core::strategy::Verifier>),
             events,
             cancel,
+            ..env.mock.context()
         },
         rx,
     )
