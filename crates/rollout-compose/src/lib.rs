@@ -46,8 +46,6 @@ pub mod settings;
 pub mod yaml;
 
 pub use error::{ComposeError, Pos};
-pub use model::{
-    Dependency, HealthTest, Healthcheck, Mount, MountKind, Port, RolloutExt, Service, StrategyKind,
-};
+pub use model::{Dependency, HealthTest, Healthcheck, Mount, MountKind, Port, RolloutExt, Service};
 pub use project::{normalize_project_name, Flavor, LoadOptions, Project};
 pub use settings::{check_steps, Overrides, Settings, StepOverride};

@@ -2,10 +2,9 @@
 
 use rollout_compose::{
     ComposeError, Flavor, HealthTest, LoadOptions, MountKind, Overrides, Project, StepOverride,
-    StrategyKind,
 };
 use rollout_core::strategy::{CanaryStep, Hold, TrafficLayout};
-use rollout_core::{FailureAction, Order, ServiceRef};
+use rollout_core::{FailureAction, Order, ServiceRef, StrategyKind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

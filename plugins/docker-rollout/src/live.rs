@@ -12,13 +12,15 @@ use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
 use async_trait::async_trait;
-use rollout_compose::{Flavor, Project, Settings, StrategyKind};
+use rollout_compose::{Flavor, Project, Settings};
 use rollout_core::backend::{Diagnostics, Failure};
 use rollout_core::config::Timeouts;
 use rollout_core::journal::Journal;
 use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target};
 use rollout_core::strategy::{TrafficLayout, Verification, Verifier};
-use rollout_core::{Backend, Instance, InstanceId, Order, RouterError, ServiceRef, TrafficRouter};
+use rollout_core::{
+    Backend, Instance, InstanceId, Order, RouterError, ServiceRef, StrategyKind, TrafficRouter,
+};
 use rollout_core::{BackendError, Revision};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
@@ -115,7 +117,7 @@ pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
         if single && settings.strategy != StrategyKind::Rolling {
             return Err(Fail::bad_input(format!(
                 "{} cannot run old and new instances side by side ({why}), which {} needs\nhint: remove the host port or container_name, or use --strategy rolling",
-                settings.service, settings.strategy.name()
+                settings.service, settings.strategy
             )));
         }
         if single {
