@@ -20,7 +20,7 @@
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
-use rollout_compose::{Flavor, LoadOptions, Overrides, StepOverride};
+use rollout_compose::{Flavour, LoadOptions, Overrides, StepOverride};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::Hold;
 use rollout_core::{parse_duration, FailureAction, Order, StrategyKind, Word};
@@ -119,15 +119,15 @@ pub struct ComposeArgs {
 }
 
 impl ComposeArgs {
-    /// The options that load the project as `flavor` would.
-    pub fn load_options(&self, flavor: Flavor) -> LoadOptions {
+    /// The options that load the project as `flavour` would.
+    pub fn load_options(&self, flavour: Flavour) -> LoadOptions {
         LoadOptions {
             files: self.files.clone(),
             project_name: self.project_name.clone(),
             project_directory: self.project_directory.clone(),
             env_files: self.env_files.clone(),
             profiles: self.profiles.clone(),
-            flavor,
+            flavour,
             ..Default::default()
         }
     }
@@ -626,9 +626,9 @@ mod tests {
         assert_eq!(r.docker.hosts, ["unix:///x.sock"]);
         assert_eq!(r.compose.env_files, [PathBuf::from("a.env")]);
         assert_eq!(r.compose.profiles, ["p", "q"]);
-        let o = r.compose.load_options(Flavor::V1);
+        let o = r.compose.load_options(Flavour::V1);
         assert_eq!(o.profiles, ["p", "q"]);
-        assert_eq!(o.flavor, Flavor::V1);
+        assert_eq!(o.flavour, Flavour::V1);
     }
 
     #[test]

@@ -196,7 +196,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollout_compose::{Flavor, LoadOptions, Overrides, Project};
+    use rollout_compose::{Flavour, LoadOptions, Overrides, Project};
     use rollout_core::StrategyKind;
     use std::path::PathBuf;
     use std::sync::Mutex;
@@ -221,7 +221,7 @@ mod tests {
         let project = Project::load(&LoadOptions {
             files: vec![dir.join("compose.yaml")],
             project_name: Some("shop".into()),
-            flavor: Flavor::V1,
+            flavour: Flavour::V1,
             ..Default::default()
         })
         .unwrap();
