@@ -7,7 +7,7 @@ use crate::yaml::{Node, Value};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::{CanaryConfig, CanaryStep, Hold, Verification};
 use rollout_core::word::{each, either, Word};
-use rollout_core::{FailureAction, Order, RollbackConfig, StrategyKind, UpdateConfig};
+use rollout_core::{FailureAction, RollbackConfig, StrategyKind, UpdateConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -256,9 +256,11 @@ pub(crate) fn parse_ext(node: &Node, path: &str) -> Result<RolloutExt> {
         match e.key.as_str() {
             "strategy" => {
                 let s = read::string(v, &p)?;
-                ext.strategy = Some(StrategyKind::from_spelling(&s).ok_or_else(|| {
-                    let known: Vec<_> = StrategyKind::spellings().collect();
-                    let m = format!("unknown strategy {s:?}; strategies are {}", each(&known));
+                ext.strategy = Some(s.parse::<StrategyKind>().map_err(|e| {
+                    let m = format!(
+                        "unknown strategy {s:?}; strategies are {}",
+                        each(&e.accepted)
+                    );
                     ComposeError::field(&v.pos, &p, m)
                 })?);
             }
@@ -555,10 +557,7 @@ fn parse_update(node: &Node, path: &str, rollback: bool) -> Result<UpdateConfig>
                     failure_ratio(r).ok_or_else(|| read::expected(v, &p, RATIO_EXPECTED))?;
             }
             "failure_action" => c.failure_action = failure_action(v, &p, rollback)?,
-            "order" => {
-                c.order = Order::from_spelling(&read::string(v, &p)?)
-                    .ok_or_else(|| read::expected(v, &p, &Order::one_of()))?
-            }
+            "order" => c.order = read::word(v, &p)?,
             _ => {}
         }
     }
@@ -568,22 +567,23 @@ fn parse_update(node: &Node, path: &str, rollback: bool) -> Result<UpdateConfig>
 /// A `failure_action`. A rollback is never rolled back, so a rollback
 /// config's list leaves `rollback` out.
 fn failure_action(v: &Node, p: &str, rollback: bool) -> Result<FailureAction> {
-    let allowed: Vec<FailureAction> = FailureAction::ALL
-        .iter()
-        .copied()
-        .filter(|a| !(rollback && *a == FailureAction::Rollback))
-        .collect();
-    let s = read::string(v, p)?;
-    if let Some(a) = allowed.iter().copied().find(|a| a.as_str() == s) {
-        return Ok(a);
+    let action = read::word(v, p);
+    if !rollback {
+        return action;
     }
-    let words = either(&allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>());
-    let what = if rollback {
-        format!("{words} (a rollback is not rolled back)")
-    } else {
-        words
-    };
-    Err(read::expected(v, p, &what))
+    match action {
+        Ok(a) if a != FailureAction::Rollback => Ok(a),
+        // Not a string at all: that error says so.
+        Err(e) if read::string(v, p).is_err() => Err(e),
+        _ => {
+            let rollback = FailureAction::Rollback.as_str();
+            let allowed: Vec<_> = FailureAction::spellings()
+                .filter(|w| *w != rollback)
+                .collect();
+            let what = format!("{} (a rollback is not rolled back)", either(&allowed));
+            Err(read::expected(v, p, &what))
+        }
+    }
 }
 
 fn parse_healthcheck(node: &Node, path: &str) -> Result<Option<Healthcheck>> {

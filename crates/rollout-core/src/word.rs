@@ -20,11 +20,6 @@ pub trait Word: Copy + Sized + 'static {
         Self::ALL.iter().map(|w| w.as_str())
     }
 
-    /// `a, b or c`: the spellings as a message lists them.
-    fn one_of() -> String {
-        either(&Self::spellings().collect::<Vec<_>>())
-    }
-
     /// The value spelled `s` exactly (spellings are case-sensitive, as
     /// Compose's and Swarm's are).
     fn from_spelling(s: &str) -> Option<Self> {

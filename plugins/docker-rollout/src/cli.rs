@@ -23,9 +23,10 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use rollout_compose::{Flavour, LoadOptions, Overrides, StepOverride};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::Hold;
-use rollout_core::{parse_duration, FailureAction, Order, StrategyKind, Word};
+use rollout_core::{parse_duration, FailureAction, Order, StrategyKind, UnknownWord, Word};
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The plugin's name: `docker rollout`.
@@ -144,9 +145,13 @@ pub enum OutputFormat {
 }
 
 /// A value parser for one of `rollout-core`'s words: clap offers, checks
-/// and lists in `--help` the spellings the Compose loader accepts too.
-fn word<W: Word + Clone + Send + Sync>() -> impl TypedValueParser<Value = W> {
-    PossibleValuesParser::new(W::spellings()).try_map(|s| W::parse_word(&s))
+/// and lists in `--help` the spellings the Compose loader accepts too, and
+/// reads them with the same `FromStr`.
+fn word<W>() -> impl TypedValueParser<Value = W>
+where
+    W: Word + FromStr<Err = UnknownWord> + Clone + Send + Sync,
+{
+    PossibleValuesParser::new(W::spellings()).try_map(|s| s.parse::<W>())
 }
 
 /// Zero-downtime rollout of a Compose service.
