@@ -8,7 +8,7 @@
 //! process environment) interpolated with the same syntax, the same project
 //! name (it is the `com.docker.compose.project` label that finds the
 //! containers) and the same profiles. [`Project::load`] does that, for
-//! either Compose tool ([`Flavor`]): Compose 1.29 and 2.x differ in default
+//! either Compose tool ([`Flavour`]): Compose 1.29 and 2.x differ in default
 //! file names, in how strictly a project name is checked, and in container
 //! names.
 //!
@@ -46,8 +46,6 @@ pub mod settings;
 pub mod yaml;
 
 pub use error::{ComposeError, Pos};
-pub use model::{
-    Dependency, HealthTest, Healthcheck, Mount, MountKind, Port, RolloutExt, Service, StrategyKind,
-};
-pub use project::{normalize_project_name, Flavor, LoadOptions, Project};
+pub use model::{Dependency, HealthTest, Healthcheck, Mount, MountKind, Port, RolloutExt, Service};
+pub use project::{normalize_project_name, Flavour, LoadOptions, Project};
 pub use settings::{check_steps, Overrides, Settings, StepOverride};

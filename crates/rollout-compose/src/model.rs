@@ -4,13 +4,13 @@
 use crate::error::{ComposeError, Pos};
 use crate::read::{self, join, Result};
 use crate::yaml::{Node, Value};
+use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::{CanaryConfig, CanaryStep, Hold, Verification};
-use rollout_core::{FailureAction, Order, RollbackConfig, UpdateConfig};
+use rollout_core::word::{each, either, Word};
+use rollout_core::{FailureAction, RollbackConfig, StrategyKind, UpdateConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 /// One service of the project, as the merged files define it.
@@ -166,50 +166,6 @@ pub struct Dependency {
     pub required: bool,
 }
 
-/// The rollout strategies the plugin knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StrategyKind {
-    /// Replace instances a batch at a time (`deploy.update_config`).
-    Rolling,
-    /// Start the new set, then switch all traffic at once.
-    BlueGreen,
-    /// Shift traffic in weighted steps.
-    Canary,
-}
-
-impl StrategyKind {
-    /// The name on the command line and in `x-rollout`.
-    pub fn name(self) -> &'static str {
-        match self {
-            StrategyKind::Rolling => "rolling",
-            StrategyKind::BlueGreen => "blue-green",
-            StrategyKind::Canary => "canary",
-        }
-    }
-}
-
-impl fmt::Display for StrategyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for StrategyKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "rolling" => Ok(StrategyKind::Rolling),
-            "blue-green" => Ok(StrategyKind::BlueGreen),
-            "canary" => Ok(StrategyKind::Canary),
-            _ => Err(format!(
-                "unknown strategy {s:?}; strategies are rolling, blue-green and canary"
-            )),
-        }
-    }
-}
-
 /// The `x-rollout` extension: what Compose has no field for. Every field is
 /// optional; a service's own extension wins over the project's, field by
 /// field.
@@ -300,10 +256,13 @@ pub(crate) fn parse_ext(node: &Node, path: &str) -> Result<RolloutExt> {
         match e.key.as_str() {
             "strategy" => {
                 let s = read::string(v, &p)?;
-                ext.strategy = Some(
-                    s.parse()
-                        .map_err(|m: String| ComposeError::field(&v.pos, &p, m))?,
-                );
+                ext.strategy = Some(s.parse::<StrategyKind>().map_err(|e| {
+                    let m = format!(
+                        "unknown strategy {s:?}; strategies are {}",
+                        each(&e.accepted)
+                    );
+                    ComposeError::field(&v.pos, &p, m)
+                })?);
             }
             "proxy" => ext.proxy = Some(read::string(v, &p)?),
             "proxy_config" => ext.proxy_config = Some(read::string(v, &p)?),
@@ -594,37 +553,37 @@ fn parse_update(node: &Node, path: &str, rollback: bool) -> Result<UpdateConfig>
             "monitor" => c.monitor = read::duration(v, &p)?,
             "max_failure_ratio" => {
                 let r = read::float(v, &p)?;
-                if !(0.0..=1.0).contains(&r) {
-                    return Err(read::expected(v, &p, "a ratio from 0 to 1"));
-                }
-                c.max_failure_ratio = r as f32;
+                c.max_failure_ratio =
+                    failure_ratio(r).ok_or_else(|| read::expected(v, &p, RATIO_EXPECTED))?;
             }
-            "failure_action" => {
-                c.failure_action = match (read::string(v, &p)?.as_str(), rollback) {
-                    ("pause", _) => FailureAction::Pause,
-                    ("continue", _) => FailureAction::Continue,
-                    ("rollback", false) => FailureAction::Rollback,
-                    (_, false) => return Err(read::expected(v, &p, "pause, continue or rollback")),
-                    (_, true) => {
-                        return Err(read::expected(
-                            v,
-                            &p,
-                            "pause or continue (a rollback is not rolled back)",
-                        ))
-                    }
-                }
-            }
-            "order" => {
-                c.order = match read::string(v, &p)?.as_str() {
-                    "stop-first" => Order::StopFirst,
-                    "start-first" => Order::StartFirst,
-                    _ => return Err(read::expected(v, &p, "stop-first or start-first")),
-                }
-            }
+            "failure_action" => c.failure_action = failure_action(v, &p, rollback)?,
+            "order" => c.order = read::word(v, &p)?,
             _ => {}
         }
     }
     Ok(c)
+}
+
+/// A `failure_action`. A rollback is never rolled back, so a rollback
+/// config's list leaves `rollback` out.
+fn failure_action(v: &Node, p: &str, rollback: bool) -> Result<FailureAction> {
+    let action = read::word(v, p);
+    if !rollback {
+        return action;
+    }
+    match action {
+        Ok(a) if a != FailureAction::Rollback => Ok(a),
+        // Not a string at all: that error says so.
+        Err(e) if read::string(v, p).is_err() => Err(e),
+        _ => {
+            let rollback = FailureAction::Rollback.as_str();
+            let allowed: Vec<_> = FailureAction::spellings()
+                .filter(|w| *w != rollback)
+                .collect();
+            let what = format!("{} (a rollback is not rolled back)", either(&allowed));
+            Err(read::expected(v, p, &what))
+        }
+    }
 }
 
 fn parse_healthcheck(node: &Node, path: &str) -> Result<Option<Healthcheck>> {

@@ -14,16 +14,17 @@ use std::sync::Arc;
 
 /// Which Compose tool the project is used with. They agree on the file
 /// format; they differ in the default file names, in how a project name is
-/// checked, and in container names.
+/// checked, in container names and in how they are called (`rollout-docker`
+/// runs the one the operator has).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Flavor {
+pub enum Flavour {
     /// `docker-compose` 1.x (Python; 1.29 here): every project name is
     /// normalised (lowercase, only `[a-z0-9_-]` kept; 1.21 and later keep
     /// `-` and `_`), the top-level `name` is not read, `docker-compose.yml`
     /// is looked for before `compose.yaml`, containers are
     /// `project_service_1`.
     V1,
-    /// `docker compose` 2.x: a name given with `-p`, `COMPOSE_PROJECT_NAME`
+    /// `docker compose` 2.x (the docker CLI plugin): a name given with `-p`, `COMPOSE_PROJECT_NAME`
     /// or `name:` must already be valid; one taken from the directory is
     /// normalised and loses leading `-` and `_`; containers are
     /// `project-service-1`.
@@ -31,18 +32,18 @@ pub enum Flavor {
     V2,
 }
 
-impl Flavor {
+impl Flavour {
     /// The file names looked for, in order, when no file is given.
     pub fn default_files(self) -> &'static [&'static str] {
         match self {
             // docker-compose 1.29, compose/config/config.py SUPPORTED_FILENAMES.
-            Flavor::V1 => &[
+            Flavour::V1 => &[
                 "docker-compose.yml",
                 "docker-compose.yaml",
                 "compose.yml",
                 "compose.yaml",
             ],
-            Flavor::V2 => &[
+            Flavour::V2 => &[
                 "compose.yaml",
                 "compose.yml",
                 "docker-compose.yaml",
@@ -54,42 +55,48 @@ impl Flavor {
     /// The override file names merged after a default file, first found wins.
     pub fn override_files(self) -> &'static [&'static str] {
         match self {
-            Flavor::V1 => &[
+            Flavour::V1 => &[
                 "docker-compose.override.yml",
                 "docker-compose.override.yaml",
                 "compose.override.yml",
                 "compose.override.yaml",
             ],
-            Flavor::V2 => &[
+            Flavour::V2 => &[
                 "compose.override.yaml",
                 "compose.override.yml",
                 "docker-compose.override.yaml",
                 "docker-compose.override.yml",
             ],
+        }
+    }
+
+    /// The separator in container names.
+    pub fn separator(self) -> char {
+        match self {
+            Flavour::V1 => '_',
+            Flavour::V2 => '-',
         }
     }
 
     /// The name the tool gives the `index`th (1-based) container of a service.
     pub fn container_name(self, project: &str, service: &str, index: usize) -> String {
-        match self {
-            Flavor::V1 => format!("{project}_{service}_{index}"),
-            Flavor::V2 => format!("{project}-{service}-{index}"),
-        }
+        let s = self.separator();
+        format!("{project}{s}{service}{s}{index}")
     }
 }
 
-/// Normalises a project name as `flavor` does for a name taken from the
+/// Normalises a project name as `flavour` does for a name taken from the
 /// directory: lowercase, only `[a-z0-9_-]` kept (and, for v2, leading `-`
 /// and `_` dropped).
-pub fn normalize_project_name(name: &str, flavor: Flavor) -> String {
+pub fn normalize_project_name(name: &str, flavour: Flavour) -> String {
     let kept: String = name
         .to_lowercase()
         .chars()
         .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
         .collect();
-    match flavor {
-        Flavor::V1 => kept,
-        Flavor::V2 => kept.trim_start_matches(['-', '_']).to_string(),
+    match flavour {
+        Flavour::V1 => kept,
+        Flavour::V2 => kept.trim_start_matches(['-', '_']).to_string(),
     }
 }
 
@@ -111,7 +118,7 @@ pub struct LoadOptions {
     /// The process environment; `None` reads the real one.
     pub environment: Option<Env>,
     /// Which Compose tool's rules to follow.
-    pub flavor: Flavor,
+    pub flavour: Flavour,
 }
 
 /// A loaded project: its name, files and services.
@@ -133,7 +140,7 @@ pub struct Project {
     /// variables, several default files).
     pub warnings: Vec<String>,
     /// The rules followed.
-    pub flavor: Flavor,
+    pub flavour: Flavour,
     /// The variables interpolated from (process environment over env file),
     /// to hand to the Compose tool when it is run for this project.
     pub environment: Env,
@@ -234,7 +241,7 @@ impl Project {
             services,
             rollout,
             warnings,
-            flavor: options.flavor,
+            flavour: options.flavour,
             environment: env,
             tree,
         };
@@ -383,7 +390,7 @@ fn find_files(
     let mut dir = Some(start.as_path());
     while let Some(d) = dir {
         let found: Vec<&str> = options
-            .flavor
+            .flavour
             .default_files()
             .iter()
             .copied()
@@ -398,7 +405,7 @@ fn find_files(
             }
             let mut files = vec![(display(wd, &d.join(first)), d.join(first))];
             if let Some(o) = options
-                .flavor
+                .flavour
                 .override_files()
                 .iter()
                 .find(|f| d.join(f).is_file())
@@ -423,7 +430,7 @@ fn project_name(
     tree: &Node,
     directory: &Path,
 ) -> Result<String, ComposeError> {
-    let flavor = options.flavor;
+    let flavour = options.flavour;
     let given: Option<(String, &'static str)> = options
         .project_name
         .clone()
@@ -434,23 +441,23 @@ fn project_name(
                 .filter(|n| !n.is_empty())
                 .map(|n| (n.clone(), "COMPOSE_PROJECT_NAME"))
         })
-        .or_else(|| match flavor {
-            Flavor::V1 => None,
-            Flavor::V2 => tree
+        .or_else(|| match flavour {
+            Flavour::V1 => None,
+            Flavour::V2 => tree
                 .get("name")
                 .and_then(Node::as_str)
                 .filter(|n| !n.is_empty())
                 .map(|n| (n.to_string(), "the name field")),
         });
     let (name, origin) = match given {
-        Some((name, origin)) => match flavor {
-            Flavor::V1 => (normalize_project_name(&name, flavor), origin),
-            Flavor::V2 => {
+        Some((name, origin)) => match flavour {
+            Flavour::V1 => (normalize_project_name(&name, flavour), origin),
+            Flavour::V2 => {
                 let valid = name
                     .chars()
                     .next()
                     .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && normalize_project_name(&name, flavor) == name;
+                    && normalize_project_name(&name, flavour) == name;
                 if !valid {
                     return Err(ComposeError::ProjectName {
                         name,
@@ -467,7 +474,7 @@ fn project_name(
                 .map(|b| b.to_string_lossy().into_owned())
                 .unwrap_or_default();
             (
-                normalize_project_name(&base, flavor),
+                normalize_project_name(&base, flavour),
                 "the project directory",
             )
         }

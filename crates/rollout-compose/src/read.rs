@@ -3,7 +3,8 @@
 
 use crate::error::ComposeError;
 use crate::yaml::{Entry, Node, Value};
-use rollout_core::parse_duration;
+use rollout_core::{parse_duration, UnknownWord};
+use std::str::FromStr;
 use std::time::Duration;
 
 pub(crate) type Result<T> = std::result::Result<T, ComposeError>;
@@ -61,6 +62,14 @@ pub(crate) fn opt_string(node: &Node, path: &str) -> Result<Option<String>> {
         return Ok(None);
     }
     string(node, path).map(Some)
+}
+
+/// One of `rollout-core`'s words (an `order`, a `failure_action`), in its
+/// one spelling.
+pub(crate) fn word<W: FromStr<Err = UnknownWord>>(node: &Node, path: &str) -> Result<W> {
+    string(node, path)?
+        .parse()
+        .map_err(|e: UnknownWord| ComposeError::field(&node.pos, path, e.to_string()))
 }
 
 pub(crate) fn uint(node: &Node, path: &str) -> Result<u64> {

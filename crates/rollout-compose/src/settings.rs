@@ -2,13 +2,14 @@
 //! command-line overrides on top of them.
 
 use crate::error::ComposeError;
-use crate::model::StrategyKind;
 use crate::project::Project;
-use rollout_core::config::Timeouts;
+use rollout_core::config::{failure_ratio, Timeouts, RATIO_EXPECTED};
 use rollout_core::strategy::{
     BlueGreenConfig, CanaryConfig, CanaryStep, Hold, Plan, TrafficLayout, Verification,
 };
-use rollout_core::{FailureAction, Order, Revision, RollbackConfig, ServiceRef, UpdateConfig};
+use rollout_core::{
+    FailureAction, Order, Revision, RollbackConfig, ServiceRef, StrategyKind, UpdateConfig,
+};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -199,13 +200,11 @@ impl Settings {
             self.update.monitor = m;
         }
         if let Some(r) = o.max_failure_ratio {
-            if !(0.0..=1.0).contains(&r) {
-                return Err(ComposeError::Override {
+            self.update.max_failure_ratio =
+                failure_ratio(r.into()).ok_or_else(|| ComposeError::Override {
                     flag: "--max-failure-ratio",
-                    message: format!("expected a ratio from 0 to 1, found {r}"),
-                });
-            }
-            self.update.max_failure_ratio = r;
+                    message: format!("expected {RATIO_EXPECTED}, found {r}"),
+                })?;
         }
         if let Some(order) = o.order {
             self.update.order = order;

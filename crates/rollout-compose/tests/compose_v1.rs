@@ -2,7 +2,7 @@
 //! (Debian's 1.29, which `config` runs without an engine): the values this
 //! crate reads must be the ones Compose resolves.
 
-use rollout_compose::{Flavor, LoadOptions, Project};
+use rollout_compose::{Flavour, LoadOptions, Project};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -36,7 +36,7 @@ fn ours(dir: &Path, files: &[&str], env: &[(&str, &str)]) -> Project {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<HashMap<_, _>>(),
         ),
-        flavor: Flavor::V1,
+        flavour: Flavour::V1,
         ..Default::default()
     })
     .unwrap()

@@ -1,11 +1,10 @@
 //! Loading whole projects from fixtures and temporary directories.
 
 use rollout_compose::{
-    ComposeError, Flavor, HealthTest, LoadOptions, MountKind, Overrides, Project, StepOverride,
-    StrategyKind,
+    ComposeError, Flavour, HealthTest, LoadOptions, MountKind, Overrides, Project, StepOverride,
 };
 use rollout_core::strategy::{CanaryStep, Hold, TrafficLayout};
-use rollout_core::{FailureAction, Order, ServiceRef};
+use rollout_core::{FailureAction, Order, ServiceRef, StrategyKind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,7 +107,7 @@ fn seed_rolling_layout() {
 #[test]
 fn seed_blue_green_layout_with_v1_file_name() {
     let mut o = opts(&fixture("blue-green"));
-    o.flavor = Flavor::V1;
+    o.flavour = Flavour::V1;
     let p = Project::load(&o).unwrap();
     assert_eq!(p.name, "blue-green", "v1 keeps '-' in project names");
     let green = p.settings("green").unwrap();
@@ -127,7 +126,7 @@ fn seed_blue_green_layout_with_v1_file_name() {
         matches!(blue.layout, TrafficLayout::Colours { ref other, .. } if other.service == "green")
     );
     assert_eq!(
-        p.flavor.container_name(&p.name, "blue", 1),
+        p.flavour.container_name(&p.name, "blue", 1),
         "blue-green_blue_1"
     );
     // v2 finds the same file under its older name.
@@ -280,7 +279,7 @@ fn dot_env_in_the_project_dir_and_env_file_flag() {
 }
 
 #[test]
-fn each_flavor_prefers_its_own_default_name() {
+fn each_flavour_prefers_its_own_default_name() {
     let dir = TempDir::new(&[
         ("compose.yaml", "services:\n  app:\n    image: new\n"),
         ("docker-compose.yml", "services:\n  app:\n    image: old\n"),
@@ -293,7 +292,7 @@ fn each_flavor_prefers_its_own_default_name() {
         p.warnings
     );
     let mut o = opts(&dir.0);
-    o.flavor = Flavor::V1;
+    o.flavour = Flavour::V1;
     let p = Project::load(&o).unwrap();
     assert_eq!(p.services["app"].image.as_deref(), Some("old"));
 }
@@ -331,11 +330,11 @@ fn override_file_is_merged_by_default() {
 }
 
 #[test]
-fn project_names_follow_each_flavor() {
+fn project_names_follow_each_flavour() {
     use rollout_compose::normalize_project_name as n;
-    assert_eq!(n("My App.v2", Flavor::V2), "myappv2");
-    assert_eq!(n("__x-Y", Flavor::V2), "x-y");
-    assert_eq!(n("__x-Y", Flavor::V1), "__x-y");
+    assert_eq!(n("My App.v2", Flavour::V2), "myappv2");
+    assert_eq!(n("__x-Y", Flavour::V2), "x-y");
+    assert_eq!(n("__x-Y", Flavour::V1), "__x-y");
     let dir = TempDir::new(&[("compose.yaml", "services:\n  app:\n    image: a\n")]);
     let mut o = opts(&dir.0);
     o.project_name = Some("Bad Name".into());
@@ -345,7 +344,7 @@ fn project_names_follow_each_flavor() {
         "{e}"
     );
     assert!(e.contains("\nhint: "), "{e}");
-    o.flavor = Flavor::V1;
+    o.flavour = Flavour::V1;
     assert_eq!(Project::load(&o).unwrap().name, "badname");
     o.project_name = None;
     o.environment = Some(env(&[("COMPOSE_PROJECT_NAME", "Shop_Front-2")]));

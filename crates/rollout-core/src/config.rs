@@ -15,7 +15,10 @@
 //!   the rollback target is lost; our journal keeps the revision the
 //!   service ran before the first attempt until the rollout completes.
 
+use crate::word::{UnknownWord, Word};
 use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// What to do when the failure ratio is crossed.
@@ -31,6 +34,36 @@ pub enum FailureAction {
     Rollback,
 }
 
+impl Word for FailureAction {
+    const ALL: &'static [Self] = &[
+        FailureAction::Pause,
+        FailureAction::Continue,
+        FailureAction::Rollback,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Pause => "pause",
+            FailureAction::Continue => "continue",
+            FailureAction::Rollback => "rollback",
+        }
+    }
+}
+
+impl fmt::Display for FailureAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for FailureAction {
+    type Err = UnknownWord;
+
+    fn from_str(s: &str) -> Result<Self, UnknownWord> {
+        Self::parse_word(s)
+    }
+}
+
 /// Whether the old instance of a slot stops before or after the new starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -40,6 +73,41 @@ pub enum Order {
     StopFirst,
     /// Start the new instance, route it once healthy, then retire the old.
     StartFirst,
+}
+
+impl Word for Order {
+    const ALL: &'static [Self] = &[Order::StopFirst, Order::StartFirst];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Order::StopFirst => "stop-first",
+            Order::StartFirst => "start-first",
+        }
+    }
+}
+
+impl fmt::Display for Order {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for Order {
+    type Err = UnknownWord;
+
+    fn from_str(s: &str) -> Result<Self, UnknownWord> {
+        Self::parse_word(s)
+    }
+}
+
+/// What `max_failure_ratio` accepts, in words, for messages that quote the
+/// value as it was written.
+pub const RATIO_EXPECTED: &str = "a ratio from 0 to 1";
+
+/// `ratio` as a `max_failure_ratio`, if it is one: from 0 to 1, both
+/// included (NaN is none). Every reader of the field checks through here.
+pub fn failure_ratio(ratio: f64) -> Option<f32> {
+    (0.0..=1.0).contains(&ratio).then_some(ratio as f32)
 }
 
 /// The pace and failure policy of an update (Compose `deploy.update_config`).
@@ -84,6 +152,23 @@ impl UpdateConfig {
         } else {
             (self.parallelism as usize).min(slots.max(1))
         }
+    }
+
+    /// The capacity floor of invariant 4 while `replicas` desired instances
+    /// are updated: the desired count with start-first, the desired count
+    /// minus the workers with stop-first.
+    pub fn capacity_floor(&self, replicas: usize) -> usize {
+        match self.order {
+            Order::StartFirst => replicas,
+            Order::StopFirst => self.stop_first_floor(replicas, replicas),
+        }
+    }
+
+    /// The stop-first floor when `slots` of the `replicas` desired instances
+    /// are to be replaced: the desired count minus the workers for those
+    /// slots (a run resumed after a crash has fewer slots than replicas).
+    pub fn stop_first_floor(&self, replicas: usize, slots: usize) -> usize {
+        replicas.saturating_sub(self.workers(slots))
     }
 
     /// Whether `failures` out of `slots` crosses the ratio (strictly greater,
@@ -160,6 +245,60 @@ mod tests {
         let zero = UpdateConfig::default();
         assert!(zero.ratio_crossed(1, 10));
         assert!(!zero.ratio_crossed(0, 10));
+    }
+
+    #[test]
+    fn one_spelling_each_both_ways() {
+        for a in FailureAction::ALL {
+            assert_eq!(a.to_string().parse::<FailureAction>(), Ok(*a));
+        }
+        for o in Order::ALL {
+            assert_eq!(o.to_string().parse::<Order>(), Ok(*o));
+            // The same spelling as the JSON form.
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::json!(o.as_str())
+            );
+        }
+        assert_eq!(
+            "first".parse::<Order>().unwrap_err().to_string(),
+            "expected stop-first or start-first, found \"first\""
+        );
+        assert_eq!(
+            "explode".parse::<FailureAction>().unwrap_err().to_string(),
+            "expected pause, continue or rollback, found \"explode\""
+        );
+    }
+
+    #[test]
+    fn a_ratio_is_from_0_to_1() {
+        assert_eq!(failure_ratio(0.0), Some(0.0));
+        assert_eq!(failure_ratio(0.3), Some(0.3));
+        assert_eq!(failure_ratio(1.0), Some(1.0));
+        assert_eq!(failure_ratio(1.5), None);
+        assert_eq!(failure_ratio(-0.1), None);
+        assert_eq!(failure_ratio(f64::NAN), None);
+    }
+
+    #[test]
+    fn the_capacity_floor_follows_the_order() {
+        let start = UpdateConfig {
+            order: Order::StartFirst,
+            parallelism: 2,
+            ..Default::default()
+        };
+        assert_eq!(start.capacity_floor(6), 6);
+        let stop = UpdateConfig {
+            parallelism: 2,
+            ..Default::default()
+        };
+        assert_eq!(stop.capacity_floor(6), 4);
+        assert_eq!(stop.stop_first_floor(6, 1), 5);
+        let all = UpdateConfig {
+            parallelism: 0,
+            ..Default::default()
+        };
+        assert_eq!(all.capacity_floor(3), 0);
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! that a rollout killed half-way can be finished by the next run, and an
 //! [`Analysis`] judges a canary step.
 //!
+//! The values a person writes, a [`StrategyKind`], an [`Order`] or a
+//! [`FailureAction`], have one spelling each ([`word`]), which the Compose
+//! loader, the command line and the JSON events share.
+//!
 //! The crate does no I/O: every type here is data or a trait, so that the
 //! strategies can be proven on a simulated clock and reused by other tools.
 //! What a rollout reports is a stream of [`Event`]s ending in an
@@ -34,9 +38,10 @@ pub mod journal;
 pub mod model;
 pub mod router;
 pub mod strategy;
+pub mod word;
 
 pub use backend::Backend;
-pub use config::{FailureAction, Order, RollbackConfig, UpdateConfig};
+pub use config::{failure_ratio, FailureAction, Order, RollbackConfig, UpdateConfig};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{BackendError, JournalError, RouterError};
 pub use event::{Event, Outcome};
@@ -44,6 +49,7 @@ pub use journal::Journal;
 pub use model::{Health, Instance, InstanceId, InstanceState, Revision, ServiceRef};
 pub use router::{DrainReport, DrainTicket, Route, RouteChange, Target, TrafficRouter};
 pub use strategy::{
-    Analysis, Cancel, CancelHandle, CancelLevel, Plan, RolloutContext, Strategy, TrafficLayout,
-    Verdict, Verifier,
+    Analysis, Cancel, CancelHandle, CancelLevel, Plan, RolloutContext, Strategy, StrategyKind,
+    TrafficLayout, Verdict, Verifier,
 };
+pub use word::{UnknownWord, Word};

@@ -6,11 +6,83 @@ use crate::event::{EventSink, Outcome};
 use crate::journal::Journal;
 use crate::model::{Instance, Revision, ServiceRef};
 use crate::router::TrafficRouter;
+use crate::word::{UnknownWord, Word};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// The built-in strategies, by name: what `x-rollout.strategy` and
+/// `--strategy` choose, and what `rollout-strategies` runs. A strategy of
+/// your own has no kind; it implements [`Strategy`] and names itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    /// Replace instances a batch at a time (`deploy.update_config`).
+    Rolling,
+    /// Start the new set, then switch all traffic at once.
+    BlueGreen,
+    /// Shift traffic in weighted steps.
+    Canary,
+}
+
+impl Word for StrategyKind {
+    const ALL: &'static [Self] = &[
+        StrategyKind::Rolling,
+        StrategyKind::BlueGreen,
+        StrategyKind::Canary,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::Rolling => "rolling",
+            StrategyKind::BlueGreen => "blue-green",
+            StrategyKind::Canary => "canary",
+        }
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for StrategyKind {
+    type Err = UnknownWord;
+
+    fn from_str(s: &str) -> Result<Self, UnknownWord> {
+        Self::parse_word(s)
+    }
+}
+
+impl StrategyKind {
+    /// The capacity floor (invariant 4) this strategy keeps while it
+    /// updates `plan`: rolling, its update config's; blue-green and canary
+    /// never drop below the desired count.
+    pub fn update_floor(self, plan: &Plan) -> usize {
+        match self {
+            StrategyKind::Rolling => plan.update.capacity_floor(plan.replicas),
+            StrategyKind::BlueGreen | StrategyKind::Canary => plan.replicas,
+        }
+    }
+
+    /// The same during a rollback: rolling, its rollback config's.
+    pub fn rollback_floor(self, plan: &Plan) -> usize {
+        match self {
+            StrategyKind::Rolling => plan.rollback.capacity_floor(plan.replicas),
+            StrategyKind::BlueGreen | StrategyKind::Canary => plan.replicas,
+        }
+    }
+
+    /// The floor over a whole run, update and rollback: the lower of the two.
+    pub fn floor(self, plan: &Plan) -> usize {
+        self.update_floor(plan).min(self.rollback_floor(plan))
+    }
+}
 
 /// How the service's traffic is laid out in the proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,10 +338,46 @@ pub struct RolloutContext {
 /// keeps the invariants.
 #[async_trait]
 pub trait Strategy: Send + Sync {
-    /// A short name (`rolling`, `blue-green`, `canary`).
+    /// A short name: a built-in's is its [`StrategyKind`]'s spelling
+    /// (`rolling`, `blue-green`, `canary`).
     fn name(&self) -> &str;
 
     /// Runs the rollout to its end and says how it ended. Progress goes to
     /// `ctx.events`, ending with [`Event::Finished`](crate::event::Event::Finished).
     async fn run(&self, ctx: &RolloutContext, plan: &Plan) -> Outcome;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Order;
+
+    #[test]
+    fn a_strategy_kind_has_one_spelling() {
+        for k in StrategyKind::ALL {
+            assert_eq!(k.to_string().parse::<StrategyKind>(), Ok(*k));
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::json!(k.as_str())
+            );
+        }
+        let e = "big-bang".parse::<StrategyKind>().unwrap_err();
+        assert_eq!(e.accepted, ["rolling", "blue-green", "canary"]);
+    }
+
+    #[test]
+    fn floors_by_strategy() {
+        let mut plan = Plan::new(ServiceRef::new("p", "s"), Revision::new("v2", "s:2"), 6);
+        plan.update.parallelism = 2;
+        plan.rollback.parallelism = 3;
+        plan.rollback.order = Order::StopFirst;
+        assert_eq!(StrategyKind::Rolling.update_floor(&plan), 4);
+        assert_eq!(StrategyKind::Rolling.rollback_floor(&plan), 3);
+        assert_eq!(StrategyKind::Rolling.floor(&plan), 3);
+        plan.update.order = Order::StartFirst;
+        assert_eq!(StrategyKind::Rolling.update_floor(&plan), 6);
+        for k in [StrategyKind::BlueGreen, StrategyKind::Canary] {
+            assert_eq!(k.floor(&plan), 6);
+        }
+    }
 }

@@ -22,7 +22,8 @@
 //!   which Docker's DNS resolves on the project's networks.
 //! - **Compose creates what Compose names.** New instances of the revision
 //!   the Compose file names come from the operator's own Compose tool
-//!   (`up -d --no-deps --no-recreate --scale`, see [`compose`]), so names,
+//!   (`up -d --no-deps --no-recreate --scale`, see [`compose`]; which tool,
+//!   v1 or v2, [`detect_flavour`] finds as the docker CLI would), so names,
 //!   labels, networks, volumes and the config hash are exactly Compose's,
 //!   and a later `docker compose up -d` leaves them alone. An older revision
 //!   (a rollback) is created from the saved create-config of one of its
@@ -55,7 +56,7 @@ pub mod spec;
 mod tar;
 
 pub use backend::{DockerBackend, HealthProbe};
-pub use compose::{ComposeCli, ComposeError, Flavour};
+pub use compose::{detect_flavour, ComposeCli, ComposeError, Flavour};
 pub use dial::DockerCli;
 pub use endpoint::{resolve, Endpoint, GlobalFlags};
 pub use engine::Engine;

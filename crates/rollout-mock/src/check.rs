@@ -8,9 +8,8 @@
 
 use crate::cluster::MockCluster;
 use crate::timeline::{Change, Timeline};
-use rollout_core::config::{Order, UpdateConfig};
 use rollout_core::strategy::TrafficLayout;
-use rollout_core::{InstanceId, InstanceState, Outcome, Plan, ServiceRef, Target};
+use rollout_core::{InstanceId, InstanceState, Outcome, ServiceRef, Target};
 use std::fmt;
 use std::time::Duration;
 
@@ -41,27 +40,6 @@ impl fmt::Display for Violation {
     }
 }
 
-/// The capacity floor of invariant 4 for one update config: the desired
-/// count with start-first, the desired count minus the workers with
-/// stop-first.
-pub fn capacity_floor(replicas: usize, config: &UpdateConfig) -> usize {
-    match config.order {
-        Order::StartFirst => replicas,
-        Order::StopFirst => replicas.saturating_sub(config.workers(replicas)),
-    }
-}
-
-/// The floor a strategy must keep for `plan`: rolling keeps the floor of
-/// its update and of its rollback config; blue-green and canary never drop
-/// below the desired count.
-pub fn floor_for(plan: &Plan, strategy: &str) -> usize {
-    match strategy {
-        "rolling" => capacity_floor(plan.replicas, &plan.update)
-            .min(capacity_floor(plan.replicas, &plan.rollback)),
-        _ => plan.replicas,
-    }
-}
-
 /// Checks every entry from `from` (a [`MockCluster::mark`]) on:
 ///
 /// - 1: no instance joins the routes while not ready (running and healthy);
@@ -69,9 +47,11 @@ pub fn floor_for(plan: &Plan, strategy: &str) -> usize {
 /// - 2: no instance is stopped while routed, or while requests are still in
 ///   flight to it after it left the routes;
 /// - 4: the capacity serving (routed, running, healthy) never drops below
-///   `floor`, or below what served at `from` when that was less. Instances
-///   struck by an injected fault are forgiven one each: a crash is the
-///   fault's doing, not the strategy's.
+///   `floor` (a built-in strategy's is
+///   [`StrategyKind::floor`](rollout_core::StrategyKind::floor)), or below
+///   what served at `from` when that was less. Instances struck by an
+///   injected fault are forgiven one each: a crash is the fault's doing,
+///   not the strategy's.
 pub fn check_timeline(timeline: &Timeline, from: usize, floor: usize) -> Vec<Violation> {
     let mut out = Vec::new();
     let entries = &timeline.entries;

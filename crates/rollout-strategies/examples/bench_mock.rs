@@ -9,10 +9,9 @@
 
 use rollout_core::config::Order;
 use rollout_core::event::EventSink;
-use rollout_core::{Outcome, Plan, Revision, RolloutContext, ServiceRef, Strategy};
-use rollout_mock::check::{check_end, check_timeline, floor_for, EndState};
+use rollout_core::{Outcome, Plan, Revision, RolloutContext, ServiceRef, StrategyKind};
+use rollout_mock::check::{check_end, check_timeline, EndState};
 use rollout_mock::MockCluster;
-use rollout_strategies::{Canary, Rolling};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -34,14 +33,15 @@ fn main() {
 }
 
 async fn scenario(which: &str) -> (usize, String) {
-    let (replicas, strategy, name): (usize, Box<dyn Strategy>, &str) = match which {
-        "rolling" => (10_000, Box::new(Rolling), "rolling"),
-        "canary" => (1_000, Box::new(Canary), "canary"),
+    let (replicas, kind) = match which {
+        "rolling" => (10_000, StrategyKind::Rolling),
+        "canary" => (1_000, StrategyKind::Canary),
         other => {
             eprintln!("error: unknown scenario {other:?}\nhint: rolling or canary");
             std::process::exit(2);
         }
     };
+    let strategy = rollout_strategies::built_in(kind);
     let mock = MockCluster::new();
     let service = ServiceRef::new("bench", "app");
     mock.seed(&service, "v1", replicas, true);
@@ -66,7 +66,7 @@ async fn scenario(which: &str) -> (usize, String) {
     drop(ctx);
     let events = counter.await.unwrap_or(0);
     let violations = mock
-        .with_timeline(|t| check_timeline(t, mark, floor_for(&plan, name)))
+        .with_timeline(|t| check_timeline(t, mark, kind.floor(&plan)))
         .len()
         + check_end(
             &mock,
@@ -82,7 +82,7 @@ async fn scenario(which: &str) -> (usize, String) {
         .len();
     let entries = mock.with_timeline(|t| t.entries.len());
     if outcome != Outcome::Completed || violations > 0 {
-        eprintln!("error: the {name} bench ended {outcome:?} with {violations} violations");
+        eprintln!("error: the {kind} bench ended {outcome:?} with {violations} violations");
         std::process::exit(1);
     }
     (

@@ -10,6 +10,7 @@ use rollout_core::{
     Event, Instance, InstanceId, InstanceState, Outcome, Plan, RolloutContext, Route, RouteChange,
     ServiceRef, Strategy,
 };
+use rollout_core::{StrategyKind, Word};
 use serde_json::json;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ pub struct BlueGreen;
 #[async_trait]
 impl Strategy for BlueGreen {
     fn name(&self) -> &str {
-        "blue-green"
+        StrategyKind::BlueGreen.as_str()
     }
 
     async fn run(&self, ctx: &RolloutContext, plan: &Plan) -> Outcome {
@@ -51,7 +52,7 @@ impl Strategy for BlueGreen {
             });
             return outcome;
         }
-        let ops = match Ops::begin(ctx, plan, "blue-green").await {
+        let ops = match Ops::begin(ctx, plan, StrategyKind::BlueGreen).await {
             Ok(o) => o,
             Err(outcome) => return outcome,
         };

@@ -13,6 +13,7 @@ use rollout_core::{
     Event, Instance, InstanceId, Outcome, Plan, RolloutContext, Route, RouteChange, ServiceRef,
     Strategy,
 };
+use rollout_core::{StrategyKind, Word};
 use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -46,11 +47,11 @@ pub struct Canary;
 #[async_trait]
 impl Strategy for Canary {
     fn name(&self) -> &str {
-        "canary"
+        StrategyKind::Canary.as_str()
     }
 
     async fn run(&self, ctx: &RolloutContext, plan: &Plan) -> Outcome {
-        let ops = match Ops::begin(ctx, plan, "canary").await {
+        let ops = match Ops::begin(ctx, plan, StrategyKind::Canary).await {
             Ok(o) => o,
             Err(outcome) => return outcome,
         };

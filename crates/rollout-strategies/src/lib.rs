@@ -28,9 +28,9 @@
 //! - progress is reported as [`Event`](rollout_core::Event)s; nothing is
 //!   printed.
 //!
-//! [`by_name`] picks a strategy by its command-line name; anyone can add one
-//! by implementing [`rollout_core::Strategy`] (see
-//! `examples/custom-strategy`).
+//! [`built_in`] gives the strategy of a [`StrategyKind`] (what `--strategy`
+//! and `x-rollout.strategy` name); anyone can add one by implementing
+//! [`rollout_core::Strategy`] (see `examples/custom-strategy`).
 //!
 //! # Example
 //!
@@ -76,7 +76,7 @@ pub use canary::{Canary, OLD_WEIGHT};
 pub use ops::lock_holder;
 pub use rolling::Rolling;
 
-use rollout_core::{BackendError, JournalError, RouterError, Strategy};
+use rollout_core::{BackendError, JournalError, RouterError, Strategy, StrategyKind};
 
 /// Why a strategy could not take a step. It ends the rollout with
 /// [`Outcome::Failed`](rollout_core::Outcome::Failed) (or `RollbackFailed`
@@ -94,12 +94,12 @@ pub enum StrategyError {
     Journal(#[from] JournalError),
 }
 
-/// The strategy of a command-line name: `rolling`, `blue-green` or `canary`.
-pub fn by_name(name: &str) -> Option<Box<dyn Strategy>> {
-    match name {
-        "rolling" => Some(Box::new(Rolling)),
-        "blue-green" | "bluegreen" => Some(Box::new(BlueGreen)),
-        "canary" => Some(Box::new(Canary)),
-        _ => None,
+/// The built-in strategy of `kind`; its [`Strategy::name`] is the kind's
+/// spelling.
+pub fn built_in(kind: StrategyKind) -> Box<dyn Strategy> {
+    match kind {
+        StrategyKind::Rolling => Box::new(Rolling),
+        StrategyKind::BlueGreen => Box::new(BlueGreen),
+        StrategyKind::Canary => Box::new(Canary),
     }
 }

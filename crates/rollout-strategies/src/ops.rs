@@ -8,6 +8,7 @@ use rollout_core::backend::Failure;
 use rollout_core::journal::{JournalRecord, Phase, Step};
 use rollout_core::router::{DrainReport, DrainTicket};
 use rollout_core::strategy::CancelLevel;
+use rollout_core::StrategyKind;
 use rollout_core::{
     Event, Instance, InstanceId, InstanceState, Outcome, Plan, Revision, RolloutContext, Route,
     RouteChange, Target,
@@ -239,7 +240,7 @@ impl<'a> Ops<'a> {
     pub async fn begin(
         ctx: &'a RolloutContext,
         plan: &'a Plan,
-        strategy: &str,
+        strategy: StrategyKind,
     ) -> Result<Ops<'a>, Outcome> {
         let fail = |e: String| {
             let outcome = Outcome::Failed(e);

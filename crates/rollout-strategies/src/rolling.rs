@@ -12,6 +12,7 @@ use rollout_core::{
     Event, Instance, InstanceId, Outcome, Plan, Revision, RolloutContext, Route, RouteChange,
     Strategy,
 };
+use rollout_core::{StrategyKind, Word};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -94,14 +95,14 @@ struct Shared {
 #[async_trait]
 impl Strategy for Rolling {
     fn name(&self) -> &str {
-        "rolling"
+        StrategyKind::Rolling.as_str()
     }
 
     async fn run(&self, ctx: &RolloutContext, plan: &Plan) -> Outcome {
         if let TrafficLayout::Colours { .. } = plan.layout {
             return BlueGreen.run(ctx, plan).await;
         }
-        let ops = match Ops::begin(ctx, plan, "rolling").await {
+        let ops = match Ops::begin(ctx, plan, StrategyKind::Rolling).await {
             Ok(o) => o,
             Err(outcome) => return outcome,
         };
@@ -148,11 +149,7 @@ async fn with_failures(
 ) -> String {
     let plan = ops.plan;
     let cfg = &plan.update;
-    let action = match cfg.failure_action {
-        FailureAction::Pause => "pause",
-        FailureAction::Continue => "continue",
-        FailureAction::Rollback => "rollback",
-    };
+    let action = cfg.failure_action;
     let ratio = cfg.max_failure_ratio;
     let mut msg = if !cfg.ratio_crossed(failures, slots) {
         format!(
@@ -256,7 +253,8 @@ async fn roll(
         .filter(|i| i.is_ready() && after.is_routed(i))
         .count();
     let first_out = if cfg.order == Order::StopFirst {
-        first_round_out(&slots, cfg.workers(slots.len()), plan.replicas, serving)
+        let floor = cfg.stop_first_floor(plan.replicas, slots.len());
+        first_round_out(&slots, cfg.workers(slots.len()), floor, serving)
     } else {
         Vec::new()
     };
@@ -413,10 +411,9 @@ async fn roll(
 /// The stop-first slots (0-based) whose old instance can leave the routes
 /// before any worker starts: the first `workers` slots that replace a
 /// ready, routed instance, as long as what serves stays above the capacity
-/// floor (desired minus workers, as [`Pass::reserve`] keeps it) and is never
-/// the last instance.
-fn first_round_out(slots: &[Slot], workers: usize, replicas: usize, serving: usize) -> Vec<usize> {
-    let floor = replicas.saturating_sub(workers);
+/// `floor` (desired minus workers, as [`Pass::reserve`] keeps it) and is
+/// never the last instance.
+fn first_round_out(slots: &[Slot], workers: usize, floor: usize, serving: usize) -> Vec<usize> {
     let mut left = serving;
     let mut out = Vec::new();
     for (k, slot) in slots.iter().enumerate().take(workers) {
@@ -569,10 +566,8 @@ impl Pass<'_, '_> {
     /// and proceeds alone when none is, so that the pass never deadlocks.
     async fn reserve(&self) {
         let floor = self
-            .ops
-            .plan
-            .replicas
-            .saturating_sub(self.cfg.workers(self.slots.len()));
+            .cfg
+            .stop_first_floor(self.ops.plan.replicas, self.slots.len());
         let mut announced = false;
         loop {
             let wake = self.shared.capacity.notified();

@@ -17,13 +17,16 @@
 //! out-of-range value exits 2 naming the flag, through clap) and become a
 //! [`rollout_compose::Overrides`].
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
-use rollout_compose::{Flavor, LoadOptions, Overrides, StepOverride, StrategyKind};
+use rollout_compose::{Flavour, LoadOptions, Overrides, StepOverride};
+use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::Hold;
-use rollout_core::{parse_duration, FailureAction, Order};
+use rollout_core::{parse_duration, FailureAction, Order, StrategyKind, UnknownWord, Word};
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The plugin's name: `docker rollout`.
@@ -117,15 +120,15 @@ pub struct ComposeArgs {
 }
 
 impl ComposeArgs {
-    /// The options that load the project as `flavor` would.
-    pub fn load_options(&self, flavor: Flavor) -> LoadOptions {
+    /// The options that load the project as `flavour` would.
+    pub fn load_options(&self, flavour: Flavour) -> LoadOptions {
         LoadOptions {
             files: self.files.clone(),
             project_name: self.project_name.clone(),
             project_directory: self.project_directory.clone(),
             env_files: self.env_files.clone(),
             profiles: self.profiles.clone(),
-            flavor,
+            flavour,
             ..Default::default()
         }
     }
@@ -141,24 +144,14 @@ pub enum OutputFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum StrategyArg {
-    Rolling,
-    BlueGreen,
-    Canary,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum FailureActionArg {
-    Pause,
-    Continue,
-    Rollback,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OrderArg {
-    StopFirst,
-    StartFirst,
+/// A value parser for one of `rollout-core`'s words: clap offers, checks
+/// and lists in `--help` the spellings the Compose loader accepts too, and
+/// reads them with the same `FromStr`.
+fn word<W>() -> impl TypedValueParser<Value = W>
+where
+    W: Word + FromStr<Err = UnknownWord> + Clone + Send + Sync,
+{
+    PossibleValuesParser::new(W::spellings()).try_map(|s| s.parse::<W>())
 }
 
 /// Zero-downtime rollout of a Compose service.
@@ -208,8 +201,8 @@ struct Cli {
     profiles: Vec<String>,
 
     /// Strategy (default: x-rollout.strategy, else blue-green for a colour, else rolling).
-    #[arg(long, value_enum, help_heading = "Rollout")]
-    strategy: Option<StrategyArg>,
+    #[arg(long, value_parser = word::<StrategyKind>(), help_heading = "Rollout")]
+    strategy: Option<StrategyKind>,
     /// Print the plan and its simulated timeline without changing anything.
     #[arg(long, help_heading = "Rollout")]
     dry_run: bool,
@@ -235,8 +228,8 @@ struct Tuning {
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     delay: Option<Duration>,
     /// What to do when failures cross the ratio.
-    #[arg(long, value_enum)]
-    failure_action: Option<FailureActionArg>,
+    #[arg(long, value_parser = word::<FailureAction>())]
+    failure_action: Option<FailureAction>,
     /// How long a new instance is watched for failure, such as 30s.
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     monitor: Option<Duration>,
@@ -244,8 +237,8 @@ struct Tuning {
     #[arg(long, value_name = "RATIO", allow_negative_numbers = true, value_parser = ratio)]
     max_failure_ratio: Option<f32>,
     /// Start the new instance before stopping the old, or after.
-    #[arg(long, value_enum)]
-    order: Option<OrderArg>,
+    #[arg(long, value_parser = word::<Order>())]
+    order: Option<Order>,
     /// How long a new instance may take to be healthy.
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     start_timeout: Option<Duration>,
@@ -317,10 +310,10 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn ratio(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(format!("expected a ratio from 0 to 1, found {s:?}")),
-    }
+    s.parse::<f32>()
+        .ok()
+        .and_then(|r| failure_ratio(r.into()))
+        .ok_or_else(|| format!("expected {RATIO_EXPECTED}, found {s:?}"))
 }
 
 fn hold(s: &str) -> Result<Hold, String> {
@@ -422,24 +415,13 @@ impl Cli {
         };
         let t = self.tuning;
         let overrides = Overrides {
-            strategy: self.strategy.map(|s| match s {
-                StrategyArg::Rolling => StrategyKind::Rolling,
-                StrategyArg::BlueGreen => StrategyKind::BlueGreen,
-                StrategyArg::Canary => StrategyKind::Canary,
-            }),
+            strategy: self.strategy,
             parallelism: t.parallelism,
             delay: t.delay,
-            failure_action: t.failure_action.map(|a| match a {
-                FailureActionArg::Pause => FailureAction::Pause,
-                FailureActionArg::Continue => FailureAction::Continue,
-                FailureActionArg::Rollback => FailureAction::Rollback,
-            }),
+            failure_action: t.failure_action,
             monitor: t.monitor,
             max_failure_ratio: t.max_failure_ratio,
-            order: t.order.map(|o| match o {
-                OrderArg::StopFirst => Order::StopFirst,
-                OrderArg::StartFirst => Order::StartFirst,
-            }),
+            order: t.order,
             start_timeout: t.start_timeout,
             drain_timeout: t.drain_timeout,
             canary_steps: t.canary_steps.map(|s| s.0),
@@ -649,9 +631,9 @@ mod tests {
         assert_eq!(r.docker.hosts, ["unix:///x.sock"]);
         assert_eq!(r.compose.env_files, [PathBuf::from("a.env")]);
         assert_eq!(r.compose.profiles, ["p", "q"]);
-        let o = r.compose.load_options(Flavor::V1);
+        let o = r.compose.load_options(Flavour::V1);
         assert_eq!(o.profiles, ["p", "q"]);
-        assert_eq!(o.flavor, Flavor::V1);
+        assert_eq!(o.flavour, Flavour::V1);
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn run(
             }
             let outcome = drive::run(strategy, ctx, plan.clone(), &mut renderer, None, None).await;
             let elapsed = renderer.t();
-            let floor = rollout_mock::check::floor_for(&plan, &name);
+            let floor = view.strategy.floor(&plan);
             let violations =
                 mock.with_timeline(|tl| rollout_mock::check::check_timeline(tl, mark, floor));
             let capacity = mock.with_timeline(|tl| tl.render(mark));
@@ -161,7 +161,8 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollout_compose::{Flavor, LoadOptions, Overrides, Project, StrategyKind};
+    use rollout_compose::{Flavour, LoadOptions, Overrides, Project};
+    use rollout_core::StrategyKind;
     use std::path::PathBuf;
     use std::sync::Mutex;
 
@@ -185,7 +186,7 @@ mod tests {
         let project = Project::load(&LoadOptions {
             files: vec![dir.join("compose.yaml")],
             project_name: Some("shop".into()),
-            flavor: Flavor::V1,
+            flavour: Flavour::V1,
             ..Default::default()
         })
         .unwrap();
@@ -195,8 +196,8 @@ mod tests {
         let image = settings.image.clone().unwrap();
         let plan = settings.plan(Revision::new("new", image));
         let strategy: Arc<dyn Strategy> =
-            Arc::from(rollout_strategies::by_name(settings.strategy.name()).unwrap());
-        let mut view = PlanView::new(strategy.name(), &plan);
+            Arc::from(rollout_strategies::built_in(settings.strategy));
+        let mut view = PlanView::new(settings.strategy, &plan);
         view.proxy = settings.proxy.clone();
         (plan, view, strategy)
     }

@@ -12,13 +12,15 @@ use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
 use async_trait::async_trait;
-use rollout_compose::{Flavor, Project, Settings, StrategyKind};
+use rollout_compose::{Flavour, Project, Settings};
 use rollout_core::backend::{Diagnostics, Failure};
 use rollout_core::config::Timeouts;
 use rollout_core::journal::Journal;
 use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target};
 use rollout_core::strategy::{TrafficLayout, Verification, Verifier};
-use rollout_core::{Backend, Instance, InstanceId, Order, RouterError, ServiceRef, TrafficRouter};
+use rollout_core::{
+    Backend, Instance, InstanceId, Order, RouterError, ServiceRef, StrategyKind, TrafficRouter,
+};
 use rollout_core::{BackendError, Revision};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
@@ -43,52 +45,15 @@ pub struct Prepared {
     /// The service's settings with the command line's overrides.
     pub settings: Settings,
     /// Which Compose tool the project is used with.
-    pub flavor: Flavor,
+    pub flavour: Flavour,
     /// Warnings for the operator (printed before the rollout).
     pub warnings: Vec<String>,
 }
 
-/// Which Compose tool is installed: `ROLLOUT_COMPOSE=v1|v2` decides; else
-/// the `docker compose` plugin where one is installed, else `docker-compose`.
-pub fn detect_flavor(globals: &DockerGlobals) -> Flavor {
-    match std::env::var("ROLLOUT_COMPOSE").as_deref() {
-        Ok("v1") | Ok("docker-compose") => return Flavor::V1,
-        Ok("v2") | Ok("docker compose") => return Flavor::V2,
-        _ => {}
-    }
-    if compose_plugin_installed(globals) {
-        Flavor::V2
-    } else {
-        Flavor::V1
-    }
-}
-
-/// Whether the docker CLI has a `compose` plugin, looked for where the CLI
-/// looks (the config directory's cli-plugins, then the system folders).
-fn compose_plugin_installed(globals: &DockerGlobals) -> bool {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(c) = &globals.config {
-        dirs.push(c.join("cli-plugins"));
-    } else if let Some(c) = std::env::var_os("DOCKER_CONFIG") {
-        dirs.push(PathBuf::from(c).join("cli-plugins"));
-    } else if let Some(h) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(h).join(".docker/cli-plugins"));
-    }
-    for d in [
-        "/usr/local/lib/docker/cli-plugins",
-        "/usr/local/libexec/docker/cli-plugins",
-        "/usr/lib/docker/cli-plugins",
-        "/usr/libexec/docker/cli-plugins",
-    ] {
-        dirs.push(PathBuf::from(d));
-    }
-    dirs.iter().any(|d| d.join("docker-compose").is_file())
-}
-
 /// Loads the project and the service's settings; every error is bad input.
 pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
-    let flavor = detect_flavor(&req.docker);
-    let project = Project::load(&req.compose.load_options(flavor))
+    let flavour = rollout_docker::detect_flavour(req.docker.config.as_deref());
+    let project = Project::load(&req.compose.load_options(flavour))
         .map_err(|e| Fail::bad_input(e.to_string()))?;
     let mut settings = project
         .settings(&req.service)
@@ -115,7 +80,7 @@ pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
         if single && settings.strategy != StrategyKind::Rolling {
             return Err(Fail::bad_input(format!(
                 "{} cannot run old and new instances side by side ({why}), which {} needs\nhint: remove the host port or container_name, or use --strategy rolling",
-                settings.service, settings.strategy.name()
+                settings.service, settings.strategy
             )));
         }
         if single {
@@ -141,7 +106,7 @@ pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
     Ok(Prepared {
         project,
         settings,
-        flavor,
+        flavour,
         warnings,
     })
 }
@@ -214,9 +179,9 @@ fn absolute(p: &Path) -> PathBuf {
 /// The operator's Compose tool on this project: the same files, name,
 /// env files and profiles, run in the project directory.
 pub fn compose_cli(p: &Prepared, req: &RolloutRequest) -> ComposeCli {
-    let mut c = match p.flavor {
-        Flavor::V1 => ComposeCli::v1(),
-        Flavor::V2 => ComposeCli::v2(docker_args(&req.docker)),
+    let mut c = match p.flavour {
+        Flavour::V1 => ComposeCli::v1(),
+        Flavour::V2 => ComposeCli::v2(docker_args(&req.docker)),
     };
     for f in &p.project.files {
         c = c.file(absolute(f));

@@ -27,7 +27,7 @@ use drive::Interrupt;
 use fail::Fail;
 use output::Summary;
 use rollout_core::strategy::{Cancel, RolloutContext};
-use rollout_core::{exit, Revision};
+use rollout_core::{exit, Revision, Word};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,10 +128,9 @@ async fn rollout(
         let _ = writeln!(std::io::stderr(), "warning: {w}");
     }
     let settings = &prepared.settings;
-    let strategy_name = settings.strategy.name();
-    let strategy: Arc<dyn rollout_core::Strategy> = rollout_strategies::by_name(strategy_name)
-        .map(Arc::from)
-        .ok_or_else(|| Fail::bad_input(format!("unknown strategy {strategy_name:?}")))?;
+    let strategy_name = settings.strategy.as_str();
+    let strategy: Arc<dyn rollout_core::Strategy> =
+        Arc::from(rollout_strategies::built_in(settings.strategy));
     if req.dry_run {
         return dry_run(&req, &prepared, strategy, &mut irx).await;
     }
@@ -226,7 +225,7 @@ async fn dry_run(
         ),
     };
     let plan = settings.plan(target);
-    let mut view = plan::PlanView::new(strategy.name(), &plan);
+    let mut view = plan::PlanView::new(settings.strategy, &plan);
     view.proxy = settings.proxy.clone();
     view.upstream = settings.upstream.clone();
     let format = req.output;

@@ -2,15 +2,15 @@
 //! and the floor of serving capacity it keeps.
 
 use rollout_core::strategy::{Hold, Plan, TrafficLayout};
-use rollout_core::{format_duration, Order, Revision, UpdateConfig};
+use rollout_core::{format_duration, Revision, StrategyKind, UpdateConfig};
 use serde::Serialize;
 use std::fmt::Write as _;
 
 /// A plan as a person (or a script, in JSON) reads it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanView {
-    /// The strategy's name.
-    pub strategy: String,
+    /// The strategy.
+    pub strategy: StrategyKind,
     /// What serves now, as far as is known.
     pub from: Option<Revision>,
     /// How many instances serve now.
@@ -35,11 +35,11 @@ pub struct PlanView {
 
 impl PlanView {
     /// The view of `plan` run by `strategy`.
-    pub fn new(strategy: &str, plan: &Plan) -> Self {
+    pub fn new(strategy: StrategyKind, plan: &Plan) -> Self {
         let slots = plan.replicas;
         let workers = plan.update.workers(slots);
         let mut rounds = Vec::new();
-        if strategy == "rolling" {
+        if strategy == StrategyKind::Rolling {
             let mut left = slots;
             while left > 0 {
                 let n = workers.min(left);
@@ -48,26 +48,20 @@ impl PlanView {
             }
         }
         let weights = match strategy {
-            "canary" => plan.canary.steps.iter().map(|s| s.percent).collect(),
-            "blue-green" => vec![100],
-            _ => Vec::new(),
+            StrategyKind::Canary => plan.canary.steps.iter().map(|s| s.percent).collect(),
+            StrategyKind::BlueGreen => vec![100],
+            StrategyKind::Rolling => Vec::new(),
         };
         Self {
-            strategy: strategy.to_string(),
+            strategy,
             from: None,
             current_instances: 0,
             current_source: String::new(),
             proxy: None,
             upstream: None,
             rounds,
-            capacity_floor: match strategy {
-                "rolling" => rollout_mock::check::capacity_floor(plan.replicas, &plan.update),
-                _ => plan.replicas,
-            },
-            rollback_floor: match strategy {
-                "rolling" => rollout_mock::check::capacity_floor(plan.replicas, &plan.rollback),
-                _ => plan.replicas,
-            },
+            capacity_floor: strategy.update_floor(plan),
+            rollback_floor: strategy.rollback_floor(plan),
             weights,
             plan: plan.clone(),
         }
@@ -116,8 +110,8 @@ impl PlanView {
                     .unwrap_or("(found when the proxy is read)")
             );
         }
-        match self.strategy.as_str() {
-            "rolling" => {
+        match self.strategy {
+            StrategyKind::Rolling => {
                 let _ = writeln!(s, "  update:    {}", pace(&p.update));
                 let _ = writeln!(
                     s,
@@ -132,7 +126,7 @@ impl PlanView {
                 );
                 let _ = writeln!(s, "  rollback:  {}", pace(&p.rollback));
             }
-            "canary" => {
+            StrategyKind::Canary => {
                 let steps: Vec<String> = p
                     .canary
                     .steps
@@ -145,7 +139,7 @@ impl PlanView {
                     .collect();
                 let _ = writeln!(s, "  weights:   {}", steps.join(" -> "));
             }
-            _ => {
+            StrategyKind::BlueGreen => {
                 let _ = writeln!(
                     s,
                     "  switch:    every new instance healthy, then 100% of requests in one reload"
@@ -178,16 +172,9 @@ fn pace(u: &UpdateConfig) -> String {
     format!(
         "parallelism {}, {}, delay {}, failure_action {}, monitor {}, max_failure_ratio {}",
         u.parallelism,
-        match u.order {
-            Order::StartFirst => "start-first",
-            Order::StopFirst => "stop-first",
-        },
+        u.order,
         format_duration(u.delay),
-        match u.failure_action {
-            rollout_core::FailureAction::Pause => "pause",
-            rollout_core::FailureAction::Continue => "continue",
-            rollout_core::FailureAction::Rollback => "rollback",
-        },
+        u.failure_action,
         format_duration(u.monitor),
         u.max_failure_ratio
     )

@@ -4,10 +4,11 @@
 
 use rollout_core::event::EventSink;
 use rollout_core::strategy::{Cancel, TrafficLayout};
+use rollout_core::StrategyKind;
 use rollout_core::{
     Analysis, Event, Outcome, Plan, Revision, RolloutContext, ServiceRef, Strategy,
 };
-use rollout_mock::check::{check_end_from, check_timeline, floor_for, EndState};
+use rollout_mock::check::{check_end_from, check_timeline, EndState};
 use rollout_mock::{MemoryJournal, MockCluster, MockVerifier};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,7 +110,8 @@ pub async fn run(strategy: &dyn Strategy, env: &Env, plan: &Plan) -> (Outcome, V
 
 /// Every invariant over the whole run, and the end state for `outcome`.
 pub fn violations(env: &Env, plan: &Plan, strategy: &str, outcome: &Outcome) -> Vec<String> {
-    let floor = floor_for(plan, strategy);
+    let kind: StrategyKind = strategy.parse().expect("a built-in strategy's name");
+    let floor = kind.floor(plan);
     let mut v: Vec<String> = env
         .mock
         .with_timeline(|t| check_timeline(t, env.mark, floor))
