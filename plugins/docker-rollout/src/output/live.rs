@@ -21,7 +21,7 @@
 use super::style::{outcome_line, rev, stamp, stamped, Tone};
 use super::Sink;
 use rollout_core::router::Target;
-use rollout_core::strategy::Plan;
+use rollout_core::strategy::{Plan, StrategyKind};
 use rollout_core::{Event, InstanceId, Outcome};
 use std::collections::HashMap;
 use std::io::Write;
@@ -89,7 +89,8 @@ pub struct Live<W: Write> {
     out: W,
     colour: bool,
     width: usize,
-    strategy: String,
+    /// The built-in strategy the rollout runs, if it is one (a custom one names itself).
+    kind: Option<StrategyKind>,
     plan: Plan,
     hosts: HashMap<InstanceId, String>,
     slots: Vec<Slot>,
@@ -110,7 +111,7 @@ impl<W: Write> Live<W> {
             out,
             colour,
             width: width.max(20),
-            strategy: strategy.to_string(),
+            kind: strategy.parse().ok(),
             plan: plan.clone(),
             hosts: HashMap::new(),
             slots: vec![Slot::default(); plan.replicas],
@@ -363,7 +364,7 @@ impl<W: Write> Sink for Live<W> {
             }
             Event::InstanceHealthy { instance } => {
                 self.set(instance, State::Healthy);
-                if self.strategy == "rolling"
+                if self.kind == Some(StrategyKind::Rolling)
                     && !self.rolling_back
                     && self.new_healthy() == self.slots.len()
                 {

@@ -9,9 +9,8 @@
 use super::style::{outcome_line, rev, stamp, stamped, Tone};
 use super::Sink;
 use rollout_core::router::{DrainReport, Target};
-use rollout_core::strategy::{Plan, Verdict};
+use rollout_core::strategy::{Plan, StrategyKind, Verdict};
 use rollout_core::{format_duration, Event, InstanceId, Outcome};
-use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::time::Duration;
@@ -20,7 +19,8 @@ use std::time::Duration;
 pub struct Text<W: Write> {
     out: W,
     colour: bool,
-    strategy: String,
+    /// The built-in strategy the rollout runs, if it is one (a custom one names itself).
+    kind: Option<StrategyKind>,
     plan: Plan,
     hosts: HashMap<InstanceId, String>,
     new_instances: BTreeSet<InstanceId>,
@@ -37,7 +37,7 @@ impl<W: Write> Text<W> {
         Self {
             out,
             colour,
-            strategy: strategy.to_string(),
+            kind: strategy.parse().ok(),
             plan: plan.clone(),
             hosts: HashMap::new(),
             new_instances: BTreeSet::new(),
@@ -149,7 +149,7 @@ impl<W: Write> Sink for Text<W> {
                     text.push_str(" (resuming the rollout an earlier run left unfinished)");
                 }
                 self.line(t, Tone::Plain, &text);
-                if strategy == "rolling" {
+                if strategy.parse() == Ok(StrategyKind::Rolling) {
                     let u = &self.plan.update;
                     let pace = format!(
                         "{} at a time, {}, {} between slots, failure_action {}",
@@ -158,22 +158,22 @@ impl<W: Write> Sink for Text<W> {
                         } else {
                             u.parallelism.to_string()
                         },
-                        kebab(&u.order),
+                        u.order,
                         format_duration(u.delay),
-                        kebab(&u.failure_action),
+                        u.failure_action,
                     );
                     self.line(t, Tone::Dim, &pace);
                 }
             }
             Event::BatchStarted { index, size } => {
-                let text = if self.strategy == "canary" && *size == 0 {
+                let text = if self.kind == Some(StrategyKind::Canary) && *size == 0 {
                     format!("canary step {index}")
-                } else if self.strategy == "canary" {
+                } else if self.kind == Some(StrategyKind::Canary) {
                     format!(
                         "canary step {index}: launching {size} instance{}",
                         plural(*size)
                     )
-                } else if *size == 1 && self.strategy == "rolling" {
+                } else if *size == 1 && self.kind == Some(StrategyKind::Rolling) {
                     format!("slot {index} of {}", self.slots)
                 } else {
                     format!("batch {index}: {size} instance{}", plural(*size))
@@ -217,7 +217,7 @@ impl<W: Write> Sink for Text<W> {
                 };
                 self.waiting = None;
                 self.line(t, Tone::Good, &text);
-                if self.strategy == "rolling"
+                if self.kind == Some(StrategyKind::Rolling)
                     && self.new_healthy == self.slots
                     && self.new_instances.contains(instance)
                 {
@@ -424,14 +424,6 @@ fn plural(n: usize) -> &'static str {
     } else {
         "s"
     }
-}
-
-/// The kebab-case name serde gives a unit variant.
-fn kebab<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
