@@ -60,4 +60,4 @@ pub use dial::DockerCli;
 pub use endpoint::{resolve, Endpoint, GlobalFlags};
 pub use engine::Engine;
 pub use journal::DockerJournal;
-pub use proxy::ProxyContainer;
+pub use proxy::{ProxyContainer, ProxyServiceError};

@@ -24,7 +24,7 @@ use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
     ProxyContainer,
 };
-use rollout_nginx::proxy::{ConfigStore, Proxy, ProxyError};
+use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
 use rollout_nginx::ConfFile;
 use std::collections::HashMap;
@@ -481,40 +481,6 @@ impl Backend for CountedLaunches {
     }
 }
 
-/// The proxy container's config store, with a missing file reported as
-/// [`ProxyError::Missing`]: the engine answers 404 for a path that does not
-/// exist, which `rollout-docker` reports as a failed read, while the nginx
-/// router asks for files that may well not exist (the journal of a commit
-/// an earlier run left) and needs to tell the two apart.
-struct MissingAsMissing(Arc<dyn ConfigStore>);
-
-#[async_trait]
-impl ConfigStore for MissingAsMissing {
-    async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
-        self.0.read(path).await.map_err(|e| match e {
-            ProxyError::File {
-                proxy,
-                action: "read",
-                path,
-                reason,
-            } if reason == "no such file or container" => ProxyError::Missing { proxy, path },
-            e => e,
-        })
-    }
-
-    async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
-        self.0.write_in_place(path, bytes).await
-    }
-
-    async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
-        self.0.write_new(path, bytes).await
-    }
-
-    async fn remove(&self, path: &str) -> Result<(), ProxyError> {
-        self.0.remove(path).await
-    }
-}
-
 /// Sends a verification request from inside the proxy container (busybox
 /// `wget`), so that it travels the project's network as nginx's requests do.
 pub struct ProxyVerifier {
@@ -618,22 +584,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let open_router = async {
         let proxies: Vec<Proxy> =
             ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service))
-                .await
-                .map_err(|e| match e {
-                    // The engine answered: the proxy is what cannot be reached.
-                    BackendError::Unreachable { reason, .. }
-                        if reason.starts_with("no running container") =>
-                    {
-                        Fail::unreachable(format!("the proxy is not running: {reason}"))
-                    }
-                    e => Fail::from(e),
-                })?
-                .into_iter()
-                .map(|mut p| {
-                    p.files = Arc::new(MissingAsMissing(p.files.clone()));
-                    p
-                })
-                .collect();
+                .await?;
         let upstream = match &settings.upstream {
             Some(u) => u.clone(),
             None => {
