@@ -13,13 +13,10 @@ use crate::dry::Current;
 use crate::fail::Fail;
 use async_trait::async_trait;
 use rollout_compose::{Flavor, Project, Settings, StrategyKind};
-use rollout_core::backend::{Diagnostics, Failure};
-use rollout_core::config::Timeouts;
 use rollout_core::journal::Journal;
 use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target};
 use rollout_core::strategy::{TrafficLayout, Verification, Verifier};
 use rollout_core::{Backend, Instance, InstanceId, Order, RouterError, ServiceRef, TrafficRouter};
-use rollout_core::{BackendError, Revision};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
     ProxyContainer,
@@ -374,113 +371,6 @@ impl TrafficRouter for BackendIds {
     }
 }
 
-/// A backend whose launches never overlap the retirement of an instance.
-///
-/// The Docker backend launches through the Compose tool with `up --scale
-/// SERVICE=N`, N counted from the containers that exist just before, and
-/// Compose starts every stopped container of the service it scales. So a
-/// launch that overlaps another rolling worker's retirement (stop, then
-/// remove) either sees one container fewer than was counted and creates one
-/// too many, or starts the container being retired again. Here a launch
-/// waits until every instance whose stop has begun is removed (at most
-/// [`RETIRE_WAIT`]), and no stop begins while a launch runs; health waits,
-/// drains and the stops themselves still run in parallel.
-pub struct CountedLaunches {
-    inner: Arc<dyn Backend>,
-    gate: tokio::sync::Mutex<()>,
-    retiring: std::sync::Mutex<std::collections::HashSet<InstanceId>>,
-    removed: tokio::sync::Notify,
-}
-
-/// How long a launch waits for retirements under way to end.
-pub const RETIRE_WAIT: Duration = Duration::from_secs(120);
-
-impl CountedLaunches {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Backend>) -> Self {
-        Self {
-            inner,
-            gate: tokio::sync::Mutex::new(()),
-            retiring: std::sync::Mutex::new(Default::default()),
-            removed: tokio::sync::Notify::new(),
-        }
-    }
-
-    fn retiring(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<InstanceId>> {
-        self.retiring.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn done(&self, instance: &InstanceId) {
-        self.retiring().remove(instance);
-        self.removed.notify_waiters();
-    }
-}
-
-#[async_trait]
-impl Backend for CountedLaunches {
-    async fn instances(&self, service: &ServiceRef) -> Result<Vec<Instance>, BackendError> {
-        self.inner.instances(service).await
-    }
-
-    async fn launch(
-        &self,
-        service: &ServiceRef,
-        revision: &Revision,
-        count: usize,
-    ) -> Result<Vec<Instance>, BackendError> {
-        let _one = self.gate.lock().await;
-        let until = tokio::time::Instant::now() + RETIRE_WAIT;
-        loop {
-            let notified = self.removed.notified();
-            if self.retiring().is_empty() {
-                break;
-            }
-            if tokio::time::timeout_at(until, notified).await.is_err() {
-                break;
-            }
-        }
-        self.inner.launch(service, revision, count).await
-    }
-
-    async fn wait_healthy(
-        &self,
-        instance: &InstanceId,
-        timeouts: &Timeouts,
-    ) -> Result<Result<(), Failure>, BackendError> {
-        self.inner.wait_healthy(instance, timeouts).await
-    }
-
-    async fn watch_failures(
-        &self,
-        instances: &[InstanceId],
-        within: Duration,
-    ) -> Result<Option<(InstanceId, Failure)>, BackendError> {
-        self.inner.watch_failures(instances, within).await
-    }
-
-    async fn stop(&self, instance: &InstanceId, grace: Duration) -> Result<(), BackendError> {
-        {
-            let _one = self.gate.lock().await;
-            self.retiring().insert(instance.clone());
-        }
-        let r = self.inner.stop(instance, grace).await;
-        if r.is_err() {
-            self.done(instance);
-        }
-        r
-    }
-
-    async fn remove(&self, instance: &InstanceId) -> Result<(), BackendError> {
-        let r = self.inner.remove(instance).await;
-        self.done(instance);
-        r
-    }
-
-    async fn diagnostics(&self, instance: &InstanceId) -> Result<Diagnostics, BackendError> {
-        self.inner.diagnostics(instance).await
-    }
-}
-
 /// Sends a verification request from inside the proxy container (busybox
 /// `wget`), so that it travels the project's network as nginx's requests do.
 pub struct ProxyVerifier {
@@ -535,7 +425,7 @@ impl Verifier for ProxyVerifier {
 
 /// Everything a live rollout runs with.
 pub struct Wired {
-    /// The backend (launches and removals one at a time).
+    /// The backend (launches one at a time, never during a retirement).
     pub backend: Arc<dyn Backend>,
     /// Where the engine was reached, for messages.
     pub endpoint: String,
@@ -646,7 +536,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let journal = DockerJournal::new(engine);
     Ok(Wired {
         endpoint: backend.engine().endpoint().to_string(),
-        backend: Arc::new(CountedLaunches::new(backend)),
+        backend,
         router,
         journal: Arc::new(journal.clone()),
         docker_journal: journal,
