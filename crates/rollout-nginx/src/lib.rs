@@ -107,7 +107,8 @@
 //!
 //! The crate runs nothing: validating with `nginx -t`, writing the live
 //! file and reloading belong to the traffic router ([`router`]), which
-//! uses [`upstream`] for the edit.
+//! uses [`upstream`] for the edit; requests to instances sent from inside
+//! the proxy (verification, health probes) belong to [`verify`].
 #![deny(missing_docs)]
 
 mod config;
@@ -118,6 +119,7 @@ pub mod proxy;
 pub mod router;
 mod tree;
 pub mod upstream;
+pub mod verify;
 
 pub use config::{Config, FileError, Fs, LoadOptions, Source};
 pub use error::{LoadError, ParseError};

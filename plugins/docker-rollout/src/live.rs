@@ -15,14 +15,15 @@ use async_trait::async_trait;
 use rollout_compose::{Flavor, Project, Settings, StrategyKind};
 use rollout_core::journal::Journal;
 use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target};
-use rollout_core::strategy::{TrafficLayout, Verification, Verifier};
-use rollout_core::{Backend, Instance, InstanceId, Order, RouterError, ServiceRef, TrafficRouter};
+use rollout_core::strategy::{TrafficLayout, Verifier};
+use rollout_core::{Backend, InstanceId, Order, RouterError, ServiceRef, TrafficRouter};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
     ProxyContainer,
 };
 use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
+use rollout_nginx::verify::ProxyVerifier;
 use rollout_nginx::ConfFile;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -371,58 +372,6 @@ impl TrafficRouter for BackendIds {
     }
 }
 
-/// Sends a verification request from inside the proxy container (busybox
-/// `wget`), so that it travels the project's network as nginx's requests do.
-pub struct ProxyVerifier {
-    proxy: Proxy,
-    port: u16,
-}
-
-impl ProxyVerifier {
-    /// Requests from `proxy` to instances on `port`.
-    pub fn new(proxy: Proxy, port: u16) -> Self {
-        Self { proxy, port }
-    }
-}
-
-#[async_trait]
-impl Verifier for ProxyVerifier {
-    async fn verify(&self, instance: &Instance, check: &Verification) -> Result<(), String> {
-        let url = format!("http://{}:{}{}", instance.host, self.port, check.path);
-        let argv: Vec<String> = ["wget", "-q", "-S", "-T", "5", "-O", "-", &url]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let out = self
-            .proxy
-            .exec
-            .exec(&argv)
-            .await
-            .map_err(|e| e.to_string())?;
-        let headers = String::from_utf8_lossy(&out.stderr);
-        let status = headers
-            .lines()
-            .filter_map(|l| {
-                let l = l.trim();
-                l.strip_prefix("HTTP/")
-                    .and_then(|rest| rest.split_whitespace().nth(1))
-                    .and_then(|code| code.parse::<u16>().ok())
-            })
-            .next_back();
-        match status {
-            Some(s) if s == check.status => {}
-            Some(s) => return Err(format!("{url} answered {s}, expected {}", check.status)),
-            None => return Err(format!("{url}: no answer ({})", out.message())),
-        }
-        if let Some(needle) = &check.body_contains {
-            if !String::from_utf8_lossy(&out.stdout).contains(needle.as_str()) {
-                return Err(format!("{url}: the body does not contain {needle:?}"));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Everything a live rollout runs with.
 pub struct Wired {
     /// The backend (launches one at a time, never during a retirement).
@@ -473,8 +422,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     // a few hundred milliseconds) while the proxy is found and opened.
     let open_router = async {
         let proxies: Vec<Proxy> =
-            ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service))
-                .await?;
+            ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service)).await?;
         let upstream = match &settings.upstream {
             Some(u) => u.clone(),
             None => {
