@@ -24,7 +24,7 @@ use rollout_docker::{
 use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
 use rollout_nginx::verify::ProxyVerifier;
-use rollout_nginx::ConfFile;
+use rollout_nginx::{ConfFile, RoutingError};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -248,9 +248,8 @@ pub async fn current(engine: &Engine, compose: ComposeCli, settings: &Settings) 
     }
 }
 
-/// Finds the upstream that routes the service: the one upstream of the
-/// live config whose servers name the service (or its other colour), or one
-/// of its containers.
+/// Finds the upstream that routes the service (rollout-nginx decides which);
+/// a config that does not parse, or no such upstream, is bad input.
 pub fn find_upstream(
     conf: &[u8],
     path: &str,
@@ -266,38 +265,16 @@ pub fn find_upstream(
             format!("{path}: {e}")
         })
     })?;
-    let all = file.upstream_names();
-    let matches_name = |host: &str| {
-        names.iter().any(|n| {
-            host == n
-                || host.starts_with(&format!("{project}_{n}_"))
-                || host.starts_with(&format!("{project}-{n}-"))
-        })
-    };
-    let found: Vec<&String> = all
-        .iter()
-        .filter(|u| {
-            file.upstream(u).is_ok_and(|up| {
-                up.servers
-                    .iter()
-                    .any(|s| s.server.address.host().is_some_and(matches_name))
-            })
-        })
-        .collect();
-    match found.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(Fail::bad_input(format!(
-            "no upstream in {path} names {} (upstreams: {})\nhint: route the service through an upstream block (upstream backend {{ server {}:PORT; }}), or set x-rollout.upstream",
-            names.join(" or "),
-            if all.is_empty() { "none".to_string() } else { all.join(", ") },
-            names[0]
-        ))),
-        many => Err(Fail::bad_input(format!(
-            "several upstreams in {path} name {}: {}\nhint: say which with x-rollout.upstream",
-            names.join(" or "),
-            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-        ))),
-    }
+    file.upstream_routing(project, names).map_err(|e| {
+        let hint = match &e {
+            RoutingError::NoUpstream { names, .. } => format!(
+                "route the service through an upstream block (upstream backend {{ server {}:PORT; }}), or set x-rollout.upstream",
+                names[0]
+            ),
+            RoutingError::Several { .. } => "say which with x-rollout.upstream".to_string(),
+        };
+        Fail::bad_input(format!("{e}\nhint: {hint}"))
+    })
 }
 
 /// A router whose instance routes carry the backend's ids.
