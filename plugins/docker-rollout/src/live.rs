@@ -11,12 +11,10 @@
 use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
-use async_trait::async_trait;
 use rollout_compose::{Flavor, Project, Settings, StrategyKind};
 use rollout_core::journal::Journal;
-use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target};
 use rollout_core::strategy::{TrafficLayout, Verifier};
-use rollout_core::{Backend, InstanceId, Order, RouterError, ServiceRef, TrafficRouter};
+use rollout_core::{Backend, InstanceId, Order, ServiceRef, TrafficRouter};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
     ProxyContainer,
@@ -25,7 +23,6 @@ use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
 use rollout_nginx::verify::ProxyVerifier;
 use rollout_nginx::{ConfFile, RoutingError};
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -277,85 +274,13 @@ pub fn find_upstream(
     })
 }
 
-/// A router whose instance routes carry the backend's ids.
-///
-/// The nginx router knows instances only by the host its config names
-/// (the container name) and reports that as their id; the Docker backend
-/// knows them by container id. This wrapper gives the routes read back
-/// from the config the backend's ids, so that a strategy comparing the two
-/// (on resume) sees the same instance.
-pub struct BackendIds {
-    inner: Arc<dyn TrafficRouter>,
-    backend: Arc<dyn Backend>,
-    services: Vec<ServiceRef>,
-}
-
-impl BackendIds {
-    /// Wraps `inner`, naming instances of `services` as `backend` does.
-    pub fn new(
-        inner: Arc<dyn TrafficRouter>,
-        backend: Arc<dyn Backend>,
-        services: Vec<ServiceRef>,
-    ) -> Self {
-        Self {
-            inner,
-            backend,
-            services,
-        }
-    }
-}
-
-#[async_trait]
-impl TrafficRouter for BackendIds {
-    async fn routes(&self) -> Result<Vec<Route>, RouterError> {
-        let mut routes = self.inner.routes().await?;
-        if !routes
-            .iter()
-            .any(|r| matches!(r.target, Target::Instance { .. }))
-        {
-            return Ok(routes);
-        }
-        let mut by_host: HashMap<String, InstanceId> = HashMap::new();
-        for s in &self.services {
-            let found = self
-                .backend
-                .instances(s)
-                .await
-                .map_err(|e| RouterError::Other(e.to_string()))?;
-            for i in found {
-                by_host.insert(i.host.clone(), i.id.clone());
-            }
-        }
-        for r in &mut routes {
-            if let Target::Instance { id, host } = &mut r.target {
-                if let Some(real) = by_host.get(host.as_str()) {
-                    *id = real.clone();
-                }
-            }
-        }
-        Ok(routes)
-    }
-
-    async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError> {
-        self.inner.apply(change).await
-    }
-
-    async fn drain(
-        &self,
-        ticket: &DrainTicket,
-        timeout: Duration,
-    ) -> Result<DrainReport, RouterError> {
-        self.inner.drain(ticket, timeout).await
-    }
-}
-
 /// Everything a live rollout runs with.
 pub struct Wired {
     /// The backend (launches one at a time, never during a retirement).
     pub backend: Arc<dyn Backend>,
     /// Where the engine was reached, for messages.
     pub endpoint: String,
-    /// The router (nginx, with the backend's ids).
+    /// The router (nginx).
     pub router: Arc<dyn TrafficRouter>,
     /// The journal, kept with the engine.
     pub journal: Arc<dyn Journal>,
@@ -451,8 +376,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
             hosts.push((i.id, i.host));
         }
     }
-    let router: Arc<dyn TrafficRouter> =
-        Arc::new(BackendIds::new(Arc::new(nginx), backend.clone(), services));
+    let router: Arc<dyn TrafficRouter> = Arc::new(nginx);
     let verifier: Option<Arc<dyn Verifier>> = settings
         .blue_green
         .verify
