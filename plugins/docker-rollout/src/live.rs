@@ -11,10 +11,10 @@
 use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
-use rollout_compose::{Flavor, Project, Settings, StrategyKind};
+use rollout_compose::{Flavor, Project, Settings};
 use rollout_core::journal::Journal;
 use rollout_core::strategy::{TrafficLayout, Verifier};
-use rollout_core::{Backend, InstanceId, Order, ServiceRef, TrafficRouter};
+use rollout_core::{Backend, InstanceId, ServiceRef, TrafficRouter};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
     ProxyContainer,
@@ -92,47 +92,11 @@ pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
         .apply(&req.overrides)
         .map_err(|e| Fail::bad_input(e.to_string()))?;
     let mut warnings = project.warnings.clone();
-    if settings.proxy.is_none() {
-        return Err(Fail::bad_input(format!(
-            "no nginx service in front of {} in this project\nhint: add an nginx service whose config has `upstream backend {{ server {}:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy",
-            settings.service, settings.service.service
-        )));
-    }
-    if settings.image.is_none() {
-        return Err(Fail::bad_input(format!(
-            "service {} has no image: a rollout needs one to start new instances from\nhint: build it and give it an image: tag in the Compose file",
-            settings.service.service
-        )));
-    }
-    if !settings.side_by_side_conflicts.is_empty() {
-        let why = settings.side_by_side_conflicts.join("; ");
-        let single = settings.layout == TrafficLayout::Single;
-        if single && settings.strategy != StrategyKind::Rolling {
-            return Err(Fail::bad_input(format!(
-                "{} cannot run old and new instances side by side ({why}), which {} needs\nhint: remove the host port or container_name, or use --strategy rolling",
-                settings.service, settings.strategy.name()
-            )));
-        }
-        if single {
-            let workers = settings.update.workers(settings.replicas);
-            if settings.update.order == Order::StartFirst {
-                warnings.push(format!(
-                    "{} cannot run old and new instances side by side ({why}): falling back to stop-first",
-                    settings.service
-                ));
-                settings.update.order = Order::StopFirst;
-            }
-            if settings.rollback.order == Order::StartFirst {
-                settings.rollback.order = Order::StopFirst;
-            }
-            if workers >= settings.replicas {
-                return Err(Fail::bad_input(format!(
-                    "{} cannot run old and new instances side by side ({why}), and stop-first with {} replica{} would leave none serving\nhint: remove the host port or container_name, or run more replicas than --parallelism",
-                    settings.service, settings.replicas, if settings.replicas == 1 { "" } else { "s" }
-                )));
-            }
-        }
-    }
+    warnings.extend(
+        settings
+            .resolve()
+            .map_err(|e| Fail::bad_input(e.to_string()))?,
+    );
     Ok(Prepared {
         project,
         settings,
