@@ -1,5 +1,7 @@
 //! What can go wrong while loading a project, each error naming where.
 
+use rollout_core::ServiceRef;
+use rollout_core::StrategyKind;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -105,6 +107,40 @@ pub enum ComposeError {
         flag: &'static str,
         /// What is wrong.
         message: String,
+    },
+    /// No proxy service routes the service, and none is named.
+    #[error("no nginx service in front of {service} in this project\nhint: add an nginx service whose config has `upstream backend {{ server {}:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy", service.service)]
+    NoProxy {
+        /// The service rolled out.
+        service: ServiceRef,
+    },
+    /// The service has no image to start new instances from.
+    #[error("service {} has no image: a rollout needs one to start new instances from\nhint: build it and give it an image: tag in the Compose file", service.service)]
+    NoImage {
+        /// The service rolled out.
+        service: ServiceRef,
+    },
+    /// Old and new instances cannot run side by side (host ports,
+    /// `container_name`), and the strategy needs them to.
+    #[error("{service} cannot run old and new instances side by side ({why}), which {strategy} needs\nhint: remove the host port or container_name, or use --strategy rolling")]
+    NotSideBySide {
+        /// The service rolled out.
+        service: ServiceRef,
+        /// Why not, each reason apart by `; `.
+        why: String,
+        /// The strategy.
+        strategy: StrategyKind,
+    },
+    /// Old and new instances cannot run side by side, and stop-first would
+    /// stop every replica at once.
+    #[error("{service} cannot run old and new instances side by side ({why}), and stop-first with {replicas} replica{} would leave none serving\nhint: remove the host port or container_name, or run more replicas than --parallelism", if *.replicas == 1 { "" } else { "s" })]
+    NoneServing {
+        /// The service rolled out.
+        service: ServiceRef,
+        /// Why not, each reason apart by `; `.
+        why: String,
+        /// Its desired replicas.
+        replicas: usize,
     },
 }
 

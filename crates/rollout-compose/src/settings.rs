@@ -253,6 +253,57 @@ impl Settings {
         Ok(())
     }
 
+    /// Settles what the service's Compose definition forces on a rollout,
+    /// after the overrides: a rollout needs a proxy and an image; a service
+    /// with host ports or a `container_name` cannot run old and new
+    /// instances side by side, so a rolling update falls back to stop-first
+    /// (and its rollback too), and is refused when stop-first would leave no
+    /// replica serving, as is a strategy that needs both sets at once.
+    /// Returns the warnings for the operator.
+    pub fn resolve(&mut self) -> Result<Vec<String>, ComposeError> {
+        let mut warnings = Vec::new();
+        if self.proxy.is_none() {
+            return Err(ComposeError::NoProxy {
+                service: self.service.clone(),
+            });
+        }
+        if self.image.is_none() {
+            return Err(ComposeError::NoImage {
+                service: self.service.clone(),
+            });
+        }
+        if self.side_by_side_conflicts.is_empty() || self.layout != TrafficLayout::Single {
+            return Ok(warnings);
+        }
+        let why = self.side_by_side_conflicts.join("; ");
+        if self.strategy != StrategyKind::Rolling {
+            return Err(ComposeError::NotSideBySide {
+                service: self.service.clone(),
+                why,
+                strategy: self.strategy,
+            });
+        }
+        let workers = self.update.workers(self.replicas);
+        if self.update.order == Order::StartFirst {
+            warnings.push(format!(
+                "{} cannot run old and new instances side by side ({why}): falling back to stop-first",
+                self.service
+            ));
+            self.update.order = Order::StopFirst;
+        }
+        if self.rollback.order == Order::StartFirst {
+            self.rollback.order = Order::StopFirst;
+        }
+        if workers >= self.replicas {
+            return Err(ComposeError::NoneServing {
+                service: self.service.clone(),
+                why,
+                replicas: self.replicas,
+            });
+        }
+        Ok(warnings)
+    }
+
     /// The plan a strategy runs to bring the service to `target` (whose id
     /// the backend computes: the Compose config hash).
     pub fn plan(&self, target: Revision) -> Plan {

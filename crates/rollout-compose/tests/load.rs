@@ -609,6 +609,84 @@ fn host_ports_and_container_name_prevent_side_by_side() {
     assert!(why[1].contains("host port 8080"));
 }
 
+#[test]
+fn a_service_that_cannot_run_side_by_side_falls_back_to_stop_first_or_is_refused() {
+    let compose = |replicas: u32| {
+        format!(
+            "services:\n  app:\n    image: a\n    ports: [\"8080:80\"]\n    deploy:\n      replicas: {replicas}\n      update_config: {{order: start-first}}\n      rollback_config: {{order: start-first}}\n  nginx:\n    image: nginx\n"
+        )
+    };
+    let dir = TempDir::new(&[("compose.yaml", &compose(3))]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    let name = &p.name;
+    let mut s = p.settings("app").unwrap();
+    let warnings = s.resolve().unwrap();
+    assert_eq!(
+        warnings,
+        [format!(
+            "{name}/app cannot run old and new instances side by side (host port 8080 is published (ports at compose.yaml:4)): falling back to stop-first"
+        )]
+    );
+    assert_eq!(s.update.order, Order::StopFirst);
+    assert_eq!(s.rollback.order, Order::StopFirst);
+
+    // A strategy that needs both sets at once is refused.
+    let mut s = p.settings("app").unwrap();
+    s.apply(&Overrides {
+        strategy: Some(StrategyKind::Canary),
+        ..Default::default()
+    })
+    .unwrap();
+    let e = s.resolve().unwrap_err();
+    assert!(matches!(e, ComposeError::NotSideBySide { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!("{name}/app cannot run old and new instances side by side (host port 8080 is published (ports at compose.yaml:4)), which canary needs\nhint: remove the host port or container_name, or use --strategy rolling")
+    );
+
+    // Stop-first over every replica at once would leave none serving.
+    let mut s = p.settings("app").unwrap();
+    s.apply(&Overrides {
+        parallelism: Some(0),
+        ..Default::default()
+    })
+    .unwrap();
+    let e = s.resolve().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{name}/app cannot run old and new instances side by side (host port 8080 is published (ports at compose.yaml:4)), and stop-first with 3 replicas would leave none serving\nhint: remove the host port or container_name, or run more replicas than --parallelism")
+    );
+    let one = TempDir::new(&[("compose.yaml", &compose(1))]);
+    let p = Project::load(&opts(&one.0)).unwrap();
+    let e = p.settings("app").unwrap().resolve().unwrap_err();
+    assert!(
+        e.to_string().contains("stop-first with 1 replica would"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_rollout_needs_a_proxy_and_an_image() {
+    let dir = TempDir::new(&[(
+        "compose.yaml",
+        "services:\n  app:\n    build: .\n  api:\n    image: api\n  nginx:\n    image: nginx\n",
+    )]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    let e = p.settings("app").unwrap().resolve().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "service app has no image: a rollout needs one to start new instances from\nhint: build it and give it an image: tag in the Compose file"
+    );
+    let mut s = p.settings("api").unwrap();
+    assert_eq!(s.resolve().unwrap(), Vec::<String>::new());
+    s.proxy = None;
+    let e = s.resolve().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("no nginx service in front of {}/api in this project\nhint: add an nginx service whose config has `upstream backend {{ server api:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy", p.name)
+    );
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
     /// Any value in any field we read gives a result or an error, never a panic.

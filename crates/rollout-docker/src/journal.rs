@@ -188,36 +188,29 @@ impl DockerJournal {
 }
 
 /// Whether `holder` (`USER@HOST pid N`, as `rollout_strategies::lock_holder`
-/// writes it) is a process of this machine that no longer exists: a run
-/// killed with SIGKILL (or a crash) leaves its lock behind, and the next run
-/// on the same machine may take it over to finish what the dead one started.
-/// A holder of another host, or whose process still exists, is never judged
+/// writes it) is a process that no longer exists on the machine of `asking`,
+/// the holder that asks for the lock now: a run killed with SIGKILL (or a
+/// crash) leaves its lock behind, and the next run on the same machine may
+/// take it over to finish what the dead one started. The journal forms no
+/// identity of its own: the asking holder says which host this is (its
+/// writer reads the kernel's host name). A holder of another host, or whose
+/// process still exists, or either not written that way, is never judged
 /// dead.
-fn holder_died_here(holder: &str) -> bool {
-    let Some((user_host, pid)) = holder.rsplit_once(" pid ") else {
+fn holder_died_here(holder: &str, asking: &str) -> bool {
+    let (Some((host, pid)), Some((here, _))) = (host_and_pid(holder), host_and_pid(asking)) else {
         return false;
     };
-    let Some((_, host)) = user_host.split_once('@') else {
-        return false;
-    };
-    let Ok(pid) = pid.trim().parse::<u32>() else {
-        return false;
-    };
-    host == this_host()
+    host == here
         && pid != std::process::id()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         && std::path::Path::new("/proc/self").exists()
 }
 
-/// This machine's host name, found as `rollout_strategies::lock_holder` finds
-/// it: the kernel's, else `$HOSTNAME`, else `localhost`.
-fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
+/// The host and process id of a holder written as `USER@HOST pid N`.
+fn host_and_pid(holder: &str) -> Option<(&str, u32)> {
+    let (user_host, pid) = holder.rsplit_once(" pid ")?;
+    let (_, host) = user_host.split_once('@')?;
+    Some((host, pid.trim().parse().ok()?))
 }
 
 fn lock_name(service: &ServiceRef) -> String {
@@ -254,20 +247,20 @@ impl Journal for DockerJournal {
             {
                 Created::Ours => return Ok(()),
                 Created::Taken => {
-                    let (holder, since) = self
+                    let (held_by, since) = self
                         .holder(service)
                         .await?
                         .unwrap_or_else(|| ("someone who just let go".into(), "now".into()));
                     if !broke
-                        && holder_died_here(&holder)
-                        && self.break_lock(service, &holder).await?
+                        && holder_died_here(&held_by, holder)
+                        && self.break_lock(service, &held_by).await?
                     {
                         broke = true;
                         continue;
                     }
                     return Err(JournalError::Locked {
                         service: who,
-                        holder,
+                        holder: held_by,
                         since,
                     });
                 }
@@ -370,18 +363,30 @@ mod tests {
 
     #[test]
     fn only_a_gone_process_of_this_host_is_a_dead_holder() {
-        let host = this_host();
+        let host = "build-7";
+        let asking = format!("bob@{host} pid {}", std::process::id());
         // pid_max is at most 2^22 on Linux: this pid cannot exist.
-        assert!(holder_died_here(&format!("ann@{host} pid 4999999")));
+        assert!(holder_died_here(
+            &format!("ann@{host} pid 4999999"),
+            &asking
+        ));
         // Alive: this very process, and pid 1.
-        assert!(!holder_died_here(&format!(
-            "ann@{host} pid {}",
-            std::process::id()
-        )));
-        assert!(!holder_died_here(&format!("ann@{host} pid 1")));
+        assert!(!holder_died_here(
+            &format!("ann@{host} pid {}", std::process::id()),
+            &asking
+        ));
+        assert!(!holder_died_here(&format!("ann@{host} pid 1"), &asking));
         // Another host, or a holder not written by lock_holder: never judged dead.
-        assert!(!holder_died_here("ann@elsewhere.example pid 4999999"));
-        assert!(!holder_died_here("someone who just let go"));
-        assert!(!holder_died_here(&format!("ann@{host} pid x")));
+        assert!(!holder_died_here(
+            "ann@elsewhere.example pid 4999999",
+            &asking
+        ));
+        assert!(!holder_died_here("someone who just let go", &asking));
+        assert!(!holder_died_here(&format!("ann@{host} pid x"), &asking));
+        // Nor when the one asking does not say where it runs.
+        assert!(!holder_died_here(
+            &format!("ann@{host} pid 4999999"),
+            "custom-strategy pid 7"
+        ));
     }
 }

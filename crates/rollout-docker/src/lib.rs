@@ -27,7 +27,10 @@
 //!   labels, networks, volumes and the config hash are exactly Compose's,
 //!   and a later `docker compose up -d` leaves them alone. An older revision
 //!   (a rollback) is created from the saved create-config of one of its
-//!   containers ([`spec`]), with the same labels and hash.
+//!   containers ([`spec`]), with the same labels and hash. Compose scales
+//!   to a total and starts every stopped container it scales, so launches
+//!   run one at a time and never while an instance is being retired (the
+//!   launch gate of [`backend`]): every user of [`DockerBackend`] gets it.
 //! - **Health comes from the engine's events**, not from polling: a
 //!   `health_status` or `die` event ends the wait, bounded by the start
 //!   timeout. A container with no healthcheck and no configured probe is an
@@ -61,4 +64,4 @@ pub use dial::DockerCli;
 pub use endpoint::{resolve, Endpoint, GlobalFlags};
 pub use engine::Engine;
 pub use journal::DockerJournal;
-pub use proxy::ProxyContainer;
+pub use proxy::{ProxyContainer, ProxyServiceError};

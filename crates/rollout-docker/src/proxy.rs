@@ -34,6 +34,21 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Why the proxy replicas of a service could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyServiceError {
+    /// The engine answered, and no container of the service runs: the proxy
+    /// is what cannot be reached.
+    #[error("the proxy is not running: no running container of the proxy service {service}\nhint: start it with docker compose up -d {}", service.service)]
+    NotRunning {
+        /// The proxy service.
+        service: ServiceRef,
+    },
+    /// The engine could not be asked.
+    #[error(transparent)]
+    Engine(#[from] BackendError),
+}
+
 /// An nginx container reached through the engine: implements
 /// [`ProxyExec`] and [`ConfigStore`].
 #[derive(Debug, Clone)]
@@ -69,7 +84,7 @@ impl ProxyContainer {
     pub async fn of_service(
         engine: &Engine,
         service: &ServiceRef,
-    ) -> Result<Vec<Proxy>, BackendError> {
+    ) -> Result<Vec<Proxy>, ProxyServiceError> {
         let filters = HashMap::from([
             (
                 "label".to_string(),
@@ -90,12 +105,8 @@ impl ProxyContainer {
             .await
             .map_err(|e| engine.error(e))?;
         if found.is_empty() {
-            return Err(BackendError::Unreachable {
-                endpoint: engine.endpoint().to_string(),
-                reason: format!(
-                    "no running container of the proxy service {service}\nhint: start it with docker compose up -d {}",
-                    service.service
-                ),
+            return Err(ProxyServiceError::NotRunning {
+                service: service.clone(),
             });
         }
         let mut proxies: Vec<Proxy> = found
@@ -348,12 +359,18 @@ impl ConfigStore for ProxyContainer {
             .download_from_container(&self.container, Some(options));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
-                let reason = if status(&e) == Some(404) {
-                    "no such file or container".to_string()
+                // The engine answers 404 for a path that does not exist (and
+                // for a container that is gone): the router asks for files
+                // that may well not exist (the journal of a commit an earlier
+                // run left) and needs to tell that apart from a failed read.
+                if status(&e) == Some(404) {
+                    ProxyError::Missing {
+                        proxy: self.container.clone(),
+                        path: path.to_string(),
+                    }
                 } else {
-                    self.engine.error(e).to_string()
-                };
-                self.file_error("read", path, reason)
+                    self.file_error("read", path, self.engine.error(e).to_string())
+                }
             })?;
             archive.extend_from_slice(&chunk);
         }

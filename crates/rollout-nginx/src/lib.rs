@@ -16,7 +16,8 @@
 //!   (`ngx_conf_read_token`), on bytes, so invalid UTF-8 and CRLF pass
 //!   through. Read it through [`Directive`], [`Word`] and [`Comment`] views.
 //! - [`Config`]: the main file and its includes, resolved as nginx does.
-//! - [`upstream`]: read and rewrite `upstream` blocks.
+//! - [`upstream`]: read and rewrite `upstream` blocks;
+//!   [`ConfFile::upstream_routing`] finds the one that routes a service.
 //!
 //! # The tokenizer
 //!
@@ -107,7 +108,8 @@
 //!
 //! The crate runs nothing: validating with `nginx -t`, writing the live
 //! file and reloading belong to the traffic router ([`router`]), which
-//! uses [`upstream`] for the edit.
+//! uses [`upstream`] for the edit; requests to instances sent from inside
+//! the proxy (verification, health probes) belong to [`verify`].
 #![deny(missing_docs)]
 
 mod config;
@@ -117,11 +119,14 @@ mod json;
 mod parse;
 pub mod proxy;
 pub mod router;
+mod routing;
 mod tree;
 pub mod upstream;
+pub mod verify;
 
 pub use config::{Config, FileError, Fs, LoadOptions, Source};
 pub use error::{LoadError, ParseError};
 pub use json::{ArgStyle, JsonOptions};
 pub use parse::MAX_TOKEN;
+pub use routing::RoutingError;
 pub use tree::{Comment, ConfFile, Directive, Item, Items, Quote, Word};

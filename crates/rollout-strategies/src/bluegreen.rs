@@ -579,7 +579,7 @@ async fn colours_inner(
             Ok(new) => new,
             Err(outcome) => return Ok(outcome),
         };
-        let routes = ops.ctx.router.routes().await?;
+        let routes = ops.routes(&[]).await?;
         ticket = ops.route(only(&routes, gname)).await?;
         ops.ctx
             .events

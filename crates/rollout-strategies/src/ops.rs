@@ -454,10 +454,48 @@ impl<'a> Ops<'a> {
 
     /// The instances of a service and the routes.
     pub async fn view(&self, service: &rollout_core::ServiceRef) -> Res<View> {
-        Ok(View::new(
-            self.ctx.backend.instances(service).await?,
-            self.ctx.router.routes().await?,
-        ))
+        let instances = self.ctx.backend.instances(service).await?;
+        let routes = self.routes(&instances).await?;
+        Ok(View::new(instances, routes))
+    }
+
+    /// The router's routes, each instance route naming the instance its
+    /// host is as the backend knows it.
+    ///
+    /// A router may know instances only by the host its config names (nginx
+    /// reads container names back from its file and reports them as ids);
+    /// the backend knows them by its own ids (container ids). Strategies
+    /// compare routes with instances by id (on resume above all), so a route
+    /// takes the id of the instance of the plan's services with its host.
+    /// `known` are instances at hand; the services are listed only when a
+    /// routed host is not among them.
+    pub async fn routes(&self, known: &[Instance]) -> Res<Vec<Route>> {
+        let mut routes = self.ctx.router.routes().await?;
+        let mut by_host: HashMap<&str, &InstanceId> =
+            known.iter().map(|i| (i.host.as_str(), &i.id)).collect();
+        let unknown = routes.iter().any(|r| {
+            matches!(&r.target, Target::Instance { host, .. } if !by_host.contains_key(host.as_str()))
+        });
+        let mut listed = Vec::new();
+        if unknown {
+            let mut services = vec![&self.plan.service];
+            if let rollout_core::strategy::TrafficLayout::Colours { other, .. } = &self.plan.layout
+            {
+                services.push(other);
+            }
+            for s in services {
+                listed.extend(self.ctx.backend.instances(s).await?);
+            }
+            by_host = listed.iter().map(|i| (i.host.as_str(), &i.id)).collect();
+        }
+        for r in &mut routes {
+            if let Target::Instance { id, host } = &mut r.target {
+                if let Some(real) = by_host.get(host.as_str()) {
+                    *id = (*real).clone();
+                }
+            }
+        }
+        Ok(routes)
     }
 
     /// Launches one instance of `rev`. `Ok(Err(_))` is a launch that failed

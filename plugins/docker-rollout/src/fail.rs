@@ -1,6 +1,7 @@
 //! Why a rollout could not start, with the exit code it means.
 
 use rollout_core::{exit, BackendError, JournalError, RouterError};
+use rollout_docker::ProxyServiceError;
 use std::fmt;
 
 /// An error before (or around) the strategy's run, carrying its exit code.
@@ -56,6 +57,16 @@ impl From<BackendError> for Fail {
     }
 }
 
+impl From<ProxyServiceError> for Fail {
+    fn from(e: ProxyServiceError) -> Self {
+        match e {
+            // The engine answered: the proxy is what cannot be reached.
+            ProxyServiceError::NotRunning { .. } => Fail::unreachable(e.to_string()),
+            ProxyServiceError::Engine(e) => Fail::from(e),
+        }
+    }
+}
+
 impl From<RouterError> for Fail {
     fn from(e: RouterError) -> Self {
         match e {
@@ -97,5 +108,13 @@ mod tests {
         );
         assert_eq!(Fail::from(RouterError::Reload("refused".into())).code, 1);
         assert_eq!(Fail::from(JournalError::Storage("disk".into())).code, 1);
+        let stopped = Fail::from(ProxyServiceError::NotRunning {
+            service: rollout_core::ServiceRef::new("shop", "nginx"),
+        });
+        assert_eq!(stopped.code, 6);
+        assert_eq!(
+            stopped.message,
+            "the proxy is not running: no running container of the proxy service shop/nginx\nhint: start it with docker compose up -d nginx"
+        );
     }
 }

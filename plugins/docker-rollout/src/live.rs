@@ -11,25 +11,18 @@
 use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
-use async_trait::async_trait;
 use rollout_compose::{Flavour, Project, Settings};
-use rollout_core::backend::{Diagnostics, Failure};
-use rollout_core::config::Timeouts;
 use rollout_core::journal::Journal;
-use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target};
-use rollout_core::strategy::{TrafficLayout, Verification, Verifier};
-use rollout_core::{
-    Backend, Instance, InstanceId, Order, RouterError, ServiceRef, StrategyKind, TrafficRouter,
-};
-use rollout_core::{BackendError, Revision};
+use rollout_core::strategy::{TrafficLayout, Verifier};
+use rollout_core::{Backend, InstanceId, ServiceRef, TrafficRouter};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
     ProxyContainer,
 };
-use rollout_nginx::proxy::{ConfigStore, Proxy, ProxyError};
+use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
-use rollout_nginx::ConfFile;
-use std::collections::HashMap;
+use rollout_nginx::verify::ProxyVerifier;
+use rollout_nginx::{ConfFile, RoutingError};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,47 +55,11 @@ pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
         .apply(&req.overrides)
         .map_err(|e| Fail::bad_input(e.to_string()))?;
     let mut warnings = project.warnings.clone();
-    if settings.proxy.is_none() {
-        return Err(Fail::bad_input(format!(
-            "no nginx service in front of {} in this project\nhint: add an nginx service whose config has `upstream backend {{ server {}:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy",
-            settings.service, settings.service.service
-        )));
-    }
-    if settings.image.is_none() {
-        return Err(Fail::bad_input(format!(
-            "service {} has no image: a rollout needs one to start new instances from\nhint: build it and give it an image: tag in the Compose file",
-            settings.service.service
-        )));
-    }
-    if !settings.side_by_side_conflicts.is_empty() {
-        let why = settings.side_by_side_conflicts.join("; ");
-        let single = settings.layout == TrafficLayout::Single;
-        if single && settings.strategy != StrategyKind::Rolling {
-            return Err(Fail::bad_input(format!(
-                "{} cannot run old and new instances side by side ({why}), which {} needs\nhint: remove the host port or container_name, or use --strategy rolling",
-                settings.service, settings.strategy
-            )));
-        }
-        if single {
-            let workers = settings.update.workers(settings.replicas);
-            if settings.update.order == Order::StartFirst {
-                warnings.push(format!(
-                    "{} cannot run old and new instances side by side ({why}): falling back to stop-first",
-                    settings.service
-                ));
-                settings.update.order = Order::StopFirst;
-            }
-            if settings.rollback.order == Order::StartFirst {
-                settings.rollback.order = Order::StopFirst;
-            }
-            if workers >= settings.replicas {
-                return Err(Fail::bad_input(format!(
-                    "{} cannot run old and new instances side by side ({why}), and stop-first with {} replica{} would leave none serving\nhint: remove the host port or container_name, or run more replicas than --parallelism",
-                    settings.service, settings.replicas, if settings.replicas == 1 { "" } else { "s" }
-                )));
-            }
-        }
-    }
+    warnings.extend(
+        settings
+            .resolve()
+            .map_err(|e| Fail::bad_input(e.to_string()))?,
+    );
     Ok(Prepared {
         project,
         settings,
@@ -215,9 +172,8 @@ pub async fn current(engine: &Engine, compose: ComposeCli, settings: &Settings) 
     }
 }
 
-/// Finds the upstream that routes the service: the one upstream of the
-/// live config whose servers name the service (or its other colour), or one
-/// of its containers.
+/// Finds the upstream that routes the service (rollout-nginx decides which);
+/// a config that does not parse, or no such upstream, is bad input.
 pub fn find_upstream(
     conf: &[u8],
     path: &str,
@@ -233,312 +189,25 @@ pub fn find_upstream(
             format!("{path}: {e}")
         })
     })?;
-    let all = file.upstream_names();
-    let matches_name = |host: &str| {
-        names.iter().any(|n| {
-            host == n
-                || host.starts_with(&format!("{project}_{n}_"))
-                || host.starts_with(&format!("{project}-{n}-"))
-        })
-    };
-    let found: Vec<&String> = all
-        .iter()
-        .filter(|u| {
-            file.upstream(u).is_ok_and(|up| {
-                up.servers
-                    .iter()
-                    .any(|s| s.server.address.host().is_some_and(matches_name))
-            })
-        })
-        .collect();
-    match found.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(Fail::bad_input(format!(
-            "no upstream in {path} names {} (upstreams: {})\nhint: route the service through an upstream block (upstream backend {{ server {}:PORT; }}), or set x-rollout.upstream",
-            names.join(" or "),
-            if all.is_empty() { "none".to_string() } else { all.join(", ") },
-            names[0]
-        ))),
-        many => Err(Fail::bad_input(format!(
-            "several upstreams in {path} name {}: {}\nhint: say which with x-rollout.upstream",
-            names.join(" or "),
-            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-        ))),
-    }
-}
-
-/// A router whose instance routes carry the backend's ids.
-///
-/// The nginx router knows instances only by the host its config names
-/// (the container name) and reports that as their id; the Docker backend
-/// knows them by container id. This wrapper gives the routes read back
-/// from the config the backend's ids, so that a strategy comparing the two
-/// (on resume) sees the same instance.
-pub struct BackendIds {
-    inner: Arc<dyn TrafficRouter>,
-    backend: Arc<dyn Backend>,
-    services: Vec<ServiceRef>,
-}
-
-impl BackendIds {
-    /// Wraps `inner`, naming instances of `services` as `backend` does.
-    pub fn new(
-        inner: Arc<dyn TrafficRouter>,
-        backend: Arc<dyn Backend>,
-        services: Vec<ServiceRef>,
-    ) -> Self {
-        Self {
-            inner,
-            backend,
-            services,
-        }
-    }
-}
-
-#[async_trait]
-impl TrafficRouter for BackendIds {
-    async fn routes(&self) -> Result<Vec<Route>, RouterError> {
-        let mut routes = self.inner.routes().await?;
-        if !routes
-            .iter()
-            .any(|r| matches!(r.target, Target::Instance { .. }))
-        {
-            return Ok(routes);
-        }
-        let mut by_host: HashMap<String, InstanceId> = HashMap::new();
-        for s in &self.services {
-            let found = self
-                .backend
-                .instances(s)
-                .await
-                .map_err(|e| RouterError::Other(e.to_string()))?;
-            for i in found {
-                by_host.insert(i.host.clone(), i.id.clone());
-            }
-        }
-        for r in &mut routes {
-            if let Target::Instance { id, host } = &mut r.target {
-                if let Some(real) = by_host.get(host.as_str()) {
-                    *id = real.clone();
-                }
-            }
-        }
-        Ok(routes)
-    }
-
-    async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError> {
-        self.inner.apply(change).await
-    }
-
-    async fn drain(
-        &self,
-        ticket: &DrainTicket,
-        timeout: Duration,
-    ) -> Result<DrainReport, RouterError> {
-        self.inner.drain(ticket, timeout).await
-    }
-}
-
-/// A backend whose launches never overlap the retirement of an instance.
-///
-/// The Docker backend launches through the Compose tool with `up --scale
-/// SERVICE=N`, N counted from the containers that exist just before, and
-/// Compose starts every stopped container of the service it scales. So a
-/// launch that overlaps another rolling worker's retirement (stop, then
-/// remove) either sees one container fewer than was counted and creates one
-/// too many, or starts the container being retired again. Here a launch
-/// waits until every instance whose stop has begun is removed (at most
-/// [`RETIRE_WAIT`]), and no stop begins while a launch runs; health waits,
-/// drains and the stops themselves still run in parallel.
-pub struct CountedLaunches {
-    inner: Arc<dyn Backend>,
-    gate: tokio::sync::Mutex<()>,
-    retiring: std::sync::Mutex<std::collections::HashSet<InstanceId>>,
-    removed: tokio::sync::Notify,
-}
-
-/// How long a launch waits for retirements under way to end.
-pub const RETIRE_WAIT: Duration = Duration::from_secs(120);
-
-impl CountedLaunches {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Backend>) -> Self {
-        Self {
-            inner,
-            gate: tokio::sync::Mutex::new(()),
-            retiring: std::sync::Mutex::new(Default::default()),
-            removed: tokio::sync::Notify::new(),
-        }
-    }
-
-    fn retiring(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<InstanceId>> {
-        self.retiring.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn done(&self, instance: &InstanceId) {
-        self.retiring().remove(instance);
-        self.removed.notify_waiters();
-    }
-}
-
-#[async_trait]
-impl Backend for CountedLaunches {
-    async fn instances(&self, service: &ServiceRef) -> Result<Vec<Instance>, BackendError> {
-        self.inner.instances(service).await
-    }
-
-    async fn launch(
-        &self,
-        service: &ServiceRef,
-        revision: &Revision,
-        count: usize,
-    ) -> Result<Vec<Instance>, BackendError> {
-        let _one = self.gate.lock().await;
-        let until = tokio::time::Instant::now() + RETIRE_WAIT;
-        loop {
-            let notified = self.removed.notified();
-            if self.retiring().is_empty() {
-                break;
-            }
-            if tokio::time::timeout_at(until, notified).await.is_err() {
-                break;
-            }
-        }
-        self.inner.launch(service, revision, count).await
-    }
-
-    async fn wait_healthy(
-        &self,
-        instance: &InstanceId,
-        timeouts: &Timeouts,
-    ) -> Result<Result<(), Failure>, BackendError> {
-        self.inner.wait_healthy(instance, timeouts).await
-    }
-
-    async fn watch_failures(
-        &self,
-        instances: &[InstanceId],
-        within: Duration,
-    ) -> Result<Option<(InstanceId, Failure)>, BackendError> {
-        self.inner.watch_failures(instances, within).await
-    }
-
-    async fn stop(&self, instance: &InstanceId, grace: Duration) -> Result<(), BackendError> {
-        {
-            let _one = self.gate.lock().await;
-            self.retiring().insert(instance.clone());
-        }
-        let r = self.inner.stop(instance, grace).await;
-        if r.is_err() {
-            self.done(instance);
-        }
-        r
-    }
-
-    async fn remove(&self, instance: &InstanceId) -> Result<(), BackendError> {
-        let r = self.inner.remove(instance).await;
-        self.done(instance);
-        r
-    }
-
-    async fn diagnostics(&self, instance: &InstanceId) -> Result<Diagnostics, BackendError> {
-        self.inner.diagnostics(instance).await
-    }
-}
-
-/// The proxy container's config store, with a missing file reported as
-/// [`ProxyError::Missing`]: the engine answers 404 for a path that does not
-/// exist, which `rollout-docker` reports as a failed read, while the nginx
-/// router asks for files that may well not exist (the journal of a commit
-/// an earlier run left) and needs to tell the two apart.
-struct MissingAsMissing(Arc<dyn ConfigStore>);
-
-#[async_trait]
-impl ConfigStore for MissingAsMissing {
-    async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
-        self.0.read(path).await.map_err(|e| match e {
-            ProxyError::File {
-                proxy,
-                action: "read",
-                path,
-                reason,
-            } if reason == "no such file or container" => ProxyError::Missing { proxy, path },
-            e => e,
-        })
-    }
-
-    async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
-        self.0.write_in_place(path, bytes).await
-    }
-
-    async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
-        self.0.write_new(path, bytes).await
-    }
-
-    async fn remove(&self, path: &str) -> Result<(), ProxyError> {
-        self.0.remove(path).await
-    }
-}
-
-/// Sends a verification request from inside the proxy container (busybox
-/// `wget`), so that it travels the project's network as nginx's requests do.
-pub struct ProxyVerifier {
-    proxy: Proxy,
-    port: u16,
-}
-
-impl ProxyVerifier {
-    /// Requests from `proxy` to instances on `port`.
-    pub fn new(proxy: Proxy, port: u16) -> Self {
-        Self { proxy, port }
-    }
-}
-
-#[async_trait]
-impl Verifier for ProxyVerifier {
-    async fn verify(&self, instance: &Instance, check: &Verification) -> Result<(), String> {
-        let url = format!("http://{}:{}{}", instance.host, self.port, check.path);
-        let argv: Vec<String> = ["wget", "-q", "-S", "-T", "5", "-O", "-", &url]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let out = self
-            .proxy
-            .exec
-            .exec(&argv)
-            .await
-            .map_err(|e| e.to_string())?;
-        let headers = String::from_utf8_lossy(&out.stderr);
-        let status = headers
-            .lines()
-            .filter_map(|l| {
-                let l = l.trim();
-                l.strip_prefix("HTTP/")
-                    .and_then(|rest| rest.split_whitespace().nth(1))
-                    .and_then(|code| code.parse::<u16>().ok())
-            })
-            .next_back();
-        match status {
-            Some(s) if s == check.status => {}
-            Some(s) => return Err(format!("{url} answered {s}, expected {}", check.status)),
-            None => return Err(format!("{url}: no answer ({})", out.message())),
-        }
-        if let Some(needle) = &check.body_contains {
-            if !String::from_utf8_lossy(&out.stdout).contains(needle.as_str()) {
-                return Err(format!("{url}: the body does not contain {needle:?}"));
-            }
-        }
-        Ok(())
-    }
+    file.upstream_routing(project, names).map_err(|e| {
+        let hint = match &e {
+            RoutingError::NoUpstream { names, .. } => format!(
+                "route the service through an upstream block (upstream backend {{ server {}:PORT; }}), or set x-rollout.upstream",
+                names[0]
+            ),
+            RoutingError::Several { .. } => "say which with x-rollout.upstream".to_string(),
+        };
+        Fail::bad_input(format!("{e}\nhint: {hint}"))
+    })
 }
 
 /// Everything a live rollout runs with.
 pub struct Wired {
-    /// The backend (launches and removals one at a time).
+    /// The backend (launches one at a time, never during a retirement).
     pub backend: Arc<dyn Backend>,
     /// Where the engine was reached, for messages.
     pub endpoint: String,
-    /// The router (nginx, with the backend's ids).
+    /// The router (nginx).
     pub router: Arc<dyn TrafficRouter>,
     /// The journal, kept with the engine.
     pub journal: Arc<dyn Journal>,
@@ -582,23 +251,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     // a few hundred milliseconds) while the proxy is found and opened.
     let open_router = async {
         let proxies: Vec<Proxy> =
-            ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service))
-                .await
-                .map_err(|e| match e {
-                    // The engine answered: the proxy is what cannot be reached.
-                    BackendError::Unreachable { reason, .. }
-                        if reason.starts_with("no running container") =>
-                    {
-                        Fail::unreachable(format!("the proxy is not running: {reason}"))
-                    }
-                    e => Fail::from(e),
-                })?
-                .into_iter()
-                .map(|mut p| {
-                    p.files = Arc::new(MissingAsMissing(p.files.clone()));
-                    p
-                })
-                .collect();
+            ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service)).await?;
         let upstream = match &settings.upstream {
             Some(u) => u.clone(),
             None => {
@@ -650,8 +303,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
             hosts.push((i.id, i.host));
         }
     }
-    let router: Arc<dyn TrafficRouter> =
-        Arc::new(BackendIds::new(Arc::new(nginx), backend.clone(), services));
+    let router: Arc<dyn TrafficRouter> = Arc::new(nginx);
     let verifier: Option<Arc<dyn Verifier>> = settings
         .blue_green
         .verify
@@ -660,7 +312,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let journal = DockerJournal::new(engine);
     Ok(Wired {
         endpoint: backend.engine().endpoint().to_string(),
-        backend: Arc::new(CountedLaunches::new(backend)),
+        backend,
         router,
         journal: Arc::new(journal.clone()),
         docker_journal: journal,

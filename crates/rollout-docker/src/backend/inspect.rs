@@ -1,0 +1,223 @@
+//! What a container's list entry or inspection says, in rollout-core's
+//! words: state, health, revision, failures.
+
+use crate::labels;
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, HealthStatusEnum,
+};
+use rollout_core::backend::Failure;
+use rollout_core::{Health, Instance, InstanceId, InstanceState, ServiceRef};
+
+pub(super) fn has_healthcheck(c: &ContainerInspectResponse) -> bool {
+    let test = c
+        .config
+        .as_ref()
+        .and_then(|c| c.healthcheck.as_ref())
+        .and_then(|h| h.test.as_ref());
+    match test {
+        Some(t) => !t.is_empty() && t[0] != "NONE",
+        // A healthcheck from the image shows in State.Health once started.
+        None => c.state.as_ref().and_then(|s| s.health.as_ref()).is_some(),
+    }
+}
+
+pub(super) fn health_status(c: &ContainerInspectResponse) -> Option<HealthStatusEnum> {
+    c.state.as_ref()?.health.as_ref()?.status
+}
+
+pub(super) fn is_running(c: &ContainerInspectResponse) -> bool {
+    c.state.as_ref().and_then(|s| s.running).unwrap_or(false)
+}
+
+pub(super) fn exit_failure(c: &ContainerInspectResponse) -> Failure {
+    let state = c.state.clone().unwrap_or_default();
+    let mut what = match state.status {
+        Some(ContainerStateStatusEnum::CREATED) => "it was never started".to_string(),
+        _ => format!("exit code {}", state.exit_code.unwrap_or(-1)),
+    };
+    if state.oom_killed == Some(true) {
+        what.push_str(", killed for lack of memory");
+    }
+    if let Some(error) = state.error.filter(|e| !e.is_empty()) {
+        what.push_str(": ");
+        what.push_str(&error);
+    }
+    Failure::Exited(what)
+}
+
+pub(super) fn health_log(c: &ContainerInspectResponse) -> Vec<String> {
+    c.state
+        .as_ref()
+        .and_then(|s| s.health.as_ref())
+        .and_then(|h| h.log.as_ref())
+        .map(|log| {
+            log.iter()
+                .map(|r| {
+                    format!(
+                        "exit {}: {}",
+                        r.exit_code.unwrap_or(-1),
+                        r.output.as_deref().unwrap_or_default().trim()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn container_label(c: &ContainerInspectResponse) -> String {
+    c.name
+        .as_deref()
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_else(|| short(c.id.as_deref().unwrap_or_default()))
+}
+
+pub(super) fn revision_of(c: &ContainerSummary) -> &str {
+    c.labels
+        .as_ref()
+        .and_then(|l| l.get(labels::CONFIG_HASH))
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
+pub(super) fn summary_state(c: &ContainerSummary) -> InstanceState {
+    use bollard::models::ContainerSummaryStateEnum as S;
+    match c.state {
+        Some(S::RUNNING) | Some(S::PAUSED) => InstanceState::Running,
+        Some(S::CREATED) => InstanceState::Created,
+        _ => InstanceState::Exited,
+    }
+}
+
+/// Health as `docker ps` prints it (`Up 3 seconds (healthy)`): engines
+/// before API 1.52 give no health field in the list.
+pub(super) fn summary_health(c: &ContainerSummary) -> Health {
+    if summary_state(c) != InstanceState::Running {
+        return Health::None;
+    }
+    let text = c.status.as_deref().unwrap_or_default();
+    if text.contains("(healthy)") {
+        Health::Healthy
+    } else if text.contains("(unhealthy)") {
+        Health::Unhealthy
+    } else if text.contains("(health: starting)") {
+        Health::Starting
+    } else {
+        Health::None
+    }
+}
+
+pub(super) fn to_instance(c: &ContainerSummary, service: &ServiceRef) -> Instance {
+    let host = c
+        .names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    Instance {
+        id: InstanceId(c.id.clone().unwrap_or_default()),
+        host,
+        service: service.clone(),
+        revision: revision_of(c).to_string(),
+        state: summary_state(c),
+        health: summary_health(c),
+    }
+}
+
+pub(super) fn inspected_instance(c: &ContainerInspectResponse, service: &ServiceRef) -> Instance {
+    let revision = c
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get(labels::CONFIG_HASH).cloned())
+        .unwrap_or_default();
+    let health = match health_status(c) {
+        Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
+        Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,
+        Some(HealthStatusEnum::STARTING) => Health::Starting,
+        _ => Health::None,
+    };
+    let state = match c.state.as_ref().and_then(|s| s.status) {
+        Some(ContainerStateStatusEnum::RUNNING) | Some(ContainerStateStatusEnum::PAUSED) => {
+            InstanceState::Running
+        }
+        Some(ContainerStateStatusEnum::CREATED) => InstanceState::Created,
+        _ => InstanceState::Exited,
+    };
+    Instance {
+        id: InstanceId(c.id.clone().unwrap_or_default()),
+        host: container_label(c),
+        service: service.clone(),
+        revision,
+        state,
+        health,
+    }
+}
+
+/// The replica number at the end of a Compose container name, for ordering.
+pub(super) fn number_of(host: &str) -> (u64, String) {
+    let digits: String = host
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (digits.parse().unwrap_or(u64::MAX), host.to_string())
+}
+
+pub(super) fn short(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::HealthConfig;
+
+    #[test]
+    fn health_from_the_status_text_of_older_engines() {
+        let summary = |status: &str| ContainerSummary {
+            state: Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
+            status: Some(status.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            summary_health(&summary("Up 3 seconds (healthy)")),
+            Health::Healthy
+        );
+        assert_eq!(
+            summary_health(&summary("Up 1 second (health: starting)")),
+            Health::Starting
+        );
+        assert_eq!(
+            summary_health(&summary("Up 9 seconds (unhealthy)")),
+            Health::Unhealthy
+        );
+        assert_eq!(summary_health(&summary("Up 2 hours")), Health::None);
+    }
+
+    #[test]
+    fn a_none_test_is_no_healthcheck() {
+        let with = |test: Vec<&str>| ContainerInspectResponse {
+            config: Some(bollard::models::ContainerConfig {
+                healthcheck: Some(HealthConfig {
+                    test: Some(test.into_iter().map(String::from).collect()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!has_healthcheck(&with(vec!["NONE"])));
+        assert!(has_healthcheck(&with(vec!["CMD", "true"])));
+        assert!(!has_healthcheck(&ContainerInspectResponse::default()));
+    }
+
+    #[test]
+    fn replicas_sort_by_number() {
+        let mut hosts = vec!["p_app_10", "p_app_2", "p_app_1"];
+        hosts.sort_by_key(|h| number_of(h));
+        assert_eq!(hosts, vec!["p_app_1", "p_app_2", "p_app_10"]);
+    }
+}

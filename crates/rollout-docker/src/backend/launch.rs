@@ -1,0 +1,341 @@
+//! Where new instances come from: the Compose tool for the first of the
+//! revision the Compose file names, copies of a container of the revision
+//! (or of its saved spec) for every other.
+
+use super::inspect::{
+    inspected_instance, number_of, revision_of, short, summary_state, to_instance,
+};
+use super::{DockerBackend, REVISION_KIND};
+use crate::engine::status;
+use crate::keeper::{self, Created};
+use crate::labels;
+use crate::spec::{container_name, Spec};
+use bollard::models::{ContainerInspectResponse, NetworkConnectRequest};
+use bollard::query_parameters::CreateContainerOptions;
+use rollout_core::{BackendError, Instance, InstanceId, InstanceState, Revision, ServiceRef};
+use std::collections::HashSet;
+
+impl DockerBackend {
+    pub(super) async fn launch_with_compose(
+        &self,
+        service: &ServiceRef,
+        revision: &Revision,
+        count: usize,
+    ) -> Result<Vec<Instance>, BackendError> {
+        let launch_error = |reason: String| BackendError::Launch {
+            service: service.to_string(),
+            reason,
+        };
+        self.check_image(&revision.image).await?;
+        let before = self.containers(service).await?;
+        let before_ids: HashSet<String> = before.iter().filter_map(|c| c.id.clone()).collect();
+        let stopped_before: HashSet<String> = before
+            .iter()
+            .filter(|c| summary_state(c) != InstanceState::Running)
+            .filter_map(|c| c.id.clone())
+            .collect();
+        let total = before.len() + count;
+        let ran = self.compose.scale_up(&service.service, total).await;
+        let after = self.containers(service).await?;
+        // Compose starts every stopped container of the service it scales;
+        // ours were stopped on purpose (retired, about to be removed).
+        for c in &after {
+            let Some(id) = &c.id else { continue };
+            if stopped_before.contains(id) && summary_state(c) == InstanceState::Running {
+                let _ = self.stop_quietly(id).await;
+            }
+        }
+        let mut new: Vec<Instance> = after
+            .iter()
+            .filter(|c| c.id.as_ref().is_some_and(|id| !before_ids.contains(id)))
+            .map(|c| to_instance(c, service))
+            .collect();
+        new.sort_by_key(|i| number_of(&i.host));
+        let wrong = new.iter().filter(|i| i.revision != revision.id).count();
+        let problem = match ran {
+            Err(e) => Some(e.to_string()),
+            Ok(()) if new.len() != count => Some(format!(
+                "Compose created {} containers where {count} were asked for",
+                new.len()
+            )),
+            Ok(()) if wrong > 0 => Some(format!(
+                "Compose created containers of another revision than {}\nhint: the Compose files changed during the rollout",
+                short(&revision.id)
+            )),
+            Ok(()) => None,
+        };
+        if let Some(reason) = problem {
+            for i in &new {
+                let _ = self.remove_forcibly(&i.id.0).await;
+            }
+            return Err(launch_error(reason));
+        }
+        Ok(new)
+    }
+
+    pub(super) async fn launch_from_spec(
+        &self,
+        service: &ServiceRef,
+        revision: &Revision,
+        count: usize,
+    ) -> Result<Vec<Instance>, BackendError> {
+        // The spec of a revision does not change: read once per process.
+        let (spec, env, image) = match self.copy_of(&revision.id) {
+            Some(known) => known,
+            None => {
+                let (spec, env) = self.spec_of(service, &revision.id).await?;
+                let image = self.image_reference(&spec).await?;
+                let known = (spec, env, image);
+                self.copies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(revision.id.clone(), known.clone());
+                known
+            }
+        };
+        let mut created: Vec<Instance> = Vec::new();
+        for _ in 0..count {
+            match self.create_copy(service, &spec, env.clone(), &image).await {
+                Ok(instance) => created.push(instance),
+                Err(e) => {
+                    for i in &created {
+                        let _ = self.remove_forcibly(&i.id.0).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    pub(super) async fn create_copy(
+        &self,
+        service: &ServiceRef,
+        spec: &Spec,
+        env: Vec<String>,
+        image: &str,
+    ) -> Result<Instance, BackendError> {
+        let launch_error = |reason: String| BackendError::Launch {
+            service: service.to_string(),
+            reason,
+        };
+        let existing = self.containers(service).await?;
+        let number = existing
+            .iter()
+            .filter_map(|c| {
+                c.labels
+                    .as_ref()?
+                    .get(labels::CONTAINER_NUMBER)?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let separator = existing
+            .iter()
+            .filter_map(|c| c.names.as_ref()?.first().cloned())
+            .find_map(|n| {
+                let n = n.trim_start_matches('/');
+                let rest = n.strip_prefix(&service.project)?;
+                rest.chars().next().filter(|c| *c == '_' || *c == '-')
+            })
+            .unwrap_or(self.compose.flavour().separator());
+        let name = container_name(&service.project, &service.service, separator, number);
+        let body = spec.create_body(env, number, image);
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let id = self
+            .engine
+            .docker()
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| launch_error(format!("creating {name}: {}", self.engine.error(e))))?
+            .id;
+        let started = async {
+            for (network, endpoint) in spec.more_networks() {
+                let request = NetworkConnectRequest {
+                    container: id.clone(),
+                    endpoint_config: Some(endpoint),
+                };
+                self.engine
+                    .docker()
+                    .connect_network(&network, request)
+                    .await
+                    .map_err(|e| {
+                        format!("connecting {name} to {network}: {}", self.engine.error(e))
+                    })?;
+            }
+            self.engine
+                .docker()
+                .start_container(&id, None)
+                .await
+                .map_err(|e| format!("starting {name}: {}", self.engine.error(e)))
+        };
+        if let Err(reason) = started.await {
+            let _ = self.remove_forcibly(&id).await;
+            return Err(launch_error(reason));
+        }
+        let c = self.inspect(&InstanceId(id)).await?;
+        Ok(inspected_instance(&c, service))
+    }
+
+    /// The spec of `revision` (and its environment): from a container of it
+    /// that still exists, else from the one saved when its last was stopped.
+    pub(super) async fn spec_of(
+        &self,
+        service: &ServiceRef,
+        revision: &str,
+    ) -> Result<(Spec, Vec<String>), BackendError> {
+        let live = self
+            .containers(service)
+            .await?
+            .into_iter()
+            .find(|c| revision_of(c) == revision);
+        if let Some(id) = live.and_then(|c| c.id) {
+            let c = self.inspect(&InstanceId(id)).await?;
+            return Spec::from_inspect(&c).map_err(BackendError::Other);
+        }
+        let saved = keeper::list(
+            &self.engine,
+            REVISION_KIND,
+            &service.project,
+            &service.service,
+        )
+        .await?
+        .into_iter()
+        .find(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(labels::REVISION))
+                .is_some_and(|r| r == revision)
+        });
+        let Some(id) = saved.and_then(|c| c.id) else {
+            let why = self
+                .unsaved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(revision)
+                .map(|e| format!(" (saving it failed: {e})"))
+                .unwrap_or_default();
+            return Err(BackendError::Launch {
+                service: service.to_string(),
+                reason: format!(
+                    "no container of revision {} is left and no spec of it was saved{why}\nhint: revisions are saved when their instances are stopped by a rollout; set the Compose file back to that revision and run the rollout instead",
+                    short(revision)
+                ),
+            });
+        };
+        let keeper = self.inspect(&InstanceId(id)).await?;
+        let config = keeper.config.unwrap_or_default();
+        let json = config
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::SPEC))
+            .ok_or_else(|| {
+                BackendError::Other(format!(
+                    "the saved spec of revision {} has no content",
+                    short(revision)
+                ))
+            })?;
+        let spec: Spec = serde_json::from_str(json).map_err(|e| {
+            BackendError::Other(format!(
+                "the saved spec of revision {} does not parse: {e}",
+                short(revision)
+            ))
+        })?;
+        Ok((spec, config.env.unwrap_or_default()))
+    }
+
+    /// The image name when it still points at the spec's image, else the
+    /// pinned id.
+    pub(super) async fn image_reference(&self, spec: &Spec) -> Result<String, BackendError> {
+        if let Ok(image) = self.engine.docker().inspect_image(&spec.image_name).await {
+            if image.id.as_deref() == Some(spec.image_id.as_str()) {
+                return Ok(spec.image_name.clone());
+            }
+        }
+        match self.engine.docker().inspect_image(&spec.image_id).await {
+            Ok(_) => Ok(spec.image_id.clone()),
+            Err(e) if status(&e) == Some(404) => Err(BackendError::MissingImage {
+                image: format!("{} ({})", spec.image_name, short(&spec.image_id)),
+            }),
+            Err(e) => Err(self.engine.error(e)),
+        }
+    }
+
+    /// Saves the spec of the revision `c` runs, unless one is saved: the
+    /// way back once its last instance is gone. The saved container pins the
+    /// image by id and keeps the environment in its own `Env`.
+    pub(super) async fn save_spec(&self, c: &ContainerInspectResponse) -> Result<(), BackendError> {
+        let l = c
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let (Some(project), Some(service), Some(revision)) = (
+            l.get(labels::PROJECT),
+            l.get(labels::SERVICE),
+            l.get(labels::CONFIG_HASH),
+        ) else {
+            return Ok(());
+        };
+        let (spec, env) = Spec::from_inspect(c).map_err(BackendError::Other)?;
+        let json = serde_json::to_string(&spec).map_err(|e| BackendError::Other(e.to_string()))?;
+        let mut keep = keeper::base_labels(REVISION_KIND, project, service, &self.extra_labels);
+        keep.insert(labels::REVISION.into(), revision.clone());
+        keep.insert(labels::SPEC.into(), json);
+        let name = format!("rollout-revision.{project}.{service}.{}", short(revision));
+        if self.saved().contains(&name) {
+            return Ok(());
+        }
+        match keeper::create(&self.engine, &name, &spec.image_id, keep, env).await? {
+            Created::Ours | Created::Taken => {
+                self.saved().insert(name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes saved specs nobody needs: those of revisions with no
+    /// container left, except the newest such (the way back).
+    pub(super) async fn prune_specs(&self, service: &ServiceRef) -> Result<(), BackendError> {
+        let running: HashSet<String> = self
+            .containers(service)
+            .await?
+            .iter()
+            .map(|c| revision_of(c).to_string())
+            .collect();
+        let saved = keeper::list(
+            &self.engine,
+            REVISION_KIND,
+            &service.project,
+            &service.service,
+        )
+        .await?;
+        let mut kept_one = false;
+        for c in saved {
+            let revision = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::REVISION))
+                .cloned()
+                .unwrap_or_default();
+            if running.contains(&revision) {
+                continue;
+            }
+            if !kept_one {
+                kept_one = true;
+                continue;
+            }
+            if let Some(id) = c.id {
+                keeper::remove(&self.engine, &id).await?;
+                // Which one went is not worth tracking: save again next time.
+                self.saved().clear();
+            }
+        }
+        Ok(())
+    }
+}

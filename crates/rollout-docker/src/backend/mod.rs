@@ -1,0 +1,635 @@
+//! [`DockerBackend`]: the instances of a Compose service as containers of one
+//! engine.
+//!
+//! Rooms: where new instances come from (`launch`), the launch gate that
+//! keeps Compose's scaling honest (`gate`), the engine's events (`events`)
+//! and what a container's inspection says (`inspect`).
+
+mod events;
+mod gate;
+mod inspect;
+mod launch;
+
+pub use gate::RETIRE_WAIT;
+
+use crate::compose::ComposeCli;
+use crate::engine::{parse_rfc3339_nanos, status, Engine};
+use crate::labels;
+use crate::spec::Spec;
+use async_trait::async_trait;
+use bollard::models::{ContainerInspectResponse, ContainerSummary, HealthStatusEnum};
+use bollard::query_parameters::{
+    ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+};
+use events::{classify, Scope, Seen};
+use futures::StreamExt;
+use gate::LaunchGate;
+use inspect::{
+    container_label, exit_failure, has_healthcheck, health_log, health_status, inspected_instance,
+    is_running, number_of, revision_of, to_instance,
+};
+use rollout_core::backend::{Diagnostics, Failure};
+use rollout_core::config::Timeouts;
+use rollout_core::strategy::{Verification, Verifier};
+use rollout_core::{Backend, BackendError, Instance, InstanceId, Revision, ServiceRef};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How many log lines a failure report carries.
+const LOG_LINES: usize = 30;
+/// The kind of our never-started containers that keep a revision's spec.
+const REVISION_KIND: &str = "revision";
+
+/// The tool's own HTTP probe, for a service whose image has no healthcheck
+/// (`x-rollout.probe`): sent by `verifier` from inside the project's network
+/// every `interval` until it passes or the start timeout runs out.
+#[derive(Clone)]
+pub struct HealthProbe {
+    /// Sends the request (for example by exec in the proxy).
+    pub verifier: Arc<dyn Verifier>,
+    /// What to ask and what to expect.
+    pub check: Verification,
+    /// Pause between two attempts.
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for HealthProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthProbe")
+            .field("check", &self.check)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+/// What copies of a revision are made from: its spec, its environment and
+/// the image reference to create from.
+type CopySource = (Spec, Vec<String>, String);
+
+/// A [`Backend`] over the Docker engine for the services of one Compose
+/// project.
+///
+/// Instances are the containers labelled with the project and service; the
+/// revision of one is its `com.docker.compose.config-hash` label and its host
+/// is its container name, which Docker's DNS resolves on the project's
+/// networks.
+///
+/// The first instance of the revision the Compose file names is launched
+/// through the operator's Compose tool (`up -d --no-deps --no-recreate
+/// --scale`), so the project stays what Compose itself would have made.
+/// Every other launch (later instances of that revision, a rollback) creates
+/// copies of a container of the revision, or of the spec saved when its last
+/// instance was stopped: the same create config, labels and config hash.
+pub struct DockerBackend {
+    engine: Engine,
+    compose: ComposeCli,
+    gate: LaunchGate,
+    compose_hashes: Mutex<HashMap<String, String>>,
+    unsaved: Mutex<HashMap<String, String>>,
+    /// Saved specs this process made or found, by keeper name.
+    saved: Mutex<HashSet<String>>,
+    /// What copies of a revision are made from (spec, environment, image
+    /// reference), by revision, once read.
+    copies: Mutex<HashMap<String, CopySource>>,
+    probes: HashMap<String, HealthProbe>,
+    extra_labels: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for DockerBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerBackend")
+            .field("endpoint", &self.engine.endpoint())
+            .field("compose", &self.compose)
+            .finish()
+    }
+}
+
+impl DockerBackend {
+    /// A backend on `engine` that creates new instances with `compose` (the
+    /// operator's Compose command with the project's `-f`, `-p`,
+    /// `--env-file` and `--profile`).
+    pub fn new(engine: Engine, compose: ComposeCli) -> Self {
+        Self {
+            engine,
+            compose,
+            gate: LaunchGate::default(),
+            compose_hashes: Mutex::new(HashMap::new()),
+            unsaved: Mutex::new(HashMap::new()),
+            saved: Mutex::new(HashSet::new()),
+            copies: Mutex::new(HashMap::new()),
+            probes: HashMap::new(),
+            extra_labels: HashMap::new(),
+        }
+    }
+
+    /// Uses `probe` to tell when instances of `service` (the Compose service
+    /// name) are healthy, when their image has no healthcheck.
+    pub fn with_probe(mut self, service: impl Into<String>, probe: HealthProbe) -> Self {
+        self.probes.insert(service.into(), probe);
+        self
+    }
+
+    /// Puts `labels` on the never-started containers the backend creates to
+    /// keep revision specs (tests label everything they create).
+    pub fn with_labels(mut self, labels: HashMap<String, String>) -> Self {
+        self.extra_labels = labels;
+        self
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// `Ok` when `image` exists on the engine (or is empty: Compose builds
+    /// it), [`BackendError::MissingImage`] when it does not: nothing is ever
+    /// pulled, so a caller checks this before changing anything.
+    pub async fn check_image(&self, image: &str) -> Result<(), BackendError> {
+        if image.is_empty() {
+            return Ok(());
+        }
+        match self.engine.docker().inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Err(BackendError::MissingImage {
+                image: image.to_string(),
+            }),
+            Err(e) => Err(self.engine.error(e)),
+        }
+    }
+
+    /// The revision the Compose file names for `service` now: its config
+    /// hash as the Compose tool computes it (`config --hash`), with `image`
+    /// for display.
+    pub async fn compose_revision(
+        &self,
+        service: &ServiceRef,
+        image: &str,
+    ) -> Result<Revision, BackendError> {
+        Ok(Revision::new(self.compose_hash(service).await?, image))
+    }
+
+    async fn compose_hash(&self, service: &ServiceRef) -> Result<String, BackendError> {
+        if let Some(hash) = self.cached_hash(&service.service) {
+            return Ok(hash);
+        }
+        let hash = self
+            .compose
+            .config_hash(&service.service)
+            .await
+            .map_err(|e| BackendError::Launch {
+                service: service.to_string(),
+                reason: e.to_string(),
+            })?;
+        self.compose_hashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.service.clone(), hash.clone());
+        Ok(hash)
+    }
+
+    fn copy_of(&self, revision: &str) -> Option<CopySource> {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(revision)
+            .cloned()
+    }
+
+    fn saved(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.saved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cached_hash(&self, service: &str) -> Option<String> {
+        self.compose_hashes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .cloned()
+    }
+
+    async fn containers(
+        &self,
+        service: &ServiceRef,
+    ) -> Result<Vec<ContainerSummary>, BackendError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{}={}", labels::PROJECT, service.project),
+                format!("{}={}", labels::SERVICE, service.service),
+            ],
+        )]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let found = self
+            .engine
+            .docker()
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.engine.error(e))?;
+        Ok(found
+            .into_iter()
+            .filter(|c| {
+                let oneoff = c.labels.as_ref().and_then(|l| l.get(labels::ONEOFF));
+                !oneoff.is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, id: &InstanceId) -> Result<ContainerInspectResponse, BackendError> {
+        match self.engine.docker().inspect_container(&id.0, None).await {
+            Ok(c) => Ok(c),
+            Err(e) if status(&e) == Some(404) => Err(BackendError::NoSuchInstance(id.clone())),
+            Err(e) => Err(self.engine.error(e)),
+        }
+    }
+
+    async fn stop_quietly(&self, id: &str) -> Result<(), BackendError> {
+        let options = StopContainerOptions {
+            t: Some(10),
+            ..Default::default()
+        };
+        self.engine
+            .docker_for(Duration::from_secs(10))
+            .stop_container(id, Some(options))
+            .await
+            .map_err(|e| self.engine.error(e))
+    }
+
+    async fn remove_forcibly(&self, id: &str) -> Result<(), BackendError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self
+            .engine
+            .docker()
+            .remove_container(id, Some(options))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.engine.error(e)),
+        }
+    }
+
+    async fn exited(&self, id: &InstanceId) -> Result<Failure, BackendError> {
+        let c = self.inspect(id).await?;
+        Ok(exit_failure(&c))
+    }
+
+    async fn unhealthy(&self, id: &InstanceId) -> Result<Failure, BackendError> {
+        let c = self.inspect(id).await?;
+        let log = health_log(&c);
+        Ok(Failure::Unhealthy(
+            log.last()
+                .cloned()
+                .unwrap_or_else(|| "the health check failed".into()),
+        ))
+    }
+
+    /// Stops an instance the gate knows is retiring; its revision's spec is
+    /// saved first (the way back).
+    async fn stop_retiring(
+        &self,
+        instance: &InstanceId,
+        grace: Duration,
+    ) -> Result<(), BackendError> {
+        let c = self.inspect(instance).await?;
+        // Stopping a drained instance must not wait on the way back: when
+        // the spec cannot be saved (its image is gone), a later launch of
+        // the revision says why.
+        if let Err(e) = self.save_spec(&c).await {
+            let revision = c
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(labels::CONFIG_HASH).cloned())
+                .unwrap_or_default();
+            self.unsaved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(revision, e.to_string());
+        }
+        let seconds = grace.as_millis().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let options = StopContainerOptions {
+            t: Some(seconds),
+            ..Default::default()
+        };
+        match self
+            .engine
+            .docker_for(grace)
+            .stop_container(&instance.0, Some(options))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status(&e) == Some(404) => {
+                Err(BackendError::NoSuchInstance(instance.clone()))
+            }
+            Err(e) => Err(self.engine.error(e)),
+        }
+    }
+
+    /// Removes a stopped instance, then the saved specs nobody needs.
+    async fn remove_stopped(&self, instance: &InstanceId) -> Result<(), BackendError> {
+        let c = self.inspect(instance).await?;
+        if is_running(&c) {
+            return Err(BackendError::Other(format!(
+                "{} is still running; stop it first",
+                container_label(&c)
+            )));
+        }
+        let options = RemoveContainerOptions {
+            force: false,
+            ..Default::default()
+        };
+        match self
+            .engine
+            .docker()
+            .remove_container(&instance.0, Some(options))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if status(&e) == Some(404) => {
+                return Err(BackendError::NoSuchInstance(instance.clone()))
+            }
+            Err(e) => return Err(self.engine.error(e)),
+        }
+        let l = c.config.and_then(|c| c.labels).unwrap_or_default();
+        if let (Some(project), Some(service)) = (l.get(labels::PROJECT), l.get(labels::SERVICE)) {
+            // Housekeeping: the instance is gone whether or not it works.
+            let _ = self
+                .prune_specs(&ServiceRef::new(project.clone(), service.clone()))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn wait_with_probe(
+        &self,
+        c: &ContainerInspectResponse,
+        probe: &HealthProbe,
+        service: &ServiceRef,
+        start: Duration,
+    ) -> Result<Result<(), Failure>, BackendError> {
+        let id = InstanceId(c.id.clone().unwrap_or_default());
+        let instance = inspected_instance(c, service);
+        let deadline = Instant::now() + start;
+        let mut last = String::new();
+        // A probe is a request, so it is repeated; the limits are the start
+        // timeout and the number of attempts it allows.
+        let attempts = (start.as_millis() / probe.interval.as_millis().max(1)).max(1) as usize + 1;
+        for _ in 0..attempts {
+            let now = self.inspect(&id).await?;
+            if !is_running(&now) {
+                return Ok(Err(exit_failure(&now)));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, probe.verifier.verify(&instance, &probe.check)).await {
+                Ok(Ok(())) => return Ok(Ok(())),
+                Ok(Err(why)) => last = why,
+                Err(_) => break,
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(probe.interval.min(left)).await;
+        }
+        if !last.is_empty() {
+            return Ok(Err(Failure::Unhealthy(format!(
+                "probe {} did not pass within the start timeout: {last}",
+                probe.check.path
+            ))));
+        }
+        Ok(Err(Failure::StartTimeout))
+    }
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    async fn instances(&self, service: &ServiceRef) -> Result<Vec<Instance>, BackendError> {
+        let mut found: Vec<Instance> = self
+            .containers(service)
+            .await?
+            .iter()
+            .map(|c| to_instance(c, service))
+            .collect();
+        found.sort_by_key(|i| number_of(&i.host));
+        Ok(found)
+    }
+
+    async fn launch(
+        &self,
+        service: &ServiceRef,
+        revision: &Revision,
+        count: usize,
+    ) -> Result<Vec<Instance>, BackendError> {
+        // One launch at a time, and none while an instance is retired: see
+        // the gate.
+        let _one = self.gate.launch().await;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        // The first instance of the revision the Compose file names comes
+        // from the Compose tool; later ones are copies of a container of
+        // it, with the same labels and config hash (so Compose takes them
+        // for its own), made through the API in a tenth of the time.
+        let compose_hash = self.compose_hash(service).await?;
+        let has_one = self.copy_of(&revision.id).is_some()
+            || self
+                .containers(service)
+                .await?
+                .iter()
+                .any(|c| revision_of(c) == revision.id);
+        if revision.id == compose_hash && !has_one {
+            self.launch_with_compose(service, revision, count).await
+        } else if revision.id == compose_hash {
+            // Nothing is ever pulled: the image the file names must be here.
+            self.check_image(&revision.image).await?;
+            self.launch_from_spec(service, revision, count).await
+        } else {
+            self.launch_from_spec(service, revision, count).await
+        }
+    }
+
+    async fn wait_healthy(
+        &self,
+        instance: &InstanceId,
+        timeouts: &Timeouts,
+    ) -> Result<Result<(), Failure>, BackendError> {
+        let c = self.inspect(instance).await?;
+        let labels_of = c
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let service = ServiceRef::new(
+            labels_of.get(labels::PROJECT).cloned().unwrap_or_default(),
+            labels_of.get(labels::SERVICE).cloned().unwrap_or_default(),
+        );
+        if !has_healthcheck(&c) {
+            if let Some(probe) = self.probes.get(&service.service) {
+                return self
+                    .wait_with_probe(&c, probe, &service, timeouts.start)
+                    .await;
+            }
+            return Err(BackendError::Other(format!(
+                "{} ({}) has no healthcheck and no probe is configured, so nothing can tell when it is ready\nhint: add a healthcheck to the service (or a HEALTHCHECK to its image), or an x-rollout probe",
+                container_label(&c),
+                if service.service.is_empty() { "no service".to_string() } else { service.to_string() },
+            )));
+        }
+        if !is_running(&c) {
+            return Ok(Err(exit_failure(&c)));
+        }
+        match health_status(&c) {
+            Some(HealthStatusEnum::HEALTHY) => return Ok(Ok(())),
+            Some(HealthStatusEnum::UNHEALTHY) => return self.unhealthy(instance).await.map(Err),
+            _ => {}
+        }
+        // Inspect said "starting", so no health event happened since the
+        // start: replaying from the start misses nothing, whenever the
+        // subscription takes hold.
+        let since = c
+            .state
+            .as_ref()
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(parse_rfc3339_nanos)
+            .map(|n| format!("{}.{:09}", n / 1_000_000_000, n % 1_000_000_000))
+            .unwrap_or_else(|| self.engine.engine_time_minus(Duration::from_secs(1)));
+        let id = c.id.clone().unwrap_or_else(|| instance.0.clone());
+        let mut events = self.events(Scope::Containers(vec![id]), since);
+        let deadline = Instant::now() + timeouts.start;
+        loop {
+            let Some(next) = self.next_event(&mut events, deadline).await? else {
+                return Ok(Err(Failure::StartTimeout));
+            };
+            match classify(&next) {
+                Some(Seen::Healthy) => return Ok(Ok(())),
+                Some(Seen::Unhealthy) => return self.unhealthy(instance).await.map(Err),
+                Some(Seen::Died) => return self.exited(instance).await.map(Err),
+                None => {}
+            }
+        }
+    }
+
+    async fn watch_failures(
+        &self,
+        instances: &[InstanceId],
+        within: Duration,
+    ) -> Result<Option<(InstanceId, Failure)>, BackendError> {
+        if instances.is_empty() {
+            tokio::time::sleep(within).await;
+            return Ok(None);
+        }
+        let since = self.engine.engine_time_minus(Duration::from_secs(1));
+        let mut full_ids = Vec::new();
+        let mut projects = HashSet::new();
+        for id in instances {
+            let c = self.inspect(id).await?;
+            if !is_running(&c) {
+                return Ok(Some((id.clone(), exit_failure(&c))));
+            }
+            if health_status(&c) == Some(HealthStatusEnum::UNHEALTHY) {
+                return Ok(Some((id.clone(), self.unhealthy(id).await?)));
+            }
+            projects.insert(
+                c.config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(|l| l.get(labels::PROJECT).cloned())
+                    .unwrap_or_default(),
+            );
+            full_ids.push((c.id.clone().unwrap_or_else(|| id.0.clone()), id.clone()));
+        }
+        // Many instances of one project: filter by its label rather than
+        // by a query string of thousands of ids, and pick ours here.
+        let scope = match projects.iter().next() {
+            Some(project) if projects.len() == 1 && !project.is_empty() && full_ids.len() > 1 => {
+                Scope::Project(project.clone())
+            }
+            _ => Scope::Containers(full_ids.iter().map(|(full, _)| full.clone()).collect()),
+        };
+        let mut events = self.events(scope, since);
+        let deadline = Instant::now() + within;
+        loop {
+            let Some(next) = self.next_event(&mut events, deadline).await? else {
+                return Ok(None);
+            };
+            let actor = next
+                .actor
+                .as_ref()
+                .and_then(|a| a.id.clone())
+                .unwrap_or_default();
+            let Some((_, id)) = full_ids.iter().find(|(full, _)| *full == actor) else {
+                continue;
+            };
+            match classify(&next) {
+                Some(Seen::Unhealthy) => return Ok(Some((id.clone(), self.unhealthy(id).await?))),
+                Some(Seen::Died) => {
+                    let code = next
+                        .actor
+                        .as_ref()
+                        .and_then(|a| a.attributes.as_ref())
+                        .and_then(|a| a.get("exitCode").cloned())
+                        .unwrap_or_else(|| "?".into());
+                    return Ok(Some((
+                        id.clone(),
+                        Failure::Exited(format!("exit code {code}")),
+                    )));
+                }
+                Some(Seen::Healthy) | None => {}
+            }
+        }
+    }
+
+    async fn stop(&self, instance: &InstanceId, grace: Duration) -> Result<(), BackendError> {
+        self.gate.retiring_begins(instance).await;
+        let stopped = self.stop_retiring(instance, grace).await;
+        if stopped.is_err() {
+            self.gate.retired(instance);
+        }
+        stopped
+    }
+
+    async fn remove(&self, instance: &InstanceId) -> Result<(), BackendError> {
+        let removed = self.remove_stopped(instance).await;
+        self.gate.retired(instance);
+        removed
+    }
+
+    async fn diagnostics(&self, instance: &InstanceId) -> Result<Diagnostics, BackendError> {
+        let c = self.inspect(instance).await?;
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: LOG_LINES.to_string(),
+            ..Default::default()
+        };
+        let mut logs = self.engine.docker().logs(&instance.0, Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = logs.next().await {
+            match chunk {
+                Ok(out) => text.push_str(&String::from_utf8_lossy(&out.into_bytes())),
+                // A report of a failure should not fail for want of logs
+                // (a logging driver that keeps none, for one).
+                Err(e) => {
+                    text.push_str(&format!("(no more logs: {})\n", self.engine.error(e)));
+                    break;
+                }
+            }
+        }
+        let mut last_logs: Vec<String> = text.lines().map(str::to_string).collect();
+        let cut = last_logs.len().saturating_sub(LOG_LINES);
+        last_logs.drain(..cut);
+        Ok(Diagnostics {
+            last_logs,
+            health_log: health_log(&c),
+        })
+    }
+}
