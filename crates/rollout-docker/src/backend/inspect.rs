@@ -123,13 +123,17 @@ pub(super) fn to_instance(c: &ContainerSummary, service: &ServiceRef) -> Instanc
     }
 }
 
-pub(super) fn inspected_instance(c: &ContainerInspectResponse, service: &ServiceRef) -> Instance {
-    let revision = c
-        .config
+/// The revision an inspected container runs: its Compose config hash ("" when it has none).
+pub(super) fn inspected_revision(c: &ContainerInspectResponse) -> String {
+    c.config
         .as_ref()
         .and_then(|c| c.labels.as_ref())
         .and_then(|l| l.get(labels::CONFIG_HASH).cloned())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+pub(super) fn inspected_instance(c: &ContainerInspectResponse, service: &ServiceRef) -> Instance {
+    let revision = inspected_revision(c);
     let health = match health_status(c) {
         Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
         Some(HealthStatusEnum::UNHEALTHY) => Health::Unhealthy,

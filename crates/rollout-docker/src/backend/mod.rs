@@ -304,12 +304,7 @@ impl DockerBackend {
         // the spec cannot be saved (its image is gone), a later launch of
         // the revision says why.
         if let Err(e) = self.save_spec(&c).await {
-            let revision = c
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.as_ref())
-                .and_then(|l| l.get(labels::CONFIG_HASH).cloned())
-                .unwrap_or_default();
+            let revision = inspect::inspected_revision(&c);
             self.unsaved
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

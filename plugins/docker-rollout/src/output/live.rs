@@ -18,7 +18,7 @@
 //! plain one-line-per-change [`super::Text`] stays the door for anything
 //! that is not a terminal, and for `ROLLOUT_NO_PROGRESS`.
 
-use super::style::{outcome_line, rev, stamp, stamped, Tone};
+use super::style::{outcome_line, stamp, stamped, started_line, Tone};
 use super::Sink;
 use rollout_core::router::Target;
 use rollout_core::strategy::{Plan, StrategyKind};
@@ -340,17 +340,7 @@ impl<W: Write> Sink for Live<W> {
                 if *slots > self.slots.len() {
                     self.slots.resize(*slots, Slot::default());
                 }
-                let from = from
-                    .as_ref()
-                    .map(rev)
-                    .unwrap_or_else(|| "nothing running".to_string());
-                let mut text = format!(
-                    "rolling out {service} with {strategy}: {from} -> {}",
-                    rev(to)
-                );
-                if *resumed {
-                    text.push_str(" (resuming the rollout an earlier run left unfinished)");
-                }
+                let text = started_line(service, strategy, (from.as_ref(), to), "", *resumed);
                 self.log(t, Tone::Plain, &text);
             }
             Event::InstanceLaunched {

@@ -4,7 +4,7 @@
 //! block both write through here, so a change of wording shows in both.
 
 use rollout_core::strategy::{Plan, TrafficLayout};
-use rollout_core::{Outcome, Revision};
+use rollout_core::{Outcome, Revision, ServiceRef};
 use std::io::Write;
 
 /// How a line is coloured, when colour is on.
@@ -111,4 +111,26 @@ pub(crate) fn rev(r: &Revision) -> String {
     } else {
         format!("{} ({short})", r.image)
     }
+}
+
+/// The first line of a rollout, as both text doors write it: `rolling out shop/app with
+/// rolling: image (id) -> image (id)`, then what `detail` adds, and a note when it resumes.
+pub(crate) fn started_line(
+    service: &ServiceRef,
+    strategy: &str,
+    (from, to): (Option<&Revision>, &Revision),
+    detail: &str,
+    resumed: bool,
+) -> String {
+    let from = from
+        .map(rev)
+        .unwrap_or_else(|| "nothing running".to_string());
+    let mut text = format!(
+        "rolling out {service} with {strategy}: {from} -> {}{detail}",
+        rev(to)
+    );
+    if resumed {
+        text.push_str(" (resuming the rollout an earlier run left unfinished)");
+    }
+    text
 }

@@ -6,7 +6,7 @@
 //! at most, and [`Sink::tick`] repeats it when a wait drags on, so that a
 //! silent terminal never means a hung tool.
 
-use super::style::{outcome_line, rev, stamp, stamped, Tone};
+use super::style::{outcome_line, stamp, stamped, started_line, Tone};
 use super::Sink;
 use rollout_core::router::{DrainReport, Target};
 use rollout_core::strategy::{Plan, StrategyKind, Verdict};
@@ -136,18 +136,13 @@ impl<W: Write> Sink for Text<W> {
                 resumed,
             } => {
                 self.slots = *slots;
-                let from = match from {
-                    Some(r) => rev(r),
-                    None => "nothing running".to_string(),
-                };
-                let mut text = format!(
-                    "rolling out {service} with {strategy}: {from} -> {}, {slots} instance{}",
-                    rev(to),
-                    plural(*slots)
+                let text = started_line(
+                    service,
+                    strategy,
+                    (from.as_ref(), to),
+                    &format!(", {slots} instance{}", plural(*slots)),
+                    *resumed,
                 );
-                if *resumed {
-                    text.push_str(" (resuming the rollout an earlier run left unfinished)");
-                }
                 self.line(t, Tone::Plain, &text);
                 if strategy.parse() == Ok(StrategyKind::Rolling) {
                     let u = &self.plan.update;
