@@ -47,5 +47,5 @@ pub mod yaml;
 
 pub use error::{ComposeError, Pos};
 pub use model::{Dependency, HealthTest, Healthcheck, Mount, MountKind, Port, RolloutExt, Service};
-pub use project::{normalize_project_name, Flavour, LoadOptions, Project};
+pub use project::{normalize_project_name, Flavour, LoadOptions, Project, ProjectNames};
 pub use settings::{check_steps, Overrides, Settings, StepOverride};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// format; they differ in the default file names, in how a project name is
 /// checked, in container names and in how they are called (`rollout-docker`
 /// runs the one the operator has).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Flavour {
     /// `docker-compose` 1.x (Python; 1.29 here): every project name is
     /// normalised (lowercase, only `[a-z0-9_-]` kept; 1.21 and later keep
@@ -78,6 +78,14 @@ impl Flavour {
         }
     }
 
+    /// How an operator types the tool: `docker-compose` or `docker compose`.
+    pub fn command(self) -> &'static str {
+        match self {
+            Flavour::V1 => "docker-compose",
+            Flavour::V2 => "docker compose",
+        }
+    }
+
     /// The name the tool gives the `index`th (1-based) container of a service.
     pub fn container_name(self, project: &str, service: &str, index: usize) -> String {
         let s = self.separator();
@@ -97,6 +105,53 @@ pub fn normalize_project_name(name: &str, flavour: Flavour) -> String {
     match flavour {
         Flavour::V1 => kept,
         Flavour::V2 => kept.trim_start_matches(['-', '_']).to_string(),
+    }
+}
+
+/// The name each Compose tool gives the same project: the two differ where
+/// their rules do (v2 reads the `name` field and refuses a `-p` that v1
+/// would normalise; a directory name loses leading `-` and `_` under v2
+/// only; v1 finds `docker-compose.yml` before `compose.yaml`). `None`: that
+/// tool cannot load the project.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectNames {
+    /// The name under `docker-compose` 1.x.
+    pub v1: Option<String>,
+    /// The name under `docker compose` 2.x.
+    pub v2: Option<String>,
+}
+
+impl ProjectNames {
+    /// Loads the project under both tools' rules (`options.flavour` is
+    /// ignored) and keeps the names.
+    pub fn load(options: &LoadOptions) -> ProjectNames {
+        let name = |flavour| {
+            Project::load(&LoadOptions {
+                flavour,
+                ..options.clone()
+            })
+            .ok()
+            .map(|p| p.name)
+        };
+        ProjectNames {
+            v1: name(Flavour::V1),
+            v2: name(Flavour::V2),
+        }
+    }
+
+    /// The name under `flavour`'s rules.
+    pub fn of(&self, flavour: Flavour) -> Option<&str> {
+        match flavour {
+            Flavour::V1 => self.v1.as_deref(),
+            Flavour::V2 => self.v2.as_deref(),
+        }
+    }
+
+    /// The names, each once.
+    pub fn distinct(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.v1.iter().chain(&self.v2).map(String::as_str).collect();
+        names.dedup();
+        names
     }
 }
 

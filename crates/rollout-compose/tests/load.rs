@@ -1,7 +1,8 @@
 //! Loading whole projects from fixtures and temporary directories.
 
 use rollout_compose::{
-    ComposeError, Flavour, HealthTest, LoadOptions, MountKind, Overrides, Project, StepOverride,
+    ComposeError, Flavour, HealthTest, LoadOptions, MountKind, Overrides, Project, ProjectNames,
+    StepOverride,
 };
 use rollout_core::strategy::{CanaryStep, Hold, TrafficLayout};
 use rollout_core::{FailureAction, Order, ServiceRef, StrategyKind};
@@ -349,6 +350,39 @@ fn project_names_follow_each_flavour() {
     o.project_name = None;
     o.environment = Some(env(&[("COMPOSE_PROJECT_NAME", "Shop_Front-2")]));
     assert_eq!(Project::load(&o).unwrap().name, "shop_front-2");
+}
+
+#[test]
+fn each_tool_names_the_same_project_by_its_own_rules() {
+    // The name field is v2's alone; a leading underscore of the directory
+    // is dropped by v2 only; an invalid -p is normalised by v1 and refused
+    // by v2; usually both agree.
+    let dir = TempDir::new(&[("_Shop/compose.yaml", "services:\n  app:\n    image: a\n")]);
+    let names = ProjectNames::load(&opts(&dir.0.join("_Shop")));
+    assert_eq!(names.v1.as_deref(), Some("_shop"));
+    assert_eq!(names.v2.as_deref(), Some("shop"));
+    assert_eq!(names.distinct(), ["_shop", "shop"]);
+    assert_eq!(names.of(Flavour::V2), Some("shop"));
+    let dir = TempDir::new(&[(
+        "compose.yaml",
+        "name: front\nservices:\n  app:\n    image: a\n",
+    )]);
+    let mut o = opts(&dir.0);
+    let names = ProjectNames::load(&o);
+    assert_eq!(names.v2.as_deref(), Some("front"));
+    assert_ne!(names.v1.as_deref(), Some("front"));
+    o.project_name = Some("Bad Name".into());
+    let names = ProjectNames::load(&o);
+    assert_eq!(
+        (names.v1.as_deref(), names.v2.as_deref()),
+        (Some("badname"), None)
+    );
+    assert_eq!(names.distinct(), ["badname"]);
+    o.project_name = Some("shop".into());
+    let names = ProjectNames::load(&o);
+    assert_eq!(names.distinct(), ["shop"]);
+    assert_eq!(Flavour::V1.command(), "docker-compose");
+    assert_eq!(Flavour::V2.command(), "docker compose");
 }
 
 #[test]

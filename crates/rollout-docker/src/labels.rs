@@ -8,6 +8,9 @@ pub const SERVICE: &str = "com.docker.compose.service";
 pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
 /// Compose: the replica number in the container's name.
 pub const CONTAINER_NUMBER: &str = "com.docker.compose.container-number";
+/// Compose: the version of the Compose tool that made the container
+/// (`1.29.2`, `2.26.1`), which tells which tool the project is used with.
+pub const COMPOSE_VERSION: &str = "com.docker.compose.version";
 /// Compose: `True` on `docker compose run` containers, which are not replicas.
 pub const ONEOFF: &str = "com.docker.compose.oneoff";
 

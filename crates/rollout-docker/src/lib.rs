@@ -23,9 +23,10 @@
 //! - **Compose creates what Compose names.** New instances of the revision
 //!   the Compose file names come from the operator's own Compose tool
 //!   (`up -d --no-deps --no-recreate --scale`, see [`compose`]; which tool,
-//!   v1 or v2, [`detect_flavour`] finds as the docker CLI would), so names,
-//!   labels, networks, volumes and the config hash are exactly Compose's,
-//!   and a later `docker compose up -d` leaves them alone. An older revision
+//!   v1 or v2: the one that made the project's running containers, see
+//!   [`choose_tool`]), so names, labels, networks, volumes and the config
+//!   hash are exactly Compose's, and a later `up -d` with that tool leaves
+//!   them alone. An older revision
 //!   (a rollback) is created from the saved create-config of one of its
 //!   containers ([`spec`]), with the same labels and hash. Compose scales
 //!   to a total and starts every stopped container it scales, so launches
@@ -59,7 +60,7 @@ pub mod spec;
 mod tar;
 
 pub use backend::{DockerBackend, HealthProbe};
-pub use compose::{detect_flavour, ComposeCli, ComposeError, Flavour};
+pub use compose::{choose_tool, ComposeCli, ComposeError, Flavour, ToolChoice, ToolLookup};
 pub use dial::DockerCli;
 pub use endpoint::{resolve, Endpoint, GlobalFlags};
 pub use engine::Engine;

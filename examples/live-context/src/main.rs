@@ -4,7 +4,9 @@
 //! and `rollout_nginx::router::NginxRouter` and the same code updates real
 //! containers. This is that swap, with nothing from the plugin: the Compose
 //! project read by `rollout-compose`, the engine found as the docker CLI
-//! finds it, the backend (whose launch gate keeps Compose's scaling honest),
+//! finds it, the Compose tool that made the project (the one its running
+//! containers name; what is installed when it runs nothing yet), the
+//! backend (whose launch gate keeps Compose's scaling honest),
 //! the nginx router over the proxy service's containers, a journal kept with
 //! the engine, and the strategy the Compose file names.
 //!
@@ -18,13 +20,13 @@
 //! engine reachable it says so and runs the same plan on the mock instead,
 //! as `docker rollout --dry-run` does.
 
-use rollout_compose::{Flavour, LoadOptions, Project, Settings};
+use rollout_compose::{Flavour, LoadOptions, Project, ProjectNames, Settings};
 use rollout_core::event::EventSink;
 use rollout_core::strategy::{Cancel, TrafficLayout};
 use rollout_core::{Plan, Revision, RolloutContext, ServiceRef, Strategy};
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
-    ProxyContainer,
+    ProxyContainer, ToolLookup,
 };
 use rollout_mock::{MemoryJournal, MockCluster};
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
@@ -84,13 +86,20 @@ fn main() {
 }
 
 async fn run(args: Args) -> Result<i32, String> {
-    let flavour = rollout_docker::detect_flavour(None);
-    let options = LoadOptions {
+    let mut options = LoadOptions {
         files: args.files.clone(),
         project_name: args.project.clone(),
-        flavour,
         ..Default::default()
     };
+    // The tool were the project running nothing yet; once the engine says
+    // which tool made its containers, the project is read by that tool's
+    // rules (the two name projects differently).
+    let names = ProjectNames::load(&options);
+    let lookup = ToolLookup::new(None, "docker", Vec::<String>::new());
+    options.flavour = rollout_docker::choose_tool(&names, &[], &lookup)
+        .await
+        .map_err(|e| e.to_string())?
+        .flavour;
     let project = Project::load(&options).map_err(|e| e.to_string())?;
     let mut settings = project.settings(&args.service).map_err(|e| e.to_string())?;
     for w in project
@@ -113,8 +122,24 @@ async fn run(args: Args) -> Result<i32, String> {
         Ok(Err(e)) => return on_the_mock(strategy, &settings, &e.to_string()).await,
         Err(_) => return on_the_mock(strategy, &settings, "no answer within 10s").await,
     };
+    let made = rollout_docker::compose::project_containers(&engine, &names)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tool = rollout_docker::choose_tool(&names, &made, &lookup)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (project, settings) = if tool.flavour == options.flavour {
+        (project, settings)
+    } else {
+        options.flavour = tool.flavour;
+        let project = Project::load(&options).map_err(|e| e.to_string())?;
+        let mut settings = project.settings(&args.service).map_err(|e| e.to_string())?;
+        settings.resolve().map_err(|e| e.to_string())?;
+        (project, settings)
+    };
     let (ctx, plan) = live_context(&engine, &project, &settings).await?;
     println!("engine: {}", engine.endpoint());
+    println!("compose: {tool}");
     print_plan(strategy.name(), &plan);
     for s in services(&settings) {
         for i in ctx.backend.instances(&s).await.map_err(|e| e.to_string())? {

@@ -5,19 +5,22 @@
 //! Everything here only connects crates; the decisions are theirs. What is
 //! checked before anything changes (so that it can exit 2 or 6 with nothing
 //! touched): the project and the service (bad input), the engine
-//! (unreachable), the Compose tool's config hash, the proxy service and its
-//! containers, the nginx config and its upstream.
+//! (unreachable), the Compose tool (the one that made the project's
+//! containers, which must be installed: rollout-docker decides) and its
+//! config hash, the proxy service and its containers, the nginx config and
+//! its upstream.
 
 use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
-use rollout_compose::{Flavour, Project, Settings};
+use rollout_compose::{Flavour, Project, ProjectNames, Settings};
 use rollout_core::journal::Journal;
 use rollout_core::strategy::{TrafficLayout, Verifier};
 use rollout_core::{Backend, InstanceId, ServiceRef, TrafficRouter};
+use rollout_docker::compose::project_containers;
 use rollout_docker::{
     ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
-    ProxyContainer,
+    ProxyContainer, ToolChoice, ToolLookup,
 };
 use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
@@ -37,15 +40,65 @@ pub struct Prepared {
     pub project: Project,
     /// The service's settings with the command line's overrides.
     pub settings: Settings,
-    /// Which Compose tool the project is used with.
-    pub flavour: Flavour,
+    /// Which Compose tool the project is used with, and why.
+    pub compose: ToolChoice,
     /// Warnings for the operator (printed before the rollout).
     pub warnings: Vec<String>,
 }
 
-/// Loads the project and the service's settings; every error is bad input.
-pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
-    let flavour = rollout_docker::detect_flavour(req.docker.config.as_deref());
+/// The name each Compose tool gives the project (their rules differ).
+pub fn project_names(req: &RolloutRequest) -> ProjectNames {
+    ProjectNames::load(&req.compose.load_options(Flavour::default()))
+}
+
+/// Where the docker CLI that ran the plugin finds the Compose tools.
+pub fn tool_lookup(g: &DockerGlobals) -> ToolLookup {
+    let program = std::env::var_os(crate::cli::PLUGIN_ENV).unwrap_or_else(|| "docker".into());
+    ToolLookup::new(g.config.as_deref(), program, docker_args(g))
+}
+
+/// The Compose tool for the project (rollout-docker decides): the one that
+/// made its running containers, read from `engine` (without an engine,
+/// what is installed decides). A refusal is bad input; nothing changed.
+pub async fn choose_compose(
+    req: &RolloutRequest,
+    names: &ProjectNames,
+    engine: Option<&Engine>,
+) -> Result<ToolChoice, Fail> {
+    let made = match engine {
+        Some(engine) => project_containers(engine, names).await?,
+        None => Vec::new(),
+    };
+    rollout_docker::choose_tool(names, &made, &tool_lookup(&req.docker))
+        .await
+        .map_err(|e| Fail::bad_input(e.to_string()))
+}
+
+/// `prepared` with the Compose tool the project's running containers name;
+/// loaded again when that tool's rules differ from the one it was read with.
+pub async fn settle_compose(
+    req: &RolloutRequest,
+    names: &ProjectNames,
+    engine: &Engine,
+    prepared: Prepared,
+) -> Result<Prepared, Fail> {
+    let compose = choose_compose(req, names, Some(engine)).await?;
+    if compose.flavour == prepared.compose.flavour {
+        let mut warnings = prepared.warnings;
+        warnings.extend(compose.warnings.iter().cloned());
+        return Ok(Prepared {
+            compose,
+            warnings,
+            ..prepared
+        });
+    }
+    prepare(req, compose)
+}
+
+/// Loads the project and the service's settings by the rules of the
+/// Compose tool `compose`; every error is bad input.
+pub fn prepare(req: &RolloutRequest, compose: ToolChoice) -> Result<Prepared, Fail> {
+    let flavour = compose.flavour;
     let project = Project::load(&req.compose.load_options(flavour))
         .map_err(|e| Fail::bad_input(e.to_string()))?;
     let mut settings = project
@@ -60,10 +113,11 @@ pub fn prepare(req: &RolloutRequest) -> Result<Prepared, Fail> {
             .resolve()
             .map_err(|e| Fail::bad_input(e.to_string()))?,
     );
+    warnings.extend(compose.warnings.iter().cloned());
     Ok(Prepared {
         project,
         settings,
-        flavour,
+        compose,
         warnings,
     })
 }
@@ -136,7 +190,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// The operator's Compose tool on this project: the same files, name,
 /// env files and profiles, run in the project directory.
 pub fn compose_cli(p: &Prepared, req: &RolloutRequest) -> ComposeCli {
-    let mut c = match p.flavour {
+    let mut c = match p.compose.flavour {
         Flavour::V1 => ComposeCli::v1(),
         Flavour::V2 => ComposeCli::v2(docker_args(&req.docker)),
     };

@@ -123,18 +123,26 @@ async fn rollout(
     req: RolloutRequest,
     mut irx: mpsc::UnboundedReceiver<Interrupt>,
 ) -> Result<i32, Fail> {
-    let prepared = live::prepare(&req)?;
-    for w in &prepared.warnings {
-        let _ = writeln!(std::io::stderr(), "warning: {w}");
-    }
-    let settings = &prepared.settings;
-    let strategy_name = settings.strategy.as_str();
+    // Bad input is found before the engine is asked: the project read by
+    // the rules of the tool chosen were it running nothing yet. Once the
+    // engine says which tool made its containers, it is read again if that
+    // tool's rules differ.
+    let names = live::project_names(&req);
+    let prepared = live::prepare(&req, live::choose_compose(&req, &names, None).await?)?;
     let strategy: Arc<dyn rollout_core::Strategy> =
-        Arc::from(rollout_strategies::built_in(settings.strategy));
+        Arc::from(rollout_strategies::built_in(prepared.settings.strategy));
     if req.dry_run {
-        return dry_run(&req, &prepared, strategy, &mut irx).await;
+        return dry_run(&req, &names, prepared, strategy, &mut irx).await;
     }
     let engine = or_interrupted(&mut irx, live::connect(&req.docker)).await?;
+    let prepared = or_interrupted(
+        &mut irx,
+        live::settle_compose(&req, &names, &engine, prepared),
+    )
+    .await?;
+    warn(&prepared.warnings);
+    let settings = &prepared.settings;
+    let strategy_name = settings.strategy.as_str();
     let wired = or_interrupted(&mut irx, live::wire(&prepared, &req, engine)).await?;
     let plan = settings.plan(wired.target.clone());
     let mut renderer = output::setup(req.output, strategy_name, &plan);
@@ -149,6 +157,7 @@ async fn rollout(
         "proxy: nginx service {}, upstream {}; engine {}",
         wired.proxy.0, wired.proxy.1, wired.endpoint
     ));
+    renderer.note(&format!("compose: {}", prepared.compose));
     let ctx = RolloutContext {
         backend: wired.backend.clone(),
         router: wired.router.clone(),
@@ -183,15 +192,20 @@ async fn rollout(
     Ok(code)
 }
 
+/// Prints the warnings for the operator on stderr.
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        let _ = writeln!(std::io::stderr(), "warning: {w}");
+    }
+}
+
 async fn dry_run(
     req: &RolloutRequest,
-    prepared: &live::Prepared,
+    names: &rollout_compose::ProjectNames,
+    prepared: live::Prepared,
     strategy: Arc<dyn rollout_core::Strategy>,
     irx: &mut mpsc::UnboundedReceiver<Interrupt>,
 ) -> Result<i32, Fail> {
-    let settings = &prepared.settings;
-    let image = settings.image.clone().unwrap_or_default();
-    let compose = live::compose_cli(prepared, req);
     // Only reads: the instances that run now and the Compose config hash.
     let engine = or_interrupted(irx, async {
         Ok(
@@ -202,6 +216,16 @@ async fn dry_run(
         )
     })
     .await?;
+    let prepared = match &engine {
+        Ok(engine) => {
+            or_interrupted(irx, live::settle_compose(req, names, engine, prepared)).await?
+        }
+        Err(_) => prepared,
+    };
+    warn(&prepared.warnings);
+    let settings = &prepared.settings;
+    let image = settings.image.clone().unwrap_or_default();
+    let compose = live::compose_cli(&prepared, req);
     let (current, target) = match engine {
         Ok(engine) => {
             let current = live::current(&engine, compose.clone(), settings).await;

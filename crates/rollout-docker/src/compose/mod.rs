@@ -6,59 +6,25 @@
 //! exactly what `docker compose ps`, `up` and `down` expect: we never guess
 //! Compose's hash algorithm, which differs between v1 and v2. Every call is
 //! an argument vector, never a shell line.
+//!
+//! Which tool, v1 or v2, is the one that made the project ([`choice`]),
+//! among those installed where the operator's own commands find them
+//! ([`installed`]).
+
+pub mod choice;
+pub mod installed;
+
+pub use choice::{
+    choose_tool, decide, project_containers, Evidence, Made, Reason, ToolChoice, ToolRefusal,
+};
+pub use installed::{Installed, ToolLookup};
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 pub use rollout_compose::Flavour;
-
-/// Which Compose tool the operator has: `ROLLOUT_COMPOSE` decides when set
-/// (`v1` or `docker-compose`, `v2` or `docker compose`); else the docker
-/// CLI's `compose` plugin where one is installed, else `docker-compose`.
-/// `config_dir` is the docker CLI's `--config`, if given.
-pub fn detect_flavour(config_dir: Option<&Path>) -> Flavour {
-    let setting = std::env::var("ROLLOUT_COMPOSE").ok();
-    named_flavour(setting.as_deref()).unwrap_or_else(|| {
-        if compose_plugin_installed(config_dir) {
-            Flavour::V2
-        } else {
-            Flavour::V1
-        }
-    })
-}
-
-/// The flavour a `ROLLOUT_COMPOSE` value names, if it names one.
-fn named_flavour(setting: Option<&str>) -> Option<Flavour> {
-    match setting {
-        Some("v1") | Some("docker-compose") => Some(Flavour::V1),
-        Some("v2") | Some("docker compose") => Some(Flavour::V2),
-        _ => None,
-    }
-}
-
-/// Whether the docker CLI has a `compose` plugin, looked for where the CLI
-/// looks (the config directory's cli-plugins, then the system folders).
-fn compose_plugin_installed(config_dir: Option<&Path>) -> bool {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(c) = config_dir {
-        dirs.push(c.join("cli-plugins"));
-    } else if let Some(c) = std::env::var_os("DOCKER_CONFIG") {
-        dirs.push(PathBuf::from(c).join("cli-plugins"));
-    } else if let Some(h) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(h).join(".docker/cli-plugins"));
-    }
-    for d in [
-        "/usr/local/lib/docker/cli-plugins",
-        "/usr/local/libexec/docker/cli-plugins",
-        "/usr/lib/docker/cli-plugins",
-        "/usr/libexec/docker/cli-plugins",
-    ] {
-        dirs.push(PathBuf::from(d));
-    }
-    dirs.iter().any(|d| d.join("docker-compose").is_file())
-}
 
 /// How to run the operator's Compose tool on the operator's project.
 #[derive(Debug, Clone)]
@@ -304,26 +270,6 @@ impl ComposeCli {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rollout_compose_names_the_tool() {
-        assert_eq!(named_flavour(Some("v1")), Some(Flavour::V1));
-        assert_eq!(named_flavour(Some("docker-compose")), Some(Flavour::V1));
-        assert_eq!(named_flavour(Some("v2")), Some(Flavour::V2));
-        assert_eq!(named_flavour(Some("docker compose")), Some(Flavour::V2));
-        assert_eq!(named_flavour(Some("v3")), None);
-        assert_eq!(named_flavour(None), None);
-    }
-
-    #[test]
-    fn the_compose_plugin_is_found_in_the_config_directory() {
-        let dir = std::env::temp_dir().join(format!("rollout-flavour-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("cli-plugins")).unwrap();
-        std::fs::write(dir.join("cli-plugins/docker-compose"), b"").unwrap();
-        let found = compose_plugin_installed(Some(&dir));
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(found);
-    }
 
     #[test]
     fn the_command_line_keeps_the_operators_order() {
