@@ -1,6 +1,6 @@
 //! `cargo xtask test` (the whole suite) and `cargo xtask ci` (the lint gate).
 
-use crate::util::{cargo, ensure_debian_packages, run};
+use crate::util::{cargo, run};
 use anyhow::Result;
 
 /// fmt --check and clippy -D warnings over the whole workspace.
@@ -16,14 +16,11 @@ pub fn lint() -> Result<()> {
     ]))
 }
 
-/// The whole suite: tidy (the architecture's rules, cheap), lint, unit and
-/// mock tests, then the tests that need real components.
+/// The whole suite: the host's tools (`cargo xtask setup`: nginx, busybox, both Compose
+/// tools), tidy (the architecture's rules, cheap), lint, unit and mock tests, then the tests
+/// that need real components.
 pub fn test(_args: &[String]) -> Result<()> {
-    ensure_debian_packages(&[
-        ("nginx", "nginx"),
-        ("/bin/busybox", "busybox-static"),
-        ("docker-compose", "docker-compose"),
-    ])?;
+    crate::setup::test_tools(std::path::Path::new(crate::setup::PLUGINS_DIR))?;
     crate::tidy::run(&[])?;
     lint()?;
     run(cargo().args(["test", "--workspace"]))?;

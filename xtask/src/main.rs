@@ -11,6 +11,7 @@ mod e2e;
 mod images;
 mod install;
 mod nginx;
+mod setup;
 mod tidy;
 mod util;
 
@@ -21,6 +22,9 @@ usage: cargo xtask <task> [args]
 
 tasks:
   test                     the whole suite, as CI runs it (installs what it needs)
+  setup [--plugins-dir DIR]
+                           install what the tests need: nginx, busybox, docker-compose
+                           (v1) and Compose v2 as a docker CLI plugin (from Debian trixie)
   ci                       the lint gate only: fmt --check and clippy -D warnings
   tidy                     the architecture's rules: layering, unused dependencies,
                            file length, docs (run by `test` before the lint gate)
@@ -49,6 +53,7 @@ fn run() -> Result<()> {
     };
     match task.as_str() {
         "test" => ci::test(rest),
+        "setup" => setup::run_task(rest),
         "ci" => ci::lint(),
         "tidy" => tidy::run(rest),
         "demo" => demo::run(rest),
