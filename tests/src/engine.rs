@@ -2,6 +2,7 @@
 //! first, and which Compose tool drives a project.
 
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 /// A `docker` command.
 pub fn docker() -> Command {
@@ -81,8 +82,12 @@ pub fn require_images(images: &[&str]) {
     );
 }
 
+/// The variable that says which Compose tool the run brings projects up with: `v1`
+/// (`docker-compose`) or `v2` (`docker compose`). `cargo xtask e2e` sets it for each pass.
+pub const TOOL_ENV: &str = "ROLLOUT_E2E_COMPOSE";
+
 /// The Compose tool a project is driven with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ComposeTool {
     /// Debian's `docker-compose` (Compose v1).
     V1,
@@ -91,32 +96,62 @@ pub enum ComposeTool {
 }
 
 impl ComposeTool {
-    /// The tools that work on this machine, v1 first.
+    /// Both tools, v2 first.
+    pub const ALL: [ComposeTool; 2] = [ComposeTool::V2, ComposeTool::V1];
+
+    /// The tools that work on this machine, v2 first (asked once per process).
     pub fn available() -> Vec<ComposeTool> {
-        let works = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
-        let mut tools = Vec::new();
-        if works(Command::new("docker-compose").arg("version")) {
-            tools.push(ComposeTool::V1);
-        }
-        if works(docker().args(["compose", "version"])) {
-            tools.push(ComposeTool::V2);
+        static AVAILABLE: OnceLock<Vec<ComposeTool>> = OnceLock::new();
+        AVAILABLE
+            .get_or_init(|| {
+                ComposeTool::ALL
+                    .into_iter()
+                    .filter(|t| {
+                        t.command()
+                            .args(["version", "--short"])
+                            .output()
+                            .is_ok_and(|o| o.status.success())
+                    })
+                    .collect()
+            })
+            .clone()
+    }
+
+    /// The tools every "for each tool" test runs with: those available, and under `CI=true`
+    /// both, or a panic saying which is missing (a missing tool never makes a test pass).
+    pub fn under_test() -> Vec<ComposeTool> {
+        let tools = ComposeTool::available();
+        if std::env::var("CI").as_deref() == Ok("true") {
+            for t in ComposeTool::ALL {
+                assert!(
+                    tools.contains(&t),
+                    "{} does not work here, and CI=true tests both Compose tools\nhint: cargo xtask setup installs them",
+                    t.name()
+                );
+            }
         }
         tools
     }
 
-    /// The tool to use: `ROLLOUT_COMPOSE` (`docker-compose` or `docker compose`) when set, else
-    /// the first available. Panics when there is none.
+    /// The tool the run brings projects up with, chosen in this one place and said once on
+    /// stderr: [`TOOL_ENV`] when set; else `docker compose` where it works, else
+    /// `docker-compose` (but under `CI=true`, Compose v2 missing is a failure). Panics when the
+    /// tool asked for does not work.
     pub fn detect() -> ComposeTool {
-        match std::env::var("ROLLOUT_COMPOSE").as_deref() {
-            Ok("docker-compose") => return ComposeTool::V1,
-            Ok("docker compose") => return ComposeTool::V2,
-            Ok(other) => panic!(
-                "ROLLOUT_COMPOSE={other:?} is not a compose tool: expected \"docker-compose\" or \"docker compose\""
-            ),
-            Err(_) => {}
-        }
-        ComposeTool::available().into_iter().next().unwrap_or_else(|| {
-            panic!("neither docker-compose nor docker compose works here\nhint: apt-get install docker-compose")
+        static CHOSEN: OnceLock<ComposeTool> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let setting = std::env::var(TOOL_ENV).ok().filter(|v| !v.is_empty());
+            let (tool, why) = choose(
+                setting.as_deref(),
+                &ComposeTool::available(),
+                std::env::var("CI").as_deref() == Ok("true"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            eprintln!(
+                "compose: projects of this run come up with {} ({why})",
+                tool.name()
+            );
+            tool
         })
     }
 
@@ -139,6 +174,81 @@ impl ComposeTool {
             ComposeTool::V2 => "docker compose",
         }
     }
+
+    /// `v1` or `v2`, as [`TOOL_ENV`] names it.
+    pub fn short(&self) -> &'static str {
+        match self {
+            ComposeTool::V1 => "v1",
+            ComposeTool::V2 => "v2",
+        }
+    }
+
+    /// The separator in the container names it gives (`p_app_1`, `p-app-1`).
+    pub fn separator(&self) -> char {
+        match self {
+            ComposeTool::V1 => '_',
+            ComposeTool::V2 => '-',
+        }
+    }
+
+    /// Whether a `com.docker.compose.version` label says this tool made the container.
+    pub fn made(&self, version_label: &str) -> bool {
+        let major = version_label.trim_start_matches('v').split('.').next();
+        match (self, major.and_then(|m| m.parse::<u32>().ok())) {
+            (ComposeTool::V1, Some(m)) => m == 1,
+            (ComposeTool::V2, Some(m)) => m >= 2,
+            _ => false,
+        }
+    }
+}
+
+/// The run's tool from [`TOOL_ENV`]'s value, what works here and whether this is CI; with why.
+fn choose(
+    setting: Option<&str>,
+    available: &[ComposeTool],
+    ci: bool,
+) -> Result<(ComposeTool, String), String> {
+    let works = |t: ComposeTool| available.contains(&t);
+    match setting {
+        Some(value) => {
+            let tool = ComposeTool::ALL
+                .into_iter()
+                .find(|t| t.short() == value)
+                .ok_or_else(|| {
+                    format!("{TOOL_ENV}={value:?} names no Compose tool: expected v1 or v2")
+                })?;
+            if !works(tool) {
+                return Err(format!(
+                    "{TOOL_ENV}={value} asks for {}, which does not work here\nhint: cargo xtask setup installs both Compose tools",
+                    tool.name()
+                ));
+            }
+            Ok((tool, format!("{TOOL_ENV}={value}")))
+        }
+        None if works(ComposeTool::V2) => Ok((
+            ComposeTool::V2,
+            format!("{TOOL_ENV} unset: Compose v2 works here"),
+        )),
+        None if ci => Err(format!(
+            "Compose v2 (docker compose) does not work here, and CI=true runs the suite under it\nhint: cargo xtask setup installs it, or set {TOOL_ENV}=v1"
+        )),
+        None if works(ComposeTool::V1) => Ok((
+            ComposeTool::V1,
+            format!("{TOOL_ENV} unset: Compose v2 does not work here"),
+        )),
+        None => Err(
+            "neither docker compose nor docker-compose works here\nhint: cargo xtask setup installs them"
+                .to_string(),
+        ),
+    }
+}
+
+/// The lines in which a Compose tool said it created or recreated a container (`Creating`,
+/// `Recreating` under v1; `Created`, `Recreate`, `Recreated` under v2).
+pub fn creations(said: &str) -> Vec<&str> {
+    said.lines()
+        .filter(|l| l.contains("Creat") || l.contains("Recreat"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -155,5 +265,39 @@ mod tests {
         );
         assert!(problem.contains("/nonexistent/docker.sock"), "{problem}");
         assert!(problem.contains("\nhint: "), "{problem}");
+    }
+
+    #[test]
+    fn the_runs_tool_is_chosen_in_one_place() {
+        use ComposeTool::{V1, V2};
+        let tool = |s, a: &[ComposeTool], ci| choose(s, a, ci).map(|(t, _)| t);
+        assert_eq!(tool(None, &[V2, V1], true), Ok(V2));
+        assert_eq!(tool(None, &[V1], false), Ok(V1));
+        assert_eq!(tool(Some("v1"), &[V2, V1], true), Ok(V1));
+        assert_eq!(tool(Some("v2"), &[V2], false), Ok(V2));
+        // Under CI, v2 missing is a failure unless v1 is asked for.
+        assert!(tool(None, &[V1], true).unwrap_err().contains("\nhint: "));
+        assert_eq!(tool(Some("v1"), &[V1], true), Ok(V1));
+        assert!(tool(Some("v2"), &[V1], false)
+            .unwrap_err()
+            .contains("asks for docker compose, which does not work here"));
+        assert!(tool(Some("docker-compose"), &[V1], false)
+            .unwrap_err()
+            .contains("names no Compose tool"));
+        assert!(tool(None, &[], false).is_err());
+    }
+
+    #[test]
+    fn labels_and_words_of_both_tools_are_read() {
+        assert!(ComposeTool::V1.made("1.29.2"));
+        assert!(!ComposeTool::V1.made("2.26.1-4"));
+        assert!(ComposeTool::V2.made("2.26.1-4"));
+        assert!(!ComposeTool::V2.made(""));
+        let v1 =
+            "Recreating p_app_1 ... done\nCreating p_app_2 ... done\nStarting p_nginx_1 ... done\n";
+        assert_eq!(creations(v1).len(), 2);
+        let v2 = " Container p-app-1  Recreate\n Container p-app-1  Recreated\n Container p-nginx-1  Running\n";
+        assert_eq!(creations(v2).len(), 2);
+        assert!(creations(" Container p-app-1  Running\n").is_empty());
     }
 }

@@ -9,8 +9,10 @@
 //!
 //! - [`engine`] and [`http`]: `docker` commands, the checks every engine test makes first
 //!   ([`require_engine`], [`require_images`]: loud failures, never an early return), the
-//!   Compose tool the machine has ([`ComposeTool`]: Debian's `docker-compose` v1, or the
-//!   `docker compose` plugin), and plain GETs from the host ([`wait_http`]).
+//!   Compose tool a project is brought up with ([`ComposeTool`]: Debian's `docker-compose`
+//!   v1, or the `docker compose` plugin; the run's tool is chosen in one place,
+//!   [`ComposeTool::detect`], from `ROLLOUT_E2E_COMPOSE=v1|v2`, else v2 where it works, and
+//!   said on stderr), and plain GETs from the host ([`wait_http`]).
 //! - [`project`]: [`Project`] is one Compose project in a temporary folder with a unique name.
 //!   It labels what it creates (`io.rollout.test=<project>`) and removes everything of that
 //!   project when dropped, also when the test panicked.
@@ -20,7 +22,8 @@
 //!   brings it up until it serves ([`DemoStack::serve`]).
 //! - [`plugin`]: [`PluginDir`] installs a plugin binary into a temporary
 //!   `DOCKER_CONFIG/cli-plugins`, so that tests go through the Docker CLI's plugin protocol
-//!   exactly as an operator's `docker rollout` does.
+//!   exactly as an operator's `docker rollout` does, finding the Compose tools the operator's
+//!   docker finds (or with one hidden, as if it were not installed: [`PluginDir::hide`]).
 //! - [`load`]: the mix every run sends ([`load::mix`]) through nginx's container address on
 //!   the project's network ([`Project::start_load`]; a load that must outlive nginx's
 //!   container uses the published port), and the load's [`Clock`], on which everything else is
@@ -55,7 +58,9 @@ pub mod run;
 pub mod stack;
 pub mod verdict;
 
-pub use engine::{docker, require_engine, require_images, run_ok, ComposeTool};
+pub use engine::{
+    creations, docker, require_engine, require_images, run_ok, ComposeTool, TOOL_ENV,
+};
 pub use http::{wait_http, HttpAnswer};
 pub use load::Clock;
 pub use plugin::{workspace_binary, PluginDir};

@@ -1,5 +1,7 @@
 //! A plugin binary installed into a temporary Docker config folder.
 
+use crate::engine::ComposeTool;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,10 +10,13 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A temporary `DOCKER_CONFIG` whose `cli-plugins/docker-rollout` is the binary under test, so
 /// that `docker --config DIR rollout ...` runs it through the Docker CLI's plugin protocol.
-/// Removed when dropped.
+/// Its config file names the `cliPluginsExtraDirs` of the operator's own docker config, so the
+/// plugin finds the Compose tools the harness's `docker compose` finds. Removed when dropped.
 #[derive(Debug)]
 pub struct PluginDir {
     dir: PathBuf,
+    /// `PATH` for the docker CLI and the plugin, when a tool is hidden from them.
+    path: Option<OsString>,
 }
 
 impl PluginDir {
@@ -32,8 +37,10 @@ impl PluginDir {
         let plugins = dir.join("cli-plugins");
         std::fs::create_dir_all(&plugins)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", plugins.display()));
-        // An empty config: no credentials, default context (DOCKER_HOST still applies).
-        std::fs::write(dir.join("config.json"), "{}\n").unwrap();
+        // No credentials, default context (DOCKER_HOST still applies), the operator's plugin
+        // folders.
+        let config = serde_json::json!({ "cliPluginsExtraDirs": ambient_extra_dirs() });
+        std::fs::write(dir.join("config.json"), format!("{config}\n")).unwrap();
         let target = plugins.join(format!("docker-{name}"));
         std::fs::copy(binary, &target).unwrap_or_else(|e| {
             panic!(
@@ -43,7 +50,39 @@ impl PluginDir {
             )
         });
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
-        PluginDir { dir }
+        PluginDir { dir, path: None }
+    }
+
+    /// Hides `tool` from the docker CLI and the plugin it runs, as if it were not installed.
+    /// Compose v2: an invalid `cli-plugins/docker-compose` (the CLI takes the first candidate it
+    /// finds and an invalid one hides every later one, the system folders' included; the
+    /// config's extra folders, searched before it, are dropped). Compose v1: a `PATH` whose only
+    /// program is `docker`.
+    pub fn hide(&mut self, tool: ComposeTool) {
+        use std::os::unix::fs::PermissionsExt;
+        match tool {
+            ComposeTool::V2 => {
+                let stub = self.dir.join("cli-plugins/docker-compose");
+                std::fs::write(&stub, "#!/bin/sh\necho 'not a plugin' >&2\nexit 1\n").unwrap();
+                std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+                std::fs::write(self.dir.join("config.json"), "{}\n").unwrap();
+            }
+            ComposeTool::V1 => {
+                let bin = self.dir.join("bin");
+                std::fs::create_dir_all(&bin).unwrap();
+                let docker = std::env::var_os("PATH")
+                    .iter()
+                    .flat_map(std::env::split_paths)
+                    .map(|d| d.join("docker"))
+                    .find(|p| p.is_file())
+                    .expect("docker is on PATH");
+                let link = bin.join("docker");
+                if !link.exists() {
+                    std::os::unix::fs::symlink(&docker, &link).unwrap();
+                }
+                self.path = Some(bin.into_os_string());
+            }
+        }
     }
 
     /// The config folder (what `DOCKER_CONFIG` or `--config` names).
@@ -60,8 +99,24 @@ impl PluginDir {
     pub fn docker(&self) -> Command {
         let mut cmd = Command::new("docker");
         cmd.arg("--config").arg(&self.dir);
+        if let Some(path) = &self.path {
+            cmd.env("PATH", path);
+        }
         cmd
     }
+}
+
+/// `cliPluginsExtraDirs` of the operator's docker config (`DOCKER_CONFIG`, else `~/.docker`).
+fn ambient_extra_dirs() -> Vec<String> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+    dir.and_then(|d| std::fs::read_to_string(d.join("config.json")).ok())
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v.get("cliPluginsExtraDirs").cloned())
+        .and_then(|d| serde_json::from_value(d).ok())
+        .unwrap_or_default()
 }
 
 impl Drop for PluginDir {

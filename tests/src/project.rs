@@ -158,6 +158,29 @@ impl Project {
         })
     }
 
+    /// The `com.docker.compose.version` labels of the project's containers (all states), with
+    /// the container names: which Compose tool made each.
+    pub fn compose_versions(&self) -> Vec<(String, String)> {
+        let ids: Vec<String> = self.containers(None).into_iter().map(|c| c.id).collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let out = run_ok(
+            docker()
+                .args([
+                    "inspect",
+                    "--format",
+                    "{{.Name}}\t{{index .Config.Labels \"com.docker.compose.version\"}}",
+                ])
+                .args(&ids),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(n, v)| (n.trim_start_matches('/').to_string(), v.to_string()))
+            .collect()
+    }
+
     /// The project's containers (all states), optionally of one service, by Compose labels.
     pub fn containers(&self, service: Option<&str>) -> Vec<Container> {
         let mut ps = docker();
@@ -341,11 +364,13 @@ impl Project {
 
     /// `docker --config DIR rollout --project-name NAME` in the project folder, with the
     /// project's environment: the plugin under test through the real Docker CLI. Add the
-    /// rollout's own arguments and run it.
+    /// rollout's own arguments and run it. `ROLLOUT_COMPOSE` is not passed on (unless the
+    /// project sets it): the plugin finds the tool that made the project itself.
     pub fn rollout_command(&self, plugins: &crate::PluginDir) -> Command {
         let mut cmd = plugins.docker();
         cmd.current_dir(&self.dir)
             .args(["rollout", "--project-name", &self.name])
+            .env_remove("ROLLOUT_COMPOSE")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }

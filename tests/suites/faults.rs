@@ -105,7 +105,11 @@ fn never_healthy_rolls_back_with_rollback_config_and_prints_why() {
         .lines()
         .find(|l| l.contains(" failed: not healthy within the start timeout"))
         .unwrap_or_else(|| panic!("no failure line:\n{err}"));
-    assert!(failed_line.contains("_app_"), "{failed_line}");
+    let sep = s.p.tool().separator();
+    assert!(
+        failed_line.contains(&format!("{sep}app{sep}")),
+        "{failed_line}"
+    );
     let after_failure = &err[err.find(failed_line).unwrap()..];
     let logs_at = after_failure
         .find("last log lines:")

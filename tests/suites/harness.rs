@@ -18,10 +18,10 @@ fn stack(slug: &str, tool: ComposeTool, replicas: u32) -> Project {
 #[test]
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn every_compose_tool_brings_the_stack_up_and_down() {
-    let tools = ComposeTool::available();
+    let tools = ComposeTool::under_test();
     assert!(!tools.is_empty(), "no compose tool works here");
     for tool in tools {
-        let p = stack("tools", tool.clone(), 2);
+        let p = stack("tools", tool, 2);
         let answer = wait_http(p.port("nginx", 80), "/", Duration::from_secs(5), |a| {
             a.status == 200
         });
