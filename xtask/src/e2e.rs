@@ -1,5 +1,5 @@
-//! `cargo xtask e2e [FILTER] [--package PKG]... [--list]`: the end-to-end tests against the
-//! real engine, one at a time, as CI runs them.
+//! `cargo xtask e2e [FILTER] [--package PKG]... [--compose v1|v2] [--list]`: the end-to-end
+//! tests against the real engine, one at a time, as CI runs them.
 //!
 //! An end-to-end test is a test marked `#[ignore = "needs docker: run with cargo xtask e2e"]`
 //! (every ignored test of the workspace counts: an ignored test that nothing runs would be a
@@ -8,6 +8,13 @@
 //! tests of every test executable, runs each alone with `--ignored --exact` and `CI=true`,
 //! and fails when one failed, or when fewer ran than exist (FILTER selects by substring of
 //! the test's name or of its test target, such as `strategies` for `tests/suites/strategies.rs`).
+//!
+//! Both Compose tools are under test, in passes: every selected test under the default tool
+//! (`docker compose` where it works, else `docker-compose`), then, when both work, the
+//! selected tests of [`V1_SUBSET`] under `docker-compose`. The harness reads the pass's tool
+//! from `ROLLOUT_E2E_COMPOSE` (`v1`, `v2`); `--compose v1|v2` runs one pass with that tool.
+//! Each pass is reported on its own (passed, failed, flaky, wall time). With `CI=true`, both
+//! tools must work (`cargo xtask setup` installs them).
 
 use crate::util::{cargo, show};
 use anyhow::{bail, Context, Result};
@@ -27,11 +34,87 @@ struct E2eTest {
 /// Longest a single test may run (`ROLLOUT_E2E_TIMEOUT` seconds overrides it).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
+/// The tests also run under Compose v1 when the default pass ran under v2 (`target name`):
+/// the seed's rolling values, blue-green and switch-back, canary, a kill and resume, Compose
+/// coherence after a rollout, and the Compose tool's own tests. A name here that is no test
+/// fails the run, so a rename cannot drop a test from the pass unseen.
+pub const V1_SUBSET: &[&str] = &[
+    "strategies rolling_with_the_seeds_own_values",
+    "strategies blue_green_switches_to_green_and_back_to_the_same_blue",
+    "strategies canary_steps_match_their_weights",
+    "interrupts sigkill_after_a_launch_then_the_next_run_completes",
+    "operators compose_stays_coherent_after_a_rollout",
+    "compose_tools the_tool_that_made_the_project_rolls_it_out_and_up_leaves_it_alone",
+    "compose_tools a_project_made_by_a_tool_that_is_not_installed_is_refused",
+];
+
+/// The variable the harness reads the pass's Compose tool from.
+const TOOL_ENV: &str = "ROLLOUT_E2E_COMPOSE";
+
+/// A Compose tool the end-to-end tests run under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    V1,
+    V2,
+}
+
+impl Tool {
+    fn short(self) -> &'static str {
+        match self {
+            Tool::V1 => "v1",
+            Tool::V2 => "v2",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Tool::V1 => "docker-compose",
+            Tool::V2 => "docker compose",
+        }
+    }
+
+    /// `version --short`, when the tool works.
+    fn version(self) -> Option<String> {
+        let mut cmd = match self {
+            Tool::V1 => Command::new("docker-compose"),
+            Tool::V2 => {
+                let mut c = Command::new("docker");
+                c.arg("compose");
+                c
+            }
+        };
+        let out = cmd
+            .args(["version", "--short"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// One pass: the tool and the tests it runs.
+struct Pass<'a> {
+    tool: Tool,
+    tests: Vec<&'a E2eTest>,
+}
+
+/// How a pass went.
+#[derive(Default)]
+struct PassResult {
+    passed: Vec<String>,
+    failed: Vec<String>,
+    flaky: Vec<String>,
+    wall: Duration,
+}
+
 /// Entry point of `cargo xtask e2e`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut filter: Option<String> = None;
     let mut packages: Vec<String> = Vec::new();
     let mut list_only = false;
+    let mut only: Option<Tool> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -41,8 +124,15 @@ pub fn run(args: &[String]) -> Result<()> {
                     .to_string(),
             ),
             "--list" => list_only = true,
+            "--compose" => {
+                only = Some(match it.next().map(String::as_str) {
+                    Some("v1") => Tool::V1,
+                    Some("v2") => Tool::V2,
+                    other => bail!("--compose takes v1 or v2, not {other:?}"),
+                })
+            }
             flag if flag.starts_with('-') => {
-                bail!("unknown flag {flag:?}\nusage: cargo xtask e2e [FILTER] [--package PKG]... [--list]")
+                bail!("unknown flag {flag:?}\nusage: cargo xtask e2e [FILTER] [--package PKG]... [--compose v1|v2] [--list]")
             }
             f if filter.is_none() => filter = Some(f.to_string()),
             extra => bail!("only one FILTER is allowed, got {extra:?} too"),
@@ -62,6 +152,17 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let all = list_tests(&selection)?;
     let total = all.len();
+    let names: Vec<String> = all
+        .iter()
+        .map(|t| format!("{} {}", t.target, t.name))
+        .collect();
+    if packages.is_empty() {
+        for wanted in V1_SUBSET {
+            if !names.iter().any(|n| n == wanted) {
+                bail!("the v1 subset names {wanted:?}, which is no end-to-end test (xtask/src/e2e.rs)");
+            }
+        }
+    }
     let selected: Vec<&E2eTest> = all
         .iter()
         .filter(|t| {
@@ -80,13 +181,20 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     if list_only {
         for t in &selected {
-            println!("{} {}", t.target, t.name);
+            let v1 = V1_SUBSET.contains(&format!("{} {}", t.target, t.name).as_str());
+            println!(
+                "{} {}{}",
+                t.target,
+                t.name,
+                if v1 { " (also under v1)" } else { "" }
+            );
         }
         return Ok(());
     }
     if selected.is_empty() {
         bail!("no end-to-end test to run: the filter matches none, or no test is #[ignore]d");
     }
+    let passes = passes(&selected, only)?;
     let timeout = std::env::var("ROLLOUT_E2E_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -99,26 +207,140 @@ pub fn run(args: &[String]) -> Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    let mut passed = Vec::new();
-    let mut failed = Vec::new();
-    let mut flaky = Vec::new();
-    for (i, t) in selected.iter().enumerate() {
+    let mut results = Vec::new();
+    for (n, pass) in passes.iter().enumerate() {
         eprintln!(
-            "\n=== e2e {}/{}: {} {}",
+            "\n##### pass {}/{}: {} test{} under {} ({TOOL_ENV}={})",
+            n + 1,
+            passes.len(),
+            pass.tests.len(),
+            if pass.tests.len() == 1 { "" } else { "s" },
+            pass.tool.name(),
+            pass.tool.short()
+        );
+        results.push(run_pass(pass, timeout, retries));
+    }
+    let mut failed = Vec::new();
+    eprintln!();
+    for (pass, r) in passes.iter().zip(&results) {
+        if !r.flaky.is_empty() {
+            eprintln!(
+                "end-to-end tests under {} that failed once and passed on a retry (look at them):\n  {}",
+                pass.tool.name(),
+                r.flaky.join("\n  ")
+            );
+        }
+    }
+    for (pass, r) in passes.iter().zip(&results) {
+        eprintln!(
+            "end-to-end under {} ({}): {} passed, {} failed, {} flaky, {} selected, {total} exist, in {:.0} s",
+            pass.tool.name(),
+            pass.tool.short(),
+            r.passed.len(),
+            r.failed.len(),
+            r.flaky.len(),
+            pass.tests.len(),
+            r.wall.as_secs_f64()
+        );
+        failed.extend(
+            r.failed
+                .iter()
+                .map(|f| format!("{f} (under {})", pass.tool.name())),
+        );
+    }
+    if !failed.is_empty() {
+        bail!("end-to-end tests failed:\n  {}", failed.join("\n  "));
+    }
+    for (pass, r) in passes.iter().zip(&results) {
+        if r.passed.len() < pass.tests.len() {
+            bail!(
+                "only {} of {} end-to-end tests ran under {}",
+                r.passed.len(),
+                pass.tests.len(),
+                pass.tool.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The passes for `selected`: under the default tool, then the v1 subset under v1 when both
+/// tools work; or one pass under `only`. Fails when a tool needed does not work, and with
+/// `CI=true` when not both do.
+fn passes<'a>(selected: &[&'a E2eTest], only: Option<Tool>) -> Result<Vec<Pass<'a>>> {
+    let v2 = Tool::V2.version();
+    let v1 = Tool::V1.version();
+    eprintln!(
+        "compose tools: docker compose {}, docker-compose {}",
+        v2.as_deref().unwrap_or("(missing)"),
+        v1.as_deref().unwrap_or("(missing)")
+    );
+    let works = |t: Tool| match t {
+        Tool::V1 => v1.is_some(),
+        Tool::V2 => v2.as_deref().is_some_and(|v| !v.starts_with('1')),
+    };
+    if std::env::var("CI").as_deref() == Ok("true") && !(works(Tool::V1) && works(Tool::V2)) {
+        bail!("CI=true runs the end-to-end tests under both Compose tools, and not both work here\nhint: cargo xtask setup installs them");
+    }
+    if let Some(tool) = only {
+        if !works(tool) {
+            bail!("--compose {} asks for {}, which does not work here\nhint: cargo xtask setup installs it", tool.short(), tool.name());
+        }
+        return Ok(vec![Pass {
+            tool,
+            tests: selected.to_vec(),
+        }]);
+    }
+    let default = if works(Tool::V2) {
+        Tool::V2
+    } else if works(Tool::V1) {
+        eprintln!("note: Compose v2 does not work here: every test runs under docker-compose only (cargo xtask setup installs Compose v2)");
+        Tool::V1
+    } else {
+        bail!("neither docker compose nor docker-compose works here\nhint: cargo xtask setup installs them");
+    };
+    let mut passes = vec![Pass {
+        tool: default,
+        tests: selected.to_vec(),
+    }];
+    if default == Tool::V2 && works(Tool::V1) {
+        let subset: Vec<&E2eTest> = selected
+            .iter()
+            .copied()
+            .filter(|t| V1_SUBSET.contains(&format!("{} {}", t.target, t.name).as_str()))
+            .collect();
+        if !subset.is_empty() {
+            passes.push(Pass {
+                tool: Tool::V1,
+                tests: subset,
+            });
+        }
+    }
+    Ok(passes)
+}
+
+/// Runs a pass's tests one at a time, each retried up to `retries` times.
+fn run_pass(pass: &Pass, timeout: Duration, retries: usize) -> PassResult {
+    let started = Instant::now();
+    let mut r = PassResult::default();
+    for (i, t) in pass.tests.iter().enumerate() {
+        eprintln!(
+            "\n=== e2e {}/{} ({}): {} {}",
             i + 1,
-            selected.len(),
+            pass.tests.len(),
+            pass.tool.short(),
             t.target,
             t.name
         );
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let started = Instant::now();
-            match run_one(t, timeout) {
+            let began = Instant::now();
+            match run_one(t, pass.tool, timeout) {
                 Ok(()) => {
                     eprintln!(
                         "=== passed in {:.1} s: {}",
-                        started.elapsed().as_secs_f64(),
+                        began.elapsed().as_secs_f64(),
                         t.name
                     );
                     if attempt > 1 {
@@ -126,50 +348,28 @@ pub fn run(args: &[String]) -> Result<()> {
                             "=== FLAKY: {} failed, then passed on attempt {attempt}",
                             t.name
                         );
-                        flaky.push(format!("{} {}", t.target, t.name));
+                        r.flaky.push(format!("{} {}", t.target, t.name));
                     }
-                    passed.push(t.name.clone());
+                    r.passed.push(t.name.clone());
                     break;
                 }
                 Err(e) => {
                     eprintln!(
                         "=== FAILED after {:.1} s (attempt {attempt} of {}): {}: {e:#}",
-                        started.elapsed().as_secs_f64(),
+                        began.elapsed().as_secs_f64(),
                         retries + 1,
                         t.name
                     );
                     if attempt > retries {
-                        failed.push(format!("{} {}", t.target, t.name));
+                        r.failed.push(format!("{} {}", t.target, t.name));
                         break;
                     }
                 }
             }
         }
     }
-    if !flaky.is_empty() {
-        eprintln!(
-            "\nend-to-end tests that failed once and passed on a retry (look at them):\n  {}",
-            flaky.join("\n  ")
-        );
-    }
-    eprintln!(
-        "\nend-to-end: {} passed, {} failed, {} flaky, {} selected, {total} exist",
-        passed.len(),
-        failed.len(),
-        flaky.len(),
-        selected.len()
-    );
-    if !failed.is_empty() {
-        bail!("end-to-end tests failed:\n  {}", failed.join("\n  "));
-    }
-    if passed.len() < selected.len() {
-        bail!(
-            "only {} of {} end-to-end tests ran",
-            passed.len(),
-            selected.len()
-        );
-    }
-    Ok(())
+    r.wall = started.elapsed();
+    r
 }
 
 /// Builds the test executables and lists the ignored tests in each.
@@ -249,8 +449,8 @@ fn field(line: &str, key: &str) -> Option<String> {
     None
 }
 
-/// Runs one test alone; Ok when libtest says exactly one passed.
-fn run_one(t: &E2eTest, timeout: Duration) -> Result<()> {
+/// Runs one test alone under `tool`; Ok when libtest says exactly one passed.
+fn run_one(t: &E2eTest, tool: Tool, timeout: Duration) -> Result<()> {
     let mut child = Command::new(&t.exe)
         .args([
             &t.name,
@@ -262,6 +462,7 @@ fn run_one(t: &E2eTest, timeout: Duration) -> Result<()> {
         ])
         .current_dir(&t.package_dir)
         .env("CI", "true")
+        .env(TOOL_ENV, tool.short())
         .env("CARGO_MANIFEST_DIR", &t.package_dir)
         .env(
             "CARGO",
