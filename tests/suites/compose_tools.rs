@@ -154,6 +154,10 @@ fn a_project_made_by_a_tool_that_is_not_installed_is_refused() {
     s.p.set_env("APP_IMAGE", images::V2);
     let out = s.command(&[]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "docker rollout app, {} hidden, said:\n{stderr}",
+        tool.name()
+    );
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let error = stderr
         .lines()
