@@ -32,6 +32,11 @@ fn project(name: &str, compose: &str) -> Dir {
 const SEED: &str = "services:\n  nginx:\n    image: rollout-nginx:1.22\n    volumes:\n      - ./nginx.conf:/etc/nginx/nginx.conf:ro\n  app:\n    image: rollout-demo:v2\n    deploy:\n      replicas: 4\n      update_config:\n        parallelism: 2\n        delay: 10s\n";
 
 fn plugin(dir: &Path, args: &[&str], as_plugin: bool) -> Output {
+    plugin_with(dir, args, as_plugin, &[])
+}
+
+/// [`plugin`] with more variables set (over the ones it sets).
+fn plugin_with(dir: &Path, args: &[&str], as_plugin: bool, env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_docker-rollout"));
     c.current_dir(dir)
         .args(args)
@@ -47,6 +52,7 @@ fn plugin(dir: &Path, args: &[&str], as_plugin: bool) -> Output {
     } else {
         c.env_remove("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND");
     }
+    c.envs(env.iter().copied());
     c.output().unwrap()
 }
 
@@ -110,6 +116,29 @@ fn bad_input_exits_2_before_the_engine_is_contacted() {
     let err = text(&out.stderr);
     assert!(err.contains("no nginx service in front of"), "{err}");
     assert!(err.contains("\nhint: "), "{err}");
+}
+
+#[test]
+fn a_compose_tool_that_cannot_be_used_exits_2_before_the_engine_is_contacted() {
+    let dir = project("tool", SEED);
+    let out = plugin_with(&dir.0, &["app"], false, &[("ROLLOUT_COMPOSE", "v3")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error: ROLLOUT_COMPOSE=\"v3\" names no Compose tool\nhint: "),
+        "{err}"
+    );
+    // docker-compose asked for, and not on PATH.
+    let out = plugin_with(&dir.0, &["app"], false, &[("PATH", "/nonexistent")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(
+            "error: ROLLOUT_COMPOSE=v1 asks for docker-compose, which is not installed: no docker-compose on PATH\nhint: "
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach the engine"), "{err}");
 }
 
 #[test]
