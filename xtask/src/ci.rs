@@ -1,6 +1,6 @@
 //! `cargo xtask test` (the whole suite) and `cargo xtask ci` (the lint gate).
 
-use crate::util::{cargo, ensure_debian_packages, run};
+use crate::util::{cargo, ensure_debian_packages, run, HOST_PACKAGES};
 use anyhow::Result;
 
 /// fmt --check and clippy -D warnings over the whole workspace.
@@ -19,11 +19,7 @@ pub fn lint() -> Result<()> {
 /// The whole suite: tidy (the architecture's rules, cheap), lint, unit and
 /// mock tests, then the tests that need real components.
 pub fn test(_args: &[String]) -> Result<()> {
-    ensure_debian_packages(&[
-        ("nginx", "nginx"),
-        ("/bin/busybox", "busybox-static"),
-        ("docker-compose", "docker-compose"),
-    ])?;
+    ensure_debian_packages(HOST_PACKAGES)?;
     crate::tidy::run(&[])?;
     lint()?;
     run(cargo().args(["test", "--workspace"]))?;
