@@ -10,7 +10,8 @@
 //! - [`engine`] and [`http`]: `docker` commands, the checks every engine test makes first
 //!   ([`require_engine`], [`require_images`]: loud failures, never an early return), the
 //!   Compose tool the machine has ([`ComposeTool`]: Debian's `docker-compose` v1, or the
-//!   `docker compose` plugin), and plain GETs from the host ([`wait_http`]).
+//!   `docker compose` plugin), image ids and tags a test moves ([`image_id`], [`Tag`]), and
+//!   plain GETs from the host ([`wait_http`]).
 //! - [`project`]: [`Project`] is one Compose project in a temporary folder with a unique name.
 //!   It labels what it creates (`io.rollout.test=<project>`) and removes everything of that
 //!   project when dropped, also when the test panicked.
@@ -55,7 +56,7 @@ pub mod run;
 pub mod stack;
 pub mod verdict;
 
-pub use engine::{docker, require_engine, require_images, run_ok, ComposeTool};
+pub use engine::{docker, image_id, require_engine, require_images, run_ok, ComposeTool, Tag};
 pub use http::{wait_http, HttpAnswer};
 pub use load::Clock;
 pub use plugin::{workspace_binary, PluginDir};
