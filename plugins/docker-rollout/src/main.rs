@@ -16,6 +16,7 @@
 mod cli;
 mod drive;
 mod dry;
+mod environ;
 mod fail;
 mod live;
 mod output;
@@ -123,6 +124,17 @@ async fn rollout(
     req: RolloutRequest,
     mut irx: mpsc::UnboundedReceiver<Interrupt>,
 ) -> Result<i32, Fail> {
+    if req.docker.debug && !req.dry_run {
+        // Which door progress takes, and whose width it uses, is otherwise
+        // invisible until a rollout draws it.
+        let people = output::Terminal::stderr();
+        let door = output::Door::pick(req.output, &people);
+        let _ = writeln!(
+            std::io::stderr(),
+            "debug: output: {}",
+            door.describe(&people)
+        );
+    }
     let prepared = live::prepare(&req)?;
     for w in &prepared.warnings {
         let _ = writeln!(std::io::stderr(), "warning: {w}");
