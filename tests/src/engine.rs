@@ -86,6 +86,45 @@ pub fn require_images(images: &[&str]) {
 /// (`docker-compose`) or `v2` (`docker compose`). `cargo xtask e2e` sets it for each pass.
 pub const TOOL_ENV: &str = "ROLLOUT_E2E_COMPOSE";
 
+/// The id (`sha256:...`) of the local image `image`; panics when it is not here.
+pub fn image_id(image: &str) -> String {
+    let out = run_ok(docker().args(["image", "inspect", "--format", "{{.Id}}", image]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A tag this test points at images of its choice (`docker tag`), removed when dropped
+/// (also during a panic's unwinding; only the tag goes, the images it pointed at stay).
+#[derive(Debug)]
+pub struct Tag {
+    name: String,
+}
+
+impl Tag {
+    /// Points `name` (`rollout-demo:latest`) at the image `image` names now.
+    pub fn point(name: &str, image: &str) -> Tag {
+        let tag = Tag { name: name.into() };
+        tag.move_to(image);
+        tag
+    }
+
+    /// Moves the tag to the image `image` names now, as a `docker build` or `docker pull`
+    /// of the same tag does.
+    pub fn move_to(&self, image: &str) {
+        run_ok(docker().args(["tag", image, &self.name]));
+    }
+
+    /// The tag.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Tag {
+    fn drop(&mut self) {
+        let _ = docker().args(["image", "rm", &self.name]).output();
+    }
+}
+
 /// The Compose tool a project is driven with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ComposeTool {

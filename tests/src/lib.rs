@@ -12,7 +12,8 @@
 //!   Compose tool a project is brought up with ([`ComposeTool`]: Debian's `docker-compose`
 //!   v1, or the `docker compose` plugin; the run's tool is chosen in one place,
 //!   [`ComposeTool::detect`], from `ROLLOUT_E2E_COMPOSE=v1|v2`, else v2 where it works, and
-//!   said on stderr), and plain GETs from the host ([`wait_http`]).
+//!   said on stderr), image ids and tags a test moves ([`image_id`], [`Tag`]), and plain GETs
+//!   from the host ([`wait_http`]).
 //! - [`project`]: [`Project`] is one Compose project in a temporary folder with a unique name.
 //!   It labels what it creates (`io.rollout.test=<project>`) and removes everything of that
 //!   project when dropped, also when the test panicked.
@@ -59,7 +60,7 @@ pub mod stack;
 pub mod verdict;
 
 pub use engine::{
-    creations, docker, require_engine, require_images, run_ok, ComposeTool, TOOL_ENV,
+    creations, docker, image_id, require_engine, require_images, run_ok, ComposeTool, Tag, TOOL_ENV,
 };
 pub use http::{wait_http, HttpAnswer};
 pub use load::Clock;

@@ -164,7 +164,8 @@ pub fn transcript(events: &[Stamped]) -> String {
 }
 
 enum Msg {
-    Event(Stamped),
+    /// Boxed: an event is far larger than the other lines.
+    Event(Box<Stamped>),
     Summary(Value),
     Garbage(String),
 }
@@ -262,8 +263,8 @@ impl Running {
     fn take(&mut self, msg: Msg) -> Option<Stamped> {
         match msg {
             Msg::Event(l) => {
-                self.seen.push(l.clone());
-                Some(l)
+                self.seen.push((*l).clone());
+                Some(*l)
             }
             Msg::Summary(v) => {
                 self.summary = Some(v);
@@ -454,12 +455,12 @@ fn classify(at: f64, line: String) -> Msg {
         return Msg::Summary(value);
     }
     match serde_json::from_value::<Envelope>(value.clone()) {
-        Ok(env) => Msg::Event(Stamped {
+        Ok(env) => Msg::Event(Box::new(Stamped {
             at,
             rollout_t: env.t,
             event: env.event,
             json: value,
-        }),
+        })),
         Err(_) => Msg::Garbage(line),
     }
 }

@@ -1,7 +1,8 @@
 //! What operators expect (DESIGN.md): the Compose project stays coherent after a rollout
 //! (`ps`, `up -d`, `down`, `down` then `up`); a second rollout of a service that is being
 //! rolled out is refused with who holds it and since when; a rollout to the revision
-//! already serving changes nothing (not even nginx's processes); a service with host ports
+//! already serving changes nothing (not even nginx's processes), and a new image under the
+//! tag already serving is rolled out (then nothing changes); a service with host ports
 //! falls back to stop-first with a warning, or is refused where that would leave nothing
 //! serving.
 //!
@@ -14,8 +15,8 @@ use rollout_e2e::load::{self, wait_ok};
 use rollout_e2e::nginx::nginx_procs;
 use rollout_e2e::verdict::{assert_answered_before_unrouted, assert_clean, publish};
 use rollout_e2e::{
-    free_port, images, run_rollout, wait_http, Clock, DemoStack, Project, Rig, ROLLOUT_TIMEOUT,
-    SEED_NGINX_CONF,
+    docker, free_port, image_id, images, require_images, run_ok, run_rollout, wait_http, Clock,
+    DemoStack, Project, Rig, Tag, ROLLOUT_TIMEOUT, SEED_NGINX_CONF,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -240,6 +241,88 @@ fn a_rollout_to_the_serving_revision_changes_nothing() {
         "keep-alive connections were closed"
     );
     assert_eq!(report.versions.keys().collect::<Vec<_>>(), ["v1"]);
+    assert_eq!(rollout_leftovers(&s.p), Vec::<String>::new());
+}
+
+/// Issue 11, item 3: a new image under the tag the Compose file names is a new revision
+/// (what `docker compose up -d` would recreate for, under either Compose tool: v2's config
+/// hash covers the reference only). v1 tagged `rollout-demo:latest` serves; the tag moves
+/// to v2 (as a `build` or `pull` would move it); `docker rollout app` under load rolls it
+/// out with no failed request, every answer afterwards from v2, the events naming the tag
+/// and both image ids; run again, it is a no-op that says so in those words.
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_new_image_under_the_same_tag_is_rolled_out_then_a_second_run_is_a_no_op() {
+    require_images(&[images::V1, images::V2]);
+    let (v1, v2) = (image_id(images::V1), image_id(images::V2));
+    assert_ne!(v1, v2);
+    let latest = Tag::point("rollout-demo:latest", images::V1);
+    let s = Rig::up("same-tag", DemoStack::new(latest.name(), 3), QUICK, &[]);
+    let before = s.app();
+    let load = load::standard(&s.p, Duration::from_secs(170));
+    wait_ok(&load, 750, Duration::from_secs(30));
+    latest.move_to(images::V2);
+    let run = s.rollout(&load, &["--output", "json"]);
+    load.mark("first-end");
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
+    assert_eq!(run.outcome_name(), "completed", "{}", run.transcript());
+    let started = run
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            rollout_core::Event::RolloutStarted { from, to, .. } => {
+                Some((from.clone(), to.clone()))
+            }
+            _ => None,
+        })
+        .expect("a rollout-started event");
+    let (from, to) = (started.0.expect("a revision it started from"), started.1);
+    assert_eq!(
+        (to.image.as_str(), to.image_id.as_deref()),
+        (latest.name(), Some(v2.as_str()))
+    );
+    assert_eq!(
+        (from.image.as_str(), from.image_id.as_deref()),
+        (latest.name(), Some(v1.as_str()))
+    );
+    assert_ne!(from.id, to.id);
+    assert_eq!(
+        run.summary_object()["to"]["image_id"],
+        v2.as_str(),
+        "{}",
+        run.transcript()
+    );
+    let app = s.app();
+    assert_eq!(app.len(), 3, "{app:#?}");
+    assert!(ids(&app).is_disjoint(&ids(&before)), "{app:#?}");
+    for c in &app {
+        let runs = run_ok(docker().args(["container", "inspect", "--format", "{{.Image}}", &c.id]));
+        let runs = String::from_utf8_lossy(&runs.stdout).trim().to_string();
+        assert_eq!((c.state.as_str(), runs), ("running", v2.clone()), "{c:?}");
+    }
+    let unrouted: BTreeSet<String> = run.unrouted().into_iter().map(|(h, _)| h).collect();
+    let old_names: BTreeSet<String> = before.iter().map(|c| c.name.clone()).collect();
+    assert!(old_names.is_subset(&unrouted), "{unrouted:?}");
+    // Run again: the same image under the same tag is the revision serving.
+    let again = s.rollout(&load, &[]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    let short = &v2["sha256:".len().."sha256:".len() + 12];
+    assert!(
+        again.stderr.contains(&format!(
+            "nothing to do: {}/app already runs rollout-demo:latest (sha256:{short}…)",
+            s.p.name()
+        )),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(s.app(), app);
+    wait_ok(&load, 500, Duration::from_secs(30));
+    let report = load.stop().unwrap();
+    publish(SUITE, "same-tag", &report, &[&run, &again]);
+    assert_clean(&report);
+    assert_answered_before_unrouted(&report, &run, &before);
+    let after = report.window(report.mark("first-end").unwrap(), report.duration_s);
+    assert_eq!(after.versions.keys().collect::<Vec<_>>(), ["v2"]);
     assert_eq!(rollout_leftovers(&s.p), Vec::<String>::new());
 }
 

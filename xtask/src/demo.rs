@@ -1,8 +1,11 @@
 //! `cargo xtask demo [--quick] [--release]`: a real rollout under load.
 //!
-//! Builds the images and the plugin, brings up `examples/rolling` (six v1
-//! replicas behind nginx) under a unique project name on a free port of
-//! 127.0.0.1, sends load through nginx with `rollout-load`, and runs
+//! Installs what it needs from the host when it is missing (Debian's nginx,
+//! busybox-static and docker-compose through `apt-get`, as `cargo xtask
+//! test` does, saying which and why), builds the images and the plugin,
+//! brings up `examples/rolling` (six v1 replicas behind nginx) under a
+//! unique project name on a free port of 127.0.0.1, sends load through
+//! nginx with `rollout-load`, and runs
 //! `APP_VERSION=v2 docker rollout app` through the real docker CLI with the
 //! plugin installed into a temporary `DOCKER_CONFIG`. Then it prints what
 //! the load saw (requests sent, failed, stale retries, upstream errors, the
@@ -14,7 +17,7 @@
 //! command line (the example file is never changed).
 
 use crate::install::{install_into, target_dir};
-use crate::util::{cargo, root, run as run_cmd, show};
+use crate::util::{cargo, ensure_debian_packages, root, run as run_cmd, show, HOST_PACKAGES};
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -38,6 +41,9 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
     }
+    // A fresh machine has Docker and Rust only: the images and the demo need Debian's
+    // nginx, a static busybox and Compose, installed as `cargo xtask test` installs them.
+    ensure_debian_packages(HOST_PACKAGES)?;
     crate::images::run(&[])?;
     let mut build = cargo();
     build.args(["build", "-p", "docker-rollout", "-p", "rollout-load"]);

@@ -19,7 +19,7 @@
 //! nothing is downloaded when `docker compose version` already says 2.x (or, with
 //! `--plugins-dir`, when that folder already has a Compose 2 plugin).
 
-use crate::util::{ensure_debian_packages, run};
+use crate::util::{ensure_debian_packages, run, HOST_PACKAGES};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -55,11 +55,7 @@ pub fn run_task(args: &[String]) -> Result<()> {
 /// Installs what the tests need (see the module's text), Compose v2 into `plugins_dir`, and
 /// prints what is installed.
 pub fn test_tools(plugins_dir: &Path) -> Result<()> {
-    ensure_debian_packages(&[
-        ("nginx", "nginx"),
-        ("/bin/busybox", "busybox-static"),
-        ("docker-compose", "docker-compose"),
-    ])?;
+    ensure_debian_packages(HOST_PACKAGES)?;
     compose_v2(plugins_dir)?;
     eprintln!("installed for the tests:");
     for line in installed(plugins_dir) {

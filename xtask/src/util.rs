@@ -50,20 +50,80 @@ pub fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs Debian packages that provide missing programs (`program:package`).
-pub fn ensure_debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> = wanted
+/// What the tests and the demo need from the host, as (program or path, Debian package,
+/// why): the nginx image is built from Debian's nginx, its shell is a static busybox, and
+/// projects are driven with Compose.
+pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
+    ("nginx", "nginx", "the nginx image is built from it"),
+    (
+        "/bin/busybox",
+        "busybox-static",
+        "the shell of the test images",
+    ),
+    (
+        "docker-compose",
+        "docker-compose",
+        "drives the Compose projects",
+    ),
+];
+
+/// The packages of `wanted` whose program is missing, with why each is needed, by
+/// `present` (a program on PATH, or an absolute path that exists).
+fn missing_packages<'a>(
+    wanted: &[(&str, &'a str, &'a str)],
+    present: impl Fn(&str) -> bool,
+) -> Vec<(&'a str, &'a str)> {
+    wanted
         .iter()
-        .filter(|(program, _)| !have(program) && !std::path::Path::new(program).exists())
-        .map(|(_, package)| *package)
-        .collect();
+        .filter(|(program, _, _)| !present(program))
+        .map(|(_, package, why)| (*package, *why))
+        .collect()
+}
+
+/// Installs the Debian packages of `wanted` whose program is missing (through `apt-get`),
+/// saying which and why before it does; says so in one line when nothing is missing.
+pub fn ensure_debian_packages(wanted: &[(&str, &str, &str)]) -> Result<()> {
+    let missing = missing_packages(wanted, |p| {
+        have(p) || (p.starts_with('/') && std::path::Path::new(p).exists())
+    });
     if missing.is_empty() {
+        let names: Vec<&str> = wanted.iter().map(|(_, package, _)| *package).collect();
+        eprintln!("host packages present: {}", names.join(", "));
         return Ok(());
     }
-    eprintln!("installing Debian packages: {}", missing.join(" "));
-    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    eprintln!("installing Debian packages through apt-get:");
+    for (package, why) in &missing {
+        eprintln!("  {package}: {why}");
+    }
+    let names: Vec<&str> = missing.iter().map(|(package, _)| *package).collect();
+    let hint = || {
+        format!(
+            "hint: install them as root: apt-get install {}",
+            names.join(" ")
+        )
+    };
+    run(Command::new("apt-get").arg("update").arg("-qq")).with_context(hint)?;
     run(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing))
+        .args(&names))
+    .with_context(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_missing_programs_are_installed_with_their_reason() {
+        let present = |p: &str| p == "nginx";
+        assert_eq!(
+            missing_packages(HOST_PACKAGES, present),
+            [
+                ("busybox-static", "the shell of the test images"),
+                ("docker-compose", "drives the Compose projects"),
+            ]
+        );
+        assert!(missing_packages(HOST_PACKAGES, |_| true).is_empty());
+    }
 }

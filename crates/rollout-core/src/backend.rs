@@ -85,4 +85,13 @@ pub trait Backend: Send + Sync {
     /// Logs and health output of an instance, for a failure report. Never
     /// includes environment values.
     async fn diagnostics(&self, instance: &InstanceId) -> Result<Diagnostics, BackendError>;
+
+    /// Revision `id` of `service` as people read it: the image its
+    /// instances run and, where the backend knows it, the image id. Used for
+    /// the revision a rollout starts from, which the strategy knows only by
+    /// the id its instances report. The default knows nothing but the id.
+    async fn describe(&self, service: &ServiceRef, id: &str) -> Result<Revision, BackendError> {
+        let _ = service;
+        Ok(Revision::new(id, ""))
+    }
 }

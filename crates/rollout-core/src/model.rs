@@ -32,14 +32,20 @@ impl fmt::Display for ServiceRef {
 ///
 /// Two instances run the same revision when their `id`s are equal. The id is
 /// whatever the backend uses to tell specifications apart (for Compose, the
-/// config hash that `docker compose config --hash` prints); `image` is kept
+/// config hash that `docker compose config --hash` prints together with the
+/// image id the service's image reference resolves to, since a new image
+/// under the same tag is a new revision); `image` and `image_id` are kept
 /// for people reading progress.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Revision {
     /// Identity of the specification.
     pub id: String,
-    /// The image the specification runs, for display.
+    /// The image the specification runs, for display (`app:latest`).
     pub image: String,
+    /// The image id that `image` resolved to when the revision was formed
+    /// (`sha256:...`), when the backend knows it; for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
 }
 
 impl Revision {
@@ -48,7 +54,14 @@ impl Revision {
         Self {
             id: id.into(),
             image: image.into(),
+            image_id: None,
         }
+    }
+
+    /// The same revision, with the image id its image resolved to.
+    pub fn with_image_id(mut self, image_id: impl Into<String>) -> Self {
+        self.image_id = Some(image_id.into());
+        self
     }
 }
 
@@ -124,5 +137,28 @@ impl Instance {
     /// Running and healthy: may receive traffic.
     pub fn is_ready(&self) -> bool {
         self.state == InstanceState::Running && self.health == Health::Healthy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_id_is_an_added_field_old_json_still_reads() {
+        // What schema 1 wrote before revisions carried an image id.
+        let old: Revision = serde_json::from_str(r#"{"id":"3f2a","image":"app:v1"}"#).unwrap();
+        assert_eq!(old, Revision::new("3f2a", "app:v1"));
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"id":"3f2a","image":"app:v1"}"#
+        );
+        let new = Revision::new("3f2a@sha256:cd34", "app:latest").with_image_id("sha256:cd34");
+        let json = serde_json::to_string(&new).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"3f2a@sha256:cd34","image":"app:latest","image_id":"sha256:cd34"}"#
+        );
+        assert_eq!(serde_json::from_str::<Revision>(&json).unwrap(), new);
     }
 }

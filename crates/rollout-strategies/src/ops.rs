@@ -284,6 +284,20 @@ impl<'a> Ops<'a> {
                         return Err(fail(e.to_string()));
                     }
                 };
+                // The instances name their revision by id alone; the backend
+                // says what image that is, for people (a failure to say so
+                // costs only the words).
+                let from = match from {
+                    Some(bare) => Some(
+                        ctx.backend
+                            .describe(from_service, &bare.id)
+                            .await
+                            .ok()
+                            .filter(|r| r.id == bare.id)
+                            .unwrap_or(bare),
+                    ),
+                    None => None,
+                };
                 (
                     JournalRecord {
                         rollout_id: unique_id(plan),

@@ -160,7 +160,12 @@ where
 /// deploy.update_config (rolling), switching colours behind nginx
 /// (blue-green) or shifting traffic in weighted steps (canary).
 #[derive(Debug, Parser)]
-#[command(name = "docker rollout", version, max_term_width = 100)]
+#[command(
+    name = "docker rollout",
+    version,
+    max_term_width = 100,
+    after_help = crate::environ::ENVIRONMENT
+)]
 struct Cli {
     /// The service to roll out.
     #[arg(value_name = "SERVICE")]
@@ -752,5 +757,16 @@ mod tests {
         let e = parse(argv("--help"), false).unwrap_err();
         assert!(e.to_string().contains("Usage: docker-rollout"), "{e}");
         assert!(e.to_string().contains("--max-failure-ratio <RATIO>"), "{e}");
+        for switch in [
+            "ROLLOUT_COMPOSE",
+            "ROLLOUT_NO_PROGRESS",
+            "NO_COLOR",
+            "CLICOLOR_FORCE",
+        ] {
+            assert!(
+                e.to_string().contains(switch),
+                "{switch} not in --help: {e}"
+            );
+        }
     }
 }

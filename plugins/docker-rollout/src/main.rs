@@ -16,6 +16,7 @@
 mod cli;
 mod drive;
 mod dry;
+mod environ;
 mod fail;
 mod live;
 mod output;
@@ -123,6 +124,17 @@ async fn rollout(
     req: RolloutRequest,
     mut irx: mpsc::UnboundedReceiver<Interrupt>,
 ) -> Result<i32, Fail> {
+    if req.docker.debug && !req.dry_run {
+        // Which door progress takes, and whose width it uses, is otherwise
+        // invisible until a rollout draws it.
+        let people = output::Terminal::stderr();
+        let door = output::Door::pick(req.output, &people);
+        let _ = writeln!(
+            std::io::stderr(),
+            "debug: output: {}",
+            door.describe(&people)
+        );
+    }
     // Bad input is found before the engine is asked: the project read by
     // the rules of the tool chosen were it running nothing yet. Once the
     // engine says which tool made its containers, it is read again if that

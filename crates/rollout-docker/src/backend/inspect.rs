@@ -1,6 +1,7 @@
 //! What a container's list entry or inspection says, in rollout-core's
 //! words: state, health, revision, failures.
 
+use super::revision;
 use crate::labels;
 use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, HealthStatusEnum,
@@ -71,12 +72,16 @@ pub(super) fn container_label(c: &ContainerInspectResponse) -> String {
         .unwrap_or_else(|| short(c.id.as_deref().unwrap_or_default()))
 }
 
-pub(super) fn revision_of(c: &ContainerSummary) -> &str {
-    c.labels
+/// The revision a listed container runs: its Compose config hash and the
+/// image id it runs ([`revision::form`]).
+pub(super) fn revision_of(c: &ContainerSummary) -> String {
+    let hash = c
+        .labels
         .as_ref()
         .and_then(|l| l.get(labels::CONFIG_HASH))
         .map(String::as_str)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    revision::form(hash, c.image_id.as_deref().unwrap_or_default())
 }
 
 pub(super) fn summary_state(c: &ContainerSummary) -> InstanceState {
@@ -117,19 +122,24 @@ pub(super) fn to_instance(c: &ContainerSummary, service: &ServiceRef) -> Instanc
         id: InstanceId(c.id.clone().unwrap_or_default()),
         host,
         service: service.clone(),
-        revision: revision_of(c).to_string(),
+        revision: revision_of(c),
         state: summary_state(c),
         health: summary_health(c),
     }
 }
 
-/// The revision an inspected container runs: its Compose config hash ("" when it has none).
+/// The revision an inspected container runs: its Compose config hash and the
+/// image id it runs ([`revision::form`]), as [`revision_of`] forms it from
+/// the list.
 pub(super) fn inspected_revision(c: &ContainerInspectResponse) -> String {
-    c.config
+    let hash = c
+        .config
         .as_ref()
         .and_then(|c| c.labels.as_ref())
-        .and_then(|l| l.get(labels::CONFIG_HASH).cloned())
-        .unwrap_or_default()
+        .and_then(|l| l.get(labels::CONFIG_HASH))
+        .map(String::as_str)
+        .unwrap_or_default();
+    revision::form(hash, c.image.as_deref().unwrap_or_default())
 }
 
 pub(super) fn inspected_instance(c: &ContainerInspectResponse, service: &ServiceRef) -> Instance {
@@ -178,6 +188,7 @@ pub(super) fn short(id: &str) -> String {
 mod tests {
     use super::*;
     use bollard::models::HealthConfig;
+    use std::collections::HashMap;
 
     #[test]
     fn health_from_the_status_text_of_older_engines() {
@@ -216,6 +227,41 @@ mod tests {
         assert!(!has_healthcheck(&with(vec!["NONE"])));
         assert!(has_healthcheck(&with(vec!["CMD", "true"])));
         assert!(!has_healthcheck(&ContainerInspectResponse::default()));
+    }
+
+    #[test]
+    fn the_list_and_an_inspection_form_one_revision() {
+        let labels = HashMap::from([(labels::CONFIG_HASH.to_string(), "3f2a9c".to_string())]);
+        let listed = |image: &str| ContainerSummary {
+            labels: Some(labels.clone()),
+            image: Some("app:latest".into()),
+            image_id: Some(image.into()),
+            ..Default::default()
+        };
+        let inspected = ContainerInspectResponse {
+            image: Some("sha256:ab12".into()),
+            config: Some(bollard::models::ContainerConfig {
+                image: Some("app:latest".into()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(revision_of(&listed("sha256:ab12")), "3f2a9c@sha256:ab12");
+        assert_eq!(
+            inspected_revision(&inspected),
+            revision_of(&listed("sha256:ab12"))
+        );
+        // Same tag, same config, another image: another revision.
+        assert_ne!(
+            revision_of(&listed("sha256:cd34")),
+            revision_of(&listed("sha256:ab12"))
+        );
+        let service = ServiceRef::new("shop", "app");
+        assert_eq!(
+            to_instance(&listed("sha256:ab12"), &service).revision,
+            inspected_instance(&inspected, &service).revision
+        );
     }
 
     #[test]

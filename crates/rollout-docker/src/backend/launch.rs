@@ -3,9 +3,10 @@
 //! (or of its saved spec) for every other.
 
 use super::inspect::{
-    inspected_instance, number_of, revision_of, short, summary_state, to_instance,
+    inspected_instance, inspected_revision, number_of, revision_of, short, summary_state,
+    to_instance,
 };
-use super::{DockerBackend, REVISION_KIND};
+use super::{revision, DockerBackend, REVISION_KIND};
 use crate::engine::status;
 use crate::keeper::{self, Created};
 use crate::labels;
@@ -59,8 +60,9 @@ impl DockerBackend {
                 new.len()
             )),
             Ok(()) if wrong > 0 => Some(format!(
-                "Compose created containers of another revision than {}\nhint: the Compose files changed during the rollout",
-                short(&revision.id)
+                "Compose created containers of another revision than {}\nhint: the Compose files changed during the rollout, or the image tag {} was moved to another image",
+                revision::name_part(&revision.id),
+                revision.image
             )),
             Ok(()) => None,
         };
@@ -224,7 +226,7 @@ impl DockerBackend {
                 service: service.to_string(),
                 reason: format!(
                     "no container of revision {} is left and no spec of it was saved{why}\nhint: revisions are saved when their instances are stopped by a rollout; set the Compose file back to that revision and run the rollout instead",
-                    short(revision)
+                    revision::name_part(revision)
                 ),
             });
         };
@@ -275,19 +277,25 @@ impl DockerBackend {
             .as_ref()
             .and_then(|c| c.labels.clone())
             .unwrap_or_default();
-        let (Some(project), Some(service), Some(revision)) = (
+        let (Some(project), Some(service), Some(_)) = (
             l.get(labels::PROJECT),
             l.get(labels::SERVICE),
             l.get(labels::CONFIG_HASH),
         ) else {
             return Ok(());
         };
+        // The spec pins the image id the container runs, so the saved
+        // revision is the one its instances reported.
+        let revision = &inspected_revision(c);
         let (spec, env) = Spec::from_inspect(c).map_err(BackendError::Other)?;
         let json = serde_json::to_string(&spec).map_err(|e| BackendError::Other(e.to_string()))?;
         let mut keep = keeper::base_labels(REVISION_KIND, project, service, &self.extra_labels);
         keep.insert(labels::REVISION.into(), revision.clone());
         keep.insert(labels::SPEC.into(), json);
-        let name = format!("rollout-revision.{project}.{service}.{}", short(revision));
+        let name = format!(
+            "rollout-revision.{project}.{service}.{}",
+            revision::name_part(revision)
+        );
         if self.saved().contains(&name) {
             return Ok(());
         }
@@ -306,7 +314,7 @@ impl DockerBackend {
             .containers(service)
             .await?
             .iter()
-            .map(|c| revision_of(c).to_string())
+            .map(revision_of)
             .collect();
         let saved = keeper::list(
             &self.engine,

@@ -1,14 +1,17 @@
 //! [`DockerBackend`]: the instances of a Compose service as containers of one
 //! engine.
 //!
-//! Rooms: where new instances come from (`launch`), the launch gate that
-//! keeps Compose's scaling honest (`gate`), the engine's events (`events`)
-//! and what a container's inspection says (`inspect`).
+//! Rooms: what a revision is (`revision`: the config hash and the image id,
+//! what Compose would recreate for), where new instances come from
+//! (`launch`), the launch gate that keeps Compose's scaling honest
+//! (`gate`), the engine's events (`events`) and what a container's
+//! inspection says (`inspect`).
 
 mod events;
 mod gate;
 mod inspect;
 mod launch;
+mod revision;
 
 pub use gate::RETIRE_WAIT;
 
@@ -72,9 +75,10 @@ type CopySource = (Spec, Vec<String>, String);
 /// project.
 ///
 /// Instances are the containers labelled with the project and service; the
-/// revision of one is its `com.docker.compose.config-hash` label and its host
-/// is its container name, which Docker's DNS resolves on the project's
-/// networks.
+/// revision of one is what Compose would recreate it for: its
+/// `com.docker.compose.config-hash` label and the image id it runs
+/// (`<config-hash>@<image-id>`); its host is its container name, which
+/// Docker's DNS resolves on the project's networks.
 ///
 /// The first instance of the revision the Compose file names is launched
 /// through the operator's Compose tool (`up -d --no-deps --no-recreate
@@ -87,6 +91,9 @@ pub struct DockerBackend {
     compose: ComposeCli,
     gate: LaunchGate,
     compose_hashes: Mutex<HashMap<String, String>>,
+    /// The revision id of the Compose file's revision, by service, as
+    /// [`DockerBackend::compose_revision`] formed it last.
+    compose_targets: Mutex<HashMap<String, String>>,
     unsaved: Mutex<HashMap<String, String>>,
     /// Saved specs this process made or found, by keeper name.
     saved: Mutex<HashSet<String>>,
@@ -116,6 +123,7 @@ impl DockerBackend {
             compose,
             gate: LaunchGate::default(),
             compose_hashes: Mutex::new(HashMap::new()),
+            compose_targets: Mutex::new(HashMap::new()),
             unsaved: Mutex::new(HashMap::new()),
             saved: Mutex::new(HashSet::new()),
             copies: Mutex::new(HashMap::new()),
@@ -160,14 +168,64 @@ impl DockerBackend {
     }
 
     /// The revision the Compose file names for `service` now: its config
-    /// hash as the Compose tool computes it (`config --hash`), with `image`
-    /// for display.
+    /// hash as the Compose tool computes it (`config --hash`) and the id of
+    /// the image `image` (the service's image reference) resolves to on the
+    /// engine now, so that a new image under the same tag is a new revision
+    /// and the same image is none. [`BackendError::MissingImage`] when the
+    /// reference resolves to nothing; an empty `image` (Compose builds it)
+    /// gives the hash alone. Later launches of this revision go through the
+    /// Compose tool (the first) and copies of it.
     pub async fn compose_revision(
         &self,
         service: &ServiceRef,
         image: &str,
     ) -> Result<Revision, BackendError> {
-        Ok(Revision::new(self.compose_hash(service).await?, image))
+        let (hash, image_id) = tokio::try_join!(self.compose_hash(service), self.image_id(image))?;
+        let id = revision::form(&hash, image_id.as_deref().unwrap_or_default());
+        self.compose_targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.service.clone(), id.clone());
+        let target = Revision::new(id, image);
+        Ok(match image_id {
+            Some(image_id) => target.with_image_id(image_id),
+            None => target,
+        })
+    }
+
+    /// The id of the image `image` names on the engine now (`None` for an
+    /// empty reference).
+    async fn image_id(&self, image: &str) -> Result<Option<String>, BackendError> {
+        if image.is_empty() {
+            return Ok(None);
+        }
+        match self.engine.docker().inspect_image(image).await {
+            Ok(found) => Ok(found.id),
+            Err(e) if status(&e) == Some(404) => Err(BackendError::MissingImage {
+                image: image.to_string(),
+            }),
+            Err(e) => Err(self.engine.error(e)),
+        }
+    }
+
+    /// Whether `revision` is the one the Compose file names for `service`:
+    /// the one [`DockerBackend::compose_revision`] formed, or, when it was
+    /// never asked, the one formed now from `revision`'s image reference.
+    async fn is_compose_target(
+        &self,
+        service: &ServiceRef,
+        revision: &Revision,
+    ) -> Result<bool, BackendError> {
+        let known = self
+            .compose_targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&service.service)
+            .cloned();
+        Ok(match known {
+            Some(id) => id == revision.id,
+            None => self.compose_revision(service, &revision.image).await?.id == revision.id,
+        })
     }
 
     async fn compose_hash(&self, service: &ServiceRef) -> Result<String, BackendError> {
@@ -434,16 +492,16 @@ impl Backend for DockerBackend {
         // from the Compose tool; later ones are copies of a container of
         // it, with the same labels and config hash (so Compose takes them
         // for its own), made through the API in a tenth of the time.
-        let compose_hash = self.compose_hash(service).await?;
+        let compose_target = self.is_compose_target(service, revision).await?;
         let has_one = self.copy_of(&revision.id).is_some()
             || self
                 .containers(service)
                 .await?
                 .iter()
                 .any(|c| revision_of(c) == revision.id);
-        if revision.id == compose_hash && !has_one {
+        if compose_target && !has_one {
             self.launch_with_compose(service, revision, count).await
-        } else if revision.id == compose_hash {
+        } else if compose_target {
             // Nothing is ever pulled: the image the file names must be here.
             self.check_image(&revision.image).await?;
             self.launch_from_spec(service, revision, count).await
@@ -625,6 +683,22 @@ impl Backend for DockerBackend {
         Ok(Diagnostics {
             last_logs,
             health_log: health_log(&c),
+        })
+    }
+
+    /// The image a revision's containers run (from one of them, or from its
+    /// saved spec) and the image id its id carries.
+    async fn describe(&self, service: &ServiceRef, id: &str) -> Result<Revision, BackendError> {
+        let image = match self.spec_of(service, id).await {
+            // A copy made after its tag moved names the image by id.
+            Ok((spec, _)) if !spec.image_name.starts_with("sha256:") => spec.image_name,
+            Ok(_) | Err(BackendError::Launch { .. }) => String::new(),
+            Err(e) => return Err(e),
+        };
+        let described = Revision::new(id, image);
+        Ok(match revision::image_id_of(id) {
+            Some(image_id) => described.with_image_id(image_id),
+            None => described,
         })
     }
 }

@@ -200,44 +200,69 @@ impl Door {
     }
 }
 
-/// An output stream as the environment describes it: whether it is a
-/// terminal, and the variables that turn terminal features off.
+/// An output stream as the terminal and the environment describe it:
+/// whether it is a terminal, how wide the terminal says it is, and the
+/// variables that turn terminal features on or off.
 #[derive(Debug, Clone, Default)]
 pub struct Terminal {
     /// Whether the stream is a terminal.
     pub is_terminal: bool,
-    /// `NO_COLOR`: colour off when set and not empty (no-color.org).
+    /// The width the terminal reports (`TIOCGWINSZ`), when it reports one;
+    /// `$COLUMNS` is not read: a shell sets it for itself and does not
+    /// export it, and it goes stale when the window is resized.
+    pub columns: Option<usize>,
+    /// `NO_COLOR`: colour off when set and not empty (no-color.org), even
+    /// with `CLICOLOR_FORCE`.
     pub no_color: Option<OsString>,
+    /// `CLICOLOR_FORCE`: colour on, terminal or not, when set, not empty
+    /// and not `0` (bixense.com/clicolors).
+    pub clicolor_force: Option<OsString>,
+    /// `CLICOLOR`: `0` turns colour off on a terminal (bixense.com/clicolors).
+    pub clicolor: Option<OsString>,
     /// `ROLLOUT_NO_PROGRESS`: the live block off when set and not empty
     /// (`NO_COLOR` only turns colour off).
     pub no_progress: Option<OsString>,
-    /// `COLUMNS`: the terminal's width.
-    pub columns: Option<String>,
 }
+
+/// The width the live block assumes when the terminal does not say.
+pub const DEFAULT_WIDTH: usize = 80;
 
 impl Terminal {
     /// Stderr, where people's output goes during a rollout.
     pub fn stderr() -> Self {
-        Self::read(std::io::stderr().is_terminal())
+        let err = std::io::stderr();
+        Self::read(err.is_terminal(), terminal_columns(&err))
     }
 
     /// Stdout, where a dry run's report goes.
     pub fn stdout() -> Self {
-        Self::read(std::io::stdout().is_terminal())
+        let out = std::io::stdout();
+        Self::read(out.is_terminal(), terminal_columns(&out))
     }
 
-    fn read(is_terminal: bool) -> Self {
+    fn read(is_terminal: bool, columns: Option<usize>) -> Self {
         Self {
             is_terminal,
+            columns: columns.filter(|_| is_terminal),
             no_color: std::env::var_os("NO_COLOR"),
+            clicolor_force: std::env::var_os("CLICOLOR_FORCE"),
+            clicolor: std::env::var_os("CLICOLOR"),
             no_progress: std::env::var_os("ROLLOUT_NO_PROGRESS"),
-            columns: std::env::var("COLUMNS").ok(),
         }
     }
 
-    /// Whether lines are coloured.
+    /// Whether lines are coloured: never with `NO_COLOR`; always with
+    /// `CLICOLOR_FORCE`; else on a terminal, unless `CLICOLOR=0`.
     pub fn colour(&self) -> bool {
-        on_terminal_unless(self.is_terminal, self.no_color.as_deref())
+        if set(self.no_color.as_deref()) {
+            return false;
+        }
+        if set(self.clicolor_force.as_deref())
+            && self.clicolor_force.as_deref() != Some("0".as_ref())
+        {
+            return true;
+        }
+        self.is_terminal && self.clicolor.as_deref() != Some("0".as_ref())
     }
 
     /// Whether the live block is drawn.
@@ -245,12 +270,45 @@ impl Terminal {
         on_terminal_unless(self.is_terminal, self.no_progress.as_deref())
     }
 
-    /// The width in columns, 80 when `COLUMNS` does not say.
+    /// The width in columns: what the terminal reports, else
+    /// [`DEFAULT_WIDTH`].
     pub fn width(&self) -> usize {
-        self.columns
-            .as_deref()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(80)
+        self.columns.unwrap_or(DEFAULT_WIDTH)
+    }
+}
+
+/// The columns of the terminal behind `stream`, when it is one and says
+/// (a pseudo-terminal nobody sized reports 0).
+fn terminal_columns(stream: &impl std::os::fd::AsFd) -> Option<usize> {
+    rustix::termios::tcgetwinsize(stream)
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&columns| columns > 0)
+}
+
+/// Whether an environment switch is on: set and not empty.
+fn set(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
+}
+
+impl Door {
+    /// What this door is, in words, and where its width comes from
+    /// (printed with docker's `--debug`).
+    pub fn describe(&self, people: &Terminal) -> String {
+        let colour = |on: bool| if on { "colour on" } else { "colour off" };
+        match self {
+            Door::Json => "JSON events on stdout".to_string(),
+            Door::Text { colour: c } => format!("one line per change on stderr, {}", colour(*c)),
+            Door::Live { colour: c, width } => format!(
+                "live progress on stderr, {width} columns ({}), {}",
+                if people.columns.is_some() {
+                    "from the terminal"
+                } else {
+                    "the terminal does not say"
+                },
+                colour(*c)
+            ),
+        }
     }
 }
 
@@ -299,7 +357,7 @@ mod tests {
     fn the_door_is_picked_from_the_format_and_the_terminal() {
         let tty = Terminal {
             is_terminal: true,
-            columns: Some("132".into()),
+            columns: Some(132),
             ..Default::default()
         };
         assert_eq!(Door::pick(OutputFormat::Json, &tty), Door::Json);
@@ -318,7 +376,8 @@ mod tests {
             Door::pick(OutputFormat::Text, &no_progress),
             Door::Text { colour: true }
         );
-        // NO_COLOR turns colour off, not the live block.
+        // NO_COLOR turns colour off, not the live block; a terminal that does
+        // not say its width gets 80 columns.
         let no_color = Terminal {
             no_color: Some("1".into()),
             columns: None,
@@ -328,7 +387,7 @@ mod tests {
             Door::pick(OutputFormat::Text, &no_color),
             Door::Live {
                 colour: false,
-                width: 80
+                width: DEFAULT_WIDTH
             }
         );
         assert_eq!(
@@ -339,5 +398,59 @@ mod tests {
             Door::report(OutputFormat::Text, true),
             Door::Text { colour: true }
         );
+    }
+
+    #[test]
+    fn colour_follows_no_color_then_clicolor_force_then_the_terminal() {
+        let with =
+            |tty: bool, no_color: Option<&str>, force: Option<&str>, clicolor: Option<&str>| {
+                Terminal {
+                    is_terminal: tty,
+                    no_color: no_color.map(Into::into),
+                    clicolor_force: force.map(Into::into),
+                    clicolor: clicolor.map(Into::into),
+                    ..Default::default()
+                }
+                .colour()
+            };
+        assert!(with(true, None, None, None));
+        assert!(!with(false, None, None, None));
+        // CLICOLOR_FORCE colours a pipe too, unless it is 0 or empty.
+        assert!(with(false, None, Some("1"), None));
+        assert!(!with(false, None, Some("0"), None));
+        assert!(!with(false, None, Some(""), None));
+        // NO_COLOR wins over CLICOLOR_FORCE; an empty NO_COLOR is unset.
+        assert!(!with(true, Some("1"), Some("1"), None));
+        assert!(with(true, Some(""), None, None));
+        // CLICOLOR=0 turns a terminal's colour off; CLICOLOR_FORCE still wins.
+        assert!(!with(true, None, None, Some("0")));
+        assert!(with(true, None, None, Some("1")));
+        assert!(with(true, None, Some("1"), Some("0")));
+    }
+
+    #[test]
+    fn the_width_comes_from_the_terminal_or_is_80() {
+        let tty = |columns| Terminal {
+            is_terminal: true,
+            columns,
+            ..Default::default()
+        };
+        assert_eq!(tty(Some(37)).width(), 37);
+        assert_eq!(tty(None).width(), 80);
+        assert_eq!(
+            Door::pick(OutputFormat::Text, &tty(Some(37))).describe(&tty(Some(37))),
+            "live progress on stderr, 37 columns (from the terminal), colour on"
+        );
+        assert_eq!(
+            Door::pick(OutputFormat::Text, &tty(None)).describe(&tty(None)),
+            "live progress on stderr, 80 columns (the terminal does not say), colour on"
+        );
+        // A stream that is no terminal reports no width (a test's stderr is a pipe).
+        assert_eq!(terminal_columns(&tempfile_like()), None);
+    }
+
+    /// A stream that is certainly not a terminal.
+    fn tempfile_like() -> std::fs::File {
+        std::fs::File::open("/dev/null").unwrap()
     }
 }

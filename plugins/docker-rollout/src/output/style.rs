@@ -103,13 +103,64 @@ pub(crate) fn outcome_line(plan: &Plan, outcome: &Outcome) -> (Tone, String) {
 }
 
 /// `rollout-demo:v2 (3f2a9c1b7d0e)`, or the short id alone when the image
-/// is not known.
+/// is not known; with the image id the backend resolved,
+/// `rollout-demo:latest (sha256:cd34ef56ab12…)`.
 pub(crate) fn rev(r: &Revision) -> String {
-    let short: String = r.id.chars().take(12).collect();
+    let short = match &r.image_id {
+        Some(image_id) => short_image(image_id),
+        None => r.id.chars().take(12).collect(),
+    };
     if r.image.is_empty() {
         format!("revision {short}")
     } else {
         format!("{} ({short})", r.image)
+    }
+}
+
+/// The words for the revision of a launched instance: the target's or the
+/// starting revision's ([`rev`]) when it is one of them, else `revision`
+/// and the id's first twelve characters.
+pub(crate) fn launched_revision(id: &str, target: &Revision, from: Option<&Revision>) -> String {
+    match [Some(target), from]
+        .into_iter()
+        .flatten()
+        .find(|r| r.id == id)
+    {
+        Some(known) if !known.image.is_empty() => rev(known),
+        _ => format!("revision {}", id.chars().take(12).collect::<String>()),
+    }
+}
+
+/// `sha256:ab12cd34ef56…`: an image id as people read it (Docker's twelve
+/// hex digits).
+pub(crate) fn short_image(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    let short: String = hex.chars().take(12).collect();
+    let cut = if short.len() < hex.len() { "…" } else { "" };
+    if id.starts_with("sha256:") {
+        format!("sha256:{short}{cut}")
+    } else {
+        format!("{short}{cut}")
+    }
+}
+
+/// `from -> to` as people read it: `app:latest (sha256:ab12… -> sha256:cd34…)`
+/// when one tag moved to another image, else both revisions in full
+/// (`app:v1 (…) -> app:v2 (…)`); the config's id where the image is the same.
+pub(crate) fn transition(from: Option<&Revision>, to: &Revision) -> String {
+    let Some(from) = from else {
+        return format!("nothing running -> {}", rev(to));
+    };
+    match (&from.image_id, &to.image_id) {
+        (Some(a), Some(b)) if a != b && from.image == to.image && !to.image.is_empty() => {
+            format!("{} ({} -> {})", to.image, short_image(a), short_image(b))
+        }
+        // Same image, another config: the image ids would read as no change.
+        (Some(a), Some(b)) if a == b => {
+            let by_id = |r: &Revision| rev(&Revision::new(r.id.clone(), r.image.clone()));
+            format!("{} -> {}", by_id(from), by_id(to))
+        }
+        _ => format!("{} -> {}", rev(from), rev(to)),
     }
 }
 
@@ -122,15 +173,73 @@ pub(crate) fn started_line(
     detail: &str,
     resumed: bool,
 ) -> String {
-    let from = from
-        .map(rev)
-        .unwrap_or_else(|| "nothing running".to_string());
     let mut text = format!(
-        "rolling out {service} with {strategy}: {from} -> {}{detail}",
-        rev(to)
+        "rolling out {service} with {strategy}: {}{detail}",
+        transition(from, to)
     );
     if resumed {
         text.push_str(" (resuming the rollout an earlier run left unfinished)");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "sha256:ab12cd34ef5678901234567890";
+    const NEW: &str = "sha256:cd34ef56ab1278901234567890";
+
+    fn latest(id: &str, image_id: &str) -> Revision {
+        Revision::new(format!("{id}@{image_id}"), "app:latest").with_image_id(image_id)
+    }
+
+    #[test]
+    fn a_moved_tag_shows_the_tag_once_and_both_image_ids() {
+        assert_eq!(
+            transition(
+                Some(&latest("3f2a9c1b7d0e55", OLD)),
+                &latest("3f2a9c1b7d0e55", NEW)
+            ),
+            "app:latest (sha256:ab12cd34ef56… -> sha256:cd34ef56ab12…)"
+        );
+    }
+
+    #[test]
+    fn another_tag_shows_both_revisions() {
+        let v1 = Revision::new(format!("77aa@{OLD}"), "app:v1").with_image_id(OLD);
+        let v2 = Revision::new(format!("88bb@{NEW}"), "app:v2").with_image_id(NEW);
+        assert_eq!(
+            transition(Some(&v1), &v2),
+            "app:v1 (sha256:ab12cd34ef56…) -> app:v2 (sha256:cd34ef56ab12…)"
+        );
+        assert_eq!(
+            transition(None, &v2),
+            "nothing running -> app:v2 (sha256:cd34ef56ab12…)"
+        );
+        // A revision the backend could not describe.
+        let bare = Revision::new(format!("77aa00000000ff@{OLD}"), "");
+        assert_eq!(
+            transition(Some(&bare), &v2),
+            "revision 77aa00000000 -> app:v2 (sha256:cd34ef56ab12…)"
+        );
+    }
+
+    #[test]
+    fn the_same_image_under_another_config_shows_the_configs() {
+        assert_eq!(
+            transition(
+                Some(&latest("3f2a9c1b7d0e55", OLD)),
+                &latest("9c1b7d0e5a3f44", OLD)
+            ),
+            "app:latest (3f2a9c1b7d0e) -> app:latest (9c1b7d0e5a3f)"
+        );
+    }
+
+    #[test]
+    fn short_image_ids_are_dockers_twelve_digits() {
+        assert_eq!(short_image(OLD), "sha256:ab12cd34ef56…");
+        assert_eq!(short_image("sha256:ab12"), "sha256:ab12");
+        assert_eq!(short_image("ab12cd34ef5678"), "ab12cd34ef56…");
+    }
 }

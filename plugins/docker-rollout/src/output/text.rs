@@ -6,11 +6,11 @@
 //! at most, and [`Sink::tick`] repeats it when a wait drags on, so that a
 //! silent terminal never means a hung tool.
 
-use super::style::{outcome_line, stamp, stamped, started_line, Tone};
+use super::style::{launched_revision, outcome_line, stamp, stamped, started_line, Tone};
 use super::Sink;
 use rollout_core::router::{DrainReport, Target};
 use rollout_core::strategy::{Plan, StrategyKind, Verdict};
-use rollout_core::{format_duration, Event, InstanceId, Outcome};
+use rollout_core::{format_duration, Event, InstanceId, Outcome, Revision};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::time::Duration;
@@ -22,6 +22,8 @@ pub struct Text<W: Write> {
     /// The built-in strategy the rollout runs, if it is one (a custom one names itself).
     kind: Option<StrategyKind>,
     plan: Plan,
+    /// The revision the rollout started from, once it said so.
+    from: Option<Revision>,
     hosts: HashMap<InstanceId, String>,
     new_instances: BTreeSet<InstanceId>,
     new_healthy: usize,
@@ -39,6 +41,7 @@ impl<W: Write> Text<W> {
             colour,
             kind: strategy.parse().ok(),
             plan: plan.clone(),
+            from: None,
             hosts: HashMap::new(),
             new_instances: BTreeSet::new(),
             new_healthy: 0,
@@ -136,6 +139,7 @@ impl<W: Write> Sink for Text<W> {
                 resumed,
             } => {
                 self.slots = *slots;
+                self.from = from.clone();
                 let text = started_line(
                     service,
                     strategy,
@@ -184,12 +188,8 @@ impl<W: Write> Sink for Text<W> {
                 if *revision == self.plan.target.id {
                     self.new_instances.insert(instance.clone());
                 }
-                let short: String = revision.chars().take(12).collect();
-                self.line(
-                    t,
-                    Tone::Plain,
-                    &format!("launched {host} (revision {short})"),
-                );
+                let words = launched_revision(revision, &self.plan.target, self.from.as_ref());
+                self.line(t, Tone::Plain, &format!("launched {host} of {words}"));
                 self.wait(
                     t,
                     format!(
