@@ -239,11 +239,12 @@ async fn a_missing_image_is_refused_before_compose_runs() {
     project.compose_run(&["up", "-d", "app"]);
     let service = ServiceRef::new(&project.name, "app");
     let backend = project.backend().await;
-    let v1 = backend
+    // The revision names the image it resolves to, so an absent image is refused when the
+    // target revision is formed, before the Compose tool is asked to launch anything.
+    let err = backend
         .compose_revision(&service, "rollout-docker-test:absent")
         .await
-        .unwrap();
-    let err = backend.launch(&service, &v1, 1).await.unwrap_err();
+        .unwrap_err();
     assert!(matches!(err, BackendError::MissingImage { .. }), "{err}");
     assert_eq!(backend.instances(&service).await.unwrap().len(), 1);
 }
