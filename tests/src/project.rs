@@ -119,7 +119,12 @@ impl Project {
 
     /// A Compose command in the project folder with `-p NAME`, as an operator runs it.
     pub fn compose_command(&self) -> Command {
-        let mut cmd = self.tool.command();
+        self.compose_command_with(self.tool)
+    }
+
+    /// The same command with another tool (for a project touched by both tools).
+    pub fn compose_command_with(&self, tool: ComposeTool) -> Command {
+        let mut cmd = tool.command();
         cmd.current_dir(&self.dir)
             .args(["--project-name", &self.name])
             .envs(self.env.iter().map(|(k, v)| (k, v)));

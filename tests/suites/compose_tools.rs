@@ -9,6 +9,8 @@
 //! - A project whose containers that tool made, with the tool hidden from the docker CLI and
 //!   the plugin (as if it were not installed), is refused with exit 2 and what to do, and
 //!   nothing changes.
+//! - A project whose containers both tools made (one more replica added by the other tool) is
+//!   refused with exit 2, both tools' containers named, and nothing changes.
 
 use rollout_e2e::keepers::{keepers, rollout_leftovers};
 use rollout_e2e::load::{self, wait_ok};
@@ -183,4 +185,86 @@ fn a_project_made_by_a_tool_that_is_not_installed_is_refused() {
     assert_eq!(s.p.read("nginx.conf"), SEED_NGINX_CONF);
     assert_eq!(keepers(s.p.name()), kept);
     assert_made_by(&s, tool);
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_project_made_by_both_tools_is_refused() {
+    let tool = ComposeTool::detect();
+    let other = match tool {
+        ComposeTool::V1 => ComposeTool::V2,
+        ComposeTool::V2 => ComposeTool::V1,
+    };
+    if !ComposeTool::available().contains(&other) {
+        // Only a machine with both tools can make such a project; CI has both.
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{} does not work here, and CI=true tests both Compose tools",
+            other.name()
+        );
+        eprintln!("skipped: {} is not installed", other.name());
+        return;
+    }
+    let mut s = Rig::up(
+        "tool-both",
+        DemoStack::new(images::V1, 2),
+        QUICK,
+        &[images::V2],
+    );
+    assert_made_by(&s, tool);
+    // The other tool adds a third replica beside the first tool's two, recreating nothing.
+    let added =
+        s.p.compose_command_with(other)
+            .args([
+                "up",
+                "-d",
+                "--no-deps",
+                "--no-recreate",
+                "--scale",
+                "app=3",
+                "app",
+            ])
+            .output()
+            .unwrap();
+    assert!(
+        added.status.success(),
+        "{} up --scale app=3 failed:\n{}",
+        other.name(),
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let versions = s.p.compose_versions();
+    assert!(
+        versions.iter().any(|(_, v)| tool.made(v)) && versions.iter().any(|(_, v)| other.made(v)),
+        "the project is not made by both tools: {versions:?}"
+    );
+    let containers = s.p.containers(None);
+    let kept = keepers(s.p.name());
+    s.p.set_env("APP_IMAGE", images::V2);
+    let out = s.command(&[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("docker rollout app, project made by both tools, said:\n{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    assert!(
+        error.starts_with(&format!(
+            "error: the running containers of project {} were made by both Compose tools: ",
+            s.p.name()
+        )),
+        "{stderr}"
+    );
+    for c in &containers {
+        assert!(error.contains(&c.name), "{} is not named: {stderr}", c.name);
+    }
+    assert!(
+        stderr.contains("\nhint: bring the project under one tool first"),
+        "{stderr}"
+    );
+    // Nothing changed: the same containers in the same states, the same config, nothing kept.
+    assert_eq!(s.p.containers(None), containers);
+    assert_eq!(s.p.read("nginx.conf"), SEED_NGINX_CONF);
+    assert_eq!(keepers(s.p.name()), kept);
 }

@@ -391,7 +391,7 @@ pub async fn choose_tool(
     let setting = std::env::var(SETTING_ENV).ok();
     let evidence = Evidence::new(names, made);
     let v2 = lookup.v2().await;
-    let v1 = lookup.v1();
+    let v1 = lookup.v1().await;
     decide(setting.as_deref(), names, &evidence, &v1, &v2)
 }
 

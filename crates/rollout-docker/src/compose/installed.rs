@@ -13,10 +13,15 @@
 //! asked: `docker compose version --short`.
 //!
 //! `docker-compose` (Compose 1.x) is the program of that name on `PATH`, as a
-//! shell finds it, unless it is the Compose 2 plugin itself (Debian's
-//! Compose 2 package links `/usr/bin/docker-compose` to its plugin). It is not
-//! run: a Python start costs most of a second, and its version is on the
-//! containers it made.
+//! shell finds it, unless it is Compose 2: the plugin itself (Debian's
+//! Compose 2 package links `/usr/bin/docker-compose` to its plugin), or the
+//! standalone Compose 2 binary installed under that name (as its release notes
+//! suggest). Compose 1 is a Python script (Debian, pip) or a PyInstaller
+//! binary; Compose 2 is a Go binary that answers the plugin metadata call under
+//! any name. So a script is taken for Compose 1 without being run (a Python
+//! start costs most of a second, and its version is on the containers it
+//! made), and a binary is asked for its plugin metadata: one that answers is
+//! Compose 2.
 
 use super::Flavour;
 use std::ffi::OsString;
@@ -164,7 +169,7 @@ impl ToolLookup {
     }
 
     /// `docker-compose` (1.x), if it is on `PATH`; else why not.
-    pub fn v1(&self) -> Result<Installed, String> {
+    pub async fn v1(&self) -> Result<Installed, String> {
         let found = self
             .path
             .as_ref()
@@ -183,6 +188,14 @@ impl ToolLookup {
                 real.display()
             ));
         }
+        if !is_script(&real) {
+            if let Ok(version) = plugin_version(&real).await {
+                return Err(format!(
+                    "{} is Compose 2 ({version}) installed under the name of Compose 1",
+                    path.display()
+                ));
+            }
+        }
         Ok(Installed {
             flavour: Flavour::V1,
             path: Some(path),
@@ -193,7 +206,7 @@ impl ToolLookup {
     /// The tool of `flavour`, if installed; else why not.
     pub async fn find(&self, flavour: Flavour) -> Result<Installed, String> {
         match flavour {
-            Flavour::V1 => self.v1(),
+            Flavour::V1 => self.v1().await,
             Flavour::V2 => self.v2().await,
         }
     }
@@ -267,6 +280,16 @@ async fn output(mut cmd: tokio::process::Command) -> Result<Vec<u8>, String> {
         return Err(format!("it exited with {}: {}", out.status, last.trim()));
     }
     Ok(out.stdout)
+}
+
+/// Whether `path` starts with `#!` (an interpreter's script, as Compose 1 is
+/// when installed by Debian or pip; Compose 2 never is).
+fn is_script(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"#!")
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -413,14 +436,17 @@ mod tests {
         assert!(why.contains("cannot be run"), "{why}");
     }
 
-    #[test]
-    fn compose_1_is_docker_compose_on_path_unless_it_is_the_plugin() {
+    #[tokio::test]
+    async fn compose_1_is_docker_compose_on_path_unless_it_is_compose_2() {
         let d = Dir::new("v1");
         let v1 = d.script("bin/docker-compose", "echo 1.29.2");
-        let found = lookup(&d, Some(&d.0.join("bin"))).v1().unwrap();
+        let found = lookup(&d, Some(&d.0.join("bin"))).v1().await.unwrap();
         assert_eq!(found.path.as_deref(), Some(v1.as_path()));
         // Not on PATH: not installed.
-        let why = lookup(&d, Some(&d.0.join("nowhere"))).v1().unwrap_err();
+        let why = lookup(&d, Some(&d.0.join("nowhere")))
+            .v1()
+            .await
+            .unwrap_err();
         assert_eq!(why, "no docker-compose on PATH");
         // A link to the Compose 2 plugin (Debian trixie's /usr/bin/docker-compose).
         d.script("libexec/cli-plugins/docker-compose", PLUGIN);
@@ -430,7 +456,31 @@ mod tests {
             d.0.join("bin2/docker-compose"),
         )
         .unwrap();
-        let why = lookup(&d, Some(&d.0.join("bin2"))).v1().unwrap_err();
+        let why = lookup(&d, Some(&d.0.join("bin2"))).v1().await.unwrap_err();
         assert!(why.contains("is the Compose 2 plugin"), "{why}");
+        // The standalone Compose 2 binary under the name of Compose 1: a
+        // binary (not a script) that answers the plugin metadata call. The
+        // real one is used, as only a Go binary of Compose 2 behaves so.
+        let Some(real) = SYSTEM_PLUGIN_DIRS
+            .iter()
+            .map(|dir| Path::new(dir).join("docker-compose"))
+            .find(|p| p.is_file())
+        else {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "Compose 2 is not installed (cargo xtask setup installs it)"
+            );
+            eprintln!("skipped the standalone case: Compose 2 is not installed");
+            return;
+        };
+        std::fs::create_dir_all(d.0.join("bin3")).unwrap();
+        std::fs::copy(&real, d.0.join("bin3/docker-compose")).unwrap();
+        let why = lookup(&d, Some(&d.0.join("bin3"))).v1().await.unwrap_err();
+        assert!(
+            why.contains("is Compose 2 (")
+                && why.ends_with("installed under the name of Compose 1"),
+            "{why}"
+        );
     }
 }
