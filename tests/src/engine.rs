@@ -86,6 +86,11 @@ pub fn require_images(images: &[&str]) {
 /// (`docker-compose`) or `v2` (`docker compose`). `cargo xtask e2e` sets it for each pass.
 pub const TOOL_ENV: &str = "ROLLOUT_E2E_COMPOSE";
 
+/// The variable that says which Compose tools the run's machine has (`v2,v1`, `v1`, `v2`), set
+/// by `cargo xtask e2e` after it checked them (with `CI=true` it requires both, so CI always
+/// says `v2,v1`). Unset: both are expected.
+pub const TOOLS_ENV: &str = "ROLLOUT_E2E_TOOLS";
+
 /// The id (`sha256:...`) of the local image `image`; panics when it is not here.
 pub fn image_id(image: &str) -> String {
     let out = run_ok(docker().args(["image", "inspect", "--format", "{{.Id}}", image]));
@@ -156,20 +161,39 @@ impl ComposeTool {
             .clone()
     }
 
-    /// The tools every "for each tool" test runs with: those available, and under `CI=true`
-    /// both, or a panic saying which is missing (a missing tool never makes a test pass).
-    pub fn under_test() -> Vec<ComposeTool> {
-        let tools = ComposeTool::available();
-        if std::env::var("CI").as_deref() == Ok("true") {
-            for t in ComposeTool::ALL {
-                assert!(
-                    tools.contains(&t),
-                    "{} does not work here, and CI=true tests both Compose tools\nhint: cargo xtask setup installs them",
-                    t.name()
-                );
-            }
+    /// The tools the run expects to work: those [`TOOLS_ENV`] names, else both.
+    pub fn expected() -> Vec<ComposeTool> {
+        match std::env::var(TOOLS_ENV) {
+            Ok(list) if !list.trim().is_empty() => ComposeTool::ALL
+                .into_iter()
+                .filter(|t| list.split(',').any(|w| w.trim() == t.short()))
+                .collect(),
+            _ => ComposeTool::ALL.to_vec(),
         }
-        tools
+    }
+
+    /// Under `CI=true`, panics unless `tool` works or the run says the machine lacks it
+    /// ([`ComposeTool::expected`]): a missing tool never makes a test pass in CI. Returns
+    /// whether it works.
+    pub fn works_or_is_not_expected(tool: ComposeTool) -> bool {
+        let works = ComposeTool::available().contains(&tool);
+        if !works && std::env::var("CI").as_deref() == Ok("true") {
+            assert!(
+                !ComposeTool::expected().contains(&tool),
+                "{} does not work here, and this run expects it ({TOOLS_ENV}, both when unset)\nhint: cargo xtask setup installs both Compose tools",
+                tool.name()
+            );
+        }
+        works
+    }
+
+    /// The tools every "for each tool" test runs with: those available, and under `CI=true`
+    /// every one the run expects, or a panic saying which is missing.
+    pub fn under_test() -> Vec<ComposeTool> {
+        ComposeTool::ALL
+            .into_iter()
+            .filter(|t| ComposeTool::works_or_is_not_expected(*t))
+            .collect()
     }
 
     /// The tool the run brings projects up with, chosen in this one place and said once on

@@ -13,6 +13,8 @@
 //! (`docker compose` where it works, else `docker-compose`), then, when both work, the
 //! selected tests of [`V1_SUBSET`] under `docker-compose`. The harness reads the pass's tool
 //! from `ROLLOUT_E2E_COMPOSE` (`v1`, `v2`); `--compose v1|v2` runs one pass with that tool.
+//! It also reads which tools the machine has (`ROLLOUT_E2E_TOOLS`), so that on a machine with
+//! one tool (allowed without `CI=true`) a test that needs both is not taken for a failure.
 //! Each pass is reported on its own (passed, failed, flaky, wall time). With `CI=true`, both
 //! tools must work (`cargo xtask setup` installs them).
 
@@ -50,6 +52,11 @@ pub const V1_SUBSET: &[&str] = &[
 
 /// The variable the harness reads the pass's Compose tool from.
 const TOOL_ENV: &str = "ROLLOUT_E2E_COMPOSE";
+
+/// The variable that tells the harness which tools this machine has (`v2,v1`, `v2`, `v1`): a
+/// test that needs a tool the run lacks fails only when the run expects it (with `CI=true`
+/// the run requires both, so in CI every such test runs).
+const TOOLS_ENV: &str = "ROLLOUT_E2E_TOOLS";
 
 /// A Compose tool the end-to-end tests run under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +105,8 @@ impl Tool {
 struct Pass<'a> {
     tool: Tool,
     tests: Vec<&'a E2eTest>,
+    /// The tools that work on this machine, as [`TOOLS_ENV`] says them.
+    machine: String,
 }
 
 /// How a pass went.
@@ -282,6 +291,12 @@ fn passes<'a>(selected: &[&'a E2eTest], only: Option<Tool>) -> Result<Vec<Pass<'
     if std::env::var("CI").as_deref() == Ok("true") && !(works(Tool::V1) && works(Tool::V2)) {
         bail!("CI=true runs the end-to-end tests under both Compose tools, and not both work here\nhint: cargo xtask setup installs them");
     }
+    let machine = [Tool::V2, Tool::V1]
+        .into_iter()
+        .filter(|t| works(*t))
+        .map(Tool::short)
+        .collect::<Vec<_>>()
+        .join(",");
     if let Some(tool) = only {
         if !works(tool) {
             bail!("--compose {} asks for {}, which does not work here\nhint: cargo xtask setup installs it", tool.short(), tool.name());
@@ -289,6 +304,7 @@ fn passes<'a>(selected: &[&'a E2eTest], only: Option<Tool>) -> Result<Vec<Pass<'
         return Ok(vec![Pass {
             tool,
             tests: selected.to_vec(),
+            machine,
         }]);
     }
     let default = if works(Tool::V2) {
@@ -302,6 +318,7 @@ fn passes<'a>(selected: &[&'a E2eTest], only: Option<Tool>) -> Result<Vec<Pass<'
     let mut passes = vec![Pass {
         tool: default,
         tests: selected.to_vec(),
+        machine: machine.clone(),
     }];
     if default == Tool::V2 && works(Tool::V1) {
         let subset: Vec<&E2eTest> = selected
@@ -313,6 +330,7 @@ fn passes<'a>(selected: &[&'a E2eTest], only: Option<Tool>) -> Result<Vec<Pass<'
             passes.push(Pass {
                 tool: Tool::V1,
                 tests: subset,
+                machine,
             });
         }
     }
@@ -336,7 +354,7 @@ fn run_pass(pass: &Pass, timeout: Duration, retries: usize) -> PassResult {
         loop {
             attempt += 1;
             let began = Instant::now();
-            match run_one(t, pass.tool, timeout) {
+            match run_one(t, pass, timeout) {
                 Ok(()) => {
                     eprintln!(
                         "=== passed in {:.1} s: {}",
@@ -449,8 +467,8 @@ fn field(line: &str, key: &str) -> Option<String> {
     None
 }
 
-/// Runs one test alone under `tool`; Ok when libtest says exactly one passed.
-fn run_one(t: &E2eTest, tool: Tool, timeout: Duration) -> Result<()> {
+/// Runs one test alone under the pass's tool; Ok when libtest says exactly one passed.
+fn run_one(t: &E2eTest, pass: &Pass, timeout: Duration) -> Result<()> {
     let mut child = Command::new(&t.exe)
         .args([
             &t.name,
@@ -462,7 +480,8 @@ fn run_one(t: &E2eTest, tool: Tool, timeout: Duration) -> Result<()> {
         ])
         .current_dir(&t.package_dir)
         .env("CI", "true")
-        .env(TOOL_ENV, tool.short())
+        .env(TOOL_ENV, pass.tool.short())
+        .env(TOOLS_ENV, &pass.machine)
         .env("CARGO_MANIFEST_DIR", &t.package_dir)
         .env(
             "CARGO",
