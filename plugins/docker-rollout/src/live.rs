@@ -58,8 +58,10 @@ pub fn tool_lookup(g: &DockerGlobals) -> ToolLookup {
 }
 
 /// The Compose tool for the project (rollout-docker decides): the one that
-/// made its running containers, read from `engine` (without an engine,
-/// what is installed decides). A refusal is bad input; nothing changed.
+/// made its running containers, read from `engine`. Without an engine, what
+/// is installed decides, and when nothing is, the choice is provisional (the
+/// engine may show a tool that made the containers, and the refusal then
+/// names it). A refusal is bad input; nothing changed.
 pub async fn choose_compose(
     req: &RolloutRequest,
     names: &ProjectNames,
@@ -69,9 +71,13 @@ pub async fn choose_compose(
         Some(engine) => project_containers(engine, names).await?,
         None => Vec::new(),
     };
-    rollout_docker::choose_tool(names, &made, &tool_lookup(&req.docker))
-        .await
-        .map_err(|e| Fail::bad_input(e.to_string()))
+    match rollout_docker::choose_tool(names, &made, &tool_lookup(&req.docker)).await {
+        Ok(choice) => Ok(choice),
+        Err(refusal) => match (engine, ToolChoice::provisional(&refusal)) {
+            (None, Some(provisional)) => Ok(provisional),
+            _ => Err(Fail::bad_input(refusal.to_string())),
+        },
+    }
 }
 
 /// `prepared` with the Compose tool the project's running containers name;

@@ -232,7 +232,13 @@ async fn dry_run(
         Ok(engine) => {
             or_interrupted(irx, live::settle_compose(req, names, engine, prepared)).await?
         }
-        Err(_) => prepared,
+        Err(_) => match &prepared.compose.reason {
+            // Without the engine nothing can change the refusal.
+            rollout_docker::compose::Reason::Provisional { refusal } => {
+                return Err(Fail::bad_input(refusal.to_string()))
+            }
+            _ => prepared,
+        },
     };
     warn(&prepared.warnings);
     let settings = &prepared.settings;

@@ -84,6 +84,14 @@ pub enum Reason {
     },
     /// The project runs nothing yet; this is the installed tool preferred.
     NothingRuns,
+    /// No tool is installed, and the engine has not been asked yet which tool made the
+    /// project's containers: the project is read by the rules of the default tool until it
+    /// is (a project made by a tool that is not installed is then refused with that tool's
+    /// name, more useful than "none is installed"). Never used to run a tool.
+    Provisional {
+        /// The refusal that stands if the engine does not change it.
+        refusal: Box<ToolRefusal>,
+    },
 }
 
 /// The Compose tool a rollout uses, and why.
@@ -114,7 +122,32 @@ impl std::fmt::Display for ToolChoice {
                 versions.join(", ")
             ),
             Reason::NothingRuns => f.write_str("the project runs nothing yet"),
+            Reason::Provisional { .. } => {
+                f.write_str("no tool is installed; the engine is not asked yet")
+            }
         }
+    }
+}
+
+impl ToolChoice {
+    /// The choice to read the project with before the engine is asked, when `refusal` says
+    /// that no tool is installed (see [`Reason::Provisional`]); `None` for any other refusal.
+    pub fn provisional(refusal: &ToolRefusal) -> Option<ToolChoice> {
+        matches!(refusal, ToolRefusal::NoTool { .. }).then(|| {
+            let flavour = Flavour::default();
+            ToolChoice {
+                flavour,
+                installed: Installed {
+                    flavour,
+                    path: None,
+                    version: None,
+                },
+                reason: Reason::Provisional {
+                    refusal: Box::new(refusal.clone()),
+                },
+                warnings: Vec::new(),
+            }
+        })
     }
 }
 
@@ -520,6 +553,19 @@ mod tests {
             }
         );
         assert!(e.to_string().contains("\nhint: "), "{e}");
+        // Before the engine is asked, "none is installed" is only provisional: the project is
+        // read by the default tool's rules, and the refusal is kept for when nothing changes it.
+        let p = ToolChoice::provisional(&e).unwrap();
+        assert_eq!(p.flavour, Flavour::default());
+        assert_eq!(
+            p.reason,
+            Reason::Provisional {
+                refusal: Box::new(e)
+            }
+        );
+        // Only that refusal: the others stand as they are.
+        let unknown = ToolRefusal::UnknownSetting { value: "v3".into() };
+        assert_eq!(ToolChoice::provisional(&unknown), None);
     }
 
     #[test]
