@@ -755,7 +755,12 @@ fn a_service_with_no_proxy_in_front_is_rolled_without_routing() {
     let e = s.resolve().unwrap_err().to_string();
     assert!(e.contains("x-rollout.health is a probe sent from inside the proxy\nhint: give the service a Compose healthcheck instead"), "{e}");
     // Clients reach a service that publishes ports directly.
-    let e = p.settings("web").unwrap().resolve().unwrap_err().to_string();
+    let e = p
+        .settings("web")
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         format!("no proxy is in front of {}/web in this project, and it publishes 8080:8000 (ports at compose.yaml:7): clients reach its instances directly, so none could be taken out of traffic before it is stopped\nhint: publish the port on a proxy in front of it instead: add an nginx service whose config has `upstream backend {{ server web:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy", p.name)
@@ -769,7 +774,12 @@ fn colours_or_several_nginx_services_without_a_named_proxy_are_refused() {
         "services:\n  blue:\n    image: a\n  green:\n    image: a\n",
     )]);
     let p = Project::load(&opts(&dir.0)).unwrap();
-    let e = p.settings("green").unwrap().resolve().unwrap_err().to_string();
+    let e = p
+        .settings("green")
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("and its colours (green and blue) take turns only through one\nhint: add an nginx service"),
         "{e}"
@@ -779,7 +789,12 @@ fn colours_or_several_nginx_services_without_a_named_proxy_are_refused() {
         "services:\n  worker:\n    image: w\n  nginx:\n    image: nginx\n  edge:\n    image: nginx:1.22\n",
     )]);
     let p = Project::load(&opts(&dir.0)).unwrap();
-    let e = p.settings("worker").unwrap().resolve().unwrap_err().to_string();
+    let e = p
+        .settings("worker")
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         format!("several nginx services could be in front of {}/worker: edge, nginx\nhint: name the one that routes it with x-rollout.proxy", p.name)

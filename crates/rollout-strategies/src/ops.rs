@@ -52,7 +52,10 @@ pub(crate) fn this_host() -> String {
 
 /// A strategy that moves traffic (blue-green, canary) given a router that
 /// carries none ([`crate::NoTraffic`]) ends here, before anything changes.
-pub(crate) fn refuse_without_traffic(ctx: &RolloutContext, strategy: StrategyKind) -> Option<Outcome> {
+pub(crate) fn refuse_without_traffic(
+    ctx: &RolloutContext,
+    strategy: StrategyKind,
+) -> Option<Outcome> {
     if ctx.router.carries_traffic() {
         return None;
     }

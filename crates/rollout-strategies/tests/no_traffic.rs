@@ -154,6 +154,11 @@ async fn strategies_that_move_traffic_are_refused_before_anything_changes() {
             Outcome::Failed(why) => assert!(why.contains("moves traffic"), "{why}"),
             other => panic!("{} ran without traffic: {other:?}", strategy.name()),
         }
-        assert_eq!(w.mock.mark(), w.mark, "{} changed something", strategy.name());
+        assert_eq!(
+            w.mock.mark(),
+            w.mark,
+            "{} changed something",
+            strategy.name()
+        );
     }
 }

@@ -392,9 +392,7 @@ async fn wire_unrouted(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Re
     let settings = &p.settings;
     let image = settings.image.clone().unwrap_or_default();
     let backend = DockerBackend::new(engine.clone(), compose_cli(p, req));
-    let target = backend
-        .compose_revision(&settings.service, &image)
-        .await?;
+    let target = backend.compose_revision(&settings.service, &image).await?;
     backend.check_image(&image).await?;
     let backend = Arc::new(backend);
     let services = [settings.service.clone()];

@@ -117,7 +117,10 @@ fn bad_input_exits_2_before_the_engine_is_contacted() {
     let err = text(&out.stderr);
     assert!(err.contains("no proxy is in front of"), "{err}");
     assert!(err.contains("canary moves its traffic"), "{err}");
-    assert!(err.contains("\nhint: roll it out with --strategy rolling"), "{err}");
+    assert!(
+        err.contains("\nhint: roll it out with --strategy rolling"),
+        "{err}"
+    );
 }
 
 #[test]
