@@ -271,9 +271,9 @@ mod tests {
 
     #[test]
     fn a_worker_with_no_proxy_is_simulated_without_traffic() {
-        let (mut plan, mut view, strategy) = example("rolling", &Overrides::default());
+        let (mut plan, _, strategy) = example("rolling", &Overrides::default());
         plan.update.order = rollout_core::Order::StartFirst;
-        view = PlanView::new(StrategyKind::Rolling, &plan);
+        let mut view = PlanView::new(StrategyKind::Rolling, &plan);
         view.proxy = None;
         let buf = Buf::default();
         let code = run(
