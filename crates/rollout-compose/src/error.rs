@@ -108,11 +108,25 @@ pub enum ComposeError {
         /// What is wrong.
         message: String,
     },
-    /// No proxy service routes the service, and none is named.
-    #[error("no nginx service in front of {service} in this project\nhint: add an nginx service whose config has `upstream backend {{ server {}:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy", service.service)]
-    NoProxy {
+    /// Several nginx services could be the one in front, and none is named.
+    #[error("several nginx services could be in front of {service}: {}\nhint: name the one that routes it with x-rollout.proxy", .candidates.join(", "))]
+    SeveralProxies {
         /// The service rolled out.
         service: ServiceRef,
+        /// The nginx services found, sorted.
+        candidates: Vec<String>,
+    },
+    /// The service has no proxy in front, and the rollout needs one to move
+    /// its traffic (blue-green, canary, two colours, the tool's own probe),
+    /// or clients reach it directly through published ports.
+    #[error("no proxy is in front of {service} in this project, and {why}\nhint: {hint}")]
+    NeedsProxy {
+        /// The service rolled out.
+        service: ServiceRef,
+        /// What needs the proxy.
+        why: String,
+        /// What to do.
+        hint: String,
     },
     /// The service has no image to start new instances from.
     #[error("service {} has no image: a rollout needs one to start new instances from\nhint: build it and give it an image: tag in the Compose file", service.service)]

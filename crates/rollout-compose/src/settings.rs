@@ -40,9 +40,16 @@ pub struct Settings {
     /// services named `blue` and `green`, as in the seed).
     pub layout: TrafficLayout,
     /// The proxy service: `x-rollout.proxy`, else the one service named
-    /// `nginx` or running an nginx image, else `None` (the caller says how
-    /// to add one).
+    /// `nginx` or running an nginx image, else `None`: the service has no
+    /// proxy in front and is rolled out without traffic routing (see
+    /// [`Settings::resolve`]).
     pub proxy: Option<String>,
+    /// The nginx services found when several could be the proxy and none is
+    /// named with `x-rollout.proxy` (a rollout is refused then); else empty.
+    pub proxy_candidates: Vec<String>,
+    /// The service's `ports` entries, where each was written: clients reach
+    /// its instances directly through them.
+    pub published_ports: Vec<String>,
     /// The proxy's config path (`x-rollout.proxy_config`), if set.
     pub proxy_config: Option<String>,
     /// The upstream's name (`x-rollout.upstream`), if set.
@@ -126,6 +133,7 @@ impl Project {
             TrafficLayout::Single => StrategyKind::Rolling,
         });
         let defaults = Timeouts::default();
+        let mut proxy_candidates = Vec::new();
         let proxy = ext.proxy.clone().or_else(|| {
             let candidates: Vec<&String> = self
                 .services
@@ -140,7 +148,11 @@ impl Project {
                 .collect();
             match candidates.as_slice() {
                 [one] => Some((*one).clone()),
-                _ => None,
+                several => {
+                    proxy_candidates = several.iter().map(|s| (*s).clone()).collect();
+                    proxy_candidates.sort();
+                    None
+                }
             }
         });
         Ok(Settings {
@@ -162,6 +174,19 @@ impl Project {
             },
             layout,
             proxy,
+            proxy_candidates,
+            published_ports: svc
+                .ports
+                .iter()
+                .map(|p| {
+                    let host = p.published.as_deref().filter(|h| !h.is_empty());
+                    let mapping = match host {
+                        Some(h) => format!("{h}:{}", p.target),
+                        None => p.target.clone(),
+                    };
+                    format!("{mapping} (ports at {}:{})", p.pos.file, p.pos.line)
+                })
+                .collect(),
             proxy_config: ext.proxy_config.clone(),
             upstream: ext.upstream.clone(),
             port: ext.port,
@@ -254,18 +279,26 @@ impl Settings {
     }
 
     /// Settles what the service's Compose definition forces on a rollout,
-    /// after the overrides: a rollout needs a proxy and an image; a service
+    /// after the overrides: a rollout needs an image; a service
     /// with host ports or a `container_name` cannot run old and new
     /// instances side by side, so a rolling update falls back to stop-first
     /// (and its rollback too), and is refused when stop-first would leave no
     /// replica serving, as is a strategy that needs both sets at once.
-    /// Returns the warnings for the operator.
+    ///
+    /// A service with no proxy in front (no `x-rollout.proxy`, no nginx
+    /// service in the project) takes no requests through one: a queue
+    /// worker, a scheduler. It is rolled out without traffic routing
+    /// ([`Settings::routed`] is false), which only the rolling strategy of a
+    /// single service can do; blue-green, canary, two colours and the
+    /// tool's own probe (sent from inside the proxy) are refused, and so is
+    /// a service that publishes ports, whose clients would reach instances
+    /// the tool cannot take out of traffic before stopping them. Several
+    /// nginx services with none named are refused too: one of them may
+    /// route the service. Returns the warnings for the operator.
     pub fn resolve(&mut self) -> Result<Vec<String>, ComposeError> {
         let mut warnings = Vec::new();
         if self.proxy.is_none() {
-            return Err(ComposeError::NoProxy {
-                service: self.service.clone(),
-            });
+            self.check_unrouted()?;
         }
         if self.image.is_none() {
             return Err(ComposeError::NoImage {
@@ -302,6 +335,69 @@ impl Settings {
             });
         }
         Ok(warnings)
+    }
+
+    /// Whether the service's traffic goes through a proxy; `false` for a
+    /// service with no proxy in front, rolled out without traffic routing.
+    pub fn routed(&self) -> bool {
+        self.proxy.is_some()
+    }
+
+    /// What a rollout with no proxy in front cannot do (see
+    /// [`Settings::resolve`]).
+    fn check_unrouted(&self) -> Result<(), ComposeError> {
+        let service = self.service.clone();
+        if !self.proxy_candidates.is_empty() {
+            return Err(ComposeError::SeveralProxies {
+                service,
+                candidates: self.proxy_candidates.clone(),
+            });
+        }
+        let add = format!(
+            "add an nginx service whose config has `upstream backend {{ server {}:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy",
+            self.service.service
+        );
+        let refuse = |why: String, hint: String| {
+            Err(ComposeError::NeedsProxy {
+                service: service.clone(),
+                why,
+                hint,
+            })
+        };
+        if let TrafficLayout::Colours { other, .. } = &self.layout {
+            return refuse(
+                format!(
+                    "its colours ({} and {}) take turns only through one",
+                    self.service.service, other.service
+                ),
+                add,
+            );
+        }
+        if self.strategy != StrategyKind::Rolling {
+            return refuse(
+                format!(
+                    "{} moves its traffic through the proxy: without one there is nothing to switch or weigh",
+                    self.strategy
+                ),
+                format!("roll it out with --strategy rolling (x-rollout.strategy: rolling), or {add}"),
+            );
+        }
+        if self.health_probe.is_some() {
+            return refuse(
+                "x-rollout.health is a probe sent from inside the proxy".to_string(),
+                format!("give the service a Compose healthcheck instead, or {add}"),
+            );
+        }
+        if !self.published_ports.is_empty() {
+            return refuse(
+                format!(
+                    "it publishes {}: clients reach its instances directly, so none could be taken out of traffic before it is stopped",
+                    self.published_ports.join(", ")
+                ),
+                format!("publish the port on a proxy in front of it instead: {add}"),
+            );
+        }
+        Ok(())
     }
 
     /// The plan a strategy runs to bring the service to `target` (whose id

@@ -713,12 +713,102 @@ fn a_rollout_needs_a_proxy_and_an_image() {
     );
     let mut s = p.settings("api").unwrap();
     assert_eq!(s.resolve().unwrap(), Vec::<String>::new());
-    s.proxy = None;
-    let e = s.resolve().unwrap_err();
+    assert!(s.routed());
+}
+
+#[test]
+fn a_service_with_no_proxy_in_front_is_rolled_without_routing() {
+    let dir = TempDir::new(&[(
+        "compose.yaml",
+        "services:\n  worker:\n    image: w\n    deploy: {replicas: 3}\n  web:\n    image: web\n    ports: ['8080:8000']\n",
+    )]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    let mut s = p.settings("worker").unwrap();
+    assert_eq!(s.resolve().unwrap(), Vec::<String>::new());
+    assert!(!s.routed());
+    assert_eq!(s.strategy, StrategyKind::Rolling);
+    let hint_add = "add an nginx service whose config has `upstream backend { server worker:PORT; }` (see examples/rolling), or name it with x-rollout.proxy";
+    let svc = format!("{}/worker", p.name);
+    // What moves traffic needs the proxy: refused, and the message says why
+    // and what to do.
+    for (kind, word) in [
+        (StrategyKind::BlueGreen, "blue-green"),
+        (StrategyKind::Canary, "canary"),
+    ] {
+        let mut s = p.settings("worker").unwrap();
+        s.apply(&Overrides {
+            strategy: Some(kind),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.resolve().unwrap_err().to_string(),
+            format!("no proxy is in front of {svc} in this project, and {word} moves its traffic through the proxy: without one there is nothing to switch or weigh\nhint: roll it out with --strategy rolling (x-rollout.strategy: rolling), or {hint_add}")
+        );
+    }
+    let mut s = p.settings("worker").unwrap();
+    s.health_probe = Some(rollout_core::strategy::Verification {
+        path: "/health".into(),
+        status: 200,
+        body_contains: None,
+    });
+    let e = s.resolve().unwrap_err().to_string();
+    assert!(e.contains("x-rollout.health is a probe sent from inside the proxy\nhint: give the service a Compose healthcheck instead"), "{e}");
+    // Clients reach a service that publishes ports directly.
+    let e = p
+        .settings("web")
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
     assert_eq!(
-        e.to_string(),
-        format!("no nginx service in front of {}/api in this project\nhint: add an nginx service whose config has `upstream backend {{ server api:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy", p.name)
+        e,
+        format!("no proxy is in front of {}/web in this project, and it publishes 8080:8000 (ports at compose.yaml:7): clients reach its instances directly, so none could be taken out of traffic before it is stopped\nhint: publish the port on a proxy in front of it instead: add an nginx service whose config has `upstream backend {{ server web:PORT; }}` (see examples/rolling), or name it with x-rollout.proxy", p.name)
     );
+}
+
+#[test]
+fn colours_or_several_nginx_services_without_a_named_proxy_are_refused() {
+    let dir = TempDir::new(&[(
+        "compose.yaml",
+        "services:\n  blue:\n    image: a\n  green:\n    image: a\n",
+    )]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    let e = p
+        .settings("green")
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("and its colours (green and blue) take turns only through one\nhint: add an nginx service"),
+        "{e}"
+    );
+    let dir = TempDir::new(&[(
+        "compose.yaml",
+        "services:\n  worker:\n    image: w\n  nginx:\n    image: nginx\n  edge:\n    image: nginx:1.22\n",
+    )]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    let e = p
+        .settings("worker")
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!("several nginx services could be in front of {}/worker: edge, nginx\nhint: name the one that routes it with x-rollout.proxy", p.name)
+    );
+    // One nginx service in the project is the proxy of every other service:
+    // its config must route the service (the plugin checks the upstream).
+    let dir = TempDir::new(&[(
+        "compose.yaml",
+        "services:\n  worker:\n    image: w\n  nginx:\n    image: nginx\n",
+    )]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    let mut s = p.settings("worker").unwrap();
+    s.resolve().unwrap();
+    assert_eq!(s.proxy.as_deref(), Some("nginx"));
 }
 
 proptest::proptest! {

@@ -141,4 +141,14 @@ pub trait TrafficRouter: Send + Sync {
         ticket: &DrainTicket,
         timeout: Duration,
     ) -> Result<DrainReport, RouterError>;
+
+    /// Whether requests travel through this router. `false` for a service
+    /// with no proxy in front (a queue worker, a scheduler): its changes are
+    /// the strategy's own bookkeeping, there is nothing in flight to drain,
+    /// and strategies report no traffic change and no drain. An old
+    /// instance then finishes its work through its own stop signal, within
+    /// its grace period.
+    fn carries_traffic(&self) -> bool {
+        true
+    }
 }

@@ -43,6 +43,9 @@ impl Strategy for BlueGreen {
     }
 
     async fn run(&self, ctx: &RolloutContext, plan: &Plan) -> Outcome {
+        if let Some(refused) = crate::ops::refuse_without_traffic(ctx, StrategyKind::BlueGreen) {
+            return refused;
+        }
         if plan.blue_green.verify.is_some() && ctx.verifier.is_none() {
             let outcome = Outcome::Failed(
                 "blue_green.verify is set but no verifier was given\nhint: pass a Verifier in the rollout context".into(),

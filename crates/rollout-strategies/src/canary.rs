@@ -51,6 +51,9 @@ impl Strategy for Canary {
     }
 
     async fn run(&self, ctx: &RolloutContext, plan: &Plan) -> Outcome {
+        if let Some(refused) = crate::ops::refuse_without_traffic(ctx, StrategyKind::Canary) {
+            return refused;
+        }
         let ops = match Ops::begin(ctx, plan, StrategyKind::Canary).await {
             Ok(o) => o,
             Err(outcome) => return outcome,

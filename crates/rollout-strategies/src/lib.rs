@@ -28,6 +28,9 @@
 //! - progress is reported as [`Event`](rollout_core::Event)s; nothing is
 //!   printed.
 //!
+//! A service with no proxy in front (a queue worker) is rolled with the
+//! [`NoTraffic`] router: the same protocol, with nothing to route or drain.
+//!
 //! [`built_in`] gives the strategy of a [`StrategyKind`] (what `--strategy`
 //! and `x-rollout.strategy` name); anyone can add one by implementing
 //! [`rollout_core::Strategy`] (see `examples/custom-strategy`).
@@ -68,11 +71,13 @@
 
 mod bluegreen;
 mod canary;
+mod no_traffic;
 mod ops;
 mod rolling;
 
 pub use bluegreen::BlueGreen;
 pub use canary::{Canary, OLD_WEIGHT};
+pub use no_traffic::NoTraffic;
 pub use ops::lock_holder;
 pub use rolling::Rolling;
 

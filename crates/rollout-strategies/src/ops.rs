@@ -50,6 +50,24 @@ pub(crate) fn this_host() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// A strategy that moves traffic (blue-green, canary) given a router that
+/// carries none ([`crate::NoTraffic`]) ends here, before anything changes.
+pub(crate) fn refuse_without_traffic(
+    ctx: &RolloutContext,
+    strategy: StrategyKind,
+) -> Option<Outcome> {
+    if ctx.router.carries_traffic() {
+        return None;
+    }
+    let outcome = Outcome::Failed(format!(
+        "{strategy} moves traffic, and the router carries none (no proxy in front of the service)\nhint: use the rolling strategy, or put a proxy in front of the service"
+    ));
+    ctx.events.send(Event::Finished {
+        outcome: outcome.clone(),
+    });
+    Some(outcome)
+}
+
 /// How a health gate ended.
 pub(crate) enum Gate {
     Healthy,
@@ -582,6 +600,10 @@ impl<'a> Ops<'a> {
         })
         .await?;
         let ticket = self.ctx.router.apply(&change).await?;
+        if !self.ctx.router.carries_traffic() {
+            // Bookkeeping only: no request changed its way.
+            return Ok(Some(ticket));
+        }
         let mut removed = change.remove;
         for t in also_out {
             if !removed.contains(&t) {
@@ -598,7 +620,7 @@ impl<'a> Ops<'a> {
 
     /// Waits for the drain of what `ticket` took out.
     pub async fn drain(&self, ticket: &DrainTicket) -> Res<DrainReport> {
-        if ticket.removed.is_empty() {
+        if ticket.removed.is_empty() || !self.ctx.router.carries_traffic() {
             return Ok(DrainReport::default());
         }
         self.note(Step::Drain {

@@ -12,6 +12,9 @@
 //!
 //! Every switch is a flag and an environment variable (`DEMO_*`), so that a Compose file can
 //! turn faults on with `environment:` and the images can be variants of one binary.
+//!
+//! With `DEMO_WORK_UNIT_MS` it is also a queue worker (a service no proxy routes): it works in
+//! units, logs each, and on SIGTERM finishes the unit at hand before it exits.
 
 mod http;
 mod server;
@@ -100,6 +103,11 @@ pub struct Options {
     /// In drain mode, give up waiting for requests in flight after this long.
     #[arg(long, env = "DEMO_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
     pub drain_timeout_ms: u64,
+    /// Also run as a queue worker: one unit of work of this many milliseconds after another,
+    /// each logged. On SIGTERM (or SIGINT) the unit at hand is finished and logged before the
+    /// server does what `--on-sigterm` says. The HTTP server keeps answering `/health`.
+    #[arg(long, env = "DEMO_WORK_UNIT_MS")]
+    pub work_unit_ms: Option<u64>,
     /// Upper bound for `/slow?ms=N` and `/submit?ms=N`.
     #[arg(long, env = "DEMO_MAX_SLOW_MS", default_value_t = 120_000)]
     pub max_slow_ms: u64,

@@ -114,6 +114,12 @@ pub async fn serve(options: Options) -> Result<(), String> {
         started,
         counted: AtomicU64::new(0),
     });
+    let worker = state.options.work_unit_ms.map(|ms| {
+        let who = format!("demo-app {version} on {}: worker", state.instance);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(work(Duration::from_millis(ms), who.clone(), stop_rx));
+        (who, stop_tx, task)
+    });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Every connection task holds a sender; recv() returns None once all have finished.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -139,6 +145,12 @@ pub async fn serve(options: Options) -> Result<(), String> {
             _ = int.recv() => break "SIGINT",
         }
     };
+    if let Some((who, stop_tx, task)) = worker {
+        eprintln!("{who}: {signal_name}: finishing the unit at hand");
+        let _ = stop_tx.send(true);
+        let units = task.await.unwrap_or(0);
+        eprintln!("{who}: stopped after {units} units");
+    }
     if on_sigterm == OnSigterm::Exit {
         return exit_on_signal(signal_name);
     }
@@ -159,6 +171,19 @@ pub async fn serve(options: Options) -> Result<(), String> {
         eprintln!("demo-app {version}: requests still in flight, exiting anyway");
         std::process::exit(1);
     }
+}
+
+/// The worker: units of `unit` one after another until `stop`, each finished once begun.
+/// Returns how many were done.
+async fn work(unit: Duration, who: String, mut stop: watch::Receiver<bool>) -> u64 {
+    let mut done = 0;
+    eprintln!("{who}: working in units of {unit:?}");
+    while !*stop.borrow_and_update() {
+        tokio::time::sleep(unit).await;
+        done += 1;
+        eprintln!("{who}: unit {done} done");
+    }
+    done
 }
 
 fn exit_on_signal(what: &str) -> Result<(), String> {

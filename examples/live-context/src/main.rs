@@ -200,7 +200,22 @@ async fn live_context(
         .await
         .map_err(|e| e.to_string())?;
 
-    let proxy_service = ServiceRef::new(&project.name, settings.proxy.clone().unwrap_or_default());
+    let Some(proxy) = settings.proxy.clone() else {
+        // No proxy in front (a queue worker): rolled out without traffic routing.
+        let ctx = RolloutContext {
+            backend: Arc::new(backend),
+            router: Arc::new(rollout_strategies::NoTraffic::new(
+                &settings.service.service,
+            )),
+            journal: Arc::new(DockerJournal::new(engine.clone())),
+            analysis: None,
+            verifier: None,
+            events: EventSink::discard(),
+            cancel: Cancel::never(),
+        };
+        return Ok((ctx, settings.plan(target)));
+    };
+    let proxy_service = ServiceRef::new(&project.name, proxy);
     let proxies = ProxyContainer::of_service(engine, &proxy_service)
         .await
         .map_err(|e| e.to_string())?;

@@ -86,6 +86,9 @@ pub fn run(
     }
     view.current_source = current.source.clone();
     let plan = plan.clone();
+    // A service with no proxy in front runs with the router that routes
+    // nothing, as it would live; the mock only runs its instances.
+    let routed = view.proxy.is_some();
     // The mock runs on a paused clock of its own: a current-thread runtime
     // on a thread of its own, apart from the runtime of a live rollout.
     let worker = std::thread::spawn(move || {
@@ -98,10 +101,10 @@ pub fn run(
             let mock = MockCluster::new();
             mock.add_service(&plan.service);
             if current.assumed {
-                mock.seed(&live, assumed_rev, plan.replicas, true);
+                mock.seed(&live, assumed_rev, plan.replicas, routed);
             } else {
                 for (rev, n) in groups(&serving) {
-                    mock.seed(&live, &rev, n, true);
+                    mock.seed(&live, &rev, n, routed);
                 }
                 if other.is_some() {
                     for (rev, n) in groups(&current.service) {
@@ -110,7 +113,10 @@ pub fn run(
                 }
             }
             let mark = mock.mark();
-            let ctx = mock.context();
+            let mut ctx = mock.context();
+            if !routed {
+                ctx.router = Arc::new(rollout_strategies::NoTraffic::new(&plan.service.service));
+            }
             let name = strategy.name().to_string();
             let mut renderer = Door::report(output, colour).open(out, &name, &plan);
             renderer.data(&serde_json::json!({ "v": rollout_core::event::EVENT_SCHEMA_VERSION, "plan": view }));
@@ -124,8 +130,27 @@ pub fn run(
             let outcome = drive::run(strategy, ctx, plan.clone(), &mut renderer, None, None).await;
             let elapsed = renderer.t();
             let floor = view.strategy.floor(&plan);
-            let violations =
-                mock.with_timeline(|tl| rollout_mock::check::check_timeline(tl, mark, floor));
+            let violations: Vec<String> = if routed {
+                mock.with_timeline(|tl| rollout_mock::check::check_timeline(tl, mark, floor))
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect()
+            } else {
+                // Nothing is routed: what serves is what runs and is healthy.
+                let fewest = mock.with_timeline(|tl| {
+                    tl.entries
+                        .iter()
+                        .skip(mark)
+                        .map(|e| e.counts.iter().map(|c| c.ready as usize).sum::<usize>())
+                        .min()
+                });
+                match fewest {
+                    Some(n) if n < floor => vec![format!(
+                        "invariant 4 broken: {n} ready instances, under the floor {floor}"
+                    )],
+                    _ => Vec::new(),
+                }
+            };
             let capacity = mock.with_timeline(|tl| tl.render(mark));
             let code = outcome.exit_code();
             // Each door shows its own: the report for people, the summary
@@ -133,7 +158,11 @@ pub fn run(
             let mut text = format!(
                 "\ncapacity over time, as the mock saw it (per revision: ready/routed/draining, weight):\n{capacity}"
             );
-            if violations.is_empty() {
+            if violations.is_empty() && !routed {
+                text.push_str(&format!(
+                    "no proxy in front: no traffic to route or drain; never fewer than {floor} ready instances in the simulation\n"
+                ));
+            } else if violations.is_empty() {
                 text.push_str(&format!(
                     "invariants 1, 2 and 4 held in the simulation (floor {floor})\n"
                 ));
@@ -238,6 +267,35 @@ mod tests {
             "{out}"
         );
         insta::assert_snapshot!("dry_run_rolling_seed", out);
+    }
+
+    #[test]
+    fn a_worker_with_no_proxy_is_simulated_without_traffic() {
+        let (mut plan, _, strategy) = example("rolling", &Overrides::default());
+        plan.update.order = rollout_core::Order::StartFirst;
+        let mut view = PlanView::new(StrategyKind::Rolling, &plan);
+        view.proxy = None;
+        let buf = Buf::default();
+        let code = run(
+            strategy,
+            &plan,
+            view,
+            assumed(),
+            OutputFormat::Text,
+            false,
+            buf.clone(),
+        );
+        assert_eq!(code, 0);
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            out.contains("proxy:     none in front: no traffic to route or drain"),
+            "{out}"
+        );
+        assert!(!out.contains("traffic (generation"), "{out}");
+        assert!(
+            out.contains("no proxy in front: no traffic to route or drain; never fewer than 5 ready instances in the simulation"),
+            "{out}"
+        );
     }
 
     #[test]

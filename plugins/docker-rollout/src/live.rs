@@ -8,7 +8,7 @@
 //! (unreachable), the Compose tool (the one that made the project's
 //! containers, which must be installed: rollout-docker decides) and its
 //! config hash, the proxy service and its containers, the nginx config and
-//! its upstream.
+//! its upstream. A service with no proxy in front is wired without them.
 
 use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
@@ -26,6 +26,7 @@ use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
 use rollout_nginx::verify::ProxyVerifier;
 use rollout_nginx::{ConfFile, RoutingError};
+use rollout_strategies::NoTraffic;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -283,18 +284,32 @@ pub struct Wired {
     pub already_new: usize,
     /// Notes for the operator (what the router repaired on open).
     pub notes: Vec<String>,
-    /// The proxy service and the upstream.
-    pub proxy: (String, String),
+    /// The proxy service and the upstream; `None` for a service with no
+    /// proxy in front, rolled out without traffic routing.
+    pub proxy: Option<(String, String)>,
+}
+
+/// The note of a rollout with no proxy in front, one line: nothing to drain,
+/// and what stops an old instance instead.
+pub fn no_traffic_note(settings: &Settings) -> String {
+    format!(
+        "no proxy in front of {}: no traffic to route or drain; each old instance is sent its stop signal and given its stop_grace_period ({}) to finish its work",
+        settings.service.service,
+        rollout_core::duration::format_duration(settings.timeouts.stop_grace)
+    )
 }
 
 /// Connects every part. Nothing is changed unless the nginx router finds
 /// a change an earlier run left half-done, which it finishes (and says so
-/// in `notes`).
+/// in `notes`). A service with no proxy in front gets the router that
+/// routes nothing (`rollout_strategies::NoTraffic`).
 pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<Wired, Fail> {
     let settings = &p.settings;
+    let Some(proxy_service) = settings.proxy.clone() else {
+        return wire_unrouted(p, req, engine).await;
+    };
     let project = &p.project.name;
     let compose = compose_cli(p, req);
-    let proxy_service = settings.proxy.clone().unwrap_or_default();
     let image = settings.image.clone().unwrap_or_default();
     let mut backend = DockerBackend::new(engine.clone(), compose);
     let config_path = settings
@@ -353,16 +368,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     // anything changes (not at the first launch, with routes already moved).
     backend.check_image(&image).await?;
     let backend = Arc::new(backend);
-    let mut hosts = Vec::new();
-    let mut already_new = 0;
-    for s in &services {
-        for i in backend.instances(s).await? {
-            if s == &settings.service && i.revision == target.id && i.is_ready() {
-                already_new += 1;
-            }
-            hosts.push((i.id, i.host));
-        }
-    }
+    let (hosts, already_new) = known_instances(&backend, &services, settings, &target).await?;
     let router: Arc<dyn TrafficRouter> = Arc::new(nginx);
     let verifier: Option<Arc<dyn Verifier>> = settings
         .blue_green
@@ -381,8 +387,57 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         hosts,
         already_new,
         notes,
-        proxy: (proxy_service, upstream),
+        proxy: Some((proxy_service, upstream)),
     })
+}
+
+/// [`wire`] for a service with no proxy in front (rollout-compose has
+/// refused what needs one): the engine, the Compose tool and the journal,
+/// and a router that routes nothing.
+async fn wire_unrouted(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<Wired, Fail> {
+    let settings = &p.settings;
+    let image = settings.image.clone().unwrap_or_default();
+    let backend = DockerBackend::new(engine.clone(), compose_cli(p, req));
+    let target = backend.compose_revision(&settings.service, &image).await?;
+    backend.check_image(&image).await?;
+    let backend = Arc::new(backend);
+    let services = [settings.service.clone()];
+    let (hosts, already_new) = known_instances(&backend, &services, settings, &target).await?;
+    let journal = DockerJournal::new(engine);
+    Ok(Wired {
+        endpoint: backend.engine().endpoint().to_string(),
+        backend,
+        router: Arc::new(NoTraffic::new(&settings.service.service)),
+        journal: Arc::new(journal.clone()),
+        docker_journal: journal,
+        verifier: None,
+        target,
+        hosts,
+        already_new,
+        notes: vec![no_traffic_note(settings)],
+        proxy: None,
+    })
+}
+
+/// The hosts of the instances of `services` that run now, and how many
+/// ready ones of the rolled service run `target` already.
+async fn known_instances(
+    backend: &DockerBackend,
+    services: &[ServiceRef],
+    settings: &Settings,
+    target: &rollout_core::Revision,
+) -> Result<(Vec<(InstanceId, String)>, usize), Fail> {
+    let mut hosts = Vec::new();
+    let mut already_new = 0;
+    for s in services {
+        for i in backend.instances(s).await? {
+            if s == &settings.service && i.revision == target.id && i.is_ready() {
+                already_new += 1;
+            }
+            hosts.push((i.id, i.host));
+        }
+    }
+    Ok((hosts, already_new))
 }
 
 #[cfg(test)]

@@ -165,10 +165,13 @@ async fn rollout(
     for n in &wired.notes {
         let _ = writeln!(std::io::stderr(), "note: {n}");
     }
-    renderer.note(&format!(
-        "proxy: nginx service {}, upstream {}; engine {}",
-        wired.proxy.0, wired.proxy.1, wired.endpoint
-    ));
+    renderer.note(&match &wired.proxy {
+        Some((service, upstream)) => format!(
+            "proxy: nginx service {service}, upstream {upstream}; engine {}",
+            wired.endpoint
+        ),
+        None => format!("proxy: none; engine {}", wired.endpoint),
+    });
     renderer.note(&format!("compose: {}", prepared.compose));
     let ctx = RolloutContext {
         backend: wired.backend.clone(),

@@ -17,7 +17,7 @@ pub struct PlanView {
     pub current_instances: usize,
     /// Where the current instances came from (`engine`, or an assumption).
     pub current_source: String,
-    /// The proxy service, if known.
+    /// The proxy service; `None` when the service has none in front.
     pub proxy: Option<String>,
     /// The upstream, if known.
     pub upstream: Option<String>,
@@ -108,6 +108,11 @@ impl PlanView {
                 self.upstream
                     .as_deref()
                     .unwrap_or("(found when the proxy is read)")
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "  proxy:     none in front: no traffic to route or drain (old instances stop on their stop signal)"
             );
         }
         match self.strategy {

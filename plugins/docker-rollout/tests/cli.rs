@@ -109,13 +109,18 @@ fn bad_input_exits_2_before_the_engine_is_contacted() {
     let err = text(&out.stderr);
     assert!(err.contains("compose.yaml"), "{err}");
 
-    // No proxy in front of the service: a hint says how to add one.
+    // No proxy in front of the service, and a strategy that moves traffic:
+    // a hint says what to do instead.
     let alone = project("alone", "services:\n  app:\n    image: rollout-demo:v2\n");
-    let out = plugin(&alone.0, &["app"], false);
+    let out = plugin(&alone.0, &["--strategy", "canary", "app"], false);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("no nginx service in front of"), "{err}");
-    assert!(err.contains("\nhint: "), "{err}");
+    assert!(err.contains("no proxy is in front of"), "{err}");
+    assert!(err.contains("canary moves its traffic"), "{err}");
+    assert!(
+        err.contains("\nhint: roll it out with --strategy rolling"),
+        "{err}"
+    );
 }
 
 #[test]
