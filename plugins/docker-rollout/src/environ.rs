@@ -127,7 +127,10 @@ mod tests {
         // environment: a test may ask `CI` whether it must not skip.
         for f in files.iter().filter(|f| !f.ends_with("src/environ.rs")) {
             let text = std::fs::read_to_string(f).unwrap();
-            let code = text.split("\n#[cfg(test)]").next().unwrap_or_default();
+            let code = text
+                .split("\n#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap_or_default();
             read.extend(variables_read(code));
         }
         for expected in [
