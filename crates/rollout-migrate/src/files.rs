@@ -181,6 +181,16 @@ impl Migrations {
         })
     }
 
+    /// Lints every file; the findings that fail the lint, as an error.
+    pub fn check(&self) -> Result<(), MigrateError> {
+        let errors = crate::lint::errors(&crate::lint::lint_all(&self.files));
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(MigrateError::Lint(errors))
+        }
+    }
+
     /// The files of one phase, by version.
     pub fn of_phase(&self, phase: Phase) -> impl Iterator<Item = &MigrationFile> {
         self.files.iter().filter(move |f| f.phase == phase)
@@ -208,7 +218,9 @@ fn parse_name(file_name: &str) -> Result<Option<(i64, String)>, String> {
         }
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("the version {digits:?} is not a number: {expected}"));
+        return Err(format!(
+            "the version {digits:?} is not a number: {expected}"
+        ));
     }
     let version = digits
         .parse::<i64>()
@@ -350,13 +362,23 @@ mod tests {
 
     #[test]
     fn names_of_sqlx_and_refinery() {
-        assert_eq!(parse_name("0005_add_email.sql"), Ok(Some((5, "add_email".into()))));
-        assert_eq!(parse_name("20240101120000_x.up.sql"), Ok(Some((20240101120000, "x".into()))));
+        assert_eq!(
+            parse_name("0005_add_email.sql"),
+            Ok(Some((5, "add_email".into())))
+        );
+        assert_eq!(
+            parse_name("20240101120000_x.up.sql"),
+            Ok(Some((20240101120000, "x".into())))
+        );
         assert_eq!(parse_name("V7__users.sql"), Ok(Some((7, "users".into()))));
         assert_eq!(parse_name("0005_add_email.down.sql"), Ok(None));
-        assert!(parse_name("add_email.sql").unwrap_err().contains("not a number"));
+        assert!(parse_name("add_email.sql")
+            .unwrap_err()
+            .contains("not a number"));
         assert!(parse_name("0005.sql").unwrap_err().contains("no version"));
-        assert!(parse_name("V1.5__x.sql").unwrap_err().contains("not a number"));
+        assert!(parse_name("V1.5__x.sql")
+            .unwrap_err()
+            .contains("not a number"));
     }
 
     #[test]
@@ -368,7 +390,13 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(f.phase, Phase::Backfill);
-        assert_eq!(f.batch, Some(Batch { size: 500, pause: Duration::from_millis(20) }));
+        assert_eq!(
+            f.batch,
+            Some(Batch {
+                size: 500,
+                pause: Duration::from_millis(20)
+            })
+        );
         assert!(!f.no_transaction);
         let f = parse("m/1_i.sql", "-- no-transaction\n-- rollout: phase=expand\n-- rollout: allow=ban-drop-table,x\nSELECT 1;")
             .unwrap()
@@ -387,15 +415,23 @@ mod tests {
         assert!(parse("m/1_a.sql", "--\n-- rollout: phase=later\n")
             .unwrap_err()
             .starts_with("m/1_a.sql:2: unknown phase \"later\""));
-        assert!(parse("m/1_a.sql", "-- rollout: phase=expand\n-- rollout: batch size=0\n")
-            .unwrap_err()
-            .starts_with("m/1_a.sql:2: batch size"));
-        assert!(parse("m/1_a.sql", "-- rollout: phase=expand\n-- rollout: speed=3\n")
-            .unwrap_err()
-            .contains("unknown directive"));
-        assert!(parse("m/1_a.sql", "-- rollout: phase=expand\n-- rollout: batch\n")
-            .unwrap_err()
-            .contains("belongs to backfill files"));
+        assert!(parse(
+            "m/1_a.sql",
+            "-- rollout: phase=expand\n-- rollout: batch size=0\n"
+        )
+        .unwrap_err()
+        .starts_with("m/1_a.sql:2: batch size"));
+        assert!(parse(
+            "m/1_a.sql",
+            "-- rollout: phase=expand\n-- rollout: speed=3\n"
+        )
+        .unwrap_err()
+        .contains("unknown directive"));
+        assert!(
+            parse("m/1_a.sql", "-- rollout: phase=expand\n-- rollout: batch\n")
+                .unwrap_err()
+                .contains("belongs to backfill files")
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ pub enum Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::Pending { contract, waits_for } => {
+            Refusal::Pending {
+                contract,
+                waits_for,
+            } => {
                 write!(f, "{contract} waits for {waits_for}, which is not applied")
             }
             Refusal::OldRevision(c) => write!(
@@ -112,11 +115,20 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        FileStatus { file, state, release: None, rows_done: 0, cursor: None }
+        FileStatus {
+            file,
+            state,
+            release: None,
+            rows_done: 0,
+            cursor: None,
+        }
     }
 
     fn consumer(c: &str, r: &str) -> Consumer {
-        Consumer { container: c.into(), revision: r.into() }
+        Consumer {
+            container: c.into(),
+            revision: r.into(),
+        }
     }
 
     #[test]
@@ -126,11 +138,18 @@ mod tests {
             status("6_fill.sql", "backfill", FileState::Running),
             status("7_nn.sql", "contract", FileState::Pending),
         ];
-        let gate = contract_gate(&all, "v2", &[consumer("app-1", "v2"), consumer("app-2", "v1")]);
+        let gate = contract_gate(
+            &all,
+            "v2",
+            &[consumer("app-1", "v2"), consumer("app-2", "v1")],
+        );
         assert_eq!(
             gate,
             ContractGate::Refused(vec![
-                Refusal::Pending { contract: "7_nn".into(), waits_for: "6_fill (backfill)".into() },
+                Refusal::Pending {
+                    contract: "7_nn".into(),
+                    waits_for: "6_fill (backfill)".into()
+                },
                 Refusal::OldRevision(consumer("app-2", "v1")),
             ])
         );

@@ -119,10 +119,12 @@ fn concurrent_index_name(node: &SyntaxNode) -> Option<String> {
     let text = name.syntax().text().to_string();
     // The index is created in the table's schema: its last segment names it.
     let text = text.rsplit('.').next().unwrap_or_default().trim();
-    Some(match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(quoted) => quoted.replace("\"\"", "\""),
-        None => text.to_lowercase(),
-    })
+    Some(
+        match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => text.to_lowercase(),
+        },
+    )
 }
 
 fn has(node: &SyntaxNode, kind: SyntaxKind) -> bool {
@@ -130,8 +132,10 @@ fn has(node: &SyntaxNode, kind: SyntaxKind) -> bool {
 }
 
 fn has_token(node: &SyntaxNode, text: &str) -> bool {
-    node.descendants_with_tokens()
-        .any(|t| t.as_token().is_some_and(|t| t.text().eq_ignore_ascii_case(text)))
+    node.descendants_with_tokens().any(|t| {
+        t.as_token()
+            .is_some_and(|t| t.text().eq_ignore_ascii_case(text))
+    })
 }
 
 /// What a statement does, as far as phases care.
@@ -151,9 +155,13 @@ fn classify(node: &SyntaxNode) -> Class {
     use SyntaxKind as K;
     match node.kind() {
         K::UPDATE | K::DELETE | K::INSERT | K::MERGE => Class::Data,
-        K::SELECT | K::SET | K::BEGIN | K::COMMIT_TRANSACTION | K::ROLLBACK_TRANSACTION | K::SHOW | K::RESET => {
-            Class::Neutral
-        }
+        K::SELECT
+        | K::SET
+        | K::BEGIN
+        | K::COMMIT_TRANSACTION
+        | K::ROLLBACK_TRANSACTION
+        | K::SHOW
+        | K::RESET => Class::Neutral,
         K::DROP_TABLE => Class::Breaking("DROP TABLE"),
         K::DROP_INDEX => Class::Breaking("DROP INDEX"),
         K::DROP_VIEW => Class::Breaking("DROP VIEW"),
@@ -247,20 +255,21 @@ pub fn lint_file(file: &MigrationFile) -> Vec<Finding> {
     let sql = &file.sql;
     let parse = SourceFile::parse(sql);
     let mut out = Vec::new();
-    let mut push = |line: usize, rule: &str, severity: Severity, message: String, help: Option<String>| {
-        let help = safe_alternative(rule)
-            .map(String::from)
-            .or(help)
-            .unwrap_or_else(|| "see the rule's documentation".to_string());
-        out.push(Finding {
-            file: file.path.clone(),
-            line,
-            rule: rule.to_string(),
-            severity,
-            message,
-            help,
-        });
-    };
+    let mut push =
+        |line: usize, rule: &str, severity: Severity, message: String, help: Option<String>| {
+            let help = safe_alternative(rule)
+                .map(String::from)
+                .or(help)
+                .unwrap_or_else(|| "see the rule's documentation".to_string());
+            out.push(Finding {
+                file: file.path.clone(),
+                line,
+                rule: rule.to_string(),
+                severity,
+                message,
+                help,
+            });
+        };
 
     for e in parse.errors() {
         push(
@@ -304,7 +313,8 @@ pub fn lint_file(file: &MigrationFile) -> Vec<Finding> {
                 line,
                 "ban-concurrent-index-creation-in-transaction",
                 Severity::Error,
-                "CONCURRENTLY cannot run inside a transaction, and this file runs in one".to_string(),
+                "CONCURRENTLY cannot run inside a transaction, and this file runs in one"
+                    .to_string(),
                 None,
             );
         }

@@ -13,8 +13,10 @@
 
 use crate::error::MigrateError;
 use crate::files::{MigrationFile, Migrations, Phase};
-use crate::lint::{self, statements, Statement};
-use crate::state::{check_unchanged, db_error, describe, prerequisites, status_of, Database, FileState};
+use crate::lint::{statements, Statement};
+use crate::state::{
+    check_unchanged, db_error, describe, prerequisites, status_of, Database, FileState,
+};
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
@@ -119,7 +121,9 @@ fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
 
 impl RunOptions {
     fn wait(&self, attempt: u32) -> Duration {
-        let base = self.backoff.saturating_mul(1 << attempt.saturating_sub(1).min(8));
+        let base = self
+            .backoff
+            .saturating_mul(1 << attempt.saturating_sub(1).min(8));
         let capped = base.min(Duration::from_secs(10));
         // A little jitter so that two waiting runs do not retry in step.
         let nanos = std::time::SystemTime::now()
@@ -152,12 +156,11 @@ impl Database {
         options: &RunOptions,
         progress: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Applied, MigrateError> {
-        let findings = lint::errors(&lint::lint_all(&migrations.files));
-        if !findings.is_empty() {
-            return Err(MigrateError::Lint(findings));
-        }
+        migrations.check()?;
         self.lock().await?;
-        let result = self.apply_locked(migrations, phase, options, progress).await;
+        let result = self
+            .apply_locked(migrations, phase, options, progress)
+            .await;
         // Closing the connection would release it too.
         let _ = self.unlock().await;
         result
@@ -182,7 +185,10 @@ impl Database {
                 return Err(MigrateError::Order {
                     file: s.file.path.clone(),
                     phase,
-                    missing: missing.iter().map(|m| format!("{} ({})", label(&m.file), m.file.phase)).collect(),
+                    missing: missing
+                        .iter()
+                        .map(|m| format!("{} ({})", label(&m.file), m.file.phase))
+                        .collect(),
                 });
             }
         }
@@ -198,8 +204,14 @@ impl Database {
                 phase,
             });
             let outcome = if phase == Phase::Backfill {
-                self.backfill(file, s.state == FileState::Running, options, progress, &mut done)
-                    .await
+                self.backfill(
+                    file,
+                    s.state == FileState::Running,
+                    options,
+                    progress,
+                    &mut done,
+                )
+                .await
             } else if file.no_transaction {
                 self.run_autocommit(file, options, progress).await
             } else {
@@ -240,7 +252,12 @@ impl Database {
             .await;
     }
 
-    async fn record(&self, file: &MigrationFile, options: &RunOptions, status: &str) -> Result<(), MigrateError> {
+    async fn record(
+        &self,
+        file: &MigrationFile,
+        options: &RunOptions,
+        status: &str,
+    ) -> Result<(), MigrateError> {
         let finished = status == "applied";
         self.client
             .execute(
@@ -255,7 +272,12 @@ impl Database {
         Ok(())
     }
 
-    fn statement_error(file: &MigrationFile, stmt: &Statement, e: &tokio_postgres::Error, attempts: u32) -> MigrateError {
+    fn statement_error(
+        file: &MigrationFile,
+        stmt: &Statement,
+        e: &tokio_postgres::Error,
+        attempts: u32,
+    ) -> MigrateError {
         let tries = if attempts > 1 {
             format!(" (after {attempts} attempts)")
         } else {
@@ -280,7 +302,9 @@ impl Database {
         let mut attempt = 1;
         loop {
             let tx = self.client.transaction().await.map_err(db_error)?;
-            tx.batch_execute(&options.set_timeouts(true)).await.map_err(db_error)?;
+            tx.batch_execute(&options.set_timeouts(true))
+                .await
+                .map_err(db_error)?;
             let mut failed = None;
             for stmt in &stmts {
                 if let Err(e) = tx.batch_execute(&stmt.sql).await {
@@ -306,7 +330,12 @@ impl Database {
                     drop(tx); // rolls back
                     if is_lock_timeout(&e) && attempt < options.attempts {
                         let wait = options.wait(attempt);
-                        progress(&Event::Retry { file: label(file), line: stmt.line, attempt, wait });
+                        progress(&Event::Retry {
+                            file: label(file),
+                            line: stmt.line,
+                            attempt,
+                            wait,
+                        });
                         tokio::time::sleep(wait).await;
                         attempt += 1;
                         continue;
@@ -342,7 +371,12 @@ impl Database {
                         Ok(()) => break,
                         Err(e) if is_lock_timeout(&e) && attempt < options.attempts => {
                             let wait = options.wait(attempt);
-                            progress(&Event::Retry { file: label(file), line: stmt.line, attempt, wait });
+                            progress(&Event::Retry {
+                                file: label(file),
+                                line: stmt.line,
+                                attempt,
+                                wait,
+                            });
                             tokio::time::sleep(wait).await;
                             attempt += 1;
                             retries += 1;
@@ -386,7 +420,10 @@ impl Database {
                 .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
                 .await
                 .map_err(db_error)?;
-            progress(&Event::DroppedInvalidIndex { file: label(file), index: name });
+            progress(&Event::DroppedInvalidIndex {
+                file: label(file),
+                index: name,
+            });
         }
         Ok(())
     }
@@ -405,9 +442,16 @@ impl Database {
         let stmts = statements(&file.sql);
         let Some(stmt) = stmts.iter().find(|s| {
             let head = s.sql.trim_start().to_ascii_uppercase();
-            head.starts_with("UPDATE") || head.starts_with("DELETE") || head.starts_with("INSERT") || head.starts_with("WITH")
+            head.starts_with("UPDATE")
+                || head.starts_with("DELETE")
+                || head.starts_with("INSERT")
+                || head.starts_with("WITH")
         }) else {
-            return Err(MigrateError::file(&file.path, 1, "no batch statement".to_string()));
+            return Err(MigrateError::file(
+                &file.path,
+                1,
+                "no batch statement".to_string(),
+            ));
         };
         if !resuming {
             self.record(file, options, "running").await?;
@@ -433,7 +477,9 @@ impl Database {
             let mut attempt = 1;
             let rows = loop {
                 let tx = self.client.transaction().await.map_err(db_error)?;
-                tx.batch_execute(&options.set_timeouts(true)).await.map_err(db_error)?;
+                tx.batch_execute(&options.set_timeouts(true))
+                    .await
+                    .map_err(db_error)?;
                 match tx.query(&prepared, &[&cursor, &batch.size]).await {
                     Ok(rows) => {
                         let mut reached = cursor;
@@ -446,7 +492,9 @@ impl Database {
                             .map_err(|e| MigrateError::Statement {
                                 file: file.path.clone(),
                                 line: stmt.line,
-                                message: format!("the batch statement must return an integer key first: {e}"),
+                                message: format!(
+                                    "the batch statement must return an integer key first: {e}"
+                                ),
                             })?;
                             reached = reached.max(key);
                         }
@@ -465,7 +513,12 @@ impl Database {
                         drop(tx);
                         if is_lock_timeout(&e) && attempt < options.attempts {
                             let wait = options.wait(attempt);
-                            progress(&Event::Retry { file: label(file), line: stmt.line, attempt, wait });
+                            progress(&Event::Retry {
+                                file: label(file),
+                                line: stmt.line,
+                                attempt,
+                                wait,
+                            });
                             tokio::time::sleep(wait).await;
                             attempt += 1;
                             retries += 1;
@@ -480,7 +533,12 @@ impl Database {
             }
             total += rows as i64;
             done.rows += rows as i64;
-            progress(&Event::Batch { file: label(file), rows: rows as u64, total, cursor });
+            progress(&Event::Batch {
+                file: label(file),
+                rows: rows as u64,
+                total,
+                cursor,
+            });
             if !batch.pause.is_zero() {
                 tokio::time::sleep(batch.pause).await;
             }

@@ -256,10 +256,7 @@ impl Database {
     pub(crate) async fn rows(&self) -> Result<Vec<Row>, MigrateError> {
         let exists: bool = self
             .client
-            .query_one(
-                "SELECT to_regclass('rollout.migrations') IS NOT NULL",
-                &[],
-            )
+            .query_one("SELECT to_regclass('rollout.migrations') IS NOT NULL", &[])
             .await
             .map_err(db_error)?
             .get(0);
@@ -345,7 +342,11 @@ pub(crate) fn check_unchanged(status: &[FileStatus]) -> Result<(), MigrateError>
 pub fn prerequisites<'a>(file: &MigrationFile, status: &'a [FileStatus]) -> Vec<&'a FileStatus> {
     status
         .iter()
-        .filter(|s| s.file.version < file.version && s.file.phase < file.phase && file.phase != Phase::Expand)
+        .filter(|s| {
+            s.file.version < file.version
+                && s.file.phase < file.phase
+                && file.phase != Phase::Expand
+        })
         .filter(|s| !s.is_applied())
         .collect()
 }

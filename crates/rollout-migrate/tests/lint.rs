@@ -6,7 +6,9 @@ use rollout_migrate::{files::parse_file, Finding, Severity};
 use std::path::Path;
 
 fn lint(name: &str, text: &str) -> Vec<Finding> {
-    let file = parse_file(Path::new(name), text.as_bytes()).unwrap().unwrap();
+    let file = parse_file(Path::new(name), text.as_bytes())
+        .unwrap()
+        .unwrap();
     lint_file(&file)
 }
 
@@ -22,7 +24,11 @@ fn finds(name: &str, text: &str, rule: &str, line: usize) {
         .find(|f| f.rule == rule && f.severity == Severity::Error)
         .unwrap_or_else(|| panic!("no {rule} in {name}:\n{}", show(&f)));
     assert_eq!(hit.line, line, "{}", show(&f));
-    assert!(hit.to_string().starts_with(&format!("{name}:{line}: error[{rule}]: ")), "{hit}");
+    assert!(
+        hit.to_string()
+            .starts_with(&format!("{name}:{line}: error[{rule}]: ")),
+        "{hit}"
+    );
     assert!(!hit.help.is_empty());
 }
 
@@ -66,7 +72,10 @@ fn the_research_tables_bad_examples_are_found_with_file_and_line() {
 
 #[test]
 fn their_safe_alternatives_pass() {
-    clean("m/1_a.sql", &format!("{EXPAND}ALTER TABLE users ADD COLUMN email text;\n"));
+    clean(
+        "m/1_a.sql",
+        &format!("{EXPAND}ALTER TABLE users ADD COLUMN email text;\n"),
+    );
     clean(
         "m/2_a.sql",
         &format!(
@@ -76,12 +85,24 @@ fn their_safe_alternatives_pass() {
              ALTER TABLE users DROP CONSTRAINT users_email_nn;\n"
         ),
     );
-    clean("m/3_a.sql", &format!("{CONTRACT}ALTER TABLE users DROP COLUMN name;\n"));
-    clean("m/4_a.sql", &format!("{CONTRACT}DROP TABLE legacy_users;\n"));
-    clean("m/5_a.sql", &format!("{EXPAND}ALTER TABLE users ADD COLUMN full_name text;\n"));
+    clean(
+        "m/3_a.sql",
+        &format!("{CONTRACT}ALTER TABLE users DROP COLUMN name;\n"),
+    );
+    clean(
+        "m/4_a.sql",
+        &format!("{CONTRACT}DROP TABLE legacy_users;\n"),
+    );
+    clean(
+        "m/5_a.sql",
+        &format!("{EXPAND}ALTER TABLE users ADD COLUMN full_name text;\n"),
+    );
     clean("m/8_a.sql", &format!("{EXPAND_NT}CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);\n"));
     clean("m/9_a.sql", &format!("{EXPAND}ALTER TABLE users ADD CONSTRAINT email_has_at CHECK (email LIKE '%@%') NOT VALID;\n"));
-    clean("m/9_b.sql", &format!("{EXPAND_NT}ALTER TABLE users VALIDATE CONSTRAINT email_has_at;\n"));
+    clean(
+        "m/9_b.sql",
+        &format!("{EXPAND_NT}ALTER TABLE users VALIDATE CONSTRAINT email_has_at;\n"),
+    );
     clean(
         "m/10_a.sql",
         &format!("{EXPAND}ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n"),
@@ -102,7 +123,10 @@ fn their_safe_alternatives_pass() {
              ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;\n"
         ),
     );
-    clean("m/18_a.sql", &format!("{CONTRACT_NT}DROP INDEX CONCURRENTLY IF EXISTS users_old_idx;\n"));
+    clean(
+        "m/18_a.sql",
+        &format!("{CONTRACT_NT}DROP INDEX CONCURRENTLY IF EXISTS users_old_idx;\n"),
+    );
 }
 
 #[test]
@@ -113,7 +137,12 @@ fn an_unparseable_statement_is_a_finding() {
         "unparseable",
         4,
     );
-    finds("m/2_a.sql", &format!("{EXPAND}CREAT TABLE t (id int);\n"), "unparseable", 2);
+    finds(
+        "m/2_a.sql",
+        &format!("{EXPAND}CREAT TABLE t (id int);\n"),
+        "unparseable",
+        2,
+    );
 }
 
 #[test]

@@ -4,9 +4,7 @@
 
 mod support;
 
-use rollout_migrate::{
-    DbTarget, Event, FileState, MigrateError, Migrations, Phase, RunOptions,
-};
+use rollout_migrate::{DbTarget, Event, FileState, MigrateError, Migrations, Phase, RunOptions};
 use std::time::Duration;
 use support::{Folder, Pg};
 use tokio_postgres::{Client, NoTls};
@@ -30,7 +28,11 @@ fn options() -> RunOptions {
     }
 }
 
-async fn apply(pg: &Pg, dir: &Folder, phase: Phase) -> Result<rollout_migrate::Applied, MigrateError> {
+async fn apply(
+    pg: &Pg,
+    dir: &Folder,
+    phase: Phase,
+) -> Result<rollout_migrate::Applied, MigrateError> {
     apply_with(pg, dir, phase, &options(), &mut |_| {}).await
 }
 
@@ -83,25 +85,50 @@ async fn expand_backfill_contract_apply_in_order() {
     let done = apply(&pg, &dir, Phase::Expand).await.unwrap();
     assert_eq!(done.files, ["5_users_email"]);
     // The old revision's INSERT (no email) still works after expand.
-    c.execute("INSERT INTO users (id, name) VALUES (3001, 'old')", &[]).await.unwrap();
+    c.execute("INSERT INTO users (id, name) VALUES (3001, 'old')", &[])
+        .await
+        .unwrap();
 
     let done = apply(&pg, &dir, Phase::Backfill).await.unwrap();
     assert_eq!(done.rows, 3001);
-    let nulls: i64 = c.query_one("SELECT count(*) FROM users WHERE email IS NULL", &[]).await.unwrap().get(0);
+    let nulls: i64 = c
+        .query_one("SELECT count(*) FROM users WHERE email IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(nulls, 0);
 
     apply(&pg, &dir, Phase::Contract).await.unwrap();
     // Now the old INSERT fails: contract is what breaks old code.
-    let e = c.execute("INSERT INTO users (id, name) VALUES (3002, 'old')", &[]).await.unwrap_err();
-    assert!(e.to_string().contains("null value") || format!("{e:?}").contains("not-null"), "{e:?}");
+    let e = c
+        .execute("INSERT INTO users (id, name) VALUES (3002, 'old')", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("null value") || format!("{e:?}").contains("not-null"),
+        "{e:?}"
+    );
 
-    let db = DbTarget::parse(&pg.url("postgres")).unwrap().connect().await.unwrap();
-    let status = db.status(&Migrations::load(&dir.path).unwrap()).await.unwrap();
-    assert!(status.iter().all(|s| s.state == FileState::Applied), "{status:#?}");
+    let db = DbTarget::parse(&pg.url("postgres"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = db
+        .status(&Migrations::load(&dir.path).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.iter().all(|s| s.state == FileState::Applied),
+        "{status:#?}"
+    );
     assert_eq!(status[1].rows_done, 3001);
     assert_eq!(status[1].release.as_deref(), Some("v2"));
     // Applying again does nothing.
-    assert_eq!(apply(&pg, &dir, Phase::Expand).await.unwrap().files.len(), 0);
+    assert_eq!(
+        apply(&pg, &dir, Phase::Expand).await.unwrap().files.len(),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,21 +139,37 @@ async fn a_file_changed_after_apply_is_refused_and_nothing_runs() {
     let dir = users_email();
     apply(&pg, &dir, Phase::Expand).await.unwrap();
     dir.write("0005_users_email.sql", &format!("{EXPAND}-- tidied\n"));
-    dir.write("0008_more.sql", "-- rollout: phase=expand\nALTER TABLE users ADD COLUMN nick text;\n");
+    dir.write(
+        "0008_more.sql",
+        "-- rollout: phase=expand\nALTER TABLE users ADD COLUMN nick text;\n",
+    );
 
     let e = apply(&pg, &dir, Phase::Expand).await.unwrap_err();
     assert_eq!(e.exit_code(), 2);
     let msg = e.to_string();
-    assert!(msg.contains("0005_users_email.sql:1: the file changed after it was applied"), "{msg}");
+    assert!(
+        msg.contains("0005_users_email.sql:1: the file changed after it was applied"),
+        "{msg}"
+    );
     let nick: bool = c
         .query_one("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'nick')", &[])
         .await
         .unwrap()
         .get(0);
     assert!(!nick, "a later file ran despite the changed one");
-    let db = DbTarget::parse(&pg.url("postgres")).unwrap().connect().await.unwrap();
-    let status = db.status(&Migrations::load(&dir.path).unwrap()).await.unwrap();
-    assert!(matches!(status[0].state, FileState::Changed { .. }), "{status:#?}");
+    let db = DbTarget::parse(&pg.url("postgres"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = db
+        .status(&Migrations::load(&dir.path).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        matches!(status[0].state, FileState::Changed { .. }),
+        "{status:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,13 +178,20 @@ async fn a_second_run_is_refused_while_one_holds_the_lock() {
     let c = client(&pg).await;
     c.batch_execute(USERS).await.unwrap();
     let dir = users_email();
-    let mut holder = DbTarget::parse(&pg.url("postgres")).unwrap().connect().await.unwrap();
+    let mut holder = DbTarget::parse(&pg.url("postgres"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     holder.lock().await.unwrap();
 
     let e = apply(&pg, &dir, Phase::Expand).await.unwrap_err();
     assert_eq!(e.exit_code(), 7, "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("another migration run holds the lock"), "{msg}");
+    assert!(
+        msg.contains("another migration run holds the lock"),
+        "{msg}"
+    );
     assert!(msg.contains("\"rollout-migrate\""), "{msg}");
     assert!(!msg.contains("secret-password"), "{msg}");
     let email: bool = c
@@ -173,13 +223,17 @@ async fn a_backfill_killed_halfway_resumes_from_its_cursor() {
         async move {
             let migrations = Migrations::load(&dir).unwrap();
             let mut db = DbTarget::parse(&url).unwrap().connect().await.unwrap();
-            db.apply(&migrations, Phase::Backfill, &options(), &mut |_| {}).await
+            db.apply(&migrations, Phase::Backfill, &options(), &mut |_| {})
+                .await
         }
     });
     // Kill the runner's connection once a few batches committed.
     loop {
         let done: Option<i64> = c
-            .query_opt("SELECT rows_done FROM rollout.migrations WHERE version = 6", &[])
+            .query_opt(
+                "SELECT rows_done FROM rollout.migrations WHERE version = 6",
+                &[],
+            )
             .await
             .ok()
             .flatten()
@@ -202,13 +256,19 @@ async fn a_backfill_killed_halfway_resumes_from_its_cursor() {
     assert_eq!(e.exit_code(), 1, "{e}");
 
     let row = c
-        .query_one("SELECT status, rows_done, backfill_cursor FROM rollout.migrations WHERE version = 6", &[])
+        .query_one(
+            "SELECT status, rows_done, backfill_cursor FROM rollout.migrations WHERE version = 6",
+            &[],
+        )
         .await
         .unwrap();
     let (status, before, cursor): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
     assert_eq!(status, "running");
-    assert!(before >= 500 && before < 3000, "{before}");
-    assert_eq!(cursor, before, "ids are 1..=3000, so the cursor is the rows done");
+    assert!((500..3000).contains(&before), "{before}");
+    assert_eq!(
+        cursor, before,
+        "ids are 1..=3000, so the cursor is the rows done"
+    );
 
     let mut batches = Vec::new();
     let done = apply_with(&pg, &dir, Phase::Backfill, &options(), &mut |e| {
@@ -219,10 +279,17 @@ async fn a_backfill_killed_halfway_resumes_from_its_cursor() {
     .await
     .unwrap();
     assert_eq!(done.rows, 3000 - before);
-    assert_eq!(batches[0], (before + 100, 100), "the resumed run starts after the cursor");
+    assert_eq!(
+        batches[0],
+        (before + 100, 100),
+        "the resumed run starts after the cursor"
+    );
     // Every row was changed exactly once: nothing before the cursor again.
     let wrong: i64 = c
-        .query_one("SELECT count(*) FROM users WHERE touched <> 1 OR email IS NULL", &[])
+        .query_one(
+            "SELECT count(*) FROM users WHERE touched <> 1 OR email IS NULL",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -238,17 +305,27 @@ async fn expand_waits_for_a_lock_within_its_timeout_and_retries() {
 
     // A long transaction holds a lock on users that ALTER TABLE must wait for.
     let long = client(&pg).await;
-    long.batch_execute("BEGIN; SELECT * FROM users LIMIT 1").await.unwrap();
+    long.batch_execute("BEGIN; SELECT * FROM users LIMIT 1")
+        .await
+        .unwrap();
 
     // Too few attempts: the run gives up, naming the file and line, and
     // nothing is applied.
-    let few = RunOptions { attempts: 2, ..options() };
-    let e = apply_with(&pg, &dir, Phase::Expand, &few, &mut |_| {}).await.unwrap_err();
+    let few = RunOptions {
+        attempts: 2,
+        ..options()
+    };
+    let e = apply_with(&pg, &dir, Phase::Expand, &few, &mut |_| {})
+        .await
+        .unwrap_err();
     assert_eq!(e.exit_code(), 1);
     let msg = e.to_string();
     assert!(msg.contains("0005_users_email.sql:2: canceling statement due to lock timeout (SQLSTATE 55P03) (after 2 attempts)"), "{msg}");
     let status: String = c
-        .query_one("SELECT status FROM rollout.migrations WHERE version = 5", &[])
+        .query_one(
+            "SELECT status FROM rollout.migrations WHERE version = 5",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -277,12 +354,19 @@ async fn expand_waits_for_a_lock_within_its_timeout_and_retries() {
 async fn an_invalid_index_from_a_failed_concurrent_build_is_dropped_and_rebuilt() {
     let pg = Pg::start();
     let c = client(&pg).await;
-    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, code int); INSERT INTO t VALUES (1, 7), (2, 7);")
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, code int); INSERT INTO t VALUES (1, 7), (2, 7);",
+    )
+    .await
+    .unwrap();
+    // A failed build leaves an INVALID index behind; IF NOT EXISTS alone would keep it.
+    assert!(c
+        .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY t_code_key ON t (code)")
+        .await
+        .is_err());
+    c.batch_execute("UPDATE t SET code = 8 WHERE id = 2")
         .await
         .unwrap();
-    // A failed build leaves an INVALID index behind; IF NOT EXISTS alone would keep it.
-    assert!(c.batch_execute("CREATE UNIQUE INDEX CONCURRENTLY t_code_key ON t (code)").await.is_err());
-    c.batch_execute("UPDATE t SET code = 8 WHERE id = 2").await.unwrap();
     let dir = Folder::new(&[(
         "1_t_code.sql",
         "-- rollout: phase=expand\n-- rollout: no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_code_key ON t (code);\n",
@@ -297,7 +381,10 @@ async fn an_invalid_index_from_a_failed_concurrent_build_is_dropped_and_rebuilt(
     .unwrap();
     assert_eq!(dropped, ["t_code_key"]);
     let valid: bool = c
-        .query_one("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_code_key'::regclass", &[])
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_code_key'::regclass",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -306,12 +393,21 @@ async fn an_invalid_index_from_a_failed_concurrent_build_is_dropped_and_rebuilt(
 
 #[tokio::test]
 async fn an_unreachable_database_exits_6_without_its_password() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("postgres://app:secret-password@127.0.0.1:{port}/shop");
     let e = DbTarget::parse(&url).unwrap().connect().await.unwrap_err();
     assert_eq!(e.exit_code(), 6);
     let msg = e.to_string();
-    assert!(msg.starts_with(&format!("cannot reach the database postgres://app@127.0.0.1:{port}/shop: ")), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "cannot reach the database postgres://app@127.0.0.1:{port}/shop: "
+        )),
+        "{msg}"
+    );
     assert!(!msg.contains("secret-password"), "{msg}");
     let bad = DbTarget::parse("postgres://app:secret-password@[bad/shop").unwrap_err();
     assert_eq!(bad.exit_code(), 2);

@@ -46,7 +46,12 @@ fn is_root() -> bool {
 fn as_server_user(program: &Path) -> Command {
     if is_root() {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]);
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ]);
         c.arg(program);
         c
     } else {
@@ -103,7 +108,15 @@ fn template() -> &'static PathBuf {
         let out = as_server_user(&bin.join("initdb"))
             .arg("-D")
             .arg(&dir)
-            .args(["-U", "postgres", "--auth=trust", "-N", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-N",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .stdout(Stdio::null())
             .output()
             .expect("initdb runs");
@@ -154,11 +167,16 @@ impl Pg {
             .args(["-p", &port.to_string(), "-k"])
             .arg(&dir)
             .args([
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=40",
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=40",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -167,18 +185,32 @@ impl Pg {
         let pg = Pg { child, dir, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "postgres did not listen on {port} within 20s");
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not listen on {port} within 20s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         // Listening comes a moment before accepting logins.
         let ready = bin.join("pg_isready");
         while !Command::new(&ready)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-q"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-q",
+            ])
             .status()
             .map(|s| s.success())
             .unwrap_or(false)
         {
-            assert!(Instant::now() < deadline, "postgres did not accept connections within 20s");
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not accept connections within 20s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         pg
@@ -186,7 +218,10 @@ impl Pg {
 
     /// The URL of database `db` (password included, to show it is never printed).
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres:secret-password@127.0.0.1:{}/{db}", self.port)
+        format!(
+            "postgres://postgres:secret-password@127.0.0.1:{}/{db}",
+            self.port
+        )
     }
 }
 
