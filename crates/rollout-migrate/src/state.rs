@@ -87,7 +87,7 @@ impl DbTarget {
                 .await
                 .map_err(|e| MigrateError::Unreachable {
                     target: self.shown.clone(),
-                    reason: e.to_string(),
+                    reason: with_causes(&e),
                 })?;
         tokio::spawn(async move {
             // The connection ends with the client; its error shows up on the
@@ -100,6 +100,17 @@ impl DbTarget {
             locked: false,
         })
     }
+}
+
+/// The error and its causes ("error connecting to server: Connection refused").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
 }
 
 /// A connection to the database the migrations are for.
