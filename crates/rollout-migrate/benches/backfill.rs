@@ -127,7 +127,7 @@ async fn main() {
         &format!(
             "-- rollout: phase=backfill\n-- rollout: batch size={BATCH}\n\
              UPDATE batched SET email = name || '@example.invalid'\n\
-             WHERE id IN (SELECT id FROM batched WHERE id > $1 ORDER BY id LIMIT $2)\n\
+             WHERE id > $1 AND id <= (SELECT max(id) FROM (SELECT id FROM batched WHERE id > $1 ORDER BY id LIMIT $2) b)\n\
              RETURNING id;\n"
         ),
     )]);

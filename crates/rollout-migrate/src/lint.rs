@@ -243,8 +243,8 @@ fn safe_alternative(rule: &str) -> Option<&'static str> {
         "transaction-nesting" | "ban-uncommitted-transaction" => "let the runner own transactions: no BEGIN or COMMIT in a file (use `-- rollout: no-transaction`)",
         "prefer-robust-stmts" => "use IF [NOT] EXISTS, so that a run again after a partial failure succeeds",
         "phase-mismatch" => "move the statement to a file of the phase it belongs to (breaking changes: contract; data: backfill)",
-        "unbounded-backfill" => "a backfill file: UPDATE t SET ... WHERE id IN (SELECT id FROM t WHERE id > $1 AND <not done> ORDER BY id LIMIT $2) RETURNING id",
-        "backfill-batch" => "one statement: UPDATE t SET ... WHERE id IN (SELECT id FROM t WHERE id > $1 AND <not done> ORDER BY id LIMIT $2) RETURNING id ($1: the cursor, $2: the batch size)",
+        "unbounded-backfill" => "a backfill file: UPDATE t SET ... WHERE id > $1 AND id <= (SELECT max(id) FROM (SELECT id FROM t WHERE id > $1 ORDER BY id LIMIT $2) b) RETURNING id",
+        "backfill-batch" => "one statement: UPDATE t SET ... WHERE id > $1 AND id <= (SELECT max(id) FROM (SELECT id FROM t WHERE id > $1 ORDER BY id LIMIT $2) b) RETURNING id ($1: the cursor, $2: the batch size; a key range, so each batch reads only its rows)",
         "unparseable" => "fix the statement; one the parser cannot read is treated as unsafe",
         _ => return None,
     })

@@ -117,6 +117,14 @@ fn their_safe_alternatives_pass() {
         ),
     );
     clean(
+        "m/12_b.sql",
+        &format!(
+            "{BACKFILL}UPDATE users SET email = name || '@example.invalid'\n\
+             WHERE id > $1 AND id <= (SELECT max(id) FROM (SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2) b)\n\
+             RETURNING id;\n"
+        ),
+    );
+    clean(
         "m/16_a.sql",
         &format!(
             "{CONTRACT_NT}CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_key ON users (email);\n\

@@ -54,7 +54,7 @@ INSERT INTO users (id, name) SELECT g, 'user' || g FROM generate_series(1, 3000)
 const EXPAND: &str = "-- rollout: phase=expand\nALTER TABLE users ADD COLUMN email text;\n";
 const BACKFILL: &str = "-- rollout: phase=backfill\n-- rollout: batch size=500\n\
 UPDATE users SET email = name || '@example.invalid', touched = touched + 1\n\
-WHERE id IN (SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2)\n\
+WHERE id > $1 AND id <= (SELECT max(id) FROM (SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2) b)\n\
 RETURNING id;\n";
 const CONTRACT: &str = "-- rollout: phase=contract\n-- rollout: no-transaction\n\
 ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;\n\
