@@ -1,4 +1,4 @@
-//! `cargo xtask bench [mock|nginx|rollout]`: figures printed side by side with
+//! `cargo xtask bench [mock|nginx|rollout|migrate]`: figures printed side by side with
 //! the alternative measured in the same run. Without an argument, every
 //! benchmark that needs no Docker engine.
 
@@ -14,10 +14,27 @@ pub fn run(args: &[String]) -> Result<()> {
         "mock" => crate::bench_mock::run(rest),
         "nginx" => crate::nginx::bench(rest),
         "rollout" => crate::bench_rollout::run(rest),
+        "migrate" => migrate(rest),
         "all" => {
             crate::bench_mock::run(rest)?;
             crate::nginx::bench(rest)
         }
-        other => bail!("unknown benchmark {other:?}: expected mock, nginx or rollout"),
+        other => bail!("unknown benchmark {other:?}: expected mock, nginx, rollout or migrate"),
     }
+}
+
+/// A 1,000,000-row backfill in batches against one UPDATE, on a throwaway
+/// PostgreSQL (rollout-migrate's `backfill` bench, a release build; no Docker).
+fn migrate(args: &[String]) -> Result<()> {
+    if let Some(extra) = args.first() {
+        bail!("bench migrate takes no argument, got {extra:?}");
+    }
+    crate::util::run(crate::util::cargo().args([
+        "bench",
+        "-q",
+        "-p",
+        "rollout-migrate",
+        "--bench",
+        "backfill",
+    ]))
 }

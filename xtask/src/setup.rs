@@ -1,7 +1,8 @@
 //! `cargo xtask setup [--plugins-dir DIR]`: what the tests (and the demo) need from the host,
 //! installed through apt, then listed.
 //!
-//! Debian's `nginx` (the router tests run it on loopback, the nginx image copies it),
+//! Debian's `postgresql` (rollout-migrate's tests start a throwaway server of it as the
+//! `postgres` user), Debian's `nginx` (the router tests run it on loopback, the nginx image copies it),
 //! `busybox-static` (the nginx image's shell) and `docker-compose` (Compose v1, 1.29), and
 //! Compose v2 as a docker CLI plugin, so that both Compose tools are under test. Debian's
 //! bookworm has no Compose v2; trixie's `docker-compose` package (2.26) is a static Go program
@@ -327,6 +328,13 @@ fn installed(plugins_dir: &Path) -> Vec<String> {
             first_line(Command::new("docker-compose").arg("version").arg("--short"))
         ),
         format!("docker compose (v2): {v2}"),
+        format!(
+            "postgresql: {}",
+            // A fixed command: the server binaries live in a folder per major version.
+            first_line(
+                Command::new("sh").args(["-c", "/usr/lib/postgresql/*/bin/postgres --version"])
+            )
+        ),
     ]
 }
 

@@ -51,8 +51,9 @@ pub fn have(program: &str) -> bool {
 }
 
 /// What the tests and the demo need from the host, as (program or path, Debian package,
-/// why): the nginx image is built from Debian's nginx, its shell is a static busybox, and
-/// projects are driven with Compose.
+/// why): the nginx image is built from Debian's nginx, its shell is a static busybox,
+/// projects are driven with Compose, and rollout-migrate's tests start a throwaway
+/// PostgreSQL server (`pg_ctlcluster` comes with the server package, not the client's).
 pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
     ("nginx", "nginx", "the nginx image is built from it"),
     (
@@ -64,6 +65,11 @@ pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
         "docker-compose",
         "docker-compose",
         "drives the Compose projects",
+    ),
+    (
+        "/usr/bin/pg_ctlcluster",
+        "postgresql",
+        "rollout-migrate's tests run a throwaway server of it",
     ),
 ];
 
@@ -122,6 +128,10 @@ mod tests {
             [
                 ("busybox-static", "the shell of the test images"),
                 ("docker-compose", "drives the Compose projects"),
+                (
+                    "postgresql",
+                    "rollout-migrate's tests run a throwaway server of it"
+                ),
             ]
         );
         assert!(missing_packages(HOST_PACKAGES, |_| true).is_empty());

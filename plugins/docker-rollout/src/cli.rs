@@ -19,7 +19,7 @@
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use rollout_compose::{Flavour, LoadOptions, Overrides, StepOverride};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::Hold;
@@ -58,6 +58,42 @@ pub enum Invocation {
     Metadata,
     /// Roll out a service.
     Rollout(Box<RolloutRequest>),
+    /// `docker rollout migrate ...`.
+    Migrate(Box<MigrateRequest>),
+}
+
+/// The word that selects the migration verbs (a service of that name is
+/// rolled out with `docker rollout -- migrate`).
+pub const MIGRATE: &str = "migrate";
+
+/// A parsed `docker rollout migrate` command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrateRequest {
+    /// The migration folder.
+    pub dir: PathBuf,
+    /// What to do.
+    pub verb: MigrateVerb,
+}
+
+/// The migration verbs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MigrateVerb {
+    /// Lint the folder; exit 2 on findings.
+    Lint,
+    /// Each file's phase and state in the database.
+    Status {
+        /// The database URL (may hold a password: never printed).
+        database: String,
+    },
+    /// Apply the pending files of one phase.
+    Apply {
+        /// The database URL (may hold a password: never printed).
+        database: String,
+        /// The phase.
+        phase: rollout_migrate::Phase,
+        /// Timeouts, retries and the release recorded.
+        options: rollout_migrate::RunOptions,
+    },
 }
 
 /// A parsed `docker rollout` command.
@@ -360,6 +396,113 @@ fn canary_steps(s: &str) -> Result<Steps, String> {
     Ok(Steps(steps))
 }
 
+/// Schema migrations in phases (expand, backfill, contract) for PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "docker rollout migrate", version, max_term_width = 100, after_help = MIGRATE_ENVIRONMENT)]
+struct MigrateCli {
+    #[command(subcommand)]
+    verb: MigrateCommand,
+}
+
+/// The end of `docker rollout migrate --help`.
+const MIGRATE_ENVIRONMENT: &str = "\
+Environment:
+  ROLLOUT_DATABASE_URL     the database, when --database is not given (never printed)
+Files: <VERSION>_<name>.sql (or V<VERSION>__<name>.sql), each with a header line
+  -- rollout: phase=expand|backfill|contract   and optionally -- rollout: no-transaction";
+
+#[derive(Debug, Subcommand)]
+enum MigrateCommand {
+    /// Lint every file of DIR: statements that break old code or block traffic (exit 2 on errors).
+    Lint {
+        /// The migration folder.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Each file of DIR: phase, applied or not, checksum, backfill progress.
+    Status {
+        /// The migration folder.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// Apply the pending files of one phase, under the migration lock.
+    Apply {
+        /// The migration folder.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The phase to apply.
+        #[arg(long, value_parser = PossibleValuesParser::new(["expand", "backfill", "contract"]).try_map(|s| s.parse::<rollout_migrate::Phase>()))]
+        phase: rollout_migrate::Phase,
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Recorded with each file applied.
+        #[arg(long, value_name = "NAME", default_value = "manual")]
+        release: String,
+        /// How long a statement waits for a lock before it is retried.
+        #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "1s")]
+        lock_timeout: Duration,
+        /// How long one statement (or backfill batch) may run.
+        #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "60s")]
+        statement_timeout: Duration,
+        /// Attempts per statement when a lock is not granted.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100), default_value_t = 10)]
+        attempts: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DatabaseArg {
+    /// The database: postgres://user:password@host:port/name.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ROLLOUT_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database: String,
+}
+
+impl MigrateCommand {
+    fn into_request(self) -> MigrateRequest {
+        match self {
+            MigrateCommand::Lint { dir } => MigrateRequest {
+                dir,
+                verb: MigrateVerb::Lint,
+            },
+            MigrateCommand::Status { dir, db } => MigrateRequest {
+                dir,
+                verb: MigrateVerb::Status {
+                    database: db.database,
+                },
+            },
+            MigrateCommand::Apply {
+                dir,
+                phase,
+                db,
+                release,
+                lock_timeout,
+                statement_timeout,
+                attempts,
+            } => MigrateRequest {
+                dir,
+                verb: MigrateVerb::Apply {
+                    database: db.database,
+                    phase,
+                    options: rollout_migrate::RunOptions {
+                        release,
+                        lock_timeout,
+                        statement_timeout,
+                        attempts,
+                        ..Default::default()
+                    },
+                },
+            },
+        }
+    }
+}
+
 /// Parses the process's own argv and environment.
 pub fn parse_env() -> Result<Invocation, clap::Error> {
     parse(
@@ -381,6 +524,21 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
     } else {
         (DockerGlobals::default(), args)
     };
+    if rest.first().is_some_and(|a| a == MIGRATE) {
+        let name = if as_plugin {
+            "docker rollout migrate"
+        } else {
+            "docker-rollout migrate"
+        };
+        let matches = MigrateCli::command()
+            .name(name)
+            .bin_name(name)
+            .try_get_matches_from(
+                std::iter::once(OsString::from(name)).chain(rest.into_iter().skip(1)),
+            )?;
+        let cli = MigrateCli::from_arg_matches(&matches)?;
+        return Ok(Invocation::Migrate(Box::new(cli.verb.into_request())));
+    }
     let mut cmd = Cli::command();
     if !as_plugin {
         cmd = cmd.name("docker-rollout").bin_name("docker-rollout");
@@ -747,6 +905,63 @@ mod tests {
         let (code, msg) = error("--debug", true);
         assert_eq!(code, 2);
         assert!(msg.contains("is missing from the arguments"), "{msg}");
+    }
+
+    fn migrate(s: &str, as_plugin: bool) -> MigrateRequest {
+        match parse(argv(s), as_plugin).unwrap() {
+            Invocation::Migrate(r) => *r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn migrate_verbs_are_parsed_and_a_service_named_migrate_still_rolls_out() {
+        let r = migrate("-H unix:///x.sock rollout migrate lint db/migrations", true);
+        assert_eq!(r.dir, PathBuf::from("db/migrations"));
+        assert_eq!(r.verb, MigrateVerb::Lint);
+        let r = migrate(
+            "migrate apply m --phase backfill --database postgres://a@h/db --release v2 --lock-timeout 500ms --attempts 3",
+            false,
+        );
+        let MigrateVerb::Apply {
+            database,
+            phase,
+            options,
+        } = r.verb
+        else {
+            panic!("{:?}", r.verb)
+        };
+        assert_eq!(database, "postgres://a@h/db");
+        assert_eq!(phase, rollout_migrate::Phase::Backfill);
+        assert_eq!(options.release, "v2");
+        assert_eq!(options.lock_timeout, Duration::from_millis(500));
+        assert_eq!(options.statement_timeout, Duration::from_secs(60));
+        assert_eq!(options.attempts, 3);
+        let r = migrate("migrate status m --database postgres://a@h/db", false);
+        assert_eq!(
+            r.verb,
+            MigrateVerb::Status {
+                database: "postgres://a@h/db".into()
+            }
+        );
+        assert_eq!(plugin("rollout -- migrate").service, "migrate");
+
+        for (args, needle) in [
+            ("migrate apply m --phase later --database x", "--phase"),
+            (
+                "migrate apply m --phase expand --database x --attempts 0",
+                "--attempts",
+            ),
+            (
+                "migrate apply m --phase expand --database x --lock-timeout 0s",
+                "must be longer than 0s",
+            ),
+            ("migrate frobnicate m", "frobnicate"),
+        ] {
+            let (code, msg) = error(args, false);
+            assert_eq!(code, 2, "{args}: {msg}");
+            assert!(msg.contains(needle), "{args}: {msg}");
+        }
     }
 
     #[test]

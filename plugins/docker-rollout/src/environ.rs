@@ -17,6 +17,8 @@ Environment:
                            the project, as docker compose reads them (flags win)
   DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
                            the engine, as the docker CLI reads them (flags win)
+  ROLLOUT_DATABASE_URL     docker rollout migrate: the database when --database is not given
+                           (its password is never printed)
   HOME                     where the docker config is when DOCKER_CONFIG is not set
   USER, HOSTNAME           who holds a rollout's lock (shown to a second rollout)
   DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND, DOCKER_CLI_PLUGIN_SOCKET

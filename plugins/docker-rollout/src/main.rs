@@ -19,6 +19,7 @@ mod dry;
 mod environ;
 mod fail;
 mod live;
+mod migrate;
 mod output;
 mod plan;
 mod socket;
@@ -41,6 +42,7 @@ fn main() {
             return;
         }
         Ok(Invocation::Rollout(request)) => *request,
+        Ok(Invocation::Migrate(request)) => std::process::exit(migrate::run(*request)),
         Err(e) => e.exit(),
     };
     std::process::exit(run(request));

@@ -39,6 +39,19 @@ const IO_TOKIO_FEATURES: &[&str] = &[
 const BACKEND_BLIND_CRATE: &str = "rollout-strategies";
 const BACKENDS: &[&str] = &["rollout-docker", "rollout-nginx", "rollout-mock", "bollard"];
 
+/// "rollout-migrate knows the database, not the deploy": the rollout calls
+/// it, never the other way, so it depends on and names none of these outside
+/// dev-dependencies and tests (rollout-core is its only crate of ours).
+const MIGRATE_CRATE: &str = "rollout-migrate";
+const DEPLOY_CRATES: &[&str] = &[
+    "rollout-docker",
+    "rollout-nginx",
+    "rollout-compose",
+    "rollout-strategies",
+    "rollout-mock",
+    "bollard",
+];
+
 /// "No other crate imports bollard": only `rollout-docker` talks to Docker.
 const DOCKER_CRATE: &str = "rollout-docker";
 const DOCKER_API: &str = "bollard";
@@ -60,7 +73,23 @@ pub const MAX_LINES: usize = 1_200;
 
 /// Dependencies a crate uses without naming them in a path (through a
 /// macro, say): `(package, dependency key, why)`. Keep it short.
-const USED_WITHOUT_A_PATH: &[(&str, &str, &str)] = &[];
+const USED_WITHOUT_A_PATH: &[(&str, &str, &str)] = &[
+    (
+        "rollout-migrate",
+        "squawk-parser",
+        "pinned to squawk-syntax's version: its caret requirement would take a release that needs a newer rustc",
+    ),
+    (
+        "rollout-migrate",
+        "squawk-lexer",
+        "pinned to squawk-syntax's version, as squawk-parser",
+    ),
+    (
+        "rollout-migrate",
+        "squawk-line-index",
+        "pinned to squawk-linter's version, as squawk-parser",
+    ),
+];
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +240,26 @@ fn layering(ws: &Workspace, out: &mut Vec<Finding>) {
         for (file, line, path) in library_paths(strategies, &prefixes, false) {
             out.push(finding("layering", file, line, format!(
                 "{BACKEND_BLIND_CRATE} never names a backend or a proxy, but names `{path}` outside its tests (use rollout-core's traits)"
+            )));
+        }
+    }
+
+    if let Some(migrate) = package(ws, MIGRATE_CRATE, out) {
+        let mut prefixes = Vec::new();
+        for krate in DEPLOY_CRATES {
+            prefixes.extend(idents_of(migrate, krate));
+        }
+        for d in migrate.manifest.deps.iter().filter(|d| runtime(d)) {
+            if DEPLOY_CRATES.contains(&d.crate_name()) {
+                out.push(finding("layering", manifest_of(migrate), d.line, format!(
+                    "{MIGRATE_CRATE} knows the database, not the deploy, but depends on `{}` (the rollout calls the migrations, not the other way)",
+                    d.crate_name()
+                )));
+            }
+        }
+        for (file, line, path) in library_paths(migrate, &prefixes, false) {
+            out.push(finding("layering", file, line, format!(
+                "{MIGRATE_CRATE} knows the database, not the deploy, but names `{path}` outside its tests"
             )));
         }
     }
@@ -397,6 +446,12 @@ mod tests {
                 "[dependencies]\nrollout-core.workspace = true\n",
                 &[("src/main.rs", "use rollout_core::BackendError;\nimpl From<BackendError> for Fail {}\n")],
             ),
+            pkg(
+                "crates/rollout-migrate",
+                "rollout-migrate",
+                "[dependencies]\nrollout-core.workspace = true\n",
+                &[("src/lib.rs", "#![deny(missing_docs)]\nuse rollout_core::exit;\n")],
+            ),
         ]
     }
 
@@ -457,6 +512,23 @@ mod tests {
         assert_eq!(f.len(), 2, "{f:#?}");
         assert!(f[0].starts_with("crates/rollout-strategies/Cargo.toml:5: layering: rollout-strategies never names a backend or a proxy, but depends on `rollout-mock`"), "{f:#?}");
         assert!(f[1].starts_with("crates/rollout-strategies/src/lib.rs:3: layering: rollout-strategies never names a backend or a proxy, but names `rollout_mock::MockCluster::new`"), "{f:#?}");
+    }
+
+    #[test]
+    fn migrations_naming_the_deploy_are_caught() {
+        let f = check_with(ROOT, Some(pkg(
+            "crates/rollout-migrate",
+            "rollout-migrate",
+            "[dependencies]\nrollout-core.workspace = true\nrollout-docker.workspace = true\n[dev-dependencies]\nrollout-mock.workspace = true\n",
+            &[
+                ("src/lib.rs", "#![deny(missing_docs)]\nuse rollout_core::exit;\nfn f() { rollout_docker::DockerBackend::new(); }\n"),
+                ("tests/t.rs", "use rollout_mock::MockCluster;\n"),
+            ],
+        )));
+        let f: Vec<String> = f.iter().map(|f| f.to_string()).collect();
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert!(f[0].starts_with("crates/rollout-migrate/Cargo.toml:5: layering: rollout-migrate knows the database, not the deploy, but depends on `rollout-docker`"), "{f:#?}");
+        assert!(f[1].starts_with("crates/rollout-migrate/src/lib.rs:3: layering: rollout-migrate knows the database, not the deploy, but names `rollout_docker::DockerBackend::new`"), "{f:#?}");
     }
 
     #[test]
