@@ -223,7 +223,10 @@ pub fn proxy_stmts(spec: &ProxySpec) -> Result<Vec<Stmt>, GenerateError> {
         Stmt::block(
             "http",
             Vec::<String>::new(),
-            vec![upstream, Stmt::block("server", Vec::<String>::new(), server)],
+            vec![
+                upstream,
+                Stmt::block("server", Vec::<String>::new(), server),
+            ],
         ),
     ])
 }
