@@ -182,6 +182,9 @@ where
 /// Updates SERVICE to the image its Compose file names, honouring
 /// deploy.update_config (rolling), switching colours behind nginx
 /// (blue-green) or shifting traffic in weighted steps (canary).
+///
+/// A service with no proxy yet: `docker rollout init SERVICE` writes an nginx
+/// service and its config in front of it (`docker rollout init --help`).
 #[derive(Debug, Parser)]
 #[command(
     name = "docker rollout",
