@@ -74,10 +74,10 @@ impl Stmt {
     fn print_into(&self, depth: usize, out: &mut String) {
         let indent = "    ".repeat(depth);
         out.push_str(&indent);
-        out.push_str(&quote_arg(&self.name));
+        out.push_str(&word(&self.name));
         for a in &self.args {
             out.push(' ');
-            out.push_str(&quote_arg(a));
+            out.push_str(&word(a));
         }
         match &self.block {
             None => out.push_str(";\n"),
@@ -89,6 +89,21 @@ impl Stmt {
                 out.push_str("}\n");
             }
         }
+    }
+}
+
+/// `s` as one nginx word: a lone variable (`$host`) as it is, anything else
+/// through [`quote_arg`] (nginx expands variables in quotes too; bare reads
+/// as people write it).
+fn word(s: &str) -> String {
+    let variable = s.strip_prefix('$').is_some_and(|name| {
+        name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    });
+    if variable {
+        s.to_string()
+    } else {
+        quote_arg(s)
     }
 }
 
@@ -284,6 +299,7 @@ mod tests {
         assert!(text.starts_with("events {}\n\nhttp {\n    upstream web {\n        server web:8000;\n    }\n\n    server {\n        listen 80;\n"));
         assert!(text.contains("        location = /healthz {\n            access_log off;\n"));
         assert!(text.contains("            proxy_set_header Connection \"\";\n"));
+        assert!(text.contains("            proxy_set_header Host $host;\n"));
         assert!(text.contains(
             "            proxy_next_upstream error timeout http_502 http_503 http_504;\n"
         ));
