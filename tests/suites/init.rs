@@ -20,7 +20,7 @@ use std::time::Duration;
 
 const SUITE: &str = "init";
 
-/// The plain project: two replicas of the demo app publishing 8000 on `port` of 127.0.0.1
+/// The plain project: one replica of the demo app (a fixed host port allows one) publishing 8000 on `port` of 127.0.0.1
 /// (none when `port` is `None`), a quick update config, labelled for the harness.
 fn plain_yaml(project: &str, port: Option<u16>) -> String {
     let ports = port
@@ -66,7 +66,7 @@ fn fronted(slug: &str, strategy: &str) -> (Project, PluginDir, String) {
     let port = free_port();
     p.write("compose.yaml", &plain_yaml(p.name(), Some(port)));
     p.up();
-    p.wait_healthy("web", 2, Duration::from_secs(60));
+    p.wait_healthy("web", 1, Duration::from_secs(60));
     let plugins = PluginDir::install(&rollout_e2e::workspace_binary(
         "docker-rollout",
         "docker-rollout",
@@ -139,7 +139,7 @@ fn fronted(slug: &str, strategy: &str) -> (Project, PluginDir, String) {
 
     p.set_env("COMPOSE_FILE", "compose.yaml:compose.rollout.yaml");
     p.up();
-    p.wait_healthy("web", 2, Duration::from_secs(60));
+    p.wait_healthy("web", 1, Duration::from_secs(60));
     wait_http(
         format!("127.0.0.1:{port}").parse().unwrap(),
         "/",
@@ -194,7 +194,7 @@ fn init_then_rollout(slug: &str, strategy: &str, rollout_args: &[&str]) {
     let after = report.window(report.mark("rollout-end").unwrap(), report.duration_s);
     assert_eq!(after.versions.keys().collect::<Vec<_>>(), ["v2"]);
     let web = p.running_images("web");
-    assert_eq!(web, vec![images::V2.to_string(); 2]);
+    assert_eq!(web, vec![images::V2.to_string()]);
     // At rest the upstream names the service again: the file is the one init wrote.
     assert_eq!(p.read("nginx.conf"), conf);
 }
