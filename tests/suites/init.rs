@@ -27,7 +27,7 @@ fn plain_yaml(project: &str, port: Option<u16>) -> String {
         .map(|p| format!("    ports:\n      - \"127.0.0.1:{p}:8000\"\n"))
         .unwrap_or_default();
     format!(
-        "services:\n  web:\n    image: ${{APP_IMAGE:-{v1}}}\n{ports}    deploy:\n      replicas: 2\n      update_config:\n        parallelism: 1\n        order: start-first\n        failure_action: rollback\n        monitor: 1s\n      rollback_config:\n        parallelism: 1\n        monitor: 1s\n    labels:\n      io.rollout.test: {project}\nnetworks:\n  default:\n    labels:\n      io.rollout.test: {project}\n",
+        "services:\n  web:\n    image: ${{APP_IMAGE:-{v1}}}\n{ports}    deploy:\n      replicas: 1\n      update_config:\n        parallelism: 1\n        order: start-first\n        failure_action: rollback\n        monitor: 1s\n      rollback_config:\n        parallelism: 1\n        monitor: 1s\n    labels:\n      io.rollout.test: {project}\nnetworks:\n  default:\n    labels:\n      io.rollout.test: {project}\n",
         v1 = images::V1,
     )
 }
