@@ -29,6 +29,10 @@
 //! keeps positions ([`yaml`]) rather than serde_yaml, whose values carry
 //! none. No input panics: depth and alias expansion are bounded.
 //!
+//! [`init`] says what `docker rollout init` adds to a project whose
+//! service has no proxy yet: an override file (serialized from typed
+//! values) and what its nginx config must hold.
+//!
 //! Edges: this crate reads files and nothing else. It does not talk to
 //! Docker, compute the config hash (the Compose tool does, with
 //! `config --hash`) or validate fields it does not read; Compose does that
@@ -37,6 +41,7 @@
 
 pub mod envfile;
 pub mod error;
+pub mod init;
 pub mod interpolate;
 pub mod merge;
 pub mod model;

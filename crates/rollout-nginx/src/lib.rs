@@ -16,6 +16,8 @@
 //!   (`ngx_conf_read_token`), on bytes, so invalid UTF-8 and CRLF pass
 //!   through. Read it through [`Directive`], [`Word`] and [`Comment`] views.
 //! - [`Config`]: the main file and its includes, resolved as nginx does.
+//! - [`generate`]: write a new config from a typed tree (`docker rollout
+//!   init`), checked to read back as written.
 //! - [`upstream`]: read and rewrite `upstream` blocks;
 //!   [`ConfFile::upstream_routing`] finds the one that routes a service.
 //!
@@ -114,6 +116,7 @@
 
 mod config;
 mod error;
+pub mod generate;
 mod include;
 mod json;
 mod parse;

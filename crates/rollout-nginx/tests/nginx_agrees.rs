@@ -193,3 +193,38 @@ fn syntax_errors_match_nginx() {
         );
     }
 }
+
+#[test]
+fn what_init_generates_nginx_accepts() {
+    use rollout_nginx::generate::{proxy_config, ProxySpec};
+    let spec = ProxySpec {
+        upstream: "web".into(),
+        // nginx -t resolves the upstream's hosts: an address, not a service.
+        servers: vec![s("127.0.0.1:8000")],
+        listen: 18090,
+        health_path: Some("/healthz".into()),
+    };
+    let file = proxy_config(&spec, "nginx.conf").unwrap();
+    let dir = std::env::temp_dir().join(format!("rollout-nginx-t-{}-init", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("nginx.conf");
+    let mut full = format!(
+        "error_log {0}/error.log;\npid {0}/nginx.pid;\n",
+        dir.display()
+    )
+    .into_bytes();
+    full.extend_from_slice(&file.print());
+    std::fs::write(&conf, &full).unwrap();
+    let out = Command::new(nginx())
+        .args(["-t", "-q", "-p"])
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .expect("nginx runs");
+    assert!(
+        out.status.success(),
+        "nginx -t refused the generated config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -60,6 +60,8 @@ pub enum Invocation {
     Rollout(Box<RolloutRequest>),
     /// `docker rollout migrate ...`.
     Migrate(Box<MigrateRequest>),
+    /// `docker rollout init`: put nginx in front of a service.
+    Init(Box<InitRequest>),
 }
 
 /// The word that selects the migration verbs (a service of that name is
@@ -95,6 +97,27 @@ pub enum MigrateVerb {
         options: rollout_migrate::RunOptions,
     },
 }
+
+/// A parsed `docker rollout init` command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitRequest {
+    /// docker's global flags (where the engine is, to see which Compose
+    /// tool runs the project).
+    pub docker: DockerGlobals,
+    /// The Compose project flags.
+    pub compose: ComposeArgs,
+    /// What to generate.
+    pub options: rollout_compose::init::InitOptions,
+    /// Replace existing files, keeping each as `NAME.bak`.
+    pub force: bool,
+    /// Print the files instead of writing them.
+    pub dry_run: bool,
+}
+
+/// The word that makes the command `docker rollout init` (a service named
+/// `init` is rolled out with flags before its name, as `docker rollout
+/// --strategy rolling init`).
+pub const INIT_SUBCOMMAND: &str = "init";
 
 /// A parsed `docker rollout` command.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +218,9 @@ where
 /// Updates SERVICE to the image its Compose file names, honouring
 /// deploy.update_config (rolling), switching colours behind nginx
 /// (blue-green) or shifting traffic in weighted steps (canary).
+///
+/// A service with no proxy yet: `docker rollout init SERVICE` writes an nginx
+/// service and its config in front of it (`docker rollout init --help`).
 #[derive(Debug, Parser)]
 #[command(
     name = "docker rollout",
@@ -295,6 +321,73 @@ struct Tuning {
     /// Stop the other colour once this one is live (blue-green).
     #[arg(long)]
     stop_old: bool,
+}
+
+/// Puts nginx in front of a service that publishes its port itself.
+///
+/// Writes, beside the Compose file, an override (compose.rollout.yaml) with an
+/// nginx service that takes over SERVICE's published port, and the nginx.conf
+/// it mounts, whose upstream names SERVICE. Nothing is overwritten unless
+/// --force is given (the old file is kept as NAME.bak).
+#[derive(Debug, Parser)]
+#[command(
+    name = "docker rollout init",
+    version,
+    max_term_width = 100,
+    after_help = crate::environ::ENVIRONMENT
+)]
+struct InitCli {
+    /// The service to put behind nginx.
+    #[arg(value_name = "SERVICE")]
+    service: String,
+    /// The port SERVICE serves HTTP on inside the project's network (default: its one published TCP port's target, or x-rollout.port).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+    /// The host port nginx publishes (default: the port SERVICE published, else 80).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    proxy_port: Option<u16>,
+    /// The strategy `docker rollout SERVICE` will use (written as x-rollout.strategy).
+    #[arg(long, value_parser = word::<StrategyKind>(), default_value = "rolling")]
+    strategy: StrategyKind,
+    /// The proxy's image.
+    #[arg(long, value_name = "IMAGE", default_value = rollout_compose::init::DEFAULT_PROXY_IMAGE)]
+    proxy_image: String,
+    /// The override's file name, written beside the Compose file.
+    #[arg(short = 'o', long = "override", value_name = "NAME", default_value = rollout_compose::init::DEFAULT_OVERRIDE)]
+    override_name: String,
+    /// Replace files that exist (each kept as NAME.bak).
+    #[arg(long)]
+    force: bool,
+    /// Print the files instead of writing them.
+    #[arg(long)]
+    dry_run: bool,
+
+    #[command(flatten)]
+    project: ProjectFlags,
+
+    #[command(flatten)]
+    docker: DockerFlags,
+}
+
+/// The Compose project flags of `init` (the same as the rollout's).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Compose project")]
+struct ProjectFlags {
+    /// Compose configuration files (repeatable; default: COMPOSE_FILE, else compose.yaml and its override).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Project name (default: COMPOSE_PROJECT_NAME, else the directory's name).
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
+    project_name: Option<String>,
+    /// Project directory (default: the first file's directory).
+    #[arg(long, value_name = "DIR")]
+    project_directory: Option<PathBuf>,
+    /// Env files (repeatable; default: .env in the project directory).
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_files: Vec<PathBuf>,
+    /// Profiles to enable (repeatable; default: COMPOSE_PROFILES).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    profiles: Vec<String>,
 }
 
 /// docker's global flags, accepted here for the standalone binary (as a
@@ -539,6 +632,9 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
         let cli = MigrateCli::from_arg_matches(&matches)?;
         return Ok(Invocation::Migrate(Box::new(cli.verb.into_request())));
     }
+    if rest.first().is_some_and(|a| a == INIT_SUBCOMMAND) {
+        return parse_init(globals, rest.into_iter().skip(1), as_plugin);
+    }
     let mut cmd = Cli::command();
     if !as_plugin {
         cmd = cmd.name("docker-rollout").bin_name("docker-rollout");
@@ -559,12 +655,52 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
     )))
 }
 
-impl Cli {
-    fn into_request(self, before: DockerGlobals, standalone: bool) -> RolloutRequest {
-        let d = self.docker;
+/// Parses what follows `init`.
+fn parse_init(
+    globals: DockerGlobals,
+    rest: impl Iterator<Item = OsString>,
+    as_plugin: bool,
+) -> Result<Invocation, clap::Error> {
+    let name = if as_plugin {
+        "docker rollout init"
+    } else {
+        "docker-rollout init"
+    };
+    let matches = InitCli::command()
+        .name(name)
+        .bin_name(name)
+        .try_get_matches_from(std::iter::once(OsString::from(name)).chain(rest))?;
+    let cli = InitCli::from_arg_matches(&matches)?;
+    let p = cli.project;
+    Ok(Invocation::Init(Box::new(InitRequest {
+        docker: cli.docker.merge(globals),
+        compose: ComposeArgs {
+            files: p.files,
+            project_name: p.project_name,
+            project_directory: p.project_directory,
+            env_files: p.env_files,
+            profiles: p.profiles,
+        },
+        options: rollout_compose::init::InitOptions {
+            service: cli.service,
+            port: cli.port,
+            proxy_port: cli.proxy_port,
+            strategy: cli.strategy,
+            proxy_image: cli.proxy_image,
+            override_name: cli.override_name,
+        },
+        force: cli.force,
+        dry_run: cli.dry_run,
+    })))
+}
+
+impl DockerFlags {
+    /// These flags over the ones given before the plugin's name.
+    fn merge(self, before: DockerGlobals) -> DockerGlobals {
+        let d = self;
         let mut hosts = before.hosts;
         hosts.extend(d.hosts);
-        let docker = DockerGlobals {
+        DockerGlobals {
             config: d.config.or(before.config),
             context: d.context.or(before.context),
             hosts,
@@ -575,7 +711,13 @@ impl Cli {
             tls_ca_cert: d.tlscacert.or(before.tls_ca_cert),
             tls_cert: d.tlscert.or(before.tls_cert),
             tls_key: d.tlskey.or(before.tls_key),
-        };
+        }
+    }
+}
+
+impl Cli {
+    fn into_request(self, before: DockerGlobals, standalone: bool) -> RolloutRequest {
+        let docker = self.docker.merge(before);
         let t = self.tuning;
         let overrides = Overrides {
             strategy: self.strategy,
@@ -735,6 +877,32 @@ mod tests {
     fn error(s: &str, as_plugin: bool) -> (i32, String) {
         let e = parse(argv(s), as_plugin).unwrap_err();
         (e.exit_code(), e.to_string())
+    }
+
+    #[test]
+    fn init_is_a_subcommand_with_its_own_flags() {
+        let Invocation::Init(r) = parse(
+            argv("--context prod rollout init web --port 8000 --proxy-port 8080 --strategy canary -o x.yaml --force -f c.yaml"),
+            true,
+        )
+        .unwrap() else {
+            panic!("not init")
+        };
+        assert_eq!(r.docker.context.as_deref(), Some("prod"));
+        assert_eq!(r.options.service, "web");
+        assert_eq!(
+            (r.options.port, r.options.proxy_port),
+            (Some(8000), Some(8080))
+        );
+        assert_eq!(r.options.strategy, StrategyKind::Canary);
+        assert_eq!(r.options.override_name, "x.yaml");
+        assert_eq!(r.options.proxy_image, "nginx:stable");
+        assert!(r.force && !r.dry_run);
+        assert_eq!(r.compose.files, vec![PathBuf::from("c.yaml")]);
+        let (code, msg) = error("init web --port 0", false);
+        assert_eq!(code, 2, "{msg}");
+        // A service named init is rolled out with a flag before its name.
+        assert_eq!(plugin("rollout --strategy rolling init").service, "init");
     }
 
     #[test]

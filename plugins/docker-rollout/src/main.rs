@@ -9,6 +9,9 @@
 //! CLI closing the plugin socket become the strategy's cancel levels
 //! ([`drive`]).
 //!
+//! `docker rollout init SERVICE` puts nginx in front of a service that has
+//! no proxy yet ([`init`]: an override file and an nginx config).
+//!
 //! Output: progress and messages on stderr; with `--output json`, one event
 //! envelope per line on stdout and a summary line at the end. Exit codes
 //! are those of `rollout_core::exit`.
@@ -18,6 +21,7 @@ mod drive;
 mod dry;
 mod environ;
 mod fail;
+mod init;
 mod live;
 mod migrate;
 mod output;
@@ -43,9 +47,31 @@ fn main() {
         }
         Ok(Invocation::Rollout(request)) => *request,
         Ok(Invocation::Migrate(request)) => std::process::exit(migrate::run(*request)),
+        Ok(Invocation::Init(request)) => std::process::exit(run_init(&request)),
         Err(e) => e.exit(),
     };
     std::process::exit(run(request));
+}
+
+/// `docker rollout init`: writes files, rolls nothing out ([`init`]).
+fn run_init(req: &cli::InitRequest) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
+            return exit::UNEXPECTED;
+        }
+    };
+    match rt.block_on(init::run(req)) {
+        Ok(code) => code,
+        Err(f) => {
+            let _ = writeln!(std::io::stderr(), "error: {}", f.message);
+            f.code
+        }
+    }
 }
 
 fn run(req: RolloutRequest) -> i32 {
