@@ -18,6 +18,9 @@ pub const PAUSED: i32 = 4;
 pub const ROLLBACK_FAILED: i32 = 5;
 /// The engine or the proxy cannot be reached; nothing was changed.
 pub const UNREACHABLE: i32 = 6;
+/// Busy: another rollout of this service holds its lock; nothing was
+/// changed.
+pub const BUSY: i32 = 7;
 /// Interrupted by Ctrl-C (or the Docker CLI closing the plugin socket) and
 /// rolled back.
 pub const INTERRUPTED: i32 = 130;

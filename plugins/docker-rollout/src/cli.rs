@@ -77,6 +77,12 @@ pub struct RolloutRequest {
     pub output: OutputFormat,
     /// Run as `docker-rollout`, not through the docker CLI.
     pub standalone: bool,
+    /// How long a change of the proxy's config waits for another rollout
+    /// behind the same proxy (`--lock-timeout`, default 2m).
+    pub lock_timeout: Duration,
+    /// `docker rollout unlock SERVICE`: show and release the service's lock
+    /// instead of rolling out; `Some(true)` with `--force` (no question).
+    pub unlock: Option<bool>,
 }
 
 /// docker's global flags (`cli/flags/options.go`), as given.
@@ -214,6 +220,12 @@ struct Cli {
     /// Progress format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, help_heading = "Rollout")]
     output: OutputFormat,
+    /// How long a change of the proxy's config waits for another rollout behind the same proxy.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m", help_heading = "Rollout")]
+    lock_timeout: Duration,
+    /// With `unlock`: release the lock without asking.
+    #[arg(long, help_heading = "Rollout")]
+    force: bool,
 
     #[command(flatten)]
     tuning: Tuning,
@@ -381,7 +393,13 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
     } else {
         (DockerGlobals::default(), args)
     };
-    let mut cmd = Cli::command();
+    // `docker rollout unlock SERVICE`: the same flags, another job (a
+    // service named `unlock` alone is still rolled out).
+    let (unlock, rest) = match rest.split_first() {
+        Some((first, tail)) if first == "unlock" && !tail.is_empty() => (true, tail.to_vec()),
+        _ => (false, rest),
+    };
+    let mut cmd = Cli::command().after_help(AFTER_HELP.as_str());
     if !as_plugin {
         cmd = cmd.name("docker-rollout").bin_name("docker-rollout");
     } else {
@@ -396,10 +414,20 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
         .chain(rest),
     )?;
     let cli = Cli::from_arg_matches(&matches)?;
-    Ok(Invocation::Rollout(Box::new(
-        cli.into_request(globals, !as_plugin),
-    )))
+    let force = cli.force;
+    let mut request = cli.into_request(globals, !as_plugin);
+    request.unlock = unlock.then_some(force);
+    Ok(Invocation::Rollout(Box::new(request)))
 }
+
+/// The end of `--help`: the other command, the exit codes, the environment.
+static AFTER_HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "Other command:\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n\n\
+         Exit codes:\n  0 done or nothing to change   1 unexpected error   2 bad input (nothing changed)\n  3 failed, rolled back   4 paused   5 the rollback failed   6 engine or proxy unreachable\n  7 busy: another rollout of the service holds its lock (nothing changed)   130 interrupted\n\n{}",
+        crate::environ::ENVIRONMENT
+    )
+});
 
 impl Cli {
     fn into_request(self, before: DockerGlobals, standalone: bool) -> RolloutRequest {
@@ -447,6 +475,8 @@ impl Cli {
             dry_run: self.dry_run,
             output: self.output,
             standalone,
+            lock_timeout: self.lock_timeout,
+            unlock: None,
         }
     }
 }

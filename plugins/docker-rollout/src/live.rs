@@ -19,14 +19,15 @@ use rollout_core::strategy::{TrafficLayout, Verifier};
 use rollout_core::{Backend, InstanceId, ServiceRef, TrafficRouter};
 use rollout_docker::compose::project_containers;
 use rollout_docker::{
-    ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
-    ProxyContainer, ToolChoice, ToolLookup,
+    ComposeCli, DockerBackend, DockerCli, DockerJournal, DockerProxyLock, Engine, GlobalFlags,
+    HealthProbe, ProxyContainer, ToolChoice, ToolLookup,
 };
 use rollout_nginx::proxy::Proxy;
-use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
+use rollout_nginx::router::{NginxRouter, NginxRouterOptions, ProxyLocking};
 use rollout_nginx::verify::ProxyVerifier;
 use rollout_nginx::{ConfFile, RoutingError};
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -322,7 +323,21 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         options.services = names.clone();
         options.port = settings.port;
         let probe_proxy = proxies[0].clone();
-        let nginx = NginxRouter::open(options, proxies).await?;
+        // Every change of the proxy's config, and the recovery that opening
+        // runs, holds the proxy's lock: rollouts of other services behind
+        // this proxy wait for each other's edits.
+        let lock = DockerProxyLock::new(engine.clone(), project, &proxy_service);
+        let mut locking = ProxyLocking::new(Arc::new(lock), rollout_strategies::lock_holder());
+        locking.timeout = req.lock_timeout;
+        locking.on_wait = Arc::new(|held| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "waiting for the proxy config: another rollout changes it ({} since {})",
+                held.holder,
+                held.since
+            );
+        });
+        let nginx = NginxRouter::open_locked(options, proxies, locking).await?;
         Ok::<_, Fail>((nginx, probe_proxy, upstream))
     };
     let (opened, target) = tokio::join!(

@@ -22,6 +22,7 @@ mod live;
 mod output;
 mod plan;
 mod socket;
+mod unlock;
 
 use cli::{Invocation, RolloutRequest};
 use drive::Interrupt;
@@ -124,6 +125,9 @@ async fn rollout(
     req: RolloutRequest,
     mut irx: mpsc::UnboundedReceiver<Interrupt>,
 ) -> Result<i32, Fail> {
+    if let Some(force) = req.unlock {
+        return or_interrupted(&mut irx, unlock::unlock(&req, force)).await;
+    }
     if req.docker.debug && !req.dry_run {
         // Which door progress takes, and whose width it uses, is otherwise
         // invisible until a rollout draws it.
