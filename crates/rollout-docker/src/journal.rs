@@ -94,6 +94,49 @@ impl DockerJournal {
             .map_err(|e| storage(&service.to_string(), e))
     }
 
+    /// Takes the lock `key` for `holder` as [`Journal::lock`] does, waiting
+    /// for another holder up to `timeout` (asking every half second); `on_wait`
+    /// hears who holds it and since when, once per holder. For a lock that
+    /// several services share: the two colours of a blue-green pair, whose
+    /// rollouts run one after the other.
+    pub async fn wait_lock(
+        &self,
+        key: &ServiceRef,
+        holder: &str,
+        timeout: std::time::Duration,
+        on_wait: &(dyn Fn(&HeldLock) + Send + Sync),
+    ) -> Result<(), JournalError> {
+        let start = tokio::time::Instant::now();
+        let mut told: Option<String> = None;
+        loop {
+            match self.lock(key, holder).await {
+                Err(JournalError::Locked {
+                    service,
+                    holder: held_by,
+                    since,
+                }) => {
+                    if start.elapsed() >= timeout {
+                        return Err(JournalError::Locked {
+                            service,
+                            holder: held_by,
+                            since,
+                        });
+                    }
+                    if told.as_deref() != Some(held_by.as_str()) {
+                        on_wait(&HeldLock {
+                            id: String::new(),
+                            holder: held_by.clone(),
+                            since,
+                        });
+                        told = Some(held_by);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -139,20 +139,18 @@ fn process_start(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// The proxy locks of `project` whose holder is written `holder` exactly:
-/// what a rollout killed during a config change leaves besides its service
-/// lock, released with it by `docker rollout unlock`. Returns their names.
-pub async fn release_proxy_locks_of(
+/// Removes the other locks of `project` whose holder is written `holder`
+/// exactly (proxy locks, the lock of a blue-green pair): what a rollout
+/// killed leaves besides its service lock, released with it by `docker
+/// rollout unlock`. Returns their names.
+pub async fn release_locks_of(
     engine: &Engine,
     project: &str,
     holder: &str,
 ) -> Result<Vec<String>, BackendError> {
     let filters = HashMap::from([(
         "label".to_string(),
-        vec![
-            format!("{}=proxylock", labels::KIND),
-            format!("{}={project}", labels::OUR_PROJECT),
-        ],
+        vec![format!("{}={project}", labels::OUR_PROJECT)],
     )]);
     let options = bollard::query_parameters::ListContainersOptions {
         all: true,
@@ -166,11 +164,9 @@ pub async fn release_proxy_locks_of(
         .map_err(|e| engine.error(e))?;
     let mut released = Vec::new();
     for c in found {
-        let mine = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(labels::HOLDER))
-            .is_some_and(|h| h == holder);
+        let l = c.labels.clone().unwrap_or_default();
+        let lock = matches!(l.get(labels::KIND).map(String::as_str), Some("lock" | "proxylock"));
+        let mine = lock && l.get(labels::HOLDER).is_some_and(|h| h == holder);
         let (Some(id), true) = (c.id, mine) else {
             continue;
         };

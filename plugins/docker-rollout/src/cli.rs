@@ -176,6 +176,9 @@ struct Cli {
     /// The service to roll out.
     #[arg(value_name = "SERVICE")]
     service: String,
+    /// After `unlock`: the service whose lock to show and release.
+    #[arg(value_name = "UNLOCK_SERVICE", hide = true)]
+    unlock_service: Option<String>,
 
     /// Compose configuration files (repeatable; default: COMPOSE_FILE, else compose.yaml and its override).
     #[arg(
@@ -393,12 +396,6 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
     } else {
         (DockerGlobals::default(), args)
     };
-    // `docker rollout unlock SERVICE`: the same flags, another job (a
-    // service named `unlock` alone is still rolled out).
-    let (unlock, rest) = match rest.split_first() {
-        Some((first, tail)) if first == "unlock" && !tail.is_empty() => (true, tail.to_vec()),
-        _ => (false, rest),
-    };
     let mut cmd = Cli::command().after_help(AFTER_HELP.as_str());
     if !as_plugin {
         cmd = cmd.name("docker-rollout").bin_name("docker-rollout");
@@ -413,7 +410,22 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
         }))
         .chain(rest),
     )?;
-    let cli = Cli::from_arg_matches(&matches)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    // `docker rollout unlock SERVICE`: the same flags, another job (a
+    // service named `unlock` alone is still rolled out).
+    let unlock = match cli.unlock_service.take() {
+        None => false,
+        Some(service) if cli.service == "unlock" => {
+            cli.service = service;
+            true
+        }
+        Some(extra) => {
+            return Err(Cli::command().error(
+                ErrorKind::UnknownArgument,
+                format!("unexpected argument '{extra}' (one service at a time, or `unlock SERVICE`)"),
+            ))
+        }
+    };
     let force = cli.force;
     let mut request = cli.into_request(globals, !as_plugin);
     request.unlock = unlock.then_some(force);
@@ -607,6 +619,26 @@ mod tests {
     fn error(s: &str, as_plugin: bool) -> (i32, String) {
         let e = parse(argv(s), as_plugin).unwrap_err();
         (e.exit_code(), e.to_string())
+    }
+
+    #[test]
+    fn unlock_takes_the_next_word_as_the_service_and_the_lock_timeout_a_duration() {
+        let r = plugin("rollout --project-name shop unlock app --force");
+        assert_eq!((r.service.as_str(), r.unlock), ("app", Some(true)));
+        assert_eq!(r.compose.project_name.as_deref(), Some("shop"));
+        let r = plugin("rollout unlock web");
+        assert_eq!((r.service.as_str(), r.unlock), ("web", Some(false)));
+        // A service named unlock is rolled out.
+        let r = plugin("rollout unlock");
+        assert_eq!((r.service.as_str(), r.unlock), ("unlock", None));
+        assert_eq!(r.lock_timeout, Duration::from_secs(120));
+        let r = plugin("rollout app --lock-timeout 5s");
+        assert_eq!(r.lock_timeout, Duration::from_secs(5));
+        assert_eq!(error("rollout app web", true).0, 2);
+        assert_eq!(error("rollout app --lock-timeout 0s", true).0, 2);
+        let help = error("rollout --help", true).1;
+        assert!(help.contains("7 busy"), "{help}");
+        assert!(help.contains("docker rollout unlock SERVICE"), "{help}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
 use rollout_compose::{Flavour, Project, ProjectNames, Settings};
-use rollout_core::journal::Journal;
+use rollout_core::journal::{Journal, Liveness};
 use rollout_core::strategy::{TrafficLayout, Verifier};
 use rollout_core::{Backend, InstanceId, ServiceRef, TrafficRouter};
 use rollout_docker::compose::project_containers;
@@ -280,6 +280,55 @@ pub struct Wired {
     pub notes: Vec<String>,
     /// The proxy service and the upstream.
     pub proxy: (String, String),
+}
+
+/// The lock both colours of a blue-green pair take (`pair.BLUE.GREEN`, the
+/// colours in order), or `None` for a single service.
+pub fn colour_pair(settings: &Settings) -> Option<ServiceRef> {
+    let TrafficLayout::Colours { other, .. } = &settings.layout else {
+        return None;
+    };
+    let mut colours = [
+        settings.service.service.as_str(),
+        other.service.as_str(),
+    ];
+    colours.sort();
+    Some(ServiceRef::new(
+        &settings.service.project,
+        &format!("pair.{}.{}", colours[0], colours[1]),
+    ))
+}
+
+/// Waits for the pair's lock (up to `timeout`, saying for whom), after
+/// refusing at once, with exit 7, a second rollout of the very service.
+pub async fn wait_pair(
+    journal: &DockerJournal,
+    service: &ServiceRef,
+    pair: &ServiceRef,
+    timeout: Duration,
+) -> Result<(), Fail> {
+    let here = rollout_strategies::lock_holder();
+    if let Some(held) = journal.holder(service).await? {
+        if rollout_docker::lock::judge(&held.holder, &here) != Liveness::Dead {
+            return Err(rollout_core::JournalError::Locked {
+                service: service.to_string(),
+                holder: held.holder,
+                since: held.since,
+            }
+            .into());
+        }
+    }
+    journal
+        .wait_lock(pair, &here, timeout, &|held| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "waiting for the other colour's rollout to end ({} since {})",
+                held.holder,
+                held.since
+            );
+        })
+        .await?;
+    Ok(())
 }
 
 /// Connects every part. Nothing is changed unless the nginx router finds

@@ -6,7 +6,7 @@
 //! left by a rollout that ran elsewhere (another CI runner, a laptop) is
 //! never proven anything, so a person releases it here: the holder is
 //! shown, the question asked (unless `--force`), and the lock removed with
-//! the proxy locks the same holder left. A holder proven alive on this
+//! the other locks the same holder left (a proxy's, a blue-green pair's). A holder proven alive on this
 //! machine is never released (exit 7, busy, nothing changed).
 
 use crate::cli::RolloutRequest;
@@ -14,7 +14,7 @@ use crate::fail::Fail;
 use crate::live;
 use rollout_core::journal::Liveness;
 use rollout_core::{exit, ServiceRef};
-use rollout_docker::lock::{judge, release_proxy_locks_of};
+use rollout_docker::lock::{judge, release_locks_of};
 use rollout_docker::DockerJournal;
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -77,12 +77,12 @@ pub async fn unlock(req: &RolloutRequest, force: bool) -> Result<i32, Fail> {
                 ),
             });
         }
-        let proxies = release_proxy_locks_of(&engine, project, &held.holder)
+        let proxies = release_locks_of(&engine, project, &held.holder)
             .await
             .map_err(Fail::from)?;
         let _ = writeln!(out, "released the lock of {service}");
         for name in proxies {
-            let _ = writeln!(out, "released {name}, a proxy lock of the same holder");
+            let _ = writeln!(out, "released {name}, another lock of the same holder");
         }
         let _ = writeln!(
             out,
