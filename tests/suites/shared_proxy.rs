@@ -182,7 +182,10 @@ fn two_services_behind_one_nginx_roll_out_at_once() {
     let conf = p.read("nginx.conf");
     assert_eq!(upstream_servers(&conf, "web").unwrap(), vec!["web:8000"]);
     assert_eq!(upstream_servers(&conf, "api").unwrap(), vec!["api:8000"]);
-    assert_eq!(conf, TWO_UPSTREAMS, "at rest the file is the operator's again");
+    assert_eq!(
+        conf, TWO_UPSTREAMS,
+        "at rest the file is the operator's again"
+    );
     for svc in ["web", "api"] {
         assert_eq!(
             p.running_images(svc),
@@ -283,7 +286,10 @@ fn put(id: &str, path: &str, bytes: &[u8]) {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(bytes).unwrap();
-    assert!(child.wait().unwrap().success(), "cannot write {path} in {id}");
+    assert!(
+        child.wait().unwrap().success(),
+        "cannot write {path} in {id}"
+    );
 }
 
 /// The files beside the live config in the container `id`.
@@ -364,7 +370,9 @@ fn a_hand_edit_after_a_killed_run_is_left_alone_and_the_rollout_goes_on() {
         "{left:?}"
     );
     assert_eq!(
-        left.iter().filter(|f| f.contains(".rollout-set-aside")).count(),
+        left.iter()
+            .filter(|f| f.contains(".rollout-set-aside"))
+            .count(),
         2,
         "the journal is set aside: {left:?}"
     );
@@ -390,7 +398,11 @@ fn a_dead_holders_lock_is_released_by_unlock_and_a_second_rollout_is_busy() {
     killed.signal("KILL", Whom::Plugin);
     let killed = killed.wait(LIMIT);
     assert!(killed.code != Some(0), "{}", killed.transcript());
-    assert!(has_lock(), "the killed run left no lock: {:?}", keepers(p.name()));
+    assert!(
+        has_lock(),
+        "the killed run left no lock: {:?}",
+        keepers(p.name())
+    );
 
     let unlock = |force: bool| {
         let mut cmd = p.rollout_command(&plugins);
@@ -407,7 +419,10 @@ fn a_dead_holders_lock_is_released_by_unlock_and_a_second_rollout_is_busy() {
     let released = unlock(true);
     let said = String::from_utf8_lossy(&released.stderr);
     assert_eq!(released.status.code(), Some(0), "{said}");
-    assert!(said.contains("is locked by") && said.contains("since"), "{said}");
+    assert!(
+        said.contains("is locked by") && said.contains("since"),
+        "{said}"
+    );
     assert!(said.contains("released the lock"), "{said}");
     assert!(!has_lock(), "{:?}", keepers(p.name()));
 
@@ -426,7 +441,11 @@ fn a_dead_holders_lock_is_released_by_unlock_and_a_second_rollout_is_busy() {
     publish(SUITE, "unlock", &report, &[&killed, &next, &second]);
     counts("unlock", &report);
     assert_exit(&second, 7, "a second rollout of web");
-    assert!(second.stderr.contains("already running"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("already running"),
+        "{}",
+        second.stderr
+    );
     assert_eq!(
         alive.status.code(),
         Some(7),

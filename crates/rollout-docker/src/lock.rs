@@ -165,7 +165,10 @@ pub async fn release_locks_of(
     let mut released = Vec::new();
     for c in found {
         let l = c.labels.clone().unwrap_or_default();
-        let lock = matches!(l.get(labels::KIND).map(String::as_str), Some("lock" | "proxylock"));
+        let lock = matches!(
+            l.get(labels::KIND).map(String::as_str),
+            Some("lock" | "proxylock")
+        );
         let mine = lock && l.get(labels::HOLDER).is_some_and(|h| h == holder);
         let (Some(id), true) = (c.id, mine) else {
             continue;

@@ -422,7 +422,9 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
         Some(extra) => {
             return Err(Cli::command().error(
                 ErrorKind::UnknownArgument,
-                format!("unexpected argument '{extra}' (one service at a time, or `unlock SERVICE`)"),
+                format!(
+                    "unexpected argument '{extra}' (one service at a time, or `unlock SERVICE`)"
+                ),
             ))
         }
     };

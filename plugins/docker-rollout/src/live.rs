@@ -288,14 +288,11 @@ pub fn colour_pair(settings: &Settings) -> Option<ServiceRef> {
     let TrafficLayout::Colours { other, .. } = &settings.layout else {
         return None;
     };
-    let mut colours = [
-        settings.service.service.as_str(),
-        other.service.as_str(),
-    ];
+    let mut colours = [settings.service.service.as_str(), other.service.as_str()];
     colours.sort();
     Some(ServiceRef::new(
         &settings.service.project,
-        &format!("pair.{}.{}", colours[0], colours[1]),
+        format!("pair.{}.{}", colours[0], colours[1]),
     ))
 }
 

@@ -89,7 +89,7 @@ pub(super) async fn check_includes(
         &names.next,
         &names.main_candidate,
     ] {
-        if let Some(pattern) = loaders(&main, main_path, &own).first() {
+        if let Some(pattern) = loaders(&main, main_path, own).first() {
             return Err(RouterError::Config(format!(
                 "{main_path}: include {pattern} would also load {own}, a file the router writes beside the live one\nhint: narrow the include, for example to *.conf"
             )));

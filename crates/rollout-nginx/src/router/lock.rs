@@ -134,7 +134,7 @@ mod tests {
             .unwrap();
         release(Some(&first), "/etc/nginx/nginx.conf").await;
         waiting.await.unwrap().unwrap();
-        let heard = heard.lock().unwrap();
+        let heard = heard.lock().unwrap().clone();
         assert_eq!(heard.len(), 1, "one line while the holder stays: {heard:?}");
         assert_eq!(heard[0].holder, "ann@box pid 1");
         // Held now by the second: a third one times out, naming it.

@@ -16,9 +16,10 @@
 //! 1. *Prepare, for every replica.* Read the live file, edit the upstream
 //!    with the crate's upstream editor (only its `server` lines change, the
 //!    rest of the file stays byte for byte), write the result as a candidate
-//!    file beside the live one (`nginx.conf.rollout-candidate`: same
-//!    directory, so relative includes resolve the same; a name that a
-//!    `*.conf` glob cannot pick up), and run `nginx -t -q -c CANDIDATE` in
+//!    file beside the live one (`nginx.conf.rollout-candidate.TAG`, TAG
+//!    this run's own ([`NginxRouter::tag`]): same directory, so relative
+//!    includes resolve the same; a name that a `*.conf` glob cannot pick
+//!    up, and that no other run writes or removes), and run `nginx -t -q -c CANDIDATE` in
 //!    the proxy. When the upstream lives in a file the main file includes
 //!    ([`NginxRouterOptions::upstream_file`], the official image's
 //!    `conf.d/default.conf`), nginx -t reads a candidate main file instead:
@@ -47,17 +48,35 @@
 //! Writing in place cannot be atomic, so a run killed during the write could
 //! leave a torn file that nginx would refuse at its next start. Before the
 //! first write, the commit saves, in every replica about to take it, the
-//! previous bytes as `LIVE.rollout-previous` and the new ones as
-//! `LIVE.rollout-next` (written in that order, removed in that order, so a
-//! lone `next` means nothing), and removes them once every replica is known
-//! good. [`open`](NginxRouter::open) finishes what a killed run left: a live
-//! file that is neither was torn, and gets the previous bytes back (no master
-//! loaded it: a reload comes only after a complete write); a live file with
-//! the whole new bytes was validated and is kept. Then every replica that had
-//! a journal is reloaded, since which config its master runs is not known
+//! previous bytes as `LIVE.rollout-previous.TAG` and the new ones as
+//! `LIVE.rollout-next.TAG` (written in that order, removed in that order, so
+//! a lone `next` means nothing), and removes them once every replica is known
+//! good. [`open`](NginxRouter::open) finishes what a killed run left, for
+//! every journal it finds (any run's tag): a live file that an interrupted
+//! in-place write can have left (the start of the new bytes over the rest of
+//! the previous ones) gets the previous bytes back (no master loaded it: a
+//! reload comes only after a complete write); a live file with the whole new
+//! bytes was validated and is kept. Anything else is a person's edit made
+//! since: it is left alone, the journal is moved aside
+//! (`LIVE.rollout-set-aside.TIME.previous` and `.next`), a warning in
+//! [`NginxRouter::recovered`] names the upstream lines that differ, and the
+//! router opens if `nginx -t` accepts the config ([`RouterError::Invalid`]
+//! with nginx's words if not). Then every replica whose journal was kept or
+//! repaired is reloaded, since which config its master runs is not known
 //! (a replica may have taken the change, another not), and the journal goes.
 //! [`NginxRouter::recovered`] says what was done. The journal lives with the
 //! proxy, as the design wants of every journal.
+//!
+//! # Several rollouts behind one proxy
+//!
+//! A router opened with [`NginxRouter::open_locked`] holds the proxy lock
+//! ([`crate::proxy::ProxyLock`], keyed by the live file) around every
+//! apply and around the recovery of [`open_locked`](NginxRouter::open_locked),
+//! waiting for another holder up to [`ProxyLocking::timeout`] and telling
+//! [`ProxyLocking::on_wait`] who it waits for. Since an apply reads the live
+//! file once it holds the lock, two routers on one file (rollouts of two
+//! services, one upstream each) compose their edits; each run's files have
+//! its own tag, so neither tests, writes or removes the other's.
 //!
 //! # Did the reload take?
 //!
