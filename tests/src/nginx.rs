@@ -129,19 +129,19 @@ pub fn nginx_test(p: &Project, service: &str) -> Result<String, String> {
     }
 }
 
-/// Files the nginx router may leave beside the live config (`.rollout-candidate`,
-/// `.rollout-previous`, `.rollout-next`) that exist in the proxy container now.
+/// Files the nginx router may leave beside the live config (`.rollout-candidate.TAG`,
+/// `.rollout-previous.TAG`, `.rollout-next.TAG`, of any run) that exist in the proxy container
+/// now.
 pub fn router_leftovers(p: &Project, service: &str, live: &str) -> Vec<String> {
     let c = p.running(service);
-    [".rollout-candidate", ".rollout-previous", ".rollout-next"]
-        .iter()
-        .map(|s| format!("{live}{s}"))
-        .filter(|f| {
-            docker()
-                .args(["exec", &c.id, "test", "-e", f])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+    let script = r#"for f in "$1".rollout-candidate* "$1".rollout-previous* "$1".rollout-next*; do [ -e "$f" ] && printf '%s\n' "$f"; done; true"#;
+    let out = docker()
+        .args(["exec", &c.id, "sh", "-c", script, "sh", live])
+        .output()
+        .expect("docker exec");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
         .collect()
 }
 

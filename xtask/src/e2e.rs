@@ -50,6 +50,7 @@ pub const V1_SUBSET: &[&str] = &[
     "compose_tools a_project_made_by_a_tool_that_is_not_installed_is_refused",
     "workers a_worker_with_no_proxy_is_rolled_one_at_a_time_each_old_one_finishing_its_work",
     "init init_then_a_rolling_update_fails_no_request",
+    "shared_proxy two_services_behind_one_nginx_roll_out_at_once",
 ];
 
 /// The variable the harness reads the pass's Compose tool from.

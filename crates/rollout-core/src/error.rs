@@ -67,7 +67,7 @@ pub enum RouterError {
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// Another rollout of the service holds the lock.
-    #[error("a rollout of {service} is already running: held by {holder} since {since}\nhint: wait for it, or if it died, run the rollout again to finish what it started")]
+    #[error("a rollout of {service} is already running: held by {holder} since {since}\nhint: wait for it; if its process is gone, `docker rollout unlock SERVICE` shows the holder and releases the lock, and the next rollout finishes what it started")]
     Locked {
         /// The service.
         service: String,

@@ -148,6 +148,9 @@ pub enum Outcome {
     Interrupted(bool),
     /// An error stopped it.
     Failed(String),
+    /// Not started: another rollout of the service holds its lock (who and
+    /// since when); nothing was changed.
+    Busy(String),
 }
 
 impl Outcome {
@@ -163,6 +166,7 @@ impl Outcome {
             Outcome::Interrupted(true) => exit::INTERRUPTED,
             Outcome::Interrupted(false) => exit::PAUSED,
             Outcome::Failed(_) => exit::UNEXPECTED,
+            Outcome::Busy(_) => exit::BUSY,
         }
     }
 }

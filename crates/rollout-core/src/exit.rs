@@ -18,8 +18,9 @@ pub const PAUSED: i32 = 4;
 pub const ROLLBACK_FAILED: i32 = 5;
 /// The engine or the proxy cannot be reached; nothing was changed.
 pub const UNREACHABLE: i32 = 6;
-/// Busy: another run holds the lock (of the service, or of the database's
-/// migrations); nothing was changed.
+/// Busy: another run holds the lock (of the service, of the proxy's config
+/// past `--lock-timeout`, or of the database's migrations); nothing was
+/// changed.
 pub const BUSY: i32 = 7;
 /// Interrupted by Ctrl-C (or the Docker CLI closing the plugin socket) and
 /// rolled back.

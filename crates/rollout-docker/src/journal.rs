@@ -4,10 +4,10 @@
 //! the engine sees them, a crashed client leaves them behind for the next
 //! run, and nothing is stored on the operator's machine.
 //!
-//! - The lock is a container named `rollout-lock.PROJECT.SERVICE`. Creating
-//!   it is the atomic test-and-set: the engine refuses a second container of
-//!   that name with 409, and the holder and the time it was taken are read
-//!   back from its labels.
+//! - The lock is a container named `rollout-lock.PROJECT.SERVICE`, taken
+//!   and judged as every lock of ours is ([`crate::lock`]): creating it is
+//!   the atomic test-and-set, and the lock of a holder proven dead is taken
+//!   over.
 //! - A record is a container `rollout-journal.PROJECT.SERVICE.GEN` whose
 //!   labels hold the JSON record. Labels cannot change, so each save creates
 //!   the next generation and then removes the older ones (in the background,
@@ -15,9 +15,10 @@
 //!   newest generation wins at load. A record is never half-written: a
 //!   container exists with all its labels or not at all.
 
-use crate::engine::{now_rfc3339, Engine};
+use crate::engine::Engine;
 use crate::keeper::{self, Created, KEEPER_IMAGE};
 use crate::labels;
+use crate::lock::{self, HeldLock};
 use async_trait::async_trait;
 use rollout_core::journal::{Journal, JournalRecord};
 use rollout_core::{BackendError, JournalError, ServiceRef};
@@ -71,67 +72,68 @@ impl DockerJournal {
         self
     }
 
-    /// Who holds the lock of `service` and since when, if anyone: for a
-    /// caller that decides whether a holder died (its pid gone on its host)
-    /// before calling [`DockerJournal::break_lock`].
-    pub async fn holder(
-        &self,
-        service: &ServiceRef,
-    ) -> Result<Option<(String, String)>, JournalError> {
-        Ok(self.lock_container(service).await?.map(|(_, h, s)| (h, s)))
+    /// Who holds the lock of `service` and since when, if anyone.
+    pub async fn holder(&self, service: &ServiceRef) -> Result<Option<HeldLock>, JournalError> {
+        lock::read(&self.engine, &lock_name(service))
+            .await
+            .map_err(|e| storage(&service.to_string(), e))
     }
 
     /// Removes the lock of `service` if `holder` still holds it (a holder
-    /// known to be dead), and says whether it did. The lock is removed by
-    /// its container id, so a lock taken again meanwhile by someone else is
-    /// left alone: two runs breaking the same dead lock cannot both win.
+    /// known to be dead, or one a person released with `docker rollout
+    /// unlock`), and says whether it did. The lock is removed by its
+    /// container id, so a lock taken again meanwhile by someone else is left
+    /// alone: two runs breaking the same dead lock cannot both win.
     pub async fn break_lock(
         &self,
         service: &ServiceRef,
         holder: &str,
     ) -> Result<bool, JournalError> {
-        let Some((id, current, _)) = self.lock_container(service).await? else {
-            return Ok(false);
-        };
-        if current != holder {
-            return Ok(false);
-        }
-        let options = bollard::query_parameters::RemoveContainerOptions {
-            force: true,
-            ..Default::default()
-        };
-        match self
-            .engine
-            .docker()
-            .remove_container(&id, Some(options))
+        lock::break_lock(&self.engine, &lock_name(service), holder)
             .await
-        {
-            Ok(()) => Ok(true),
-            Err(e) if crate::engine::status(&e) == Some(404) => Ok(false),
-            Err(e) => Err(storage(&service.to_string(), self.engine.error(e))),
-        }
+            .map_err(|e| storage(&service.to_string(), e))
     }
 
-    async fn lock_container(
+    /// Takes the lock `key` for `holder` as [`Journal::lock`] does, waiting
+    /// for another holder up to `timeout` (asking every half second); `on_wait`
+    /// hears who holds it and since when, once per holder. For a lock that
+    /// several services share: the two colours of a blue-green pair, whose
+    /// rollouts run one after the other.
+    pub async fn wait_lock(
         &self,
-        service: &ServiceRef,
-    ) -> Result<Option<(String, String, String)>, JournalError> {
-        let name = lock_name(service);
-        match self.engine.docker().inspect_container(&name, None).await {
-            Ok(c) => {
-                let l = c.config.and_then(|c| c.labels).unwrap_or_default();
-                Ok(Some((
-                    c.id.unwrap_or(name),
-                    l.get(labels::HOLDER)
-                        .cloned()
-                        .unwrap_or_else(|| "unknown".into()),
-                    l.get(labels::SINCE)
-                        .cloned()
-                        .unwrap_or_else(|| "unknown".into()),
-                )))
+        key: &ServiceRef,
+        holder: &str,
+        timeout: std::time::Duration,
+        on_wait: &(dyn Fn(&HeldLock) + Send + Sync),
+    ) -> Result<(), JournalError> {
+        let start = tokio::time::Instant::now();
+        let mut told: Option<String> = None;
+        loop {
+            match self.lock(key, holder).await {
+                Err(JournalError::Locked {
+                    service,
+                    holder: held_by,
+                    since,
+                }) => {
+                    if start.elapsed() >= timeout {
+                        return Err(JournalError::Locked {
+                            service,
+                            holder: held_by,
+                            since,
+                        });
+                    }
+                    if told.as_deref() != Some(held_by.as_str()) {
+                        on_wait(&HeldLock {
+                            id: String::new(),
+                            holder: held_by.clone(),
+                            since,
+                        });
+                        told = Some(held_by);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                done => return done,
             }
-            Err(e) if crate::engine::status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(storage(&service.to_string(), self.engine.error(e))),
         }
     }
 
@@ -187,32 +189,6 @@ impl DockerJournal {
     }
 }
 
-/// Whether `holder` (`USER@HOST pid N`, as `rollout_strategies::lock_holder`
-/// writes it) is a process that no longer exists on the machine of `asking`,
-/// the holder that asks for the lock now: a run killed with SIGKILL (or a
-/// crash) leaves its lock behind, and the next run on the same machine may
-/// take it over to finish what the dead one started. The journal forms no
-/// identity of its own: the asking holder says which host this is (its
-/// writer reads the kernel's host name). A holder of another host, or whose
-/// process still exists, or either not written that way, is never judged
-/// dead.
-fn holder_died_here(holder: &str, asking: &str) -> bool {
-    let (Some((host, pid)), Some((here, _))) = (host_and_pid(holder), host_and_pid(asking)) else {
-        return false;
-    };
-    host == here
-        && pid != std::process::id()
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && std::path::Path::new("/proc/self").exists()
-}
-
-/// The host and process id of a holder written as `USER@HOST pid N`.
-fn host_and_pid(holder: &str) -> Option<(&str, u32)> {
-    let (user_host, pid) = holder.rsplit_once(" pid ")?;
-    let (_, host) = user_host.split_once('@')?;
-    Some((host, pid.trim().parse().ok()?))
-}
-
 fn lock_name(service: &ServiceRef) -> String {
     format!("rollout-lock.{}.{}", service.project, service.service)
 }
@@ -224,47 +200,17 @@ fn storage(service: &str, e: BackendError) -> JournalError {
 #[async_trait]
 impl Journal for DockerJournal {
     async fn lock(&self, service: &ServiceRef, holder: &str) -> Result<(), JournalError> {
-        let who = service.to_string();
-        keeper::ensure_image(&self.engine)
+        let l = keeper::base_labels(LOCK, &service.project, &service.service, &self.extra_labels);
+        match lock::take(&self.engine, &lock_name(service), l, holder)
             .await
-            .map_err(|e| storage(&who, e))?;
-        let mut l =
-            keeper::base_labels(LOCK, &service.project, &service.service, &self.extra_labels);
-        l.insert(labels::HOLDER.into(), holder.into());
-        l.insert(labels::SINCE.into(), now_rfc3339());
-        // Twice at most: once more after breaking the lock of a dead holder.
-        let mut broke = false;
-        loop {
-            match keeper::create(
-                &self.engine,
-                &lock_name(service),
-                KEEPER_IMAGE,
-                l.clone(),
-                vec![],
-            )
-            .await
-            .map_err(|e| storage(&who, e))?
-            {
-                Created::Ours => return Ok(()),
-                Created::Taken => {
-                    let (held_by, since) = self
-                        .holder(service)
-                        .await?
-                        .unwrap_or_else(|| ("someone who just let go".into(), "now".into()));
-                    if !broke
-                        && holder_died_here(&held_by, holder)
-                        && self.break_lock(service, &held_by).await?
-                    {
-                        broke = true;
-                        continue;
-                    }
-                    return Err(JournalError::Locked {
-                        service: who,
-                        holder: held_by,
-                        since,
-                    });
-                }
-            }
+            .map_err(|e| storage(&service.to_string(), e))?
+        {
+            None => Ok(()),
+            Some(held) => Err(JournalError::Locked {
+                service: service.to_string(),
+                holder: held.holder,
+                since: held.since,
+            }),
         }
     }
 
@@ -354,39 +300,5 @@ impl Journal for DockerJournal {
                 .map_err(|e| storage(&service.to_string(), e))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_gone_process_of_this_host_is_a_dead_holder() {
-        let host = "build-7";
-        let asking = format!("bob@{host} pid {}", std::process::id());
-        // pid_max is at most 2^22 on Linux: this pid cannot exist.
-        assert!(holder_died_here(
-            &format!("ann@{host} pid 4999999"),
-            &asking
-        ));
-        // Alive: this very process, and pid 1.
-        assert!(!holder_died_here(
-            &format!("ann@{host} pid {}", std::process::id()),
-            &asking
-        ));
-        assert!(!holder_died_here(&format!("ann@{host} pid 1"), &asking));
-        // Another host, or a holder not written by lock_holder: never judged dead.
-        assert!(!holder_died_here(
-            "ann@elsewhere.example pid 4999999",
-            &asking
-        ));
-        assert!(!holder_died_here("someone who just let go", &asking));
-        assert!(!holder_died_here(&format!("ann@{host} pid x"), &asking));
-        // Nor when the one asking does not say where it runs.
-        assert!(!holder_died_here(
-            &format!("ann@{host} pid 4999999"),
-            "custom-strategy pid 7"
-        ));
     }
 }

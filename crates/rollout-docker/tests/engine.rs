@@ -520,7 +520,7 @@ async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
         .await
         .unwrap());
     assert_eq!(
-        second.holder(&service).await.unwrap().map(|h| h.0),
+        second.holder(&service).await.unwrap().map(|h| h.holder),
         Some("alice@host1 pid 11".to_string())
     );
     assert!(second
@@ -535,7 +535,7 @@ async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
     first.unlock(&service).await.unwrap();
     second.lock(&service, "bob@host2 pid 22").await.unwrap();
     assert_eq!(
-        first.holder(&service).await.unwrap().map(|h| h.0),
+        first.holder(&service).await.unwrap().map(|h| h.holder),
         Some("bob@host2 pid 22".to_string())
     );
     second.unlock(&service).await.unwrap();

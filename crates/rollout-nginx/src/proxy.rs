@@ -380,3 +380,116 @@ impl ConfigStore for LocalFiles {
         }
     }
 }
+
+/// Who holds a proxy lock and since when, as its store reads them back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// Who (`USER@HOST pid N ...`, as the taker wrote it).
+    pub holder: String,
+    /// Since when (RFC 3339, or whatever the store keeps).
+    pub since: String,
+}
+
+/// The lock of one proxy's config: every change to the file (prepare,
+/// commit, the reload's check, and the recovery of a killed run) holds it,
+/// so that two rollouts behind one proxy never edit, test or write the file
+/// at the same time.
+///
+/// The key is the config file as the proxy sees it; an implementation is
+/// made for one proxy (the Docker backend's is keyed by project and proxy
+/// service too). Taking it must be atomic (one create that fails when the
+/// lock exists); the router waits and asks again itself.
+#[async_trait]
+pub trait ProxyLock: Send + Sync {
+    /// Tries once to take the lock of `path` for `holder`: `Ok(None)` when
+    /// taken, `Ok(Some(who))` when someone else holds it. An implementation
+    /// may release a lock whose holder it can prove dead, and take it.
+    async fn try_lock(&self, path: &str, holder: &str) -> Result<Option<LockHolder>, ProxyError>;
+
+    /// Gives back the lock of `path`, held by this process.
+    async fn unlock(&self, path: &str) -> Result<(), ProxyError>;
+}
+
+/// A [`ProxyLock`] of files on this machine: the lock of `path` is the file
+/// `DIR/<path with / as _>.lock`, created with `O_EXCL` (atomic), holding
+/// the holder and the time it was taken. It never judges a holder dead.
+/// For an nginx on this machine and the crate's tests.
+#[derive(Debug, Clone)]
+pub struct LocalLock {
+    dir: PathBuf,
+}
+
+impl LocalLock {
+    /// Locks kept as files in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn file(&self, path: &str) -> PathBuf {
+        let name: String = path
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{name}.lock"))
+    }
+
+    fn error(&self, action: &'static str, path: &str, e: std::io::Error) -> ProxyError {
+        ProxyError::File {
+            proxy: "local lock".into(),
+            action,
+            path: path.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyLock for LocalLock {
+    async fn try_lock(&self, path: &str, holder: &str) -> Result<Option<LockHolder>, ProxyError> {
+        use tokio::io::AsyncWriteExt;
+        let file = self.file(path);
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .await
+        {
+            Ok(mut f) => {
+                let text = format!("{holder}\n{since}\n");
+                f.write_all(text.as_bytes())
+                    .await
+                    .map_err(|e| self.error("write", path, e))?;
+                Ok(None)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                // The taker writes after it creates: an empty file is a
+                // lock just taken.
+                let text = tokio::fs::read_to_string(&file).await.unwrap_or_default();
+                let mut lines = text.lines();
+                Ok(Some(LockHolder {
+                    holder: lines.next().unwrap_or("someone").to_string(),
+                    since: lines.next().unwrap_or("now").to_string(),
+                }))
+            }
+            Err(e) => Err(self.error("lock", path, e)),
+        }
+    }
+
+    async fn unlock(&self, path: &str) -> Result<(), ProxyError> {
+        match tokio::fs::remove_file(self.file(path)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.error("unlock", path, e)),
+        }
+    }
+}

@@ -10,9 +10,12 @@
 use rollout_core::error::RouterError;
 use rollout_core::model::InstanceId;
 use rollout_core::router::{DrainTicket, Route, RouteChange, Target, TrafficRouter};
-use rollout_nginx::proxy::{LocalExec, LocalFiles, Proxy};
+use rollout_nginx::proxy::{
+    ConfigStore, LocalExec, LocalFiles, LocalLock, Proxy, ProxyError, ProxyLock,
+};
 use rollout_nginx::router::{
-    NginxRouter, NginxRouterOptions, CANDIDATE_SUFFIX, NEXT_SUFFIX, PREVIOUS_SUFFIX,
+    NginxRouter, NginxRouterOptions, ProxyLocking, CANDIDATE_SUFFIX, NEXT_SUFFIX, PREVIOUS_SUFFIX,
+    SET_ASIDE_SUFFIX,
 };
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -632,7 +635,7 @@ async fn a_refused_change_keeps_the_live_file_and_the_processes() {
     assert_eq!(s.nginx.live(), before, "the live file changed");
     assert_eq!(s.nginx.inode(), inode);
     assert_eq!(s.router.processes().await.unwrap(), processes);
-    assert!(!Path::new(&format!("{}{CANDIDATE_SUFFIX}", conf.display())).exists());
+    assert_eq!(own_files(&conf), Vec::<String>::new());
     assert!(bodies(s.front, 5).await.iter().all(|body| body == "a"));
 }
 
@@ -798,7 +801,10 @@ async fn the_live_file_is_written_in_place_and_only_the_upstream_changes() {
         .unwrap();
     assert_eq!(s.nginx.live(), original);
     assert_eq!(s.nginx.inode(), inode);
-    assert!(!Path::new(&format!("{}{CANDIDATE_SUFFIX}", s.nginx.conf_path())).exists());
+    assert_eq!(
+        own_files(Path::new(&s.nginx.conf_path())),
+        Vec::<String>::new()
+    );
     journal_is_gone(&s);
 
     // The strategies hold it as a trait object.
@@ -869,9 +875,7 @@ async fn every_replica_is_reloaded_and_a_refusal_in_one_undoes_the_others() {
         other => panic!("expected replica-2 to refuse, got {other:?}"),
     }
     assert_eq!(std::fs::read(&conf).unwrap(), before);
-    for suffix in [PREVIOUS_SUFFIX, NEXT_SUFFIX] {
-        assert!(!Path::new(&format!("{}{suffix}", conf.display())).exists());
-    }
+    assert_eq!(own_files(&conf), Vec::<String>::new());
     let third = router.processes().await.unwrap();
     assert_eq!(third[1], settled[1], "replica-2 kept its workers");
     assert!(bodies(front, 20).await.iter().all(|body| body == "b"));
@@ -890,23 +894,47 @@ fn interrupted_commit(s: &Single, port: u16, torn: bool) -> (Vec<u8>, Vec<u8>) {
     let conf = s.nginx.conf_path();
     std::fs::write(format!("{conf}{PREVIOUS_SUFFIX}"), &original).unwrap();
     std::fs::write(format!("{conf}{NEXT_SUFFIX}"), &next).unwrap();
+    // An interrupted in-place write: the first bytes of the new config over
+    // the previous one, whose length is set only at the end.
     let live = if torn {
-        &next[..next.len() / 2]
+        // Cut a few bytes past where the two start to differ.
+        let differ = original
+            .iter()
+            .zip(&next)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let cut = differ + 5;
+        assert!(cut < original.len());
+        let mut live = next[..cut].to_vec();
+        live.extend_from_slice(&original[cut..]);
+        live
     } else {
-        &next[..]
+        next.clone()
     };
     std::fs::write(&conf, live).unwrap();
     (original, next)
 }
 
 fn journal_is_gone(s: &Single) {
-    let conf = s.nginx.conf_path();
-    for suffix in [PREVIOUS_SUFFIX, NEXT_SUFFIX] {
-        assert!(
-            !Path::new(&format!("{conf}{suffix}")).exists(),
-            "{suffix} left"
-        );
-    }
+    let left = own_files(Path::new(&s.nginx.conf_path()));
+    assert!(left.is_empty(), "left beside the live file: {left:?}");
+}
+
+/// The router's own files beside `conf` (candidates and journals of any run).
+fn own_files(conf: &Path) -> Vec<String> {
+    let name = conf.file_name().unwrap().to_string_lossy().to_string();
+    let mut found: Vec<String> = std::fs::read_dir(conf.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|f| {
+            [CANDIDATE_SUFFIX, PREVIOUS_SUFFIX, NEXT_SUFFIX]
+                .iter()
+                .any(|suffix| f.starts_with(&format!("{name}{suffix}")))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1073,9 +1101,7 @@ async fn a_crash_between_two_replicas_is_finished_on_open() {
         "replica-2 was reloaded: {first:?} {after:?}"
     );
     assert_eq!(std::fs::read(&r.conf).unwrap(), next);
-    for suffix in [PREVIOUS_SUFFIX, NEXT_SUFFIX] {
-        assert!(!Path::new(&format!("{conf}{suffix}")).exists());
-    }
+    assert_eq!(own_files(&r.conf), Vec::<String>::new());
     assert!(bodies(r.front, 20).await.iter().all(|body| body == "b"));
 }
 
@@ -1242,5 +1268,219 @@ async fn an_include_that_would_load_the_routers_own_files_is_refused() {
             assert!(message.contains("does not include"), "{message}")
         }
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+// ------------------------------------------------- one config, many rollouts
+
+/// A config store that records every file written: the candidates nginx -t
+/// was asked about, and every write of the live file.
+struct Recording {
+    inner: LocalFiles,
+    candidates: std::sync::Mutex<Vec<Vec<u8>>>,
+    committed: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+#[async_trait::async_trait]
+impl ConfigStore for Recording {
+    async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
+        self.inner.read(path).await
+    }
+    async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
+        self.committed.lock().unwrap().push(bytes.to_vec());
+        self.inner.write_in_place(path, bytes).await
+    }
+    async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
+        if path.contains(CANDIDATE_SUFFIX) {
+            self.candidates.lock().unwrap().push(bytes.to_vec());
+        }
+        self.inner.write_new(path, bytes).await
+    }
+    async fn remove(&self, path: &str) -> Result<(), ProxyError> {
+        self.inner.remove(path).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_routers_on_one_config_compose_their_edits_under_the_proxy_lock() {
+    require_nginx();
+    let (port, backends) = backends(&["w1", "w2", "a1", "a2"]).await;
+    let [w1, w2, a1, a2] = &backends[..] else {
+        unreachable!()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    make_dir(&root);
+    make_dir(&root.join("conf.d"));
+    let (web_front, api_front) = (free_port(), free_port());
+    // One file, two upstreams: `web` and `api`, each with a front of its own.
+    let text = config(&root, web_front, &format!("        server {}:{port};\n", w1.ip))
+        .replace("upstream backend", "upstream web")
+        .replace("proxy_pass http://backend;", "proxy_pass http://web;")
+        .replace(
+            "    server {\n",
+            &format!(
+                "    upstream api {{\n        server {}:{port};\n    }}\n\n    server {{\n        listen 127.0.0.1:{api_front};\n        location / {{ proxy_pass http://api; }}\n    }}\n\n    server {{\n",
+                a1.ip
+            ),
+        );
+    let conf = root.join("nginx.conf");
+    std::fs::write(&conf, &text).unwrap();
+    let nginx = Nginx::start(&root, &conf, &root.join("nginx.pid"), Vec::new());
+    let store = Arc::new(Recording {
+        inner: LocalFiles::new("nginx-1"),
+        candidates: Default::default(),
+        committed: Default::default(),
+    });
+    let locks = tempfile::tempdir().unwrap();
+    let lock: Arc<dyn ProxyLock> = Arc::new(LocalLock::new(locks.path()));
+    let waited = Arc::new(AtomicU64::new(0));
+    let open = |upstream: &str, holder: &str| {
+        let mut options = NginxRouterOptions::new(upstream, nginx.conf_path());
+        options.services = vec![upstream.to_string()];
+        let proxy = nginx.proxy("nginx-1");
+        let proxy = Proxy::new("nginx-1", proxy.exec.clone(), store.clone())
+            .with_nginx(proxy.nginx.clone().unwrap());
+        let mut locking = ProxyLocking::new(lock.clone(), holder);
+        locking.poll = Duration::from_millis(5);
+        let waited = waited.clone();
+        locking.on_wait = Arc::new(move |_| {
+            waited.fetch_add(1, Ordering::Relaxed);
+        });
+        NginxRouter::open_locked(options, vec![proxy], locking)
+    };
+    let web = Arc::new(open("web", "web@test pid 1").await.unwrap());
+    let api = Arc::new(open("api", "api@test pid 2").await.unwrap());
+    assert_ne!(web.tag(), api.tag(), "each run names its own files");
+    workers_started(&web).await;
+
+    // Each router moves its upstream back and forth between its two
+    // backends, both at once; the last change of each sets the second.
+    let flip = |router: Arc<NginxRouter>, one: Target, two: Target| {
+        tokio::spawn(async move {
+            for i in 0..6 {
+                let (set, gone) = if i % 2 == 0 {
+                    (two.clone(), one.clone())
+                } else {
+                    (one.clone(), two.clone())
+                };
+                let set = vec![Route {
+                    target: set,
+                    weight: 1,
+                }];
+                router.apply(&change(set, vec![gone])).await.unwrap();
+            }
+        })
+    };
+    let (w, a) = (
+        flip(web.clone(), w1.target(), w2.target()),
+        flip(api.clone(), a1.target(), a2.target()),
+    );
+    w.await.unwrap();
+    a.await.unwrap();
+
+    // Both edits survived: each upstream ends on its first backend (six
+    // flips), and the other upstream's lines are there too.
+    assert_eq!(web.routes().await.unwrap(), vec![w1.route(1)]);
+    assert_eq!(api.routes().await.unwrap(), vec![a1.route(1)]);
+    assert!(bodies(web_front, 5).await.iter().all(|b| b == "w1"));
+    assert!(bodies(api_front, 5).await.iter().all(|b| b == "a1"));
+    // Every committed file is one that nginx -t accepted as a candidate,
+    // and nginx -t accepts it again now.
+    let candidates = store.candidates.lock().unwrap().clone();
+    let committed = store.committed.lock().unwrap().clone();
+    assert_eq!(committed.len(), 12, "one write per change, none put back");
+    let check = root.join("check.conf");
+    for bytes in &committed {
+        assert!(
+            candidates.contains(bytes),
+            "a committed file was never tested"
+        );
+        std::fs::write(&check, bytes).unwrap();
+        let out = Command::new(NGINX)
+            .args(["-e", "stderr", "-t", "-q", "-p"])
+            .arg(format!("{}/", root.display()))
+            .arg("-c")
+            .arg(&check)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(own_files(&conf), Vec::<String>::new());
+    assert!(
+        waited.load(Ordering::Relaxed) > 0,
+        "the two never waited for each other: the test shows nothing"
+    );
+    drop(web);
+    drop(api);
+    drop(nginx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_after_a_crash_is_left_alone_with_a_warning() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let s = single(port, &[&backends[0].ip]).await;
+    let (original, _) = interrupted_commit(&s, port, false);
+    // A person edits the file after the crash: a third server line.
+    let conf = PathBuf::from(s.nginx.conf_path());
+    let edited = String::from_utf8(original.clone())
+        .unwrap()
+        .replace(
+            &format!("server {}:{port};", backends[0].ip),
+            &format!(
+                "server {}:{port};\n        server 127.0.0.9:{port} down;",
+                backends[0].ip
+            ),
+        )
+        .into_bytes();
+    std::fs::write(&conf, &edited).unwrap();
+    let router = open_router(&s.nginx).await.unwrap();
+    assert_eq!(s.nginx.live(), edited, "the person's edit stays");
+    let notes = router.recovered().join("\n");
+    assert!(notes.contains("warning"), "{notes}");
+    assert!(notes.contains("changed by someone"), "{notes}");
+    assert!(notes.contains("+ server 127.0.0.9"), "{notes}");
+    assert!(notes.contains("- server 127.0.0.3"), "{notes}");
+    journal_is_gone(&s);
+    let aside: Vec<_> = std::fs::read_dir(conf.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|f| f.contains(SET_ASIDE_SUFFIX))
+        .collect();
+    assert_eq!(aside.len(), 2, "{aside:?}");
+    // The rollout goes on from the file as it is.
+    router
+        .apply(&change(
+            vec![backends[1].route(1)],
+            vec![backends[0].target()],
+        ))
+        .await
+        .unwrap();
+    let live = String::from_utf8(s.nginx.live()).unwrap();
+    assert!(live.contains("127.0.0.9"), "{live}");
+
+    // A hand edit nginx refuses stops the router, in nginx's words.
+    let original = s.nginx.live();
+    let mut next = original.clone();
+    next.extend_from_slice(b"# the killed run's\n");
+    let path = s.nginx.conf_path();
+    std::fs::write(format!("{path}{PREVIOUS_SUFFIX}.dead"), &original).unwrap();
+    std::fs::write(format!("{path}{NEXT_SUFFIX}.dead"), &next).unwrap();
+    let broken = String::from_utf8(original).unwrap().replace(
+        "access_log off;",
+        "access_log off;\n    no_such_directive on;",
+    );
+    std::fs::write(&conf, broken).unwrap();
+    match open_router(&s.nginx).await {
+        Err(RouterError::Invalid { location, message }) => {
+            assert!(location.starts_with(&s.nginx.conf_path()), "{location}");
+            assert!(message.contains("no_such_directive"), "{message}");
+        }
+        other => panic!("expected nginx's refusal, got {other:?}"),
     }
 }

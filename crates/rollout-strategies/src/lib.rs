@@ -78,7 +78,7 @@ mod rolling;
 pub use bluegreen::BlueGreen;
 pub use canary::{Canary, OLD_WEIGHT};
 pub use no_traffic::NoTraffic;
-pub use ops::lock_holder;
+pub use ops::{boot_id, lock_holder, process_start, this_process};
 pub use rolling::Rolling;
 
 use rollout_core::{BackendError, JournalError, RouterError, Strategy, StrategyKind};

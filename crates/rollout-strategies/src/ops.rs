@@ -8,6 +8,7 @@ use rollout_core::backend::Failure;
 use rollout_core::journal::{JournalRecord, Phase, Step};
 use rollout_core::router::{DrainReport, DrainTicket};
 use rollout_core::strategy::CancelLevel;
+use rollout_core::JournalError;
 use rollout_core::StrategyKind;
 use rollout_core::{
     Event, Instance, InstanceId, InstanceState, Outcome, Plan, Revision, RolloutContext, Route,
@@ -31,13 +32,44 @@ pub(crate) fn service_target(name: &str) -> Target {
     }
 }
 
-/// Who takes the lock: user, host and process, as a person would look for it
-/// (`USER@HOST pid N`). The host is the kernel's host name, so that a later
-/// run on the same machine can tell that the holder died (the Docker journal
-/// breaks the lock of a holder of this host whose process is gone).
+/// Who takes the lock: user, host and process, as a person would look for it,
+/// and what proves later whether that process still runs: its start time and
+/// the machine's boot id (`USER@HOST pid N started T boot B`, a
+/// [`Holder`](rollout_core::journal::Holder)). The host is the kernel's host
+/// name; a later run of the same host and boot can tell that the holder died
+/// (its pid gone, or taken by a process started at another time).
 pub fn lock_holder() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{} pid {}", this_host(), std::process::id())
+    this_process().to_string()
+}
+
+/// This process as a lock [`Holder`](rollout_core::journal::Holder).
+pub fn this_process() -> rollout_core::journal::Holder {
+    let pid = std::process::id();
+    rollout_core::journal::Holder {
+        user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        host: this_host(),
+        pid,
+        start: process_start(pid),
+        boot: boot_id(),
+    }
+}
+
+/// When process `pid` of this machine started, in clock ticks after boot
+/// (`/proc/PID/stat`, field 22), or `None` when there is no such process.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold anything.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This machine's boot id (`/proc/sys/kernel/random/boot_id`): another
+/// after every boot, and another on every machine.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
 }
 
 /// This machine's host name: the kernel's, else `$HOSTNAME`, else `localhost`.
@@ -267,8 +299,16 @@ impl<'a> Ops<'a> {
             });
             outcome
         };
-        if let Err(e) = ctx.journal.lock(&plan.service, &lock_holder()).await {
-            return Err(fail(e.to_string()));
+        match ctx.journal.lock(&plan.service, &lock_holder()).await {
+            Ok(()) => {}
+            Err(e @ JournalError::Locked { .. }) => {
+                let outcome = Outcome::Busy(e.to_string());
+                ctx.events.send(Event::Finished {
+                    outcome: outcome.clone(),
+                });
+                return Err(outcome);
+            }
+            Err(e) => return Err(fail(e.to_string())),
         }
         let found = match ctx.journal.load(&plan.service).await {
             Ok(r) => r,

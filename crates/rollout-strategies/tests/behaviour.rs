@@ -90,13 +90,14 @@ async fn a_second_rollout_of_the_service_is_refused() {
     e.journal.lock(&e.service, "alice@ci pid 42").await.unwrap();
     let p = plan(&e, 2);
     let (o, _) = run(&Rolling, &e, &p).await;
-    let Outcome::Failed(msg) = &o else {
+    let Outcome::Busy(msg) = &o else {
         panic!("{o:?}")
     };
     assert!(
         msg.contains("alice@ci pid 42") && msg.contains("since"),
         "{msg}"
     );
+    assert_eq!(o.exit_code(), rollout_core::exit::BUSY, "busy: exit 7");
     assert_eq!(e.mock.mark(), e.mark, "nothing changed");
     assert_eq!(
         e.journal.holder(&e.service).as_deref(),

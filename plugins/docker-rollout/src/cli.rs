@@ -136,6 +136,12 @@ pub struct RolloutRequest {
     pub output: OutputFormat,
     /// Run as `docker-rollout`, not through the docker CLI.
     pub standalone: bool,
+    /// How long a change of the proxy's config waits for another rollout
+    /// behind the same proxy (`--lock-timeout`, default 2m).
+    pub lock_timeout: Duration,
+    /// `docker rollout unlock SERVICE`: show and release the service's lock
+    /// instead of rolling out; `Some(true)` with `--force` (no question).
+    pub unlock: Option<bool>,
 }
 
 /// docker's global flags (`cli/flags/options.go`), as given.
@@ -232,6 +238,9 @@ struct Cli {
     /// The service to roll out.
     #[arg(value_name = "SERVICE")]
     service: String,
+    /// After `unlock`: the service whose lock to show and release.
+    #[arg(value_name = "UNLOCK_SERVICE", hide = true)]
+    unlock_service: Option<String>,
 
     /// Compose configuration files (repeatable; default: COMPOSE_FILE, else compose.yaml and its override).
     #[arg(
@@ -276,6 +285,12 @@ struct Cli {
     /// Progress format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, help_heading = "Rollout")]
     output: OutputFormat,
+    /// How long a change of the proxy's config waits for another rollout behind the same proxy.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m", help_heading = "Rollout")]
+    lock_timeout: Duration,
+    /// With `unlock`: release the lock without asking.
+    #[arg(long, help_heading = "Rollout")]
+    force: bool,
 
     #[command(flatten)]
     tuning: Tuning,
@@ -635,7 +650,7 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
     if rest.first().is_some_and(|a| a == INIT_SUBCOMMAND) {
         return parse_init(globals, rest.into_iter().skip(1), as_plugin);
     }
-    let mut cmd = Cli::command();
+    let mut cmd = Cli::command().after_help(AFTER_HELP.as_str());
     if !as_plugin {
         cmd = cmd.name("docker-rollout").bin_name("docker-rollout");
     } else {
@@ -649,11 +664,38 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
         }))
         .chain(rest),
     )?;
-    let cli = Cli::from_arg_matches(&matches)?;
-    Ok(Invocation::Rollout(Box::new(
-        cli.into_request(globals, !as_plugin),
-    )))
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    // `docker rollout unlock SERVICE`: the same flags, another job (a
+    // service named `unlock` alone is still rolled out).
+    let unlock = match cli.unlock_service.take() {
+        None => false,
+        Some(service) if cli.service == "unlock" => {
+            cli.service = service;
+            true
+        }
+        Some(extra) => {
+            return Err(Cli::command().error(
+                ErrorKind::UnknownArgument,
+                format!(
+                    "unexpected argument '{extra}' (one service at a time, or `unlock SERVICE`)"
+                ),
+            ))
+        }
+    };
+    let force = cli.force;
+    let mut request = cli.into_request(globals, !as_plugin);
+    request.unlock = unlock.then_some(force);
+    Ok(Invocation::Rollout(Box::new(request)))
 }
+
+/// The end of `--help`: the other command, the exit codes, the environment.
+static AFTER_HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n\n\
+         Exit codes:\n  0 done or nothing to change   1 unexpected error   2 bad input (nothing changed)\n  3 failed, rolled back   4 paused   5 the rollback failed\n  6 engine, proxy or database unreachable\n  7 busy: another run holds the lock (nothing changed)   130 interrupted\n\n{}",
+        crate::environ::ENVIRONMENT
+    )
+});
 
 /// Parses what follows `init`.
 fn parse_init(
@@ -747,6 +789,8 @@ impl Cli {
             dry_run: self.dry_run,
             output: self.output,
             standalone,
+            lock_timeout: self.lock_timeout,
+            unlock: None,
         }
     }
 }
@@ -903,6 +947,26 @@ mod tests {
         assert_eq!(code, 2, "{msg}");
         // A service named init is rolled out with a flag before its name.
         assert_eq!(plugin("rollout --strategy rolling init").service, "init");
+    }
+
+    #[test]
+    fn unlock_takes_the_next_word_as_the_service_and_the_lock_timeout_a_duration() {
+        let r = plugin("rollout --project-name shop unlock app --force");
+        assert_eq!((r.service.as_str(), r.unlock), ("app", Some(true)));
+        assert_eq!(r.compose.project_name.as_deref(), Some("shop"));
+        let r = plugin("rollout unlock web");
+        assert_eq!((r.service.as_str(), r.unlock), ("web", Some(false)));
+        // A service named unlock is rolled out.
+        let r = plugin("rollout unlock");
+        assert_eq!((r.service.as_str(), r.unlock), ("unlock", None));
+        assert_eq!(r.lock_timeout, Duration::from_secs(120));
+        let r = plugin("rollout app --lock-timeout 5s");
+        assert_eq!(r.lock_timeout, Duration::from_secs(5));
+        assert_eq!(error("rollout app web", true).0, 2);
+        assert_eq!(error("rollout app --lock-timeout 0s", true).0, 2);
+        let help = error("rollout --help", true).1;
+        assert!(help.contains("7 busy"), "{help}");
+        assert!(help.contains("docker rollout unlock SERVICE"), "{help}");
     }
 
     #[test]

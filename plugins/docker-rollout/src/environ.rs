@@ -20,7 +20,7 @@ Environment:
   ROLLOUT_DATABASE_URL     docker rollout migrate: the database when --database is not given
                            (its password is never printed)
   HOME                     where the docker config is when DOCKER_CONFIG is not set
-  USER, HOSTNAME           who holds a rollout's lock (shown to a second rollout)
+  USER, HOSTNAME           who holds a rollout's lock (shown to a second rollout and unlock)
   DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND, DOCKER_CLI_PLUGIN_SOCKET
                            set by the docker CLI when it runs the plugin
 The live progress takes its width from the terminal itself (80 columns when it does not say).";

@@ -79,7 +79,13 @@ impl From<RouterError> for Fail {
 
 impl From<JournalError> for Fail {
     fn from(e: JournalError) -> Self {
-        Fail::unexpected(e.to_string())
+        match e {
+            JournalError::Locked { .. } => Fail {
+                code: exit::BUSY,
+                message: e.to_string(),
+            },
+            e => Fail::unexpected(e.to_string()),
+        }
     }
 }
 
@@ -108,6 +114,12 @@ mod tests {
         );
         assert_eq!(Fail::from(RouterError::Reload("refused".into())).code, 1);
         assert_eq!(Fail::from(JournalError::Storage("disk".into())).code, 1);
+        let busy = JournalError::Locked {
+            service: "shop/app".into(),
+            holder: "ann@ci pid 7".into(),
+            since: "2026-01-01T00:00:00Z".into(),
+        };
+        assert_eq!(Fail::from(busy).code, exit::BUSY);
         let stopped = Fail::from(ProxyServiceError::NotRunning {
             service: rollout_core::ServiceRef::new("shop", "nginx"),
         });

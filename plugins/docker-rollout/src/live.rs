@@ -14,20 +14,21 @@ use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
 use rollout_compose::{Flavour, Project, ProjectNames, Settings};
-use rollout_core::journal::Journal;
+use rollout_core::journal::{Journal, Liveness};
 use rollout_core::strategy::{TrafficLayout, Verifier};
 use rollout_core::{Backend, InstanceId, ServiceRef, TrafficRouter};
 use rollout_docker::compose::project_containers;
 use rollout_docker::{
-    ComposeCli, DockerBackend, DockerCli, DockerJournal, Engine, GlobalFlags, HealthProbe,
-    ProxyContainer, ToolChoice, ToolLookup,
+    ComposeCli, DockerBackend, DockerCli, DockerJournal, DockerProxyLock, Engine, GlobalFlags,
+    HealthProbe, ProxyContainer, ToolChoice, ToolLookup,
 };
 use rollout_nginx::proxy::Proxy;
-use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
+use rollout_nginx::router::{NginxRouter, NginxRouterOptions, ProxyLocking};
 use rollout_nginx::verify::ProxyVerifier;
 use rollout_nginx::{ConfFile, RoutingError};
 use rollout_strategies::NoTraffic;
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -299,6 +300,52 @@ pub fn no_traffic_note(settings: &Settings) -> String {
     )
 }
 
+/// The lock both colours of a blue-green pair take (`pair.BLUE.GREEN`, the
+/// colours in order), or `None` for a single service.
+pub fn colour_pair(settings: &Settings) -> Option<ServiceRef> {
+    let TrafficLayout::Colours { other, .. } = &settings.layout else {
+        return None;
+    };
+    let mut colours = [settings.service.service.as_str(), other.service.as_str()];
+    colours.sort();
+    Some(ServiceRef::new(
+        &settings.service.project,
+        format!("pair.{}.{}", colours[0], colours[1]),
+    ))
+}
+
+/// Waits for the pair's lock (up to `timeout`, saying for whom), after
+/// refusing at once, with exit 7, a second rollout of the very service.
+pub async fn wait_pair(
+    journal: &DockerJournal,
+    service: &ServiceRef,
+    pair: &ServiceRef,
+    timeout: Duration,
+) -> Result<(), Fail> {
+    let here = rollout_strategies::lock_holder();
+    if let Some(held) = journal.holder(service).await? {
+        if rollout_docker::lock::judge(&held.holder, &here) != Liveness::Dead {
+            return Err(rollout_core::JournalError::Locked {
+                service: service.to_string(),
+                holder: held.holder,
+                since: held.since,
+            }
+            .into());
+        }
+    }
+    journal
+        .wait_lock(pair, &here, timeout, &|held| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "waiting for the other colour's rollout to end ({} since {})",
+                held.holder,
+                held.since
+            );
+        })
+        .await?;
+    Ok(())
+}
+
 /// Connects every part. Nothing is changed unless the nginx router finds
 /// a change an earlier run left half-done, which it finishes (and says so
 /// in `notes`). A service with no proxy in front gets the router that
@@ -343,7 +390,21 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         options.services = names.clone();
         options.port = settings.port;
         let probe_proxy = proxies[0].clone();
-        let nginx = NginxRouter::open(options, proxies).await?;
+        // Every change of the proxy's config, and the recovery that opening
+        // runs, holds the proxy's lock: rollouts of other services behind
+        // this proxy wait for each other's edits.
+        let lock = DockerProxyLock::new(engine.clone(), project, &proxy_service);
+        let mut locking = ProxyLocking::new(Arc::new(lock), rollout_strategies::lock_holder());
+        locking.timeout = req.lock_timeout;
+        locking.on_wait = Arc::new(|held| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "waiting for the proxy config: another rollout changes it ({} since {})",
+                held.holder,
+                held.since
+            );
+        });
+        let nginx = NginxRouter::open_locked(options, proxies, locking).await?;
         Ok::<_, Fail>((nginx, probe_proxy, upstream))
     };
     let (opened, target) = tokio::join!(

@@ -27,11 +27,13 @@ mod migrate;
 mod output;
 mod plan;
 mod socket;
+mod unlock;
 
 use cli::{Invocation, RolloutRequest};
 use drive::Interrupt;
 use fail::Fail;
 use output::Summary;
+use rollout_core::journal::Journal;
 use rollout_core::strategy::{Cancel, RolloutContext};
 use rollout_core::{exit, Revision, Word};
 use std::io::Write;
@@ -152,6 +154,9 @@ async fn rollout(
     req: RolloutRequest,
     mut irx: mpsc::UnboundedReceiver<Interrupt>,
 ) -> Result<i32, Fail> {
+    if let Some(force) = req.unlock {
+        return or_interrupted(&mut irx, unlock::unlock(&req, force)).await;
+    }
     if req.docker.debug && !req.dry_run {
         // Which door progress takes, and whose width it uses, is otherwise
         // invisible until a rollout draws it.
@@ -183,7 +188,26 @@ async fn rollout(
     warn(&prepared.warnings);
     let settings = &prepared.settings;
     let strategy_name = settings.strategy.as_str();
-    let wired = or_interrupted(&mut irx, live::wire(&prepared, &req, engine)).await?;
+    // The two colours of a blue-green pair share one lock besides their
+    // own: rollouts of the pair run one after the other.
+    let pair = live::colour_pair(settings);
+    let pair_journal = rollout_docker::DockerJournal::new(engine.clone());
+    if let Some(pair) = &pair {
+        or_interrupted(
+            &mut irx,
+            live::wait_pair(&pair_journal, &settings.service, pair, req.lock_timeout),
+        )
+        .await?;
+    }
+    let wired = match or_interrupted(&mut irx, live::wire(&prepared, &req, engine)).await {
+        Ok(wired) => wired,
+        Err(f) => {
+            if let Some(pair) = &pair {
+                let _ = pair_journal.unlock(pair).await;
+            }
+            return Err(f);
+        }
+    };
     let plan = settings.plan(wired.target.clone());
     let mut renderer = output::setup(req.output, strategy_name, &plan);
     renderer.already_new(wired.already_new);
@@ -222,6 +246,9 @@ async fn rollout(
     // Replaced journal generations are removed in the background: gone
     // before the process is (one left behind would be harmless).
     wired.docker_journal.flush().await;
+    if let Some(pair) = &pair {
+        let _ = pair_journal.unlock(pair).await;
+    }
     let code = outcome.exit_code();
     let elapsed = renderer.t();
     let summary = Summary::finished(

@@ -12,8 +12,7 @@
 //! the one [`Config`](crate::Config) follows too; only the listing of a glob
 //! is done here, by the proxy's shell, in one command.
 
-use super::recovery::journal_paths;
-use super::{read_live, NginxRouter, NginxRouterOptions, Replica, CANDIDATE_SUFFIX};
+use super::{read_live, Names, NginxRouter, NginxRouterOptions, Replica};
 use crate::include;
 use crate::proxy::Proxy;
 use crate::tree::ConfFile;
@@ -76,6 +75,7 @@ impl NginxRouter {
 /// router's own files beside the live one (a candidate or a journal).
 pub(super) async fn check_includes(
     options: &NginxRouterOptions,
+    names: &Names,
     proxy: &Proxy,
 ) -> Result<(), RouterError> {
     let main_path = &options.config_path;
@@ -83,10 +83,13 @@ pub(super) async fn check_includes(
     if let Some(target) = &options.upstream_file {
         sites(&main, main_path, target)?;
     }
-    let (previous, next) = journal_paths(options.live_path());
-    let main_candidate = format!("{main_path}{CANDIDATE_SUFFIX}");
-    for own in [options.candidate_path(), previous, next, main_candidate] {
-        if let Some(pattern) = loaders(&main, main_path, &own).first() {
+    for own in [
+        &names.candidate,
+        &names.previous,
+        &names.next,
+        &names.main_candidate,
+    ] {
+        if let Some(pattern) = loaders(&main, main_path, own).first() {
             return Err(RouterError::Config(format!(
                 "{main_path}: include {pattern} would also load {own}, a file the router writes beside the live one\nhint: narrow the include, for example to *.conf"
             )));

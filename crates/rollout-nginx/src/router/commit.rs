@@ -10,8 +10,7 @@
 //! what nginx refused, what was put back, what could not be.
 
 use super::procs::{reload_took, Proc};
-use super::recovery::journal_paths;
-use super::{edit, read_live, unreachable, NginxRouter, Replica, WaitSet, CANDIDATE_SUFFIX};
+use super::{edit, read_live, unreachable, NginxRouter, Replica, WaitSet};
 use crate::proxy::{ExecOutput, ProxyError};
 use rollout_core::error::RouterError;
 use rollout_core::router::{DrainTicket, RouteChange};
@@ -62,8 +61,7 @@ impl NginxRouter {
         // A single replica removes its journal in the reload's own command
         // once the reload took; with several, each keeps its journal until
         // every one is known good.
-        let (journal_previous, journal_next) = journal_paths(self.options.live_path());
-        let single = [journal_previous.as_str(), journal_next.as_str()];
+        let single = [self.names.previous.as_str(), self.names.next.as_str()];
         let in_reload: &[&str] = if commits.len() == 1 { &single } else { &[] };
         let mut forgotten = !in_reload.is_empty();
         for (index, live, next) in &commits {
@@ -113,12 +111,12 @@ impl NginxRouter {
         if edited == live {
             return Ok((live, None));
         }
-        let candidate = self.options.candidate_path();
+        let candidate = self.names.candidate.clone();
         let files = &replica.proxy.files;
         // With the upstream in an included file, nginx -t reads a candidate
         // main file beside the main one, which includes the candidate.
         let main = &self.options.config_path;
-        let main_candidate = format!("{main}{CANDIDATE_SUFFIX}");
+        let main_candidate = self.names.main_candidate.clone();
         let candidate_main = match &self.options.upstream_file {
             None => None,
             Some(_) => Some(self.candidate_main(replica, &candidate).await?),
@@ -128,7 +126,7 @@ impl NginxRouter {
         // live file is written; one command tests the candidate and removes
         // it, and the journal too when nginx refuses the candidate. A round
         // trip to the proxy each is what an apply costs.
-        let (journal_previous, journal_next) = journal_paths(path);
+        let (journal_previous, journal_next) = (&self.names.previous, &self.names.next);
         let tested_file = match &candidate_main {
             None => candidate.clone(),
             Some(_) => main_candidate.clone(),
@@ -137,8 +135,8 @@ impl NginxRouter {
         if let Some(bytes) = &candidate_main {
             upload.push((&main_candidate, bytes));
         }
-        upload.push((&journal_previous, &live));
-        upload.push((&journal_next, &edited));
+        upload.push((journal_previous, &live));
+        upload.push((journal_next, &edited));
         if let Err(e) = files.write_new_all(&upload).await {
             let all: Vec<&str> = upload.iter().map(|(p, _)| *p).collect();
             let _ = files.remove_all(&all).await;
@@ -151,8 +149,8 @@ impl NginxRouter {
             "sh",
             &candidate,
             &tested_file,
-            &journal_previous,
-            &journal_next,
+            journal_previous,
+            journal_next,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -317,7 +315,12 @@ fn append(e: RouterError, notes: &str) -> RouterError {
 
 /// Turns the output of a failed `nginx -t` into [`RouterError::Invalid`],
 /// naming the live file where nginx named the candidate.
-fn refusal(out: &ExecOutput, renames: &[(&str, &str)], live: &str, proxy: &str) -> RouterError {
+pub(super) fn refusal(
+    out: &ExecOutput,
+    renames: &[(&str, &str)],
+    live: &str,
+    proxy: &str,
+) -> RouterError {
     let mut text = out.message();
     for (candidate, real) in renames {
         text = text.replace(candidate, real);

@@ -16,9 +16,10 @@
 //! 1. *Prepare, for every replica.* Read the live file, edit the upstream
 //!    with the crate's upstream editor (only its `server` lines change, the
 //!    rest of the file stays byte for byte), write the result as a candidate
-//!    file beside the live one (`nginx.conf.rollout-candidate`: same
-//!    directory, so relative includes resolve the same; a name that a
-//!    `*.conf` glob cannot pick up), and run `nginx -t -q -c CANDIDATE` in
+//!    file beside the live one (`nginx.conf.rollout-candidate.TAG`, TAG
+//!    this run's own ([`NginxRouter::tag`]): same directory, so relative
+//!    includes resolve the same; a name that a `*.conf` glob cannot pick
+//!    up, and that no other run writes or removes), and run `nginx -t -q -c CANDIDATE` in
 //!    the proxy. When the upstream lives in a file the main file includes
 //!    ([`NginxRouterOptions::upstream_file`], the official image's
 //!    `conf.d/default.conf`), nginx -t reads a candidate main file instead:
@@ -47,17 +48,35 @@
 //! Writing in place cannot be atomic, so a run killed during the write could
 //! leave a torn file that nginx would refuse at its next start. Before the
 //! first write, the commit saves, in every replica about to take it, the
-//! previous bytes as `LIVE.rollout-previous` and the new ones as
-//! `LIVE.rollout-next` (written in that order, removed in that order, so a
-//! lone `next` means nothing), and removes them once every replica is known
-//! good. [`open`](NginxRouter::open) finishes what a killed run left: a live
-//! file that is neither was torn, and gets the previous bytes back (no master
-//! loaded it: a reload comes only after a complete write); a live file with
-//! the whole new bytes was validated and is kept. Then every replica that had
-//! a journal is reloaded, since which config its master runs is not known
+//! previous bytes as `LIVE.rollout-previous.TAG` and the new ones as
+//! `LIVE.rollout-next.TAG` (written in that order, removed in that order, so
+//! a lone `next` means nothing), and removes them once every replica is known
+//! good. [`open`](NginxRouter::open) finishes what a killed run left, for
+//! every journal it finds (any run's tag): a live file that an interrupted
+//! in-place write can have left (the start of the new bytes over the rest of
+//! the previous ones) gets the previous bytes back (no master loaded it: a
+//! reload comes only after a complete write); a live file with the whole new
+//! bytes was validated and is kept. Anything else is a person's edit made
+//! since: it is left alone, the journal is moved aside
+//! (`LIVE.rollout-set-aside.TIME.previous` and `.next`), a warning in
+//! [`NginxRouter::recovered`] names the upstream lines that differ, and the
+//! router opens if `nginx -t` accepts the config ([`RouterError::Invalid`]
+//! with nginx's words if not). Then every replica whose journal was kept or
+//! repaired is reloaded, since which config its master runs is not known
 //! (a replica may have taken the change, another not), and the journal goes.
 //! [`NginxRouter::recovered`] says what was done. The journal lives with the
 //! proxy, as the design wants of every journal.
+//!
+//! # Several rollouts behind one proxy
+//!
+//! A router opened with [`NginxRouter::open_locked`] holds the proxy lock
+//! ([`crate::proxy::ProxyLock`], keyed by the live file) around every
+//! apply and around the recovery of [`open_locked`](NginxRouter::open_locked),
+//! waiting for another holder up to [`ProxyLocking::timeout`] and telling
+//! [`ProxyLocking::on_wait`] who it waits for. Since an apply reads the live
+//! file once it holds the lock, two routers on one file (rollouts of two
+//! services, one upstream each) compose their edits; each run's files have
+//! its own tag, so neither tests, writes or removes the other's.
 //!
 //! # Did the reload take?
 //!
@@ -139,8 +158,11 @@ mod canned;
 mod commit;
 mod drain;
 mod edit;
+mod lock;
 mod procs;
 mod recovery;
+
+pub use lock::{OnWait, ProxyLocking};
 
 use crate::proxy::{ExecOutput, Proxy, ProxyError};
 use async_trait::async_trait;
@@ -152,14 +174,60 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-/// The name of the candidate file: the live file's name with this appended.
+/// The name of the candidate file: the live file's name with this appended,
+/// then the run's tag (`.TAG`, see [`NginxRouter::tag`]).
 pub const CANDIDATE_SUFFIX: &str = ".rollout-candidate";
 
-/// The journal of a commit under way: the live file's previous bytes.
+/// The journal of a commit under way: the live file's previous bytes (the
+/// live file's name, this, and the run's tag).
 pub const PREVIOUS_SUFFIX: &str = ".rollout-previous";
 
-/// The journal of a commit under way: the bytes being written.
+/// The journal of a commit under way: the bytes being written (the live
+/// file's name, this, and the run's tag).
 pub const NEXT_SUFFIX: &str = ".rollout-next";
+
+/// A journal that recovery found beside a file a person had edited since is
+/// moved aside under the live file's name, this, and a time stamp.
+pub const SET_ASIDE_SUFFIX: &str = ".rollout-set-aside";
+
+/// The names of one run's own files beside the live one: unique per run, so
+/// that two runs never test, write or remove each other's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Names {
+    /// The candidate live file.
+    pub candidate: String,
+    /// The candidate main file (used when the upstream file is another).
+    pub main_candidate: String,
+    /// The journal's previous bytes.
+    pub previous: String,
+    /// The journal's new bytes.
+    pub next: String,
+}
+
+impl Names {
+    fn new(options: &NginxRouterOptions, tag: &str) -> Self {
+        let live = options.live_path();
+        Self {
+            candidate: format!("{live}{CANDIDATE_SUFFIX}.{tag}"),
+            main_candidate: format!("{}{CANDIDATE_SUFFIX}.{tag}", options.config_path),
+            previous: format!("{live}{PREVIOUS_SUFFIX}.{tag}"),
+            next: format!("{live}{NEXT_SUFFIX}.{tag}"),
+        }
+    }
+}
+
+/// A tag no other run has: this process and the time it was made, in hex
+/// (letters, digits and `-`, nothing a glob or a shell reads).
+fn run_tag() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = MADE.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}-{nanos:x}-{n}", std::process::id())
+}
 
 /// How an [`NginxRouter`] finds and drives its upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,11 +287,6 @@ impl NginxRouterOptions {
     pub fn live_path(&self) -> &str {
         self.upstream_file.as_deref().unwrap_or(&self.config_path)
     }
-
-    /// The candidate file beside the live one.
-    pub fn candidate_path(&self) -> String {
-        format!("{}{CANDIDATE_SUFFIX}", self.live_path())
-    }
 }
 /// One proxy as the router drives it.
 struct Replica {
@@ -249,6 +312,12 @@ pub struct NginxRouter {
     replicas: Vec<Replica>,
     state: Mutex<State>,
     recovered: Vec<String>,
+    tag: String,
+    names: Names,
+    locking: Option<ProxyLocking>,
+    /// Applies of this router, one at a time: they queue here rather than
+    /// polling the proxy lock against each other.
+    applying: Mutex<()>,
 }
 
 impl std::fmt::Debug for NginxRouter {
@@ -276,9 +345,44 @@ impl NginxRouter {
     /// [`recovered`](Self::recovered)); then reads the first proxy's live
     /// config to check that the upstream is there and to learn the port of
     /// new server lines, and finds each proxy's pid file.
+    ///
+    /// Takes no lock: a router opened so must be the only writer of its
+    /// config (see [`open_locked`](Self::open_locked)).
     pub async fn open(
         options: NginxRouterOptions,
         proxies: Vec<Proxy>,
+    ) -> Result<Self, RouterError> {
+        Self::open_with(options, proxies, None).await
+    }
+
+    /// As [`open`](Self::open), with every change to the config (and the
+    /// recovery that opening runs) made under the proxy lock of `locking`,
+    /// so that several rollouts behind one proxy compose their edits.
+    pub async fn open_locked(
+        options: NginxRouterOptions,
+        proxies: Vec<Proxy>,
+        locking: ProxyLocking,
+    ) -> Result<Self, RouterError> {
+        Self::open_with(options, proxies, Some(locking)).await
+    }
+
+    async fn open_with(
+        options: NginxRouterOptions,
+        proxies: Vec<Proxy>,
+        locking: Option<ProxyLocking>,
+    ) -> Result<Self, RouterError> {
+        let path = options.live_path().to_string();
+        lock::acquire(locking.as_ref(), &path).await?;
+        let opened = Self::open_held(options, proxies, locking.clone()).await;
+        lock::release(locking.as_ref(), &path).await;
+        opened
+    }
+
+    /// [`open`](Self::open), with the proxy lock held.
+    async fn open_held(
+        options: NginxRouterOptions,
+        proxies: Vec<Proxy>,
+        locking: Option<ProxyLocking>,
     ) -> Result<Self, RouterError> {
         if proxies.is_empty() {
             return Err(RouterError::Config(format!(
@@ -291,6 +395,8 @@ impl NginxRouter {
         }
         // A commit cut by a crash is finished first: a torn live file would
         // not even parse.
+        let tag = run_tag();
+        let names = Names::new(&options, &tag);
         let to_reload = recovery::recover_all(&options, &proxies).await?;
         let live = read_live(&proxies[0], options.live_path()).await?;
         let servers = edit::servers(&live, options.live_path(), &options.upstream).map_err(
@@ -301,7 +407,7 @@ impl NginxRouter {
                 e => e,
             },
         )?;
-        candidate::check_includes(&options, &proxies[0]).await?;
+        candidate::check_includes(&options, &names, &proxies[0]).await?;
         let port = match options.port {
             Some(port) => port,
             None => servers.iter().find_map(|s| s.port).unwrap_or(80),
@@ -320,6 +426,10 @@ impl NginxRouter {
             replicas,
             state: Mutex::new(State::default()),
             recovered: Vec::new(),
+            tag,
+            names,
+            locking,
+            applying: Mutex::new(()),
         };
         router.finish_recovery(to_reload).await?;
         Ok(router)
@@ -329,6 +439,12 @@ impl NginxRouter {
     /// during a commit, in words for the operator (empty when nothing was).
     pub fn recovered(&self) -> &[String] {
         &self.recovered
+    }
+
+    /// This run's tag, the end of the names of its own files beside the live
+    /// one (candidate and journal: `nginx.conf.rollout-candidate.TAG`).
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 
     /// The port new server lines get.
@@ -391,7 +507,12 @@ impl TrafficRouter for NginxRouter {
     }
 
     async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError> {
-        self.apply_change(change).await
+        let _one = self.applying.lock().await;
+        let path = self.options.live_path();
+        lock::acquire(self.locking.as_ref(), path).await?;
+        let applied = self.apply_change(change).await;
+        lock::release(self.locking.as_ref(), path).await;
+        applied
     }
 
     async fn drain(

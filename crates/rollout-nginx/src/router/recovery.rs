@@ -10,17 +10,17 @@
 //! because it runs at another time than the rest: once, before the router
 //! is ready, on files a process that is gone left behind.
 
+use super::commit::refusal;
 use super::{
-    read_live, unreachable, NginxRouter, NginxRouterOptions, NEXT_SUFFIX, PREVIOUS_SUFFIX,
+    edit, read_live, unreachable, NginxRouter, NginxRouterOptions, NEXT_SUFFIX, PREVIOUS_SUFFIX,
+    SET_ASIDE_SUFFIX,
 };
 use crate::proxy::{Proxy, ProxyError};
 use rollout_core::error::RouterError;
 
 /// What [`recover_files`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Recovery {
-    /// No commit was under way.
-    Clean,
     /// A commit was under way, and the live file holds the previous bytes.
     Unchanged,
     /// The live file was torn; its previous bytes are back.
@@ -28,118 +28,298 @@ pub(super) enum Recovery {
     /// The live file holds the whole validated change, which may not have
     /// been reloaded.
     Written,
+    /// A person changed the file since: it is left alone, `nginx -t`
+    /// accepts it, and the journal was moved aside. The words say which
+    /// upstream lines differ from what the killed run wrote.
+    HandEdited(String),
+}
+
+/// What recovery found in one proxy: each journal's verdict, and the
+/// journal files to remove once the replica is reloaded.
+#[derive(Debug, Default)]
+pub(super) struct Found {
+    verdicts: Vec<Recovery>,
+    journals: Vec<String>,
 }
 
 /// Finishes, in the files of every proxy, what a commit cut by a crash left
-/// (see [`recover_files`]); returns the replicas that had a journal, to be
-/// reloaded and cleaned by [`NginxRouter::finish_recovery`] once the router
-/// is open.
+/// (see [`recover_files`]); returns what each replica that had a journal
+/// needs, for [`NginxRouter::finish_recovery`] once the router is open.
+/// Runs under the proxy lock: every journal found belongs to a run that
+/// is gone (a run writes one only while it holds the lock, and removes it
+/// before giving the lock back).
 pub(super) async fn recover_all(
     options: &NginxRouterOptions,
     proxies: &[Proxy],
-) -> Result<Vec<(usize, Recovery)>, RouterError> {
-    let mut to_reload = Vec::new();
+) -> Result<Vec<(usize, Found)>, RouterError> {
+    let mut found_all = Vec::new();
     for (index, proxy) in proxies.iter().enumerate() {
         let found = recover_files(options, proxy).await?;
-        if found != Recovery::Clean {
-            to_reload.push((index, found));
+        if !found.verdicts.is_empty() {
+            found_all.push((index, found));
         }
     }
-    Ok(to_reload)
+    Ok(found_all)
 }
 
 impl NginxRouter {
-    /// Reloads each replica that had a journal, says so in
-    /// [`recovered`](Self::recovered), and removes the journal.
+    /// Reloads each replica whose journal it repaired or kept, says so in
+    /// [`recovered`](Self::recovered) (with a warning for a person's edit,
+    /// which is neither reloaded nor touched), and removes the journal.
     pub(super) async fn finish_recovery(
         &mut self,
-        to_reload: Vec<(usize, Recovery)>,
+        found: Vec<(usize, Found)>,
     ) -> Result<(), RouterError> {
-        // Which config a master runs is unknown after a cut commit (a
-        // replica may have taken it, another not): reload each replica
-        // that had a journal, with the file now known good.
-        let touched: Vec<usize> = to_reload.iter().map(|(index, _)| *index).collect();
-        for (index, found) in to_reload {
-            let replica = &self.replicas[index];
-            let (name, path) = (&replica.proxy.name, self.options.live_path());
-            let what = match found {
-                Recovery::Restored => format!(
-                    "{path} was cut by an interrupted write; its previous bytes were put back"
-                ),
-                Recovery::Written => format!("an interrupted change was written whole to {path}"),
-                _ => format!("an interrupted change had left {path} as it was"),
-            };
-            if let Err(e) = self.reload(replica).await {
-                return Err(RouterError::Reload(format!(
-                    "{name}: {what}, and reloading it failed: {e}"
-                )));
+        let path = self.options.live_path().to_string();
+        for (index, found) in found {
+            let name = self.replicas[index].proxy.name.clone();
+            let mut reload = None;
+            for verdict in &found.verdicts {
+                let what = match verdict {
+                    Recovery::Restored => format!(
+                        "{path} was cut by an interrupted write; its previous bytes were put back"
+                    ),
+                    Recovery::Written => {
+                        format!("an interrupted change was written whole to {path}")
+                    }
+                    Recovery::Unchanged => {
+                        format!("an interrupted change had left {path} as it was")
+                    }
+                    Recovery::HandEdited(words) => {
+                        self.recovered.push(format!("{name}: warning: {words}"));
+                        continue;
+                    }
+                };
+                reload = Some(what);
             }
-            self.recovered
-                .push(format!("{name}: {what}, and nginx was reloaded with it"));
-        }
-        let (journal_previous, journal_next) = journal_paths(self.options.live_path());
-        for index in touched {
+            // Which config a master runs is unknown after a cut commit (a
+            // replica may have taken it, another not): reload each replica
+            // that had a journal, with the file now known good.
+            if let Some(what) = reload {
+                let replica = &self.replicas[index];
+                if let Err(e) = self.reload(replica).await {
+                    return Err(RouterError::Reload(format!(
+                        "{name}: {what}, and reloading it failed: {e}"
+                    )));
+                }
+                self.recovered
+                    .push(format!("{name}: {what}, and nginx was reloaded with it"));
+            }
             let files = &self.replicas[index].proxy.files;
             // The previous bytes first: a lone `next` means nothing.
-            files.remove(&journal_previous).await.map_err(unreachable)?;
-            files.remove(&journal_next).await.map_err(unreachable)?;
+            for journal in &found.journals {
+                files.remove(journal).await.map_err(unreachable)?;
+            }
         }
         Ok(())
     }
 
     /// Removes the journal of a commit whose replicas are all known good.
     pub(super) async fn forget_journal(&self, commits: &[(usize, Vec<u8>, Vec<u8>)]) {
-        let (journal_previous, journal_next) = journal_paths(self.options.live_path());
         for (index, _, _) in commits {
             let files = &self.replicas[*index].proxy.files;
             // What is left over is found by the next `open`, which sees a
             // live file equal to one of the two and only reloads.
-            let _ = files.remove_all(&[&journal_previous, &journal_next]).await;
+            let _ = files
+                .remove_all(&[&self.names.previous, &self.names.next])
+                .await;
         }
     }
 }
 
-/// The journal of a commit: the previous bytes and the new ones, beside the
-/// live file.
-pub(super) fn journal_paths(live: &str) -> (String, String) {
-    (
-        format!("{live}{PREVIOUS_SUFFIX}"),
-        format!("{live}{NEXT_SUFFIX}"),
-    )
+/// Lists the regular files whose names start with `$1`, one a line (the
+/// journals of every run, whatever its tag: `$1` is quoted, only `*` is a
+/// pattern).
+const JOURNALS_SCRIPT: &str =
+    r#"for f in "$1"*; do [ -f "$f" ] && printf '%s\n' "$f"; done; exit 0"#;
+
+/// Whether `live` is what an interrupted in-place write of `next` over
+/// `previous` can leave: the first bytes of `next`, then the rest of
+/// `previous` from there (the writer writes from the start and sets the
+/// length last). `previous` and `next` themselves are such files too.
+pub(super) fn torn(live: &[u8], previous: &[u8], next: &[u8]) -> bool {
+    if live.len() < previous.len() {
+        // The length is set last: a write never shortens the file early.
+        return false;
+    }
+    if live.len() > previous.len() {
+        // Past the previous end only new bytes can be.
+        return next.starts_with(live);
+    }
+    let common = live.iter().zip(next).take_while(|(a, b)| a == b).count();
+    live[common..] == previous[common..]
 }
 
-/// Finishes, in the files, what a commit cut by a crash left: a live file
-/// that is neither the previous bytes nor the whole new ones was torn by the
-/// write and gets the previous bytes back (no master loaded it: a reload
-/// comes only after a complete write). The caller reloads, then removes the
-/// journal (replicas may share one file, and so one journal).
-async fn recover_files(
+/// The `server` lines of the upstream that differ between what a killed run
+/// wrote (`next`) and what the file holds now, for a person to read.
+fn differing_lines(live: &[u8], next: &[u8], path: &str, upstream: &str) -> String {
+    let show = |bytes: &[u8]| -> Result<Vec<String>, RouterError> {
+        Ok(edit::servers(bytes, path, upstream)?
+            .into_iter()
+            .map(|s| {
+                let mut line = format!("server {}", s.host);
+                if let Some(port) = s.port {
+                    line.push_str(&format!(":{port}"));
+                }
+                if s.weight != 1 {
+                    line.push_str(&format!(" weight={}", s.weight));
+                }
+                if s.down {
+                    line.push_str(" down");
+                }
+                line
+            })
+            .collect())
+    };
+    let (now, wrote) = match (show(live), show(next)) {
+        (Ok(now), Ok(wrote)) => (now, wrote),
+        (Err(e), _) | (_, Err(e)) => {
+            return format!("\n  (the upstream \"{upstream}\" cannot be compared: {e})")
+        }
+    };
+    let mut out = String::new();
+    for line in wrote.iter().filter(|l| !now.contains(l)) {
+        out.push_str(&format!("\n  - {line};   (written by the interrupted run)"));
+    }
+    for line in now.iter().filter(|l| !wrote.contains(l)) {
+        out.push_str(&format!("\n  + {line};   (in the file now)"));
+    }
+    if out.is_empty() {
+        out = format!("\n  (upstream \"{upstream}\" is the same; the edit is elsewhere)");
+    }
+    out
+}
+
+/// Finishes, in the files, what a commit cut by a crash left (every journal
+/// beside the live file, whichever run wrote it):
+/// - a live file equal to the previous bytes, or the new ones, is kept;
+/// - a live file that an interrupted write can have left ([`torn`]) gets
+///   the previous bytes back (no master loaded it: a reload comes only
+///   after a complete write);
+/// - anything else is a person's edit made since: it is left alone, the
+///   journal is moved aside with a time stamp, and the router goes on if
+///   `nginx -t` accepts the file (a refusal is [`RouterError::Invalid`]
+///   with nginx's words).
+///
+/// The caller reloads, then removes the journal (replicas may share one
+/// file, and so one journal).
+async fn recover_files(options: &NginxRouterOptions, proxy: &Proxy) -> Result<Found, RouterError> {
+    let path = options.live_path();
+    let stem = format!("{path}{PREVIOUS_SUFFIX}");
+    let argv: Vec<String> = ["sh", "-c", JOURNALS_SCRIPT, "sh", &stem]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let listed = proxy.exec.exec(&argv).await.map_err(unreachable)?;
+    if !listed.success() {
+        return Err(RouterError::Unreachable(format!(
+            "cannot list the journals beside {path} in {}: {}",
+            proxy.name,
+            listed.message()
+        )));
+    }
+    let mut journals: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&stem))
+        .map(str::to_string)
+        .collect();
+    journals.sort();
+    let mut found = Found::default();
+    for journal_previous in journals {
+        let tag = &journal_previous[stem.len()..];
+        let journal_next = format!("{path}{NEXT_SUFFIX}{tag}");
+        let previous = match read_if_there(proxy, &journal_previous).await? {
+            Some(bytes) => bytes,
+            // No previous bytes: no commit under way (they are written
+            // first and removed first), whatever `next` says.
+            None => continue,
+        };
+        let next = read_if_there(proxy, &journal_next).await?;
+        let live = read_live(proxy, path).await?;
+        let verdict = if live == previous {
+            Recovery::Unchanged
+        } else if next.as_deref() == Some(&live[..]) {
+            Recovery::Written
+        } else if next.as_deref().is_some_and(|n| torn(&live, &previous, n)) {
+            proxy
+                .files
+                .write_in_place(path, &previous)
+                .await
+                .map_err(unreachable)?;
+            Recovery::Restored
+        } else {
+            let words = hand_edit(options, proxy, &live, next.as_deref()).await?;
+            set_aside(proxy, path, &journal_previous, &journal_next).await?;
+            found.verdicts.push(Recovery::HandEdited(words));
+            continue;
+        };
+        found.verdicts.push(verdict);
+        found.journals.push(journal_previous);
+        found.journals.push(journal_next);
+    }
+    Ok(found)
+}
+
+/// Checks a file a person edited after a run was killed: `nginx -t` must
+/// accept the config as it is (else [`RouterError::Invalid`] with nginx's
+/// words), and the words of the warning say which upstream lines differ.
+async fn hand_edit(
     options: &NginxRouterOptions,
     proxy: &Proxy,
-) -> Result<Recovery, RouterError> {
+    live: &[u8],
+    next: Option<&[u8]>,
+) -> Result<String, RouterError> {
     let path = options.live_path();
-    let files = &proxy.files;
-    let (journal_previous, journal_next) = journal_paths(path);
-    let previous = match read_if_there(proxy, &journal_previous).await? {
-        Some(bytes) => bytes,
-        // No previous bytes: no commit under way (they are written first
-        // and removed first), whatever `next` says.
-        None => return Ok(Recovery::Clean),
+    let main = &options.config_path;
+    let argv = proxy.nginx_argv(&options.nginx, &["-t", "-q", "-c", main]);
+    let tested = proxy.exec.exec(&argv).await.map_err(unreachable)?;
+    if !tested.success() {
+        return Err(refusal(&tested, &[], path, &proxy.name));
+    }
+    let lines = match next {
+        Some(next) => differing_lines(live, next, path, &options.upstream),
+        None => String::new(),
     };
-    let next = read_if_there(proxy, &journal_next).await?;
-    let live = read_live(proxy, path).await?;
-    let found = if live == previous {
-        Recovery::Unchanged
-    } else if next.as_deref() == Some(&live[..]) {
-        Recovery::Written
-    } else {
-        files
-            .write_in_place(path, &previous)
-            .await
-            .map_err(unreachable)?;
-        Recovery::Restored
-    };
-    Ok(found)
+    Ok(format!(
+        "{path} was changed by someone after an interrupted rollout; it is left as it is (nginx -t accepts it) and the rollout's journal was set aside{lines}"
+    ))
+}
+
+/// Moves a journal aside under a time-stamped name, so that no later
+/// recovery reads it again and a person can still look at it.
+async fn set_aside(
+    proxy: &Proxy,
+    path: &str,
+    previous: &str,
+    next: &str,
+) -> Result<(), RouterError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let aside = format!("{path}{SET_ASIDE_SUFFIX}.{stamp}");
+    // `next` may be absent; `previous` is there.
+    let argv: Vec<String> = [
+        "sh",
+        "-c",
+        r#"mv -f -- "$1" "$3.previous" && { [ ! -e "$2" ] || mv -f -- "$2" "$3.next"; }"#,
+        "sh",
+        previous,
+        next,
+        &aside,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let moved = proxy.exec.exec(&argv).await.map_err(unreachable)?;
+    if !moved.success() {
+        return Err(RouterError::Unreachable(format!(
+            "cannot move the journal {previous} aside in {}: {}",
+            proxy.name,
+            moved.message()
+        )));
+    }
+    Ok(())
 }
 
 /// The bytes of `path`, or `None` when it does not exist. A store that
@@ -162,6 +342,40 @@ async fn read_if_there(proxy: &Proxy, path: &str) -> Result<Option<Vec<u8>>, Rou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_an_interrupted_write_leaves_is_torn() {
+        let previous = b"upstream a { server app:8000; }\n";
+        let next = b"upstream a { server app-1:8000; server app-2:8000; }\n";
+        for k in 0..=next.len() {
+            let mut live = next[..k].to_vec();
+            if k < previous.len() {
+                live.extend_from_slice(&previous[k..]);
+            }
+            assert!(torn(&live, previous, next), "cut at {k}");
+        }
+        // Shorter new bytes, written whole but not yet cut to length.
+        let short = b"upstream a { }\n";
+        let mut live = short.to_vec();
+        live.extend_from_slice(&previous[short.len()..]);
+        assert!(torn(&live, previous, short));
+        // A person's edits: none of these.
+        assert!(!torn(b"upstream a { server app:9000; }\n", previous, next));
+        assert!(!torn(&next[..5], previous, next));
+        let mut appended = previous.to_vec();
+        appended.extend_from_slice(b"# note\n");
+        assert!(!torn(&appended, previous, next));
+    }
+
+    #[test]
+    fn a_hand_edit_is_told_by_its_upstream_lines() {
+        let next = b"upstream backend { server app-1:8000; server app-2:8000; }\n";
+        let live = b"upstream backend { server app-1:8000; server extra:9000 weight=2; }\n";
+        let words = differing_lines(live, next, "/n.conf", "backend");
+        assert!(words.contains("- server app-2:8000;"), "{words}");
+        assert!(words.contains("+ server extra:9000 weight=2;"), "{words}");
+        assert!(!words.contains("app-1"), "{words}");
+    }
     use crate::proxy::ExecOutput;
     use crate::router::canned::Canned;
     use async_trait::async_trait;

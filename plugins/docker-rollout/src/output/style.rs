@@ -99,6 +99,7 @@ pub(crate) fn outcome_line(plan: &Plan, outcome: &Outcome) -> (Tone, String) {
                 format!("interrupted without rolling back: the service is left as it was at the last safe point\nhint: run docker rollout {} again to finish", service.service),
             ),
             Outcome::Failed(s) => (Tone::Bad, format!("failed: {s}")),
+            Outcome::Busy(s) => (Tone::Bad, format!("busy, nothing changed: {s}")),
         }
 }
 

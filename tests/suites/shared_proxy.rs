@@ -1,0 +1,464 @@
+//! One proxy, many rollouts, end to end: the real `docker rollout` plugin through the real
+//! docker CLI, on the real engine, under real load through one real nginx.
+//!
+//! - two services (`web` and `api`, one upstream each in one `nginx.conf`) rolled out at
+//!   once: both finish, no request fails, and the final config routes both by name (their
+//!   config edits waited for each other under the proxy lock instead of failing);
+//! - `docker rollout green` and `docker rollout blue` started together: one waits for the
+//!   other and then runs, and the config ends as the later one leaves it;
+//! - a journal left beside the config by a killed run, and a person's edit made since: the edit
+//!   is left alone, with a warning, and the rollout goes on;
+//! - a lock left by a SIGKILLed run is shown and released by `docker rollout unlock --force`;
+//!   a second rollout of a service while one runs is refused with exit 7 (busy), and so is an
+//!   unlock of a holder alive on this machine.
+
+use rollout_core::Event;
+use rollout_e2e::keepers::keepers;
+use rollout_e2e::load::{mix, wait_ok};
+use rollout_e2e::nginx::{stderr_upstream_errors, upstream_servers};
+use rollout_e2e::run::{Running, Whom};
+use rollout_e2e::verdict::{assert_clean_during, assert_no_failure, publish};
+use rollout_e2e::{
+    images, require_engine, require_images, run_rollout, wait_http, workspace_binary, Clock,
+    Container, Ended, PluginDir, Project, NGINX_IMAGE,
+};
+use rollout_load::{LoadConfig, LoadHandle, Report};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The name the reports of this suite carry.
+const SUITE: &str = "shared_proxy";
+
+/// Longest a rollout may run before the test kills it.
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn plugin() -> PluginDir {
+    PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"))
+}
+
+/// One nginx in front of two services, one upstream each, in one file: `web` on port 80 and
+/// `api` on port 81.
+const TWO_UPSTREAMS: &str = "\
+user www-data;
+worker_processes 2;
+error_log /var/log/nginx/error.log warn;
+pid /run/nginx.pid;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+
+    upstream web {
+        server web:8000;
+    }
+
+    upstream api {
+        server api:8000;
+    }
+
+    server {
+        listen 80;
+        location / {
+            proxy_pass http://web;
+        }
+    }
+
+    server {
+        listen 81;
+        location / {
+            proxy_pass http://api;
+        }
+    }
+}
+";
+
+/// The services `web` and `api` (two replicas of the demo app each, start-first, a short
+/// monitor) behind one nginx with [`TWO_UPSTREAMS`], up and answering on both ports.
+fn two_services(slug: &str) -> Project {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let p = Project::new(slug);
+    let name = p.name().to_string();
+    let app = |svc: &str, var: &str| {
+        format!(
+            "  {svc}:\n    image: ${{{var}:-{v1}}}\n    deploy:\n      replicas: 2\n      update_config:\n        order: start-first\n        monitor: 1s\n    labels:\n      io.rollout.test: {name}\n",
+            v1 = images::V1
+        )
+    };
+    let yaml = format!(
+        "services:\n{}{}  nginx:\n    image: {NGINX_IMAGE}\n    volumes:\n      - ./nginx.conf:/etc/nginx/nginx.conf:ro\n      - ./nginx-logs:/var/log/nginx\n    depends_on:\n      - web\n      - api\n    labels:\n      io.rollout.test: {name}\nnetworks:\n  default:\n    labels:\n      io.rollout.test: {name}\n",
+        app("web", "WEB_IMAGE"),
+        app("api", "API_IMAGE"),
+    );
+    p.write("docker-compose.yml", &yaml);
+    p.write("nginx.conf", TWO_UPSTREAMS);
+    std::fs::create_dir_all(p.dir().join("nginx-logs")).unwrap();
+    p.up();
+    p.wait_healthy("web", 2, Duration::from_secs(60));
+    p.wait_healthy("api", 2, Duration::from_secs(60));
+    for port in [80, 81] {
+        wait_http(
+            p.container_address("nginx", port),
+            "/",
+            Duration::from_secs(30),
+            |a| a.status == 200,
+        );
+    }
+    p
+}
+
+/// The standard mix on `port` of nginx, bounded at 6 minutes (stopped much earlier); the load
+/// on port 80 reads nginx's error log (one reader is enough: the log is the proxy's).
+fn load_on(p: &Project, port: u16) -> LoadHandle {
+    let mut c = if port == 80 {
+        p.load_config("nginx")
+    } else {
+        let mut c = LoadConfig::new(p.container_address("nginx", port));
+        c.error_log = None;
+        c
+    };
+    mix(&mut c, Duration::from_secs(360));
+    c.post_delay = Duration::from_millis(100);
+    LoadHandle::start(c).unwrap_or_else(|e| panic!("cannot start the load: {e}"))
+}
+
+/// `docker rollout SERVICE --output json`, started now.
+fn start(p: &Project, plugins: &PluginDir, service: &str, clock: Clock) -> Running {
+    let mut cmd = p.rollout_command(plugins);
+    cmd.args([service, "--output", "json"]);
+    Running::spawn(cmd, clock, false)
+}
+
+fn counts(what: &str, r: &Report) {
+    eprintln!(
+        "{what}: {} requests, {} failed, {} upstream errors",
+        r.sent, r.failed, r.upstream_errors.total
+    );
+}
+
+fn assert_exit(run: &Ended, code: i32, what: &str) {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "{what}: exit {:?}\n{}\nstderr:\n{}",
+        run.code,
+        run.transcript(),
+        run.stderr
+    );
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn two_services_behind_one_nginx_roll_out_at_once() {
+    let plugins = plugin();
+    let mut p = two_services("shared-two-services");
+    let (web_load, api_load) = (load_on(&p, 80), load_on(&p, 81));
+    wait_ok(&web_load, 500, Duration::from_secs(30));
+    wait_ok(&api_load, 500, Duration::from_secs(30));
+    let clock = Clock::of(&web_load);
+    p.set_env("WEB_IMAGE", images::V2);
+    p.set_env("API_IMAGE", images::V2);
+    let web = start(&p, &plugins, "web", clock);
+    let api = start(&p, &plugins, "api", clock);
+    let (web, api) = (web.wait(LIMIT), api.wait(LIMIT));
+    wait_ok(&web_load, 250, Duration::from_secs(30));
+    let web_report = web_load.stop().unwrap();
+    let mut api_report = api_load.stop().unwrap();
+    // The proxy's log was read once, by the web load, over a window that holds the api's.
+    api_report.upstream_errors = web_report.upstream_errors.clone();
+    publish(SUITE, "two-services-web", &web_report, &[&web]);
+    publish(SUITE, "two-services-api", &api_report, &[&api]);
+    counts("web", &web_report);
+    counts("api", &api_report);
+    assert_exit(&web, 0, "web");
+    assert_exit(&api, 0, "api");
+    assert_clean_during(&web_report, &[&web, &api]);
+    assert_clean_during(&api_report, &[&web, &api]);
+    let conf = p.read("nginx.conf");
+    assert_eq!(upstream_servers(&conf, "web").unwrap(), vec!["web:8000"]);
+    assert_eq!(upstream_servers(&conf, "api").unwrap(), vec!["api:8000"]);
+    assert_eq!(
+        conf, TWO_UPSTREAMS,
+        "at rest the file is the operator's again"
+    );
+    for svc in ["web", "api"] {
+        assert_eq!(
+            p.running_images(svc),
+            vec![images::V2.to_string(); 2],
+            "{svc}"
+        );
+    }
+    assert_eq!(
+        rollout_e2e::keepers::rollout_leftovers(&p),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn green_and_blue_started_together_run_one_after_the_other() {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = plugin();
+    let mut p = Project::new("shared-blue-green");
+    p.copy_from(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/blue-green"));
+    let mut o = String::from("services:\n");
+    for s in ["blue", "green", "nginx"] {
+        o.push_str(&format!(
+            "  {s}:\n    labels:\n      io.rollout.test: {}\n",
+            p.name()
+        ));
+    }
+    p.write("compose.override.yaml", &o);
+    p.set_env(
+        "NGINX_PORT",
+        &format!("127.0.0.1:{}", rollout_e2e::free_port()),
+    );
+    p.up();
+    p.wait_healthy("blue", 3, Duration::from_secs(60));
+    p.wait_healthy("green", 3, Duration::from_secs(60));
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v1")
+    });
+    let nginx: Container = p.containers(Some("nginx")).remove(0);
+    let mut c = p.load_config("nginx");
+    c.error_log = None;
+    mix(&mut c, Duration::from_secs(360));
+    c.post_delay = Duration::from_millis(100);
+    let load = LoadHandle::start(c).unwrap();
+    wait_ok(&load, 500, Duration::from_secs(30));
+    let clock = Clock::of(&load);
+    let green = start(&p, &plugins, "green", clock);
+    std::thread::sleep(Duration::from_millis(200));
+    let blue = start(&p, &plugins, "blue", clock);
+    let (green, blue) = (green.wait(LIMIT), blue.wait(LIMIT));
+    wait_ok(&load, 250, Duration::from_secs(30));
+    let mut report = load.stop().unwrap();
+    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
+    publish(SUITE, "green-and-blue", &report, &[&green, &blue]);
+    counts("blue-green", &report);
+    // DESIGN.md: rollouts of different services behind one proxy wait for each other; both
+    // end as their own run says (here both succeed: exit 0).
+    assert_exit(&green, 0, "green");
+    assert_exit(&blue, 0, "blue");
+    assert_no_failure(&report);
+    let waited = |r: &Ended| r.stderr.contains("waiting for the other colour's rollout");
+    assert!(
+        waited(&green) != waited(&blue),
+        "exactly one waits for the other:\ngreen:\n{}\nblue:\n{}",
+        green.stderr,
+        blue.stderr
+    );
+    let (first, later, later_name) = if waited(&blue) {
+        (&green, &blue, "blue")
+    } else {
+        (&blue, &green, "green")
+    };
+    // The later one ran after the first had ended.
+    let later_started = later
+        .events
+        .iter()
+        .find(|e| matches!(e.event, Event::RolloutStarted { .. }))
+        .map(|e| e.at);
+    assert!(
+        later_started.is_some_and(|t| t >= first.returned_at - 0.5),
+        "the later rollout started at {later_started:?}, the first returned at {}",
+        first.returned_at
+    );
+    let conf = p.read("nginx.conf");
+    assert_eq!(
+        upstream_servers(&conf, "backend").unwrap(),
+        vec![format!("{later_name}:8000")],
+        "the config is the later one's"
+    );
+}
+
+/// Writes `bytes` to `path` inside container `id` (through its shell).
+fn put(id: &str, path: &str, bytes: &[u8]) {
+    let mut child = Command::new("docker")
+        .args(["exec", "-i", id, "sh", "-c", "cat > \"$1\"", "sh", path])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "cannot write {path} in {id}"
+    );
+}
+
+/// The files beside the live config in the container `id`.
+fn beside_config(id: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["exec", id, "ls", "/etc/nginx"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("nginx.conf."))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_hand_edit_after_a_killed_run_is_left_alone_and_the_rollout_goes_on() {
+    let plugins = plugin();
+    let mut p = two_services("shared-hand-edit");
+    let nginx = p.running("nginx");
+    // What a killed run left beside the file: its previous bytes and the ones it wrote.
+    let wrote = TWO_UPSTREAMS.replace(
+        "server web:8000;",
+        "server gone-web-1:8000;\n        server gone-web-2:8000;",
+    );
+    put(
+        &nginx.id,
+        "/etc/nginx/nginx.conf.rollout-previous.dead",
+        TWO_UPSTREAMS.as_bytes(),
+    );
+    put(
+        &nginx.id,
+        "/etc/nginx/nginx.conf.rollout-next.dead",
+        wrote.as_bytes(),
+    );
+    // A person's edit since: a timeout, and a backup server for api.
+    let edited = TWO_UPSTREAMS
+        .replace(
+            "    access_log off;\n",
+            "    access_log off;\n    keepalive_timeout 30s;\n",
+        )
+        .replace(
+            "server api:8000;",
+            "server api:8000;\n        server api:8000 backup;",
+        );
+    p.write("nginx.conf", &edited);
+    let load = load_on(&p, 80);
+    wait_ok(&load, 500, Duration::from_secs(30));
+    let clock = Clock::of(&load);
+    p.set_env("WEB_IMAGE", images::V2);
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["web", "--output", "json"]);
+    let run = run_rollout(cmd, clock, LIMIT);
+    wait_ok(&load, 250, Duration::from_secs(30));
+    let report = load.stop().unwrap();
+    publish(SUITE, "hand-edit", &report, &[&run]);
+    counts("hand edit", &report);
+    assert_exit(&run, 0, "web after a hand edit");
+    assert!(
+        run.stderr.contains("changed by someone") && run.stderr.contains("warning"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("- server gone-web-1:8000;"),
+        "{}",
+        run.stderr
+    );
+    assert_clean_during(&report, &[&run]);
+    // The person's edit stays; the rollout's own change is back at rest.
+    assert_eq!(p.read("nginx.conf"), edited);
+    let left = beside_config(&nginx.id);
+    assert!(
+        !left.iter().any(|f| f.contains(".rollout-previous")
+            || f.contains(".rollout-next")
+            || f.contains(".rollout-candidate")),
+        "{left:?}"
+    );
+    assert_eq!(
+        left.iter()
+            .filter(|f| f.contains(".rollout-set-aside"))
+            .count(),
+        2,
+        "the journal is set aside: {left:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_dead_holders_lock_is_released_by_unlock_and_a_second_rollout_is_busy() {
+    let plugins = plugin();
+    let mut p = two_services("shared-unlock");
+    let load = load_on(&p, 80);
+    wait_ok(&load, 500, Duration::from_secs(30));
+    let clock = Clock::of(&load);
+    p.set_env("WEB_IMAGE", images::V2);
+    let lock = format!("rollout-lock.{}.web", p.name());
+    let has_lock = || keepers(p.name()).iter().any(|k| k.name == lock);
+
+    // A run killed after its first launch leaves its lock.
+    let mut killed = start(&p, &plugins, "web", clock);
+    killed.wait_for("instance-launched", LIMIT, |e| {
+        matches!(e, Event::InstanceLaunched { .. })
+    });
+    killed.signal("KILL", Whom::Plugin);
+    let killed = killed.wait(LIMIT);
+    assert!(killed.code != Some(0), "{}", killed.transcript());
+    assert!(
+        has_lock(),
+        "the killed run left no lock: {:?}",
+        keepers(p.name())
+    );
+
+    let unlock = |force: bool| {
+        let mut cmd = p.rollout_command(&plugins);
+        cmd.args(["unlock", "web"]);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.stdin(Stdio::null()).output().unwrap()
+    };
+    // Without --force and without a terminal to ask on: refused, nothing changed.
+    let asked = unlock(false);
+    assert_eq!(asked.status.code(), Some(2), "{asked:?}");
+    assert!(has_lock());
+    let released = unlock(true);
+    let said = String::from_utf8_lossy(&released.stderr);
+    assert_eq!(released.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("is locked by") && said.contains("since"),
+        "{said}"
+    );
+    assert!(said.contains("released the lock"), "{said}");
+    assert!(!has_lock(), "{:?}", keepers(p.name()));
+
+    // The next run finishes what the killed one started; a second one meanwhile is busy.
+    let mut next = start(&p, &plugins, "web", clock);
+    next.wait_for("rollout-started", LIMIT, |e| {
+        matches!(e, Event::RolloutStarted { .. })
+    });
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["web", "--output", "json"]);
+    let second = run_rollout(cmd, clock, LIMIT);
+    let alive = unlock(true);
+    let next = next.wait(LIMIT);
+    wait_ok(&load, 250, Duration::from_secs(30));
+    let report = load.stop().unwrap();
+    publish(SUITE, "unlock", &report, &[&killed, &next, &second]);
+    counts("unlock", &report);
+    assert_exit(&second, 7, "a second rollout of web");
+    let busy = matches!(
+        second.outcome(),
+        Some(rollout_core::Outcome::Busy(ref m)) if m.contains("already running")
+    );
+    assert!(
+        busy || second.stderr.contains("already running"),
+        "{}\n{}",
+        second.transcript(),
+        second.stderr
+    );
+    assert_eq!(
+        alive.status.code(),
+        Some(7),
+        "unlock of a live holder: {}",
+        String::from_utf8_lossy(&alive.stderr)
+    );
+    assert_exit(&next, 0, "the run after unlock");
+    assert_no_failure(&report);
+    assert_eq!(p.running_images("web"), vec![images::V2.to_string(); 2]);
+    assert!(!has_lock());
+}
