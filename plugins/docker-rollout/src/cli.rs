@@ -23,7 +23,9 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use rollout_compose::{Flavour, LoadOptions, Overrides, StepOverride};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::Hold;
-use rollout_core::{parse_duration, FailureAction, Order, StrategyKind, UnknownWord, Word};
+use rollout_core::{
+    parse_duration, FailureAction, Order, PullPolicy, StrategyKind, UnknownWord, Word,
+};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -259,6 +261,12 @@ struct Tuning {
     /// Stop the other colour once this one is live (blue-green).
     #[arg(long)]
     stop_old: bool,
+    /// Pull the image from its registry first: always, when missing on the engine, or never (default: the service's pull_policy, else missing).
+    #[arg(long, value_name = "POLICY", value_parser = word::<PullPolicy>())]
+    pull: Option<PullPolicy>,
+    /// Build the service's image first (compose build SERVICE); needs a build section.
+    #[arg(long)]
+    build: bool,
 }
 
 /// docker's global flags, accepted here for the standalone binary (as a
@@ -432,6 +440,8 @@ impl Cli {
             canary_steps: t.canary_steps.map(|s| s.0),
             canary_hold: t.canary_hold,
             stop_old: t.stop_old.then_some(true),
+            pull: t.pull,
+            build: t.build.then_some(true),
         };
         RolloutRequest {
             docker,
@@ -646,7 +656,8 @@ mod tests {
         let r = standalone(
             "app --strategy canary --parallelism 0 --delay 1m30s --failure-action rollback --monitor 30s \
              --max-failure-ratio 0.3 --order start-first --start-timeout 2m --drain-timeout 0s \
-             --canary-steps 10,25:1m,50:until-promoted,100 --canary-hold 5s --stop-old --dry-run --output json",
+             --canary-steps 10,25:1m,50:until-promoted,100 --canary-hold 5s --stop-old --dry-run --output json \
+             --pull always --build",
         );
         let o = &r.overrides;
         assert_eq!(o.strategy, Some(StrategyKind::Canary));
@@ -683,6 +694,8 @@ mod tests {
         );
         assert_eq!(o.canary_hold, Some(Hold::For(Duration::from_secs(5))));
         assert_eq!(o.stop_old, Some(true));
+        assert_eq!(o.pull, Some(PullPolicy::Always));
+        assert_eq!(o.build, Some(true));
         assert!(r.dry_run);
         assert_eq!(r.output, OutputFormat::Json);
 
@@ -727,6 +740,8 @@ mod tests {
             ),
             ("app --canary-steps 50:soon,100", "--canary-steps"),
             ("app --output yaml", "--output"),
+            ("app --pull sometimes", "invalid value 'sometimes' for '--pull <POLICY>'"),
+            ("app --pull", "--pull"),
             ("", "SERVICE"),
             ("app other", "unexpected argument 'other'"),
         ];
@@ -757,6 +772,8 @@ mod tests {
         let e = parse(argv("--help"), false).unwrap_err();
         assert!(e.to_string().contains("Usage: docker-rollout"), "{e}");
         assert!(e.to_string().contains("--max-failure-ratio <RATIO>"), "{e}");
+        assert!(e.to_string().contains("--pull <POLICY>"), "{e}");
+        assert!(e.to_string().contains("--build"), "{e}");
         for switch in [
             "ROLLOUT_COMPOSE",
             "ROLLOUT_NO_PROGRESS",
