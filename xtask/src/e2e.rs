@@ -46,6 +46,7 @@ pub const V1_SUBSET: &[&str] = &[
     "operators compose_stays_coherent_after_a_rollout",
     "compose_tools the_tool_that_made_the_project_rolls_it_out_and_up_leaves_it_alone",
     "compose_tools a_project_made_by_a_tool_that_is_not_installed_is_refused",
+    "images a_build_only_service_is_rolled_out_to_the_image_compose_built",
 ];
 
 /// The variable the harness reads the pass's Compose tool from.

@@ -67,6 +67,15 @@ pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// What the tests need from the host besides [`HOST_PACKAGES`] (the demo does not): Debian's
+/// `docker-registry` (distribution 2.8), which the pull tests start on a loopback port and push
+/// their images to.
+pub const TEST_PACKAGES: &[(&str, &str, &str)] = &[(
+    "/usr/bin/docker-registry",
+    "docker-registry",
+    "the registry the pull tests push to and pull from",
+)];
+
 /// The packages of `wanted` whose program is missing, with why each is needed, by
 /// `present` (a program on PATH, or an absolute path that exists).
 fn missing_packages<'a>(
@@ -125,5 +134,12 @@ mod tests {
             ]
         );
         assert!(missing_packages(HOST_PACKAGES, |_| true).is_empty());
+        assert_eq!(
+            missing_packages(TEST_PACKAGES, |p| p != "/usr/bin/docker-registry"),
+            [(
+                "docker-registry",
+                "the registry the pull tests push to and pull from"
+            )]
+        );
     }
 }

@@ -461,9 +461,10 @@ pub(crate) fn pull_policy(written: &str) -> Option<(PullPolicy, bool)> {
         "never" => (PullPolicy::Never, false),
         "build" => (PullPolicy::Never, true),
         "daily" | "weekly" => (PullPolicy::Missing, false),
-        every if every.strip_prefix("every_").is_some_and(|d| {
-            rollout_core::parse_duration(d).is_ok_and(|d| !d.is_zero())
-        }) =>
+        every
+            if every
+                .strip_prefix("every_")
+                .is_some_and(|d| rollout_core::parse_duration(d).is_ok_and(|d| !d.is_zero())) =>
         {
             (PullPolicy::Missing, false)
         }

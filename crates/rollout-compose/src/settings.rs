@@ -8,7 +8,8 @@ use rollout_core::strategy::{
     BlueGreenConfig, CanaryConfig, CanaryStep, Hold, Plan, TrafficLayout, Verification,
 };
 use rollout_core::{
-    FailureAction, Order, PullPolicy, Revision, RollbackConfig, ServiceRef, StrategyKind, UpdateConfig,
+    FailureAction, Order, PullPolicy, Revision, RollbackConfig, ServiceRef, StrategyKind,
+    UpdateConfig,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -290,7 +291,10 @@ impl Settings {
         if self.build && !self.buildable {
             return Err(ComposeError::Override {
                 flag: "--build",
-                message: format!("{} has no build section to build its image from", self.service),
+                message: format!(
+                    "{} has no build section to build its image from",
+                    self.service
+                ),
             });
         }
         if let Some(stop) = o.stop_old {

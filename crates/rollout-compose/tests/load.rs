@@ -732,7 +732,10 @@ fn a_build_only_service_goes_to_the_image_its_tool_builds() {
     let v2 = Project::load(&opts(&dir.0)).unwrap();
     let mut s = v2.settings("app").unwrap();
     assert_eq!(s.resolve().unwrap(), Vec::<String>::new());
-    assert_eq!(s.image.as_deref(), Some(format!("{}-app", v2.name).as_str()));
+    assert_eq!(
+        s.image.as_deref(),
+        Some(format!("{}-app", v2.name).as_str())
+    );
     assert!(s.built && s.buildable && !s.build);
     // v1 reads no `name:`, and names the image after the folder's name without its leading
     // `_` or `-`.
@@ -757,7 +760,10 @@ fn a_build_only_service_goes_to_the_image_its_tool_builds() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        format!("--build: {}/api has no build section to build its image from", v2.name)
+        format!(
+            "--build: {}/api has no build section to build its image from",
+            v2.name
+        )
     );
     let mut app = v2.settings("app").unwrap();
     app.apply(&Overrides {

@@ -354,7 +354,10 @@ mod tests {
             panic!()
         };
         // Only the first colon separates: a password may hold one.
-        assert_eq!((local.username.as_str(), local.password.as_str()), ("user", "pa:ss"));
+        assert_eq!(
+            (local.username.as_str(), local.password.as_str()),
+            ("user", "pa:ss")
+        );
         let Source::Inline(hub) = c.source(DOCKER_HUB).unwrap() else {
             panic!()
         };
@@ -388,11 +391,18 @@ mod tests {
     fn a_bad_entry_names_where_and_never_the_secret() {
         let c = config(r#"{"auths":{"a.example":{"auth":"c2VjcmV0LXBhc3N3b3Jk"}}}"#);
         let e = c.source("a.example").unwrap_err().to_string();
-        assert!(e.contains("auths.\"a.example\" in /home/op/.docker/config.json"), "{e}");
+        assert!(
+            e.contains("auths.\"a.example\" in /home/op/.docker/config.json"),
+            "{e}"
+        );
         assert!(e.contains("not user:password"), "{e}");
         assert!(!e.contains("secret") && !e.contains("c2Vj"), "{e}");
         let c = config(r#"{"auths":{"a.example":{"auth":"!!"}}}"#);
-        assert!(c.source("a.example").unwrap_err().to_string().contains("not base64"));
+        assert!(c
+            .source("a.example")
+            .unwrap_err()
+            .to_string()
+            .contains("not base64"));
         let shown = format!(
             "{:?}",
             Credentials {
@@ -418,10 +428,19 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
         let program = helper.to_str().unwrap();
-        let found = ask_program(program, "127.0.0.1:5000").await.unwrap().unwrap();
-        assert_eq!((found.username.as_str(), found.password.as_str()), ("bot", "s3"));
+        let found = ask_program(program, "127.0.0.1:5000")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.username.as_str(), found.password.as_str()),
+            ("bot", "s3")
+        );
         let hub = ask_program(program, DOCKER_HUB).await.unwrap().unwrap();
-        assert_eq!((hub.identity_token.as_str(), hub.username.as_str()), ("t0k", ""));
+        assert_eq!(
+            (hub.identity_token.as_str(), hub.username.as_str()),
+            ("t0k", "")
+        );
         assert_eq!(ask_program(program, "x.example").await.unwrap(), None);
         let e = ask_program("/nonexistent/docker-credential-x", "x.example")
             .await

@@ -298,7 +298,10 @@ mod tests {
             t("127.0.0.1:5000", "127.0.0.1:5000/app", "latest")
         );
         assert_eq!(parts("app:v2"), t("docker.io", "app", "v2"));
-        assert_eq!(parts("library/nginx"), t("docker.io", "library/nginx", "latest"));
+        assert_eq!(
+            parts("library/nginx"),
+            t("docker.io", "library/nginx", "latest")
+        );
         assert_eq!(
             parts("localhost/team/app:1.2"),
             t("localhost", "localhost/team/app", "1.2")
@@ -333,8 +336,9 @@ mod tests {
         assert_eq!(kind("disk full"), "other");
         let e = classify(&r, "127.0.0.1:5000/app:nope", "dial tcp: refused".into());
         assert!(
-            e.to_string()
-                .starts_with("the registry 127.0.0.1:5000 cannot be reached to pull 127.0.0.1:5000/app:nope: "),
+            e.to_string().starts_with(
+                "the registry 127.0.0.1:5000 cannot be reached to pull 127.0.0.1:5000/app:nope: "
+            ),
             "{e}"
         );
     }

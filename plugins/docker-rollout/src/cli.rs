@@ -740,7 +740,10 @@ mod tests {
             ),
             ("app --canary-steps 50:soon,100", "--canary-steps"),
             ("app --output yaml", "--output"),
-            ("app --pull sometimes", "invalid value 'sometimes' for '--pull <POLICY>'"),
+            (
+                "app --pull sometimes",
+                "invalid value 'sometimes' for '--pull <POLICY>'",
+            ),
             ("app --pull", "--pull"),
             ("", "SERVICE"),
             ("app other", "unexpected argument 'other'"),

@@ -60,9 +60,9 @@ impl From<BackendError> for Fail {
 impl From<PullError> for Fail {
     fn from(e: PullError) -> Self {
         match e {
-            PullError::NoSuchImage { .. } | PullError::Denied { .. } | PullError::Credentials(_) => {
-                Fail::bad_input(e.to_string())
-            }
+            PullError::NoSuchImage { .. }
+            | PullError::Denied { .. }
+            | PullError::Credentials(_) => Fail::bad_input(e.to_string()),
             PullError::Unreachable { .. } => Fail::unreachable(e.to_string()),
             PullError::Engine(e) => Fail::from(e),
             e => Fail::unexpected(e.to_string()),
@@ -125,19 +125,35 @@ mod tests {
             Fail::from(kind("r:5000/app:x".into(), "r:5000".into(), "said".into())).code
         };
         assert_eq!(
-            pull(|image, registry, reason| PullError::NoSuchImage { image, registry, reason }),
+            pull(|image, registry, reason| PullError::NoSuchImage {
+                image,
+                registry,
+                reason
+            }),
             2
         );
         assert_eq!(
-            pull(|image, registry, reason| PullError::Unreachable { image, registry, reason }),
+            pull(|image, registry, reason| PullError::Unreachable {
+                image,
+                registry,
+                reason
+            }),
             6
         );
         assert_eq!(
-            pull(|image, registry, reason| PullError::Denied { image, registry, reason }),
+            pull(|image, registry, reason| PullError::Denied {
+                image,
+                registry,
+                reason
+            }),
             2
         );
         assert_eq!(
-            pull(|image, registry, reason| PullError::Failed { image, registry, reason }),
+            pull(|image, registry, reason| PullError::Failed {
+                image,
+                registry,
+                reason
+            }),
             1
         );
         let stopped = Fail::from(ProxyServiceError::NotRunning {

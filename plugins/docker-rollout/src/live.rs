@@ -287,7 +287,12 @@ pub async fn make_ready(
         return compose_cli(p, req)
             .build(service, BUILD_LIMIT)
             .await
-            .map_err(|e| Fail::bad_input(format!("the image of {} was not built: {e}", settings.service)));
+            .map_err(|e| {
+                Fail::bad_input(format!(
+                    "the image of {} was not built: {e}",
+                    settings.service
+                ))
+            });
     }
     if settings.built {
         return Ok(());
@@ -298,7 +303,10 @@ pub async fn make_ready(
     let mut progress = |step: PullProgress| {
         if !said {
             said = true;
-            prelude.note(&format!("pulling {image} from {registry} (--pull {})", settings.pull));
+            prelude.note(&format!(
+                "pulling {image} from {registry} (--pull {})",
+                settings.pull
+            ));
         }
         prelude.event(&Event::ImagePull {
             image: image.clone(),
@@ -307,10 +315,16 @@ pub async fn make_ready(
             status: step.status,
         });
     };
-    ensure_image(engine, &image, settings.pull, config_dir.as_deref(), &mut progress)
-        .await
-        .map(|_| ())
-        .map_err(Fail::from)
+    ensure_image(
+        engine,
+        &image,
+        settings.pull,
+        config_dir.as_deref(),
+        &mut progress,
+    )
+    .await
+    .map(|_| ())
+    .map_err(Fail::from)
 }
 
 /// Everything a live rollout runs with.

@@ -135,7 +135,11 @@ mod tests {
         assert_eq!(line["registry"], "127.0.0.1:5000");
         assert_eq!(line["layer"], "3f2a9c1b7d0e");
         assert_eq!(line["status"], "Pull complete");
-        assert!(people.text().ends_with("pulling the image\n"), "{}", people.text());
+        assert!(
+            people.text().ends_with("pulling the image\n"),
+            "{}",
+            people.text()
+        );
 
         let (data, people) = (Shared::default(), Shared::default());
         let mut p = Prelude::to(
@@ -151,7 +155,8 @@ mod tests {
         let lines: Vec<&str> = said.lines().map(|l| l.trim_start()).collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
-            lines[0].ends_with("s  pull 127.0.0.1:5000/app:latest: 3f2a9c1b7d0e: Download complete"),
+            lines[0]
+                .ends_with("s  pull 127.0.0.1:5000/app:latest: 3f2a9c1b7d0e: Download complete"),
             "{lines:?}"
         );
         assert!(
