@@ -304,7 +304,7 @@ pub async fn make_ready(
         if !said {
             said = true;
             prelude.note(&format!(
-                "pulling {image} from {registry} (--pull {})",
+                "pulling {image} from {registry} (pull policy {})",
                 settings.pull
             ));
         }
