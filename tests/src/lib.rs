@@ -25,6 +25,9 @@
 //!   `DOCKER_CONFIG/cli-plugins`, so that tests go through the Docker CLI's plugin protocol
 //!   exactly as an operator's `docker rollout` does, finding the Compose tools the operator's
 //!   docker finds (or with one hidden, as if it were not installed: [`PluginDir::hide`]).
+//! - [`registry`]: a real image registry ([`Registry`]: Debian's distribution 2.8 on a
+//!   loopback port, storage in a temporary folder, ended by its pid when dropped) that the pull
+//!   tests push to.
 //! - [`load`]: the mix every run sends ([`load::mix`]) through nginx's container address on
 //!   the project's network ([`Project::start_load`]; a load that must outlive nginx's
 //!   container uses the published port), and the load's [`Clock`], on which everything else is
@@ -53,6 +56,7 @@ pub mod load;
 pub mod nginx;
 pub mod plugin;
 pub mod project;
+pub mod registry;
 pub mod replay;
 pub mod rig;
 pub mod run;
@@ -66,6 +70,7 @@ pub use http::{wait_http, HttpAnswer};
 pub use load::Clock;
 pub use plugin::{workspace_binary, PluginDir};
 pub use project::{Container, Project};
+pub use registry::Registry;
 pub use rig::{Rig, ROLLOUT_TIMEOUT};
 pub use run::{run_rollout, Ended, Running, Stamped, Whom};
 pub use stack::{free_port, DemoStack, NGINX_IMAGE, SEED_NGINX_CONF};

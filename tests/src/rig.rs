@@ -31,10 +31,18 @@ impl Rig {
     /// stack's own and nginx's.
     pub fn up(slug: &str, stack: DemoStack, override_yaml: &str, images: &[&str]) -> Rig {
         require_engine();
-        let mut needed = vec![stack.image.as_str(), NGINX_IMAGE];
+        Rig::up_in(Project::new(slug), stack, override_yaml, images)
+    }
+
+    /// [`Rig::up`] in a project made already (with the files of a build context written).
+    pub fn up_in(p: Project, stack: DemoStack, override_yaml: &str, images: &[&str]) -> Rig {
+        require_engine();
+        let mut needed = vec![NGINX_IMAGE];
+        if stack.build.is_none() {
+            needed.push(stack.image.as_str());
+        }
         needed.extend_from_slice(images);
         require_images(&needed);
-        let p = Project::new(slug);
         stack.serve(&p, override_yaml);
         let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
         Rig { p, plugins }

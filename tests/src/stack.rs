@@ -58,6 +58,9 @@ pub struct DemoStack {
     pub app_extra: String,
     /// The host port nginx is published on (127.0.0.1 only).
     pub nginx_port: u16,
+    /// A build context (a folder of the project) for an app with `build:` and no `image:`
+    /// (then `image` is unused): Compose builds the app's image from it.
+    pub build: Option<String>,
 }
 
 /// A port of 127.0.0.1 that was free a moment ago.
@@ -78,6 +81,16 @@ impl DemoStack {
             nginx_conf: SEED_NGINX_CONF.into(),
             app_extra: String::new(),
             nginx_port: free_port(),
+            build: None,
+        }
+    }
+
+    /// `replicas` of an app built by Compose from the project's folder `context` (`build:`
+    /// and no `image:`), behind the seed's nginx config.
+    pub fn built(context: &str, replicas: u32) -> DemoStack {
+        DemoStack {
+            build: Some(context.into()),
+            ..DemoStack::new("", replicas)
         }
     }
 
@@ -90,11 +103,15 @@ impl DemoStack {
                 let _ = writeln!(env, "      {k}: {v:?}");
             }
         }
+        let source = match &self.build {
+            Some(context) => format!("build: ./{context}"),
+            None => format!("image: ${{APP_IMAGE:-{}}}", self.image),
+        };
         format!(
             "# written by the rollout-e2e harness\n\
              services:\n\
              \x20 app:\n\
-             \x20   image: ${{APP_IMAGE:-{image}}}\n\
+             \x20   {source}\n\
              \x20   deploy:\n\
              \x20     replicas: {replicas}\n\
              \x20   labels:\n\
@@ -115,7 +132,6 @@ impl DemoStack {
              \x20 default:\n\
              \x20   labels:\n\
              \x20     io.rollout.test: {project}\n",
-            image = self.image,
             replicas = self.replicas,
             extra = self.app_extra,
             port = self.nginx_port,

@@ -4,7 +4,9 @@
 //! Debian's `postgresql` (rollout-migrate's tests start a throwaway server of it as the
 //! `postgres` user), Debian's `nginx` (the router tests run it on loopback, the nginx image copies it),
 //! `busybox-static` (the nginx image's shell) and `docker-compose` (Compose v1, 1.29), and
-//! Compose v2 as a docker CLI plugin, so that both Compose tools are under test. Debian's
+//! Compose v2 as a docker CLI plugin, so that both Compose tools are under test; and
+//! Debian's `docker-registry` (distribution 2.8), which the pull tests start themselves on a
+//! loopback port (its Debian service is not used). Debian's
 //! bookworm has no Compose v2; trixie's `docker-compose` package (2.26) is a static Go program
 //! that needs only libc 2.34, shipped as a CLI plugin. So the set-up adds the trixie suite of
 //! the machine's own Debian mirror (the URIs of `/etc/apt/sources.list.d/debian.sources`, or
@@ -20,7 +22,7 @@
 //! nothing is downloaded when `docker compose version` already says 2.x (or, with
 //! `--plugins-dir`, when that folder already has a Compose 2 plugin).
 
-use crate::util::{ensure_debian_packages, run, HOST_PACKAGES};
+use crate::util::{ensure_debian_packages, run, HOST_PACKAGES, TEST_PACKAGES};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -57,6 +59,7 @@ pub fn run_task(args: &[String]) -> Result<()> {
 /// prints what is installed.
 pub fn test_tools(plugins_dir: &Path) -> Result<()> {
     ensure_debian_packages(HOST_PACKAGES)?;
+    ensure_debian_packages(TEST_PACKAGES)?;
     compose_v2(plugins_dir)?;
     eprintln!("installed for the tests:");
     for line in installed(plugins_dir) {
@@ -334,6 +337,10 @@ fn installed(plugins_dir: &Path) -> Vec<String> {
             first_line(
                 Command::new("sh").args(["-c", "/usr/lib/postgresql/*/bin/postgres --version"])
             )
+        ),
+        format!(
+            "docker-registry: {}",
+            first_line(Command::new("/usr/bin/docker-registry").arg("--version"))
         ),
     ]
 }

@@ -51,9 +51,8 @@ pub fn have(program: &str) -> bool {
 }
 
 /// What the tests and the demo need from the host, as (program or path, Debian package,
-/// why): the nginx image is built from Debian's nginx, its shell is a static busybox,
-/// projects are driven with Compose, and rollout-migrate's tests start a throwaway
-/// PostgreSQL server (`pg_ctlcluster` comes with the server package, not the client's).
+/// why): the nginx image is built from Debian's nginx, its shell is a static busybox, and
+/// projects are driven with Compose.
 pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
     ("nginx", "nginx", "the nginx image is built from it"),
     (
@@ -65,6 +64,18 @@ pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
         "docker-compose",
         "docker-compose",
         "drives the Compose projects",
+    ),
+];
+
+/// What the tests need from the host besides [`HOST_PACKAGES`] (the demo does not): Debian's
+/// `docker-registry` (distribution 2.8), which the pull tests start on a loopback port and push
+/// their images to, and PostgreSQL, of which rollout-migrate's tests start a throwaway server
+/// (`pg_ctlcluster` comes with the server package, not the client's).
+pub const TEST_PACKAGES: &[(&str, &str, &str)] = &[
+    (
+        "/usr/bin/docker-registry",
+        "docker-registry",
+        "the registry the pull tests push to and pull from",
     ),
     (
         "/usr/bin/pg_ctlcluster",
@@ -128,12 +139,15 @@ mod tests {
             [
                 ("busybox-static", "the shell of the test images"),
                 ("docker-compose", "drives the Compose projects"),
-                (
-                    "postgresql",
-                    "rollout-migrate's tests run a throwaway server of it"
-                ),
             ]
         );
         assert!(missing_packages(HOST_PACKAGES, |_| true).is_empty());
+        assert_eq!(
+            missing_packages(TEST_PACKAGES, |p| p != "/usr/bin/docker-registry"),
+            [(
+                "docker-registry",
+                "the registry the pull tests push to and pull from"
+            )]
+        );
     }
 }

@@ -128,8 +128,9 @@ pub enum ComposeError {
         /// What to do.
         hint: String,
     },
-    /// The service has no image to start new instances from.
-    #[error("service {} has no image: a rollout needs one to start new instances from\nhint: build it and give it an image: tag in the Compose file", service.service)]
+    /// The service has no image to start new instances from (neither
+    /// `image:` nor `build:`).
+    #[error("service {} has no image: a rollout needs one to start new instances from\nhint: give it an image: tag, or a build: section, in the Compose file", service.service)]
     NoImage {
         /// The service rolled out.
         service: ServiceRef,

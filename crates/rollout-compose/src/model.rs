@@ -7,7 +7,7 @@ use crate::yaml::{Node, Value};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::{CanaryConfig, CanaryStep, Hold, Verification};
 use rollout_core::word::{each, either, Word};
-use rollout_core::{FailureAction, RollbackConfig, StrategyKind, UpdateConfig};
+use rollout_core::{FailureAction, PullPolicy, RollbackConfig, StrategyKind, UpdateConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -25,6 +25,13 @@ pub struct Service {
     pub image: Option<String>,
     /// Whether it has a `build` section (its image is then built by Compose).
     pub build: bool,
+    /// `pull_policy`, if written: `always`, `missing` (or `if_not_present`),
+    /// `never`; `build` is read as `never` with [`Service::build_always`];
+    /// `daily`, `weekly` and `every_<duration>` as `missing` (when the image
+    /// was last pulled is not known here).
+    pub pull_policy: Option<PullPolicy>,
+    /// `pull_policy: build`: the image is built before every rollout.
+    pub build_always: bool,
     /// `deploy.replicas`, or `scale`; 1 when neither is written.
     pub replicas: u64,
     /// `deploy.update_config`, with Swarm's default for each absent field.
@@ -441,6 +448,30 @@ fn parse_verification(node: &Node, path: &str) -> Result<Verification> {
     })
 }
 
+/// What `pull_policy` accepts, for its error.
+const PULL_POLICY_EXPECTED: &str =
+    "expected always, missing, if_not_present, never, build, daily, weekly or every_<duration>";
+
+/// A Compose `pull_policy` as a rollout reads it, and whether it asks for a
+/// build (`build`); `None` when Compose would refuse it too.
+pub(crate) fn pull_policy(written: &str) -> Option<(PullPolicy, bool)> {
+    Some(match written {
+        "always" => (PullPolicy::Always, false),
+        "missing" | "if_not_present" => (PullPolicy::Missing, false),
+        "never" => (PullPolicy::Never, false),
+        "build" => (PullPolicy::Never, true),
+        "daily" | "weekly" => (PullPolicy::Missing, false),
+        every
+            if every
+                .strip_prefix("every_")
+                .is_some_and(|d| rollout_core::parse_duration(d).is_ok_and(|d| !d.is_zero())) =>
+        {
+            (PullPolicy::Missing, false)
+        }
+        _ => return None,
+    })
+}
+
 /// Reads `services.<name>`.
 pub(crate) fn parse_service(name: &str, node: &Node, project_dir: &Path) -> Result<Service> {
     let path = format!("services.{name}");
@@ -452,6 +483,8 @@ pub(crate) fn parse_service(name: &str, node: &Node, project_dir: &Path) -> Resu
         pos: node.pos.clone(),
         image: None,
         build: false,
+        pull_policy: None,
+        build_always: false,
         replicas: 1,
         update_config: UpdateConfig::default(),
         rollback_config: RollbackConfig::default(),
@@ -472,6 +505,12 @@ pub(crate) fn parse_service(name: &str, node: &Node, project_dir: &Path) -> Resu
         match e.key.as_str() {
             "image" => s.image = read::opt_string(v, &p)?,
             "build" => s.build = !v.is_null(),
+            "pull_policy" if !v.is_null() => {
+                let (policy, build) = pull_policy(&read::string(v, &p)?)
+                    .ok_or_else(|| ComposeError::field(&v.pos, &p, PULL_POLICY_EXPECTED))?;
+                s.pull_policy = Some(policy);
+                s.build_always = build;
+            }
             "scale" if !v.is_null() => scale = Some((read::uint(v, &p)?, v)),
             "deploy" => {
                 let deploy = read::map(v, &p)?;

@@ -2,13 +2,14 @@
 //! command-line overrides on top of them.
 
 use crate::error::ComposeError;
-use crate::project::Project;
+use crate::project::{Flavour, Project};
 use rollout_core::config::{failure_ratio, Timeouts, RATIO_EXPECTED};
 use rollout_core::strategy::{
     BlueGreenConfig, CanaryConfig, CanaryStep, Hold, Plan, TrafficLayout, Verification,
 };
 use rollout_core::{
-    FailureAction, Order, Revision, RollbackConfig, ServiceRef, StrategyKind, UpdateConfig,
+    FailureAction, Order, PullPolicy, Revision, RollbackConfig, ServiceRef, StrategyKind,
+    UpdateConfig,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -19,8 +20,22 @@ use std::time::Duration;
 pub struct Settings {
     /// The service, in its project.
     pub service: ServiceRef,
-    /// The image the files name (`None` for a build-only service).
+    /// The image new instances start from: the one the files name, or, for
+    /// a service with `build:` and no `image:`, the one its Compose tool
+    /// builds for it (`<project>-<service>` under v2, `<project>_<service>`
+    /// under v1, see [`built_image`]); `None` when neither is written.
     pub image: Option<String>,
+    /// Whether the service has a `build:` section (`--build` needs one).
+    pub buildable: bool,
+    /// Whether the image is the one Compose builds for the service (it has
+    /// `build:` and no `image:`): it is built, never pulled.
+    pub built: bool,
+    /// When the image is pulled before the rollout: `--pull`, else the
+    /// service's `pull_policy`, else `missing`.
+    pub pull: PullPolicy,
+    /// Whether the Compose tool builds the service's image first
+    /// (`--build`, or `pull_policy: build`).
+    pub build: bool,
     /// Desired replicas.
     pub replicas: usize,
     /// The strategy: `x-rollout.strategy`, else blue-green for a colour of
@@ -101,6 +116,10 @@ pub struct Overrides {
     pub canary_hold: Option<Hold>,
     /// `--stop-old`.
     pub stop_old: Option<bool>,
+    /// `--pull`.
+    pub pull: Option<PullPolicy>,
+    /// `--build`.
+    pub build: Option<bool>,
 }
 
 impl Project {
@@ -157,7 +176,14 @@ impl Project {
         });
         Ok(Settings {
             service: ServiceRef::new(&self.name, service),
-            image: svc.image.clone(),
+            image: svc.image.clone().or_else(|| {
+                svc.build
+                    .then(|| built_image(self.flavour, &self.name, service))
+            }),
+            buildable: svc.build,
+            built: svc.build && svc.image.is_none(),
+            pull: svc.pull_policy.unwrap_or_default(),
+            build: svc.build_always && svc.build,
             replicas: usize::try_from(svc.replicas).unwrap_or(usize::MAX),
             strategy,
             update: svc.update_config.clone(),
@@ -193,6 +219,17 @@ impl Project {
             health_probe: ext.health.clone(),
             side_by_side_conflicts: svc.side_by_side_conflicts(),
         })
+    }
+}
+
+/// The image a Compose tool builds for a service that has `build:` and no
+/// `image:`: `<project>-<service>` under Compose 2 (`GetImageNameOrDefault`),
+/// `<project>_<service>` under 1.29 (`Service.image_name`, which drops the
+/// project name's leading `_` and `-`).
+pub fn built_image(flavour: Flavour, project: &str, service: &str) -> String {
+    match flavour {
+        Flavour::V1 => format!("{}_{service}", project.trim_start_matches(['_', '-'])),
+        Flavour::V2 => format!("{project}-{service}"),
     }
 }
 
@@ -269,6 +306,21 @@ impl Settings {
             for step in &mut self.canary.steps {
                 step.hold = hold;
             }
+        }
+        if let Some(pull) = o.pull {
+            self.pull = pull;
+        }
+        if let Some(build) = o.build {
+            self.build = build;
+        }
+        if self.build && !self.buildable {
+            return Err(ComposeError::Override {
+                flag: "--build",
+                message: format!(
+                    "{} has no build section to build its image from",
+                    self.service
+                ),
+            });
         }
         if let Some(stop) = o.stop_old {
             if let TrafficLayout::Colours { stop_other, .. } = &mut self.layout {

@@ -1,11 +1,11 @@
 //! Loading whole projects from fixtures and temporary directories.
 
 use rollout_compose::{
-    ComposeError, Flavour, HealthTest, LoadOptions, MountKind, Overrides, Project, ProjectNames,
-    StepOverride,
+    built_image, ComposeError, Flavour, HealthTest, LoadOptions, MountKind, Overrides, Project,
+    ProjectNames, StepOverride,
 };
 use rollout_core::strategy::{CanaryStep, Hold, TrafficLayout};
-use rollout_core::{FailureAction, Order, ServiceRef, StrategyKind};
+use rollout_core::{FailureAction, Order, PullPolicy, ServiceRef, StrategyKind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -703,13 +703,13 @@ fn a_service_that_cannot_run_side_by_side_falls_back_to_stop_first_or_is_refused
 fn a_rollout_needs_a_proxy_and_an_image() {
     let dir = TempDir::new(&[(
         "compose.yaml",
-        "services:\n  app:\n    build: .\n  api:\n    image: api\n  nginx:\n    image: nginx\n",
+        "services:\n  app:\n    environment: {A: b}\n  api:\n    image: api\n  nginx:\n    image: nginx\n",
     )]);
     let p = Project::load(&opts(&dir.0)).unwrap();
     let e = p.settings("app").unwrap().resolve().unwrap_err();
     assert_eq!(
         e.to_string(),
-        "service app has no image: a rollout needs one to start new instances from\nhint: build it and give it an image: tag in the Compose file"
+        "service app has no image: a rollout needs one to start new instances from\nhint: give it an image: tag, or a build: section, in the Compose file"
     );
     let mut s = p.settings("api").unwrap();
     assert_eq!(s.resolve().unwrap(), Vec::<String>::new());
@@ -809,6 +809,94 @@ fn colours_or_several_nginx_services_without_a_named_proxy_are_refused() {
     let mut s = p.settings("worker").unwrap();
     s.resolve().unwrap();
     assert_eq!(s.proxy.as_deref(), Some("nginx"));
+}
+
+/// Issue 11, item 5: a service with `build:` and no `image:` goes to the image its Compose
+/// tool builds for it, named by that tool's rule; it is never pulled.
+#[test]
+fn a_build_only_service_goes_to_the_image_its_tool_builds() {
+    let dir = TempDir::new(&[(
+        "compose.yaml",
+        "services:\n  app:\n    build: .\n  api:\n    image: api\n    pull_policy: build\n  nginx:\n    image: nginx\n",
+    )]);
+    let v2 = Project::load(&opts(&dir.0)).unwrap();
+    let mut s = v2.settings("app").unwrap();
+    assert_eq!(s.resolve().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        s.image.as_deref(),
+        Some(format!("{}-app", v2.name).as_str())
+    );
+    assert!(s.built && s.buildable && !s.build);
+    // v1 reads no `name:`, and names the image after the folder's name without its leading
+    // `_` or `-`.
+    let v1 = Project::load(&LoadOptions {
+        flavour: Flavour::V1,
+        project_name: Some("_shop".into()),
+        ..opts(&dir.0)
+    })
+    .unwrap();
+    let s = v1.settings("app").unwrap();
+    assert_eq!(s.image.as_deref(), Some("shop_app"));
+    assert_eq!(built_image(Flavour::V2, "shop", "web"), "shop-web");
+    assert_eq!(built_image(Flavour::V1, "-shop", "web"), "shop_web");
+    // --build needs a build section to build from.
+    let mut api = v2.settings("api").unwrap();
+    assert!(!api.build && !api.buildable && !api.built);
+    let e = api
+        .apply(&Overrides {
+            build: Some(true),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "--build: {}/api has no build section to build its image from",
+            v2.name
+        )
+    );
+    let mut app = v2.settings("app").unwrap();
+    app.apply(&Overrides {
+        build: Some(true),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(app.build);
+}
+
+/// Issue 11, item 4: `pull_policy` in Compose's words, `--pull` over it, `missing` when
+/// neither says.
+#[test]
+fn the_pull_policy_comes_from_the_flag_then_the_file() {
+    let file = |policy: &str| {
+        format!("services:\n  app:\n    image: app\n    pull_policy: {policy}\n  bare:\n    image: app\n  nginx:\n    image: nginx\n")
+    };
+    for (written, policy) in [
+        ("always", PullPolicy::Always),
+        ("missing", PullPolicy::Missing),
+        ("if_not_present", PullPolicy::Missing),
+        ("never", PullPolicy::Never),
+        ("daily", PullPolicy::Missing),
+        ("every_12h", PullPolicy::Missing),
+    ] {
+        let dir = TempDir::new(&[("compose.yaml", &file(written))]);
+        let p = Project::load(&opts(&dir.0)).unwrap();
+        let mut s = p.settings("app").unwrap();
+        assert_eq!(s.pull, policy, "{written}");
+        assert!(!s.build);
+        s.apply(&Overrides {
+            pull: Some(PullPolicy::Never),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.pull, PullPolicy::Never, "{written}");
+        assert_eq!(p.settings("bare").unwrap().pull, PullPolicy::Missing);
+    }
+    let e = load_err(&[("compose.yaml", &file("sometimes"))]);
+    assert_eq!(
+        e,
+        "compose.yaml:4:18: services.app.pull_policy: expected always, missing, if_not_present, never, build, daily, weekly or every_<duration>"
+    );
 }
 
 proptest::proptest! {

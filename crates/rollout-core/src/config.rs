@@ -100,6 +100,60 @@ impl FromStr for Order {
     }
 }
 
+/// When the image a rollout goes to is pulled from its registry first
+/// (`--pull`, else the service's Compose `pull_policy`, else `missing`).
+/// The pull happens before the target revision is formed, so a new image
+/// under an unchanged tag is what the rollout goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    /// Pull every time, even when the engine has an image under the tag.
+    Always,
+    /// Pull only when the engine has no image under the tag.
+    #[default]
+    Missing,
+    /// Never pull: the image must be on the engine already.
+    Never,
+}
+
+impl PullPolicy {
+    /// Whether to pull, given whether the engine has an image under the
+    /// reference now.
+    pub fn pulls(self, present: bool) -> bool {
+        match self {
+            PullPolicy::Always => true,
+            PullPolicy::Missing => !present,
+            PullPolicy::Never => false,
+        }
+    }
+}
+
+impl Word for PullPolicy {
+    const ALL: &'static [Self] = &[PullPolicy::Always, PullPolicy::Missing, PullPolicy::Never];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "always",
+            PullPolicy::Missing => "missing",
+            PullPolicy::Never => "never",
+        }
+    }
+}
+
+impl fmt::Display for PullPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for PullPolicy {
+    type Err = UnknownWord;
+
+    fn from_str(s: &str) -> Result<Self, UnknownWord> {
+        Self::parse_word(s)
+    }
+}
+
 /// What `max_failure_ratio` accepts, in words, for messages that quote the
 /// value as it was written.
 pub const RATIO_EXPECTED: &str = "a ratio from 0 to 1";
@@ -267,6 +321,22 @@ mod tests {
         assert_eq!(
             "explode".parse::<FailureAction>().unwrap_err().to_string(),
             "expected pause, continue or rollback, found \"explode\""
+        );
+    }
+
+    #[test]
+    fn a_pull_policy_pulls_when_it_says() {
+        for p in PullPolicy::ALL {
+            assert_eq!(p.to_string().parse::<PullPolicy>(), Ok(*p));
+        }
+        assert_eq!(PullPolicy::default(), PullPolicy::Missing);
+        let pulls = |p: PullPolicy| (p.pulls(true), p.pulls(false));
+        assert_eq!(pulls(PullPolicy::Always), (true, true));
+        assert_eq!(pulls(PullPolicy::Missing), (false, true));
+        assert_eq!(pulls(PullPolicy::Never), (false, false));
+        assert_eq!(
+            "sometimes".parse::<PullPolicy>().unwrap_err().to_string(),
+            "expected always, missing or never, found \"sometimes\""
         );
     }
 

@@ -18,7 +18,7 @@ pub enum BackendError {
     #[error("no instance {0}")]
     NoSuchInstance(InstanceId),
     /// The image of a revision is not there.
-    #[error("image {image} not found\nhint: build or pull it first (no registry is contacted)")]
+    #[error("image {image} not found on the engine\nhint: build or pull it first, or pass --build (a service with build:) or --pull always")]
     MissingImage {
         /// The image reference.
         image: String,

@@ -36,6 +36,22 @@ pub enum Event {
         /// Whether it continues a journaled rollout.
         resumed: bool,
     },
+    /// The image the rollout goes to is being pulled from its registry
+    /// (before the target revision is formed): one event per state a layer
+    /// (or the pull as a whole, `layer` absent) reaches, such as
+    /// `Pulling fs layer`, `Download complete`, `Pull complete`, and, last,
+    /// the engine's `Status: ...` line.
+    ImagePull {
+        /// The image reference pulled (`127.0.0.1:5000/app:latest`).
+        image: String,
+        /// The registry it comes from (`127.0.0.1:5000`, `docker.io`).
+        registry: String,
+        /// The layer (short id) the status is about, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        layer: Option<String>,
+        /// What the engine said, as it said it.
+        status: String,
+    },
     /// A batch (rolling) or a step (canary) began.
     BatchStarted {
         /// 1-based index.

@@ -41,7 +41,7 @@ pub mod strategy;
 pub mod word;
 
 pub use backend::Backend;
-pub use config::{failure_ratio, FailureAction, Order, RollbackConfig, UpdateConfig};
+pub use config::{failure_ratio, FailureAction, Order, PullPolicy, RollbackConfig, UpdateConfig};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{BackendError, JournalError, RouterError};
 pub use event::{Event, Outcome};

@@ -75,9 +75,17 @@ pub(crate) async fn create(
     engine: &Engine,
     name: &str,
     image: &str,
-    labels: HashMap<String, String>,
+    mut labels: HashMap<String, String>,
     env: Vec<String>,
 ) -> Result<Created, BackendError> {
+    // A container inherits its image's labels, and Compose 2 labels the
+    // images it builds with their project and service: a keeper made from
+    // such an image (a saved spec pins its revision's image) would be taken
+    // for one of the service's containers by Compose and by the backend.
+    // Blank values override the inherited ones and match no project.
+    for key in [labels::PROJECT, labels::SERVICE] {
+        labels.entry(key.to_string()).or_default();
+    }
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(vec![KEEPER_CMD.to_string()]),

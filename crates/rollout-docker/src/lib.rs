@@ -39,6 +39,11 @@
 //! - **State lives with the engine.** The journal, the per-service lock and
 //!   the saved specs are never-started containers ([`keeper`]), so a second
 //!   client, or the next run after a crash, finds them.
+//! - **Images are pulled through the engine**, before the target revision
+//!   is formed ([`pull`]), with the credentials of the docker config
+//!   ([`auth`]: `auths`, `credsStore`, `credHelpers`), when the pull policy
+//!   asks; a service Compose builds is built by the Compose tool
+//!   ([`ComposeCli::build`]).
 //! - **The proxy is reached through the engine too**: commands by exec, its
 //!   config file through the host file of its bind mount ([`proxy`]).
 //!
@@ -47,6 +52,7 @@
 //! or read Compose files (`rollout-compose`).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod backend;
 pub mod compose;
 pub mod dial;
@@ -57,6 +63,7 @@ pub mod keeper;
 pub mod labels;
 pub mod lock;
 pub mod proxy;
+pub mod pull;
 pub mod spec;
 mod tar;
 
@@ -68,3 +75,4 @@ pub use engine::Engine;
 pub use journal::DockerJournal;
 pub use lock::DockerProxyLock;
 pub use proxy::{ProxyContainer, ProxyServiceError};
+pub use pull::{ensure_image, PullError, PullProgress, Pulled, Reference};

@@ -23,7 +23,9 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use rollout_compose::{Flavour, LoadOptions, Overrides, StepOverride};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::Hold;
-use rollout_core::{parse_duration, FailureAction, Order, StrategyKind, UnknownWord, Word};
+use rollout_core::{
+    parse_duration, FailureAction, Order, PullPolicy, StrategyKind, UnknownWord, Word,
+};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -336,6 +338,12 @@ struct Tuning {
     /// Stop the other colour once this one is live (blue-green).
     #[arg(long)]
     stop_old: bool,
+    /// Pull the image from its registry first: always, when missing on the engine, or never (default: the service's pull_policy, else missing).
+    #[arg(long, value_name = "POLICY", value_parser = word::<PullPolicy>())]
+    pull: Option<PullPolicy>,
+    /// Build the service's image first (compose build SERVICE); needs a build section.
+    #[arg(long)]
+    build: bool,
 }
 
 /// Puts nginx in front of a service that publishes its port itself.
@@ -692,7 +700,7 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
 static AFTER_HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n\n\
-         Exit codes:\n  0 done or nothing to change   1 unexpected error   2 bad input (nothing changed)\n  3 failed, rolled back   4 paused   5 the rollback failed\n  6 engine, proxy or database unreachable\n  7 busy: another run holds the lock (nothing changed)   130 interrupted\n\n{}",
+         Exit codes:\n  0 done or nothing to change   1 unexpected error   2 bad input (nothing changed)\n  3 failed, rolled back   4 paused   5 the rollback failed\n  6 engine, proxy, registry or database unreachable\n  7 busy: another run holds the lock (nothing changed)   130 interrupted\n\n{}",
         crate::environ::ENVIRONMENT
     )
 });
@@ -774,6 +782,8 @@ impl Cli {
             canary_steps: t.canary_steps.map(|s| s.0),
             canary_hold: t.canary_hold,
             stop_old: t.stop_old.then_some(true),
+            pull: t.pull,
+            build: t.build.then_some(true),
         };
         RolloutRequest {
             docker,
@@ -1036,7 +1046,8 @@ mod tests {
         let r = standalone(
             "app --strategy canary --parallelism 0 --delay 1m30s --failure-action rollback --monitor 30s \
              --max-failure-ratio 0.3 --order start-first --start-timeout 2m --drain-timeout 0s \
-             --canary-steps 10,25:1m,50:until-promoted,100 --canary-hold 5s --stop-old --dry-run --output json",
+             --canary-steps 10,25:1m,50:until-promoted,100 --canary-hold 5s --stop-old --dry-run --output json \
+             --pull always --build",
         );
         let o = &r.overrides;
         assert_eq!(o.strategy, Some(StrategyKind::Canary));
@@ -1073,6 +1084,8 @@ mod tests {
         );
         assert_eq!(o.canary_hold, Some(Hold::For(Duration::from_secs(5))));
         assert_eq!(o.stop_old, Some(true));
+        assert_eq!(o.pull, Some(PullPolicy::Always));
+        assert_eq!(o.build, Some(true));
         assert!(r.dry_run);
         assert_eq!(r.output, OutputFormat::Json);
 
@@ -1117,6 +1130,11 @@ mod tests {
             ),
             ("app --canary-steps 50:soon,100", "--canary-steps"),
             ("app --output yaml", "--output"),
+            (
+                "app --pull sometimes",
+                "invalid value 'sometimes' for '--pull <POLICY>'",
+            ),
+            ("app --pull", "--pull"),
             ("", "SERVICE"),
             ("app other", "unexpected argument 'other'"),
         ];
@@ -1204,6 +1222,8 @@ mod tests {
         let e = parse(argv("--help"), false).unwrap_err();
         assert!(e.to_string().contains("Usage: docker-rollout"), "{e}");
         assert!(e.to_string().contains("--max-failure-ratio <RATIO>"), "{e}");
+        assert!(e.to_string().contains("--pull <POLICY>"), "{e}");
+        assert!(e.to_string().contains("--build"), "{e}");
         for switch in [
             "ROLLOUT_COMPOSE",
             "ROLLOUT_NO_PROGRESS",

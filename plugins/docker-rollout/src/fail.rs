@@ -1,7 +1,7 @@
 //! Why a rollout could not start, with the exit code it means.
 
 use rollout_core::{exit, BackendError, JournalError, RouterError};
-use rollout_docker::ProxyServiceError;
+use rollout_docker::{ProxyServiceError, PullError};
 use std::fmt;
 
 /// An error before (or around) the strategy's run, carrying its exit code.
@@ -52,6 +52,19 @@ impl From<BackendError> for Fail {
             BackendError::MissingImage { .. } => Fail::bad_input(e.to_string()),
             // The Compose tool refusing the project (config --hash) is bad input.
             BackendError::Launch { .. } => Fail::bad_input(e.to_string()),
+            e => Fail::unexpected(e.to_string()),
+        }
+    }
+}
+
+impl From<PullError> for Fail {
+    fn from(e: PullError) -> Self {
+        match e {
+            PullError::NoSuchImage { .. }
+            | PullError::Denied { .. }
+            | PullError::Credentials(_) => Fail::bad_input(e.to_string()),
+            PullError::Unreachable { .. } => Fail::unreachable(e.to_string()),
+            PullError::Engine(e) => Fail::from(e),
             e => Fail::unexpected(e.to_string()),
         }
     }
@@ -120,6 +133,41 @@ mod tests {
             since: "2026-01-01T00:00:00Z".into(),
         };
         assert_eq!(Fail::from(busy).code, exit::BUSY);
+        let pull = |kind: fn(String, String, String) -> PullError| {
+            Fail::from(kind("r:5000/app:x".into(), "r:5000".into(), "said".into())).code
+        };
+        assert_eq!(
+            pull(|image, registry, reason| PullError::NoSuchImage {
+                image,
+                registry,
+                reason
+            }),
+            2
+        );
+        assert_eq!(
+            pull(|image, registry, reason| PullError::Unreachable {
+                image,
+                registry,
+                reason
+            }),
+            6
+        );
+        assert_eq!(
+            pull(|image, registry, reason| PullError::Denied {
+                image,
+                registry,
+                reason
+            }),
+            2
+        );
+        assert_eq!(
+            pull(|image, registry, reason| PullError::Failed {
+                image,
+                registry,
+                reason
+            }),
+            1
+        );
         let stopped = Fail::from(ProxyServiceError::NotRunning {
             service: rollout_core::ServiceRef::new("shop", "nginx"),
         });

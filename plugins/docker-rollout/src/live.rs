@@ -9,18 +9,22 @@
 //! containers, which must be installed: rollout-docker decides) and its
 //! config hash, the proxy service and its containers, the nginx config and
 //! its upstream. A service with no proxy in front is wired without them.
+//! Before the target revision is formed, the image is built or pulled as the
+//! settings ask ([`make_ready`]), so that a new image under the same tag is
+//! what the rollout goes to.
 
 use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
+use crate::output::Prelude;
 use rollout_compose::{Flavour, Project, ProjectNames, Settings};
 use rollout_core::journal::{Journal, Liveness};
 use rollout_core::strategy::{TrafficLayout, Verifier};
-use rollout_core::{Backend, InstanceId, ServiceRef, TrafficRouter};
+use rollout_core::{Backend, Event, InstanceId, ServiceRef, TrafficRouter};
 use rollout_docker::compose::project_containers;
 use rollout_docker::{
-    ComposeCli, DockerBackend, DockerCli, DockerJournal, DockerProxyLock, Engine, GlobalFlags,
-    HealthProbe, ProxyContainer, ToolChoice, ToolLookup,
+    ensure_image, ComposeCli, DockerBackend, DockerCli, DockerJournal, DockerProxyLock, Engine,
+    GlobalFlags, HealthProbe, ProxyContainer, PullProgress, Reference, ToolChoice, ToolLookup,
 };
 use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions, ProxyLocking};
@@ -263,6 +267,75 @@ pub fn find_upstream(
     })
 }
 
+/// How long `--build` lets the Compose tool build.
+const BUILD_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// Makes the image the rollout goes to ready on the engine, before the
+/// target revision is formed from it: built by the Compose tool when the
+/// settings ask (`--build`, `pull_policy: build`), else pulled from its
+/// registry when the pull policy asks (an image Compose builds is never
+/// pulled). Progress goes to `prelude`. A build that fails, or an image
+/// the registry does not have, is bad input (2); a registry that cannot be
+/// reached is exit 6; nothing has changed in either case.
+pub async fn make_ready(
+    p: &Prepared,
+    req: &RolloutRequest,
+    engine: &Engine,
+    prelude: &mut Prelude,
+) -> Result<(), Fail> {
+    let settings = &p.settings;
+    let Some(image) = settings.image.clone() else {
+        return Ok(());
+    };
+    let service = &settings.service.service;
+    if settings.build {
+        prelude.note(&format!(
+            "building {image}: {} build {service}",
+            p.compose.flavour.command()
+        ));
+        return compose_cli(p, req)
+            .build(service, BUILD_LIMIT)
+            .await
+            .map_err(|e| {
+                Fail::bad_input(format!(
+                    "the image of {} was not built: {e}",
+                    settings.service
+                ))
+            });
+    }
+    if settings.built {
+        return Ok(());
+    }
+    let registry = Reference::parse(&image).registry;
+    let config_dir = rollout_docker::auth::config_dir(req.docker.config.as_deref());
+    let mut said = false;
+    let mut progress = |step: PullProgress| {
+        if !said {
+            said = true;
+            prelude.note(&format!(
+                "pulling {image} from {registry} (pull policy {})",
+                settings.pull
+            ));
+        }
+        prelude.event(&Event::ImagePull {
+            image: image.clone(),
+            registry: registry.clone(),
+            layer: step.layer,
+            status: step.status,
+        });
+    };
+    ensure_image(
+        engine,
+        &image,
+        settings.pull,
+        config_dir.as_deref(),
+        &mut progress,
+    )
+    .await
+    .map(|_| ())
+    .map_err(Fail::from)
+}
+
 /// Everything a live rollout runs with.
 pub struct Wired {
     /// The backend (launches one at a time, never during a retirement).
@@ -425,8 +498,9 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
             },
         );
     }
-    // Nothing can be pulled: a missing image is bad input, found before
-    // anything changes (not at the first launch, with routes already moved).
+    // The image was pulled or built (make_ready) before the target was
+    // formed; one still missing is bad input, found before anything changes
+    // (not at the first launch, with routes already moved).
     backend.check_image(&image).await?;
     let backend = Arc::new(backend);
     let (hosts, already_new) = known_instances(&backend, &services, settings, &target).await?;

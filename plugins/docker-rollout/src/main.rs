@@ -186,6 +186,14 @@ async fn rollout(
     )
     .await?;
     warn(&prepared.warnings);
+    // The image is pulled or built before the target revision is formed
+    // from it (the id the reference resolves to is part of the revision).
+    let mut prelude = output::Prelude::new(req.output, output::Terminal::stderr().colour());
+    or_interrupted(
+        &mut irx,
+        live::make_ready(&prepared, &req, &engine, &mut prelude),
+    )
+    .await?;
     let settings = &prepared.settings;
     let strategy_name = settings.strategy.as_str();
     // The two colours of a blue-green pair share one lock besides their

@@ -194,6 +194,65 @@ impl ComposeCli {
         self.run(&args).await.map(|_| ())
     }
 
+    /// `build SERVICE`: the Compose tool builds the service's image, its
+    /// output shown to the operator on standard error (standard output may
+    /// carry JSON events), within `limit`.
+    pub async fn build(&self, service: &str, limit: Duration) -> Result<(), ComposeError> {
+        use std::os::fd::AsFd;
+        let args = ["build".to_string(), service.to_string()];
+        let to_stderr = |what: &str| {
+            std::io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(Stdio::from)
+                .map_err(|e| ComposeError::Spawn {
+                    program: self.program.to_string_lossy().into_owned(),
+                    reason: format!("cannot hand it {what}: {e}"),
+                })
+        };
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .args(&self.leading)
+            .args(&self.project)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(to_stderr("standard output")?)
+            .stderr(to_stderr("standard error")?)
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
+        if let Some(dir) = &self.current_dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|e| ComposeError::Spawn {
+            program: self.program.to_string_lossy().into_owned(),
+            reason: e.to_string(),
+        })?;
+        let status = match tokio::time::timeout(limit, child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => {
+                return Err(ComposeError::Spawn {
+                    program: self.program.to_string_lossy().into_owned(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(ComposeError::Timeout {
+                    command: self.describe(&args),
+                    seconds: limit.as_secs(),
+                })
+            }
+        };
+        if status.success() {
+            return Ok(());
+        }
+        Err(ComposeError::Failed {
+            command: self.describe(&args),
+            status: status.to_string(),
+            stderr: "its output is above".to_string(),
+        })
+    }
+
     fn describe(&self, args: &[String]) -> String {
         let mut words = vec![self.program.to_string_lossy().into_owned()];
         words.extend(

@@ -15,10 +15,12 @@
 //! asks which door is open and a new event is taught to the doors alone.
 //! [`setup`] picks the door once, from the request and the terminal;
 //! [`Renderer`] is what the caller holds: the door, the clock, and the
-//! counts for the summary. The words the text doors share are in `style`.
+//! counts for the summary. What a run says before the plan exists (the
+//! image pulled or built first) goes out through [`Prelude`]. The words the text doors share are in `style`.
 
 mod json;
 mod live;
+mod prelude;
 mod style;
 mod summary;
 mod text;
@@ -28,6 +30,7 @@ mod fixtures;
 
 pub use json::Json;
 pub use live::Live;
+pub use prelude::Prelude;
 pub use summary::{Summary, Tally};
 pub use text::Text;
 
