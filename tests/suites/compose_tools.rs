@@ -44,6 +44,28 @@ fn assert_made_by(s: &Rig, tool: ComposeTool) {
     }
 }
 
+/// `docker rollout app` to v2, which must be refused as bad input (exit 2) changing nothing:
+/// the same containers in the same states, the same config, nothing kept. Returns its stderr
+/// and its `error:` line.
+fn refused_changing_nothing(s: &mut Rig, situation: &str) -> (String, String) {
+    let containers = s.p.containers(None);
+    let kept = keepers(s.p.name());
+    s.p.set_env("APP_IMAGE", images::V2);
+    let out = s.command(&[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("docker rollout app, {situation}, said:\n{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{stderr}"))
+        .to_string();
+    assert_eq!(s.p.containers(None), containers);
+    assert_eq!(s.p.read("nginx.conf"), SEED_NGINX_CONF);
+    assert_eq!(keepers(s.p.name()), kept);
+    (stderr, error)
+}
+
 #[test]
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn the_tool_that_made_the_project_rolls_it_out_and_up_leaves_it_alone() {
@@ -151,20 +173,7 @@ fn a_project_made_by_a_tool_that_is_not_installed_is_refused() {
             "docker compose still works with the plugin hidden"
         );
     }
-    let containers = s.p.containers(None);
-    let kept = keepers(s.p.name());
-    s.p.set_env("APP_IMAGE", images::V2);
-    let out = s.command(&[]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!(
-        "docker rollout app, {} hidden, said:\n{stderr}",
-        tool.name()
-    );
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let error = stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    let (stderr, error) = refused_changing_nothing(&mut s, &format!("{} hidden", tool.name()));
     assert!(
         error.starts_with(&format!(
             "error: the running containers of project {} (",
@@ -180,10 +189,6 @@ fn a_project_made_by_a_tool_that_is_not_installed_is_refused() {
         stderr.contains(&format!("\nhint: install {}", tool.name())),
         "{stderr}"
     );
-    // Nothing changed: the same containers in the same states, the same config, nothing kept.
-    assert_eq!(s.p.containers(None), containers);
-    assert_eq!(s.p.read("nginx.conf"), SEED_NGINX_CONF);
-    assert_eq!(keepers(s.p.name()), kept);
     assert_made_by(&s, tool);
 }
 
@@ -237,16 +242,7 @@ fn a_project_made_by_both_tools_is_refused() {
         "the project is not made by both tools: {versions:?}"
     );
     let containers = s.p.containers(None);
-    let kept = keepers(s.p.name());
-    s.p.set_env("APP_IMAGE", images::V2);
-    let out = s.command(&[]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("docker rollout app, project made by both tools, said:\n{stderr}");
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let error = stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    let (stderr, error) = refused_changing_nothing(&mut s, "project made by both tools");
     assert!(
         error.starts_with(&format!(
             "error: the running containers of project {} were made by both Compose tools: ",
@@ -261,8 +257,4 @@ fn a_project_made_by_both_tools_is_refused() {
         stderr.contains("\nhint: bring the project under one tool first"),
         "{stderr}"
     );
-    // Nothing changed: the same containers in the same states, the same config, nothing kept.
-    assert_eq!(s.p.containers(None), containers);
-    assert_eq!(s.p.read("nginx.conf"), SEED_NGINX_CONF);
-    assert_eq!(keepers(s.p.name()), kept);
 }
