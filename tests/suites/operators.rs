@@ -160,8 +160,9 @@ fn a_second_concurrent_rollout_is_refused_with_holder_and_since() {
     assert_clean(&report);
     assert_answered_before_unrouted(&report, &first, &before);
     // The second: refused, with who and since when, having touched nothing.
-    assert_eq!(second.code, Some(1), "{}", second.transcript());
-    assert_eq!(second.outcome_name(), "failed");
+    // Busy: exit 7, nothing changed (DESIGN.md).
+    assert_eq!(second.code, Some(7), "{}", second.transcript());
+    assert_eq!(second.outcome_name(), "busy");
     let why = second.named("finished")[0].json["outcome"]["detail"]
         .as_str()
         .unwrap()
@@ -181,7 +182,12 @@ fn a_second_concurrent_rollout_is_refused_with_holder_and_since() {
         holder.contains('@') && holder.contains(" pid "),
         "holder {holder:?}"
     );
-    let holder_pid = holder.rsplit(' ').next().unwrap();
+    // `USER@HOST pid N started T boot B`.
+    let holder_pid = holder
+        .split(" pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no pid in holder {holder:?}"));
     assert!(
         plugin_pids.iter().any(|p| p == holder_pid),
         "the holder {holder:?} is not the first rollout's plugin process ({plugin_pids:?})"
