@@ -987,6 +987,31 @@ async fn a_change_written_but_not_reloaded_before_a_crash_is_reloaded_on_open() 
     assert!(served.iter().any(|x| x == "b"), "{served:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_candidate_of_a_run_killed_before_its_commit_is_removed_on_open() {
+    let (port, backends) = backends(&["a"]).await;
+    let s = single(port, &[&backends[0].ip]).await;
+    let original = s.nginx.live();
+    // A run killed while it tested its candidate: no journal yet, the live
+    // file untouched, and its candidate (and a half-written one) beside it.
+    let conf = s.nginx.conf_path();
+    std::fs::write(format!("{conf}{CANDIDATE_SUFFIX}.dead-1"), &original).unwrap();
+    std::fs::write(format!("{conf}{CANDIDATE_SUFFIX}.dead-2"), b"upstream").unwrap();
+    // A file that only looks alike is not the router's and stays.
+    let other = format!("{conf}.rollout-candidateX");
+    std::fs::write(&other, b"keep").unwrap();
+    let router = open_router(&s.nginx).await.unwrap();
+    // Nothing to repair in the live file, so nothing to reload or tell.
+    assert!(router.recovered().is_empty(), "{:?}", router.recovered());
+    assert_eq!(s.nginx.live(), original);
+    assert_eq!(
+        own_files(Path::new(&conf)),
+        vec!["nginx.conf.rollout-candidateX".to_string()]
+    );
+    assert_eq!(std::fs::read(&other).unwrap(), b"keep");
+    assert!(bodies(s.front, 3).await.iter().all(|body| body == "a"));
+}
+
 /// Two nginx replicas reading one shared file (as the replicas of a Compose
 /// service share a bind-mounted file), with a front port shared through
 /// reuseport; each has a prefix directory and pid file of its own.

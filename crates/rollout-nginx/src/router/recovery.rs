@@ -12,8 +12,8 @@
 
 use super::commit::refusal;
 use super::{
-    edit, read_live, unreachable, NginxRouter, NginxRouterOptions, NEXT_SUFFIX, PREVIOUS_SUFFIX,
-    SET_ASIDE_SUFFIX,
+    edit, read_live, unreachable, NginxRouter, NginxRouterOptions, CANDIDATE_SUFFIX, NEXT_SUFFIX,
+    PREVIOUS_SUFFIX, SET_ASIDE_SUFFIX,
 };
 use crate::proxy::{Proxy, ProxyError};
 use rollout_core::error::RouterError;
@@ -128,8 +128,8 @@ impl NginxRouter {
 }
 
 /// Lists the regular files whose names start with `$1`, one a line (the
-/// journals of every run, whatever its tag: `$1` is quoted, only `*` is a
-/// pattern).
+/// journals or candidates of every run, whatever its tag: `$1` is quoted,
+/// only `*` is a pattern).
 const JOURNALS_SCRIPT: &str =
     r#"for f in "$1"*; do [ -f "$f" ] && printf '%s\n' "$f"; done; exit 0"#;
 
@@ -204,26 +204,10 @@ fn differing_lines(live: &[u8], next: &[u8], path: &str, upstream: &str) -> Stri
 /// The caller reloads, then removes the journal (replicas may share one
 /// file, and so one journal).
 async fn recover_files(options: &NginxRouterOptions, proxy: &Proxy) -> Result<Found, RouterError> {
+    remove_candidates(options, proxy).await?;
     let path = options.live_path();
     let stem = format!("{path}{PREVIOUS_SUFFIX}");
-    let argv: Vec<String> = ["sh", "-c", JOURNALS_SCRIPT, "sh", &stem]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let listed = proxy.exec.exec(&argv).await.map_err(unreachable)?;
-    if !listed.success() {
-        return Err(RouterError::Unreachable(format!(
-            "cannot list the journals beside {path} in {}: {}",
-            proxy.name,
-            listed.message()
-        )));
-    }
-    let mut journals: Vec<String> = String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .filter(|l| l.starts_with(&stem))
-        .map(str::to_string)
-        .collect();
-    journals.sort();
+    let journals = list_beside(proxy, &stem).await?;
     let mut found = Found::default();
     for journal_previous in journals {
         let tag = &journal_previous[stem.len()..];
@@ -257,6 +241,54 @@ async fn recover_files(options: &NginxRouterOptions, proxy: &Proxy) -> Result<Fo
         found.journals.push(journal_previous);
         found.journals.push(journal_next);
     }
+    Ok(found)
+}
+
+/// Removes the candidate files a killed run left (beside the live file and
+/// beside the main one). Recovery runs under the proxy lock and a run makes
+/// a candidate only while it holds that lock, so every candidate found here
+/// belongs to a run that is gone; nothing reads it again.
+async fn remove_candidates(options: &NginxRouterOptions, proxy: &Proxy) -> Result<(), RouterError> {
+    let mut stems = vec![format!("{}{CANDIDATE_SUFFIX}.", options.live_path())];
+    let main = format!("{}{CANDIDATE_SUFFIX}.", options.config_path);
+    if !stems.contains(&main) {
+        stems.push(main);
+    }
+    let mut leftovers = Vec::new();
+    for stem in &stems {
+        leftovers.extend(list_beside(proxy, stem).await?);
+    }
+    if leftovers.is_empty() {
+        return Ok(());
+    }
+    let leftovers: Vec<&str> = leftovers.iter().map(String::as_str).collect();
+    proxy
+        .files
+        .remove_all(&leftovers)
+        .await
+        .map_err(unreachable)
+}
+
+/// The regular files in the proxy whose paths start with `stem`, sorted.
+async fn list_beside(proxy: &Proxy, stem: &str) -> Result<Vec<String>, RouterError> {
+    let argv: Vec<String> = ["sh", "-c", JOURNALS_SCRIPT, "sh", stem]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let listed = proxy.exec.exec(&argv).await.map_err(unreachable)?;
+    if !listed.success() {
+        return Err(RouterError::Unreachable(format!(
+            "cannot list the files {stem}* in {}: {}",
+            proxy.name,
+            listed.message()
+        )));
+    }
+    let mut found: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|l| l.starts_with(stem))
+        .map(str::to_string)
+        .collect();
+    found.sort();
     Ok(found)
 }
 
