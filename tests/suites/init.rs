@@ -12,8 +12,8 @@ use rollout_e2e::load::{mix, wait_ok};
 use rollout_e2e::nginx::stderr_upstream_errors;
 use rollout_e2e::verdict::{assert_clean, publish};
 use rollout_e2e::{
-    free_port, images, require_images, run_rollout, wait_http, Clock, ComposeTool, PluginDir,
-    Project, NGINX_IMAGE, ROLLOUT_TIMEOUT,
+    free_port, images, require_images, run_rollout, wait_http, Clock, ComposeTool, Ended,
+    PluginDir, Project, NGINX_IMAGE, ROLLOUT_TIMEOUT,
 };
 use rollout_load::{LoadConfig, LoadHandle};
 use std::process::Output;
@@ -109,9 +109,15 @@ fn fronted(slug: &str, strategy: &str) -> (Project, PluginDir, String) {
         p.name()
     );
     assert!(stdout.contains(&up_line), "{stdout}");
+    // Blue-green's release is the second colour's rollout.
+    let rolled = if strategy == "blue-green" {
+        "web-green"
+    } else {
+        "web"
+    };
     assert!(
         stdout.contains(&format!(
-            "docker rollout -f compose.yaml -f compose.rollout.yaml -p {} web",
+            "docker rollout -f compose.yaml -f compose.rollout.yaml -p {} {rolled}\n",
             p.name()
         )),
         "{stdout}"
@@ -129,18 +135,28 @@ fn fronted(slug: &str, strategy: &str) -> (Project, PluginDir, String) {
         conf.contains("upstream web {\n        server web:8000;\n    }"),
         "{conf}"
     );
-    if strategy != "rolling" {
-        assert!(
-            p.read("compose.rollout.yaml")
-                .contains(&format!("strategy: {strategy}\n")),
-            "{}",
-            p.read("compose.rollout.yaml")
-        );
+    let written = p.read("compose.rollout.yaml");
+    match strategy {
+        "rolling" => assert!(!written.contains("strategy:"), "{written}"),
+        // The two colours say blue-green; the second one extends the first.
+        "blue-green" => assert!(
+            written.contains(
+                "  web-green:\n    extends:\n      file: compose.yaml\n      service: web\n"
+            ) && written.contains("colours:\n      - web\n      - web-green\n"),
+            "{written}"
+        ),
+        _ => assert!(
+            written.contains(&format!("strategy: {strategy}\n")),
+            "{written}"
+        ),
     }
 
     p.set_env("COMPOSE_FILE", "compose.yaml:compose.rollout.yaml");
     p.up();
     p.wait_healthy("web", 1, Duration::from_secs(60));
+    if strategy == "blue-green" {
+        p.wait_healthy("web-green", 1, Duration::from_secs(60));
+    }
     wait_http(
         format!("127.0.0.1:{port}").parse().unwrap(),
         "/",
@@ -211,10 +227,68 @@ fn init_then_a_rolling_update_fails_no_request() {
     init_then_rollout("init-rolling", "rolling", &[]);
 }
 
+/// `docker rollout COLOUR` under `load`, between two marks named after the colour.
+fn switch_to(p: &Project, plugins: &PluginDir, load: &LoadHandle, colour: &str) -> Ended {
+    load.mark(&format!("{colour}-start"));
+    let run = run_rollout(
+        {
+            let mut cmd = p.rollout_command(plugins);
+            cmd.arg(colour).args(["--output", "json"]);
+            cmd
+        },
+        Clock::of(load),
+        ROLLOUT_TIMEOUT,
+    );
+    load.mark(&format!("{colour}-end"));
+    wait_ok(load, 250, Duration::from_secs(30));
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
+    assert_eq!(run.outcome_name(), "completed", "{}", run.transcript());
+    run
+}
+
+/// init --strategy blue-green, up (both colours run v1, `web` live), then the release as the
+/// override's comment says: `web-green` gets the v2 image in the override and `docker
+/// rollout web-green` switches to it; `docker rollout web` switches back to the same v1
+/// containers. Nothing fails, and at rest the config is the bytes init wrote.
 #[test]
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn init_then_a_blue_green_switch_fails_no_request() {
-    init_then_rollout("init-blue-green", "blue-green", &[]);
+    let (p, plugins, conf) = fronted("init-blue-green", "blue-green");
+    let web = p.running("web").id;
+    let load = load_on(&p);
+    wait_ok(&load, 500, Duration::from_secs(30));
+    let written = p.read("compose.rollout.yaml");
+    p.write(
+        "compose.rollout.yaml",
+        &written.replacen(
+            "  web-green:\n",
+            &format!("  web-green:\n    image: {}\n", images::V2),
+            1,
+        ),
+    );
+    let green = switch_to(&p, &plugins, &load, "web-green");
+    assert!(p.read("nginx.conf").contains("server web-green:8000;"));
+    let back = switch_to(&p, &plugins, &load, "web");
+    let mut report = load.stop().unwrap();
+    report.upstream_errors = stderr_upstream_errors(&p.running("nginx").id, &report);
+    publish(
+        SUITE,
+        &format!("blue-green-{}", ComposeTool::detect().short()),
+        &report,
+        &[&green, &back],
+    );
+    assert_clean(&report);
+    let on_green = report.window(
+        report.mark("web-green-end").unwrap(),
+        report.mark("web-start").unwrap(),
+    );
+    assert_eq!(on_green.versions.keys().collect::<Vec<_>>(), ["v2"]);
+    let after = report.window(report.mark("web-end").unwrap(), report.duration_s);
+    assert_eq!(after.versions.keys().collect::<Vec<_>>(), ["v1"]);
+    // The switch back is to the same containers, and green is left running for the next one.
+    assert_eq!(p.running("web").id, web);
+    assert_eq!(p.running_images("web-green"), vec![images::V2.to_string()]);
+    assert_eq!(p.read("nginx.conf"), conf);
 }
 
 #[test]

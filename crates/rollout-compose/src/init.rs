@@ -90,6 +90,9 @@ pub struct InitPlan {
     pub files: Vec<PathBuf>,
     /// Things the operator should know (ports no longer published).
     pub notes: Vec<String>,
+    /// For blue-green, the second colour the override adds (`SERVICE-green`,
+    /// which `extends` the service); the service itself is the first.
+    pub colour: Option<String>,
 }
 
 /// Why `init` cannot front the service. Nothing was written; exit 2.
@@ -142,6 +145,12 @@ pub enum InitError {
         /// The host port to pass with `--proxy-port`.
         proxy_port: u16,
     },
+    /// The second colour's name is a service already.
+    #[error("blue-green needs a second colour service, {colour:?}, and the project has a service of that name already\nhint: remove or rename {colour:?}, or use --strategy canary (or rolling), which need no second service")]
+    ColourTaken {
+        /// The name taken.
+        colour: String,
+    },
     /// `-o` names a path, not a file name.
     #[error("-o {0:?}: expected a file name such as compose.rollout.yaml (it is written beside the Compose file)")]
     OverrideName(String),
@@ -165,6 +174,8 @@ struct OverrideFile {
 #[derive(Debug, Default, Serialize)]
 struct ServiceOverride {
     #[serde(skip_serializing_if = "Option::is_none")]
+    extends: Option<Extends>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ports: Option<serde_yaml::Value>,
@@ -176,10 +187,19 @@ struct ServiceOverride {
     rollout: Option<RolloutOverride>,
 }
 
-#[derive(Debug, Serialize)]
+/// `extends: {file: compose.yaml, service: web}`.
+#[derive(Debug, Clone, Serialize)]
+struct Extends {
+    file: String,
+    service: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 struct RolloutOverride {
     #[serde(skip_serializing_if = "Option::is_none")]
     strategy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    colours: Option<[String; 2]>,
     proxy: String,
     upstream: String,
     port: u16,
@@ -268,16 +288,36 @@ pub fn plan(project: &Project, opts: &InitOptions) -> Result<InitPlan, InitError
             _ => return Err(InitError::Path(dir.clone())),
         }
     };
-    let override_yaml = override_yaml(
-        project.flavour,
-        name,
-        opts,
+    let colour = match opts.strategy {
+        StrategyKind::BlueGreen => {
+            let colour = format!("{name}{GREEN_SUFFIX}");
+            if project.services.contains_key(&colour) {
+                return Err(InitError::ColourTaken { colour });
+            }
+            let base = defining_file(project, name)?;
+            let file = if base.parent().is_some_and(|p| same_dir(p, &dir)) {
+                base.file_name().map(|f| f.to_string_lossy().into_owned())
+            } else {
+                base.to_str().map(str::to_string)
+            }
+            .ok_or_else(|| InitError::Path(base.clone()))?;
+            if project.files.len() > 1 {
+                notes.push(format!(
+                    "{colour} extends {name} as {file} defines it: what later Compose files add to {name} is not copied to {colour} (add it to {colour} in the override if it is needed)"
+                ));
+            }
+            Some((colour, file))
+        }
+        _ => None,
+    };
+    let front = Front {
+        service: name,
         port,
-        proxy_port,
-        host_ip,
-        !svc.ports.is_empty(),
-        &conf_source,
-    )?;
+        reset_ports: project.flavour == Flavour::V2 && !svc.ports.is_empty(),
+        conf_source: &conf_source,
+        colour: colour.as_ref().map(|(c, f)| (c.as_str(), f.as_str())),
+    };
+    let override_yaml = override_yaml(&front, opts, proxy_port, host_ip)?;
     let mut files = project.files.clone();
     let override_path = dir.join(override_name);
     if !files.contains(&override_path) {
@@ -295,7 +335,32 @@ pub fn plan(project: &Project, opts: &InitOptions) -> Result<InitPlan, InitError
         override_yaml,
         files,
         notes,
+        colour: colour.map(|(c, _)| c),
     })
+}
+
+/// The name of blue-green's second colour: the service's name and this.
+pub const GREEN_SUFFIX: &str = "-green";
+
+/// The first of the project's files that defines `service` (what the
+/// second colour `extends`: Compose resolves it in that one file).
+fn defining_file(project: &Project, service: &str) -> Result<PathBuf, InitError> {
+    for path in &project.files {
+        let text = std::fs::read_to_string(path).map_err(|source| ComposeError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let tree = crate::yaml::parse(std::sync::Arc::from(path.display().to_string()), &text)?;
+        if tree.get("services").and_then(|s| s.get(service)).is_some() {
+            return Ok(path.clone());
+        }
+    }
+    Err(ComposeError::UnknownService {
+        name: service.to_string(),
+        project: project.name.clone(),
+        known: project.services.keys().cloned().collect(),
+    }
+    .into())
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -383,59 +448,101 @@ fn url_path(word: &str) -> Option<String> {
     plain.then(|| path.to_string())
 }
 
-/// The override's text.
-#[allow(clippy::too_many_arguments)]
-fn override_yaml(
-    flavour: Flavour,
-    service: &str,
-    opts: &InitOptions,
+/// What the override puts in front of which service.
+struct Front<'a> {
+    service: &'a str,
+    /// The service's HTTP port.
     port: u16,
+    /// Whether the service's own `ports` are removed (`!reset`, Compose 2).
+    reset_ports: bool,
+    /// The nginx config's source path, as the proxy's volume names it.
+    conf_source: &'a str,
+    /// Blue-green's second colour and the file that defines the service.
+    colour: Option<(&'a str, &'a str)>,
+}
+
+/// The override's text.
+fn override_yaml(
+    front: &Front<'_>,
+    opts: &InitOptions,
     proxy_port: u16,
     host_ip: Option<IpAddr>,
-    has_ports: bool,
-    conf_source: &str,
 ) -> Result<String, InitError> {
+    let service = front.service;
     let publish = match host_ip {
         Some(IpAddr::V4(ip)) => format!("{ip}:{proxy_port}:{PROXY_LISTEN}"),
         Some(IpAddr::V6(ip)) => format!("[{ip}]:{proxy_port}:{PROXY_LISTEN}"),
         None => format!("{proxy_port}:{PROXY_LISTEN}"),
     };
+    let mut depends_on = vec![service.to_string()];
+    depends_on.extend(front.colour.map(|(c, _)| c.to_string()));
     let proxy = ServiceOverride {
         image: Some(opts.proxy_image.clone()),
         ports: Some(serde_yaml::Value::Sequence(vec![publish.into()])),
-        volumes: vec![format!("{conf_source}:{PROXY_CONF_PATH}:ro")],
-        depends_on: vec![service.to_string()],
+        volumes: vec![format!("{}:{PROXY_CONF_PATH}:ro", front.conf_source)],
+        depends_on,
         ..Default::default()
     };
     // Compose 2 removes the earlier file's list with `!reset`; for 1.29
     // `plan` has refused fixed host ports already, and ephemeral ones stay.
-    let reset = (flavour == Flavour::V2 && has_ports).then(|| {
-        serde_yaml::Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
-            tag: serde_yaml::value::Tag::new("reset"),
-            value: serde_yaml::Value::Sequence(Vec::new()),
-        }))
-    });
+    let reset = || {
+        front.reset_ports.then(|| {
+            serde_yaml::Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                tag: serde_yaml::value::Tag::new("reset"),
+                value: serde_yaml::Value::Sequence(Vec::new()),
+            }))
+        })
+    };
+    // Two colours take turns: blue-green is what their layout means, so
+    // no strategy is written for them.
+    let rollout = RolloutOverride {
+        strategy: (opts.strategy != StrategyKind::Rolling && front.colour.is_none())
+            .then(|| opts.strategy.to_string()),
+        colours: front
+            .colour
+            .map(|(c, _)| [service.to_string(), c.to_string()]),
+        proxy: PROXY_SERVICE.into(),
+        upstream: service.into(),
+        port: front.port,
+    };
     let fronted = ServiceOverride {
-        ports: reset,
-        rollout: Some(RolloutOverride {
-            strategy: (opts.strategy != StrategyKind::Rolling).then(|| opts.strategy.to_string()),
-            proxy: PROXY_SERVICE.into(),
-            upstream: service.into(),
-            port,
-        }),
+        ports: reset(),
+        rollout: Some(rollout.clone()),
         ..Default::default()
     };
-    let file = OverrideFile {
-        services: BTreeMap::from([
-            (PROXY_SERVICE.to_string(), proxy),
-            (service.to_string(), fronted),
-        ]),
+    let mut services = BTreeMap::from([
+        (PROXY_SERVICE.to_string(), proxy),
+        (service.to_string(), fronted),
+    ]);
+    if let Some((colour, file)) = front.colour {
+        services.insert(
+            colour.to_string(),
+            ServiceOverride {
+                extends: Some(Extends {
+                    file: file.to_string(),
+                    service: service.to_string(),
+                }),
+                ports: reset(),
+                rollout: Some(rollout),
+                ..Default::default()
+            },
+        );
+    }
+    let body = serde_yaml::to_string(&OverrideFile { services })
+        .map_err(|e| InitError::Yaml(e.to_string()))?;
+    let colours = match front.colour {
+        Some((colour, _)) => format!(
+            "# Blue-green: {service} and {colour} take turns behind nginx. {colour}\n\
+             # starts as a copy of {service}; to release, give it the new image here\n\
+             # (image: ...) and run `docker rollout {colour}`; `docker rollout {service}`\n\
+             # switches back.\n"
+        ),
+        None => String::new(),
     };
-    let body = serde_yaml::to_string(&file).map_err(|e| InitError::Yaml(e.to_string()))?;
     Ok(format!(
         "# Written by `docker rollout init`: nginx in front of the service, which\n\
          # no longer publishes its ports itself. Use it after the project's own\n\
-         # Compose files (-f ... -f this file, or COMPOSE_FILE).\n{body}"
+         # Compose files (-f ... -f this file, or COMPOSE_FILE).\n{colours}{body}"
     ))
 }
 
@@ -526,6 +633,86 @@ mod tests {
         assert!(plan.override_yaml.contains("strategy: canary\n"));
         assert!(plan.override_yaml.contains("image: rollout-nginx:1.22\n"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn blue_green_adds_a_second_colour_that_extends_the_service() {
+        for flavour in [Flavour::V2, Flavour::V1] {
+            let dir = tmp(&format!("blue-green-{flavour:?}"));
+            let ports = if flavour == Flavour::V2 {
+                "8080:8000"
+            } else {
+                "8000"
+            };
+            let p = load(
+                &dir,
+                &format!("services:\n  web:\n    image: app:v1\n    ports: [\"{ports}\"]\n"),
+                flavour,
+            );
+            let o = InitOptions {
+                strategy: StrategyKind::BlueGreen,
+                ..opts()
+            };
+            let plan = plan(&p, &o).unwrap();
+            assert_eq!(plan.colour.as_deref(), Some("web-green"));
+            let y = &plan.override_yaml;
+            assert!(
+                y.contains(
+                    "  web-green:\n    extends:\n      file: compose.yaml\n      service: web\n"
+                ),
+                "{y}"
+            );
+            assert!(
+                y.contains("colours:\n      - web\n      - web-green\n"),
+                "{y}"
+            );
+            assert!(!y.contains("strategy:"), "the colours say blue-green: {y}");
+            assert!(
+                y.contains("depends_on:\n    - web\n    - web-green\n"),
+                "{y}"
+            );
+            assert_eq!(
+                y.matches("!reset").count(),
+                if flavour == Flavour::V2 { 2 } else { 0 }
+            );
+            // Read back with the override, each colour knows the other.
+            std::fs::write(dir.join("compose.rollout.yaml"), y).unwrap();
+            let back = Project::load(&LoadOptions {
+                files: vec![dir.join("compose.yaml"), dir.join("compose.rollout.yaml")],
+                flavour,
+                environment: Some(Default::default()),
+                ..Default::default()
+            })
+            .unwrap();
+            let green = back.settings("web-green").unwrap();
+            assert_eq!(green.image.as_deref(), Some("app:v1"));
+            assert_eq!(green.strategy, StrategyKind::BlueGreen);
+            assert_eq!(green.proxy.as_deref(), Some("nginx"));
+            assert_eq!(
+                back.settings("web").unwrap().strategy,
+                StrategyKind::BlueGreen
+            );
+            // A second run sees a proxy; a name taken is refused.
+            assert!(matches!(plan_err(&back, &o), InitError::HasProxy { .. }));
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+        let dir = tmp("blue-green-taken");
+        let p = load(
+            &dir,
+            "services:\n  web:\n    image: a\n    ports: [\"8000\"]\n  web-green:\n    image: b\n",
+            Flavour::V2,
+        );
+        let o = InitOptions {
+            strategy: StrategyKind::BlueGreen,
+            ..opts()
+        };
+        let e = plan_err(&p, &o).to_string();
+        assert!(e.contains("\"web-green\""), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn plan_err(p: &Project, o: &InitOptions) -> InitError {
+        plan(p, o).unwrap_err()
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `docker rollout` is a Docker CLI plugin, not a Compose subcommand, yet it
 //! must see the same project the operator's `docker compose` sees: the same
 //! files (`-f`, `COMPOSE_FILE`, the default names and the override file),
-//! merged by the same rules, the same variables (`.env`, `--env-file`, the
+//! merged by the same rules (with each file's `extends` followed first), the same variables (`.env`, `--env-file`, the
 //! process environment) interpolated with the same syntax, the same project
 //! name (it is the `com.docker.compose.project` label that finds the
 //! containers) and the same profiles. [`Project::load`] does that, for
@@ -41,6 +41,7 @@
 
 pub mod envfile;
 pub mod error;
+mod extends;
 pub mod init;
 pub mod interpolate;
 pub mod merge;

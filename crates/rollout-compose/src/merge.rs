@@ -18,6 +18,16 @@ pub fn merge(base: Node, over: Node) -> Node {
     merge_at(base, over, &mut Vec::new())
 }
 
+/// Merges the service `over` over `base` (a service that `extends` another),
+/// by the same rules as a later file's `services.NAME`.
+pub(crate) fn merge_service(name: &str, base: Node, over: Node) -> Node {
+    merge_at(
+        base,
+        over,
+        &mut vec!["services".to_string(), name.to_string()],
+    )
+}
+
 fn merge_at(base: Node, over: Node, path: &mut Vec<String>) -> Node {
     if over.merge == MergeTag::Override {
         return over;

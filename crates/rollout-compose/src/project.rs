@@ -3,6 +3,7 @@
 
 use crate::envfile::parse_env_file;
 use crate::error::ComposeError;
+use crate::extends;
 use crate::interpolate::{interpolate, Env};
 use crate::merge::merge;
 use crate::model::{parse_ext, parse_service, RolloutExt, Service};
@@ -242,19 +243,10 @@ impl Project {
 
         let mut merged: Option<Node> = None;
         for (display, path) in &files {
-            let text = std::fs::read_to_string(path).map_err(|source| ComposeError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let mut tree = yaml::parse(Arc::from(display.as_str()), &text)?;
-            if !matches!(tree.value, Value::Map(_)) {
-                return Err(read::expected(
-                    &tree,
-                    "(top level)",
-                    "a mapping with services",
-                ));
-            }
-            interpolate_tree(&mut tree, &mut String::new(), &env, &mut warnings)?;
+            let mut tree = read_tree(display, path, &env, &mut warnings)?;
+            let mut read_other =
+                |other: &Path| read_tree(&self::display(&wd, other), other, &env, &mut warnings);
+            extends::resolve(&mut tree, path, &mut read_other)?;
             merged = Some(match merged {
                 None => tree,
                 Some(base) => merge(base, tree),
@@ -542,6 +534,29 @@ fn project_name(
         });
     }
     Ok(name)
+}
+
+/// One Compose file: read, parsed (a mapping at the top), interpolated.
+fn read_tree(
+    display: &str,
+    path: &Path,
+    env: &Env,
+    warnings: &mut Vec<String>,
+) -> Result<Node, ComposeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ComposeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut tree = yaml::parse(Arc::from(display), &text)?;
+    if !matches!(tree.value, Value::Map(_)) {
+        return Err(read::expected(
+            &tree,
+            "(top level)",
+            "a mapping with services",
+        ));
+    }
+    interpolate_tree(&mut tree, &mut String::new(), env, warnings)?;
+    Ok(tree)
 }
 
 /// Interpolates every scalar value (not the keys), naming the field on error.

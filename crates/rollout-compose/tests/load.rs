@@ -930,3 +930,59 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_colour_that_extends_the_base_files_service_is_read_whole() {
+    // What `docker rollout init web --strategy blue-green` writes: the
+    // second colour extends the base file's service (Compose resolves
+    // `extends` in each file on its own, so the override names the file).
+    let dir = TempDir::new(&[
+        (
+            "compose.yaml",
+            "services:\n  web:\n    image: shop:${TAG}\n    ports: ['8080:8000']\n    stop_grace_period: 7s\n    deploy:\n      replicas: 2\n",
+        ),
+        (
+            "compose.rollout.yaml",
+            "services:\n  web:\n    ports: !reset []\n    x-rollout: {colours: [web, web-green]}\n  web-green:\n    extends: {file: compose.yaml, service: web}\n    ports: !reset []\n    x-rollout: {colours: [web, web-green]}\n",
+        ),
+    ]);
+    let mut o = opts(&dir.0);
+    o.files = vec!["compose.yaml".into(), "compose.rollout.yaml".into()];
+    o.environment = Some(env(&[("TAG", "v2")]));
+    let p = Project::load(&o).unwrap();
+    let green = p.settings("web-green").unwrap();
+    assert_eq!(
+        green.image.as_deref(),
+        Some("shop:v2"),
+        "interpolated in the base file"
+    );
+    assert_eq!(green.replicas, 2);
+    assert_eq!(green.timeouts.stop_grace, Duration::from_secs(7));
+    assert!(
+        p.services["web-green"].ports.is_empty(),
+        "reset after extends"
+    );
+    assert!(p.services["web"].ports.is_empty());
+    assert_eq!(
+        green.layout,
+        TrafficLayout::Colours {
+            other: ServiceRef::new(&p.name, "web"),
+            stop_other: false
+        }
+    );
+    // Without `file`, the override's own services are searched, as Compose does.
+    let dir = TempDir::new(&[
+        ("compose.yaml", "services:\n  web:\n    image: shop:1\n"),
+        (
+            "compose.override.yaml",
+            "services:\n  web-green:\n    extends: web\n",
+        ),
+    ]);
+    let e = Project::load(&opts(&dir.0)).unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "compose.override.yaml:3:14: services.web-green.extends: names service \"web\", which"
+        ),
+        "{e}"
+    );
+}

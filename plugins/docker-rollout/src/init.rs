@@ -128,8 +128,10 @@ fn shown(path: &Path) -> PathBuf {
 }
 
 /// `up -d` with the override, then the rollout, both with the project's
-/// flags, each word quoted for a POSIX shell where it needs it.
-fn next_commands(plan: &InitPlan, compose: &ComposeArgs, flavour: Flavour) -> [String; 2] {
+/// flags, each word quoted for a POSIX shell where it needs it. For
+/// blue-green the rollout is the second colour's, once it has the new
+/// image.
+fn next_commands(plan: &InitPlan, compose: &ComposeArgs, flavour: Flavour) -> Vec<String> {
     let mut flags: Vec<String> = Vec::new();
     for f in &plan.files {
         flags.push("-f".into());
@@ -152,10 +154,21 @@ fn next_commands(plan: &InitPlan, compose: &ComposeArgs, flavour: Flavour) -> [S
         flags.push(shell_word(p));
     }
     let flags = flags.join(" ");
-    [
-        format!("{} {flags} up -d", flavour.command()),
-        format!("docker rollout {flags} {}", shell_word(&plan.service)),
-    ]
+    let up = format!("{} {flags} up -d", flavour.command());
+    match &plan.colour {
+        Some(colour) => vec![
+            up,
+            format!(
+                "# give {colour} the new image (image: in {}), then:",
+                shown(&plan.override_path).display()
+            ),
+            format!("docker rollout {flags} {}", shell_word(colour)),
+        ],
+        None => vec![
+            up,
+            format!("docker rollout {flags} {}", shell_word(&plan.service)),
+        ],
+    }
 }
 
 /// `s` as one word for a POSIX shell: as it is when plain, else in single
