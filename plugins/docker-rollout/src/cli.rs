@@ -118,6 +118,27 @@ pub struct RolloutRequest {
     /// `docker rollout unlock SERVICE`: show and release the service's lock
     /// instead of rolling out; `Some(true)` with `--force` (no question).
     pub unlock: Option<bool>,
+    /// `--migrate DIR --database URL`: the migration phases around the
+    /// rollout (expand before, backfill and contract after).
+    pub migrate: Option<MigrateAround>,
+}
+
+/// The migrations a rollout runs around itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MigrateAround {
+    /// The migration folder.
+    pub dir: PathBuf,
+    /// The database URL (it may hold a password: never printed).
+    pub database: String,
+}
+
+impl std::fmt::Debug for MigrateAround {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateAround")
+            .field("dir", &self.dir)
+            .field("database", &"(not shown)")
+            .finish()
+    }
 }
 
 /// docker's global flags (`cli/flags/options.go`), as given.
@@ -267,6 +288,23 @@ struct Cli {
     /// With `unlock`: release the lock without asking.
     #[arg(long, help_heading = "Rollout")]
     force: bool,
+    /// Migrations to run around the rollout: expand before it, backfill and contract after.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "database",
+        help_heading = "Migrations"
+    )]
+    migrate: Option<PathBuf>,
+    /// The database of --migrate: postgres://user:password@host:port/name.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ROLLOUT_DATABASE_URL",
+        hide_env_values = true,
+        help_heading = "Migrations"
+    )]
+    database: Option<String>,
 
     #[command(flatten)]
     tuning: Tuning,
@@ -668,6 +706,10 @@ impl Cli {
             standalone,
             lock_timeout: self.lock_timeout,
             unlock: None,
+            migrate: match (self.migrate, self.database) {
+                (Some(dir), Some(database)) => Some(MigrateAround { dir, database }),
+                _ => None,
+            },
         }
     }
 }

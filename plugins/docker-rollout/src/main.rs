@@ -16,6 +16,7 @@
 //! envelope per line on stdout and a summary line at the end. Exit codes
 //! are those of `rollout_core::exit`.
 
+mod around;
 mod cli;
 mod drive;
 mod dry;
@@ -34,8 +35,8 @@ use drive::Interrupt;
 use fail::Fail;
 use output::Summary;
 use rollout_core::journal::Journal;
-use rollout_core::strategy::{Cancel, RolloutContext};
-use rollout_core::{exit, Revision, Word};
+use rollout_core::strategy::{Cancel, RolloutContext, TrafficLayout};
+use rollout_core::{exit, Outcome, Revision, Word};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,6 +175,14 @@ async fn rollout(
     // tool's rules differ.
     let names = live::project_names(&req);
     let prepared = live::prepare(&req, live::choose_compose(&req, &names, None).await?)?;
+    // The migration folder and URL are read before anything changes too.
+    let around = match &req.migrate {
+        Some(spec) if !req.dry_run => Some(around::Around::load(
+            spec,
+            prepared.settings.image.as_deref().unwrap_or(&req.service),
+        )?),
+        _ => None,
+    };
     let strategy: Arc<dyn rollout_core::Strategy> =
         Arc::from(rollout_strategies::built_in(prepared.settings.strategy));
     if req.dry_run {
@@ -233,6 +242,16 @@ async fn rollout(
         None => format!("proxy: none; engine {}", wired.endpoint),
     });
     renderer.note(&format!("compose: {}", prepared.compose));
+    if let Some(around) = &around {
+        // Expand before anything starts: the new revision needs it, and
+        // the old one ignores what it adds.
+        if let Err(f) = or_interrupted(&mut irx, around.expand()).await {
+            if let Some(pair) = &pair {
+                let _ = pair_journal.unlock(pair).await;
+            }
+            return Err(f);
+        }
+    }
     let ctx = RolloutContext {
         backend: wired.backend.clone(),
         router: wired.router.clone(),
@@ -257,7 +276,31 @@ async fn rollout(
     if let Some(pair) = &pair {
         let _ = pair_journal.unlock(pair).await;
     }
-    let code = outcome.exit_code();
+    let mut code = outcome.exit_code();
+    if let Some(around) = &around {
+        if matches!(outcome, Outcome::Completed | Outcome::NoChange) {
+            let mut consumers = vec![settings.service.clone()];
+            if let TrafficLayout::Colours { other, .. } = &settings.layout {
+                consumers.push(other.clone());
+            }
+            match around
+                .after(wired.backend.as_ref(), &consumers, &plan.target.id)
+                .await
+            {
+                Ok(notes) => notes.iter().for_each(|n| renderer.note(n)),
+                Err(f) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "error: migrate after the rollout: {}",
+                        f.message
+                    );
+                    code = f.code;
+                }
+            }
+        } else {
+            renderer.note("migrate: the rollout did not complete: backfill and contract did not run (expand stays: the old revision ignores it)");
+        }
+    }
     let elapsed = renderer.t();
     let summary = Summary::finished(
         &plan,

@@ -19,7 +19,7 @@ pub const TEST_LABEL: &str = "io.rollout.test";
 /// Runs a command, panicking with its output when it fails.
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {cmd:?}: {e}\nthese tests need docker and docker-compose")
+        panic!("cannot run {cmd:?}: {e}\nthese tests need docker and a Compose tool (docker compose or docker-compose)")
     });
     assert!(
         out.status.success(),
@@ -60,6 +60,32 @@ CMD ["httpd", "-f", "-p", "8000", "-h", "/www"]
             .arg(&dir));
         let _ = std::fs::remove_dir_all(&dir);
     });
+}
+
+/// Whether this run's Compose tool is Compose 2 (`docker compose`): as
+/// `cargo xtask e2e` says in `ROLLOUT_E2E_COMPOSE` (`v1` or `v2`), else
+/// docker-compose where it is installed, else Compose 2.
+pub fn compose_v2() -> bool {
+    match std::env::var("ROLLOUT_E2E_COMPOSE").ok().as_deref() {
+        Some("v2") => true,
+        Some("v1") => false,
+        _ => Command::new("docker-compose")
+            .arg("version")
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true),
+    }
+}
+
+/// The Compose command line of this run's tool.
+pub fn compose_command() -> Command {
+    if compose_v2() {
+        let mut c = Command::new("docker");
+        c.arg("compose");
+        c
+    } else {
+        Command::new("docker-compose")
+    }
 }
 
 /// The engine the docker CLI would use here.
@@ -110,15 +136,19 @@ impl Project {
 
     /// The Compose command for this project.
     pub fn compose(&self) -> ComposeCli {
-        ComposeCli::v1()
-            .file(self.dir.join("docker-compose.yml"))
+        let cli = if compose_v2() {
+            ComposeCli::v2(Vec::<String>::new())
+        } else {
+            ComposeCli::v1()
+        };
+        cli.file(self.dir.join("docker-compose.yml"))
             .project_name(&self.name)
             .current_dir(&self.dir)
     }
 
-    /// Runs docker-compose on the project with `args`.
+    /// Runs the run's Compose tool on the project with `args`.
     pub fn compose_run(&self, args: &[&str]) -> String {
-        run(Command::new("docker-compose")
+        run(compose_command()
             .current_dir(&self.dir)
             .args(["-p", &self.name])
             .args(args))
@@ -150,7 +180,7 @@ impl Project {
     }
 
     fn down(&self) {
-        let _ = Command::new("docker-compose")
+        let _ = compose_command()
             .current_dir(&self.dir)
             .args(["-p", &self.name, "down", "-v", "--timeout", "1"])
             .output();

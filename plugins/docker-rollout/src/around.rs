@@ -1,0 +1,148 @@
+//! `docker rollout SERVICE --migrate DIR --database URL`: the migration
+//! phases around a rollout, in the order that keeps both revisions working.
+//!
+//! - **expand** runs before the strategy starts anything: the new revision
+//!   needs the new schema, and the old one ignores what expand adds. A
+//!   failing expand stops the rollout before any container changes (its
+//!   exit code is rollout-migrate's: 2 bad input or lint errors, 6 the
+//!   database cannot be reached, 7 another deploy holds the migration lock).
+//! - **backfill** runs once the rollout completed: the new revision serves
+//!   everything and writes the new columns itself, so the rows the backfill
+//!   fills are not written again the old way.
+//! - **contract** runs only when rollout-migrate's gate opens: every earlier
+//!   file applied and no container of the service running another revision
+//!   (a blue-green colour left running for a switch back is one). Refused,
+//!   it is deferred with the reasons: the rollout still succeeded, and
+//!   the next `--migrate` rollout (or `docker rollout migrate apply --phase
+//!   contract` once the old containers are gone) runs it.
+//!
+//! A rollout that did not complete (rolled back, paused, interrupted) runs
+//! neither backfill nor contract; expand stays, as it is backward
+//! compatible by its phase's rules (the linter holds files to them).
+
+use crate::cli::MigrateAround;
+use crate::fail::Fail;
+use rollout_core::model::InstanceState;
+use rollout_core::{Backend, ServiceRef};
+use rollout_migrate::gate::{contract_gate, Consumer, ContractGate};
+use rollout_migrate::{DbTarget, Event, MigrateError, Migrations, Phase, RunOptions};
+use std::io::Write;
+use std::time::Instant;
+
+/// The migrations of one rollout, loaded and checked before the engine is
+/// asked to change anything.
+pub struct Around {
+    migrations: Migrations,
+    target: DbTarget,
+    options: RunOptions,
+}
+
+impl Around {
+    /// Reads and checks the folder and the URL (bad input: exit 2, nothing
+    /// changed). `release` is recorded with each file applied.
+    pub fn load(spec: &MigrateAround, release: &str) -> Result<Self, Fail> {
+        let migrations = Migrations::load(&spec.dir).map_err(fail)?;
+        migrations.check().map_err(fail)?;
+        let target = DbTarget::parse(&spec.database).map_err(fail)?;
+        Ok(Self {
+            migrations,
+            target,
+            options: RunOptions {
+                release: release.to_string(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Applies the pending expand files.
+    pub async fn expand(&self) -> Result<(), Fail> {
+        self.apply(Phase::Expand).await.map(|_| ())
+    }
+
+    /// After a completed rollout to `revision`: backfill, then contract if
+    /// the gate opens, judged on the containers of `consumers` (the service,
+    /// and the other colour of a blue-green pair). Returns what to tell the
+    /// operator; an error is the database's or the engine's (the rollout
+    /// itself is done).
+    pub async fn after(
+        &self,
+        backend: &dyn Backend,
+        consumers: &[ServiceRef],
+        revision: &str,
+    ) -> Result<Vec<String>, Fail> {
+        let mut notes = Vec::new();
+        self.apply(Phase::Backfill).await?;
+        let mut running = Vec::new();
+        for service in consumers {
+            let instances = backend.instances(service).await.map_err(|e| {
+                Fail::unreachable(format!("cannot list {service} for the contract gate: {e}"))
+            })?;
+            running.extend(
+                instances
+                    .iter()
+                    .filter(|i| i.state != InstanceState::Exited)
+                    .map(|i| Consumer {
+                        container: i.host.clone(),
+                        revision: i.revision.clone(),
+                    }),
+            );
+        }
+        let status = {
+            let db = self.target.connect().await.map_err(fail)?;
+            db.status(&self.migrations).await.map_err(fail)?
+        };
+        match contract_gate(&status, revision, &running) {
+            ContractGate::Nothing => {}
+            ContractGate::Open(files) => {
+                say(&format!("migrate: contract may run ({})", files.join(", ")));
+                self.apply(Phase::Contract).await?;
+            }
+            ContractGate::Refused(reasons) => {
+                let reasons: Vec<String> = reasons.iter().map(|r| format!("  {r}")).collect();
+                notes.push(format!(
+                    "migrate: contract deferred, the old revision may still use what it removes:\n{}\nhint: it runs with the next --migrate rollout once they are gone, or by `docker rollout migrate apply {} --phase contract`",
+                    reasons.join("\n"),
+                    self.migrations.dir.display()
+                ));
+            }
+        }
+        Ok(notes)
+    }
+
+    async fn apply(&self, phase: Phase) -> Result<(), Fail> {
+        let started = Instant::now();
+        let mut db = self.target.connect().await.map_err(fail)?;
+        let mut progress = |e: &Event| {
+            if let Event::Started { file, phase } = e {
+                say(&format!("migrate: {phase} {file}"));
+            }
+        };
+        let done = db
+            .apply(&self.migrations, phase, &self.options, &mut progress)
+            .await
+            .map_err(fail)?;
+        if !done.files.is_empty() {
+            say(&format!(
+                "migrate: {phase}: {} file(s) applied to {} in {:.1}s ({} lock retries, {} rows backfilled)",
+                done.files.len(),
+                self.target,
+                started.elapsed().as_secs_f64(),
+                done.retries,
+                done.rows
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// rollout-migrate's error with its exit code.
+fn fail(e: MigrateError) -> Fail {
+    Fail {
+        code: e.exit_code(),
+        message: e.to_string(),
+    }
+}
