@@ -28,8 +28,7 @@
 //!
 //! It knows nothing of Docker: the plugin gives it a channel and a resolver.
 
-
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod channel;
 pub mod command;
