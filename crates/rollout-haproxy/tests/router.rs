@@ -726,3 +726,70 @@ async fn a_switch_back_revives_the_drained_slot() {
     let mut client = Client::connect(haproxy.port).await;
     assert_eq!(client.get("/").await.unwrap(), (200, "blue".to_string()));
 }
+
+/// A channel that answers a refusal, without sending it, to the commands
+/// `refuse` picks, and passes the others to haproxy.
+struct Refusing {
+    inner: Arc<dyn RuntimeChannel>,
+    refuse: fn(&Cmd) -> bool,
+}
+
+#[async_trait::async_trait]
+impl RuntimeChannel for Refusing {
+    async fn send(&self, command: &Cmd) -> Result<String, rollout_haproxy::ChannelError> {
+        if (self.refuse)(command) {
+            return Ok("Refused by the test.".to_string());
+        }
+        self.inner.send(command).await
+    }
+
+    fn describe(&self) -> String {
+        format!("refusing {}", self.inner.describe())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_step_undoes_the_whole_change() {
+    let (port, b) = backends(&["blue", "green", "grey"]).await;
+    let haproxy = Haproxy::start(4).await;
+    let router = haproxy.router(port).await;
+    router
+        .apply(&set(vec![b[0].route(2), b[2].route(1)]))
+        .await
+        .unwrap();
+    let before = haproxy.slots().await;
+
+    // The drain, the last step, is refused: green's slot, taken and made
+    // ready first, and grey's new weight go back as they were.
+    let refusing = HaproxyRouter::open(
+        "haproxy-test",
+        &haproxy.config(),
+        "app",
+        Arc::new(Refusing {
+            inner: haproxy.unix(),
+            refuse: |c| matches!(c, Cmd::SetState { state, .. } if *state == rollout_haproxy::command::AdminState::Drain),
+        }),
+        Arc::new(StaticResolver::new(port)),
+    )
+    .await
+    .unwrap();
+    let err = refusing
+        .apply(&RouteChange {
+            set: vec![b[1].route(1), b[2].route(5)],
+            remove: vec![b[0].target()],
+        })
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("haproxy refused `set server app/s1 state drain`: Refused by the test."),
+        "{message}"
+    );
+    assert_eq!(haproxy.slots().await, before);
+    let mut client = Client::connect(haproxy.port).await;
+    for _ in 0..6 {
+        let (status, body) = client.get("/").await.unwrap();
+        assert_eq!(status, 200);
+        assert_ne!(body, "green", "the undone slot took traffic");
+    }
+}
