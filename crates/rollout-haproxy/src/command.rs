@@ -50,7 +50,9 @@ impl fmt::Display for Name {
     }
 }
 
-/// What `set server ... state` sets.
+/// What `set server ... state` sets (`ready` and `maint` do what `enable
+/// server` and `disable server` do, and `drain` has no other spelling, so
+/// the router uses this one command for all three).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminState {
     /// Takes traffic.
@@ -134,20 +136,6 @@ pub enum Command {
         /// The new administrative state.
         state: AdminState,
     },
-    /// `enable server BACKEND/SERVER` (leaves maintenance).
-    Enable {
-        /// The backend.
-        backend: Name,
-        /// The slot.
-        server: Name,
-    },
-    /// `disable server BACKEND/SERVER` (enters maintenance).
-    Disable {
-        /// The backend.
-        backend: Name,
-        /// The slot.
-        server: Name,
-    },
 }
 
 impl Command {
@@ -192,8 +180,6 @@ impl fmt::Display for Command {
                 server,
                 state,
             } => write!(f, "set server {backend}/{server} state {}", state.word()),
-            Command::Enable { backend, server } => write!(f, "enable server {backend}/{server}"),
-            Command::Disable { backend, server } => write!(f, "disable server {backend}/{server}"),
         }
     }
 }
@@ -265,13 +251,6 @@ mod tests {
             (
                 Command::ShowStat { backend: b.clone() },
                 "show stat app 4 -1",
-            ),
-            (
-                Command::Enable {
-                    backend: b.clone(),
-                    server: s.clone(),
-                },
-                "enable server app/s1",
             ),
         ];
         for (command, line) in cases {

@@ -27,6 +27,40 @@
 //!   the undo and the drain.
 //!
 //! It knows nothing of Docker: the plugin gives it a channel and a resolver.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use rollout_core::model::InstanceId;
+//! use rollout_core::router::{Route, RouteChange, Target, TrafficRouter};
+//! use rollout_haproxy::{HaproxyConfig, HaproxyRouter, StaticResolver, UnixChannel};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let text = std::fs::read_to_string("/etc/haproxy/haproxy.cfg")?;
+//! let config = HaproxyConfig::parse("/etc/haproxy/haproxy.cfg", &text)?;
+//! let router = HaproxyRouter::open(
+//!     "haproxy",
+//!     &config,
+//!     "app",
+//!     Arc::new(UnixChannel::new("/run/haproxy/admin.sock")),
+//!     Arc::new(StaticResolver::new(8000)), // hosts are IPs, on port 8000
+//! )
+//! .await?;
+//! let green = Target::instance(InstanceId::from("10.0.0.12"), "10.0.0.12");
+//! let blue = Target::instance(InstanceId::from("10.0.0.11"), "10.0.0.11");
+//! let ticket = router
+//!     .apply(&RouteChange {
+//!         set: vec![Route { target: green, weight: 1 }],
+//!         remove: vec![blue],
+//!     })
+//!     .await?;
+//! let report = router.drain(&ticket, Duration::from_secs(30)).await?;
+//! println!("drained {:?} in {:?}", report.waited_for, report.elapsed);
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 
