@@ -108,8 +108,18 @@ pub enum HaproxyError {
         /// What is wrong with the answer.
         reason: String,
     },
+    /// A change failed and could not be undone on some servers.
+    #[error("{cause}\nundoing the change failed on {servers}: their address, weight or state may be the change's\nhint: look with `show servers state {backend}` on the stats socket; the next rollout reads the routes as they are")]
+    Torn {
+        /// Why the change failed.
+        cause: Box<HaproxyError>,
+        /// The backend.
+        backend: String,
+        /// `backend/server` of each slot not put back.
+        servers: String,
+    },
     /// A change was accepted but reading back shows something else.
-    #[error("after the change, haproxy shows server {server} {found}, not {expected}; the change was undone")]
+    #[error("after the change, haproxy shows server {server} {found}, not {expected}")]
     Verify {
         /// `backend/server`.
         server: String,

@@ -297,6 +297,9 @@ impl HaproxyRouter {
                 });
             }
             for addr in self.resolver.resolve(&route.target).await? {
+                // One slot per address: a target named twice, or two
+                // targets sharing an instance, keep the last weight.
+                wanted.retain(|(a, _)| *a != addr);
                 wanted.push((addr, weight));
             }
         }
@@ -398,15 +401,27 @@ impl HaproxyRouter {
         if outcome.is_ok() {
             outcome = self.verify(slots, steps).await;
         }
-        if outcome.is_err() {
-            for i in touched.iter().rev() {
-                for command in self.undo(&slots[*i]) {
-                    // Best effort: the first error is the one reported.
-                    let _ = self.send(&command).await;
+        let Err(cause) = outcome else {
+            return Ok(());
+        };
+        let mut torn = Vec::new();
+        for i in touched.iter().rev() {
+            for command in self.undo(&slots[*i]) {
+                if self.send(&command).await.is_err() {
+                    torn.push(format!("{}/{}", self.backend, slots[*i].name));
+                    break;
                 }
             }
         }
-        outcome
+        if torn.is_empty() {
+            Err(cause)
+        } else {
+            Err(HaproxyError::Torn {
+                cause: Box::new(cause),
+                backend: self.backend.to_string(),
+                servers: torn.join(", "),
+            })
+        }
     }
 
     async fn verify(

@@ -11,7 +11,7 @@
 use rollout_core::error::RouterError;
 use rollout_core::model::InstanceId;
 use rollout_core::router::{DrainTicket, Route, RouteChange, Target, TrafficRouter};
-use rollout_haproxy::command::{Command as Cmd, Name};
+use rollout_haproxy::command::{AdminState, Command as Cmd, Name};
 use rollout_haproxy::state::{parse_servers_state, Mode};
 use rollout_haproxy::{
     HaproxyConfig, HaproxyRouter, RuntimeChannel, StaticResolver, TcpChannel, UnixChannel,
@@ -658,6 +658,29 @@ async fn a_config_without_stats_socket_or_slots_is_refused_and_nothing_changes()
         "{err}"
     );
 
+    // A config on disk with more slots than the running haproxy has (edited,
+    // not reloaded): refused, asking for the reload.
+    let edited = HaproxyConfig::parse(
+        "haproxy.cfg",
+        &config(haproxy.port, 3, "    stats socket /x level admin\n"),
+    )
+    .unwrap();
+    let err = HaproxyRouter::open(
+        "haproxy-test",
+        &edited,
+        "app",
+        haproxy.unix(),
+        Arc::new(StaticResolver::new(port)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "the running haproxy has no server s3, which the config's `server-template` names"
+        ),
+        "{err}"
+    );
+
     // Two slots, both taken: a third target is refused, nothing changed.
     let router = haproxy.router(port).await;
     router
@@ -767,7 +790,7 @@ async fn a_refused_step_undoes_the_whole_change() {
         "app",
         Arc::new(Refusing {
             inner: haproxy.unix(),
-            refuse: |c| matches!(c, Cmd::SetState { state, .. } if *state == rollout_haproxy::command::AdminState::Drain),
+            refuse: |c| matches!(c, Cmd::SetState { state, .. } if *state == AdminState::Drain),
         }),
         Arc::new(StaticResolver::new(port)),
     )
@@ -792,4 +815,47 @@ async fn a_refused_step_undoes_the_whole_change() {
         assert_eq!(status, 200);
         assert_ne!(body, "green", "the undone slot took traffic");
     }
+
+    // When the undo is refused too, the error says which slot may be left
+    // as the change made it, and how to look.
+    let torn = HaproxyRouter::open(
+        "haproxy-test",
+        &haproxy.config(),
+        "app",
+        Arc::new(Refusing {
+            inner: haproxy.unix(),
+            refuse: |c| match c {
+                Cmd::SetState { state, .. } => *state == AdminState::Drain,
+                Cmd::SetWeight { server, weight, .. } => {
+                    server.as_str() == "s2" && weight.get() == 1
+                }
+                _ => false,
+            },
+        }),
+        Arc::new(StaticResolver::new(port)),
+    )
+    .await
+    .unwrap();
+    let err = torn
+        .apply(&RouteChange {
+            set: vec![b[1].route(1), b[2].route(5)],
+            remove: vec![b[0].target()],
+        })
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("undoing the change failed on app/s2"),
+        "{message}"
+    );
+    assert!(
+        message.contains("hint: look with `show servers state app`"),
+        "{message}"
+    );
+    let after = haproxy.slots().await;
+    assert_eq!(
+        after[1].3, 5,
+        "grey keeps the weight the undo could not put back"
+    );
+    assert_eq!(after[2], before[2], "green's slot was put back");
 }
