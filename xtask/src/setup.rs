@@ -342,6 +342,10 @@ fn installed(plugins_dir: &Path) -> Vec<String> {
             "docker-registry: {}",
             first_line(Command::new("/usr/bin/docker-registry").arg("--version"))
         ),
+        format!(
+            "haproxy: {}",
+            first_line(Command::new("/usr/sbin/haproxy").arg("-v"))
+        ),
     ]
 }
 

@@ -69,8 +69,9 @@ pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
 
 /// What the tests need from the host besides [`HOST_PACKAGES`] (the demo does not): Debian's
 /// `docker-registry` (distribution 2.8), which the pull tests start on a loopback port and push
-/// their images to, and PostgreSQL, of which rollout-migrate's tests start a throwaway server
-/// (`pg_ctlcluster` comes with the server package, not the client's).
+/// their images to, PostgreSQL, of which rollout-migrate's tests start a throwaway server
+/// (`pg_ctlcluster` comes with the server package, not the client's), and HAProxy, which
+/// rollout-haproxy's router tests run on loopback.
 pub const TEST_PACKAGES: &[(&str, &str, &str)] = &[
     (
         "/usr/bin/docker-registry",
@@ -81,6 +82,11 @@ pub const TEST_PACKAGES: &[(&str, &str, &str)] = &[
         "/usr/bin/pg_ctlcluster",
         "postgresql",
         "rollout-migrate's tests run a throwaway server of it",
+    ),
+    (
+        "/usr/sbin/haproxy",
+        "haproxy",
+        "rollout-haproxy's router tests run a real haproxy on loopback",
     ),
 ];
 

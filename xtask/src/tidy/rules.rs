@@ -37,7 +37,13 @@ const IO_TOKIO_FEATURES: &[&str] = &[
 /// "Strategies never name a backend or a proxy": no dependency on these and
 /// no path into them outside dev-dependencies and tests.
 const BACKEND_BLIND_CRATE: &str = "rollout-strategies";
-const BACKENDS: &[&str] = &["rollout-docker", "rollout-nginx", "rollout-mock", "bollard"];
+const BACKENDS: &[&str] = &[
+    "rollout-docker",
+    "rollout-nginx",
+    "rollout-haproxy",
+    "rollout-mock",
+    "bollard",
+];
 
 /// "rollout-migrate knows the database, not the deploy": the rollout calls
 /// it, never the other way, so it depends on and names none of these outside
@@ -46,6 +52,7 @@ const MIGRATE_CRATE: &str = "rollout-migrate";
 const DEPLOY_CRATES: &[&str] = &[
     "rollout-docker",
     "rollout-nginx",
+    "rollout-haproxy",
     "rollout-compose",
     "rollout-strategies",
     "rollout-mock",
@@ -65,6 +72,7 @@ const RUNTIME_TRAITS: &[&str] = &[
     "Journal",
     "ConfigStore",
     "ProxyExec",
+    "RuntimeChannel",
     "Verifier",
 ];
 
