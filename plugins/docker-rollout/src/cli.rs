@@ -843,6 +843,21 @@ mod tests {
     }
 
     #[test]
+    fn migrate_around_a_rollout_needs_a_database_and_never_shows_it() {
+        let r = plugin("rollout web --migrate db/m --database postgres://u:hunter2@h/d");
+        let m = r.migrate.clone().expect("--migrate");
+        assert_eq!(m.dir, PathBuf::from("db/m"));
+        assert_eq!(m.database, "postgres://u:hunter2@h/d");
+        assert!(!format!("{r:?}").contains("hunter2"), "{r:?}");
+        assert_eq!(plugin("rollout web").migrate, None);
+        if std::env::var_os("ROLLOUT_DATABASE_URL").is_none() {
+            let (code, message) = error("rollout web --migrate db/m", true);
+            assert_eq!(code, 2);
+            assert!(message.contains("--database"), "{message}");
+        }
+    }
+
+    #[test]
     fn init_is_a_subcommand_with_its_own_flags() {
         let Invocation::Init(r) = parse(
             argv("--context prod rollout init web --port 8000 --proxy-port 8080 --strategy canary -o x.yaml --force -f c.yaml"),
