@@ -46,7 +46,7 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
     assert_eq!(old.len(), 2, "{old:?}");
     for (i, instance) in old.iter().enumerate() {
         assert_eq!(instance.revision, v1.id);
-        assert_eq!(instance.host, format!("{}_web_{}", project.name, i + 1));
+        assert_eq!(instance.host, project.container("web", i + 1));
         assert_eq!(instance.state, InstanceState::Running);
         assert_eq!(instance.service, service);
     }
@@ -82,7 +82,7 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
     assert_eq!(new.len(), 2);
     for (i, instance) in new.iter().enumerate() {
         assert_eq!(instance.revision, v2.id);
-        assert_eq!(instance.host, format!("{}_web_{}", project.name, i + 3));
+        assert_eq!(instance.host, project.container("web", i + 3));
         assert_eq!(
             backend
                 .wait_healthy(&instance.id, &timeouts(30))
@@ -136,7 +136,7 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
     assert_eq!(back.len(), 1);
     let b = &back[0];
     assert_eq!(b.revision, v1.id);
-    assert_eq!(b.host, format!("{}_web_5", project.name));
+    assert_eq!(b.host, project.container("web", 5));
     assert_eq!(
         backend.wait_healthy(&b.id, &timeouts(30)).await.unwrap(),
         Ok(())
@@ -574,7 +574,7 @@ async fn a_probe_stands_in_for_a_missing_healthcheck() {
     let project = Project::new("probe");
     project.compose_run(&["up", "-d", "app", "plain"]);
     let engine = common::engine().await;
-    let app = format!("{}_app_1", project.name);
+    let app = project.container("app", 1);
     let probe = |path: &str| rollout_docker::HealthProbe {
         verifier: std::sync::Arc::new(WgetFrom(rollout_docker::ProxyContainer::new(
             engine.clone(),

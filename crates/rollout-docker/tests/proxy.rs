@@ -169,10 +169,7 @@ async fn the_proxies_of_a_service_are_its_running_containers() {
     let names: Vec<&str> = proxies.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
-        vec![
-            format!("{}_app_1", project.name),
-            format!("{}_app_2", project.name)
-        ]
+        vec![project.container("app", 1), project.container("app", 2)]
     );
     for p in &proxies {
         let out = p

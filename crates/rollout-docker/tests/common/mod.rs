@@ -154,6 +154,13 @@ impl Project {
             .args(args))
     }
 
+    /// The name the run's Compose tool gives replica `n` of `service`
+    /// (`P_S_N` under docker-compose 1.x, `P-S-N` under Compose 2).
+    pub fn container(&self, service: &str, n: usize) -> String {
+        let sep = if compose_v2() { '-' } else { '_' };
+        format!("{}{sep}{service}{sep}{n}", self.name)
+    }
+
     /// The labels the library puts on what it creates for this test.
     pub fn labels(&self) -> HashMap<String, String> {
         HashMap::from([(TEST_LABEL.to_string(), self.name.clone())])
