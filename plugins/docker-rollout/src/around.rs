@@ -112,10 +112,13 @@ impl Around {
     async fn apply(&self, phase: Phase) -> Result<(), Fail> {
         let started = Instant::now();
         let mut db = self.target.connect().await.map_err(fail)?;
+        let mut rows_now = 0;
+        // The same lines as `docker rollout migrate apply`, marked as ours.
         let mut progress = |e: &Event| {
-            if let Event::Started { file, phase } = e {
-                say(&format!("migrate: {phase} {file}"));
+            if let Event::Started { .. } = e {
+                let _ = write!(std::io::stderr(), "migrate: ");
             }
+            crate::migrate::report(e, &self.options, started, &mut rows_now)
         };
         let done = db
             .apply(&self.migrations, phase, &self.options, &mut progress)

@@ -153,7 +153,7 @@ fn changed_is_bad_input(status: &[FileStatus]) -> Result<i32, MigrateError> {
 
 /// One line on stderr per event; `rows_now` counts this run's backfilled
 /// rows, for the rate.
-fn report(e: &Event, options: &RunOptions, started: Instant, rows_now: &mut u64) {
+pub(crate) fn report(e: &Event, options: &RunOptions, started: Instant, rows_now: &mut u64) {
     let line = match e {
         Event::Started { file, phase } => format!("{phase}: {file}"),
         Event::Retry {
