@@ -166,6 +166,34 @@ impl DemoStack {
     }
 }
 
+/// `examples/blue-green` in a new project named after `slug`, as an operator runs it: blue
+/// (v1) live and green (v2), `replicas` each, every service labelled for the harness, nginx
+/// on a free loopback port. Returns once both colours are healthy and nginx answers v1.
+pub fn blue_green_example(slug: &str, replicas: u32) -> Project {
+    let mut p = Project::new(slug);
+    p.copy_from(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/blue-green"));
+    let mut o = String::from("services:\n");
+    for s in ["blue", "green", "nginx"] {
+        let _ = write!(
+            o,
+            "  {s}:\n    labels:\n      io.rollout.test: {}\n",
+            p.name()
+        );
+        if s != "nginx" {
+            let _ = write!(o, "    deploy:\n      replicas: {replicas}\n");
+        }
+    }
+    p.write("compose.override.yaml", &o);
+    p.set_env("NGINX_PORT", &format!("127.0.0.1:{}", free_port()));
+    p.up();
+    p.wait_healthy("blue", replicas as usize, Duration::from_secs(60));
+    p.wait_healthy("green", replicas as usize, Duration::from_secs(60));
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v1")
+    });
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,10 +17,9 @@ mod pg;
 use rollout_e2e::load::{self, wait_ok};
 use rollout_e2e::verdict::{assert_clean, publish};
 use rollout_e2e::{
-    images, require_engine, require_images, run_ok, run_rollout, wait_http, Clock, DemoStack,
-    Ended, PluginDir, Project, Rig, NGINX_IMAGE, ROLLOUT_TIMEOUT,
+    blue_green_example, images, require_engine, require_images, run_ok, run_rollout, Clock,
+    DemoStack, Ended, PluginDir, Project, Rig, NGINX_IMAGE, ROLLOUT_TIMEOUT,
 };
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -177,30 +176,7 @@ fn contract_waits_while_the_old_colour_runs_and_runs_with_the_next_release() {
         "docker-rollout",
         "docker-rollout",
     ));
-    let mut p = Project::new("migrate-blue-green");
-    p.copy_from(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/blue-green"));
-    // One replica a colour is enough here; labelled for the harness.
-    let mut o = String::from("services:\n");
-    for s in ["blue", "green", "nginx"] {
-        o.push_str(&format!(
-            "  {s}:\n    labels:\n      io.rollout.test: {}\n",
-            p.name()
-        ));
-        if s != "nginx" {
-            o.push_str("    deploy:\n      replicas: 1\n");
-        }
-    }
-    p.write("compose.override.yaml", &o);
-    p.set_env(
-        "NGINX_PORT",
-        &format!("127.0.0.1:{}", rollout_e2e::free_port()),
-    );
-    p.up();
-    p.wait_healthy("blue", 1, Duration::from_secs(60));
-    p.wait_healthy("green", 1, Duration::from_secs(60));
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
-        a.status == 200 && a.version.as_deref() == Some("v1")
-    });
+    let p = blue_green_example("migrate-blue-green", 1);
     let run = colour(&p, &plugins, "green", &migrate_args(&dir, &url));
     assert_eq!(run.code, Some(0), "{}\n{}", run.transcript(), run.stderr);
     assert_no_password(&run);

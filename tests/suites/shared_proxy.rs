@@ -19,12 +19,11 @@ use rollout_e2e::nginx::{stderr_upstream_errors, upstream_servers};
 use rollout_e2e::run::{Running, Whom};
 use rollout_e2e::verdict::{assert_clean_during, assert_no_failure, publish};
 use rollout_e2e::{
-    images, require_engine, require_images, run_rollout, wait_http, workspace_binary, Clock,
-    Container, Ended, PluginDir, Project, NGINX_IMAGE,
+    blue_green_example, images, require_engine, require_images, run_rollout, wait_http,
+    workspace_binary, Clock, Container, Ended, PluginDir, Project, NGINX_IMAGE,
 };
 use rollout_load::{LoadConfig, LoadHandle, Report};
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -205,26 +204,7 @@ fn green_and_blue_started_together_run_one_after_the_other() {
     require_engine();
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
     let plugins = plugin();
-    let mut p = Project::new("shared-blue-green");
-    p.copy_from(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/blue-green"));
-    let mut o = String::from("services:\n");
-    for s in ["blue", "green", "nginx"] {
-        o.push_str(&format!(
-            "  {s}:\n    labels:\n      io.rollout.test: {}\n",
-            p.name()
-        ));
-    }
-    p.write("compose.override.yaml", &o);
-    p.set_env(
-        "NGINX_PORT",
-        &format!("127.0.0.1:{}", rollout_e2e::free_port()),
-    );
-    p.up();
-    p.wait_healthy("blue", 3, Duration::from_secs(60));
-    p.wait_healthy("green", 3, Duration::from_secs(60));
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
-        a.status == 200 && a.version.as_deref() == Some("v1")
-    });
+    let p = blue_green_example("shared-blue-green", 3);
     let nginx: Container = p.containers(Some("nginx")).remove(0);
     let mut c = p.load_config("nginx");
     c.error_log = None;
