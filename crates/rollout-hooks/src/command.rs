@@ -128,6 +128,28 @@ pub enum HookError {
 }
 
 impl HookError {
+    /// What happened, in one line, without the output.
+    pub fn headline(&self) -> String {
+        match self {
+            HookError::Spawn { .. } => self.to_string(),
+            HookError::Failed {
+                phase,
+                program,
+                how,
+                ..
+            } => format!("the {phase} hook {program:?} {how}"),
+            HookError::TimedOut {
+                phase,
+                program,
+                timeout,
+                ..
+            } => format!(
+                "the {phase} hook {program:?} ran longer than {} and was killed",
+                rollout_core::format_duration(*timeout)
+            ),
+        }
+    }
+
     /// The output the hook printed, if it ran.
     pub fn output(&self) -> Option<&str> {
         match self {

@@ -102,12 +102,12 @@ impl Message {
         Self::base(Phase::Pre, subject, text)
     }
 
-    /// The `pre` hook refused the rollout (exit 2, nothing changed); for
-    /// the webhook only.
-    pub fn refused(subject: &Subject, why: &str) -> Self {
-        let first = why.lines().next().unwrap_or_default();
+    /// The `pre` hook refused the rollout (exit 2, nothing changed): what
+    /// happened in one line (`headline`) and in full (`why`, with the hook's
+    /// output); for the webhook only.
+    pub fn refused(subject: &Subject, headline: &str, why: &str) -> Self {
         let text = format!(
-            "{}: rollout to {} not started: {first}",
+            "{}: rollout to {} not started: {headline}",
             subject.service, subject.to.image
         );
         let mut m = Self::base(Phase::Pre, subject, text);
@@ -302,7 +302,8 @@ mod tests {
 
         let refused = Message::refused(
             &subject(),
-            "the pre hook ./check.sh exited 1\nits output: x",
+            "the pre hook ./check.sh exited 1",
+            "the pre hook ./check.sh exited 1; its output:\nx",
         );
         assert_eq!(refused.hook, Phase::Pre);
         assert_eq!(refused.exit_code, Some(2));
