@@ -24,26 +24,26 @@ use std::path::Path;
 use tokio::task::JoinHandle;
 
 /// The hooks of one live rollout.
-pub struct Around {
+pub struct Hooks {
     runner: Runner,
     subject: Subject,
     /// The `pre` message on its way to the webhook.
     notice: Option<JoinHandle<Option<Result<Delivered, NotDelivered>>>>,
 }
 
-impl Around {
+impl Hooks {
     /// The hooks the settings name, run from the project's directory;
     /// `None` when there are none.
-    pub fn new(prepared: &crate::live::Prepared, target: &Revision) -> Option<Around> {
+    pub fn new(prepared: &crate::live::Prepared, target: &Revision) -> Option<Hooks> {
         Self::of(&prepared.settings, &prepared.project.directory, target)
     }
 
-    /// [`Around::new`] from the settings and the directory.
-    fn of(settings: &Settings, dir: &Path, target: &Revision) -> Option<Around> {
+    /// [`Hooks::new`] from the settings and the directory.
+    fn of(settings: &Settings, dir: &Path, target: &Revision) -> Option<Hooks> {
         if settings.hooks.is_empty() {
             return None;
         }
-        Some(Around {
+        Some(Hooks {
             runner: Runner::new(settings.hooks.clone(), dir),
             subject: Subject {
                 service: settings.service.clone(),
@@ -242,7 +242,7 @@ mod tests {
         let (port, bodies) = receiver().await;
         let (dir, settings) = project(port, 0);
         let target = Revision::new("h2@sha256:2", "app:v2");
-        let mut around = Around::of(&settings, &dir.0, &target).unwrap();
+        let mut around = Hooks::of(&settings, &dir.0, &target).unwrap();
         around.pre().await.unwrap();
         let from = Some(Revision::new("h1@sha256:1", "app:v1"));
         around
@@ -274,7 +274,7 @@ mod tests {
         let (port, bodies) = receiver().await;
         let (dir, settings) = project(port, 1);
         let target = Revision::new("h2@sha256:2", "app:v2");
-        let mut around = Around::of(&settings, &dir.0, &target).unwrap();
+        let mut around = Hooks::of(&settings, &dir.0, &target).unwrap();
         let f = around.pre().await.unwrap_err();
         assert_eq!(f.code, 2);
         assert_eq!(

@@ -228,7 +228,7 @@ async fn rollout(
     };
     // The operator's hooks: `pre` before the strategy changes anything (its
     // failure refuses the rollout, exit 2), `post` or `on-failure` after.
-    let mut hooks = hooks::Around::new(&prepared, &wired.target);
+    let mut hooks = hooks::Hooks::new(&prepared, &wired.target);
     if let Some(h) = hooks.as_mut() {
         if let Err(f) = or_interrupted(&mut irx, h.pre()).await {
             if let Some(pair) = &pair {
