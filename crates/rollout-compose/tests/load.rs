@@ -985,6 +985,9 @@ fn a_colour_that_extends_the_base_files_service_is_read_whole() {
         ),
         "{e}"
     );
+}
+
+#[test]
 fn hooks_layer_the_service_over_the_project_and_the_flags_over_both() {
     let dir = TempDir::new(&[(
         "compose.yaml",

@@ -117,16 +117,21 @@ impl Message {
     }
 
     /// After the rollout ended with `outcome`, `elapsed` seconds after it
-    /// started: `post` for exit code 0, `on-failure` otherwise.
-    pub fn ended(subject: &Subject, outcome: &Outcome, elapsed: f64) -> Self {
-        let code = outcome.exit_code();
+    /// started, `docker rollout` exiting with `code` (the outcome's, unless
+    /// what ran after the strategy failed): `post` for 0, `on-failure`
+    /// otherwise.
+    pub fn ended(subject: &Subject, outcome: &Outcome, code: i32, elapsed: f64) -> Self {
         let phase = if code == rollout_core::exit::SUCCESS {
             Phase::Post
         } else {
             Phase::OnFailure
         };
         let elapsed = (elapsed * 1000.0).round() / 1000.0;
-        let mut m = Self::base(phase, subject, ended_text(subject, outcome, elapsed));
+        let mut text = ended_text(subject, outcome, elapsed);
+        if code != outcome.exit_code() {
+            text.push_str(&format!("; then failed after the rollout (exit {code})"));
+        }
+        let mut m = Self::base(phase, subject, text);
         m.outcome = Some(outcome.clone());
         m.exit_code = Some(code);
         m.elapsed_secs = Some(elapsed);
@@ -254,7 +259,7 @@ mod tests {
             assert!(json.get(absent).is_none(), "{absent} in {json}");
         }
 
-        let post = Message::ended(&subject(), &Outcome::Completed, 41.23456);
+        let post = Message::ended(&subject(), &Outcome::Completed, 0, 41.23456);
         assert_eq!(post.hook, Phase::Post);
         assert_eq!(post.text, "shop/app: rolled out app:v2 in 41.2s (rolling)");
         let json: serde_json::Value = serde_json::from_str(&post.to_json()).unwrap();
@@ -278,6 +283,7 @@ mod tests {
         let rolled = Message::ended(
             &subject(),
             &Outcome::RolledBack("app-3 never became healthy\nlast log: boom".into()),
+            3,
             12.0,
         );
         assert_eq!(rolled.hook, Phase::OnFailure);
@@ -295,11 +301,18 @@ mod tests {
             (Outcome::Failed("x".into()), Phase::OnFailure),
             (Outcome::Busy("x".into()), Phase::OnFailure),
         ] {
-            let m = Message::ended(&subject(), &outcome, 1.0);
+            let m = Message::ended(&subject(), &outcome, outcome.exit_code(), 1.0);
             assert_eq!(m.hook, phase, "{outcome:?}");
             assert!(!m.text.contains('\n'));
         }
 
+        // A completed rollout whose aftermath failed (a migration) is a failure.
+        let after = Message::ended(&subject(), &Outcome::Completed, 1, 2.0);
+        assert_eq!((after.hook, after.exit_code), (Phase::OnFailure, Some(1)));
+        assert_eq!(
+            after.text,
+            "shop/app: rolled out app:v2 in 2.0s (rolling); then failed after the rollout (exit 1)"
+        );
         let refused = Message::refused(
             &subject(),
             "the pre hook ./check.sh exited 1",

@@ -89,7 +89,7 @@ async fn a_hook_gets_the_message_on_stdin_and_names_in_its_environment() {
     let runner = Runner::new(hooks, &dir.0);
     let mut s = subject();
     s.from = Some(Revision::new("a@sha256:1", "app:v1"));
-    let m = Message::ended(&s, &Outcome::Completed, 3.0);
+    let m = Message::ended(&s, &Outcome::Completed, 0, 3.0);
     let ran = runner.command(&m).await.unwrap().unwrap();
     assert_eq!(ran.output, "posted\n");
     assert_eq!(ran.argv, [prog.as_str(), "--flag", "two words"]);

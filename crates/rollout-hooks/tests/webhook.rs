@@ -123,6 +123,7 @@ fn message() -> Message {
     Message::ended(
         &subject,
         &Outcome::RolledBack("the analysis failed at step 1".into()),
+        3,
         7.5,
     )
 }

@@ -84,12 +84,18 @@ impl Hooks {
         Ok(())
     }
 
-    /// After the rollout: `post` or `on-failure`, then the webhook (having
+    /// After the rollout: `post` (exit `code` 0) or `on-failure`, then the webhook (having
     /// waited for the `pre` notice, so the receiver hears them in order).
     /// Failures are warnings.
-    pub async fn after(&mut self, outcome: &Outcome, elapsed: f64, from: Option<Revision>) {
+    pub async fn after(
+        &mut self,
+        outcome: &Outcome,
+        code: i32,
+        elapsed: f64,
+        from: Option<Revision>,
+    ) {
         self.subject.from = from;
-        let message = Message::ended(&self.subject, outcome, elapsed);
+        let message = Message::ended(&self.subject, outcome, code, elapsed);
         if let Some(result) = self.runner.command(&message).await {
             match result {
                 Ok(ran) => say(&format!(
@@ -248,6 +254,7 @@ mod tests {
         around
             .after(
                 &Outcome::RolledBack("app-2 never became healthy".into()),
+                3,
                 9.0,
                 from,
             )

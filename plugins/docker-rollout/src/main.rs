@@ -323,7 +323,8 @@ async fn rollout(
     );
     renderer.summary(&summary);
     if let Some(h) = hooks.as_mut() {
-        h.after(&outcome, elapsed, renderer.from().cloned()).await;
+        h.after(&outcome, code, elapsed, renderer.from().cloned())
+            .await;
     }
     Ok(code)
 }
