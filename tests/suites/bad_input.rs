@@ -4,7 +4,8 @@
 //!
 //! Each mistake an operator makes (an unknown service, a Compose file that does not parse, an
 //! image that does not exist, a proxy that is not running, an nginx config without the
-//! upstream that routes the service or that does not parse, flags out of range) must end with
+//! upstream that routes the service or that does not parse, flags out of range, a `pre` hook
+//! that fails or runs past its timeout) must end with
 //! a clear message on stderr (`error: ...`, naming what is wrong, a file and line where there
 //! is one) and exit code 2 (bad input) or 6 (unreachable), and must change nothing: the same
 //! containers in the same states, the nginx config byte for byte, nginx's process ids (a
@@ -149,6 +150,43 @@ fn bad_input_is_refused_with_exit_2_or_6_and_nothing_changes() {
                 args,
                 code: 2,
                 says: &[says],
+            },
+            true,
+            &mut results,
+        );
+    }
+
+    // A `pre` hook that fails, or runs past its timeout, refuses the rollout before anything
+    // changes, with the hook's output in the message (issue 14, item 4).
+    p.write(
+        "hooks/refuse.sh",
+        "echo checking the change calendar\necho 'change freeze until Monday' >&2\nexit 1\n",
+    );
+    for (name, args, says) in [
+        (
+            "failing pre hook",
+            &["app", "--hook-pre", "sh hooks/refuse.sh"][..],
+            &[
+                "the pre hook \"sh\" exited 1",
+                "checking the change calendar",
+                "change freeze until Monday",
+                "nothing was changed",
+            ][..],
+        ),
+        (
+            "pre hook past its timeout",
+            &["app", "--hook-pre", "sleep 30", "--hook-timeout", "1s"],
+            &["ran longer than 1s and was killed", "nothing was changed"],
+        ),
+    ] {
+        check(
+            &p,
+            &plugins,
+            &Case {
+                name,
+                args,
+                code: 2,
+                says,
             },
             true,
             &mut results,

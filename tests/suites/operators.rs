@@ -2,7 +2,8 @@
 //! (`ps`, `up -d`, `down`, `down` then `up`); a second rollout of a service that is being
 //! rolled out is refused with who holds it and since when; a rollout to the revision
 //! already serving changes nothing (not even nginx's processes), and a new image under the
-//! tag already serving is rolled out (then nothing changes); a service with host ports
+//! tag already serving is rolled out (its post hook and webhook hearing it), then nothing
+//! changes; a service with host ports
 //! falls back to stop-first with a warning, or is refused where that would leave nothing
 //! serving.
 //!
@@ -268,10 +269,50 @@ fn a_new_image_under_the_same_tag_is_rolled_out_then_a_second_run_is_a_no_op() {
     let load = load::standard(&s.p, Duration::from_secs(170));
     wait_ok(&load, 750, Duration::from_secs(30));
     latest.move_to(images::V2);
-    let run = s.rollout(&load, &["--output", "json"]);
+    // Issue 14, item 4: a post hook and the webhook hear the rollout (a receiver on loopback).
+    s.p.write("hooks/post.sh", "cat > post.json\n");
+    let (port, bodies) = webhook_receiver();
+    let webhook = format!("http://127.0.0.1:{port}/rollout/T0K3N");
+    let run = s.rollout(
+        &load,
+        &[
+            "--output",
+            "json",
+            "--hook-post",
+            "sh hooks/post.sh",
+            "--webhook",
+            &webhook,
+        ],
+    );
     load.mark("first-end");
     assert_eq!(run.code, Some(0), "{}", run.transcript());
     assert_eq!(run.outcome_name(), "completed", "{}", run.transcript());
+    assert!(
+        run.stderr.contains("note: post hook \"sh\" exited 0"),
+        "{}",
+        run.stderr
+    );
+    let post: serde_json::Value = serde_json::from_str(&s.p.read("post.json")).unwrap();
+    assert_eq!(post["hook"], "post");
+    assert_eq!(post["outcome"]["outcome"], "completed");
+    assert_eq!(post["event"]["event"], "finished");
+    assert_eq!(post["from"]["image_id"], v1.as_str(), "{post}");
+    assert_eq!(post["to"]["image_id"], v2.as_str(), "{post}");
+    let heard: Vec<serde_json::Value> = bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(heard.len(), 2, "{heard:?}");
+    assert_eq!(
+        (&heard[0]["hook"], &heard[1]["hook"]),
+        (&"pre".into(), &"post".into())
+    );
+    let text = heard[1]["text"].as_str().unwrap();
+    let said = format!("{}/app: rolled out rollout-demo:latest in ", s.p.name());
+    assert!(text.starts_with(&said), "{text}");
+    assert!(!run.stderr.contains("T0K3N"), "{}", run.stderr);
     let started = run
         .events
         .iter()
@@ -330,6 +371,45 @@ fn a_new_image_under_the_same_tag_is_rolled_out_then_a_second_run_is_a_no_op() {
     let after = report.window(report.mark("first-end").unwrap(), report.duration_s);
     assert_eq!(after.versions.keys().collect::<Vec<_>>(), ["v2"]);
     assert_eq!(rollout_leftovers(&s.p), Vec::<String>::new());
+}
+
+/// A webhook receiver on 127.0.0.1 (a thread answering 204): its port, and the bodies of
+/// the POSTs it got, in order.
+fn webhook_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body = loop {
+                let n = conn.read(&mut buf).unwrap_or(0);
+                data.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        assert!(head.starts_with("POST /rollout/T0K3N HTTP/1.1"), "{head}");
+                        break body.to_string();
+                    }
+                }
+                if n == 0 {
+                    break String::new();
+                }
+            };
+            log.lock().unwrap().push(body);
+            let _ = conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, bodies)
 }
 
 /// A stack whose app publishes `ports` on the host.

@@ -42,6 +42,7 @@
 pub mod envfile;
 pub mod error;
 mod extends;
+mod hooks;
 pub mod init;
 pub mod interpolate;
 pub mod merge;

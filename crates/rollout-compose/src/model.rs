@@ -207,6 +207,8 @@ pub struct RolloutExt {
     /// `keep_old_for`: how long to keep the old set after a blue-green switch.
     #[serde(with = "rollout_core::duration::serde_duration_opt")]
     pub keep_old_for: Option<Duration>,
+    /// `hooks`: commands run around the rollout, and the webhook told.
+    pub hooks: Option<rollout_core::hooks::Hooks>,
 }
 
 impl RolloutExt {
@@ -229,6 +231,10 @@ impl RolloutExt {
             verify: self.verify.clone().or_else(|| fallback.verify.clone()),
             stop_old: self.stop_old.or(fallback.stop_old),
             keep_old_for: self.keep_old_for.or(fallback.keep_old_for),
+            hooks: match (&self.hooks, &fallback.hooks) {
+                (Some(own), Some(project)) => Some(own.or(project)),
+                (own, project) => own.clone().or_else(|| project.clone()),
+            },
         }
     }
 }
@@ -247,6 +253,7 @@ const EXT_KEYS: &[&str] = &[
     "verify",
     "stop_old",
     "keep_old_for",
+    "hooks",
 ];
 
 /// Reads an `x-rollout` mapping at `path`.
@@ -295,6 +302,7 @@ pub(crate) fn parse_ext(node: &Node, path: &str) -> Result<RolloutExt> {
             "verify" => ext.verify = Some(parse_verification(v, &p)?),
             "stop_old" => ext.stop_old = Some(read::boolean(v, &p)?),
             "keep_old_for" => ext.keep_old_for = Some(read::duration(v, &p)?),
+            "hooks" => ext.hooks = Some(crate::hooks::parse_hooks(v, &p)?),
             _ => {}
         }
     }

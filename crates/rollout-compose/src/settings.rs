@@ -76,6 +76,9 @@ pub struct Settings {
     /// Why old and new instances cannot run side by side (host ports,
     /// `container_name`); empty when they can.
     pub side_by_side_conflicts: Vec<String>,
+    /// The hooks (`x-rollout.hooks`, the service's over the project's,
+    /// field by field; the `--hook-*` and `--webhook` flags on top).
+    pub hooks: rollout_core::hooks::Hooks,
 }
 
 /// A canary step given on the command line (`50` or `50:1m`).
@@ -120,6 +123,9 @@ pub struct Overrides {
     pub pull: Option<PullPolicy>,
     /// `--build`.
     pub build: Option<bool>,
+    /// `--hook-pre`, `--hook-post`, `--hook-on-failure`, `--hook-timeout`,
+    /// `--webhook`: each wins over its field of `x-rollout.hooks`.
+    pub hooks: rollout_core::hooks::Hooks,
 }
 
 impl Project {
@@ -218,6 +224,7 @@ impl Project {
             port: ext.port,
             health_probe: ext.health.clone(),
             side_by_side_conflicts: svc.side_by_side_conflicts(),
+            hooks: ext.hooks.clone().unwrap_or_default(),
         })
     }
 }
@@ -310,6 +317,7 @@ impl Settings {
         if let Some(pull) = o.pull {
             self.pull = pull;
         }
+        self.hooks = o.hooks.or(&self.hooks);
         if let Some(build) = o.build {
             self.build = build;
         }

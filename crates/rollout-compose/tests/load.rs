@@ -554,7 +554,7 @@ fn field_errors_name_file_line_column_and_path() {
         ),
         (
             "services:\n  app:\n    x-rollout:\n      stratgy: canary\n",
-            "compose.yaml:4:7: services.app.x-rollout.stratgy: unknown field; known fields are strategy, proxy, proxy_config, upstream, port, colours, canary, start_timeout, drain_timeout, health, verify, stop_old, keep_old_for",
+            "compose.yaml:4:7: services.app.x-rollout.stratgy: unknown field; known fields are strategy, proxy, proxy_config, upstream, port, colours, canary, start_timeout, drain_timeout, health, verify, stop_old, keep_old_for, hooks",
         ),
         (
             "x-rollout:\n  canary:\n    steps: [10, 5, 100]\n",
@@ -985,4 +985,45 @@ fn a_colour_that_extends_the_base_files_service_is_read_whole() {
         ),
         "{e}"
     );
+}
+
+#[test]
+fn hooks_layer_the_service_over_the_project_and_the_flags_over_both() {
+    let dir = TempDir::new(&[(
+        "compose.yaml",
+        "x-rollout:\n  hooks:\n    pre: [./check.sh]\n    post: ./notify.sh done\n    timeout: 20s\n    webhook: http://relay:8080/${HOOK_PATH}\nservices:\n  app:\n    image: app:v2\n    environment:\n      API_TOKEN: ${API_TOKEN}\n    x-rollout:\n      hooks:\n        pre: {command: [./app-check.sh], timeout: 5s}\n        pass_env: [CHAT]\n  web:\n    image: web:v1\n",
+    )]);
+    let mut o = opts(&dir.0);
+    o.environment = Some(env(&[
+        ("HOOK_PATH", "rollout/T0K3N"),
+        ("API_TOKEN", "s3cr3t"),
+    ]));
+    let p = Project::load(&o).unwrap();
+    let mut s = p.settings("app").unwrap();
+    let h = &s.hooks;
+    assert_eq!(h.pre.as_ref().unwrap().argv, ["./app-check.sh"]);
+    assert_eq!(
+        h.pre.as_ref().unwrap().timeout,
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(h.post.as_ref().unwrap().argv, ["./notify.sh", "done"]);
+    assert_eq!(h.timeout, Some(Duration::from_secs(20)));
+    assert_eq!(h.pass_env, ["CHAT"]);
+    assert_eq!(h.webhook.as_ref().unwrap().url.target, "/rollout/T0K3N");
+    // The other service has the project's hooks only.
+    let web = p.settings("web").unwrap();
+    assert_eq!(web.hooks.pre.as_ref().unwrap().argv, ["./check.sh"]);
+    // Nothing the settings carry holds a container's environment value.
+    let all = format!("{:?} {}", s, serde_yaml::to_string(&s).unwrap());
+    assert!(!all.contains("s3cr3t"), "{all}");
+    // The webhook's path (its token) is shown nowhere but where it is sent.
+    assert!(!serde_yaml::to_string(&s).unwrap().contains("T0K3N"));
+    let mut flags = Overrides::default();
+    flags.hooks.post = Some(rollout_core::hooks::CommandHook {
+        argv: vec!["./flag-post.sh".into()],
+        timeout: None,
+    });
+    s.apply(&flags).unwrap();
+    assert_eq!(s.hooks.post.as_ref().unwrap().argv, ["./flag-post.sh"]);
+    assert_eq!(s.hooks.pre.as_ref().unwrap().argv, ["./app-check.sh"]);
 }

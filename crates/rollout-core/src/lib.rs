@@ -34,6 +34,7 @@ pub mod duration;
 pub mod error;
 pub mod event;
 pub mod exit;
+pub mod hooks;
 pub mod journal;
 pub mod model;
 pub mod router;

@@ -70,6 +70,7 @@ pub enum Invocation {
 /// rolled out with `docker rollout -- migrate`).
 pub const MIGRATE: &str = "migrate";
 
+mod hooks;
 mod migrate;
 use migrate::MigrateCli;
 pub use migrate::{MigrateRequest, MigrateVerb};
@@ -308,6 +309,9 @@ struct Cli {
 
     #[command(flatten)]
     tuning: Tuning,
+
+    #[command(flatten)]
+    hooks: hooks::HookFlags,
 
     #[command(flatten)]
     docker: DockerFlags,
@@ -689,6 +693,7 @@ impl Cli {
             stop_old: t.stop_old.then_some(true),
             pull: t.pull,
             build: t.build.then_some(true),
+            hooks: self.hooks.into_hooks(),
         };
         RolloutRequest {
             docker,

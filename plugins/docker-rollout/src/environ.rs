@@ -21,6 +21,9 @@ Environment:
                            (its password is never printed)
   HOME                     where the docker config is when DOCKER_CONFIG is not set
   USER, HOSTNAME           who holds a rollout's lock (shown to a second rollout and unlock)
+  PATH, HOME, USER, LOGNAME, LANG, LC_ALL, LC_CTYPE, LC_MESSAGES, TZ, TMPDIR, DOCKER_*
+                           passed on to command hooks, with the names in x-rollout.hooks.pass_env;
+                           nothing else of the environment is (hooks get ROLLOUT_HOOK, ROLLOUT_SERVICE, ...)
   DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND, DOCKER_CLI_PLUGIN_SOCKET
                            set by the docker CLI when it runs the plugin
 The live progress takes its width from the terminal itself (80 columns when it does not say).";

@@ -22,6 +22,7 @@ mod drive;
 mod dry;
 mod environ;
 mod fail;
+mod hooks;
 mod init;
 mod live;
 mod migrate;
@@ -225,6 +226,17 @@ async fn rollout(
             return Err(f);
         }
     };
+    // The operator's hooks: `pre` before the strategy changes anything (its
+    // failure refuses the rollout, exit 2), `post` or `on-failure` after.
+    let mut hooks = hooks::Hooks::new(&prepared, &wired.target);
+    if let Some(h) = hooks.as_mut() {
+        if let Err(f) = or_interrupted(&mut irx, h.pre()).await {
+            if let Some(pair) = &pair {
+                let _ = pair_journal.unlock(pair).await;
+            }
+            return Err(f);
+        }
+    }
     let plan = settings.plan(wired.target.clone());
     let mut renderer = output::setup(req.output, strategy_name, &plan);
     renderer.already_new(wired.already_new);
@@ -310,6 +322,10 @@ async fn rollout(
         renderer.tally().clone(),
     );
     renderer.summary(&summary);
+    if let Some(h) = hooks.as_mut() {
+        h.after(&outcome, code, elapsed, renderer.from().cloned())
+            .await;
+    }
     Ok(code)
 }
 

@@ -80,6 +80,8 @@ pub struct Renderer {
     tally: Tally,
     /// When the rollout started (on the clock the strategy runs on).
     start: Instant,
+    /// What ran before, as the rollout's start said.
+    from: Option<rollout_core::Revision>,
 }
 
 impl Renderer {
@@ -89,6 +91,7 @@ impl Renderer {
             sink,
             tally: Tally::default(),
             start: Instant::now(),
+            from: None,
         }
     }
 
@@ -102,10 +105,18 @@ impl Renderer {
         &self.tally
     }
 
+    /// What ran before the rollout, once its start has said (for the hooks).
+    pub fn from(&self) -> Option<&rollout_core::Revision> {
+        self.from.as_ref()
+    }
+
     /// Counts and shows one event.
     pub fn event(&mut self, event: &Event) {
         let t = self.t();
         self.tally.count(event);
+        if let Event::RolloutStarted { from, .. } = event {
+            self.from.clone_from(from);
+        }
         self.sink.event(t, event);
     }
 
