@@ -10,7 +10,7 @@
 
 use rollout_e2e::load::{mix, wait_ok};
 use rollout_e2e::nginx::stderr_upstream_errors;
-use rollout_e2e::verdict::{assert_clean, publish};
+use rollout_e2e::verdict::{assert_clean, assert_clean_during, publish};
 use rollout_e2e::{
     free_port, images, require_images, run_rollout, wait_http, Clock, ComposeTool, Ended,
     PluginDir, Project, NGINX_IMAGE, ROLLOUT_TIMEOUT,
@@ -277,7 +277,7 @@ fn init_then_a_blue_green_switch_fails_no_request() {
         &report,
         &[&green, &back],
     );
-    assert_clean(&report);
+    assert_clean_during(&report, &[&green, &back]);
     let on_green = report.window(
         report.mark("web-green-end").unwrap(),
         report.mark("web-start").unwrap(),
