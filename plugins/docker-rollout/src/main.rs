@@ -299,7 +299,13 @@ async fn rollout(
                 .after(wired.backend.as_ref(), &consumers, &plan.target.id)
                 .await
             {
-                Ok(notes) => notes.iter().for_each(|n| renderer.note(n)),
+                // On stderr with the phases' progress, whatever the output
+                // format (a JSON stream carries no notes).
+                Ok(notes) => {
+                    for n in &notes {
+                        let _ = writeln!(std::io::stderr(), "note: {n}");
+                    }
+                }
                 Err(f) => {
                     let _ = writeln!(
                         std::io::stderr(),
@@ -310,7 +316,10 @@ async fn rollout(
                 }
             }
         } else {
-            renderer.note("migrate: the rollout did not complete: backfill and contract did not run (expand stays: the old revision ignores it)");
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: migrate: the rollout did not complete: backfill and contract did not run (expand stays: the old revision ignores it)"
+            );
         }
     }
     let elapsed = renderer.t();
