@@ -146,6 +146,64 @@ pub(super) fn apply(
     Ok(templated.source().to_vec())
 }
 
+fn log_refused(e: crate::accesslog::LogError) -> RouterError {
+    RouterError::Config(format!(
+        "{e}\nhint: canary analysis reads a log of the tool's own, arranged beside the operator's; without analysis rules none is needed"
+    ))
+}
+
+/// Whether the tool's log can be arranged in `bytes` (checked at open).
+pub(super) fn check_log(
+    bytes: &[u8],
+    path: &str,
+    upstream: &str,
+    log: &crate::accesslog::MetricsLog,
+) -> Result<(), RouterError> {
+    let file = parse(bytes, path)?;
+    crate::accesslog::arrange(&file, upstream, log).map_err(log_refused)?;
+    Ok(())
+}
+
+/// `bytes` (the config after a route change) with the tool's log arranged
+/// while the upstream's traffic is split, and without it at rest (so the
+/// change that ends a canary also removes it, and lines a killed run left
+/// go with the first change to rest). At rest means no server line names an
+/// instance and at most one names a service (two colours weighted against
+/// each other are a canary step).
+pub(super) fn metrics_log(
+    bytes: &[u8],
+    path: &str,
+    upstream: &str,
+    services: &[String],
+    log: Option<&crate::accesslog::MetricsLog>,
+) -> Result<Vec<u8>, RouterError> {
+    let file = parse(bytes, path)?;
+    let up = file.upstream(upstream).map_err(refused)?;
+    let hosts: Vec<String> = up
+        .servers
+        .iter()
+        .filter(|l| !l.server.is_down())
+        .map(|l| {
+            let a = &l.server.address;
+            a.host()
+                .map(str::to_string)
+                .unwrap_or_else(|| a.to_string())
+        })
+        .collect();
+    let named = hosts.iter().filter(|h| services.contains(h)).count();
+    let at_rest = named == hosts.len() && named <= 1;
+    let out = match log {
+        Some(log) if !at_rest => {
+            crate::accesslog::arrange(&file, upstream, log).map_err(log_refused)?
+        }
+        _ if crate::accesslog::has_tool_lines(&file) => {
+            crate::accesslog::remove(&file).map_err(log_refused)?
+        }
+        _ => return Ok(bytes.to_vec()),
+    };
+    Ok(out.source().to_vec())
+}
+
 /// The main context's `pid` directive, when there is one.
 pub(super) fn pid_directive(bytes: &[u8], path: &str) -> Result<Option<String>, RouterError> {
     let file = parse(bytes, path)?;
