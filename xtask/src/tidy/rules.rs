@@ -66,6 +66,8 @@ const RUNTIME_TRAITS: &[&str] = &[
     "ConfigStore",
     "ProxyExec",
     "Verifier",
+    "Analysis",
+    "Addresses",
 ];
 
 /// House rule: no source file outside tests passes this many lines.
