@@ -13,7 +13,7 @@ use rollout_core::analysis::AnalysisRules;
 use rollout_core::model::{InstanceId, Revision, ServiceRef};
 use rollout_core::router::{Route, RouteChange, Target, TrafficRouter};
 use rollout_core::strategy::{Analysis, Plan, Verdict};
-use rollout_nginx::accesslog::MARKER;
+use rollout_nginx::accesslog::marker;
 use rollout_nginx::proxy::{LocalExec, LocalFiles, Proxy};
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
 use std::collections::BTreeMap;
@@ -272,7 +272,7 @@ async fn a_canary_answering_500_to_a_fifth_fails_with_its_rate() {
     };
     router.apply(&step).await.unwrap();
     let during = std::fs::read_to_string(&conf).unwrap();
-    assert!(during.contains(MARKER), "{during}");
+    assert!(during.contains(&marker("backend")), "{during}");
     assert!(
         during.contains(&format!(
             "    access_log {}/operator.log main;\n",

@@ -40,9 +40,29 @@ use crate::upstream::{indent_of, indent_unit, line_ending, line_start, quote_arg
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The comment that ends every line the tool adds, and by which
-/// [`remove`] knows them.
-pub const MARKER: &str = "# docker-rollout: canary analysis log, removed at rest";
+/// The start of the comment that ends every line the tool adds, and by
+/// which [`remove`] knows them: [`marker`] for one upstream's lines,
+/// [`SHARED_MARKER`] for nginx's built-in log written out beside them.
+pub const MARKER: &str = "# docker-rollout: canary analysis log";
+
+/// The comment of the built-in log's line, which the canaries of several
+/// upstreams behind one proxy share: it goes with the last of them.
+pub const SHARED_MARKER: &str =
+    "# docker-rollout: canary analysis log: nginx's built-in log kept, removed at rest";
+
+/// The comment that ends the lines of `upstream`'s log.
+pub fn marker(upstream: &str) -> String {
+    format!("{MARKER} of {upstream}, removed at rest")
+}
+
+/// Whose a line the tool added is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    /// One upstream's (its format, its log).
+    Upstream(String),
+    /// The built-in log's line, shared.
+    Shared,
+}
 
 /// The fields of the tool's log line, tab-separated, in this order: the
 /// request's end time (`$msec`), `$status`, `$request_time`,
@@ -138,27 +158,48 @@ pub fn format_name(upstream: &str) -> String {
     format!("rollout_{upstream}")
 }
 
-/// Whether `d` is a line the tool added: followed on its line by [`MARKER`].
-fn marked(file: &ConfFile, d: &Directive<'_>) -> bool {
+/// Whose line `d` is, when the tool added it (followed on its line by a
+/// marker comment).
+fn owner(file: &ConfFile, d: &Directive<'_>) -> Option<Owner> {
     let src = file.source();
     let end = d.span().end;
     let rest = &src[end..];
     let line = memchr::memchr(b'\n', rest).map_or(rest, |p| &rest[..p]);
     let text = String::from_utf8_lossy(line);
-    text.trim() == MARKER
+    let text = text.trim();
+    if text == SHARED_MARKER {
+        return Some(Owner::Shared);
+    }
+    text.strip_prefix(MARKER)?
+        .strip_prefix(" of ")?
+        .strip_suffix(", removed at rest")
+        .map(|u| Owner::Upstream(u.to_string()))
 }
 
-/// Whether the file holds lines the tool added.
-pub fn has_tool_lines(file: &ConfFile) -> bool {
-    file.walk().iter().any(|(_, d)| marked(file, d))
+/// Whether the file holds lines the tool added for `upstream`.
+pub fn has_tool_lines(file: &ConfFile, upstream: &str) -> bool {
+    let mine = Some(Owner::Upstream(upstream.to_string()));
+    file.walk().iter().any(|(_, d)| owner(file, d) == mine)
 }
 
-/// `file` without the lines the tool added: the operator's bytes.
-pub fn remove(file: &ConfFile) -> Result<ConfFile, LogError> {
-    let splices: Vec<_> = file
-        .walk()
+/// `file` without the lines the tool added for `upstream`, and without the
+/// built-in log's line when no other upstream's log shares its block: with
+/// no other canary running, the operator's bytes.
+pub fn remove(file: &ConfFile, upstream: &str) -> Result<ConfFile, LogError> {
+    let walk = file.walk();
+    let block_of = |parents: &Vec<Directive<'_>>| parents.last().map(|p| p.span().start);
+    let others: Vec<Option<usize>> = walk
         .iter()
-        .filter(|(_, d)| marked(file, d))
+        .filter(|(_, d)| matches!(owner(file, d), Some(Owner::Upstream(u)) if u != upstream))
+        .map(|(parents, _)| block_of(parents))
+        .collect();
+    let splices: Vec<_> = walk
+        .iter()
+        .filter(|(parents, d)| match owner(file, d) {
+            Some(Owner::Upstream(u)) => u == upstream,
+            Some(Owner::Shared) => !others.contains(&block_of(parents)),
+            None => false,
+        })
         .map(|(_, d)| (file.line_removal(d.span()), Vec::new()))
         .collect();
     if splices.is_empty() {
@@ -183,17 +224,28 @@ fn proxies_to(d: &Directive<'_>, upstream: &str) -> bool {
     rest.is_some_and(|r| r.split(['/', '?']).next() == Some(upstream))
 }
 
-/// The operator's `access_log` lines directly in `block`.
-fn own_logs<'a>(block: &Directive<'a>) -> Vec<Directive<'a>> {
+/// The operator's `access_log` lines directly in `block` (not the tool's,
+/// of any upstream).
+fn own_logs<'a>(file: &ConfFile, block: &Directive<'a>) -> Vec<Directive<'a>> {
     block
         .block()
         .map(|items| {
             items
                 .directives()
-                .filter(|c| name_is(c, b"access_log"))
+                .filter(|c| name_is(c, b"access_log") && owner(file, c).is_none())
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether `block` already has the built-in log's line (another upstream's
+/// canary wrote it).
+fn has_shared(file: &ConfFile, block: &Directive<'_>) -> bool {
+    block.block().is_some_and(|items| {
+        items
+            .directives()
+            .any(|c| owner(file, &c) == Some(Owner::Shared))
+    })
 }
 
 /// What one block gets.
@@ -207,7 +259,7 @@ struct Adds {
 /// `file` with the tool's log for `upstream` arranged (any earlier tool
 /// lines replaced): see the [module documentation](self) for where.
 pub fn arrange(file: &ConfFile, upstream: &str, log: &MetricsLog) -> Result<ConfFile, LogError> {
-    let clean = remove(file)?;
+    let clean = remove(file, upstream)?;
     let file = &clean;
     let name = format_name(upstream);
     let walk = file.walk();
@@ -239,7 +291,7 @@ pub fn arrange(file: &ConfFile, upstream: &str, log: &MetricsLog) -> Result<Conf
             .collect();
         let innermost = *below.last().expect("http at least");
         let effective = below.iter().rev().find_map(|b| {
-            let logs = own_logs(b);
+            let logs = own_logs(file, b);
             (!logs.is_empty()).then_some((**b, logs))
         });
         match effective {
@@ -304,8 +356,9 @@ pub fn arrange(file: &ConfFile, upstream: &str, log: &MetricsLog) -> Result<Conf
         ));
     }
     let indent = indent_of(src, first.span().start);
+    let mark = marker(upstream);
     let format_line = format!(
-        "{indent}log_format {name} {}; {MARKER}{eol}",
+        "{indent}log_format {name} {}; {mark}{eol}",
         quote_arg(FORMAT)
     );
     let at = line_start(src, first.span().start);
@@ -323,15 +376,15 @@ pub fn arrange(file: &ConfFile, upstream: &str, log: &MetricsLog) -> Result<Conf
         }
         let indent = format!("{}{unit}", indent_of(src, close));
         let mut text = String::new();
-        if a.default {
+        if a.default && !has_shared(file, block) {
             text.push_str(&format!(
-                "{indent}access_log {} combined; {MARKER}{eol}",
+                "{indent}access_log {} combined; {SHARED_MARKER}{eol}",
                 quote_arg(&log.default_log)
             ));
         }
         if a.tool {
             text.push_str(&format!(
-                "{indent}access_log {} {name}; {MARKER}{eol}",
+                "{indent}access_log {} {name}; {mark}{eol}",
                 quote_arg(&log.path)
             ));
         }
@@ -357,8 +410,8 @@ mod tests {
         let f = ConfFile::parse("nginx.conf", src.as_bytes().to_vec()).unwrap();
         let out = arrange(&f, "app", &log()).unwrap();
         // Removing gives the operator's bytes back, whatever was added.
-        assert_eq!(remove(&out).unwrap().source(), src.as_bytes());
-        assert!(has_tool_lines(&out));
+        assert_eq!(remove(&out, "app").unwrap().source(), src.as_bytes());
+        assert!(has_tool_lines(&out, "app"));
         String::from_utf8(out.source().to_vec()).unwrap()
     }
 
@@ -368,10 +421,10 @@ mod tests {
     fn with_no_access_log_the_built_in_one_is_written_beside_ours() {
         let out = arranged(SEED);
         assert!(out.starts_with(&format!(
-            "events {{}}\nhttp {{\n    log_format rollout_app \"$msec\\t$status\\t$request_time\\t$upstream_addr\\t$upstream_status\\t$upstream_response_time\"; {MARKER}\n    upstream app {{"
+            "events {{}}\nhttp {{\n    log_format rollout_app \"$msec\\t$status\\t$request_time\\t$upstream_addr\\t$upstream_status\\t$upstream_response_time\"; {MARKER} of app, removed at rest\n    upstream app {{"
         )), "{out}");
         assert!(out.ends_with(&format!(
-            "    }}\n    access_log /var/log/nginx/access.log combined; {MARKER}\n    access_log /var/log/nginx/rollout-app.log rollout_app; {MARKER}\n}}\n"
+            "    }}\n    access_log /var/log/nginx/access.log combined; {SHARED_MARKER}\n    access_log /var/log/nginx/rollout-app.log rollout_app; {MARKER} of app, removed at rest\n}}\n"
         )), "{out}");
     }
 
@@ -385,7 +438,7 @@ mod tests {
         );
         let out = arranged(&src);
         assert!(out.contains(&format!(
-            "            proxy_pass http://app;\n        }}\n        access_log /var/log/nginx/rollout-app.log rollout_app; {MARKER}\n    }}\n}}\n"
+            "            proxy_pass http://app;\n        }}\n        access_log /var/log/nginx/rollout-app.log rollout_app; {MARKER} of app, removed at rest\n    }}\n}}\n"
         )), "{out}");
         assert!(!out.contains("combined"), "{out}");
     }
@@ -395,7 +448,7 @@ mod tests {
         let src = SEED.replace("listen 80;\n", "listen 80;\n        access_log off;\n");
         let out = arranged(&src);
         assert!(out.contains(&format!(
-            "            proxy_pass http://app;\n            access_log /var/log/nginx/rollout-app.log rollout_app; {MARKER}\n        }}\n"
+            "            proxy_pass http://app;\n            access_log /var/log/nginx/rollout-app.log rollout_app; {MARKER} of app, removed at rest\n        }}\n"
         )), "{out}");
         // Off in the very block: refused.
         let src = SEED.replace(
@@ -433,6 +486,35 @@ mod tests {
         let once = arrange(&f, "app", &log()).unwrap();
         let twice = arrange(&once, "app", &log()).unwrap();
         assert_eq!(once.source(), twice.source());
-        assert!(!has_tool_lines(&f));
+        assert!(!has_tool_lines(&f, "app"));
+    }
+
+    #[test]
+    fn two_canaries_behind_one_proxy_keep_each_others_lines() {
+        let src = SEED.replace(
+            "    server {\n",
+            "    upstream api {\n        server api:9000;\n    }\n    server {\n        location /api {\n            proxy_pass http://api;\n        }\n",
+        );
+        let f = ConfFile::parse("n", src.clone().into_bytes()).unwrap();
+        let api_log = MetricsLog::new(
+            "/var/log/nginx/rollout-api.log",
+            "/var/log/nginx/access.log",
+        )
+        .unwrap();
+        let both = arrange(&arrange(&f, "app", &log()).unwrap(), "api", &api_log).unwrap();
+        let text = String::from_utf8(both.source().to_vec()).unwrap();
+        // One built-in log line, shared; each upstream's own lines.
+        assert_eq!(text.matches("access.log combined").count(), 1, "{text}");
+        assert!(has_tool_lines(&both, "app") && has_tool_lines(&both, "api"));
+        // app's canary ends: api's lines and the shared one stay.
+        let api_only = remove(&both, "app").unwrap();
+        let text = String::from_utf8(api_only.source().to_vec()).unwrap();
+        assert!(!has_tool_lines(&api_only, "app"), "{text}");
+        assert!(
+            text.contains("access.log combined") && text.contains("rollout_api;"),
+            "{text}"
+        );
+        // api's ends too: the operator's bytes.
+        assert_eq!(remove(&api_only, "api").unwrap().source(), src.as_bytes());
     }
 }
