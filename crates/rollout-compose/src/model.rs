@@ -4,6 +4,7 @@
 use crate::error::{ComposeError, Pos};
 use crate::read::{self, join, Result};
 use crate::yaml::{Node, Value};
+use rollout_core::analysis::{parse_rate, AnalysisRules, Inconclusive, LatencyLimit};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::{CanaryConfig, CanaryStep, Hold, Verification};
 use rollout_core::word::{each, either, Word};
@@ -209,6 +210,9 @@ pub struct RolloutExt {
     pub keep_old_for: Option<Duration>,
     /// `hooks`: commands run around the rollout, and the webhook told.
     pub hooks: Option<rollout_core::hooks::Hooks>,
+    /// `analysis`: the rules a canary step is judged by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisRules>,
 }
 
 impl RolloutExt {
@@ -235,6 +239,7 @@ impl RolloutExt {
                 (Some(own), Some(project)) => Some(own.or(project)),
                 (own, project) => own.clone().or_else(|| project.clone()),
             },
+            analysis: self.analysis.clone().or_else(|| fallback.analysis.clone()),
         }
     }
 }
@@ -254,6 +259,7 @@ const EXT_KEYS: &[&str] = &[
     "stop_old",
     "keep_old_for",
     "hooks",
+    "analysis",
 ];
 
 /// Reads an `x-rollout` mapping at `path`.
@@ -303,10 +309,70 @@ pub(crate) fn parse_ext(node: &Node, path: &str) -> Result<RolloutExt> {
             "stop_old" => ext.stop_old = Some(read::boolean(v, &p)?),
             "keep_old_for" => ext.keep_old_for = Some(read::duration(v, &p)?),
             "hooks" => ext.hooks = Some(crate::hooks::parse_hooks(v, &p)?),
+            "analysis" => ext.analysis = Some(parse_analysis(v, &p, &e.key_pos)?),
             _ => {}
         }
     }
     Ok(ext)
+}
+
+/// `x-rollout.analysis`: at least one threshold (`max_error_rate`,
+/// `max_p99`), and what a verdict needs.
+fn parse_analysis(node: &Node, path: &str, key: &Pos) -> Result<AnalysisRules> {
+    let entries = read::map(node, path)?;
+    read::only_keys(
+        entries,
+        path,
+        &[
+            "max_error_rate",
+            "max_p99",
+            "min_requests",
+            "inconclusive",
+            "failing_windows",
+            "window",
+        ],
+    )?;
+    let mut rules = AnalysisRules::default();
+    for e in entries {
+        let p = join(path, &e.key);
+        let v = &e.value;
+        if v.is_null() {
+            continue;
+        }
+        let text = || read::string(v, &p);
+        match e.key.as_str() {
+            "max_error_rate" => {
+                rules.max_error_rate =
+                    Some(parse_rate(&text()?).map_err(|m| ComposeError::field(&v.pos, &p, m))?)
+            }
+            "max_p99" => {
+                rules.max_p99 = Some(
+                    text()?
+                        .parse::<LatencyLimit>()
+                        .map_err(|m| ComposeError::field(&v.pos, &p, m))?,
+                )
+            }
+            "min_requests" => rules.min_requests = read::uint(v, &p)?,
+            "inconclusive" => rules.inconclusive = read::word::<Inconclusive>(v, &p)?,
+            "failing_windows" => {
+                let n = read::uint(v, &p)?;
+                rules.failing_windows = u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| read::expected(v, &p, "a count of at least 1"))?;
+            }
+            "window" => rules.window = positive(v, &p)?,
+            _ => {}
+        }
+    }
+    if !rules.judges() {
+        return Err(ComposeError::field(
+            key,
+            path,
+            "needs a threshold: max_error_rate (such as 5%) or max_p99 (such as 500ms or 1.5x)",
+        ));
+    }
+    Ok(rules)
 }
 
 fn positive(node: &Node, path: &str) -> Result<Duration> {

@@ -3,6 +3,7 @@
 
 use crate::error::ComposeError;
 use crate::project::{Flavour, Project};
+use rollout_core::analysis::{AnalysisRules, Inconclusive, LatencyLimit};
 use rollout_core::config::{failure_ratio, Timeouts, RATIO_EXPECTED};
 use rollout_core::strategy::{
     BlueGreenConfig, CanaryConfig, CanaryStep, Hold, Plan, TrafficLayout, Verification,
@@ -79,6 +80,11 @@ pub struct Settings {
     /// The hooks (`x-rollout.hooks`, the service's over the project's,
     /// field by field; the `--hook-*` and `--webhook` flags on top).
     pub hooks: rollout_core::hooks::Hooks,
+    /// The rules canary steps are judged by (`x-rollout.analysis` and the
+    /// `--max-error-rate` family of flags); `None`: no analysis, every step
+    /// passes once its hold is over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisRules>,
 }
 
 /// A canary step given on the command line (`50` or `50:1m`).
@@ -126,6 +132,18 @@ pub struct Overrides {
     /// `--hook-pre`, `--hook-post`, `--hook-on-failure`, `--hook-timeout`,
     /// `--webhook`: each wins over its field of `x-rollout.hooks`.
     pub hooks: rollout_core::hooks::Hooks,
+    /// `--max-error-rate`.
+    pub max_error_rate: Option<f64>,
+    /// `--max-p99`.
+    pub max_p99: Option<LatencyLimit>,
+    /// `--min-requests`.
+    pub min_requests: Option<u64>,
+    /// `--inconclusive`.
+    pub inconclusive: Option<Inconclusive>,
+    /// `--failing-windows`.
+    pub failing_windows: Option<u32>,
+    /// `--analysis-window`.
+    pub analysis_window: Option<Duration>,
 }
 
 impl Project {
@@ -225,7 +243,64 @@ impl Project {
             health_probe: ext.health.clone(),
             side_by_side_conflicts: svc.side_by_side_conflicts(),
             hooks: ext.hooks.clone().unwrap_or_default(),
+            analysis: ext.analysis.clone(),
         })
+    }
+}
+
+impl Settings {
+    /// The analysis flags over `x-rollout.analysis`, field by field; flags
+    /// with no rules configured start from the defaults, and rules without
+    /// a threshold are refused.
+    fn apply_analysis(&mut self, o: &Overrides) -> Result<(), ComposeError> {
+        let given = o.max_error_rate.is_some()
+            || o.max_p99.is_some()
+            || o.min_requests.is_some()
+            || o.inconclusive.is_some()
+            || o.failing_windows.is_some()
+            || o.analysis_window.is_some();
+        if !given {
+            return Ok(());
+        }
+        let mut rules = self.analysis.clone().unwrap_or_default();
+        if let Some(r) = o.max_error_rate {
+            rules.max_error_rate = Some(r);
+        }
+        if let Some(l) = o.max_p99 {
+            rules.max_p99 = Some(l);
+        }
+        if let Some(n) = o.min_requests {
+            rules.min_requests = n;
+        }
+        if let Some(i) = o.inconclusive {
+            rules.inconclusive = i;
+        }
+        if let Some(n) = o.failing_windows {
+            if n == 0 {
+                return Err(ComposeError::Override {
+                    flag: "--failing-windows",
+                    message: "must be at least 1".to_string(),
+                });
+            }
+            rules.failing_windows = n;
+        }
+        if let Some(w) = o.analysis_window {
+            if w.is_zero() {
+                return Err(ComposeError::Override {
+                    flag: "--analysis-window",
+                    message: "must be longer than 0s".to_string(),
+                });
+            }
+            rules.window = w;
+        }
+        if !rules.judges() {
+            return Err(ComposeError::Override {
+                flag: "--max-error-rate",
+                message: "the analysis flags need a threshold: --max-error-rate or --max-p99 (or x-rollout.analysis)".to_string(),
+            });
+        }
+        self.analysis = Some(rules);
+        Ok(())
     }
 }
 
@@ -314,6 +389,7 @@ impl Settings {
                 step.hold = hold;
             }
         }
+        self.apply_analysis(o)?;
         if let Some(pull) = o.pull {
             self.pull = pull;
         }

@@ -554,7 +554,7 @@ fn field_errors_name_file_line_column_and_path() {
         ),
         (
             "services:\n  app:\n    x-rollout:\n      stratgy: canary\n",
-            "compose.yaml:4:7: services.app.x-rollout.stratgy: unknown field; known fields are strategy, proxy, proxy_config, upstream, port, colours, canary, start_timeout, drain_timeout, health, verify, stop_old, keep_old_for, hooks",
+            "compose.yaml:4:7: services.app.x-rollout.stratgy: unknown field; known fields are strategy, proxy, proxy_config, upstream, port, colours, canary, start_timeout, drain_timeout, health, verify, stop_old, keep_old_for, hooks, analysis",
         ),
         (
             "x-rollout:\n  canary:\n    steps: [10, 5, 100]\n",
@@ -1026,4 +1026,79 @@ fn hooks_layer_the_service_over_the_project_and_the_flags_over_both() {
     s.apply(&flags).unwrap();
     assert_eq!(s.hooks.post.as_ref().unwrap().argv, ["./flag-post.sh"]);
     assert_eq!(s.hooks.pre.as_ref().unwrap().argv, ["./app-check.sh"]);
+}
+
+/// `x-rollout.analysis`: the project's under the service's, flags on top,
+/// and bad values named with file, line, column and path.
+#[test]
+fn analysis_rules_from_x_rollout_and_flags() {
+    use rollout_core::analysis::{AnalysisRules, Inconclusive, LatencyLimit};
+    let file = "x-rollout:\n  analysis:\n    max_error_rate: 5%\n    max_p99: 1.5x\n    min_requests: 50\n    inconclusive: fail\n    failing_windows: 2\n    window: 20s\nservices:\n  app:\n    image: a\n  other:\n    image: b\n    x-rollout:\n      analysis:\n        max_p99: 250ms\n";
+    let dir = TempDir::new(&[("compose.yaml", file)]);
+    let p = Project::load(&opts(&dir.0)).unwrap();
+    let app = p.settings("app").unwrap();
+    assert_eq!(
+        app.analysis,
+        Some(AnalysisRules {
+            max_error_rate: Some(0.05),
+            max_p99: Some(LatencyLimit::Relative(1.5)),
+            min_requests: 50,
+            inconclusive: Inconclusive::Fail,
+            failing_windows: 2,
+            window: Duration::from_secs(20),
+        })
+    );
+    // The service's own rules win whole.
+    let mut other = p.settings("other").unwrap();
+    assert_eq!(
+        other
+            .analysis
+            .as_ref()
+            .map(|r| (r.max_error_rate, r.max_p99)),
+        Some((
+            None,
+            Some(LatencyLimit::Absolute(Duration::from_millis(250)))
+        ))
+    );
+    other
+        .apply(&Overrides {
+            max_error_rate: Some(0.01),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(other.analysis.as_ref().unwrap().max_error_rate, Some(0.01));
+
+    // No rules: no analysis; flags without a threshold are refused.
+    let dir = TempDir::new(&[("compose.yaml", "services:\n  app:\n    image: a\n")]);
+    let mut plain = Project::load(&opts(&dir.0))
+        .unwrap()
+        .settings("app")
+        .unwrap();
+    assert_eq!(plain.analysis, None);
+    let e = plain
+        .apply(&Overrides {
+            min_requests: Some(5),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("need a threshold"), "{e}");
+
+    for (text, want) in [
+        (
+            "services:\n  app:\n    image: a\n    x-rollout:\n      analysis:\n        max_error_rate: lots\n",
+            "compose.yaml:6:25: services.app.x-rollout.analysis.max_error_rate: \"lots\" is not a share from 0% to 100% (such as 5% or 0.05)",
+        ),
+        (
+            "services:\n  app:\n    image: a\n    x-rollout:\n      analysis:\n        max_p99: fast\n",
+            "compose.yaml:6:18: services.app.x-rollout.analysis.max_p99: \"fast\" is neither a duration (such as 250ms) nor a factor of the old revision's p99 (such as 1.5x)",
+        ),
+        (
+            "services:\n  app:\n    image: a\n    x-rollout:\n      analysis:\n        min_requests: 5\n",
+            "compose.yaml:5:7: services.app.x-rollout.analysis: needs a threshold: max_error_rate (such as 5%) or max_p99 (such as 500ms or 1.5x)",
+        ),
+    ] {
+        let dir = TempDir::new(&[("compose.yaml", text)]);
+        let e = Project::load(&opts(&dir.0)).unwrap_err().to_string();
+        assert_eq!(e, want);
+    }
 }

@@ -28,6 +28,7 @@
 //! ([`event::EVENT_SCHEMA_VERSION`]) and whose exit codes live in [`exit`].
 #![deny(missing_docs)]
 
+pub mod analysis;
 pub mod backend;
 pub mod config;
 pub mod duration;
@@ -41,6 +42,7 @@ pub mod router;
 pub mod strategy;
 pub mod word;
 
+pub use analysis::{AnalysisRules, Inconclusive, LatencyLimit};
 pub use backend::Backend;
 pub use config::{failure_ratio, FailureAction, Order, PullPolicy, RollbackConfig, UpdateConfig};
 pub use duration::{format_duration, parse_duration, DurationError};

@@ -52,6 +52,7 @@
 //! or read Compose files (`rollout-compose`).
 #![deny(missing_docs)]
 
+pub mod addresses;
 pub mod auth;
 pub mod backend;
 pub mod compose;
@@ -67,6 +68,7 @@ pub mod pull;
 pub mod spec;
 mod tar;
 
+pub use addresses::ContainerAddresses;
 pub use backend::{DockerBackend, HealthProbe};
 pub use compose::{choose_tool, ComposeCli, ComposeError, Flavour, ToolChoice, ToolLookup};
 pub use dial::DockerCli;

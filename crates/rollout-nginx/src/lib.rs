@@ -114,6 +114,7 @@
 //! the proxy (verification, health probes) belong to [`verify`].
 #![deny(missing_docs)]
 
+pub mod accesslog;
 mod config;
 mod error;
 pub mod generate;

@@ -933,7 +933,10 @@ impl ConfFile {
         Ok(out)
     }
 
-    fn splice(&self, mut splices: Vec<(Range<usize>, Vec<u8>)>) -> Result<ConfFile, EditError> {
+    pub(crate) fn splice(
+        &self,
+        mut splices: Vec<(Range<usize>, Vec<u8>)>,
+    ) -> Result<ConfFile, EditError> {
         splices.sort_by_key(|(r, _)| (r.start, r.end));
         let mut out = Vec::with_capacity(self.src.len() + 256);
         let mut at = 0;
@@ -976,7 +979,7 @@ impl ConfFile {
 
     /// If only spaces, tabs and a comment follow `end` on its line, the
     /// offset just after that line's LF (or the end of the file).
-    fn line_rest(&self, end: usize) -> Option<usize> {
+    pub(crate) fn line_rest(&self, end: usize) -> Option<usize> {
         let mut i = end;
         while i < self.src.len() && matches!(self.src[i], b' ' | b'\t' | b'\r') {
             i += 1;
@@ -994,7 +997,7 @@ impl ConfFile {
     /// The bytes to delete to remove a directive: its whole line when it is
     /// alone on it (a comment after it included), else the directive and
     /// the blanks before it.
-    fn line_removal(&self, span: Range<usize>) -> Range<usize> {
+    pub(crate) fn line_removal(&self, span: Range<usize>) -> Range<usize> {
         let ls = line_start(&self.src, span.start);
         let alone_before = self.src[ls..span.start]
             .iter()
@@ -1136,11 +1139,11 @@ fn is_time(t: &str) -> bool {
     true
 }
 
-fn line_start(src: &[u8], at: usize) -> usize {
+pub(crate) fn line_start(src: &[u8], at: usize) -> usize {
     memchr::memrchr(b'\n', &src[..at]).map_or(0, |p| p + 1)
 }
 
-fn indent_of(src: &[u8], at: usize) -> String {
+pub(crate) fn indent_of(src: &[u8], at: usize) -> String {
     let ls = line_start(src, at);
     let n = src[ls..at]
         .iter()
@@ -1150,7 +1153,7 @@ fn indent_of(src: &[u8], at: usize) -> String {
 }
 
 /// `"\r\n"` when the file's first line ends so, else `"\n"`.
-fn line_ending(src: &[u8]) -> &'static str {
+pub(crate) fn line_ending(src: &[u8]) -> &'static str {
     match memchr::memchr(b'\n', src) {
         Some(p) if p > 0 && src[p - 1] == b'\r' => "\r\n",
         _ => "\n",
@@ -1158,7 +1161,7 @@ fn line_ending(src: &[u8]) -> &'static str {
 }
 
 /// The file's indent unit: a tab, or the smallest run of leading spaces.
-fn indent_unit(src: &[u8]) -> String {
+pub(crate) fn indent_unit(src: &[u8]) -> String {
     let mut best: Option<usize> = None;
     for line in src.split(|&b| b == b'\n') {
         match line.first() {

@@ -21,6 +21,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use rollout_compose::{Flavour, LoadOptions, Overrides, StepOverride};
+use rollout_core::analysis::{Inconclusive, LatencyLimit};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::Hold;
 use rollout_core::{
@@ -360,6 +361,32 @@ struct Tuning {
     /// Build the service's image first (compose build SERVICE); needs a build section.
     #[arg(long)]
     build: bool,
+    /// Canary analysis: the highest error rate of the new revision (5% or 0.05).
+    #[arg(long, value_name = "RATE", value_parser = rate)]
+    max_error_rate: Option<f64>,
+    /// Canary analysis: the highest p99 latency, absolute (500ms) or relative to the old revision (1.5x).
+    #[arg(long, value_name = "LIMIT", value_parser = latency)]
+    max_p99: Option<LatencyLimit>,
+    /// Canary analysis: requests to the new revision a verdict needs (default 20).
+    #[arg(long, value_name = "N")]
+    min_requests: Option<u64>,
+    /// Canary analysis: what a window with fewer requests does (default hold).
+    #[arg(long, value_parser = word::<Inconclusive>())]
+    inconclusive: Option<Inconclusive>,
+    /// Canary analysis: failing windows in a row that abort the canary (default 1).
+    #[arg(long, value_name = "N")]
+    failing_windows: Option<u32>,
+    /// Canary analysis: the sliding window judged (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    analysis_window: Option<Duration>,
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    rollout_core::analysis::parse_rate(s)
+}
+
+fn latency(s: &str) -> Result<LatencyLimit, String> {
+    s.parse()
 }
 
 /// Puts nginx in front of a service that publishes its port itself.
@@ -694,6 +721,12 @@ impl Cli {
             pull: t.pull,
             build: t.build.then_some(true),
             hooks: self.hooks.into_hooks(),
+            max_error_rate: t.max_error_rate,
+            max_p99: t.max_p99,
+            min_requests: t.min_requests,
+            inconclusive: t.inconclusive,
+            failing_windows: t.failing_windows,
+            analysis_window: t.analysis_window,
         };
         RolloutRequest {
             docker,

@@ -228,7 +228,32 @@ mod tests {
             Arc::from(rollout_strategies::built_in(settings.strategy));
         let mut view = PlanView::new(settings.strategy, &plan);
         view.proxy = settings.proxy.clone();
+        view.analysis = settings.analysis.clone();
         (plan, view, strategy)
+    }
+
+    #[test]
+    fn a_canary_plan_says_what_judges_its_steps() {
+        let canary = Overrides {
+            strategy: Some(rollout_core::StrategyKind::Canary),
+            ..Default::default()
+        };
+        let (_, view, _) = example("blue-green", &canary);
+        let text = view.text();
+        assert!(
+            text.contains("  analysis:  none configured: each step passes when its hold ends"),
+            "{text}"
+        );
+        let judged = Overrides {
+            max_error_rate: Some(0.05),
+            ..canary
+        };
+        let (_, view, _) = example("blue-green", &judged);
+        let text = view.text();
+        assert!(
+            text.contains("  analysis:  from the proxy's own access log: error rate <= 5.0%; verdict after 20 requests in 30s (else hold), abort after 1 failing window\n"),
+            "{text}"
+        );
     }
 
     fn assumed() -> Current {

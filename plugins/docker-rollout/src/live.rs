@@ -18,9 +18,10 @@ use crate::dry::Current;
 use crate::fail::Fail;
 use crate::output::Prelude;
 use rollout_compose::{Flavour, Project, ProjectNames, Settings};
+use rollout_core::analysis::AnalysisRules;
 use rollout_core::journal::{Journal, Liveness};
-use rollout_core::strategy::{TrafficLayout, Verifier};
-use rollout_core::{Backend, Event, InstanceId, ServiceRef, TrafficRouter};
+use rollout_core::strategy::{Analysis, TrafficLayout, Verifier};
+use rollout_core::{Backend, Event, InstanceId, ServiceRef, StrategyKind, TrafficRouter};
 use rollout_docker::compose::project_containers;
 use rollout_docker::{
     ensure_image, ComposeCli, DockerBackend, DockerCli, DockerJournal, DockerProxyLock, Engine,
@@ -361,6 +362,10 @@ pub struct Wired {
     /// The proxy service and the upstream; `None` for a service with no
     /// proxy in front, rolled out without traffic routing.
     pub proxy: Option<(String, String)>,
+    /// The canary's analysis, when rules are configured.
+    pub analysis: Option<Arc<dyn Analysis>>,
+    /// The rules it judges by.
+    pub analysis_rules: Option<AnalysisRules>,
 }
 
 /// The note of a rollout with no proxy in front, one line: nothing to drain,
@@ -432,6 +437,10 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let compose = compose_cli(p, req);
     let image = settings.image.clone().unwrap_or_default();
     let mut backend = DockerBackend::new(engine.clone(), compose);
+    let analysis_rules = settings
+        .analysis
+        .clone()
+        .filter(|_| settings.strategy == StrategyKind::Canary);
     let config_path = settings
         .proxy_config
         .clone()
@@ -462,6 +471,10 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         let mut options = NginxRouterOptions::new(&upstream, &config_path);
         options.services = names.clone();
         options.port = settings.port;
+        // The tool's log is arranged only for a canary judged by rules.
+        if analysis_rules.is_some() {
+            options.metrics_log = Some(crate::analysis::log_path(&upstream));
+        }
         let probe_proxy = proxies[0].clone();
         // Every change of the proxy's config, and the recovery that opening
         // runs, holds the proxy's lock: rollouts of other services behind
@@ -488,6 +501,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let target = target?;
     let notes = nginx.recovered().to_vec();
     let port = nginx.port();
+    let log_proxies: Vec<Proxy> = nginx.proxies().cloned().collect();
     if let Some(check) = &settings.health_probe {
         backend = backend.with_probe(
             settings.service.service.clone(),
@@ -510,6 +524,9 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         .verify
         .as_ref()
         .map(|_| Arc::new(ProxyVerifier::new(probe_proxy, port)) as Arc<dyn Verifier>);
+    let analysis = analysis_rules.clone().map(|rules| {
+        crate::analysis::proxy_log(log_proxies, &upstream, backend.clone(), services, rules)
+    });
     let journal = DockerJournal::new(engine);
     Ok(Wired {
         endpoint: backend.engine().endpoint().to_string(),
@@ -523,6 +540,8 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         already_new,
         notes,
         proxy: Some((proxy_service, upstream)),
+        analysis,
+        analysis_rules,
     })
 }
 
@@ -551,6 +570,8 @@ async fn wire_unrouted(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Re
         already_new,
         notes: vec![no_traffic_note(settings)],
         proxy: None,
+        analysis: None,
+        analysis_rules: None,
     })
 }
 

@@ -16,6 +16,7 @@
 //! envelope per line on stdout and a summary line at the end. Exit codes
 //! are those of `rollout_core::exit`.
 
+mod analysis;
 mod around;
 mod cli;
 mod drive;
@@ -254,6 +255,12 @@ async fn rollout(
         None => format!("proxy: none; engine {}", wired.endpoint),
     });
     renderer.note(&format!("compose: {}", prepared.compose));
+    if settings.strategy == rollout_core::StrategyKind::Canary {
+        renderer.note(&format!(
+            "analysis: {}",
+            plan::analysis_line(wired.analysis_rules.as_ref())
+        ));
+    }
     if let Some(around) = &around {
         // Expand before anything starts: the new revision needs it, and
         // the old one ignores what it adds.
@@ -268,7 +275,7 @@ async fn rollout(
         backend: wired.backend.clone(),
         router: wired.router.clone(),
         journal: wired.journal.clone(),
-        analysis: None,
+        analysis: wired.analysis.clone(),
         verifier: wired.verifier.clone(),
         events: rollout_core::event::EventSink::discard(),
         cancel: Cancel::never(),
@@ -404,6 +411,7 @@ async fn dry_run(
     let mut view = plan::PlanView::new(settings.strategy, &plan);
     view.proxy = settings.proxy.clone();
     view.upstream = settings.upstream.clone();
+    view.analysis = settings.analysis.clone();
     let format = req.output;
     let colour = output::Terminal::stdout().colour();
     let code = tokio::task::spawn_blocking(move || {

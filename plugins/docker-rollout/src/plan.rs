@@ -1,6 +1,7 @@
 //! The plan `--dry-run` prints: what the strategy will do, in what order,
 //! and the floor of serving capacity it keeps.
 
+use rollout_core::analysis::AnalysisRules;
 use rollout_core::strategy::{Hold, Plan, TrafficLayout};
 use rollout_core::{format_duration, Revision, StrategyKind, UpdateConfig};
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub struct PlanView {
     pub rollback_floor: usize,
     /// Canary: the share of requests on the new revision at each step.
     pub weights: Vec<u32>,
+    /// Canary: the rules its steps are judged by; `None`, no analysis.
+    pub analysis: Option<AnalysisRules>,
     /// The plan the strategy gets.
     pub plan: Plan,
 }
@@ -63,6 +66,7 @@ impl PlanView {
             capacity_floor: strategy.update_floor(plan),
             rollback_floor: strategy.rollback_floor(plan),
             weights,
+            analysis: None,
             plan: plan.clone(),
         }
     }
@@ -143,6 +147,7 @@ impl PlanView {
                     })
                     .collect();
                 let _ = writeln!(s, "  weights:   {}", steps.join(" -> "));
+                let _ = writeln!(s, "  analysis:  {}", analysis_line(self.analysis.as_ref()));
             }
             StrategyKind::BlueGreen => {
                 let _ = writeln!(
@@ -170,6 +175,15 @@ impl PlanView {
             format_duration(p.timeouts.stop_grace)
         );
         s
+    }
+}
+
+/// What judges a canary's steps, in one line: the rules, or that nothing
+/// does (today's behaviour without rules: a step passes when its hold ends).
+pub fn analysis_line(rules: Option<&AnalysisRules>) -> String {
+    match rules {
+        Some(r) => format!("from the proxy's own access log: {r}"),
+        None => "none configured: each step passes when its hold ends, whatever the new revision answers (rules: x-rollout.analysis, or --max-error-rate / --max-p99)".to_string(),
     }
 }
 

@@ -74,6 +74,8 @@ const RUNTIME_TRAITS: &[&str] = &[
     "ProxyExec",
     "RuntimeChannel",
     "Verifier",
+    "Analysis",
+    "Addresses",
 ];
 
 /// House rule: no source file outside tests passes this many lines.

@@ -151,6 +151,34 @@ impl DockerBackend {
         &self.engine
     }
 
+    /// The addresses of `service`'s containers on their networks, each with
+    /// the revision the container runs: what nginx logs as `$upstream_addr`
+    /// for a server line naming the container (canary analysis tells
+    /// revisions apart by them).
+    pub async fn addresses(
+        &self,
+        service: &ServiceRef,
+    ) -> Result<Vec<(String, String)>, BackendError> {
+        let mut out = Vec::new();
+        for c in self.containers(service).await? {
+            let revision = to_instance(&c, service).revision;
+            let networks = c
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref());
+            for endpoint in networks.into_iter().flat_map(|n| n.values()) {
+                for ip in [&endpoint.ip_address, &endpoint.global_ipv6_address]
+                    .into_iter()
+                    .flatten()
+                    .filter(|ip| !ip.is_empty())
+                {
+                    out.push((ip.clone(), revision.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// `Ok` when `image` exists on the engine (or is empty: Compose builds
     /// it), [`BackendError::MissingImage`] when it does not: nothing is ever
     /// pulled, so a caller checks this before changing anything.

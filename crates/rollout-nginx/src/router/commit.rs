@@ -108,6 +108,13 @@ impl NginxRouter {
         let path = self.options.live_path();
         let live = read_live(&replica.proxy, path).await?;
         let edited = edit::apply(&live, path, &self.options.upstream, change, self.port)?;
+        let edited = edit::metrics_log(
+            &edited,
+            path,
+            &self.options.upstream,
+            &self.options.services,
+            self.metrics_log.as_ref(),
+        )?;
         if edited == live {
             return Ok((live, None));
         }

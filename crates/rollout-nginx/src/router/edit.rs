@@ -146,6 +146,64 @@ pub(super) fn apply(
     Ok(templated.source().to_vec())
 }
 
+fn log_refused(e: crate::accesslog::LogError) -> RouterError {
+    RouterError::Config(format!(
+        "{e}\nhint: canary analysis reads a log of the tool's own, arranged beside the operator's; without analysis rules none is needed"
+    ))
+}
+
+/// Whether the tool's log can be arranged in `bytes` (checked at open).
+pub(super) fn check_log(
+    bytes: &[u8],
+    path: &str,
+    upstream: &str,
+    log: &crate::accesslog::MetricsLog,
+) -> Result<(), RouterError> {
+    let file = parse(bytes, path)?;
+    crate::accesslog::arrange(&file, upstream, log).map_err(log_refused)?;
+    Ok(())
+}
+
+/// `bytes` (the config after a route change) with the tool's log arranged
+/// while the upstream's traffic is split, and without it at rest (so the
+/// change that ends a canary also removes it, and lines a killed run left
+/// go with the first change to rest). At rest means no server line names an
+/// instance and at most one names a service (two colours weighted against
+/// each other are a canary step).
+pub(super) fn metrics_log(
+    bytes: &[u8],
+    path: &str,
+    upstream: &str,
+    services: &[String],
+    log: Option<&crate::accesslog::MetricsLog>,
+) -> Result<Vec<u8>, RouterError> {
+    let file = parse(bytes, path)?;
+    let up = file.upstream(upstream).map_err(refused)?;
+    let hosts: Vec<String> = up
+        .servers
+        .iter()
+        .filter(|l| !l.server.is_down())
+        .map(|l| {
+            let a = &l.server.address;
+            a.host()
+                .map(str::to_string)
+                .unwrap_or_else(|| a.to_string())
+        })
+        .collect();
+    let named = hosts.iter().filter(|h| services.contains(h)).count();
+    let at_rest = named == hosts.len() && named <= 1;
+    let out = match log {
+        Some(log) if !at_rest => {
+            crate::accesslog::arrange(&file, upstream, log).map_err(log_refused)?
+        }
+        _ if at_rest && crate::accesslog::has_tool_lines(&file, upstream) => {
+            crate::accesslog::remove(&file, upstream).map_err(log_refused)?
+        }
+        _ => return Ok(bytes.to_vec()),
+    };
+    Ok(out.source().to_vec())
+}
+
 /// The main context's `pid` directive, when there is one.
 pub(super) fn pid_directive(bytes: &[u8], path: &str) -> Result<Option<String>, RouterError> {
     let file = parse(bytes, path)?;
@@ -230,5 +288,50 @@ mod tests {
             Some("/run/x.pid".into())
         );
         assert_eq!(edit::pid_directive(src, "n").unwrap(), None);
+    }
+
+    #[test]
+    fn the_tool_log_is_there_while_traffic_is_split_and_gone_at_rest() {
+        use crate::accesslog::{MetricsLog, MARKER};
+        let log = MetricsLog::new(
+            "/var/log/nginx/rollout-app.log",
+            "/var/log/nginx/access.log",
+        )
+        .unwrap();
+        let colours = ["green".to_string(), "blue".to_string()];
+        let conf = |servers: &str| {
+            format!(
+                "http {{\n    upstream app {{\n{servers}    }}\n    server {{\n        location / {{\n            proxy_pass http://app;\n        }}\n    }}\n}}\n"
+            )
+        };
+        let rest = conf("        server blue:8000;\n");
+        // At rest: nothing added, with or without a log asked for.
+        let out = edit::metrics_log(rest.as_bytes(), "n", "app", &colours, Some(&log)).unwrap();
+        assert_eq!(out, rest.as_bytes());
+        // Two colours weighted against each other, or an instance line: split.
+        for split in [
+            conf("        server blue:8000 weight=9;\n        server green:8000;\n"),
+            conf("        server app-1:8000;\n"),
+        ] {
+            let out =
+                edit::metrics_log(split.as_bytes(), "n", "app", &colours, Some(&log)).unwrap();
+            let text = String::from_utf8(out.clone()).unwrap();
+            assert!(text.contains(MARKER), "{text}");
+            // Without a log asked for, a split upstream keeps what is there.
+            assert_eq!(
+                edit::metrics_log(&out, "n", "app", &colours, None).unwrap(),
+                out
+            );
+        }
+        // Lines a run left are removed at rest, whatever this run's options.
+        let split = conf("        server green:8000;\n        server blue:8000;\n");
+        let during = edit::metrics_log(split.as_bytes(), "n", "app", &colours, Some(&log)).unwrap();
+        let left = String::from_utf8(during)
+            .unwrap()
+            .replace("        server green:8000;\n", "");
+        assert_eq!(
+            edit::metrics_log(left.as_bytes(), "n", "app", &colours, None).unwrap(),
+            rest.as_bytes()
+        );
     }
 }

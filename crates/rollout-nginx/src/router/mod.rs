@@ -262,6 +262,12 @@ pub struct NginxRouterOptions {
     pub reload_timeout: Duration,
     /// How often the process table is read while waiting.
     pub poll_interval: Duration,
+    /// The tool's own access log for the upstream, as the proxy sees its
+    /// path (`/var/log/nginx/rollout-backend.log`): arranged beside the
+    /// operator's logging while the upstream's traffic is split, removed by
+    /// the same change that brings it to rest ([`crate::accesslog`]). `None`
+    /// adds none; lines an earlier run left are removed at rest either way.
+    pub metrics_log: Option<String>,
 }
 
 impl NginxRouterOptions {
@@ -279,6 +285,7 @@ impl NginxRouterOptions {
             pid_file: None,
             reload_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(50),
+            metrics_log: None,
         }
     }
 
@@ -318,6 +325,8 @@ pub struct NginxRouter {
     /// Applies of this router, one at a time: they queue here rather than
     /// polling the proxy lock against each other.
     applying: Mutex<()>,
+    /// The tool's log, with nginx's built-in path learnt at open.
+    metrics_log: Option<crate::accesslog::MetricsLog>,
 }
 
 impl std::fmt::Debug for NginxRouter {
@@ -408,6 +417,18 @@ impl NginxRouter {
             },
         )?;
         candidate::check_includes(&options, &names, &proxies[0]).await?;
+        // The tool's log is checked before anything changes: a config it
+        // cannot be arranged in is bad input, not a failed step.
+        let metrics_log = match &options.metrics_log {
+            None => None,
+            Some(path) => {
+                let built = procs::built_access_log(&options, &proxies[0]).await?;
+                let log = crate::accesslog::MetricsLog::new(path, &built)
+                    .map_err(|e| RouterError::Config(e.to_string()))?;
+                edit::check_log(&live, options.live_path(), &options.upstream, &log)?;
+                Some(log)
+            }
+        };
         let port = match options.port {
             Some(port) => port,
             None => servers.iter().find_map(|s| s.port).unwrap_or(80),
@@ -430,6 +451,7 @@ impl NginxRouter {
             names,
             locking,
             applying: Mutex::new(()),
+            metrics_log,
         };
         router.finish_recovery(to_reload).await?;
         Ok(router)

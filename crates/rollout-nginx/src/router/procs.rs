@@ -426,6 +426,24 @@ pub(super) async fn find_pid_file(
     })
 }
 
+/// The access log nginx writes when a config names none: `--http-log-path`
+/// of `nginx -V` (relative to the prefix, as a config's own paths are),
+/// else nginx's own default.
+pub(super) async fn built_access_log(
+    options: &NginxRouterOptions,
+    proxy: &Proxy,
+) -> Result<String, RouterError> {
+    let argv = proxy.nginx_argv(&options.nginx, &["-V"]);
+    let out = proxy.exec.exec(&argv).await.map_err(unreachable)?;
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--http-log-path="))
+        .unwrap_or("logs/access.log")
+        .to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,155 @@
+//! Canary analysis end to end: the real plugin, engine, nginx and load (the strategies
+//! suite's mix: 250 requests per second, POSTs, new connections), with a v2 whose health check
+//! passes while it answers badly. The canary must be judged from the proxy's own log and
+//! rolled back at its first step, with the figure in the message and exit 3; the failed
+//! requests must be only those the bad canary answered, and the operator's nginx config must be
+//! byte for byte what it was.
+
+use rollout_e2e::load::{mix, wait_ok};
+use rollout_e2e::nginx::stderr_upstream_errors;
+use rollout_e2e::verdict::publish;
+use rollout_e2e::{
+    images, require_engine, require_images, run_rollout, wait_http, workspace_binary, Clock, Ended,
+    PluginDir, Project, NGINX_IMAGE,
+};
+use rollout_load::{LoadHandle, Report};
+use std::path::Path;
+use std::time::Duration;
+
+const SUITE: &str = "analysis";
+
+const ROLLOUT_LIMIT: Duration = Duration::from_secs(240);
+
+/// The canary example with green (v2) given `green_env` and the analysis rules `rules`
+/// (YAML under `x-rollout.analysis`), rolled out under load with `slow_share` slow GETs:
+/// the run and the load's report, once the configuration is checked to be the operator's
+/// again and blue to serve.
+fn judged_canary(slug: &str, green_env: &str, rules: &str, slow_share: f64) -> (Ended, Report) {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
+    let mut p = Project::new(slug);
+    p.copy_from(&example);
+    let label = p.name().to_string();
+    p.write(
+        "compose.override.yaml",
+        &format!(
+            "services:\n  nginx:\n    labels:\n      io.rollout.test: {label}\n  blue:\n    labels:\n      io.rollout.test: {label}\n  green:\n    labels:\n      io.rollout.test: {label}\n    environment:\n      {green_env}\n    x-rollout:\n      strategy: canary\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        hold: 20s\n      analysis:\n{rules}"
+        ),
+    );
+    p.set_env(
+        "NGINX_PORT",
+        &format!("127.0.0.1:{}", rollout_e2e::free_port()),
+    );
+    let original_conf = p.read("nginx.conf");
+    p.up();
+    p.wait_healthy("blue", 3, Duration::from_secs(60));
+    p.wait_healthy("green", 3, Duration::from_secs(60));
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v1")
+    });
+    let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
+    let mut c = p.load_config("nginx");
+    c.error_log = None;
+    mix(&mut c, Duration::from_secs(360));
+    c.slow_share = slow_share;
+    c.post_delay = Duration::from_millis(100);
+    let load = LoadHandle::start(c).unwrap();
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let clock = Clock::of(&load);
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["green", "--output", "json"]);
+    let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let mut report = load.stop().unwrap();
+    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
+    publish(SUITE, slug, &report, &[&run]);
+
+    // Rolled back at the first step (10 %), exit 3.
+    assert_eq!(run.code, Some(3), "{}\n{}", run.transcript(), run.stderr);
+    let weights: Vec<u32> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            rollout_core::Event::WeightsChanged { new_percent } => Some(*new_percent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(weights, vec![10], "{}", run.transcript());
+    assert_eq!(report.upstream_errors.total, 0);
+    // Blue serves everything again, and the operator's config is theirs again.
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(10), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v1")
+    });
+    assert_eq!(p.read("nginx.conf"), original_conf);
+    (run, report)
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_canary_answering_5xx_to_a_fifth_is_rolled_back_at_its_first_step() {
+    let (run, report) = judged_canary(
+        "analysis-canary-5xx",
+        "DEMO_ERROR_RATE: \"0.2\"",
+        "        max_error_rate: 5%\n        min_requests: 20\n",
+        0.05,
+    );
+    let outcome = format!("{:?}", run.outcome());
+    assert!(
+        outcome.contains("analysis failed at 10%: error rate"),
+        "{outcome}\n{}",
+        run.transcript()
+    );
+    // The failed requests are the bad canary's answers, and only those.
+    let failed: Vec<_> = report.failures().collect();
+    let by_canary = failed
+        .iter()
+        .filter(|r| r.status == Some(500) && r.version.as_deref() == Some("v2"))
+        .count();
+    let after_return = failed.iter().filter(|r| r.t > run.returned_at).count();
+    eprintln!(
+        "FAILED: {} requests of {} sent, {} of them v2's 500s, {} after the rollout returned; rollout {:.1}s; {outcome}",
+        failed.len(),
+        report.sent,
+        by_canary,
+        after_return,
+        run.elapsed(),
+    );
+    assert!(by_canary > 0, "the bad canary answered no request");
+    assert_eq!(
+        by_canary,
+        failed.len(),
+        "failures that are not v2's 500s: {:#?}",
+        failed
+            .iter()
+            .filter(|r| !(r.status == Some(500) && r.version.as_deref() == Some("v2")))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(after_return, 0);
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_canary_800ms_slower_is_rolled_back_on_its_p99() {
+    // No deliberately slow requests in this load: they would make both revisions' p99 slow.
+    let (run, report) = judged_canary(
+        "analysis-canary-slow",
+        "DEMO_LATENCY_MS: \"800\"",
+        "        max_p99: 1.5x\n        min_requests: 20\n",
+        0.0,
+    );
+    let outcome = format!("{:?}", run.outcome());
+    eprintln!(
+        "FAILED: {} requests of {} sent; rollout {:.1}s; {outcome}",
+        report.failed,
+        report.sent,
+        run.elapsed()
+    );
+    assert!(
+        outcome.contains("analysis failed at 10%: p99"),
+        "{outcome}\n{}",
+        run.transcript()
+    );
+    assert_eq!(report.failed, 0, "slow answers are still answers");
+}
