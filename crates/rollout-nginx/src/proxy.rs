@@ -458,31 +458,43 @@ impl ProxyLock for LocalLock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        match tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&file)
-            .await
-        {
-            Ok(mut f) => {
-                let text = format!("{holder}\n{since}\n");
-                f.write_all(text.as_bytes())
-                    .await
-                    .map_err(|e| self.error("write", path, e))?;
-                Ok(None)
+        // A lock given back between our create and our read is tried again
+        // (a few times: it is a race, not a wait).
+        for _ in 0..3 {
+            match tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file)
+                .await
+            {
+                Ok(mut f) => {
+                    let text = format!("{holder}\n{since}\n");
+                    f.write_all(text.as_bytes())
+                        .await
+                        .map_err(|e| self.error("write", path, e))?;
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    let text = match tokio::fs::read_to_string(&file).await {
+                        Ok(text) => text,
+                        Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                        Err(_) => String::new(),
+                    };
+                    // The taker writes after it creates: an empty file is a
+                    // lock just taken.
+                    let mut lines = text.lines();
+                    return Ok(Some(LockHolder {
+                        holder: lines.next().unwrap_or("someone").to_string(),
+                        since: lines.next().unwrap_or("now").to_string(),
+                    }));
+                }
+                Err(e) => return Err(self.error("lock", path, e)),
             }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                // The taker writes after it creates: an empty file is a
-                // lock just taken.
-                let text = tokio::fs::read_to_string(&file).await.unwrap_or_default();
-                let mut lines = text.lines();
-                Ok(Some(LockHolder {
-                    holder: lines.next().unwrap_or("someone").to_string(),
-                    since: lines.next().unwrap_or("now").to_string(),
-                }))
-            }
-            Err(e) => Err(self.error("lock", path, e)),
         }
+        Ok(Some(LockHolder {
+            holder: "someone".to_string(),
+            since: "now".to_string(),
+        }))
     }
 
     async fn unlock(&self, path: &str) -> Result<(), ProxyError> {
