@@ -541,18 +541,30 @@ mod proxy_kind_tests {
 
     #[test]
     fn a_proxy_is_known_by_its_name_or_its_image() {
-        for image in ["nginx", "nginx:1.22", "library/nginx", "r.io/x/nginx:alpine"] {
+        for image in [
+            "nginx",
+            "nginx:1.22",
+            "library/nginx",
+            "r.io/x/nginx:alpine",
+        ] {
             assert_eq!(proxy_kind_of("web", Some(image)), Some(ProxyKind::Nginx));
         }
         assert_eq!(
             proxy_kind_of("lb", Some("rollout-nginx:1.22")),
             Some(ProxyKind::Nginx)
         );
-        for image in ["haproxy:2.6", "rollout-haproxy:2.6", "haproxytech/haproxy-alpine"] {
+        for image in [
+            "haproxy:2.6",
+            "rollout-haproxy:2.6",
+            "haproxytech/haproxy-alpine",
+        ] {
             assert_eq!(proxy_kind_of("lb", Some(image)), Some(ProxyKind::Haproxy));
         }
         assert_eq!(proxy_kind_of("haproxy", None), Some(ProxyKind::Haproxy));
-        assert_eq!(proxy_kind_of("nginx", Some("custom:1")), Some(ProxyKind::Nginx));
+        assert_eq!(
+            proxy_kind_of("nginx", Some("custom:1")),
+            Some(ProxyKind::Nginx)
+        );
         assert_eq!(proxy_kind_of("app", Some("nginxish:1")), None);
         assert_eq!(proxy_kind_of("app", Some("rollout-demo:v1")), None);
     }
