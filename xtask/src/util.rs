@@ -142,6 +142,10 @@ mod tests {
         assert_eq!(
             missing_packages(HOST_PACKAGES, present),
             [
+                (
+                    "haproxy",
+                    "the haproxy image is built from it; rollout-haproxy's router tests run it on loopback"
+                ),
                 ("busybox-static", "the shell of the test images"),
                 ("docker-compose", "drives the Compose projects"),
             ]
