@@ -12,6 +12,7 @@ use rollout_e2e::{
     docker, images, require_engine, require_images, run_rollout, workspace_binary, Clock,
     PluginDir, Project, ROLLOUT_TIMEOUT,
 };
+use rollout_haproxy::state::{parse_servers_state, Mode};
 use rollout_load::{LoadConfig, LoadHandle};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -44,15 +45,14 @@ fn servers_state(p: &Project) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The addresses of the slots in service (admin state 0, operational state 2).
+/// The addresses of the slots in service, read by the router's own parser (a slot from a
+/// `disabled` template keeps its configured-maintenance bit when ready).
 fn active_addresses(state: &str) -> BTreeSet<String> {
-    state
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 6 && f[5] == "2" && f[6] == "0").then(|| f[4].to_string())
-        })
+    parse_servers_state(state)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.mode() == Mode::Active)
+        .map(|s| s.addr.to_string())
         .collect()
 }
 
