@@ -8,6 +8,10 @@
 //! - `rollout-nginx:1.22`: Debian's `/usr/sbin/nginx` with every library `ldd` lists (loader
 //!   included), mime.types, users and groups, `nsswitch.conf` with `hosts: files dns`, the
 //!   folders nginx writes to, and a static busybox with its applets in /bin for `docker exec`.
+//! - `rollout-haproxy:2.6`: Debian's `/usr/sbin/haproxy` the same way (its libraries, users and
+//!   groups, the folders it writes to, busybox), plus our static `rollout-haproxy-relay`
+//!   (crates/rollout-haproxy-relay), through which the plugin reaches the stats socket by
+//!   `docker exec` with an argv.
 //!
 //! Each build context is assembled under the target folder and sent to the legacy builder
 //! (`DOCKER_BUILDKIT=0`): nothing is pulled. The inputs (binary, files, Dockerfile) are hashed
@@ -26,6 +30,10 @@ use std::process::Command;
 const TEST_LABEL: &str = "io.rollout.test=images";
 /// The nginx image.
 pub const NGINX_IMAGE: &str = "rollout-nginx:1.22";
+/// The HAProxy image.
+pub const HAPROXY_IMAGE: &str = "rollout-haproxy:2.6";
+/// Where the relay lies in the HAProxy image (the plugin execs it there).
+const RELAY_PATH: &str = "/usr/local/bin/rollout-haproxy-relay";
 /// The repository of the demo app images.
 pub const DEMO_REPO: &str = "rollout-demo";
 /// The target the demo app is built for (the static flag must not reach proc macros).
@@ -122,7 +130,7 @@ pub fn build_all(force: bool) -> Result<()> {
         );
     }
     let images = target_dir().join("images");
-    let binary = build_demo_app()?;
+    let (binary, relay) = build_static()?;
     let demo_ctx = images.join("demo");
     fs::create_dir_all(&demo_ctx)?;
     let bytes = fs::read(&binary).with_context(|| format!("cannot read {}", binary.display()))?;
@@ -144,6 +152,15 @@ pub fn build_all(force: bool) -> Result<()> {
         NGINX_IMAGE,
         &nginx_ctx,
         &nginx_ctx.join("Dockerfile"),
+        &inputs,
+        force,
+    )?;
+    let haproxy_ctx = images.join("haproxy");
+    let inputs = assemble_haproxy(&haproxy_ctx, &relay)?;
+    build_image(
+        HAPROXY_IMAGE,
+        &haproxy_ctx,
+        &haproxy_ctx.join("Dockerfile"),
         &inputs,
         force,
     )?;
@@ -170,18 +187,23 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// Builds the demo app statically, in its own target folder so that the static flag does not
-/// rebuild the workspace, and returns the binary.
-fn build_demo_app() -> Result<PathBuf> {
+/// Builds the demo app and the HAProxy relay statically, in their own target folder so that the
+/// static flag does not rebuild the workspace, and returns the two binaries.
+fn build_static() -> Result<(PathBuf, PathBuf)> {
     let dir = target_dir().join("demo-static");
     let mut cmd = crate::util::cargo();
-    cmd.args(["build", "--release", "--package", "demo-app", "--target"])
+    cmd.args(["build", "--release", "--package", "demo-app"])
+        .args(["--package", "rollout-haproxy-relay", "--target"])
         .arg(STATIC_TARGET)
         .env("CARGO_TARGET_DIR", &dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
     crate::util::run(&mut cmd)?;
-    Ok(dir.join(STATIC_TARGET).join("release").join("demo-app"))
+    let release = dir.join(STATIC_TARGET).join("release");
+    Ok((
+        release.join("demo-app"),
+        release.join("rollout-haproxy-relay"),
+    ))
 }
 
 /// Fails unless `elf` is an ELF file without an interpreter (a static or static-pie binary).
@@ -395,8 +417,18 @@ fn assemble_nginx(ctx: &Path) -> Result<String> {
         fs::create_dir_all(&path)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
     }
-    // Every busybox applet as a link in /bin (sh, cat, ps, kill, ...), so that `docker exec`
-    // can run shell commands.
+    hash ^= link_applets(&rootfs)?;
+    let inputs = format!("{hash:016x}");
+    let dockerfile = NGINX_DOCKERFILE
+        .replace("@TEST_LABEL@", TEST_LABEL)
+        .replace("@INPUTS@", &inputs);
+    fs::write(ctx.join("Dockerfile"), dockerfile)?;
+    Ok(inputs)
+}
+
+/// Links every busybox applet in `rootfs`/bin (sh, cat, ps, kill, wget, ...), so that `docker
+/// exec` can run them; returns the hash of the applet list.
+fn link_applets(rootfs: &Path) -> Result<u64> {
     let out = Command::new("/bin/busybox")
         .arg("--list")
         .output()
@@ -408,9 +440,101 @@ fn assemble_nginx(ctx: &Path) -> Result<String> {
         }
         symlink("busybox", rootfs.join("bin").join(applet))?;
     }
-    hash ^= fnv(applets.as_bytes());
+    Ok(fnv(applets.as_bytes()))
+}
+
+/// The HAProxy image's default config: a stats socket with level admin and a backend of
+/// slots, as the router needs (tests and examples mount their own).
+const HAPROXY_CFG: &str = "\
+# The image's default config; tests and examples mount their own.
+global
+    stats socket /run/haproxy/admin.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend web
+    bind :80
+    default_backend app
+backend app
+    server-template app 1-10 0.0.0.0:0 disabled
+";
+
+const HAPROXY_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+haproxy:x:100:101::/var/lib/haproxy:/bin/false\n\
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const HAPROXY_GROUP: &str = "root:x:0:\nhaproxy:x:101:\nnogroup:x:65534:\nnobody:x:65534:\n";
+
+/// `-db`: in the foreground, one process; SIGUSR1 is HAProxy's soft stop (finish the
+/// connections, then exit).
+const HAPROXY_DOCKERFILE: &str = "\
+# generated by cargo xtask images: Debian's haproxy FROM scratch, with our relay
+FROM scratch
+COPY rootfs/ /
+ENV PATH=/usr/sbin:/usr/local/bin:/bin
+LABEL @TEST_LABEL@ io.rollout.image=haproxy io.rollout.inputs=@INPUTS@
+EXPOSE 80
+STOPSIGNAL SIGUSR1
+CMD [\"/usr/sbin/haproxy\", \"-db\", \"-f\", \"/etc/haproxy/haproxy.cfg\"]
+";
+
+/// Assembles the HAProxy context (from scratch each time) with the static relay `relay`, and
+/// returns the hash of its inputs.
+fn assemble_haproxy(ctx: &Path, relay: &Path) -> Result<String> {
+    for (program, package) in [
+        ("/usr/sbin/haproxy", "haproxy"),
+        ("/bin/busybox", "busybox-static"),
+    ] {
+        if !Path::new(program).exists() {
+            bail!("{program} is missing\nhint: apt-get install {package} (cargo xtask setup does)");
+        }
+    }
+    let relay_bytes =
+        fs::read(relay).with_context(|| format!("cannot read {}", relay.display()))?;
+    check_static(&relay_bytes).with_context(|| format!("{} is not static", relay.display()))?;
+    let rootfs = ctx.join("rootfs");
+    if rootfs.exists() {
+        fs::remove_dir_all(&rootfs)
+            .with_context(|| format!("cannot clear {}", rootfs.display()))?;
+    }
+    let mut hash = fnv(HAPROXY_DOCKERFILE.as_bytes());
+    let mut add = |rel: &str, bytes: &[u8], mode: u32| -> Result<()> {
+        let path = rootfs.join(rel.trim_start_matches('/'));
+        write_if_changed(&path, bytes)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+        hash = hash.rotate_left(5) ^ fnv(rel.as_bytes()) ^ fnv(bytes) ^ u64::from(mode);
+        Ok(())
+    };
+    let copy = |from: &str| fs::read(from).with_context(|| format!("cannot read {from}"));
+    add("/usr/sbin/haproxy", &copy("/usr/sbin/haproxy")?, 0o755)?;
+    for lib in ldd("/usr/sbin/haproxy")? {
+        let name = lib.to_string_lossy().into_owned();
+        add(&name, &copy(&name)?, 0o755)?;
+    }
+    for code in ["400", "403", "408", "500", "502", "503", "504"] {
+        let file = format!("/etc/haproxy/errors/{code}.http");
+        add(&file, &copy(&file)?, 0o644)?;
+    }
+    add(RELAY_PATH, &relay_bytes, 0o755)?;
+    add("/etc/haproxy/haproxy.cfg", HAPROXY_CFG.as_bytes(), 0o644)?;
+    add("/etc/passwd", HAPROXY_PASSWD.as_bytes(), 0o644)?;
+    add("/etc/group", HAPROXY_GROUP.as_bytes(), 0o644)?;
+    add("/etc/nsswitch.conf", NSSWITCH.as_bytes(), 0o644)?;
+    add("/bin/busybox", &copy("/bin/busybox")?, 0o755)?;
+    for (dir, mode) in [
+        ("var/lib/haproxy", 0o755),
+        ("run/haproxy", 0o755),
+        ("tmp", 0o1777),
+        ("root", 0o700),
+    ] {
+        let path = rootfs.join(dir);
+        fs::create_dir_all(&path)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+    }
+    hash ^= link_applets(&rootfs)?;
     let inputs = format!("{hash:016x}");
-    let dockerfile = NGINX_DOCKERFILE
+    let dockerfile = HAPROXY_DOCKERFILE
         .replace("@TEST_LABEL@", TEST_LABEL)
         .replace("@INPUTS@", &inputs);
     fs::write(ctx.join("Dockerfile"), dockerfile)?;

@@ -51,10 +51,15 @@ pub fn have(program: &str) -> bool {
 }
 
 /// What the tests and the demo need from the host, as (program or path, Debian package,
-/// why): the nginx image is built from Debian's nginx, its shell is a static busybox, and
+/// why): the nginx and haproxy images are built from Debian's packages, their shell is a static busybox, and
 /// projects are driven with Compose.
 pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
     ("nginx", "nginx", "the nginx image is built from it"),
+    (
+        "/usr/sbin/haproxy",
+        "haproxy",
+        "the haproxy image is built from it; rollout-haproxy's router tests run it on loopback",
+    ),
     (
         "/bin/busybox",
         "busybox-static",
@@ -70,8 +75,7 @@ pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
 /// What the tests need from the host besides [`HOST_PACKAGES`] (the demo does not): Debian's
 /// `docker-registry` (distribution 2.8), which the pull tests start on a loopback port and push
 /// their images to, PostgreSQL, of which rollout-migrate's tests start a throwaway server
-/// (`pg_ctlcluster` comes with the server package, not the client's), and HAProxy, which
-/// rollout-haproxy's router tests run on loopback.
+/// (`pg_ctlcluster` comes with the server package, not the client's).
 pub const TEST_PACKAGES: &[(&str, &str, &str)] = &[
     (
         "/usr/bin/docker-registry",
@@ -82,11 +86,6 @@ pub const TEST_PACKAGES: &[(&str, &str, &str)] = &[
         "/usr/bin/pg_ctlcluster",
         "postgresql",
         "rollout-migrate's tests run a throwaway server of it",
-    ),
-    (
-        "/usr/sbin/haproxy",
-        "haproxy",
-        "rollout-haproxy's router tests run a real haproxy on loopback",
     ),
 ];
 
@@ -143,6 +142,10 @@ mod tests {
         assert_eq!(
             missing_packages(HOST_PACKAGES, present),
             [
+                (
+                    "haproxy",
+                    "the haproxy image is built from it; rollout-haproxy's router tests run it on loopback"
+                ),
                 ("busybox-static", "the shell of the test images"),
                 ("docker-compose", "drives the Compose projects"),
             ]

@@ -55,4 +55,4 @@ pub mod yaml;
 pub use error::{ComposeError, Pos};
 pub use model::{Dependency, HealthTest, Healthcheck, Mount, MountKind, Port, RolloutExt, Service};
 pub use project::{normalize_project_name, Flavour, LoadOptions, Project, ProjectNames};
-pub use settings::{built_image, check_steps, Overrides, Settings, StepOverride};
+pub use settings::{built_image, check_steps, Overrides, ProxyKind, Settings, StepOverride};

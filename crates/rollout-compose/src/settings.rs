@@ -60,6 +60,11 @@ pub struct Settings {
     /// proxy in front and is rolled out without traffic routing (see
     /// [`Settings::resolve`]).
     pub proxy: Option<String>,
+    /// What kind of proxy [`Settings::proxy`] is: HAProxy when the service
+    /// is named `haproxy` or runs an haproxy image, else nginx (not written
+    /// out for nginx, so that earlier outputs stay as they were).
+    #[serde(skip_serializing_if = "ProxyKind::is_nginx")]
+    pub proxy_kind: ProxyKind,
     /// The nginx services found when several could be the proxy and none is
     /// named with `x-rollout.proxy` (a rollout is refused then); else empty.
     pub proxy_candidates: Vec<String>,
@@ -184,8 +189,7 @@ impl Project {
                 .filter(|(name, s)| {
                     name.as_str() != service
                         && Some(name.as_str()) != other.as_deref()
-                        && (name.as_str() == "nginx"
-                            || s.image.as_deref().is_some_and(is_nginx_image))
+                        && proxy_kind_of(name, s.image.as_deref()).is_some()
                 })
                 .map(|(name, _)| name)
                 .collect();
@@ -198,6 +202,13 @@ impl Project {
                 }
             }
         });
+        let proxy_kind = proxy
+            .as_deref()
+            .and_then(|p| {
+                let image = self.services.get(p).and_then(|s| s.image.as_deref());
+                proxy_kind_of(p, image)
+            })
+            .unwrap_or_default();
         Ok(Settings {
             service: ServiceRef::new(&self.name, service),
             image: svc.image.clone().or_else(|| {
@@ -224,6 +235,7 @@ impl Project {
             },
             layout,
             proxy,
+            proxy_kind,
             proxy_candidates,
             published_ports: svc
                 .ports
@@ -315,13 +327,46 @@ pub fn built_image(flavour: Flavour, project: &str, service: &str) -> String {
     }
 }
 
-/// `nginx`, `nginx:1.22`, `library/nginx`, `registry/x/nginx:alpine`, and
-/// local tags such as `rollout-nginx:test`.
-fn is_nginx_image(image: &str) -> bool {
+/// The two proxies the plugin routes through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyKind {
+    /// nginx: its config's upstream is rewritten and reloaded.
+    #[default]
+    Nginx,
+    /// HAProxy: a backend's server slots are changed through its runtime API.
+    Haproxy,
+}
+
+impl ProxyKind {
+    /// Whether it is nginx (the default).
+    pub fn is_nginx(&self) -> bool {
+        *self == ProxyKind::Nginx
+    }
+}
+
+/// The proxy a service is, by its name or its image; `None` for neither.
+fn proxy_kind_of(name: &str, image: Option<&str>) -> Option<ProxyKind> {
+    let is = |proxy: &str| name == proxy || image.is_some_and(|i| is_image_of(i, proxy));
+    if is("nginx") {
+        Some(ProxyKind::Nginx)
+    } else if is("haproxy") {
+        Some(ProxyKind::Haproxy)
+    } else {
+        None
+    }
+}
+
+/// Whether `image` is one of `proxy`: `nginx`, `nginx:1.22`, `library/nginx`,
+/// `registry/x/nginx:alpine`, and local tags such as `rollout-nginx:test`
+/// (the same for `haproxy`).
+fn is_image_of(image: &str, proxy: &str) -> bool {
     let name = image.split(['@']).next().unwrap_or(image);
     let last = name.rsplit('/').next().unwrap_or(name);
     let repo = last.split(':').next().unwrap_or(last);
-    repo == "nginx" || repo.ends_with("-nginx") || repo.starts_with("nginx-")
+    repo == proxy
+        || repo.strip_suffix(proxy).is_some_and(|r| r.ends_with('-'))
+        || repo.strip_prefix(proxy).is_some_and(|r| r.starts_with('-'))
 }
 
 impl Settings {
@@ -572,4 +617,39 @@ pub fn check_steps(steps: &[CanaryStep]) -> Result<(), String> {
         return Err(format!("the last step must be 100, found {prev}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod proxy_kind_tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_is_known_by_its_name_or_its_image() {
+        for image in [
+            "nginx",
+            "nginx:1.22",
+            "library/nginx",
+            "r.io/x/nginx:alpine",
+        ] {
+            assert_eq!(proxy_kind_of("web", Some(image)), Some(ProxyKind::Nginx));
+        }
+        assert_eq!(
+            proxy_kind_of("lb", Some("rollout-nginx:1.22")),
+            Some(ProxyKind::Nginx)
+        );
+        for image in [
+            "haproxy:2.6",
+            "rollout-haproxy:2.6",
+            "haproxytech/haproxy-alpine",
+        ] {
+            assert_eq!(proxy_kind_of("lb", Some(image)), Some(ProxyKind::Haproxy));
+        }
+        assert_eq!(proxy_kind_of("haproxy", None), Some(ProxyKind::Haproxy));
+        assert_eq!(
+            proxy_kind_of("nginx", Some("custom:1")),
+            Some(ProxyKind::Nginx)
+        );
+        assert_eq!(proxy_kind_of("app", Some("nginxish:1")), None);
+        assert_eq!(proxy_kind_of("app", Some("rollout-demo:v1")), None);
+    }
 }

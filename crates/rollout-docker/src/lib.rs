@@ -45,7 +45,9 @@
 //!   asks; a service Compose builds is built by the Compose tool
 //!   ([`ComposeCli::build`]).
 //! - **The proxy is reached through the engine too**: commands by exec, its
-//!   config file through the host file of its bind mount ([`proxy`]).
+//!   config file through the host file of its bind mount ([`proxy`]); an
+//!   HAProxy's runtime API by exec of our relay in its container, and its
+//!   servers' addresses from the containers' networks ([`haproxy`]).
 //!
 //! What it does not do: parse or generate nginx configuration (that is
 //! `rollout-nginx`), choose the order of operations (`rollout-strategies`),
@@ -59,6 +61,7 @@ pub mod compose;
 pub mod dial;
 pub mod endpoint;
 pub mod engine;
+pub mod haproxy;
 pub mod journal;
 pub mod keeper;
 pub mod labels;
@@ -74,6 +77,7 @@ pub use compose::{choose_tool, ComposeCli, ComposeError, Flavour, ToolChoice, To
 pub use dial::DockerCli;
 pub use endpoint::{resolve, Endpoint, GlobalFlags};
 pub use engine::Engine;
+pub use haproxy::{DockerResolver, ExecChannel};
 pub use journal::DockerJournal;
 pub use lock::DockerProxyLock;
 pub use proxy::{ProxyContainer, ProxyServiceError};

@@ -67,6 +67,7 @@ pub struct HaproxyRouter {
     resolver: Arc<dyn Resolve>,
     backend: Name,
     slots: Vec<Name>,
+    services: Vec<String>,
     inner: Mutex<Inner>,
 }
 
@@ -134,10 +135,20 @@ impl HaproxyRouter {
             resolver,
             backend,
             slots,
+            services: Vec::new(),
             inner: Mutex::new(Inner::default()),
         };
         router.read_slots().await?;
         Ok(router)
+    }
+
+    /// The same, reading a service of `services` back as routed by its name
+    /// when every address the resolver gives it is in an active slot, all
+    /// of one weight (the state at rest the strategies look for); other
+    /// active slots read back as instances.
+    pub fn with_services(mut self, services: Vec<String>) -> Self {
+        self.services = services;
+        self
     }
 
     /// The backend's slot names, in the config's order.
@@ -544,7 +555,35 @@ impl TrafficRouter for HaproxyRouter {
     async fn routes(&self) -> Result<Vec<Route>, RouterError> {
         let slots = self.read_slots().await?;
         let mut routes: Vec<Route> = Vec::new();
-        for slot in slots.iter().filter(|s| s.state.mode() == Mode::Active) {
+        let mut active: BTreeMap<SocketAddr, u32> = slots
+            .iter()
+            .filter(|s| s.state.mode() == Mode::Active)
+            .map(|s| (s.addr(), s.state.weight))
+            .collect();
+        for name in &self.services {
+            let service = Target::Service { name: name.clone() };
+            let Ok(addrs) = self.resolver.resolve(&service).await else {
+                continue;
+            };
+            let weights: BTreeSet<Option<u32>> =
+                addrs.iter().map(|a| active.get(a).copied()).collect();
+            if let (false, [Some(weight)]) = (
+                addrs.is_empty(),
+                weights.into_iter().collect::<Vec<_>>().as_slice(),
+            ) {
+                for a in &addrs {
+                    active.remove(a);
+                }
+                routes.push(Route {
+                    target: service,
+                    weight: *weight,
+                });
+            }
+        }
+        for slot in slots
+            .iter()
+            .filter(|s| s.state.mode() == Mode::Active && active.contains_key(&s.addr()))
+        {
             let target = self.resolver.identify(slot.addr()).await;
             if !routes.iter().any(|r| r.target == target) {
                 routes.push(Route {

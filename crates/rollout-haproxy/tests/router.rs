@@ -859,3 +859,81 @@ async fn a_refused_step_undoes_the_whole_change() {
     );
     assert_eq!(after[2], before[2], "green's slot was put back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_whose_every_address_is_active_reads_back_by_its_name() {
+    let (port, b) = backends(&["a", "b", "c"]).await;
+    let haproxy = Haproxy::start(6).await;
+    let addr =
+        |i: usize| -> std::net::SocketAddr { format!("{}:{port}", b[i].ip).parse().unwrap() };
+    let service = Target::Service { name: "app".into() };
+    // As the Docker resolver: a service is its instances' addresses, and an
+    // address reads back as its instance.
+    struct Instances(Target, Vec<std::net::SocketAddr>, StaticResolver);
+    #[async_trait::async_trait]
+    impl rollout_haproxy::Resolve for Instances {
+        async fn resolve(
+            &self,
+            target: &Target,
+        ) -> Result<Vec<std::net::SocketAddr>, rollout_haproxy::HaproxyError> {
+            if *target == self.0 {
+                Ok(self.1.clone())
+            } else {
+                self.2.resolve(target).await
+            }
+        }
+        async fn identify(&self, addr: std::net::SocketAddr) -> Target {
+            self.2.identify(addr).await
+        }
+    }
+    let resolver = Instances(
+        service.clone(),
+        vec![addr(0), addr(1)],
+        StaticResolver::new(port),
+    );
+    let router = HaproxyRouter::open(
+        "haproxy-test",
+        &haproxy.config(),
+        "app",
+        haproxy.unix(),
+        Arc::new(resolver),
+    )
+    .await
+    .unwrap()
+    .with_services(vec!["app".into()]);
+    // One of the service's two addresses active: an instance, not the name.
+    router.apply(&set(vec![b[0].route(1)])).await.unwrap();
+    assert_eq!(router.routes().await.unwrap(), [b[0].route(1)]);
+    // Both, at one weight, and one more instance: the name and the instance.
+    router
+        .apply(&set(vec![
+            Route {
+                target: service.clone(),
+                weight: 1,
+            },
+            b[2].route(2),
+        ]))
+        .await
+        .unwrap();
+    let routes = router.routes().await.unwrap();
+    assert_eq!(
+        routes,
+        [
+            Route {
+                target: service.clone(),
+                weight: 1
+            },
+            b[2].route(2)
+        ]
+    );
+    // Two weights among the service's addresses: instances again.
+    router.apply(&set(vec![b[1].route(3)])).await.unwrap();
+    assert_eq!(
+        weights(&router.routes().await.unwrap()),
+        [
+            (b[0].ip.clone(), 1),
+            (b[1].ip.clone(), 3),
+            (b[2].ip.clone(), 2)
+        ]
+    );
+}

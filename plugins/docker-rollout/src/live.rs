@@ -17,7 +17,7 @@ use crate::cli::{DockerGlobals, RolloutRequest};
 use crate::dry::Current;
 use crate::fail::Fail;
 use crate::output::Prelude;
-use rollout_compose::{Flavour, Project, ProjectNames, Settings};
+use rollout_compose::{Flavour, Project, ProjectNames, ProxyKind, Settings};
 use rollout_core::analysis::AnalysisRules;
 use rollout_core::journal::{Journal, Liveness};
 use rollout_core::strategy::{Analysis, TrafficLayout, Verifier};
@@ -343,7 +343,7 @@ pub struct Wired {
     pub backend: Arc<dyn Backend>,
     /// Where the engine was reached, for messages.
     pub endpoint: String,
-    /// The router (nginx).
+    /// The router (nginx or HAProxy).
     pub router: Arc<dyn TrafficRouter>,
     /// The journal, kept with the engine.
     pub journal: Arc<dyn Journal>,
@@ -359,7 +359,7 @@ pub struct Wired {
     pub already_new: usize,
     /// Notes for the operator (what the router repaired on open).
     pub notes: Vec<String>,
-    /// The proxy service and the upstream; `None` for a service with no
+    /// The proxy service and the upstream (nginx) or backend (HAProxy); `None` for a service with no
     /// proxy in front, rolled out without traffic routing.
     pub proxy: Option<(String, String)>,
     /// The canary's analysis, when rules are configured.
@@ -433,6 +433,9 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let Some(proxy_service) = settings.proxy.clone() else {
         return wire_unrouted(p, req, engine).await;
     };
+    if settings.proxy_kind == ProxyKind::Haproxy {
+        return crate::haproxy::wire(p, req, engine, proxy_service).await;
+    }
     let project = &p.project.name;
     let compose = compose_cli(p, req);
     let image = settings.image.clone().unwrap_or_default();
@@ -577,7 +580,7 @@ async fn wire_unrouted(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Re
 
 /// The hosts of the instances of `services` that run now, and how many
 /// ready ones of the rolled service run `target` already.
-async fn known_instances(
+pub(crate) async fn known_instances(
     backend: &DockerBackend,
     services: &[ServiceRef],
     settings: &Settings,

@@ -23,6 +23,7 @@ mod drive;
 mod dry;
 mod environ;
 mod fail;
+mod haproxy;
 mod hooks;
 mod init;
 mod live;
@@ -248,10 +249,16 @@ async fn rollout(
         let _ = writeln!(std::io::stderr(), "note: {n}");
     }
     renderer.note(&match &wired.proxy {
-        Some((service, upstream)) => format!(
-            "proxy: nginx service {service}, upstream {upstream}; engine {}",
-            wired.endpoint
-        ),
+        Some((service, upstream)) => match prepared.settings.proxy_kind {
+            rollout_compose::ProxyKind::Nginx => format!(
+                "proxy: nginx service {service}, upstream {upstream}; engine {}",
+                wired.endpoint
+            ),
+            rollout_compose::ProxyKind::Haproxy => format!(
+                "proxy: haproxy service {service}, backend {upstream} (runtime API, no reload); engine {}",
+                wired.endpoint
+            ),
+        },
         None => format!("proxy: none; engine {}", wired.endpoint),
     });
     renderer.note(&format!("compose: {}", prepared.compose));

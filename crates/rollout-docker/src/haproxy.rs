@@ -1,0 +1,361 @@
+//! HAProxy in a container: rollout-haproxy's two seams, answered through
+//! the engine.
+//!
+//! - [`ExecChannel`] is a [`RuntimeChannel`]: each runtime API command runs
+//!   our static relay in the proxy container by exec, with an argv (the
+//!   relay, the stats socket's path, the command line; never a shell
+//!   string). The socket is a path inside the container, which this process
+//!   cannot open; the relay ships in the `rollout-haproxy` image
+//!   (`cargo xtask images`) at [`RELAY`].
+//! - [`DockerResolver`] is a [`Resolve`]: a target's address is its
+//!   container's IP on a network it shares with the proxy, at the port the
+//!   operator names (`x-rollout.port`) or the one TCP port the container
+//!   exposes; an address reads back as the project's container that has it.
+
+use crate::engine::Engine;
+use crate::labels;
+use async_trait::async_trait;
+use bollard::models::{ContainerSummary, PortSummaryTypeEnum};
+use bollard::query_parameters::ListContainersOptions;
+use rollout_core::model::InstanceId;
+use rollout_core::router::Target;
+use rollout_haproxy::command::Command;
+use rollout_haproxy::{ChannelError, HaproxyError, Resolve, RuntimeChannel};
+use rollout_nginx::proxy::{ProxyError, ProxyExec};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where the relay lies in the proxy image.
+pub const RELAY: &str = "/usr/local/bin/rollout-haproxy-relay";
+
+/// The runtime API of an HAProxy in a container, reached by exec of the
+/// relay.
+pub struct ExecChannel {
+    exec: Arc<dyn ProxyExec>,
+    container: String,
+    socket: String,
+}
+
+impl ExecChannel {
+    /// The stats socket at `socket` (a path in the container) of the
+    /// container `container`, which `exec` runs commands in.
+    pub fn new(
+        exec: Arc<dyn ProxyExec>,
+        container: impl Into<String>,
+        socket: impl Into<String>,
+    ) -> Self {
+        Self {
+            exec,
+            container: container.into(),
+            socket: socket.into(),
+        }
+    }
+
+    fn io(&self, reason: String) -> ChannelError {
+        ChannelError::Io {
+            at: self.describe(),
+            reason,
+        }
+    }
+}
+
+/// The hint for a proxy image without the relay.
+fn no_relay(container: &str) -> String {
+    format!(
+        "{container} has no {RELAY}, through which the stats socket is reached\nhint: run the proxy from an image that has it (cargo xtask images builds rollout-haproxy:2.6 with it)"
+    )
+}
+
+#[async_trait]
+impl RuntimeChannel for ExecChannel {
+    async fn send(&self, command: &Command) -> Result<String, ChannelError> {
+        let line = command.to_string();
+        let argv = [RELAY.to_string(), self.socket.clone(), line.clone()];
+        let out = match self.exec.exec(&argv).await {
+            Ok(out) => out,
+            Err(ProxyError::Timeout { seconds, .. }) => {
+                return Err(ChannelError::Timeout {
+                    at: self.describe(),
+                    command: line,
+                    millis: u128::from(seconds) * 1000,
+                })
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                return Err(self.io(if reason.contains("no such file or directory") {
+                    no_relay(&self.container)
+                } else {
+                    reason
+                }));
+            }
+        };
+        match out.code {
+            0 => {
+                let answer = String::from_utf8_lossy(&out.stdout);
+                Ok(answer.strip_suffix("\n\n").unwrap_or(&answer).to_string())
+            }
+            126 | 127 => Err(self.io(no_relay(&self.container))),
+            code => Err(self.io(format!(
+                "the relay exited with {code}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("unix:{} in {}", self.socket, self.container)
+    }
+}
+
+/// A running container of the project as the resolver sees it.
+#[derive(Debug, Clone)]
+struct Known {
+    name: String,
+    service: String,
+    /// Its IP on the first network (by name) it shares with the proxy.
+    ip: Option<IpAddr>,
+    /// Its exposed TCP ports.
+    ports: Vec<u16>,
+}
+
+/// How long a read of the project's containers answers `identify`.
+const FRESH: Duration = Duration::from_millis(500);
+
+/// Targets to addresses and back, from the engine's containers.
+pub struct DockerResolver {
+    engine: Engine,
+    project: String,
+    networks: Vec<String>,
+    port: Option<u16>,
+    cache: Mutex<Option<(Instant, Vec<Known>)>>,
+}
+
+impl DockerResolver {
+    /// The resolver of `project`'s containers as the proxy container
+    /// `proxy` reaches them; `port` is the port behind the proxy when the
+    /// operator names it (else the one TCP port a container exposes).
+    pub async fn new(
+        engine: Engine,
+        project: impl Into<String>,
+        proxy: &str,
+        port: Option<u16>,
+    ) -> Result<Self, HaproxyError> {
+        let inspected = engine
+            .docker()
+            .inspect_container(proxy, None)
+            .await
+            .map_err(|e| HaproxyError::Resolve {
+                target: proxy.to_string(),
+                reason: engine.error(e).to_string(),
+            })?;
+        let mut networks: Vec<String> = inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .map(|n| n.into_keys().collect())
+            .unwrap_or_default();
+        networks.sort();
+        Ok(Self {
+            engine,
+            project: project.into(),
+            networks,
+            port,
+            cache: Mutex::new(None),
+        })
+    }
+
+    /// The project's running containers, read now.
+    async fn read(&self) -> Result<Vec<Known>, HaproxyError> {
+        let filters = HashMap::from([
+            (
+                "label".to_string(),
+                vec![format!("{}={}", labels::PROJECT, self.project)],
+            ),
+            ("status".to_string(), vec!["running".to_string()]),
+        ]);
+        let options = ListContainersOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let found = self
+            .engine
+            .docker()
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| HaproxyError::Resolve {
+                target: format!("the containers of project {}", self.project),
+                reason: self.engine.error(e).to_string(),
+            })?;
+        let known: Vec<Known> = found.into_iter().filter_map(|c| self.known(c)).collect();
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), known.clone()));
+        Ok(known)
+    }
+
+    fn known(&self, c: ContainerSummary) -> Option<Known> {
+        let name = c.names?.first()?.trim_start_matches('/').to_string();
+        let service = c.labels?.get(labels::SERVICE)?.clone();
+        let networks = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        let ip = self.networks.iter().find_map(|net| {
+            networks
+                .get(net)?
+                .ip_address
+                .as_deref()?
+                .parse::<IpAddr>()
+                .ok()
+        });
+        let mut ports: Vec<u16> = c
+            .ports
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| matches!(p.typ, Some(PortSummaryTypeEnum::TCP) | None))
+            .map(|p| p.private_port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        Some(Known {
+            name,
+            service,
+            ip,
+            ports,
+        })
+    }
+
+    fn address(&self, k: &Known) -> Result<SocketAddr, HaproxyError> {
+        let error = |reason: String| HaproxyError::Resolve {
+            target: k.name.clone(),
+            reason,
+        };
+        let ip = k.ip.ok_or_else(|| {
+            error(format!(
+                "it shares no network with the proxy (the proxy is on {})\nhint: put the service and the proxy on one network",
+                self.networks.join(", ")
+            ))
+        })?;
+        let port = match (self.port, k.ports.as_slice()) {
+            (Some(port), _) => port,
+            (None, [one]) => *one,
+            (None, ports) => {
+                return Err(error(format!(
+                    "its image exposes {} TCP ports, so the port behind the proxy is not known\nhint: set x-rollout.port",
+                    ports.len()
+                )))
+            }
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+}
+
+#[async_trait]
+impl Resolve for DockerResolver {
+    async fn resolve(&self, target: &Target) -> Result<Vec<SocketAddr>, HaproxyError> {
+        let known = self.read().await?;
+        match target {
+            Target::Service { name } => known
+                .iter()
+                .filter(|k| &k.service == name)
+                .map(|k| self.address(k))
+                .collect(),
+            Target::Instance { host, .. } => match known.iter().find(|k| &k.name == host) {
+                Some(k) => Ok(vec![self.address(k)?]),
+                None => Err(HaproxyError::Resolve {
+                    target: host.clone(),
+                    reason: format!("no running container of project {}", self.project),
+                }),
+            },
+        }
+    }
+
+    async fn identify(&self, addr: SocketAddr) -> Target {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|(at, _)| at.elapsed() < FRESH)
+            .map(|(_, known)| known);
+        let find = |known: &[Known]| {
+            known
+                .iter()
+                .find(|k| k.ip == Some(addr.ip()))
+                .map(|k| k.name.clone())
+        };
+        let mut name = cached.as_deref().and_then(find);
+        if name.is_none() {
+            name = self.read().await.ok().as_deref().and_then(find);
+        }
+        let host = name.unwrap_or_else(|| addr.to_string());
+        Target::instance(InstanceId(host.clone()), host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollout_haproxy::command::Name;
+    use rollout_nginx::proxy::ExecOutput;
+
+    /// Records the argv and answers as told.
+    struct Fake {
+        argv: Mutex<Vec<String>>,
+        code: i32,
+    }
+
+    #[async_trait]
+    impl ProxyExec for Fake {
+        async fn exec(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+            *self.argv.lock().unwrap() = argv.to_vec();
+            Ok(ExecOutput {
+                code: self.code,
+                stdout: b"1\n# be_id be_name\n\n".to_vec(),
+                stderr: b"exec: not found".to_vec(),
+            })
+        }
+    }
+
+    fn show() -> Command {
+        Command::ShowServersState {
+            backend: Name::new("backend", "app").unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_command_is_one_argv_and_the_answer_loses_its_empty_line() {
+        let fake = Arc::new(Fake {
+            argv: Mutex::new(Vec::new()),
+            code: 0,
+        });
+        let channel = ExecChannel::new(fake.clone(), "shop-haproxy-1", "/run/haproxy/admin.sock");
+        assert_eq!(channel.send(&show()).await.unwrap(), "1\n# be_id be_name");
+        assert_eq!(
+            *fake.argv.lock().unwrap(),
+            [RELAY, "/run/haproxy/admin.sock", "show servers state app"]
+        );
+        assert_eq!(
+            channel.describe(),
+            "unix:/run/haproxy/admin.sock in shop-haproxy-1"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_image_without_the_relay_says_so() {
+        let fake = Arc::new(Fake {
+            argv: Mutex::new(Vec::new()),
+            code: 127,
+        });
+        let channel = ExecChannel::new(fake, "shop-haproxy-1", "/run/haproxy/admin.sock");
+        let e = channel.send(&show()).await.unwrap_err().to_string();
+        assert!(
+            e.contains("has no /usr/local/bin/rollout-haproxy-relay"),
+            "{e}"
+        );
+        assert!(
+            e.contains("hint: run the proxy from an image that has it"),
+            "{e}"
+        );
+    }
+}

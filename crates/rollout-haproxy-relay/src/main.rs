@@ -1,0 +1,126 @@
+//! `rollout-haproxy-relay SOCKET COMMAND`: sends one command line to
+//! HAProxy's runtime API on the unix socket `SOCKET` and copies the answer
+//! to standard output.
+//!
+//! # Why it exists
+//!
+//! The stats socket of an HAProxy in a container is a path inside that
+//! container, which the plugin on the host cannot open. The plugin reaches
+//! it by `docker exec` of this relay with an argv (never a shell string):
+//! the image is built `FROM scratch`, has no `socat`, and busybox's `nc`
+//! has no unix sockets. The relay is std only and linked statically, so it
+//! runs in any image.
+//!
+//! # What it refuses
+//!
+//! A command with a line break or a `;` (HAProxy chains commands with `;`)
+//! is refused with exit 2 before anything is sent: one exec is one
+//! command. A socket that cannot be reached exits 1; an answer that does
+//! not come within 10 s exits 3. HAProxy's refusals are answers (exit 0):
+//! the caller judges them.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long the relay waits for HAProxy's answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [socket, command] = args.as_slice() else {
+        eprintln!("usage: rollout-haproxy-relay SOCKET COMMAND");
+        return ExitCode::from(2);
+    };
+    if let Err(why) = check(command) {
+        eprintln!("rollout-haproxy-relay: refused {command:?}: {why}");
+        return ExitCode::from(2);
+    }
+    match relay(socket, command, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            eprintln!(
+                "rollout-haproxy-relay: no answer from {socket} within {} s",
+                TIMEOUT.as_secs()
+            );
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("rollout-haproxy-relay: {socket}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One command line, nothing that would make it several.
+fn check(command: &str) -> Result<(), &'static str> {
+    if command.trim().is_empty() {
+        return Err("the command is empty");
+    }
+    if command.contains(['\n', '\r', ';', '\0']) {
+        return Err("a command holds no line break, `;` or NUL");
+    }
+    Ok(())
+}
+
+/// Sends `command` as one line and copies the answer to `out` until HAProxy
+/// closes the connection (it does after the answer, in non-interactive mode).
+fn relay(socket: &str, command: &str, out: &mut impl Write) -> std::io::Result<()> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    stream.write_all(format!("{command}\n").as_bytes())?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&chunk[..n])?;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn one_line_only() {
+        assert!(check("show servers state app").is_ok());
+        assert!(check("show info; shutdown frontend f").is_err());
+        assert!(check("show info\nshutdown frontend f").is_err());
+        assert!(check("  ").is_err());
+    }
+
+    #[test]
+    fn the_line_goes_out_and_the_answer_comes_back() {
+        let dir = std::env::temp_dir().join(format!("relay-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("admin.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut line = Vec::new();
+            let mut byte = [0u8; 1];
+            while conn.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+                line.push(byte[0]);
+            }
+            conn.write_all(b"1\n# be_id ...\n\n").unwrap();
+            String::from_utf8(line).unwrap()
+        });
+        let mut out = Vec::new();
+        relay(path.to_str().unwrap(), "show servers state app", &mut out).unwrap();
+        assert_eq!(out, b"1\n# be_id ...\n\n");
+        assert_eq!(peer.join().unwrap(), "show servers state app");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
