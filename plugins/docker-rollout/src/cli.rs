@@ -74,7 +74,7 @@ pub const MIGRATE: &str = "migrate";
 mod hooks;
 mod migrate;
 use migrate::MigrateCli;
-pub use migrate::{MigrateRequest, MigrateVerb};
+pub use migrate::{MigrateAround, MigrateRequest, MigrateVerb};
 
 /// A parsed `docker rollout init` command.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,24 +123,6 @@ pub struct RolloutRequest {
     /// `--migrate DIR --database URL`: the migration phases around the
     /// rollout (expand before, backfill and contract after).
     pub migrate: Option<MigrateAround>,
-}
-
-/// The migrations a rollout runs around itself.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MigrateAround {
-    /// The migration folder.
-    pub dir: PathBuf,
-    /// The database URL (it may hold a password: never printed).
-    pub database: String,
-}
-
-impl std::fmt::Debug for MigrateAround {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MigrateAround")
-            .field("dir", &self.dir)
-            .field("database", &"(not shown)")
-            .finish()
-    }
 }
 
 /// docker's global flags (`cli/flags/options.go`), as given.

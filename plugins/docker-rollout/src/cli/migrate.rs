@@ -146,3 +146,21 @@ impl MigrateCommand {
         }
     }
 }
+
+/// The migrations a rollout runs around itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MigrateAround {
+    /// The migration folder.
+    pub dir: PathBuf,
+    /// The database URL (it may hold a password: never printed).
+    pub database: String,
+}
+
+impl std::fmt::Debug for MigrateAround {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateAround")
+            .field("dir", &self.dir)
+            .field("database", &"(not shown)")
+            .finish()
+    }
+}
