@@ -24,7 +24,7 @@ use bollard::models::{ContainerInspectResponse, ContainerSummary, HealthStatusEn
 use bollard::query_parameters::{
     ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
-use events::{classify, Scope, Seen};
+use events::{classify, Next, Scope, Seen, Subscription};
 use futures::StreamExt;
 use gate::LaunchGate;
 use inspect::{
@@ -584,13 +584,27 @@ impl Backend for DockerBackend {
             .map(|n| format!("{}.{:09}", n / 1_000_000_000, n % 1_000_000_000))
             .unwrap_or_else(|| self.engine.engine_time_minus(Duration::from_secs(1)));
         let id = c.id.clone().unwrap_or_else(|| instance.0.clone());
-        let mut events = self.events(Scope::Containers(vec![id]), since);
+        let mut events = Subscription::new(self, Scope::Containers(vec![id]), since);
         let deadline = Instant::now() + timeouts.start;
         loop {
-            let Some(next) = self.next_event(&mut events, deadline).await? else {
-                return Ok(Err(Failure::StartTimeout));
+            let seen = match events.next(deadline).await {
+                None => return Ok(Err(Failure::StartTimeout)),
+                Some(Next::Event(event)) => classify(&event),
+                // The stream dropped: what it may have missed, inspect tells.
+                Some(Next::Gap) => {
+                    let c = self.inspect(instance).await?;
+                    if !is_running(&c) {
+                        Some(Seen::Died)
+                    } else {
+                        match health_status(&c) {
+                            Some(HealthStatusEnum::HEALTHY) => Some(Seen::Healthy),
+                            Some(HealthStatusEnum::UNHEALTHY) => Some(Seen::Unhealthy),
+                            _ => None,
+                        }
+                    }
+                }
             };
-            match classify(&next) {
+            match seen {
                 Some(Seen::Healthy) => return Ok(Ok(())),
                 Some(Seen::Unhealthy) => return self.unhealthy(instance).await.map(Err),
                 Some(Seen::Died) => return self.exited(instance).await.map(Err),
@@ -636,11 +650,25 @@ impl Backend for DockerBackend {
             }
             _ => Scope::Containers(full_ids.iter().map(|(full, _)| full.clone()).collect()),
         };
-        let mut events = self.events(scope, since);
+        let mut events = Subscription::new(self, scope, since);
         let deadline = Instant::now() + within;
         loop {
-            let Some(next) = self.next_event(&mut events, deadline).await? else {
-                return Ok(None);
+            let next = match events.next(deadline).await {
+                None => return Ok(None),
+                Some(Next::Event(event)) => event,
+                // The stream dropped: what it may have missed, inspect tells.
+                Some(Next::Gap) => {
+                    for (_, id) in &full_ids {
+                        let c = self.inspect(id).await?;
+                        if !is_running(&c) {
+                            return Ok(Some((id.clone(), exit_failure(&c))));
+                        }
+                        if health_status(&c) == Some(HealthStatusEnum::UNHEALTHY) {
+                            return Ok(Some((id.clone(), self.unhealthy(id).await?)));
+                        }
+                    }
+                    continue;
+                }
             };
             let actor = next
                 .actor

@@ -260,6 +260,10 @@ services:
   plain:
     <<: *common
     healthcheck: {disable: true}
+  late:
+    <<: *common
+    command: ["sh", "-c", "sleep 3; touch /ready; exec httpd -f -p 8000 -h /www"]
+    healthcheck: {test: ["CMD", "test", "-e", "/ready"], interval: 500ms, timeout: 1s, retries: 1, start_period: 20s}
   stubborn:
     <<: *common
     command: ["sh", "-c", "trap '' TERM; exec httpd -f -p 8000 -h /www"]
