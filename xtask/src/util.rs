@@ -75,7 +75,8 @@ pub const HOST_PACKAGES: &[(&str, &str, &str)] = &[
 /// What the tests need from the host besides [`HOST_PACKAGES`] (the demo does not): Debian's
 /// `docker-registry` (distribution 2.8), which the pull tests start on a loopback port and push
 /// their images to, PostgreSQL, of which rollout-migrate's tests start a throwaway server
-/// (`pg_ctlcluster` comes with the server package, not the client's).
+/// (`pg_ctlcluster` comes with the server package, not the client's), and Prometheus, which the
+/// demo app's tests start on loopback to scrape it.
 pub const TEST_PACKAGES: &[(&str, &str, &str)] = &[
     (
         "/usr/bin/docker-registry",
@@ -86,6 +87,11 @@ pub const TEST_PACKAGES: &[(&str, &str, &str)] = &[
         "/usr/bin/pg_ctlcluster",
         "postgresql",
         "rollout-migrate's tests run a throwaway server of it",
+    ),
+    (
+        "/usr/bin/prometheus",
+        "prometheus",
+        "the canary analysis's Prometheus provider is tested against a server of it",
     ),
 ];
 

@@ -20,6 +20,9 @@
 //!   reads the log from the proxies and maps addresses to revisions through
 //!   an [`Addresses`] (the Docker backend's container addresses in the
 //!   plugin).
+//! - [`prometheus`]: [`PrometheusAnalysis`], PromQL queries asked of a
+//!   Prometheus server, each with the highest value that passes.
+//! - [`both`]: [`AllOf`], several analyses that must all pass.
 //!
 //! # Edges
 //!
@@ -27,10 +30,14 @@
 //! reads a file in the proxy through rollout-nginx's `ProxyExec`.
 #![deny(missing_docs)]
 
+pub mod both;
 pub mod judge;
 pub mod logline;
+pub mod prometheus;
 pub mod proxylog;
 pub mod window;
 
+pub use both::AllOf;
+pub use prometheus::PrometheusAnalysis;
 pub use proxylog::{Addresses, FixedAddresses, ProxyLogAnalysis};
 pub use window::Stats;

@@ -4,7 +4,10 @@
 use crate::error::{ComposeError, Pos};
 use crate::read::{self, join, Result};
 use crate::yaml::{Node, Value};
-use rollout_core::analysis::{parse_rate, AnalysisRules, Inconclusive, LatencyLimit};
+use rollout_core::analysis::{
+    parse_limit, parse_prometheus_url, parse_rate, AnalysisRules, Inconclusive, LatencyLimit,
+    MetricQuery, PrometheusRules,
+};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::{CanaryConfig, CanaryStep, Hold, Verification};
 use rollout_core::word::{each, either, Word};
@@ -330,6 +333,7 @@ fn parse_analysis(node: &Node, path: &str, key: &Pos) -> Result<AnalysisRules> {
             "inconclusive",
             "failing_windows",
             "window",
+            "prometheus",
         ],
     )?;
     let mut rules = AnalysisRules::default();
@@ -362,6 +366,7 @@ fn parse_analysis(node: &Node, path: &str, key: &Pos) -> Result<AnalysisRules> {
                     .ok_or_else(|| read::expected(v, &p, "a count of at least 1"))?;
             }
             "window" => rules.window = positive(v, &p)?,
+            "prometheus" => rules.prometheus = Some(parse_prometheus(v, &p, &e.key_pos)?),
             _ => {}
         }
     }
@@ -369,10 +374,71 @@ fn parse_analysis(node: &Node, path: &str, key: &Pos) -> Result<AnalysisRules> {
         return Err(ComposeError::field(
             key,
             path,
-            "needs a threshold: max_error_rate (such as 5%) or max_p99 (such as 500ms or 1.5x)",
+            "needs a threshold: max_error_rate (such as 5%), max_p99 (such as 500ms or 1.5x) or prometheus queries",
         ));
     }
     Ok(rules)
+}
+
+/// `x-rollout.analysis.prometheus`: `url` and at least one of `queries`,
+/// each `{query, max}`.
+fn parse_prometheus(node: &Node, path: &str, key: &Pos) -> Result<PrometheusRules> {
+    let entries = read::map(node, path)?;
+    read::only_keys(entries, path, &["url", "queries"])?;
+    let mut url = None;
+    let mut queries = Vec::new();
+    for e in entries {
+        let p = join(path, &e.key);
+        let v = &e.value;
+        match e.key.as_str() {
+            "url" => {
+                url = Some(
+                    parse_prometheus_url(&read::string(v, &p)?)
+                        .map_err(|m| ComposeError::field(&v.pos, &p, m))?,
+                )
+            }
+            "queries" => {
+                let Value::Seq(items) = &v.value else {
+                    return Err(read::expected(v, &p, "a list of {query, max}"));
+                };
+                for (i, item) in items.iter().enumerate() {
+                    let ip = format!("{p}[{i}]");
+                    let fields = read::map(item, &ip)?;
+                    read::only_keys(fields, &ip, &["query", "max"])?;
+                    let (Some(query), Some(max)) = (item.get("query"), item.get("max")) else {
+                        return Err(read::expected(item, &ip, "a query and its max"));
+                    };
+                    let qp = join(&ip, "query");
+                    let query = read::string(query, &qp)?;
+                    if query.trim().is_empty() {
+                        return Err(read::expected(item, &qp, "a PromQL query"));
+                    }
+                    let mp = join(&ip, "max");
+                    let max = read::float(max, &mp).and_then(|m| {
+                        parse_limit(&m.to_string())
+                            .map_err(|e| ComposeError::field(&max.pos, &mp, e))
+                    })?;
+                    queries.push(MetricQuery { query, max });
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(url) = url else {
+        return Err(ComposeError::field(
+            key,
+            path,
+            "needs url: the Prometheus server, such as http://127.0.0.1:9090",
+        ));
+    };
+    if queries.is_empty() {
+        return Err(ComposeError::field(
+            key,
+            path,
+            "needs queries: a list of {query, max}",
+        ));
+    }
+    Ok(PrometheusRules { url, queries })
 }
 
 fn positive(node: &Node, path: &str) -> Result<Duration> {

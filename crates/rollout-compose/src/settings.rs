@@ -3,7 +3,9 @@
 
 use crate::error::ComposeError;
 use crate::project::{Flavour, Project};
-use rollout_core::analysis::{AnalysisRules, Inconclusive, LatencyLimit};
+use rollout_core::analysis::{
+    AnalysisRules, Inconclusive, LatencyLimit, MetricQuery, PrometheusRules,
+};
 use rollout_core::config::{failure_ratio, Timeouts, RATIO_EXPECTED};
 use rollout_core::strategy::{
     BlueGreenConfig, CanaryConfig, CanaryStep, Hold, Plan, TrafficLayout, Verification,
@@ -149,6 +151,10 @@ pub struct Overrides {
     pub failing_windows: Option<u32>,
     /// `--analysis-window`.
     pub analysis_window: Option<Duration>,
+    /// `--prometheus`: the server the queries are asked of (checked).
+    pub prometheus_url: Option<String>,
+    /// `--prometheus-query` (repeated): they replace the configured queries.
+    pub prometheus_queries: Vec<MetricQuery>,
 }
 
 impl Project {
@@ -270,7 +276,9 @@ impl Settings {
             || o.min_requests.is_some()
             || o.inconclusive.is_some()
             || o.failing_windows.is_some()
-            || o.analysis_window.is_some();
+            || o.analysis_window.is_some()
+            || o.prometheus_url.is_some()
+            || !o.prometheus_queries.is_empty();
         if !given {
             return Ok(());
         }
@@ -305,10 +313,33 @@ impl Settings {
             }
             rules.window = w;
         }
+        if o.prometheus_url.is_some() || !o.prometheus_queries.is_empty() {
+            let configured = rules.prometheus.take();
+            let url = o
+                .prometheus_url
+                .clone()
+                .or_else(|| configured.as_ref().map(|p| p.url.clone()))
+                .ok_or_else(|| ComposeError::Override {
+                    flag: "--prometheus-query",
+                    message: "needs --prometheus URL (or x-rollout.analysis.prometheus.url): the server to ask".to_string(),
+                })?;
+            let queries = if o.prometheus_queries.is_empty() {
+                configured.map(|p| p.queries).unwrap_or_default()
+            } else {
+                o.prometheus_queries.clone()
+            };
+            if queries.is_empty() {
+                return Err(ComposeError::Override {
+                    flag: "--prometheus",
+                    message: "needs at least one --prometheus-query 'QUERY <= MAX' (or x-rollout.analysis.prometheus.queries)".to_string(),
+                });
+            }
+            rules.prometheus = Some(PrometheusRules { url, queries });
+        }
         if !rules.judges() {
             return Err(ComposeError::Override {
                 flag: "--max-error-rate",
-                message: "the analysis flags need a threshold: --max-error-rate or --max-p99 (or x-rollout.analysis)".to_string(),
+                message: "the analysis flags need a threshold: --max-error-rate, --max-p99 or --prometheus-query (or x-rollout.analysis)".to_string(),
             });
         }
         self.analysis = Some(rules);

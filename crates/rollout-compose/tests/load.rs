@@ -1046,6 +1046,7 @@ fn analysis_rules_from_x_rollout_and_flags() {
             inconclusive: Inconclusive::Fail,
             failing_windows: 2,
             window: Duration::from_secs(20),
+            prometheus: None,
         })
     );
     // The service's own rules win whole.
@@ -1067,6 +1068,26 @@ fn analysis_rules_from_x_rollout_and_flags() {
         })
         .unwrap();
     assert_eq!(other.analysis.as_ref().unwrap().max_error_rate, Some(0.01));
+
+    // Prometheus queries judge alone, or beside the proxy log's thresholds.
+    let file = "services:\n  app:\n    image: a\n    x-rollout:\n      analysis:\n        prometheus:\n          url: http://127.0.0.1:9090/\n          queries:\n            - query: 'sum(rate(errors_total[1m]))'\n              max: 0.05\n";
+    let dir = TempDir::new(&[("compose.yaml", file)]);
+    let prom = Project::load(&opts(&dir.0))
+        .unwrap()
+        .settings("app")
+        .unwrap();
+    let rules = prom.analysis.unwrap();
+    assert!(rules.judges() && !rules.reads_proxy_log());
+    assert_eq!(
+        rules.prometheus,
+        Some(rollout_core::analysis::PrometheusRules {
+            url: "http://127.0.0.1:9090".into(),
+            queries: vec![rollout_core::analysis::MetricQuery {
+                query: "sum(rate(errors_total[1m]))".into(),
+                max: 0.05
+            }],
+        })
+    );
 
     // No rules: no analysis; flags without a threshold are refused.
     let dir = TempDir::new(&[("compose.yaml", "services:\n  app:\n    image: a\n")]);
@@ -1094,7 +1115,23 @@ fn analysis_rules_from_x_rollout_and_flags() {
         ),
         (
             "services:\n  app:\n    image: a\n    x-rollout:\n      analysis:\n        min_requests: 5\n",
-            "compose.yaml:5:7: services.app.x-rollout.analysis: needs a threshold: max_error_rate (such as 5%) or max_p99 (such as 500ms or 1.5x)",
+            "compose.yaml:5:7: services.app.x-rollout.analysis: needs a threshold: max_error_rate (such as 5%), max_p99 (such as 500ms or 1.5x) or prometheus queries",
+        ),
+        (
+            "services:\n  app:\n    image: a\n    x-rollout:\n      analysis:\n        prometheus:\n          url: https://prom:9090\n          queries: [{query: up, max: 1}]\n",
+            "compose.yaml:7:16: services.app.x-rollout.analysis.prometheus.url: \"https://prom:9090\": https is not supported; reach Prometheus over http (such as http://127.0.0.1:9090), for example through a local port",
+        ),
+        (
+            "services:\n  app:\n    image: a\n    x-rollout:\n      analysis:\n        prometheus:\n          url: http://prom:9090\n          queries: [{query: up, max: lots}]\n",
+            "compose.yaml:8:38: services.app.x-rollout.analysis.prometheus.queries[0].max: expected a number, found \"lots\"",
+        ),
+        (
+            "services:\n  app:\n    image: a\n    x-rollout:\n      analysis:\n        prometheus:\n          url: http://prom:9090\n          queries: [{query: up, limit: 1}]\n",
+            "compose.yaml:8:33: services.app.x-rollout.analysis.prometheus.queries[0].limit: unknown field; known fields are query, max",
+        ),
+        (
+            "services:\n  app:\n    image: a\n    x-rollout:\n      analysis:\n        prometheus:\n          url: http://prom:9090\n",
+            "compose.yaml:6:9: services.app.x-rollout.analysis.prometheus: needs queries: a list of {query, max}",
         ),
     ] {
         let dir = TempDir::new(&[("compose.yaml", text)]);

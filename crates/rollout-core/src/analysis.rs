@@ -2,8 +2,9 @@
 //! and the command line write them.
 //!
 //! They are plain values here so that the Compose loader can read them and
-//! an [`Analysis`](crate::Analysis) of any provider (the proxy's own log
-//! today) can apply them; the judging itself lives with the provider.
+//! an [`Analysis`](crate::Analysis) of any provider (the proxy's own log, a
+//! Prometheus server) can apply them; the judging itself lives with the
+//! provider.
 
 use crate::duration::{format_duration, parse_duration};
 use crate::word::{UnknownWord, Word};
@@ -124,6 +125,115 @@ pub struct AnalysisRules {
     /// The sliding window each judgement looks at.
     #[serde(with = "crate::duration::serde_duration")]
     pub window: Duration,
+    /// PromQL queries whose value must stay at or under a limit, asked of a
+    /// Prometheus server at every judgement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusRules>,
+}
+
+/// A Prometheus server and the queries a canary is judged by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrometheusRules {
+    /// The server, `http://HOST:PORT` (a path prefix allowed), checked by
+    /// [`parse_prometheus_url`].
+    pub url: String,
+    /// Every query must pass.
+    pub queries: Vec<MetricQuery>,
+}
+
+/// One PromQL query and the highest value of it that passes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricQuery {
+    /// The PromQL expression, sent as it is written (URL-encoded).
+    pub query: String,
+    /// Every sample of the result must be at or under this.
+    pub max: f64,
+}
+
+impl FromStr for MetricQuery {
+    type Err = String;
+
+    /// `QUERY <= MAX`, as `--prometheus-query` takes it (split at the last
+    /// `<=`, so the query itself may hold one).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some((query, max)) = s.rsplit_once("<=") else {
+            return Err(format!(
+                "{s:?} has no limit: write QUERY <= MAX (such as 'sum(rate(errors_total[1m])) <= 0.05')"
+            ));
+        };
+        let query = query.trim();
+        if query.is_empty() {
+            return Err(format!("{s:?} has no query before <="));
+        }
+        let max = parse_limit(max.trim())?;
+        Ok(MetricQuery {
+            query: query.to_string(),
+            max,
+        })
+    }
+}
+
+/// A query's limit: a finite number.
+pub fn parse_limit(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a number (such as 0.05 or 250)")),
+    }
+}
+
+/// A Prometheus server's address: `http://HOST[:PORT][/PREFIX]`, without a
+/// query, credentials or spaces; returned without a trailing slash. HTTPS is
+/// not spoken (the tool carries no TLS stack of its own).
+pub fn parse_prometheus_url(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let hint = "such as http://127.0.0.1:9090";
+    if t.starts_with("https://") {
+        return Err(format!(
+            "{t:?}: https is not supported; reach Prometheus over http ({hint}), for example through a local port"
+        ));
+    }
+    let Some(rest) = t.strip_prefix("http://") else {
+        return Err(format!("{t:?} is not an http:// address ({hint})"));
+    };
+    let (authority, _path) = rest.split_once('/').unwrap_or((rest, ""));
+    let bad = |why: &str| Err(format!("{t:?}: {why} ({hint})"));
+    if authority.is_empty() {
+        return bad("no host");
+    }
+    if authority.contains('@') {
+        // Not echoed: the address holds a password.
+        return Err(format!(
+            "credentials in the Prometheus address are not supported ({hint})"
+        ));
+    }
+    if t.contains(['?', '#']) || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("a query, fragment or space has no place in the server's address");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let Some((host, after)) = v6.split_once(']') else {
+                return bad("the [ of an IPv6 host is not closed");
+            };
+            match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return bad("only :PORT may follow an IPv6 host"),
+                },
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return bad("no host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return bad("the port is not a number from 0 to 65535");
+    }
+    Ok(t.trim_end_matches('/').to_string())
 }
 
 impl Default for AnalysisRules {
@@ -136,6 +246,7 @@ impl Default for AnalysisRules {
             inconclusive: Inconclusive::Hold,
             failing_windows: 1,
             window: Duration::from_secs(30),
+            prometheus: None,
         }
     }
 }
@@ -143,6 +254,12 @@ impl Default for AnalysisRules {
 impl AnalysisRules {
     /// Whether any threshold is set: without one there is nothing to judge.
     pub fn judges(&self) -> bool {
+        self.reads_proxy_log() || self.prometheus.is_some()
+    }
+
+    /// Whether a threshold is judged from the proxy's own log (error rate,
+    /// p99), so the log must be arranged.
+    pub fn reads_proxy_log(&self) -> bool {
         self.max_error_rate.is_some() || self.max_p99.is_some()
     }
 }
@@ -156,6 +273,14 @@ impl fmt::Display for AnalysisRules {
         }
         if let Some(l) = self.max_p99 {
             limits.push(format!("p99 <= {l}"));
+        }
+        if let Some(p) = &self.prometheus {
+            for q in &p.queries {
+                limits.push(format!(
+                    "{} <= {} (Prometheus at {})",
+                    q.query, q.max, p.url
+                ));
+            }
         }
         write!(
             f,
@@ -202,5 +327,65 @@ mod tests {
             rules.to_string(),
             "error rate <= 5.0%, p99 <= 1.5x the old revision's; verdict after 20 requests in 30s (else hold), abort after 1 failing window"
         );
+    }
+
+    #[test]
+    fn prometheus_queries_and_servers() {
+        let q: MetricQuery = "sum(rate(x[1m])) <= 0.05".parse().unwrap();
+        assert_eq!(q.query, "sum(rate(x[1m]))");
+        assert_eq!(q.max, 0.05);
+        // Split at the last <=: the query may compare too.
+        let q: MetricQuery = "count(x <= 3) <= 2".parse().unwrap();
+        assert_eq!((q.query.as_str(), q.max), ("count(x <= 3)", 2.0));
+        assert!("sum(x)"
+            .parse::<MetricQuery>()
+            .unwrap_err()
+            .contains("no limit"));
+        assert!(" <= 1"
+            .parse::<MetricQuery>()
+            .unwrap_err()
+            .contains("no query"));
+        assert!("x <= NaN".parse::<MetricQuery>().is_err());
+        assert!("x <= lots".parse::<MetricQuery>().is_err());
+
+        assert_eq!(
+            parse_prometheus_url("http://127.0.0.1:9090/").as_deref(),
+            Ok("http://127.0.0.1:9090")
+        );
+        assert_eq!(
+            parse_prometheus_url("http://[::1]:9090/prom").as_deref(),
+            Ok("http://[::1]:9090/prom")
+        );
+        assert!(parse_prometheus_url("http://prom").is_ok());
+        for (bad, why) in [
+            ("https://prom:9090", "https is not supported"),
+            ("prom:9090", "not an http://"),
+            ("http://:9090", "no host"),
+            ("http://prom:x", "port"),
+            ("http://prom:99999", "port"),
+            ("http://u:secret@prom", "credentials in the Prometheus"),
+            ("http://prom/?q=1", "query"),
+            ("http://[::1", "not closed"),
+            ("http://prom/a b", "space"),
+        ] {
+            let e = parse_prometheus_url(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+        let rules = AnalysisRules {
+            prometheus: Some(PrometheusRules {
+                url: "http://127.0.0.1:9090".into(),
+                queries: vec![MetricQuery {
+                    query: "errors".into(),
+                    max: 0.5,
+                }],
+            }),
+            ..Default::default()
+        };
+        assert!(rules.judges());
+        assert!(!rules.reads_proxy_log());
+        assert!(rules
+            .to_string()
+            .starts_with("errors <= 0.5 (Prometheus at http://127.0.0.1:9090); "));
     }
 }

@@ -2,8 +2,9 @@
 
 use crate::http::{self, Head};
 use crate::{OnSigterm, Options};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +22,8 @@ struct State {
     started: Instant,
     /// Requests counted toward the error rate.
     counted: AtomicU64,
+    /// Answers by status, for `/metrics` (health checks and scrapes not counted).
+    answered: Mutex<BTreeMap<u16, u64>>,
 }
 
 impl State {
@@ -113,6 +116,7 @@ pub async fn serve(options: Options) -> Result<(), String> {
         instance,
         started,
         counted: AtomicU64::new(0),
+        answered: Mutex::default(),
     });
     let worker = state.options.work_unit_ms.map(|ms| {
         let who = format!("demo-app {version} on {}: worker", state.instance);
@@ -307,7 +311,46 @@ fn asked_sleep(head: &Head, state: &State) -> Result<Duration, String> {
     }
 }
 
+/// The answer to one request, counted by status for `/metrics` (but for
+/// `/health` and `/metrics` themselves).
 async fn answer(head: &Head, body_len: usize, state: &State) -> (u16, String) {
+    if head.path == "/metrics" && head.method == "GET" {
+        return (200, metrics(state));
+    }
+    let (status, body) = respond(head, body_len, state).await;
+    if head.path != "/health" {
+        let mut answered = state.answered.lock().unwrap_or_else(|p| p.into_inner());
+        *answered.entry(status).or_default() += 1;
+    }
+    (status, body)
+}
+
+/// The answers so far in Prometheus's text format: `demo_responses_total`
+/// by version and status, which a Prometheus server scrapes and a canary
+/// analysis queries.
+fn metrics(state: &State) -> String {
+    let version = prometheus_label(&state.options.app_version);
+    let mut out = String::from(
+        "# HELP demo_responses_total Answers by status (health checks and scrapes not counted).\n\
+         # TYPE demo_responses_total counter\n",
+    );
+    let answered = state.answered.lock().unwrap_or_else(|p| p.into_inner());
+    for (status, n) in answered.iter() {
+        out.push_str(&format!(
+            "demo_responses_total{{version=\"{version}\",status=\"{status}\"}} {n}\n"
+        ));
+    }
+    out
+}
+
+/// A label value as the text format escapes it.
+fn prometheus_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+async fn respond(head: &Head, body_len: usize, state: &State) -> (u16, String) {
     let o = &state.options;
     let base = |status: u16, extra: &str| {
         format!(
@@ -364,6 +407,7 @@ mod tests {
             instance: "test".into(),
             started: Instant::now(),
             counted: AtomicU64::new(0),
+            answered: Mutex::default(),
         }
     }
 
@@ -401,5 +445,27 @@ mod tests {
         assert_eq!(status, 400);
         let (status, _) = answer(&head("GET /slow?ms=999999999 HTTP/1.1\r\n\r\n"), 0, &s).await;
         assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn metrics_count_answers_by_status() {
+        let s = state(&["--app-version", "v\"2", "--error-rate", "0.5"]);
+        let head = |raw: &str| http::parse_head(raw.as_bytes()).unwrap();
+        for _ in 0..4 {
+            answer(&head("GET / HTTP/1.1\r\n\r\n"), 0, &s).await;
+        }
+        answer(&head("GET /health HTTP/1.1\r\n\r\n"), 0, &s).await;
+        answer(&head("GET /nope HTTP/1.1\r\n\r\n"), 0, &s).await;
+        let (status, text) = answer(&head("GET /metrics HTTP/1.1\r\n\r\n"), 0, &s).await;
+        assert_eq!(status, 200);
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                r#"demo_responses_total{version="v\"2",status="200"} 2"#,
+                r#"demo_responses_total{version="v\"2",status="404"} 1"#,
+                r#"demo_responses_total{version="v\"2",status="500"} 2"#,
+            ]
+        );
     }
 }

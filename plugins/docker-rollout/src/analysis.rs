@@ -2,11 +2,17 @@
 //! tool's own log from the proxy containers, and rollout-docker says which
 //! revision each address in it serves.
 //!
-//! Without rules (`x-rollout.analysis`, `--max-error-rate`, `--max-p99`)
-//! nothing is wired: no log is arranged and every step passes when its hold
-//! ends, as before; the plan and the first notes say so.
+//! Prometheus queries (`x-rollout.analysis.prometheus`, `--prometheus-query`)
+//! are asked of the server the operator names, beside the log or alone
+//! (behind HAProxy, which writes no log the tool reads, they are the only
+//! analysis).
+//!
+//! Without rules (`x-rollout.analysis`, `--max-error-rate`, `--max-p99`,
+//! `--prometheus-query`) nothing is wired: no log is arranged and every
+//! step passes when its hold ends, as before; the plan and the first notes
+//! say so.
 
-use rollout_analysis::ProxyLogAnalysis;
+use rollout_analysis::{AllOf, PrometheusAnalysis, ProxyLogAnalysis};
 use rollout_core::analysis::AnalysisRules;
 use rollout_core::strategy::Analysis;
 use rollout_core::ServiceRef;
@@ -36,4 +42,20 @@ pub fn proxy_log(
         addresses,
         rules,
     ))
+}
+
+/// The analysis `rules` ask for, with `log` (the proxy log's, built when
+/// the rules have a log threshold): Prometheus's queries beside it, or
+/// alone; `None` when nothing judges.
+pub fn with_prometheus(
+    rules: &AnalysisRules,
+    log: Option<Arc<dyn Analysis>>,
+) -> Option<Arc<dyn Analysis>> {
+    let prometheus = rules.prometheus.clone().map(|server| {
+        Arc::new(PrometheusAnalysis::new(server, rules.clone())) as Arc<dyn Analysis>
+    });
+    match (log, prometheus) {
+        (Some(log), Some(prometheus)) => Some(Arc::new(AllOf(vec![log, prometheus]))),
+        (one, None) | (None, one) => one,
+    }
 }

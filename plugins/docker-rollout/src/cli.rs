@@ -21,7 +21,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use rollout_compose::{Flavour, LoadOptions, Overrides, StepOverride};
-use rollout_core::analysis::{Inconclusive, LatencyLimit};
+use rollout_core::analysis::{Inconclusive, LatencyLimit, MetricQuery};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::Hold;
 use rollout_core::{
@@ -361,6 +361,16 @@ struct Tuning {
     /// Canary analysis: the sliding window judged (default 30s).
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     analysis_window: Option<Duration>,
+    /// Canary analysis: the Prometheus server --prometheus-query asks (http://HOST:PORT).
+    #[arg(long, value_name = "URL", value_parser = rollout_core::analysis::parse_prometheus_url)]
+    prometheus: Option<String>,
+    /// Canary analysis: a PromQL query and the highest value that passes, 'QUERY <= MAX' (repeatable; all must pass).
+    #[arg(long = "prometheus-query", value_name = "QUERY <= MAX", value_parser = metric_query)]
+    prometheus_queries: Vec<MetricQuery>,
+}
+
+fn metric_query(s: &str) -> Result<MetricQuery, String> {
+    s.parse()
 }
 
 fn rate(s: &str) -> Result<f64, String> {
@@ -709,6 +719,8 @@ impl Cli {
             inconclusive: t.inconclusive,
             failing_windows: t.failing_windows,
             analysis_window: t.analysis_window,
+            prometheus_url: t.prometheus,
+            prometheus_queries: t.prometheus_queries,
         };
         RolloutRequest {
             docker,

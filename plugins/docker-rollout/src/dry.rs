@@ -246,12 +246,23 @@ mod tests {
         );
         let judged = Overrides {
             max_error_rate: Some(0.05),
-            ..canary
+            ..canary.clone()
         };
         let (_, view, _) = example("blue-green", &judged);
         let text = view.text();
         assert!(
             text.contains("  analysis:  from the proxy's own access log: error rate <= 5.0%; verdict after 20 requests in 30s (else hold), abort after 1 failing window\n"),
+            "{text}"
+        );
+        let prometheus = Overrides {
+            prometheus_url: Some("http://127.0.0.1:9090".into()),
+            prometheus_queries: vec!["sum(errors) <= 0.5".parse().unwrap()],
+            ..canary
+        };
+        let (_, view, _) = example("blue-green", &prometheus);
+        let text = view.text();
+        assert!(
+            text.contains("  analysis:  from Prometheus: sum(errors) <= 0.5 (Prometheus at http://127.0.0.1:9090); "),
             "{text}"
         );
     }

@@ -82,13 +82,17 @@ pub async fn wire(
     proxy_service: String,
 ) -> Result<Wired, Fail> {
     let settings = &p.settings;
-    if settings.analysis.is_some() && settings.strategy == rollout_core::StrategyKind::Canary {
-        // The analysis reads the log nginx writes; HAProxy's would need a reader of its own.
+    let canary = settings.strategy == rollout_core::StrategyKind::Canary;
+    let rules = settings.analysis.as_ref().filter(|_| canary);
+    if rules.is_some_and(|r| r.reads_proxy_log()) {
+        // The error rate and p99 come from the log nginx writes; HAProxy's
+        // would need a reader of its own. Prometheus queries need no log.
         return Err(Fail::bad_input(format!(
-            "canary analysis (x-rollout.analysis or --max-error-rate ...) reads the proxy's access log, which is built for nginx only; {} is behind HAProxy\nhint: leave the analysis rules out (each step then passes when its hold ends), or put nginx in front",
+            "canary analysis by error rate or p99 (x-rollout.analysis or --max-error-rate ...) reads the proxy's access log, which is built for nginx only; {} is behind HAProxy\nhint: judge the canary with Prometheus queries (x-rollout.analysis.prometheus or --prometheus-query), leave the rules out (each step then passes when its hold ends), or put nginx in front",
             settings.service.service
         )));
     }
+    let analysis = rules.and_then(|r| crate::analysis::with_prometheus(r, None));
     let project = &p.project.name;
     let image = settings.image.clone().unwrap_or_default();
     let mut backend = DockerBackend::new(engine.clone(), compose_cli(p, req));
@@ -212,8 +216,8 @@ pub async fn wire(
         already_new,
         notes,
         proxy: Some((proxy_service, backend_name)),
-        analysis: None,
-        analysis_rules: None,
+        analysis,
+        analysis_rules: rules.cloned(),
     })
 }
 

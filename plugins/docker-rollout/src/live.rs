@@ -474,8 +474,11 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         let mut options = NginxRouterOptions::new(&upstream, &config_path);
         options.services = names.clone();
         options.port = settings.port;
-        // The tool's log is arranged only for a canary judged by rules.
-        if analysis_rules.is_some() {
+        // The tool's log is arranged only for a canary judged by its rules.
+        if analysis_rules
+            .as_ref()
+            .is_some_and(AnalysisRules::reads_proxy_log)
+        {
             options.metrics_log = Some(crate::analysis::log_path(&upstream));
         }
         let probe_proxy = proxies[0].clone();
@@ -527,8 +530,17 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         .verify
         .as_ref()
         .map(|_| Arc::new(ProxyVerifier::new(probe_proxy, port)) as Arc<dyn Verifier>);
-    let analysis = analysis_rules.clone().map(|rules| {
-        crate::analysis::proxy_log(log_proxies, &upstream, backend.clone(), services, rules)
+    let analysis = analysis_rules.as_ref().and_then(|rules| {
+        let log = rules.reads_proxy_log().then(|| {
+            crate::analysis::proxy_log(
+                log_proxies,
+                &upstream,
+                backend.clone(),
+                services,
+                rules.clone(),
+            )
+        });
+        crate::analysis::with_prometheus(rules, log)
     });
     let journal = DockerJournal::new(engine);
     Ok(Wired {

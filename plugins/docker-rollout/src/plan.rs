@@ -182,8 +182,9 @@ impl PlanView {
 /// does (today's behaviour without rules: a step passes when its hold ends).
 pub fn analysis_line(rules: Option<&AnalysisRules>) -> String {
     match rules {
-        Some(r) => format!("from the proxy's own access log: {r}"),
-        None => "none configured: each step passes when its hold ends, whatever the new revision answers (rules: x-rollout.analysis, or --max-error-rate / --max-p99)".to_string(),
+        Some(r) if r.reads_proxy_log() => format!("from the proxy's own access log: {r}"),
+        Some(r) => format!("from Prometheus: {r}"),
+        None => "none configured: each step passes when its hold ends, whatever the new revision answers (rules: x-rollout.analysis, or --max-error-rate / --max-p99 / --prometheus-query)".to_string(),
     }
 }
 

@@ -81,6 +81,8 @@ fn usage_errors_exit_2() {
         &[][..],
         &["app", "--strategy", "big-bang"][..],
         &["app", "--canary-steps", "10,50"][..],
+        &["app", "--prometheus", "https://prom:9090"][..],
+        &["app", "--prometheus-query", "sum(errors)"][..],
     ] {
         let out = plugin(&dir.0, args, false);
         assert_eq!(
