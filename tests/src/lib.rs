@@ -56,6 +56,7 @@ pub mod load;
 pub mod nginx;
 pub mod plugin;
 pub mod project;
+pub mod prometheus;
 pub mod registry;
 pub mod replay;
 pub mod rig;

@@ -7,6 +7,7 @@
 
 use rollout_e2e::load::{mix, wait_ok};
 use rollout_e2e::nginx::stderr_upstream_errors;
+use rollout_e2e::prometheus::Prometheus;
 use rollout_e2e::verdict::publish;
 use rollout_e2e::{
     images, require_engine, require_images, run_rollout, wait_http, workspace_binary, Clock, Ended,
@@ -20,10 +21,14 @@ const SUITE: &str = "analysis";
 
 const ROLLOUT_LIMIT: Duration = Duration::from_secs(240);
 
+/// The port the demo app listens on in its image (and serves `/metrics` on).
+const DEMO_PORT: u16 = 8000;
+
 /// The canary example with green (v2) given `green_env` and the analysis rules `rules`
-/// (YAML under `x-rollout.analysis`), rolled out under load with `slow_share` slow GETs:
-/// the run and the load's report, once the configuration is checked to be the operator's
-/// again and blue to serve.
+/// (YAML under `x-rollout.analysis`; `PROMETHEUS_URL` in them is replaced by the address of a
+/// Prometheus server started for the test, scraping the project's containers), rolled out
+/// under load with `slow_share` slow GETs: the run and the load's report, once the
+/// configuration is checked to be the operator's again and blue to serve.
 fn judged_canary(slug: &str, green_env: &str, rules: &str, slow_share: f64) -> (Ended, Report) {
     require_engine();
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
@@ -32,6 +37,13 @@ fn judged_canary(slug: &str, green_env: &str, rules: &str, slow_share: f64) -> (
     let mut p = Project::new(slug);
     p.copy_from(&example);
     let label = p.name().to_string();
+    let prometheus = rules
+        .contains("PROMETHEUS_URL")
+        .then(|| Prometheus::scraping_project(p.name(), DEMO_PORT));
+    let rules = match &prometheus {
+        Some(server) => rules.replace("PROMETHEUS_URL", &server.url),
+        None => rules.to_string(),
+    };
     p.write(
         "compose.override.yaml",
         &format!(
@@ -152,4 +164,38 @@ fn a_canary_800ms_slower_is_rolled_back_on_its_p99() {
         run.transcript()
     );
     assert_eq!(report.failed, 0, "slow answers are still answers");
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_canary_judged_by_a_prometheus_query_is_rolled_back_at_its_first_step() {
+    // The share of v2's answers that are 5xx, from the demo app's own counters as a real
+    // Prometheus scraped them; no log rule at all.
+    let rules = "        inconclusive: hold\n        prometheus:\n          url: PROMETHEUS_URL\n          queries:\n            - query: '(sum(demo_responses_total{version=\"v2\",status=~\"5..\"}) or vector(0)) / sum(demo_responses_total{version=\"v2\"})'\n              max: 0.05\n";
+    let (run, report) = judged_canary(
+        "analysis-canary-prometheus",
+        "DEMO_ERROR_RATE: \"0.2\"",
+        rules,
+        0.05,
+    );
+    let outcome = format!("{:?}", run.outcome());
+    eprintln!(
+        "FAILED: {} requests of {} sent; rollout {:.1}s; {outcome}",
+        report.failed,
+        report.sent,
+        run.elapsed()
+    );
+    assert!(
+        outcome.contains("analysis failed at 10%: Prometheus:")
+            && outcome.contains("is above 0.05"),
+        "{outcome}\n{}",
+        run.transcript()
+    );
+    let failed: Vec<_> = report.failures().collect();
+    assert!(
+        failed
+            .iter()
+            .all(|r| r.status == Some(500) && r.version.as_deref() == Some("v2")),
+        "failures that are not v2's 500s: {failed:#?}"
+    );
 }

@@ -12,95 +12,10 @@ use rollout_analysis::judge::WindowVerdict;
 use rollout_analysis::prometheus::{read, Reading};
 use rollout_analysis::PrometheusAnalysis;
 use rollout_core::analysis::{AnalysisRules, MetricQuery, PrometheusRules};
+use rollout_e2e::free_port;
+use rollout_e2e::prometheus::Prometheus;
 use std::io::Write;
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-/// A Prometheus server on a free loopback port scraping `targets` every
-/// second, killed when dropped.
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(targets: &[u16]) -> Prometheus {
-        assert!(
-            Path::new(PROMETHEUS).exists(),
-            "{PROMETHEUS} is missing\nhint: cargo xtask setup (installs Debian's prometheus)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let list: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
-        let config = format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-             scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
-            list.join(", ")
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = free_port();
-        let child = Command::new(PROMETHEUS)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts");
-        let server = Prometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while get_status(port, "/-/ready") != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "prometheus was not ready in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    std::io::Read::read_exact(&mut s, &mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
 
 /// `n` GETs of `/` on one keep-alive connection; the statuses seen.
 fn load(app: &App, n: usize) -> Vec<u16> {
@@ -125,7 +40,10 @@ fn error_share(version: &str) -> String {
 async fn a_canary_is_judged_from_the_demo_apps_metrics_through_prometheus() {
     let old = App::start(&["--app-version", "v1"]);
     let new = App::start(&["--app-version", "v2", "--error-rate", "0.2"]);
-    let prometheus = Prometheus::start(&[old.port, new.port]);
+    let prometheus = Prometheus::scraping(&[
+        format!("127.0.0.1:{}", old.port),
+        format!("127.0.0.1:{}", new.port),
+    ]);
     let sent_old = load(&old, 200);
     let sent_new = load(&new, 200);
     assert!(sent_old.iter().all(|s| *s == 200));
