@@ -40,6 +40,8 @@
 //!   reads.
 //! - [`nginx`]: nginx seen from outside the tool: its processes, `nginx -t`, the files the
 //!   router may leave, the upstream's servers in the config file, watched during a run.
+//! - [`haproxy`]: a project with HAProxy in front, its load, and HAProxy's own runtime state
+//!   (`show servers state` through the relay in its container).
 //! - [`keepers`]: what the rollout keeps with the engine (lock, journal, saved revisions).
 //! - [`replay`]: the routes after each traffic change, replayed from the events.
 //! - [`verdict`]: no failed request, no upstream error, the load real, every old instance
@@ -50,6 +52,7 @@
 #![deny(missing_docs)]
 
 pub mod engine;
+pub mod haproxy;
 pub mod http;
 pub mod keepers;
 pub mod load;

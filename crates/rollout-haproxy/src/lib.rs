@@ -25,6 +25,8 @@
 //! - [`resolve`]: route targets to addresses and back.
 //! - [`router`]: [`HaproxyRouter`], the plan, the commands, the read back,
 //!   the undo and the drain.
+//! - [`lock`]: [`RuntimeLock`], the proxy lock every change is made under
+//!   (the store is the caller's).
 //!
 //! It knows nothing of Docker: the plugin gives it a channel and a resolver.
 //!
@@ -68,6 +70,7 @@ pub mod channel;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod lock;
 pub mod resolve;
 pub mod router;
 pub mod state;
@@ -75,5 +78,6 @@ pub mod state;
 pub use channel::{ChannelError, RuntimeChannel, TcpChannel, UnixChannel};
 pub use config::HaproxyConfig;
 pub use error::HaproxyError;
+pub use lock::RuntimeLock;
 pub use resolve::{Resolve, StaticResolver};
 pub use router::HaproxyRouter;

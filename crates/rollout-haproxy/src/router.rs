@@ -46,6 +46,7 @@ use crate::channel::RuntimeChannel;
 use crate::command::{AdminState, Command, Name, Weight};
 use crate::config::HaproxyConfig;
 use crate::error::HaproxyError;
+use crate::lock::RuntimeLock;
 use crate::resolve::Resolve;
 use crate::state::{parse_servers_state, parse_stat_sessions, Mode, ServerState};
 use async_trait::async_trait;
@@ -68,6 +69,7 @@ pub struct HaproxyRouter {
     backend: Name,
     slots: Vec<Name>,
     services: Vec<String>,
+    lock: Option<Arc<dyn RuntimeLock>>,
     inner: Mutex<Inner>,
 }
 
@@ -136,6 +138,7 @@ impl HaproxyRouter {
             backend,
             slots,
             services: Vec::new(),
+            lock: None,
             inner: Mutex::new(Inner::default()),
         };
         router.read_slots().await?;
@@ -149,6 +152,26 @@ impl HaproxyRouter {
     pub fn with_services(mut self, services: Vec<String>) -> Self {
         self.services = services;
         self
+    }
+
+    /// The same, making every change of the running HAProxy's state (each
+    /// apply, and the end of each drain) under `lock`.
+    pub fn with_lock(mut self, lock: Arc<dyn RuntimeLock>) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    async fn take_lock(&self) -> Result<(), RouterError> {
+        match &self.lock {
+            Some(lock) => lock.acquire().await,
+            None => Ok(()),
+        }
+    }
+
+    async fn give_back(&self) {
+        if let Some(lock) = &self.lock {
+            lock.release().await;
+        }
     }
 
     /// The backend's slot names, in the config's order.
@@ -507,7 +530,7 @@ impl HaproxyRouter {
         &self,
         watch: Vec<Drained>,
         timeout: Duration,
-    ) -> Result<DrainReport, HaproxyError> {
+    ) -> Result<DrainReport, RouterError> {
         let start = tokio::time::Instant::now();
         let mut report = DrainReport {
             waited_for: watch.iter().map(|d| self.describe(d)).collect(),
@@ -529,11 +552,19 @@ impl HaproxyRouter {
             }
             tokio::time::sleep(POLL.min(timeout.saturating_sub(start.elapsed()))).await;
         }
-        // Free the slots: still draining at the same address means still ours.
-        for (d, _) in self.still_draining(&watch).await? {
-            self.send(&self.set_state(&d.server, AdminState::Maint))
-                .await?;
+        // Free the slots, under the proxy lock: still draining at the same
+        // address means still ours (another rollout may have revived one).
+        self.take_lock().await?;
+        let freed = async {
+            for (d, _) in self.still_draining(&watch).await? {
+                self.send(&self.set_state(&d.server, AdminState::Maint))
+                    .await?;
+            }
+            Ok::<_, RouterError>(())
         }
+        .await;
+        self.give_back().await;
+        freed?;
         report.elapsed = start.elapsed();
         Ok(report)
     }
@@ -597,9 +628,18 @@ impl TrafficRouter for HaproxyRouter {
 
     async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError> {
         let mut inner = self.inner.lock().await;
-        let slots = self.read_slots().await?;
-        let steps = self.plan(change, &slots).await?;
-        self.execute(&slots, &steps).await?;
+        // Read, plan and change under the proxy lock: another rollout behind
+        // this HAProxy plans from the slots as this change left them.
+        self.take_lock().await?;
+        let changed = async {
+            let slots = self.read_slots().await?;
+            let steps = self.plan(change, &slots).await?;
+            self.execute(&slots, &steps).await?;
+            Ok::<_, RouterError>((slots, steps))
+        }
+        .await;
+        self.give_back().await;
+        let (slots, steps) = changed?;
         inner.generation += 1;
         let generation = inner.generation;
         let drained = steps

@@ -937,3 +937,125 @@ async fn a_service_whose_every_address_is_active_reads_back_by_its_name() {
         ]
     );
 }
+
+/// A proxy lock of one permit, counting how often it was taken.
+#[derive(Clone)]
+struct TestLock {
+    permit: Arc<Semaphore>,
+    taken: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TestLock {
+    fn new() -> Self {
+        Self {
+            permit: Arc::new(Semaphore::new(1)),
+            taken: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        }
+    }
+
+    fn held(&self) -> bool {
+        self.permit.available_permits() == 0
+    }
+}
+
+#[async_trait::async_trait]
+impl rollout_haproxy::RuntimeLock for TestLock {
+    async fn acquire(&self) -> Result<(), RouterError> {
+        self.permit.acquire().await.unwrap().forget();
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn release(&self) {
+        self.permit.add_permits(1);
+    }
+}
+
+/// A channel that fails the test's flag when a command that changes
+/// HAProxy's state is sent while the lock is not held.
+struct Watching {
+    inner: Arc<dyn RuntimeChannel>,
+    lock: TestLock,
+    unlocked: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl RuntimeChannel for Watching {
+    async fn send(&self, command: &Cmd) -> Result<String, rollout_haproxy::ChannelError> {
+        let reads = matches!(command, Cmd::ShowServersState { .. } | Cmd::ShowStat { .. });
+        if !reads && !self.lock.held() {
+            self.unlocked.store(true, Ordering::SeqCst);
+        }
+        self.inner.send(command).await
+    }
+
+    fn describe(&self) -> String {
+        format!("watching {}", self.inner.describe())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_is_made_under_the_proxy_lock_and_waits_for_its_holder() {
+    let (port, b) = backends(&["blue", "green"]).await;
+    let haproxy = Haproxy::start(4).await;
+    let lock = TestLock::new();
+    let unlocked = Arc::new(AtomicBool::new(false));
+    let router = Arc::new(
+        HaproxyRouter::open(
+            "haproxy-test",
+            &haproxy.config(),
+            "app",
+            Arc::new(Watching {
+                inner: haproxy.unix(),
+                lock: lock.clone(),
+                unlocked: unlocked.clone(),
+            }),
+            Arc::new(StaticResolver::new(port)),
+        )
+        .await
+        .unwrap()
+        .with_lock(Arc::new(lock.clone())),
+    );
+    router.apply(&set(vec![b[0].route(1)])).await.unwrap();
+    assert!(!lock.held(), "the lock was kept after the change");
+
+    // Another rollout holds the lock: the change waits for it, touching nothing.
+    lock.permit.acquire().await.unwrap().forget();
+    let r = router.clone();
+    let change = RouteChange {
+        set: vec![b[1].route(1)],
+        remove: vec![b[0].target()],
+    };
+    let waiting = tokio::spawn(async move { r.apply(&change).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the change did not wait for the lock"
+    );
+    let slots = haproxy.slots().await;
+    assert_eq!(slots[0].4, Mode::Active, "{slots:?}");
+    assert!(
+        slots[1..].iter().all(|s| s.4 == Mode::Maint),
+        "a slot changed under another holder's lock: {slots:?}"
+    );
+    lock.permit.add_permits(1);
+    let ticket = waiting.await.unwrap().unwrap();
+    router.drain(&ticket, Duration::from_secs(5)).await.unwrap();
+    let slots = haproxy.slots().await;
+    assert_eq!(
+        slots[0].4,
+        Mode::Maint,
+        "the drained slot was not freed: {slots:?}"
+    );
+    assert_eq!(
+        (slots[1].1.as_str(), slots[1].4),
+        (b[1].ip.as_str(), Mode::Active)
+    );
+    // Two applies and the end of a drain, each under the lock, each given back.
+    assert_eq!(lock.taken.load(Ordering::SeqCst), 3);
+    assert!(!lock.held());
+    assert!(
+        !unlocked.load(Ordering::SeqCst),
+        "a command that changes HAProxy was sent without the lock"
+    );
+}

@@ -219,7 +219,11 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let service = if name == "rolling" { "app" } else { "green" };
+        let service = if name == "rolling" || name == "haproxy" {
+            "app"
+        } else {
+            "green"
+        };
         let mut settings = project.settings(service).unwrap();
         settings.apply(overrides).unwrap();
         let image = settings.image.clone().unwrap();
@@ -228,8 +232,33 @@ mod tests {
             Arc::from(rollout_strategies::built_in(settings.strategy));
         let mut view = PlanView::new(settings.strategy, &plan);
         view.proxy = settings.proxy.clone();
+        view.proxy_kind = settings.proxy_kind;
         view.analysis = settings.analysis.clone();
         (plan, view, strategy)
+    }
+
+    #[test]
+    fn a_plan_behind_haproxy_names_haproxy_and_its_backend() {
+        let (plan, view, strategy) = example("haproxy", &Overrides::default());
+        let buf = Buf::default();
+        let code = run(
+            strategy,
+            &plan,
+            view,
+            assumed(),
+            OutputFormat::Text,
+            false,
+            buf.clone(),
+        );
+        assert_eq!(code, 0);
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            out.contains(
+                "  proxy:     HAProxy service haproxy, backend (found when the proxy is read)\n"
+            ),
+            "{out}"
+        );
+        assert!(!out.to_lowercase().contains("nginx"), "{out}");
     }
 
     #[test]

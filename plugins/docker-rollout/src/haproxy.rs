@@ -19,17 +19,41 @@
 use crate::cli::RolloutRequest;
 use crate::fail::Fail;
 use crate::live::{compose_cli, known_instances, Prepared, Wired};
+use rollout_core::error::RouterError;
 use rollout_core::router::{Route, RouteChange, Target};
 use rollout_core::strategy::{TrafficLayout, Verifier};
 use rollout_core::{ServiceRef, TrafficRouter};
 use rollout_docker::{
-    DockerBackend, DockerJournal, DockerResolver, Engine, ExecChannel, HealthProbe, ProxyContainer,
+    DockerBackend, DockerJournal, DockerProxyLock, DockerResolver, Engine, ExecChannel,
+    HealthProbe, ProxyContainer,
 };
 use rollout_haproxy::config::SocketAddress;
-use rollout_haproxy::{HaproxyConfig, HaproxyRouter};
+use rollout_haproxy::{HaproxyConfig, HaproxyRouter, RuntimeLock};
+use rollout_nginx::router::ProxyLocking;
 use rollout_nginx::verify::ProxyVerifier;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The proxy lock nginx's router takes (kept with the engine, keyed by
+/// project, proxy service and config path), taken around every change of
+/// the HAProxy's runtime state: rollouts of other services behind the same
+/// HAProxy (or the other colour) wait for each other's changes.
+struct HaproxyLock {
+    locking: ProxyLocking,
+    key: String,
+}
+
+#[async_trait::async_trait]
+impl RuntimeLock for HaproxyLock {
+    async fn acquire(&self) -> Result<(), RouterError> {
+        self.locking.take(&self.key).await
+    }
+
+    async fn release(&self) {
+        self.locking.give_back(&self.key).await;
+    }
+}
 
 /// The config path when `x-rollout.proxy_config` does not say (Debian's,
 /// and the `rollout-haproxy` image's).
@@ -139,6 +163,17 @@ pub async fn wire(
             )));
         };
         let name = find_backend(&config, settings.upstream.as_deref(), &names)?;
+        let lock = DockerProxyLock::new(engine.clone(), project, &proxy_service);
+        let mut locking = ProxyLocking::new(Arc::new(lock), rollout_strategies::lock_holder());
+        locking.timeout = req.lock_timeout;
+        locking.on_wait = Arc::new(|held| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "waiting for the proxy: another rollout changes its servers ({} since {})",
+                held.holder,
+                held.since
+            );
+        });
         let channel = ExecChannel::new(proxy.exec.clone(), proxy.name.clone(), path.clone());
         let resolver = DockerResolver::new(engine.clone(), project, &proxy.name, settings.port)
             .await
@@ -151,7 +186,11 @@ pub async fn wire(
             Arc::new(resolver),
         )
         .await?
-        .with_services(names.clone());
+        .with_services(names.clone())
+        .with_lock(Arc::new(HaproxyLock {
+            locking,
+            key: config_path.clone(),
+        }));
         Ok::<_, Fail>((router, proxy.clone(), name))
     };
     let (opened, target) = tokio::join!(

@@ -417,6 +417,7 @@ async fn dry_run(
     let plan = settings.plan(target);
     let mut view = plan::PlanView::new(settings.strategy, &plan);
     view.proxy = settings.proxy.clone();
+    view.proxy_kind = settings.proxy_kind;
     view.upstream = settings.upstream.clone();
     view.analysis = settings.analysis.clone();
     let format = req.output;

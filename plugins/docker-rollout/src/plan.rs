@@ -1,6 +1,7 @@
 //! The plan `--dry-run` prints: what the strategy will do, in what order,
 //! and the floor of serving capacity it keeps.
 
+use rollout_compose::ProxyKind;
 use rollout_core::analysis::AnalysisRules;
 use rollout_core::strategy::{Hold, Plan, TrafficLayout};
 use rollout_core::{format_duration, Revision, StrategyKind, UpdateConfig};
@@ -20,7 +21,10 @@ pub struct PlanView {
     pub current_source: String,
     /// The proxy service; `None` when the service has none in front.
     pub proxy: Option<String>,
-    /// The upstream, if known.
+    /// Which proxy it is (nginx unless said; left out of the JSON then).
+    #[serde(skip_serializing_if = "ProxyKind::is_nginx")]
+    pub proxy_kind: ProxyKind,
+    /// The upstream (nginx) or backend (HAProxy), if known.
     pub upstream: Option<String>,
     /// Rolling: how many slots each round replaces (workers at once).
     pub rounds: Vec<usize>,
@@ -61,6 +65,7 @@ impl PlanView {
             current_instances: 0,
             current_source: String::new(),
             proxy: None,
+            proxy_kind: ProxyKind::Nginx,
             upstream: None,
             rounds,
             capacity_floor: strategy.update_floor(plan),
@@ -106,9 +111,13 @@ impl PlanView {
             }
         }
         if let Some(proxy) = &self.proxy {
+            let (kind, block) = match self.proxy_kind {
+                ProxyKind::Nginx => ("nginx", "upstream"),
+                ProxyKind::Haproxy => ("HAProxy", "backend"),
+            };
             let _ = writeln!(
                 s,
-                "  proxy:     nginx service {proxy}, upstream {}",
+                "  proxy:     {kind} service {proxy}, {block} {}",
                 self.upstream
                     .as_deref()
                     .unwrap_or("(found when the proxy is read)")

@@ -19,10 +19,11 @@
 
 use rollout_core::router::Target;
 use rollout_core::Event;
+use rollout_e2e::haproxy::haproxy_project;
 use rollout_e2e::load::{mix, wait_ok};
 use rollout_e2e::{
-    docker, images, require_engine, require_images, wait_http, workspace_binary, Clock, DemoStack,
-    Ended, PluginDir, Project, Running, NGINX_IMAGE,
+    blue_green_example, docker, images, require_engine, require_images, wait_http,
+    workspace_binary, Clock, DemoStack, Ended, PluginDir, Project, Running, NGINX_IMAGE,
 };
 use rollout_load::{Class, Report};
 use std::collections::BTreeMap;
@@ -42,6 +43,8 @@ enum Method {
     DownUp,
     Recreate,
     Rollout,
+    /// `docker rollout` with HAProxy in front instead of nginx (`--proxy haproxy`).
+    RolloutHaproxy,
 }
 
 impl Method {
@@ -50,6 +53,7 @@ impl Method {
             Method::DownUp => "down/up",
             Method::Recreate => "compose recreate",
             Method::Rollout => "docker rollout",
+            Method::RolloutHaproxy => "rollout (haproxy)",
         }
     }
 }
@@ -144,25 +148,62 @@ struct Overhead {
     breakdown: Vec<(&'static str, f64)>,
 }
 
-fn run_one(method: Method, plugins: &PluginDir) -> Figures {
-    let mut p = Project::new(&format!("bench-{}", method.name().replace(['/', ' '], "-")));
-    DemoStack::new(images::V1, 6).write_to(&p);
-    p.write("docker-compose.override.yml", SEED_UPDATE);
+/// The seed's six replicas and `update_config` behind the `rollout-haproxy:2.6` image with
+/// the example's config, routed by a first `docker rollout app` (HAProxy starts with empty
+/// slots).
+fn haproxy_stack(slug: &str, plugins: &PluginDir) -> Project {
+    let app = "  app:\n    image: ${APP_IMAGE:-rollout-demo:v1}\n    deploy:\n      replicas: 6\n      update_config:\n        parallelism: 2\n        delay: 10s\n        failure_action: rollback\n        monitor: 30s\n        max_failure_ratio: 0.3\n";
+    let p = haproxy_project(slug, app, &[images::V1, images::V2]);
     p.up();
     p.wait_healthy("app", 6, Duration::from_secs(90));
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
-        a.status == 200
-    });
+    let mut cmd = p.rollout_command(plugins);
+    cmd.args(["app", "--output", "json"]);
+    let first = Running::spawn(cmd, Clock::start(), false).wait(Duration::from_secs(120));
+    assert_eq!(
+        first.code,
+        Some(0),
+        "routing the v1 instances: {}",
+        first.stderr
+    );
+    p
+}
+
+/// Where the load goes: the proxy's container address (no userland proxy in the
+/// measurement), except for down/up, which recreates nginx: its published port.
+fn target(p: &Project, method: Method) -> std::net::SocketAddr {
+    match method {
+        Method::DownUp => p.port("nginx", 80),
+        Method::RolloutHaproxy => p.container_address("haproxy", 80),
+        _ => p.container_address("nginx", 80),
+    }
+}
+
+fn run_one(method: Method, plugins: &PluginDir) -> Figures {
+    let slug = format!("bench-{}", method.name().replace(['/', ' ', '(', ')'], "-"));
+    let mut p = if method == Method::RolloutHaproxy {
+        haproxy_stack(&slug, plugins)
+    } else {
+        let p = Project::new(&slug);
+        DemoStack::new(images::V1, 6).write_to(&p);
+        p.write("docker-compose.override.yml", SEED_UPDATE);
+        p.up();
+        p.wait_healthy("app", 6, Duration::from_secs(90));
+        p
+    };
+    let at = target(&p, method);
+    wait_http(at, "/", Duration::from_secs(30), |a| a.status == 200);
     let bench_mix = |c: &mut rollout_load::LoadConfig| {
         mix(c, Duration::from_secs(600));
         c.post_delay = Duration::from_millis(100);
     };
-    // Through nginx's container address (no userland proxy in the measurement), except for
-    // down/up, which recreates nginx: through the published port, which outlives it.
-    let load = if method == Method::DownUp {
-        p.start_load_published(bench_mix)
-    } else {
-        p.start_load(bench_mix)
+    let load = match method {
+        Method::DownUp => p.start_load_published(bench_mix),
+        Method::RolloutHaproxy => {
+            let mut c = rollout_load::LoadConfig::new(at);
+            bench_mix(&mut c);
+            rollout_load::LoadHandle::start(c).expect("the load starts")
+        }
+        _ => p.start_load(bench_mix),
     };
     wait_ok(&load, 750, Duration::from_secs(30));
     let steady_from = load.mark("steady-start");
@@ -180,7 +221,7 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
         Method::Recreate => {
             p.compose(&["up", "-d"]);
         }
-        Method::Rollout => {
+        Method::Rollout | Method::RolloutHaproxy => {
             let mut cmd = p.rollout_command(plugins);
             cmd.args(["app", "--output", "json"]);
             // Stamped from the rollout's start (the `update-start` mark).
@@ -189,7 +230,7 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
         }
     }
     let end = load.mark("update-end");
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(60), |a| {
+    wait_http(target(&p, method), "/", Duration::from_secs(60), |a| {
         a.version.as_deref() == Some("v2")
     });
     let recovered = load.mark("serving-v2");
@@ -412,14 +453,125 @@ fn breakdown(
     ]
 }
 
+/// The switch back of a blue-green pair (two replicas each) behind `proxy` under the same
+/// load: `docker rollout green`, then `docker rollout blue`; seconds from that command's
+/// start to the end of the first answer blue gave to a request sent after it. Also the
+/// stale keep-alive retries over both switches.
+fn switch_back(proxy: &str, plugins: &PluginDir) -> (f64, u64) {
+    let slug = format!("bench-switch-{proxy}");
+    let p = if proxy == "haproxy" {
+        let colours = format!(
+            "  blue:\n    image: {}\n    deploy:\n      replicas: 2\n  green:\n    image: {}\n    deploy:\n      replicas: 2\n",
+            images::V1,
+            images::V2
+        );
+        let p = haproxy_project(&slug, &colours, &[images::V1, images::V2]);
+        p.up();
+        p.wait_healthy("blue", 2, Duration::from_secs(60));
+        p.wait_healthy("green", 2, Duration::from_secs(60));
+        p
+    } else {
+        blue_green_example(&slug, 2)
+    };
+    let rollout = |service: &str, clock: Clock| {
+        let mut cmd = p.rollout_command(plugins);
+        cmd.args([service, "--output", "json"]);
+        let r = Running::spawn(cmd, clock, false).wait(Duration::from_secs(120));
+        assert_eq!(r.code, Some(0), "docker rollout {service}: {}", r.stderr);
+        r
+    };
+    if proxy == "haproxy" {
+        // HAProxy starts with empty slots: blue is routed first.
+        rollout("blue", Clock::start());
+    }
+    let mut c = rollout_load::LoadConfig::new(p.container_address(proxy, 80));
+    mix(&mut c, Duration::from_secs(300));
+    c.post_delay = Duration::from_millis(100);
+    let load = rollout_load::LoadHandle::start(c).expect("the load starts");
+    wait_ok(&load, 750, Duration::from_secs(30));
+    rollout("green", Clock::of(&load));
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let back = rollout("blue", Clock::of(&load));
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let report = load.stop().unwrap();
+    let first_blue = report
+        .requests
+        .iter()
+        .filter(|r| r.t >= back.started_at && r.version.as_deref() == Some("v1"))
+        .map(|r| r.end())
+        .fold(f64::INFINITY, f64::min);
+    (first_blue - back.started_at, report.stale_retries)
+}
+
+/// The overhead line of a `docker rollout` run: its wall time against what the settings
+/// and the app impose. Returns the overhead's share of the wall time, in percent.
+fn print_overhead(ours: &Figures) -> f64 {
+    let o = ours.overhead.as_ref().unwrap();
+    let overhead = ours.wall_s - o.imposed_s;
+    let share = overhead / ours.wall_s * 100.0;
+    let round = |v: &[f64]| {
+        v.iter()
+            .map(|h| (h * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
+    };
+    println!(
+        "{}: exit {:?}; wall {:.1}s, imposed {:.1}s (time to healthy {:?} s; drains {:?} s; delays {DELAY_S}s x {}; monitor {MONITOR_S}s), overhead {:.1}s = {:.1} % of wall time",
+        ours.method.name(),
+        ours.exit,
+        ours.wall_s,
+        o.imposed_s,
+        round(&o.healthy_s),
+        round(&o.drains_s),
+        (o.healthy_s.len().max(o.drains_s.len()))
+            .div_ceil(PARALLELISM)
+            .saturating_sub(1),
+        overhead,
+        share
+    );
+    println!(
+        "  where the tool's own time went (summed over slots, 2 run at once): {}",
+        o.breakdown
+            .iter()
+            .map(|(what, s)| format!("{what} {s:.1}s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    share
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let with_haproxy = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => false,
+        ["--proxy", "haproxy"] => true,
+        other => {
+            eprintln!("bench-rollout: unknown arguments {other:?} (only `--proxy haproxy`)");
+            std::process::exit(2);
+        }
+    };
     require_engine();
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
     let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
+    let mut methods = vec![Method::DownUp, Method::Recreate, Method::Rollout];
+    if with_haproxy {
+        methods.push(Method::RolloutHaproxy);
+    }
     let mut all = Vec::new();
-    for m in [Method::DownUp, Method::Recreate, Method::Rollout] {
+    for m in methods {
         eprintln!("bench rollout: {} ...", m.name());
         all.push(run_one(m, &plugins));
+    }
+    let mut switches = Vec::new();
+    if with_haproxy {
+        for proxy in ["nginx", "haproxy"] {
+            eprintln!("bench rollout: switch back behind {proxy} ...");
+            switches.push((proxy, switch_back(proxy, &plugins)));
+        }
     }
     println!(
         "bench rollout: 6 replicas v1 -> v2, seed's update_config (parallelism 2, delay 10s, monitor 30s), load 250 req/s (5 % slow GETs of 2 s, 5 % POSTs, 20 % new connections), 15 s steady state first"
@@ -428,9 +580,7 @@ fn main() {
         "{:<18} {:>7} {:>7} {:>9} {:>6}  p99 ms steady -> update (fast | slow | post)",
         "method", "wall s", "failed", "upstream", "stale"
     );
-    let mut by: BTreeMap<&str, &Figures> = BTreeMap::new();
     for f in &all {
-        by.insert(f.method.name(), f);
         let p: Vec<String> = f
             .p99
             .iter()
@@ -446,47 +596,24 @@ fn main() {
             p.join(" | ")
         );
     }
-    let ours = all.iter().find(|f| f.method == Method::Rollout).unwrap();
-    let o = ours.overhead.as_ref().unwrap();
-    let overhead = ours.wall_s - o.imposed_s;
-    let share = overhead / ours.wall_s * 100.0;
-    println!(
-        "docker rollout: exit {:?}; wall {:.1}s, imposed {:.1}s (time to healthy {:?} s; drains {:?} s; delays {DELAY_S}s x {}; monitor {MONITOR_S}s), overhead {:.1}s = {:.1} % of wall time",
-        ours.exit,
-        ours.wall_s,
-        o.imposed_s,
-        o.healthy_s
-            .iter()
-            .map(|h| (h * 100.0).round() / 100.0)
-            .collect::<Vec<_>>(),
-        o.drains_s
-            .iter()
-            .map(|h| (h * 100.0).round() / 100.0)
-            .collect::<Vec<_>>(),
-        (o.healthy_s.len().max(o.drains_s.len()))
-            .div_ceil(PARALLELISM)
-            .saturating_sub(1),
-        overhead,
-        share
-    );
-    println!(
-        "where the tool's own time went (summed over slots, 2 run at once): {}",
-        o.breakdown
-            .iter()
-            .map(|(what, s)| format!("{what} {s:.1}s"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let fast = ours.p99.iter().find(|p| p.0 == Class::Fast).unwrap();
-    let ratio = fast.2 / fast.1;
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    println!(
-        "targets: 0 failed: {} ({}); 0 upstream errors: {} ({}); overhead under 10 %: {} ({share:.1} %); fast p99 within 1.2x steady: {} ({ratio:.2}x)",
-        verdict(ours.failed == 0),
-        ours.failed,
-        verdict(ours.upstream_errors == 0),
-        ours.upstream_errors,
-        verdict(share < 10.0),
-        verdict(ratio <= 1.2)
-    );
+    for ours in all.iter().filter(|f| f.overhead.is_some()) {
+        let share = print_overhead(ours);
+        let fast = ours.p99.iter().find(|p| p.0 == Class::Fast).unwrap();
+        let ratio = fast.2 / fast.1;
+        println!(
+            "  targets: 0 failed: {} ({}); 0 upstream errors: {} ({}); overhead under 10 %: {} ({share:.1} %); fast p99 within 1.2x steady: {} ({ratio:.2}x)",
+            verdict(ours.failed == 0),
+            ours.failed,
+            verdict(ours.upstream_errors == 0),
+            ours.upstream_errors,
+            verdict(share < 10.0),
+            verdict(ratio <= 1.2)
+        );
+    }
+    for (proxy, (seconds, stale)) in &switches {
+        println!(
+            "switch back behind {proxy} (blue-green, 2 + 2 replicas): {seconds:.3}s from `docker rollout blue` to blue's first answer; {stale} stale keep-alive retries over both switches"
+        );
+    }
 }

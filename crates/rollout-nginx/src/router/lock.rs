@@ -47,6 +47,20 @@ impl ProxyLocking {
     }
 }
 
+impl ProxyLocking {
+    /// Takes the lock of `key` (a config path) as a change does, waiting
+    /// for another holder up to the timeout: for another router of the same
+    /// proxy (HAProxy's, whose changes go through its runtime API).
+    pub async fn take(&self, key: &str) -> Result<(), RouterError> {
+        acquire(Some(self), key).await
+    }
+
+    /// Gives the lock of `key` back, as a change does when it is done.
+    pub async fn give_back(&self, key: &str) {
+        release(Some(self), key).await;
+    }
+}
+
 impl std::fmt::Debug for ProxyLocking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyLocking")
