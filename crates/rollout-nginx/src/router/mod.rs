@@ -163,6 +163,7 @@ mod procs;
 mod recovery;
 
 pub use lock::{OnWait, ProxyLocking};
+pub use recovery::torn;
 
 use crate::proxy::{ExecOutput, Proxy, ProxyError};
 use async_trait::async_trait;
