@@ -502,7 +502,10 @@ fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
     let stdout = events.stdout.take().unwrap();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });

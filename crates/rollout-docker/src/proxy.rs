@@ -20,11 +20,11 @@
 
 use crate::engine::{status, Engine};
 use crate::labels;
+use crate::proxyfiles::{download, write_through_engine, EngineJournal};
 use crate::tar;
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
-use crate::proxyfiles::{download, write_through_engine, EngineJournal};
 use bollard::models::{ContainerInspectResponse, ExecConfig};
 use bollard::query_parameters::{ListContainersOptions, UploadToContainerOptions};
 use futures::StreamExt;

@@ -192,7 +192,12 @@ pub(crate) async fn write_through_engine(
         let code = match waited.next().await {
             Some(Ok(r)) => r.status_code,
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-            Some(Err(e)) => return Err(error(format!("waiting for the writer: {}", engine.error(e)))),
+            Some(Err(e)) => {
+                return Err(error(format!(
+                    "waiting for the writer: {}",
+                    engine.error(e)
+                )))
+            }
             None => return Err(error("the engine did not say how the writer ended".into())),
         };
         if code != 0 {
@@ -312,7 +317,10 @@ impl EngineJournal {
 
     /// The journal containers of `path`, as (name, tag, previous seal, next
     /// seal).
-    async fn records(&self, path: &str) -> Result<Vec<(String, String, String, String)>, ProxyError> {
+    async fn records(
+        &self,
+        path: &str,
+    ) -> Result<Vec<(String, String, String, String)>, ProxyError> {
         let found = keeper::list(
             &self.engine,
             JOURNAL_KIND,
@@ -520,7 +528,10 @@ async fn remove_dead_writers(engine: &Engine, project: &str) -> Result<(), Backe
                 format!("{}={project}", labels::OUR_PROJECT),
             ],
         ),
-        ("status".to_string(), vec!["exited".to_string(), "created".to_string()]),
+        (
+            "status".to_string(),
+            vec!["exited".to_string(), "created".to_string()],
+        ),
     ]);
     let options = ListContainersOptions {
         all: true,
