@@ -510,7 +510,7 @@ fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
         }
     });
     p.set_env("WEB_IMAGE", images::V2);
-    let first = start(&p, &plugins, "web", clock.clone());
+    let first = start(&p, &plugins, "web", clock);
     let writer = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("no writer started");
