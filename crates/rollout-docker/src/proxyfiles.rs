@@ -26,7 +26,8 @@ use crate::labels;
 use crate::tar;
 use async_trait::async_trait;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountPoint, MountType,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummaryStateEnum, HostConfig, Mount,
+    MountPoint, MountType,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions, LogsOptions,
@@ -468,7 +469,18 @@ pub async fn revive(
     remove_dead_writers(engine, &service.project).await?;
     let mut notes = Vec::new();
     for c in found {
-        if c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running") {
+        // Only a container that stopped (or was never started) is revived;
+        // a one-off `run` container is no replica.
+        let stopped = matches!(
+            c.state,
+            Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::CREATED)
+        );
+        let oneoff = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::ONEOFF))
+            .is_some_and(|v| v == "True");
+        if !stopped || oneoff {
             continue;
         }
         let Some(name) = c
