@@ -511,6 +511,7 @@ fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
     });
     p.set_env("WEB_IMAGE", images::V2);
     let first = start(&p, &plugins, "web", clock);
+    let plugin_pid = first.plugin_pid();
     let writer = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("no writer started");
@@ -518,7 +519,6 @@ fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
     let _ = events.wait();
     // Between the write and the reload: the plugin is frozen as the writer starts, the writer
     // finishes the write on its own, then the plugin is killed.
-    let plugin_pid = first.plugin_pid();
     let stopped = Command::new("kill")
         .args(["-STOP", &plugin_pid.to_string()])
         .status()
@@ -635,14 +635,15 @@ fn proxy_file_on_a_remote_engine_is_edited_there_not_on_the_client() {
     .arg(&conf_path)
     .arg(rollout.get_program())
     .args(rollout.get_args())
-    .args(["web", "--output", "json"])
-    .env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"));
+    .args(["web", "--output", "json"]);
     for (k, v) in rollout.get_envs() {
         match v {
             Some(v) => cmd.env(k, v),
             None => cmd.env_remove(k),
         };
     }
+    cmd.env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
+        .env_remove("DOCKER_CONTEXT");
     if let Some(dir) = rollout.get_current_dir() {
         cmd.current_dir(dir);
     }
