@@ -555,6 +555,24 @@ fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
     publish(SUITE, "torn-restart", &report, &[&first, &second]);
     counts("torn write and restart", &report);
     assert_exit(&second, 0, "web after the torn write");
+    // Requests fail only while nginx is down (from the restart until the second run starts
+    // it): from the second run's first traffic change on, none; no upstream error at all.
+    assert_eq!(report.upstream_errors.total, 0, "upstream errors");
+    let revived = second
+        .traffic_changes()
+        .next()
+        .expect("the second run changed traffic")
+        .at;
+    for class in rollout_load::Class::ALL {
+        let after = report.class_stats(class, revived, second.returned_at);
+        eprintln!(
+            "{} from the second run's first traffic change: {} sent, {} failed",
+            class.name(),
+            after.sent,
+            after.failed
+        );
+        assert!(after.sent > 0 && after.failed == 0, "{}", class.name());
+    }
     assert!(
         second.stderr.contains("previous bytes were put back")
             && second.stderr.contains("it was started"),
