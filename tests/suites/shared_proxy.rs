@@ -442,3 +442,255 @@ fn a_dead_holders_lock_is_released_by_unlock_and_a_second_rollout_is_busy() {
     assert_eq!(p.running_images("web"), vec![images::V2.to_string(); 2]);
     assert!(!has_lock());
 }
+
+/// The state of container `id` (`running`, `exited`), or `gone`.
+fn state_of(id: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "--format", "{{.State.Status}}", id])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return "gone".into();
+    }
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits until container `id` is in one of `states`.
+fn wait_state(id: &str, states: &[&str], timeout: Duration) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let s = state_of(id);
+        if states.contains(&s.as_str()) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} is {s}, not {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
+    let plugins = plugin();
+    let mut p = two_services("shared-torn-restart");
+    let nginx = p.running("nginx");
+    let conf = p.read("nginx.conf");
+    let load = load_on(&p, 80);
+    wait_ok(&load, 500, Duration::from_secs(30));
+    let clock = Clock::of(&load);
+    // The plugin writes the live file through a short-lived writer container: the first one
+    // to start is the first commit's write, after its journal was kept with the engine.
+    let mut events = Command::new("docker")
+        .args([
+            "events",
+            "--filter",
+            &format!("label=io.rollout.project={}", p.name()),
+            "--filter",
+            "label=io.rollout.kind=proxywrite",
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.ID}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = events.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    p.set_env("WEB_IMAGE", images::V2);
+    let first = start(&p, &plugins, "web", clock);
+    let plugin_pid = first.plugin_pid();
+    let writer = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("no writer started");
+    let _ = events.kill();
+    let _ = events.wait();
+    // Between the write and the reload: the plugin is frozen as the writer starts, the writer
+    // finishes the write on its own, then the plugin is killed.
+    let stopped = Command::new("kill")
+        .args(["-STOP", &plugin_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    wait_state(&writer, &["exited"], Duration::from_secs(30));
+    first.signal("KILL", Whom::Plugin);
+    let first = first.wait(Duration::from_secs(30));
+    assert!(first.outcome().is_none(), "{}", first.transcript());
+    let written = p.read("nginx.conf");
+    assert!(
+        written.len() > conf.len() && written != conf,
+        "the first write did not land:\n{written}"
+    );
+    // A torn write: the start of the new bytes, cut before their end.
+    let cut = conf.len() + (written.len() - conf.len()) / 2;
+    p.write("nginx.conf", &written[..cut]);
+    let restart = Command::new("docker")
+        .args(["restart", "-t", "1", &nginx.id])
+        .output()
+        .unwrap();
+    eprintln!(
+        "docker restart: {:?} {}",
+        restart.status.code(),
+        String::from_utf8_lossy(&restart.stderr).trim()
+    );
+    let down = wait_state(&nginx.id, &["exited"], Duration::from_secs(30));
+    eprintln!("the proxy after the restart: {down}");
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["web", "--output", "json"]);
+    let second = run_rollout(cmd, clock, LIMIT);
+    wait_ok(&load, 250, Duration::from_secs(30));
+    let report = load.stop().unwrap();
+    publish(SUITE, "torn-restart", &report, &[&first, &second]);
+    counts("torn write and restart", &report);
+    assert_exit(&second, 0, "web after the torn write");
+    // Requests fail only while nginx is down (from the restart until the second run starts
+    // it): from the second run's first traffic change on, none; no upstream error at all.
+    assert_eq!(report.upstream_errors.total, 0, "upstream errors");
+    let revived = second
+        .traffic_changes()
+        .next()
+        .expect("the second run changed traffic")
+        .at;
+    for class in rollout_load::Class::ALL {
+        let after = report.class_stats(class, revived, second.returned_at);
+        eprintln!(
+            "{} from the second run's first traffic change: {} sent, {} failed",
+            class.name(),
+            after.sent,
+            after.failed
+        );
+        assert!(after.sent > 0 && after.failed == 0, "{}", class.name());
+    }
+    assert!(
+        second.stderr.contains("previous bytes were put back")
+            && second.stderr.contains("it was started"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(state_of(&nginx.id), "running");
+    assert_eq!(p.read("nginx.conf"), conf, "the config ends at rest");
+    let left: Vec<_> = keepers(p.name())
+        .into_iter()
+        .filter(|k| k.kind == "proxyjournal" || k.kind == "proxywrite")
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+    wait_http(
+        p.container_address("nginx", 80),
+        "/",
+        Duration::from_secs(10),
+        |a| a.status == 200,
+    );
+}
+
+/// A TCP listener on a loopback port that forwards every connection to the engine's unix
+/// socket: an engine reached as a remote one is (`DOCKER_HOST=tcp://127.0.0.1:PORT`).
+fn engine_over_tcp() -> u16 {
+    use std::net::{Shutdown, TcpListener};
+    use std::os::unix::net::UnixStream;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().map_while(Result::ok) {
+            let Ok(unix) = UnixStream::connect("/var/run/docker.sock") else {
+                continue;
+            };
+            let (mut tcp_in, mut unix_out) = (tcp.try_clone().unwrap(), unix.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut tcp_in, &mut unix_out);
+                let _ = unix_out.shutdown(Shutdown::Write);
+            });
+            let (mut unix_in, mut tcp_out) = (unix, tcp);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut unix_in, &mut tcp_out);
+                let _ = tcp_out.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn proxy_file_on_a_remote_engine_is_edited_there_not_on_the_client() {
+    let plugins = plugin();
+    let mut p = two_services("shared-remote-engine");
+    let conf_path = p.dir().join("nginx.conf");
+    let conf = p.read("nginx.conf");
+    // The client's own file at the same path: another file, in the plugin's mount namespace.
+    let client_bytes = "# the client's file: never to be written\n";
+    let client_file = p.dir().join("client-nginx.conf");
+    std::fs::write(&client_file, client_bytes).unwrap();
+    let port = engine_over_tcp();
+    let load = load_on(&p, 80);
+    wait_ok(&load, 500, Duration::from_secs(30));
+    let clock = Clock::of(&load);
+    p.set_env("WEB_IMAGE", images::V2);
+    let rollout = p.rollout_command(&plugins);
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        // Shows the client's view first, so the log says which file the client sees.
+        r#"mount --bind "$1" "$2" && head -n 1 "$2" >&2 && shift 2 && exec "$@""#,
+        "sh",
+    ])
+    .arg(&client_file)
+    .arg(&conf_path)
+    .arg(rollout.get_program())
+    .args(rollout.get_args())
+    .args(["web", "--output", "json"]);
+    for (k, v) in rollout.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
+        .env_remove("DOCKER_CONTEXT");
+    if let Some(dir) = rollout.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    let mut running = Running::spawn(cmd, clock, false);
+    // While it runs, the engine's file carries the rollout's edit at some point.
+    let edited = running.wait_event("traffic-changed", LIMIT);
+    let during = p.read("nginx.conf");
+    let run = running.wait(LIMIT);
+    wait_ok(&load, 250, Duration::from_secs(30));
+    let report = load.stop().unwrap();
+    publish(SUITE, "remote-engine", &report, &[&run]);
+    counts("remote engine", &report);
+    assert_exit(&run, 0, "web over tcp");
+    assert!(
+        run.stderr.contains("the client's file"),
+        "the plugin did not see the client's file: {}",
+        run.stderr
+    );
+    assert_no_failure(&report);
+    assert_clean_during(&report, &[&run]);
+    assert_eq!(
+        std::fs::read_to_string(&client_file).unwrap(),
+        client_bytes,
+        "the client's file was written"
+    );
+    eprintln!("first change at {:.2} s", edited.at);
+    assert!(
+        during != conf && upstream_servers(&during, "web").unwrap() != vec!["web:8000"],
+        "the engine's file was not edited during the rollout:\n{during}"
+    );
+    assert_eq!(p.read("nginx.conf"), conf, "the engine's file ends at rest");
+}

@@ -51,6 +51,8 @@ pub const V1_SUBSET: &[&str] = &[
     "workers a_worker_with_no_proxy_is_rolled_one_at_a_time_each_old_one_finishing_its_work",
     "init init_then_a_rolling_update_fails_no_request",
     "shared_proxy two_services_behind_one_nginx_roll_out_at_once",
+    "shared_proxy proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it",
+    "shared_proxy proxy_file_on_a_remote_engine_is_edited_there_not_on_the_client",
     "images a_build_only_service_is_rolled_out_to_the_image_compose_built",
 ];
 

@@ -45,7 +45,10 @@
 //!   asks; a service Compose builds is built by the Compose tool
 //!   ([`ComposeCli::build`]).
 //! - **The proxy is reached through the engine too**: commands by exec, its
-//!   config file through the host file of its bind mount ([`proxy`]); an
+//!   config file written in the source of its mount by a short-lived
+//!   container of the proxy's image, so the engine's own file is edited
+//!   even when the engine is remote, and the journal of its commits kept
+//!   with the engine ([`proxy`], [`proxyfiles`]); an
 //!   HAProxy's runtime API by exec of our relay in its container, and its
 //!   servers' addresses from the containers' networks ([`haproxy`]).
 //!
@@ -67,6 +70,7 @@ pub mod keeper;
 pub mod labels;
 pub mod lock;
 pub mod proxy;
+pub mod proxyfiles;
 pub mod pull;
 pub mod spec;
 mod tar;
@@ -81,4 +85,5 @@ pub use haproxy::{DockerResolver, ExecChannel};
 pub use journal::DockerJournal;
 pub use lock::DockerProxyLock;
 pub use proxy::{ProxyContainer, ProxyServiceError};
+pub use proxyfiles::{revive, EngineJournal};
 pub use pull::{ensure_image, PullError, PullProgress, Pulled, Reference};

@@ -2,36 +2,36 @@
 //!
 //! - Commands run by exec. The output stream ending says nothing about
 //!   success: the exit code comes from inspecting the exec afterwards.
-//! - The live config file is written **in place on the host file of its
-//!   mount**. The seed bind-mounts a single file read-only
-//!   (`./nginx.conf:/etc/nginx/nginx.conf:ro`): the container cannot write
-//!   it, and a file renamed over the host file would never be seen (the
-//!   mount pins the inode). Writing the host file's bytes in place (same
-//!   inode) is the one write the container sees. A config that is on no
-//!   mount at all lives only in the container's own layer and would be lost
-//!   when Compose recreates it, so it is refused with a hint.
+//! - The live config file is written **in place in the source of its
+//!   mount, on the engine's machine**, by a short-lived container of the
+//!   proxy's image that mounts that source ([`crate::proxyfiles`]): the seed
+//!   bind-mounts a single file read-only
+//!   (`./nginx.conf:/etc/nginx/nginx.conf:ro`), so the proxy cannot write
+//!   it, and a file renamed over the source would never be seen (the mount
+//!   pins the inode). No path on this machine is opened, so a remote engine
+//!   writes its own file. A config that is on no mount at all lives only in
+//!   the container's own layer and would be lost when Compose recreates it,
+//!   so it is refused with a hint.
 //! - The candidate beside it is uploaded into the container (the archive
-//!   endpoint, as `docker cp` does), where `nginx -t -c` checks it.
-//!
-//! Writing the host file needs this machine to see the engine's files: true
-//! for a local engine, not for a remote one (that is refused with a hint).
+//!   endpoint, as `docker cp` does), where `nginx -t -c` checks it; files
+//!   are read through the same endpoint.
+//! - The commits' journals of the replicas of a Compose service are kept
+//!   with the engine ([`EngineJournal`]).
 
 use crate::engine::{status, Engine};
 use crate::labels;
+use crate::proxyfiles::{download, write_through_engine, EngineJournal};
 use crate::tar;
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
-use bollard::models::{ContainerInspectResponse, ExecConfig, MountPoint};
-use bollard::query_parameters::{
-    DownloadFromContainerOptions, ListContainersOptions, UploadToContainerOptions,
-};
+use bollard::models::{ContainerInspectResponse, ExecConfig};
+use bollard::query_parameters::{ListContainersOptions, UploadToContainerOptions};
 use futures::StreamExt;
 use rollout_core::{BackendError, ServiceRef};
 use rollout_nginx::proxy::{ConfigStore, ExecOutput, Proxy, ProxyError, ProxyExec};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why the proxy replicas of a service could not be found.
@@ -56,10 +56,9 @@ pub struct ProxyContainer {
     engine: Engine,
     container: String,
     timeout: Duration,
-    /// Proxy paths whose host file is known to be the one the container
-    /// reads (a write there was read back through the engine): later reads
-    /// and writes go to the host file directly.
-    host_files: Arc<Mutex<HashMap<String, PathBuf>>>,
+    /// The proxy service it is a replica of: its commits' journals are then
+    /// kept with the engine.
+    service: Option<ServiceRef>,
 }
 
 impl ProxyContainer {
@@ -69,7 +68,7 @@ impl ProxyContainer {
             engine,
             container: container.into(),
             timeout: Duration::from_secs(30),
-            host_files: Arc::new(Mutex::new(HashMap::new())),
+            service: None,
         }
     }
 
@@ -113,17 +112,28 @@ impl ProxyContainer {
             .into_iter()
             .filter_map(|c| {
                 let name = c.names?.first()?.trim_start_matches('/').to_string();
-                Some(ProxyContainer::new(engine.clone(), name).proxy())
+                let mut container = ProxyContainer::new(engine.clone(), name);
+                container.service = Some(service.clone());
+                Some(container.proxy())
             })
             .collect();
         proxies.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(proxies)
     }
 
-    /// This container as a [`Proxy`] of the nginx router.
+    /// This container as a [`Proxy`] of the nginx router (with its
+    /// journal kept with the engine when it is a replica of a service).
     pub fn proxy(self) -> Proxy {
+        let journal = self
+            .service
+            .as_ref()
+            .map(|s| EngineJournal::new(self.engine.clone(), s, self.container.clone()));
         let shared = Arc::new(self);
-        Proxy::new(shared.container.clone(), shared.clone(), shared)
+        let proxy = Proxy::new(shared.container.clone(), shared.clone(), shared);
+        match journal {
+            Some(journal) => proxy.with_journal(Arc::new(journal)),
+            None => proxy,
+        }
     }
 
     async fn running(&self, program: &str) -> Result<ContainerInspectResponse, ProxyError> {
@@ -157,53 +167,6 @@ impl ProxyContainer {
             path: path.to_string(),
             reason,
         }
-    }
-
-    fn known_host_file(&self, path: &str) -> Option<PathBuf> {
-        self.host_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(path)
-            .cloned()
-    }
-
-    /// The host file of `path` on the container's mounts; a file on no
-    /// mount is refused.
-    fn mounted_host_file(&self, mounts: &[MountPoint], path: &str) -> Result<PathBuf, ProxyError> {
-        host_path(mounts, path).ok_or_else(|| {
-            self.file_error(
-                "write",
-                path,
-                "it is not on a mount, so a change would be lost when the container is recreated\nhint: bind-mount the config from the project, as in ./nginx.conf:/etc/nginx/nginx.conf:ro".into(),
-            )
-        })
-    }
-
-    /// Writes `bytes` into the host file `host` in place (same inode) and
-    /// syncs it.
-    async fn write_host_file(
-        &self,
-        path: &str,
-        host: &Path,
-        bytes: &[u8],
-    ) -> Result<(), ProxyError> {
-        use tokio::io::AsyncWriteExt;
-        let write = async {
-            let mut file = tokio::fs::OpenOptions::new().write(true).open(host).await?;
-            file.write_all(bytes).await?;
-            file.set_len(bytes.len() as u64).await?;
-            file.sync_all().await
-        };
-        write.await.map_err(|e| {
-            self.file_error(
-                "write",
-                path,
-                format!(
-                    "writing its host file {}: {e}\nhint: the live config is written on the engine's machine; run the rollout there",
-                    host.display()
-                ),
-            )
-        })
     }
 
     async fn run(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
@@ -299,24 +262,6 @@ fn not_running(container: &str) -> String {
     )
 }
 
-/// The host file behind `path` in the container: the source of the mount
-/// whose destination is `path` or one of its folders.
-fn host_path(mounts: &[MountPoint], path: &str) -> Option<PathBuf> {
-    mounts
-        .iter()
-        .filter_map(|m| {
-            let dest = m.destination.as_deref()?.trim_end_matches('/');
-            let source = m.source.as_deref()?;
-            if path == dest {
-                return Some((dest.len(), PathBuf::from(source)));
-            }
-            let rest = path.strip_prefix(dest)?.strip_prefix('/')?;
-            Some((dest.len(), Path::new(source).join(rest)))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, p)| p)
-}
-
 fn split_path(path: &str) -> Option<(&str, &str)> {
     let (dir, name) = path.rsplit_once('/')?;
     if name.is_empty() || !path.starts_with('/') {
@@ -335,80 +280,20 @@ impl ProxyExec for ProxyContainer {
 #[async_trait]
 impl ConfigStore for ProxyContainer {
     async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
-        if let Some(host) = self.known_host_file(path) {
-            return match tokio::fs::read(&host).await {
-                Ok(bytes) => Ok(bytes),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ProxyError::Missing {
-                    proxy: self.container.clone(),
-                    path: path.to_string(),
-                }),
-                Err(e) => Err(self.file_error(
-                    "read",
-                    path,
-                    format!("reading its host file {}: {e}", host.display()),
-                )),
-            };
-        }
-        let options = DownloadFromContainerOptions {
-            path: path.to_string(),
-        };
-        let mut archive = Vec::new();
-        let mut stream = self
-            .engine
-            .docker()
-            .download_from_container(&self.container, Some(options));
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                // The engine answers 404 for a path that does not exist (and
-                // for a container that is gone): the router asks for files
-                // that may well not exist (the journal of a commit an earlier
-                // run left) and needs to tell that apart from a failed read.
-                if status(&e) == Some(404) {
-                    ProxyError::Missing {
-                        proxy: self.container.clone(),
-                        path: path.to_string(),
-                    }
-                } else {
-                    self.file_error("read", path, self.engine.error(e).to_string())
-                }
-            })?;
-            archive.extend_from_slice(&chunk);
-        }
-        tar::first_file(&archive).map_err(|e| self.file_error("read", path, e))
+        // The engine answers 404 for a path that does not exist (and for a
+        // container that is gone): the router asks for files that may well
+        // not exist and needs to tell that apart from a failed read.
+        download(&self.engine, &self.container, path)
+            .await?
+            .ok_or_else(|| ProxyError::Missing {
+                proxy: self.container.clone(),
+                path: path.to_string(),
+            })
     }
 
     async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
-        let known = self.known_host_file(path);
-        let host = match &known {
-            Some(host) => host.clone(),
-            None => {
-                let c = self.running("write").await?;
-                let mounts = c.mounts.unwrap_or_default();
-                self.mounted_host_file(&mounts, path)?
-            }
-        };
-        self.write_host_file(path, &host, bytes).await?;
-        if known.is_some() {
-            return Ok(());
-        }
-        // The file written must be the one the container reads: with a
-        // remote engine, a local file of the same path is another file.
-        let seen = self.read(path).await?;
-        if seen != bytes {
-            return Err(self.file_error(
-                "write",
-                path,
-                format!(
-                    "the container does not see what was written to {}: the engine is on another machine\nhint: run the rollout on the engine's machine",
-                    host.display()
-                ),
-            ));
-        }
-        self.host_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(path.to_string(), host);
-        Ok(())
+        let c = self.running("write").await?;
+        write_through_engine(&self.engine, &c, path, bytes).await
     }
 
     async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
@@ -476,37 +361,6 @@ impl ConfigStore for ProxyContainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn mount(source: &str, dest: &str) -> MountPoint {
-        MountPoint {
-            source: Some(source.into()),
-            destination: Some(dest.into()),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn the_host_file_of_a_single_file_or_folder_mount() {
-        let mounts = vec![
-            mount("/srv/shop/nginx.conf", "/etc/nginx/nginx.conf"),
-            mount("/srv/shop/conf.d", "/etc/nginx/conf.d"),
-            mount("/srv/shop/etc", "/etc/nginx"),
-        ];
-        assert_eq!(
-            host_path(&mounts, "/etc/nginx/nginx.conf"),
-            Some(PathBuf::from("/srv/shop/nginx.conf"))
-        );
-        assert_eq!(
-            host_path(&mounts, "/etc/nginx/conf.d/app.conf"),
-            Some(PathBuf::from("/srv/shop/conf.d/app.conf"))
-        );
-        assert_eq!(
-            host_path(&mounts, "/etc/nginx/mime.types"),
-            Some(PathBuf::from("/srv/shop/etc/mime.types"))
-        );
-        assert_eq!(host_path(&mounts, "/etc/nginxfoo"), None);
-        assert_eq!(host_path(&mounts, "/usr/share/nginx/html/index.html"), None);
-    }
 
     #[test]
     fn candidate_paths_split_into_folder_and_name() {

@@ -156,6 +156,47 @@ pub trait ConfigStore: Send + Sync {
     }
 }
 
+/// A commit's journal kept in one store: the previous and the new bytes of
+/// the live file, under the run's tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptCommit {
+    /// The tag of the run that saved it.
+    pub tag: String,
+    /// The live file's bytes before the commit.
+    pub previous: Vec<u8>,
+    /// The bytes the commit writes.
+    pub next: Vec<u8>,
+}
+
+/// Keeps a commit's journal where the proxy cannot lose it: a proxy that is
+/// recreated, or that cannot start because its live file was cut by a
+/// killed run, still has its previous bytes there (the Docker backend keeps
+/// them with the engine). A proxy without one keeps its journal beside the
+/// live file, in the proxy's own files.
+#[async_trait]
+pub trait JournalStore: Send + Sync {
+    /// Saves the previous and the new bytes of `path` under `tag`, whole
+    /// (a journal that was cut is not listed).
+    async fn save(
+        &self,
+        path: &str,
+        tag: &str,
+        previous: &[u8],
+        next: &[u8],
+    ) -> Result<(), ProxyError>;
+
+    /// Every journal of `path` saved and not removed or set aside.
+    async fn list(&self, path: &str) -> Result<Vec<KeptCommit>, ProxyError>;
+
+    /// Removes the journal of `path` saved under `tag`; one already gone is
+    /// not an error.
+    async fn remove(&self, path: &str, tag: &str) -> Result<(), ProxyError>;
+
+    /// Keeps the journal under `tag` for a person to read, where no later
+    /// [`list`](Self::list) finds it (`stamp`: seconds since the epoch).
+    async fn set_aside(&self, path: &str, tag: &str, stamp: u64) -> Result<(), ProxyError>;
+}
+
 /// One proxy replica: its name for messages, and how to reach it.
 #[derive(Clone)]
 pub struct Proxy {
@@ -172,6 +213,8 @@ pub struct Proxy {
     /// replica with its own binary or prefix directory,
     /// `["/usr/sbin/nginx", "-p", "/srv/proxy/"]`).
     pub nginx: Option<Vec<String>>,
+    /// Where its commits' journals are kept, when not beside the live file.
+    pub journal: Option<Arc<dyn JournalStore>>,
 }
 
 impl Proxy {
@@ -187,7 +230,15 @@ impl Proxy {
             files,
             pid_file: None,
             nginx: None,
+            journal: None,
         }
+    }
+
+    /// The same proxy, whose commits' journals are kept in `journal`
+    /// rather than beside the live file.
+    pub fn with_journal(mut self, journal: Arc<dyn JournalStore>) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     /// The same proxy, whose master writes its id to `path`.
@@ -223,6 +274,7 @@ impl Proxy {
             name,
             pid_file: None,
             nginx: None,
+            journal: None,
         }
     }
 }

@@ -11,7 +11,8 @@ use rollout_core::error::RouterError;
 use rollout_core::model::InstanceId;
 use rollout_core::router::{DrainTicket, Route, RouteChange, Target, TrafficRouter};
 use rollout_nginx::proxy::{
-    ConfigStore, LocalExec, LocalFiles, LocalLock, Proxy, ProxyError, ProxyLock,
+    ConfigStore, JournalStore, KeptCommit, LocalExec, LocalFiles, LocalLock, Proxy, ProxyError,
+    ProxyLock,
 };
 use rollout_nginx::router::{
     NginxRouter, NginxRouterOptions, ProxyLocking, CANDIDATE_SUFFIX, NEXT_SUFFIX, PREVIOUS_SUFFIX,
@@ -1508,4 +1509,95 @@ async fn a_hand_edit_after_a_crash_is_left_alone_with_a_warning() {
         }
         other => panic!("expected nginx's refusal, got {other:?}"),
     }
+}
+
+/// A journal store in memory, counting saves: what the Docker backend keeps with the engine.
+#[derive(Default)]
+struct MemoryJournal {
+    kept: std::sync::Mutex<Vec<(String, KeptCommit)>>,
+    saves: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl JournalStore for MemoryJournal {
+    async fn save(
+        &self,
+        path: &str,
+        tag: &str,
+        previous: &[u8],
+        next: &[u8],
+    ) -> Result<(), ProxyError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.kept.lock().unwrap().push((
+            path.into(),
+            KeptCommit {
+                tag: tag.into(),
+                previous: previous.into(),
+                next: next.into(),
+            },
+        ));
+        Ok(())
+    }
+    async fn list(&self, path: &str) -> Result<Vec<KeptCommit>, ProxyError> {
+        let kept = self.kept.lock().unwrap();
+        Ok(kept
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, k)| k.clone())
+            .collect())
+    }
+    async fn remove(&self, path: &str, tag: &str) -> Result<(), ProxyError> {
+        self.kept
+            .lock()
+            .unwrap()
+            .retain(|(p, k)| !(p == path && k.tag == tag));
+        Ok(())
+    }
+    async fn set_aside(&self, path: &str, tag: &str, _: u64) -> Result<(), ProxyError> {
+        self.remove(path, tag).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_kept_in_a_store_is_saved_for_each_commit_and_repairs_a_torn_file() {
+    let (port, backends) = backends(&["a", "b"]).await;
+    let s = single(port, &[&backends[0].ip]).await;
+    let store = Arc::new(MemoryJournal::default());
+    let open = || async {
+        let options = NginxRouterOptions::new("backend", s.nginx.conf_path());
+        let proxy = s.nginx.proxy("nginx-1").with_journal(store.clone());
+        NginxRouter::open(options, vec![proxy]).await
+    };
+    // A commit saves its journal in the store, nothing beside the file, and removes it.
+    let router = open().await.unwrap();
+    router
+        .apply(&change(vec![backends[1].route(1)], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(store.saves.load(Ordering::SeqCst), 1);
+    assert!(store.kept.lock().unwrap().is_empty());
+    assert!(own_files(Path::new(&s.nginx.conf_path())).is_empty());
+    // A torn file with its journal only in the store: open puts the previous bytes back.
+    let original = s.nginx.live();
+    let next = String::from_utf8(original.clone())
+        .unwrap()
+        .replace(
+            "upstream backend {",
+            "upstream backend {\n        server 127.0.0.9:1;",
+        )
+        .into_bytes();
+    store
+        .save(&s.nginx.conf_path(), "dead", &original, &next)
+        .await
+        .unwrap();
+    let cut = original.len() + 3;
+    std::fs::write(s.nginx.conf_path(), &next[..cut]).unwrap();
+    let router = open().await.unwrap();
+    assert!(
+        router.recovered()[0].contains("previous bytes were put back"),
+        "{:?}",
+        router.recovered()
+    );
+    assert_eq!(s.nginx.live(), original);
+    assert!(store.kept.lock().unwrap().is_empty());
 }

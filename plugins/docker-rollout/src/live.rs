@@ -457,8 +457,14 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     // The Compose tool computes the target's config hash (a process start of
     // a few hundred milliseconds) while the proxy is found and opened.
     let open_router = async {
-        let proxies: Vec<Proxy> =
-            ProxyContainer::of_service(&engine, &ServiceRef::new(project, &proxy_service)).await?;
+        let proxy_ref = ServiceRef::new(project, &proxy_service);
+        // A proxy that a killed run left unable to start (its file torn) is
+        // repaired from the journal kept with the engine, and started.
+        let revived = rollout_docker::revive(&engine, &proxy_ref, &config_path).await?;
+        for note in &revived {
+            let _ = writeln!(std::io::stderr(), "{note}");
+        }
+        let proxies: Vec<Proxy> = ProxyContainer::of_service(&engine, &proxy_ref).await?;
         let upstream = match &settings.upstream {
             Some(u) => u.clone(),
             None => {

@@ -61,8 +61,16 @@ impl NginxRouter {
         // A single replica removes its journal in the reload's own command
         // once the reload took; with several, each keeps its journal until
         // every one is known good.
+        // A journal kept in a store is removed there, after the reload.
         let single = [self.names.previous.as_str(), self.names.next.as_str()];
-        let in_reload: &[&str] = if commits.len() == 1 { &single } else { &[] };
+        let beside = |(index, _, _): &(usize, Vec<u8>, Vec<u8>)| {
+            self.replicas[*index].proxy.journal.is_none()
+        };
+        let in_reload: &[&str] = if commits.len() == 1 && commits.iter().all(beside) {
+            &single
+        } else {
+            &[]
+        };
         let mut forgotten = !in_reload.is_empty();
         for (index, live, next) in &commits {
             match self
@@ -142,8 +150,13 @@ impl NginxRouter {
         if let Some(bytes) = &candidate_main {
             upload.push((&main_candidate, bytes));
         }
-        upload.push((journal_previous, &live));
-        upload.push((journal_next, &edited));
+        // A journal kept in a store is saved once nginx accepted the
+        // candidate, still before any live file is written.
+        let store = replica.proxy.journal.as_ref();
+        if store.is_none() {
+            upload.push((journal_previous, &live));
+            upload.push((journal_next, &edited));
+        }
         if let Err(e) = files.write_new_all(&upload).await {
             let all: Vec<&str> = upload.iter().map(|(p, _)| *p).collect();
             let _ = files.remove_all(&all).await;
@@ -167,6 +180,12 @@ impl NginxRouter {
         if !tested.success() {
             let renames = [(main_candidate.as_str(), main.as_str()), (&candidate, path)];
             return Err(refusal(&tested, &renames, path, &replica.proxy.name));
+        }
+        if let Some(store) = store {
+            store
+                .save(path, &self.tag, &live, &edited)
+                .await
+                .map_err(unreachable)?;
         }
         Ok((live, Some(edited)))
     }

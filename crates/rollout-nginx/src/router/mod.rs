@@ -65,7 +65,11 @@
 //! repaired is reloaded, since which config its master runs is not known
 //! (a replica may have taken the change, another not), and the journal goes.
 //! [`NginxRouter::recovered`] says what was done. The journal lives with the
-//! proxy, as the design wants of every journal.
+//! proxy, as the design wants of every journal: beside the live file, or,
+//! for a proxy with a [`JournalStore`](crate::proxy::JournalStore), in that
+//! store (saved once `nginx -t` accepted the candidate, before any write),
+//! where a proxy that is recreated, or that a torn file keeps from starting,
+//! does not lose it. Open finds the journals of both places.
 //!
 //! # Several rollouts behind one proxy
 //!
@@ -163,6 +167,7 @@ mod procs;
 mod recovery;
 
 pub use lock::{OnWait, ProxyLocking};
+pub use recovery::torn;
 
 use crate::proxy::{ExecOutput, Proxy, ProxyError};
 use async_trait::async_trait;

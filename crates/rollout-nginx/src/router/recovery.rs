@@ -40,6 +40,8 @@ pub(super) enum Recovery {
 pub(super) struct Found {
     verdicts: Vec<Recovery>,
     journals: Vec<String>,
+    /// The tags of the journals kept in the proxy's [`JournalStore`](crate::proxy::JournalStore).
+    kept: Vec<String>,
 }
 
 /// Finishes, in the files of every proxy, what a commit cut by a crash left
@@ -105,10 +107,15 @@ impl NginxRouter {
                 self.recovered
                     .push(format!("{name}: {what}, and nginx was reloaded with it"));
             }
-            let files = &self.replicas[index].proxy.files;
+            let proxy = &self.replicas[index].proxy;
             // The previous bytes first: a lone `next` means nothing.
             for journal in &found.journals {
-                files.remove(journal).await.map_err(unreachable)?;
+                proxy.files.remove(journal).await.map_err(unreachable)?;
+            }
+            if let Some(store) = &proxy.journal {
+                for tag in &found.kept {
+                    store.remove(&path, tag).await.map_err(unreachable)?;
+                }
             }
         }
         Ok(())
@@ -117,7 +124,12 @@ impl NginxRouter {
     /// Removes the journal of a commit whose replicas are all known good.
     pub(super) async fn forget_journal(&self, commits: &[(usize, Vec<u8>, Vec<u8>)]) {
         for (index, _, _) in commits {
-            let files = &self.replicas[*index].proxy.files;
+            let proxy = &self.replicas[*index].proxy;
+            if let Some(store) = &proxy.journal {
+                let _ = store.remove(self.options.live_path(), &self.tag).await;
+                continue;
+            }
+            let files = &proxy.files;
             // What is left over is found by the next `open`, which sees a
             // live file equal to one of the two and only reloads.
             let _ = files
@@ -137,7 +149,7 @@ const JOURNALS_SCRIPT: &str =
 /// `previous` can leave: the first bytes of `next`, then the rest of
 /// `previous` from there (the writer writes from the start and sets the
 /// length last). `previous` and `next` themselves are such files too.
-pub(super) fn torn(live: &[u8], previous: &[u8], next: &[u8]) -> bool {
+pub fn torn(live: &[u8], previous: &[u8], next: &[u8]) -> bool {
     if live.len() < previous.len() {
         // The length is set last: a write never shortens the file early.
         return false;
@@ -219,29 +231,70 @@ async fn recover_files(options: &NginxRouterOptions, proxy: &Proxy) -> Result<Fo
             None => continue,
         };
         let next = read_if_there(proxy, &journal_next).await?;
-        let live = read_live(proxy, path).await?;
-        let verdict = if live == previous {
-            Recovery::Unchanged
-        } else if next.as_deref() == Some(&live[..]) {
-            Recovery::Written
-        } else if next.as_deref().is_some_and(|n| torn(&live, &previous, n)) {
-            proxy
-                .files
-                .write_in_place(path, &previous)
-                .await
-                .map_err(unreachable)?;
-            Recovery::Restored
-        } else {
-            let words = hand_edit(options, proxy, &live, next.as_deref()).await?;
-            set_aside(proxy, path, &journal_previous, &journal_next).await?;
-            found.verdicts.push(Recovery::HandEdited(words));
-            continue;
-        };
-        found.verdicts.push(verdict);
-        found.journals.push(journal_previous);
-        found.journals.push(journal_next);
+        match judge(options, proxy, &previous, next.as_deref()).await? {
+            Recovery::HandEdited(words) => {
+                set_aside(proxy, path, &journal_previous, &journal_next).await?;
+                found.verdicts.push(Recovery::HandEdited(words));
+            }
+            verdict => {
+                found.verdicts.push(verdict);
+                found.journals.push(journal_previous);
+                found.journals.push(journal_next);
+            }
+        }
+    }
+    if let Some(store) = &proxy.journal {
+        for kept in store.list(path).await.map_err(unreachable)? {
+            match judge(options, proxy, &kept.previous, Some(&kept.next)).await? {
+                Recovery::HandEdited(words) => {
+                    store
+                        .set_aside(path, &kept.tag, now_stamp())
+                        .await
+                        .map_err(unreachable)?;
+                    found.verdicts.push(Recovery::HandEdited(words));
+                }
+                verdict => {
+                    found.verdicts.push(verdict);
+                    found.kept.push(kept.tag);
+                }
+            }
+        }
     }
     Ok(found)
+}
+
+/// What one journal says of the live file now, the torn file already
+/// repaired (see [`recover_files`]).
+async fn judge(
+    options: &NginxRouterOptions,
+    proxy: &Proxy,
+    previous: &[u8],
+    next: Option<&[u8]>,
+) -> Result<Recovery, RouterError> {
+    let path = options.live_path();
+    let live = read_live(proxy, path).await?;
+    Ok(if live == previous {
+        Recovery::Unchanged
+    } else if next == Some(&live[..]) {
+        Recovery::Written
+    } else if next.is_some_and(|n| torn(&live, previous, n)) {
+        proxy
+            .files
+            .write_in_place(path, previous)
+            .await
+            .map_err(unreachable)?;
+        Recovery::Restored
+    } else {
+        Recovery::HandEdited(hand_edit(options, proxy, &live, next).await?)
+    })
+}
+
+/// Seconds since the epoch, for the name of a journal set aside.
+fn now_stamp() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Removes the candidate files a killed run left (beside the live file and
@@ -325,10 +378,7 @@ async fn set_aside(
     previous: &str,
     next: &str,
 ) -> Result<(), RouterError> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let stamp = now_stamp();
     let aside = format!("{path}{SET_ASIDE_SUFFIX}.{stamp}");
     // `next` may be absent; `previous` is there.
     let argv: Vec<String> = [

@@ -1,0 +1,607 @@
+//! The proxy's config files as the engine sees them, and the journal of
+//! their commits kept with the engine.
+//!
+//! - **Writes go through the engine's own view of the file.** The live
+//!   config is written in place in the source of the proxy's mount, on the
+//!   engine's machine, by a short-lived container of the proxy's own image
+//!   (so it is there, and has a shell and `dd`) that mounts that same source
+//!   read-write: the bytes are uploaded into the created container, which
+//!   then copies them over the file without truncating it first (`dd
+//!   conv=notrunc`), sets the length and syncs. No path on this machine is
+//!   ever opened, so a remote engine (`DOCKER_HOST=tcp://...`, `ssh://`, a
+//!   context) writes its own file, and a different file at the same path
+//!   here is never touched. The seed's `:ro` mount does not matter: the
+//!   writer mounts the source itself.
+//! - **A commit's journal is kept with the engine** ([`EngineJournal`]), as
+//!   the locks and the rollout journal are: a never-started container per
+//!   commit, `rollout-proxyjournal.CONTAINER.HASH.TAG`, holding the previous
+//!   and the new bytes as two files, their lengths and hashes in labels (a
+//!   journal cut while it was uploaded is never taken for a whole one). A
+//!   proxy that is recreated keeps it, and a proxy that cannot start because
+//!   its file was torn is repaired by [`revive`] before it is started.
+
+use crate::engine::{status, Engine};
+use crate::keeper::{self, Created, KEEPER_IMAGE};
+use crate::labels;
+use crate::tar;
+use async_trait::async_trait;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummaryStateEnum, HostConfig, Mount,
+    MountPoint, MountType,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, RenameContainerOptions, UploadToContainerOptions,
+};
+use futures::StreamExt;
+use rollout_core::{BackendError, ServiceRef};
+use rollout_nginx::proxy::{JournalStore, KeptCommit, ProxyError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The kind label of a commit's journal kept with the engine.
+pub const JOURNAL_KIND: &str = "proxyjournal";
+/// The kind label of the short-lived container that writes a proxy's file.
+pub const WRITER_KIND: &str = "proxywrite";
+const JOURNAL_PREFIX: &str = "rollout-proxyjournal.";
+const ASIDE_PREFIX: &str = "rollout-proxyjournal-aside.";
+/// Ours: the proxy container a journal is about.
+const PROXY_LABEL: &str = "io.rollout.proxy";
+/// Ours: the config path (as the proxy sees it) a journal is about.
+const PATH_LABEL: &str = "io.rollout.path";
+/// Ours: the tag of the run that saved a journal.
+const TAG_LABEL: &str = "io.rollout.tag";
+/// Ours: the length and FNV-1a hash of a journal's files (`LEN:HASH`).
+const PREVIOUS_LABEL: &str = "io.rollout.previous";
+const NEXT_LABEL: &str = "io.rollout.next";
+
+/// Where the writer mounts the file, and where its bytes are uploaded.
+const WRITER_LIVE: &str = "/rollout-live";
+const WRITER_IN: &str = "rollout-in";
+
+/// Copies the uploaded bytes over the file in place (never truncated
+/// first: an interrupted write leaves the new bytes over the rest of the
+/// previous ones, which recovery knows), then sets its length to `$1`.
+const WRITE_SCRIPT: &str = r#"dd if=/rollout-in of=/rollout-live bs=4096 conv=notrunc 2>/dev/null || { echo "dd over the file failed" >&2; exit 3; }
+dd if=/dev/null of=/rollout-live bs=1 seek="$1" 2>/dev/null || { echo "setting the file's length failed" >&2; exit 4; }
+sync
+"#;
+
+/// FNV-1a of `bytes`, as hex.
+pub(crate) fn fnv(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn seal(bytes: &[u8]) -> String {
+    format!("{}:{}", bytes.len(), fnv(bytes))
+}
+
+/// The source, on the engine's machine, of the file `path` in a container
+/// with `mounts`: the source of the mount whose destination is `path` or
+/// one of its folders.
+pub(crate) fn host_path(mounts: &[MountPoint], path: &str) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .filter_map(|m| {
+            let dest = m.destination.as_deref()?.trim_end_matches('/');
+            let source = m.source.as_deref()?;
+            if path == dest {
+                return Some((dest.len(), PathBuf::from(source)));
+            }
+            let rest = path.strip_prefix(dest)?.strip_prefix('/')?;
+            Some((dest.len(), Path::new(source).join(rest)))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, p)| p)
+}
+
+fn file_error(proxy: &str, action: &'static str, path: &str, reason: String) -> ProxyError {
+    ProxyError::File {
+        proxy: proxy.to_string(),
+        action,
+        path: path.to_string(),
+        reason,
+    }
+}
+
+/// Writes `bytes` in place into the file `path` of the container `c` (as
+/// inspected; it may be stopped), through a short-lived container of its
+/// image that mounts the file's source on the engine's machine.
+pub(crate) async fn write_through_engine(
+    engine: &Engine,
+    c: &ContainerInspectResponse,
+    path: &str,
+    bytes: &[u8],
+) -> Result<(), ProxyError> {
+    let proxy = c
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_string();
+    let error = |reason: String| file_error(&proxy, "write", path, reason);
+    let mounts = c.mounts.clone().unwrap_or_default();
+    let source = host_path(&mounts, path).ok_or_else(|| {
+        error("it is not on a mount, so a change would be lost when the container is recreated\nhint: bind-mount the config from the project, as in ./nginx.conf:/etc/nginx/nginx.conf:ro".into())
+    })?;
+    let image = c
+        .image
+        .clone()
+        .ok_or_else(|| error("the engine names no image for the proxy".into()))?;
+    let project = c
+        .config
+        .as_ref()
+        .and_then(|cfg| cfg.labels.as_ref())
+        .and_then(|l| l.get(labels::PROJECT))
+        .cloned()
+        .unwrap_or_default();
+    let l = HashMap::from([
+        (labels::KIND.to_string(), WRITER_KIND.to_string()),
+        (labels::OUR_PROJECT.to_string(), project),
+        (PROXY_LABEL.to_string(), proxy.clone()),
+        // Blank values override labels the image may carry (Compose 2
+        // labels the images it builds), so the writer is no replica.
+        (labels::PROJECT.to_string(), String::new()),
+        (labels::SERVICE.to_string(), String::new()),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(image),
+        entrypoint: Some(vec!["sh".into(), "-c".into(), WRITE_SCRIPT.into()]),
+        cmd: Some(vec!["sh".into(), bytes.len().to_string()]),
+        user: Some("0:0".into()),
+        labels: Some(l),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            mounts: Some(vec![Mount {
+                target: Some(WRITER_LIVE.into()),
+                source: Some(source.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(false),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let docker = engine.docker();
+    let created = docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await
+        .map_err(|e| error(format!("creating the writer: {}", engine.error(e))))?;
+    let id = created.id;
+    let written = async {
+        let archive = tar::single_file(WRITER_IN, bytes, 0o644).map_err(&error)?;
+        let options = UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        docker
+            .upload_to_container(&id, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(|e| error(format!("uploading to the writer: {}", engine.error(e))))?;
+        docker
+            .start_container(&id, None)
+            .await
+            .map_err(|e| error(format!("starting the writer: {}", engine.error(e))))?;
+        let mut waited = docker.wait_container(&id, None);
+        let code = match waited.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => {
+                return Err(error(format!(
+                    "waiting for the writer: {}",
+                    engine.error(e)
+                )))
+            }
+            None => return Err(error("the engine did not say how the writer ended".into())),
+        };
+        if code != 0 {
+            let said = logs(engine, &id).await;
+            return Err(error(format!(
+                "writing its source {} on the engine's machine failed (exit {code}): {said}",
+                source.display()
+            )));
+        }
+        Ok(())
+    };
+    let result = written.await;
+    let _ = docker
+        .remove_container(
+            &id,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    result
+}
+
+async fn logs(engine: &Engine, id: &str) -> String {
+    let options = LogsOptions {
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let mut stream = engine.docker().logs(id, Some(options));
+    while let Some(Ok(chunk)) = stream.next().await {
+        out.extend_from_slice(&chunk.into_bytes());
+    }
+    String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// The bytes of `path` in container `container` (running or not), through
+/// the engine's archive endpoint; `Ok(None)` when there is no such file.
+pub(crate) async fn download(
+    engine: &Engine,
+    container: &str,
+    path: &str,
+) -> Result<Option<Vec<u8>>, ProxyError> {
+    let options = DownloadFromContainerOptions {
+        path: path.to_string(),
+    };
+    let mut archive = Vec::new();
+    let mut stream = engine
+        .docker()
+        .download_from_container(container, Some(options));
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => archive.extend_from_slice(&chunk),
+            Err(e) if status(&e) == Some(404) => return Ok(None),
+            Err(e) => {
+                return Err(file_error(
+                    container,
+                    "read",
+                    path,
+                    engine.error(e).to_string(),
+                ))
+            }
+        }
+    }
+    tar::first_file(&archive)
+        .map(Some)
+        .map_err(|e| file_error(container, "read", path, e))
+}
+
+/// The journal of one proxy container's commits, kept with the engine (see
+/// the [module documentation](self)).
+#[derive(Debug, Clone)]
+pub struct EngineJournal {
+    engine: Engine,
+    container: String,
+    project: String,
+    proxy_service: String,
+    extra_labels: HashMap<String, String>,
+}
+
+impl EngineJournal {
+    /// The journal of `container`, a replica of the proxy service `service`.
+    pub fn new(engine: Engine, service: &ServiceRef, container: impl Into<String>) -> Self {
+        Self {
+            engine,
+            container: container.into(),
+            project: service.project.clone(),
+            proxy_service: service.service.clone(),
+            extra_labels: HashMap::new(),
+        }
+    }
+
+    /// Puts `labels` on every journal container as well.
+    pub fn with_labels(mut self, labels: HashMap<String, String>) -> Self {
+        self.extra_labels = labels;
+        self
+    }
+
+    fn name(&self, path: &str, tag: &str) -> String {
+        format!(
+            "{JOURNAL_PREFIX}{}.{}.{tag}",
+            self.container,
+            &fnv(path.as_bytes())[..12]
+        )
+    }
+
+    fn error(&self, action: &'static str, path: &str, e: impl std::fmt::Display) -> ProxyError {
+        file_error(
+            &self.container,
+            action,
+            path,
+            format!("its journal kept with the engine: {e}"),
+        )
+    }
+
+    /// The journal containers of `path`, as (name, tag, previous seal, next
+    /// seal).
+    async fn records(
+        &self,
+        path: &str,
+    ) -> Result<Vec<(String, String, String, String)>, ProxyError> {
+        let found = keeper::list(
+            &self.engine,
+            JOURNAL_KIND,
+            &self.project,
+            &self.proxy_service,
+        )
+        .await
+        .map_err(|e| self.error("read", path, e))?;
+        let mut records: Vec<_> = found
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                let l = c.labels?;
+                if !name.starts_with(JOURNAL_PREFIX)
+                    || l.get(PROXY_LABEL)? != &self.container
+                    || l.get(PATH_LABEL)? != path
+                {
+                    return None;
+                }
+                Some((
+                    name,
+                    l.get(TAG_LABEL)?.clone(),
+                    l.get(PREVIOUS_LABEL)?.clone(),
+                    l.get(NEXT_LABEL)?.clone(),
+                ))
+            })
+            .collect();
+        records.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(records)
+    }
+}
+
+#[async_trait]
+impl JournalStore for EngineJournal {
+    async fn save(
+        &self,
+        path: &str,
+        tag: &str,
+        previous: &[u8],
+        next: &[u8],
+    ) -> Result<(), ProxyError> {
+        let mut extra = self.extra_labels.clone();
+        extra.insert(PROXY_LABEL.into(), self.container.clone());
+        extra.insert(PATH_LABEL.into(), path.into());
+        extra.insert(TAG_LABEL.into(), tag.into());
+        extra.insert(PREVIOUS_LABEL.into(), seal(previous));
+        extra.insert(NEXT_LABEL.into(), seal(next));
+        let l = keeper::base_labels(JOURNAL_KIND, &self.project, &self.proxy_service, &extra);
+        let name = self.name(path, tag);
+        keeper::ensure_image(&self.engine)
+            .await
+            .map_err(|e| self.error("write", path, e))?;
+        match keeper::create(&self.engine, &name, KEEPER_IMAGE, l, Vec::new())
+            .await
+            .map_err(|e| self.error("write", path, e))?
+        {
+            Created::Ours => {}
+            Created::Taken => {
+                return Err(self.error("write", path, format!("{name} exists already")))
+            }
+        }
+        let archive = tar::files(&[("previous", previous), ("next", next)], 0o644)
+            .map_err(|e| self.error("write", path, e))?;
+        let options = UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        self.engine
+            .docker()
+            .upload_to_container(&name, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(|e| self.error("write", path, self.engine.error(e)))
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<KeptCommit>, ProxyError> {
+        let mut kept = Vec::new();
+        for (name, tag, previous_seal, next_seal) in self.records(path).await? {
+            let previous = download(&self.engine, &name, "/previous").await?;
+            let next = download(&self.engine, &name, "/next").await?;
+            match (previous, next) {
+                (Some(previous), Some(next))
+                    if seal(&previous) == previous_seal && seal(&next) == next_seal =>
+                {
+                    kept.push(KeptCommit {
+                        tag,
+                        previous,
+                        next,
+                    })
+                }
+                // Cut while it was saved: its commit never wrote the live
+                // file (the save ends before the write begins).
+                _ => keeper::remove(&self.engine, &name)
+                    .await
+                    .map_err(|e| self.error("remove", path, e))?,
+            }
+        }
+        Ok(kept)
+    }
+
+    async fn remove(&self, path: &str, tag: &str) -> Result<(), ProxyError> {
+        keeper::remove(&self.engine, &self.name(path, tag))
+            .await
+            .map_err(|e| self.error("remove", path, e))
+    }
+
+    async fn set_aside(&self, path: &str, tag: &str, stamp: u64) -> Result<(), ProxyError> {
+        let name = self.name(path, tag);
+        let aside = format!("{ASIDE_PREFIX}{}.{stamp}", &name[JOURNAL_PREFIX.len()..]);
+        self.engine
+            .docker()
+            .rename_container(&name, RenameContainerOptions { name: aside })
+            .await
+            .map_err(|e| self.error("write", path, self.engine.error(e)))
+    }
+}
+
+/// Before the proxy replicas are looked for: each container of the proxy
+/// service that is not running and has a journal of `path` kept with the
+/// engine (a run was killed during a commit) gets a torn file repaired from
+/// that journal, and is started. A stopped proxy without a journal is left
+/// as it is. Returns what was done, in words for the operator.
+pub async fn revive(
+    engine: &Engine,
+    service: &ServiceRef,
+    path: &str,
+) -> Result<Vec<String>, BackendError> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{}={}", labels::PROJECT, service.project),
+            format!("{}={}", labels::SERVICE, service.service),
+        ],
+    )]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let found = engine
+        .docker()
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| engine.error(e))?;
+    let other = |e: ProxyError| BackendError::Other(e.to_string());
+    remove_dead_writers(engine, &service.project).await?;
+    let mut notes = Vec::new();
+    for c in found {
+        // Only a container that stopped (or was never started) is revived;
+        // a one-off `run` container is no replica.
+        let stopped = matches!(
+            c.state,
+            Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::CREATED)
+        );
+        let oneoff = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::ONEOFF))
+            .is_some_and(|v| v == "True");
+        if !stopped || oneoff {
+            continue;
+        }
+        let Some(name) = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_string())
+        else {
+            continue;
+        };
+        let journal = EngineJournal::new(engine.clone(), service, &name);
+        let kept = journal.list(path).await.map_err(other)?;
+        if kept.is_empty() {
+            continue;
+        }
+        let inspected = engine
+            .docker()
+            .inspect_container(&name, None)
+            .await
+            .map_err(|e| engine.error(e))?;
+        for commit in &kept {
+            let Some(live) = download(engine, &name, path).await.map_err(other)? else {
+                continue;
+            };
+            if live != commit.previous
+                && live != commit.next
+                && rollout_nginx::router::torn(&live, &commit.previous, &commit.next)
+            {
+                write_through_engine(engine, &inspected, path, &commit.previous)
+                    .await
+                    .map_err(other)?;
+                notes.push(format!(
+                    "{name}: {path} was cut by an interrupted write while the proxy was stopped; its previous bytes were put back"
+                ));
+            }
+        }
+        engine
+            .docker()
+            .start_container(&name, None)
+            .await
+            .map_err(|e| engine.error(e))?;
+        notes.push(format!(
+            "{name}: the proxy was not running after an interrupted rollout; it was started"
+        ));
+    }
+    Ok(notes)
+}
+
+/// Removes the writers of `project` that a killed run left (it removes its
+/// own once it has waited for them; a writer that runs still is left).
+async fn remove_dead_writers(engine: &Engine, project: &str) -> Result<(), BackendError> {
+    let filters = HashMap::from([
+        (
+            "label".to_string(),
+            vec![
+                format!("{}={WRITER_KIND}", labels::KIND),
+                format!("{}={project}", labels::OUR_PROJECT),
+            ],
+        ),
+        (
+            "status".to_string(),
+            vec!["exited".to_string(), "created".to_string()],
+        ),
+    ]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let found = engine
+        .docker()
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| engine.error(e))?;
+    for c in found {
+        if let Some(id) = c.id {
+            keeper::remove(engine, &id).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(source: &str, dest: &str) -> MountPoint {
+        MountPoint {
+            source: Some(source.into()),
+            destination: Some(dest.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_host_file_of_a_single_file_or_folder_mount() {
+        let mounts = vec![
+            mount("/srv/shop/nginx.conf", "/etc/nginx/nginx.conf"),
+            mount("/srv/shop/conf.d", "/etc/nginx/conf.d"),
+            mount("/srv/shop/etc", "/etc/nginx"),
+        ];
+        assert_eq!(
+            host_path(&mounts, "/etc/nginx/nginx.conf"),
+            Some(PathBuf::from("/srv/shop/nginx.conf"))
+        );
+        assert_eq!(
+            host_path(&mounts, "/etc/nginx/conf.d/app.conf"),
+            Some(PathBuf::from("/srv/shop/conf.d/app.conf"))
+        );
+        assert_eq!(
+            host_path(&mounts, "/etc/nginx/mime.types"),
+            Some(PathBuf::from("/srv/shop/etc/mime.types"))
+        );
+        assert_eq!(host_path(&mounts, "/etc/nginxfoo"), None);
+        assert_eq!(host_path(&mounts, "/usr/share/nginx/html/index.html"), None);
+    }
+
+    #[test]
+    fn a_seal_tells_a_cut_journal_from_a_whole_one() {
+        assert_eq!(seal(b"abc"), seal(b"abc"));
+        assert_ne!(seal(b"abc"), seal(b"ab"));
+        assert!(seal(b"").starts_with("0:"));
+    }
+}
