@@ -77,7 +77,10 @@ pub use project::{Container, Project};
 pub use registry::Registry;
 pub use rig::{Rig, ROLLOUT_TIMEOUT};
 pub use run::{run_rollout, Ended, Running, Stamped, Whom};
-pub use stack::{blue_green_example, free_port, DemoStack, NGINX_IMAGE, SEED_NGINX_CONF};
+pub use stack::{
+    blue_green_example, canary_example, free_port, DemoStack, DEMO_PORT, NGINX_IMAGE,
+    SEED_NGINX_CONF,
+};
 
 /// The demo app images `cargo xtask images` builds (`rollout-demo:<tag>`).
 pub mod images {

@@ -194,6 +194,48 @@ pub fn blue_green_example(slug: &str, replicas: u32) -> Project {
     p
 }
 
+/// The port the demo app listens on in its image (and serves `/metrics` on).
+pub const DEMO_PORT: u16 = 8000;
+
+/// `examples/canary` set up for a judged canary: blue (v1) live, green (v2) given
+/// `green_env` (a YAML line under `environment:`) and `x-rollout` canary steps of `hold` with
+/// the analysis `rules` (YAML under `x-rollout.analysis`, indented eight spaces;
+/// `PROMETHEUS_URL` in them is replaced by the address of a Prometheus server started here,
+/// scraping the project's containers). Returns once both colours are healthy and nginx answers
+/// v1, with the operator's `nginx.conf` as it was and the server (kept running while held).
+pub fn canary_example(
+    slug: &str,
+    green_env: &str,
+    rules: &str,
+    hold: &str,
+) -> (Project, String, Option<crate::prometheus::Prometheus>) {
+    let mut p = Project::new(slug);
+    p.copy_from(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary"));
+    let label = p.name().to_string();
+    let prometheus = rules
+        .contains("PROMETHEUS_URL")
+        .then(|| crate::prometheus::Prometheus::scraping_project(p.name(), DEMO_PORT));
+    let rules = match &prometheus {
+        Some(server) => rules.replace("PROMETHEUS_URL", &server.url),
+        None => rules.to_string(),
+    };
+    p.write(
+        "compose.override.yaml",
+        &format!(
+            "services:\n  nginx:\n    labels:\n      io.rollout.test: {label}\n  blue:\n    labels:\n      io.rollout.test: {label}\n  green:\n    labels:\n      io.rollout.test: {label}\n    environment:\n      {green_env}\n    x-rollout:\n      strategy: canary\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        hold: {hold}\n      analysis:\n{rules}"
+        ),
+    );
+    p.set_env("NGINX_PORT", &format!("127.0.0.1:{}", free_port()));
+    let original_conf = p.read("nginx.conf");
+    p.up();
+    p.wait_healthy("blue", 3, Duration::from_secs(60));
+    p.wait_healthy("green", 3, Duration::from_secs(60));
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v1")
+    });
+    (p, original_conf, prometheus)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

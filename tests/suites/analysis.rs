@@ -7,22 +7,17 @@
 
 use rollout_e2e::load::{mix, wait_ok};
 use rollout_e2e::nginx::stderr_upstream_errors;
-use rollout_e2e::prometheus::Prometheus;
 use rollout_e2e::verdict::publish;
 use rollout_e2e::{
-    images, require_engine, require_images, run_rollout, wait_http, workspace_binary, Clock, Ended,
-    PluginDir, Project, NGINX_IMAGE,
+    canary_example, images, require_engine, require_images, run_rollout, wait_http,
+    workspace_binary, Clock, Ended, PluginDir, NGINX_IMAGE,
 };
 use rollout_load::{LoadHandle, Report};
-use std::path::Path;
 use std::time::Duration;
 
 const SUITE: &str = "analysis";
 
 const ROLLOUT_LIMIT: Duration = Duration::from_secs(240);
-
-/// The port the demo app listens on in its image (and serves `/metrics` on).
-const DEMO_PORT: u16 = 8000;
 
 /// The canary example with green (v2) given `green_env` and the analysis rules `rules`
 /// (YAML under `x-rollout.analysis`; `PROMETHEUS_URL` in them is replaced by the address of a
@@ -33,34 +28,7 @@ fn judged_canary(slug: &str, green_env: &str, rules: &str, slow_share: f64) -> (
     require_engine();
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
     let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
-    let mut p = Project::new(slug);
-    p.copy_from(&example);
-    let label = p.name().to_string();
-    let prometheus = rules
-        .contains("PROMETHEUS_URL")
-        .then(|| Prometheus::scraping_project(p.name(), DEMO_PORT));
-    let rules = match &prometheus {
-        Some(server) => rules.replace("PROMETHEUS_URL", &server.url),
-        None => rules.to_string(),
-    };
-    p.write(
-        "compose.override.yaml",
-        &format!(
-            "services:\n  nginx:\n    labels:\n      io.rollout.test: {label}\n  blue:\n    labels:\n      io.rollout.test: {label}\n  green:\n    labels:\n      io.rollout.test: {label}\n    environment:\n      {green_env}\n    x-rollout:\n      strategy: canary\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        hold: 20s\n      analysis:\n{rules}"
-        ),
-    );
-    p.set_env(
-        "NGINX_PORT",
-        &format!("127.0.0.1:{}", rollout_e2e::free_port()),
-    );
-    let original_conf = p.read("nginx.conf");
-    p.up();
-    p.wait_healthy("blue", 3, Duration::from_secs(60));
-    p.wait_healthy("green", 3, Duration::from_secs(60));
-    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
-        a.status == 200 && a.version.as_deref() == Some("v1")
-    });
+    let (p, original_conf, _prometheus) = canary_example(slug, green_env, rules, "20s");
     let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
     let mut c = p.load_config("nginx");
     c.error_log = None;

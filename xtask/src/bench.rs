@@ -1,4 +1,4 @@
-//! `cargo xtask bench [mock|nginx|rollout|migrate]`: figures printed side by side with
+//! `cargo xtask bench [mock|nginx|rollout|analysis|migrate]`: figures printed side by side with
 //! the alternative measured in the same run. Without an argument, every
 //! benchmark that needs no Docker engine.
 
@@ -14,12 +14,15 @@ pub fn run(args: &[String]) -> Result<()> {
         "mock" => crate::bench_mock::run(rest),
         "nginx" => crate::nginx::bench(rest),
         "rollout" => crate::bench_rollout::run(rest),
+        "analysis" => crate::bench_rollout::analysis(rest),
         "migrate" => migrate(rest),
         "all" => {
             crate::bench_mock::run(rest)?;
             crate::nginx::bench(rest)
         }
-        other => bail!("unknown benchmark {other:?}: expected mock, nginx, rollout or migrate"),
+        other => {
+            bail!("unknown benchmark {other:?}: expected mock, nginx, rollout, analysis or migrate")
+        }
     }
 }
 

@@ -51,3 +51,31 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     util::run(&mut run)
 }
+
+/// `cargo xtask bench analysis`: a bad canary judged by the proxy's log and by Prometheus, side
+/// by side (the `bench-analysis` binary of the same crate, release builds, the engine).
+pub fn analysis(args: &[String]) -> Result<()> {
+    if let Some(extra) = args.first() {
+        bail!("bench analysis takes no argument, got {extra:?}");
+    }
+    crate::images::build_all(false)?;
+    util::run(util::cargo().args([
+        "build",
+        "-q",
+        "--release",
+        "-p",
+        "docker-rollout",
+        "-p",
+        "bench-rollout",
+        "--bins",
+    ]))?;
+    util::run(util::cargo().args([
+        "run",
+        "-q",
+        "--release",
+        "-p",
+        "bench-rollout",
+        "--bin",
+        "bench-analysis",
+    ]))
+}

@@ -387,7 +387,11 @@ async fn failed_between_steps(ops: &Ops<'_>, view: &crate::ops::View, p: u32) ->
 }
 
 /// Holds a step for `d`, watching the new instances and asking the
-/// analysis about every quarter of the hold (at least every second).
+/// analysis every [`JUDGE_EVERY`]: a bad canary is rolled back within about
+/// that of its verdict being possible, whatever the hold.
+/// How often a holding step asks the analysis.
+pub const JUDGE_EVERY: Duration = Duration::from_secs(1);
+
 async fn hold_for(
     ops: &Ops<'_>,
     new: &[Instance],
@@ -401,7 +405,11 @@ async fn hold_for(
         for_secs: Some(d.as_secs_f64()),
     });
     let deadline = Instant::now() + d;
-    let interval = (d / 4).max(Duration::from_secs(1));
+    let interval = if ops.ctx.analysis.is_some() {
+        JUDGE_EVERY
+    } else {
+        d
+    };
     let ids: Vec<InstanceId> = new.iter().map(|i| i.id.clone()).collect();
     let mut last = HoldEnd::Pass;
     loop {
