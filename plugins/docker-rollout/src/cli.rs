@@ -65,6 +65,8 @@ pub enum Invocation {
     Migrate(Box<MigrateRequest>),
     /// `docker rollout init`: put nginx in front of a service.
     Init(Box<InitRequest>),
+    /// `docker rollout status|history|abort SERVICE`.
+    Verb(Box<VerbRequest>),
 }
 
 /// The word that selects the migration verbs (a service of that name is
@@ -73,8 +75,10 @@ pub const MIGRATE: &str = "migrate";
 
 mod hooks;
 mod migrate;
+mod verbs;
 use migrate::MigrateCli;
 pub use migrate::{MigrateAround, MigrateRequest, MigrateVerb};
+pub use verbs::{Verb, VerbRequest, VERBS};
 
 /// A parsed `docker rollout init` command.
 #[derive(Debug, Clone, PartialEq)]
@@ -573,6 +577,9 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
         let cli = MigrateCli::from_arg_matches(&matches)?;
         return Ok(Invocation::Migrate(Box::new(cli.into_request())));
     }
+    if rest.first().is_some_and(|a| VERBS.iter().any(|v| a == *v)) {
+        return verbs::parse_verb(globals, rest, as_plugin);
+    }
     if rest.first().is_some_and(|a| a == INIT_SUBCOMMAND) {
         return parse_init(globals, rest.into_iter().skip(1), as_plugin);
     }
@@ -617,7 +624,7 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
 /// The end of `--help`: the other command, the exit codes, the environment.
 static AFTER_HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n\n\
+        "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n  docker rollout status SERVICE [--watch] [--output json]\n                           instances, weights, the rollout under way or paused\n  docker rollout history SERVICE [--limit N]   the last rollouts, newest first\n  docker rollout abort SERVICE   back to the old revision (running or paused rollout)\n  (a service named like a command: docker rollout -- NAME)\n\n\
          Exit codes:\n  0 done or nothing to change   1 unexpected error   2 bad input (nothing changed)\n  3 failed, rolled back   4 paused   5 the rollback failed\n  6 engine, proxy, registry or database unreachable\n  7 busy: another run holds the lock (nothing changed)   130 interrupted\n\n{}",
         crate::environ::ENVIRONMENT
     )
