@@ -577,8 +577,8 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
         let cli = MigrateCli::from_arg_matches(&matches)?;
         return Ok(Invocation::Migrate(Box::new(cli.into_request())));
     }
-    if rest.first().is_some_and(|a| VERBS.iter().any(|v| a == *v)) {
-        return verbs::parse_verb(globals, rest, as_plugin);
+    if let Some(at) = verbs::verb_position(&rest) {
+        return verbs::parse_verb(globals, rest, at, as_plugin);
     }
     if rest.first().is_some_and(|a| a == INIT_SUBCOMMAND) {
         return parse_init(globals, rest.into_iter().skip(1), as_plugin);

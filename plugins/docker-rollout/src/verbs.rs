@@ -569,7 +569,7 @@ pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fa
     let service = &scene.service;
     let Some(mut record) = journal.load(service).await? else {
         return Err(Fail::bad_input(format!(
-            "nothing to abort: no rollout of {service} is under way or paused\nhint: `docker rollout undo {}` is not built yet; roll out the previous image with `docker rollout`",
+            "nothing to abort: no rollout of {service} is under way or paused\nhint: `docker rollout history {}` shows what ran; to go back after a finished rollout, name the previous image in the Compose file and run `docker rollout` again",
             service.service
         )));
     };

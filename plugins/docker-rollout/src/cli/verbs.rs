@@ -106,12 +106,65 @@ struct VerbFlags {
     docker: DockerFlags,
 }
 
-/// Parses `rest` (starting with the verb).
+/// The flags before a verb that take a value (the project's, docker's and
+/// the verbs' own), so that `-p shop status app` finds `status`.
+const VALUE_FLAGS_BEFORE: &[&str] = &[
+    "-f",
+    "--file",
+    "-p",
+    "--project-name",
+    "--project-directory",
+    "--env-file",
+    "--profile",
+    "--output",
+    "--config",
+    "-c",
+    "--context",
+    "-H",
+    "--host",
+    "-l",
+    "--log-level",
+    "--tlscacert",
+    "--tlscert",
+    "--tlskey",
+    "--interval",
+    "--count",
+    "--limit",
+    "--timeout",
+    "--lock-timeout",
+];
+
+/// Where the verb is in `rest`: the first word that is not a flag or a
+/// flag's value, when it is one of [`VERBS`] (a service after `--` is not).
+pub(super) fn verb_position(rest: &[OsString]) -> Option<usize> {
+    let mut i = 0;
+    while i < rest.len() {
+        let a = rest[i].to_string_lossy();
+        if a == "--" {
+            return None;
+        }
+        if a.starts_with('-') {
+            i += if VALUE_FLAGS_BEFORE.contains(&a.as_ref()) {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        return VERBS.contains(&a.as_ref()).then_some(i);
+    }
+    None
+}
+
+/// Parses `rest`, whose word at `at` is the verb.
 pub(super) fn parse_verb(
     globals: DockerGlobals,
-    rest: Vec<OsString>,
+    mut rest: Vec<OsString>,
+    at: usize,
     as_plugin: bool,
 ) -> Result<Invocation, clap::Error> {
+    let verb = rest.remove(at);
+    rest.insert(0, verb);
     let name = if as_plugin {
         "docker rollout"
     } else {
@@ -193,7 +246,7 @@ mod tests {
 
     #[test]
     fn the_verbs_take_a_service_and_the_project_flags() {
-        let r = verb("docker-rollout rollout status -p shop app --watch --interval 1s --count 3")
+        let r = verb("docker-rollout rollout -p shop status app --watch --interval 1s --count 3")
             .unwrap();
         assert_eq!(r.rollout.service, "app");
         assert_eq!(r.rollout.compose.project_name.as_deref(), Some("shop"));
