@@ -78,7 +78,7 @@ mod migrate;
 mod verbs;
 use migrate::MigrateCli;
 pub use migrate::{MigrateAround, MigrateRequest, MigrateVerb};
-pub use verbs::{Verb, VerbRequest, VERBS};
+pub use verbs::{Verb, VerbRequest};
 
 /// A parsed `docker rollout init` command.
 #[derive(Debug, Clone, PartialEq)]
