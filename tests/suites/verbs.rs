@@ -208,3 +208,49 @@ fn abort_from_another_shell_rolls_a_running_canary_back() {
     assert_eq!(s["last"]["exit_code"], 130, "{s:#}");
     finish(&p, load, slug, &conf);
 }
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn the_docker_cli_completes_verbs_services_and_flag_values() {
+    let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
+    let p = Project::new("verbs-complete");
+    p.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: rollout-demo:v1\n  worker:\n    image: rollout-demo:v1\n",
+    );
+    let complete = |words: &[&str]| -> Vec<String> {
+        let out = plugins
+            .docker()
+            .current_dir(p.dir())
+            .arg("__complete")
+            .args(words)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("$ docker __complete {}\n{text}", words.join(" "));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines().map(String::from).collect()
+    };
+    let first = complete(&["rollout", ""]);
+    assert!(first.iter().any(|l| l.starts_with("status")), "{first:?}");
+    assert!(
+        first.iter().any(|l| l == "web") && first.iter().any(|l| l == "worker"),
+        "{first:?}"
+    );
+    assert_eq!(first.last().map(String::as_str), Some(":4"));
+    assert_eq!(
+        complete(&["rollout", "status", "w"]),
+        vec!["web", "worker", ":4"]
+    );
+    assert_eq!(
+        complete(&["rollout", "web", "--output", ""]),
+        vec!["text", "json", ":4"]
+    );
+    let flags = complete(&["rollout", "web", "--dry"]);
+    assert_eq!(flags, vec!["--dry-run", ":4"]);
+}

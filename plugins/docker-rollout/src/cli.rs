@@ -67,6 +67,13 @@ pub enum Invocation {
     Init(Box<InitRequest>),
     /// `docker rollout status|history|abort SERVICE`.
     Verb(Box<VerbRequest>),
+    /// The docker CLI's completion request (the words after `__complete`).
+    Complete(Vec<OsString>),
+}
+
+/// The rollout's command, for its flags (completion).
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// The word that selects the migration verbs (a service of that name is
@@ -556,6 +563,9 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
     let args: Vec<OsString> = argv.into_iter().skip(1).collect();
     if args.first().is_some_and(|a| a == METADATA_SUBCOMMAND) {
         return Ok(Invocation::Metadata);
+    }
+    if args.first().is_some_and(|a| a == crate::complete::COMPLETE) {
+        return Ok(Invocation::Complete(args.into_iter().skip(1).collect()));
     }
     let (globals, rest) = if as_plugin {
         split_plugin_argv(&args)?

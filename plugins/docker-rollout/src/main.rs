@@ -19,6 +19,7 @@
 mod analysis;
 mod around;
 mod cli;
+mod complete;
 mod drive;
 mod dry;
 mod environ;
@@ -56,6 +57,7 @@ fn main() {
         Ok(Invocation::Migrate(request)) => std::process::exit(migrate::run(*request)),
         Ok(Invocation::Init(request)) => std::process::exit(run_init(&request)),
         Ok(Invocation::Verb(request)) => std::process::exit(run_verb(*request)),
+        Ok(Invocation::Complete(args)) => std::process::exit(complete::run(args)),
         Err(e) => e.exit(),
     };
     std::process::exit(run(request));
