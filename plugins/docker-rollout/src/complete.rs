@@ -8,7 +8,6 @@
 //! first word, the services after a verb, the flags for a word starting with
 //! `-`, and the values of flags that take one of a few words.
 
-use clap::CommandFactory;
 use std::ffi::OsString;
 use std::io::Write;
 
