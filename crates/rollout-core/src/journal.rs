@@ -80,6 +80,36 @@ pub struct JournalRecord {
     pub state: serde_json::Value,
 }
 
+/// One finished rollout of a service, as `docker rollout history` lists it.
+///
+/// Written by the process that ran the rollout, once its outcome is known,
+/// and kept with the engine beside the journal (the last few per service).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The service.
+    pub service: ServiceRef,
+    /// The strategy's name.
+    pub strategy: String,
+    /// When it started, seconds since the Unix epoch.
+    pub started: u64,
+    /// When it ended, seconds since the Unix epoch.
+    pub finished: u64,
+    /// The revision that served before, when known.
+    pub from: Option<Revision>,
+    /// The revision it went to.
+    pub to: Option<Revision>,
+    /// How it ended.
+    pub outcome: crate::event::Outcome,
+    /// Traffic changes applied (one proxy reload each).
+    pub steps: usize,
+    /// Instances launched.
+    pub launched: usize,
+    /// Instances removed.
+    pub removed: usize,
+    /// The process's exit code.
+    pub exit_code: i32,
+}
+
 /// Stores journal records and the per-service lock.
 #[async_trait]
 pub trait Journal: Send + Sync {

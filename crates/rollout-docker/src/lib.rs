@@ -65,6 +65,7 @@ pub mod dial;
 pub mod endpoint;
 pub mod engine;
 pub mod haproxy;
+pub mod history;
 pub mod journal;
 pub mod keeper;
 pub mod labels;

@@ -207,6 +207,7 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
                         step: s + 1,
                         verdict: v.clone(),
                     });
+                    remember_verdict(ops, s + 1, p, &v).await?;
                     if let Verdict::Fail(r) = v {
                         return Ok(
                             revert(ops, format!("analysis failed at {p}%: {r}"), false).await
@@ -437,6 +438,7 @@ async fn hold_for(
                 step,
                 verdict: v.clone(),
             });
+            remember_verdict(ops, step, p, &v).await?;
             last = match v {
                 Verdict::Fail(r) => {
                     return Ok(HoldEnd::Stop(Stop::Failed(format!(
@@ -451,4 +453,14 @@ async fn hold_for(
             return Ok(last);
         }
     }
+}
+
+/// Keeps the last verdict in the journal for `docker rollout status`: saved
+/// when the step or the kind of verdict changes, not at every judgement.
+async fn remember_verdict(ops: &Ops<'_>, step: usize, p: u32, v: &Verdict) -> Res<()> {
+    let value = json!({ "step": step, "percent": p, "judgement": v });
+    ops.remember("verdict", value, |kept, new| {
+        kept["step"] == new["step"] && kept["judgement"]["verdict"] == new["judgement"]["verdict"]
+    })
+    .await
 }

@@ -509,6 +509,29 @@ impl<'a> Ops<'a> {
         self.rec().state.get(key).cloned()
     }
 
+    /// Keeps `value` under `key` of the strategy's state for people to read
+    /// (`docker rollout status`), leaving the noted step as it is; saved
+    /// only when `same` says it differs from what is kept (a journal save
+    /// costs the engine a container).
+    pub async fn remember(
+        &self,
+        key: &str,
+        value: Value,
+        same: impl Fn(&Value, &Value) -> bool,
+    ) -> Res<()> {
+        if self.state(key).is_some_and(|kept| same(&kept, &value)) {
+            return Ok(());
+        }
+        self.update(|r| {
+            if !r.state.is_object() {
+                r.state = json!({});
+            }
+            r.state[key] = value;
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Sets a value of the strategy's state and saves it.
     pub async fn set_state(&self, key: &str, value: Value) -> Res<()> {
         self.update(|r| {

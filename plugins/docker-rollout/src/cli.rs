@@ -65,6 +65,15 @@ pub enum Invocation {
     Migrate(Box<MigrateRequest>),
     /// `docker rollout init`: put nginx in front of a service.
     Init(Box<InitRequest>),
+    /// `docker rollout status|history|abort SERVICE`.
+    Verb(Box<VerbRequest>),
+    /// The docker CLI's completion request (the words after `__complete`).
+    Complete(Vec<OsString>),
+}
+
+/// The rollout's command, for its flags (completion).
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// The word that selects the migration verbs (a service of that name is
@@ -73,8 +82,10 @@ pub const MIGRATE: &str = "migrate";
 
 mod hooks;
 mod migrate;
+mod verbs;
 use migrate::MigrateCli;
 pub use migrate::{MigrateAround, MigrateRequest, MigrateVerb};
+pub use verbs::{Verb, VerbRequest};
 
 /// A parsed `docker rollout init` command.
 #[derive(Debug, Clone, PartialEq)]
@@ -563,6 +574,9 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
     if args.first().is_some_and(|a| a == METADATA_SUBCOMMAND) {
         return Ok(Invocation::Metadata);
     }
+    if args.first().is_some_and(|a| a == crate::complete::COMPLETE) {
+        return Ok(Invocation::Complete(args.into_iter().skip(1).collect()));
+    }
     let (globals, rest) = if as_plugin {
         split_plugin_argv(&args)?
     } else {
@@ -582,6 +596,9 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
             )?;
         let cli = MigrateCli::from_arg_matches(&matches)?;
         return Ok(Invocation::Migrate(Box::new(cli.into_request())));
+    }
+    if let Some(at) = verbs::verb_position(&rest) {
+        return verbs::parse_verb(globals, rest, at, as_plugin);
     }
     if rest.first().is_some_and(|a| a == INIT_SUBCOMMAND) {
         return parse_init(globals, rest.into_iter().skip(1), as_plugin);
@@ -627,7 +644,7 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
 /// The end of `--help`: the other command, the exit codes, the environment.
 static AFTER_HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n\n\
+        "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n  docker rollout status SERVICE [--watch] [--output json]\n                           instances, weights, the rollout under way or paused\n  docker rollout history SERVICE [--limit N]   the last rollouts, newest first\n  docker rollout abort SERVICE   back to the old revision (running or paused rollout)\n  (a service named like a command: docker rollout -- NAME)\n\n\
          Exit codes:\n  0 done or nothing to change   1 unexpected error   2 bad input (nothing changed)\n  3 failed, rolled back   4 paused   5 the rollback failed\n  6 engine, proxy, registry or database unreachable\n  7 busy: another run holds the lock (nothing changed)   130 interrupted\n\n{}",
         crate::environ::ENVIRONMENT
     )

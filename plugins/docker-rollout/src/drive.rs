@@ -19,6 +19,8 @@ pub enum Interrupt {
     Signal,
     /// The docker CLI closed the plugin socket.
     SocketClosed,
+    /// `docker rollout abort` asked, from another process.
+    Requested,
 }
 
 /// Runs `strategy` on `ctx` (whose event sink and cancel signal this
@@ -79,6 +81,7 @@ pub async fn run(
                 let cause = match why {
                     Interrupt::Signal => "interrupt",
                     Interrupt::SocketClosed => "the docker CLI closed the plugin socket",
+                    Interrupt::Requested => "`docker rollout abort` asked",
                 };
                 let text = match (before, level) {
                     (CancelLevel::None, CancelLevel::Abort) => format!("{cause}: stopping at the next safe point and rolling back what was started\nhint: interrupt again to stop at the next safe point without rolling back"),

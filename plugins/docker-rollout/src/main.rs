@@ -19,6 +19,7 @@
 mod analysis;
 mod around;
 mod cli;
+mod complete;
 mod drive;
 mod dry;
 mod environ;
@@ -32,6 +33,7 @@ mod output;
 mod plan;
 mod socket;
 mod unlock;
+mod verbs;
 
 use cli::{Invocation, RolloutRequest};
 use drive::Interrupt;
@@ -54,6 +56,8 @@ fn main() {
         Ok(Invocation::Rollout(request)) => *request,
         Ok(Invocation::Migrate(request)) => std::process::exit(migrate::run(*request)),
         Ok(Invocation::Init(request)) => std::process::exit(run_init(&request)),
+        Ok(Invocation::Verb(request)) => std::process::exit(run_verb(*request)),
+        Ok(Invocation::Complete(args)) => std::process::exit(complete::run(args)),
         Err(e) => e.exit(),
     };
     std::process::exit(run(request));
@@ -73,6 +77,61 @@ fn run_init(req: &cli::InitRequest) -> i32 {
     };
     match rt.block_on(init::run(req)) {
         Ok(code) => code,
+        Err(f) => {
+            let _ = writeln!(std::io::stderr(), "error: {}", f.message);
+            f.code
+        }
+    }
+}
+
+/// `docker rollout status|history|abort` ([`verbs`]).
+fn run_verb(req: cli::VerbRequest) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
+            return exit::UNEXPECTED;
+        }
+    };
+    let done = match req.verb {
+        cli::Verb::Abort { timeout } => rt.block_on(async {
+            tokio::select! {
+                r = verbs::abort(&req, timeout) => r.map(|plan| match plan {
+                    verbs::AbortPlan::Told(code) => Some(code),
+                    verbs::AbortPlan::RollBack => None,
+                }),
+                _ = tokio::signal::ctrl_c() => Err(Fail {
+                    code: exit::INTERRUPTED,
+                    message: "interrupted: a request left for a running rollout stays until it acts on it".into(),
+                }),
+            }
+        }),
+        _ => rt.block_on(async {
+            tokio::select! {
+                r = verbs::run(&req) => r.map(Some),
+                // `status --watch` ends here.
+                _ = tokio::signal::ctrl_c() => Ok(Some(exit::SUCCESS)),
+            }
+        }),
+    };
+    drop(rt);
+    match done {
+        Ok(Some(code)) => code,
+        Ok(None) => {
+            // The journal says rolling back: the rollout path finishes it
+            // with the same protocol as after a crash (exit 3 there: the old
+            // revision serves, which is what abort asked for).
+            let code = run(req.rollout);
+            if code == exit::ROLLED_BACK {
+                let _ = writeln!(std::io::stderr(), "aborted: the old revision serves");
+                exit::SUCCESS
+            } else {
+                code
+            }
+        }
         Err(f) => {
             let _ = writeln!(std::io::stderr(), "error: {}", f.message);
             f.code
@@ -104,8 +163,8 @@ fn run(req: RolloutRequest) -> i32 {
     let format = req.output;
     let dry = req.dry_run;
     rt.block_on(async move {
-        listen_for_signals(itx);
-        match rollout(req, irx).await {
+        listen_for_signals(itx.clone());
+        match rollout(req, irx, itx).await {
             Ok(code) => code,
             Err(f) => {
                 let _ = writeln!(std::io::stderr(), "error: {}", f.message);
@@ -157,6 +216,7 @@ async fn or_interrupted<T>(
 async fn rollout(
     req: RolloutRequest,
     mut irx: mpsc::UnboundedReceiver<Interrupt>,
+    itx: mpsc::UnboundedSender<Interrupt>,
 ) -> Result<i32, Fail> {
     if let Some(force) = req.unlock {
         return or_interrupted(&mut irx, unlock::unlock(&req, force)).await;
@@ -219,6 +279,7 @@ async fn rollout(
         )
         .await?;
     }
+    let kept = engine.clone();
     let wired = match or_interrupted(&mut irx, live::wire(&prepared, &req, engine)).await {
         Ok(wired) => wired,
         Err(f) => {
@@ -287,6 +348,11 @@ async fn rollout(
         events: rollout_core::event::EventSink::discard(),
         cancel: Cancel::never(),
     };
+    // `docker rollout abort` from another shell leaves a request with the
+    // engine: one left by an earlier run is stale.
+    let _ = rollout_docker::history::take_request(&kept, &settings.service).await;
+    let requests = verbs::listen(kept.clone(), settings.service.clone(), itx);
+    let started = verbs::now();
     let outcome = drive::run(
         strategy,
         ctx,
@@ -296,6 +362,7 @@ async fn rollout(
         Some(Duration::from_secs(5)),
     )
     .await;
+    requests.abort();
     // Replaced journal generations are removed in the background: gone
     // before the process is (one left behind would be harmless).
     wired.docker_journal.flush().await;
@@ -345,6 +412,23 @@ async fn rollout(
         renderer.tally().clone(),
     );
     renderer.summary(&summary);
+    if !matches!(outcome, Outcome::Busy(_) | Outcome::NoChange) {
+        let tally = renderer.tally();
+        let entry = rollout_core::journal::HistoryEntry {
+            service: settings.service.clone(),
+            strategy: strategy_name.to_string(),
+            started,
+            finished: verbs::now(),
+            from: renderer.from().cloned(),
+            to: Some(plan.target.clone()),
+            outcome: outcome.clone(),
+            steps: tally.traffic_changes,
+            launched: tally.launched,
+            removed: tally.removed,
+            exit_code: code,
+        };
+        verbs::record(&kept, entry).await;
+    }
     if let Some(h) = hooks.as_mut() {
         h.after(&outcome, code, elapsed, renderer.from().cloned())
             .await;

@@ -1,0 +1,256 @@
+//! The operator's verbs end to end, under the strategies suite's load: `status` of a canary
+//! from another process (its step, its weights), `abort` of a paused canary (no process runs:
+//! the abort rolls it back itself) and of a running one (told through the engine), `history`
+//! of what ran, and the bad input of each. Every abort returns all traffic to v1 with no
+//! failed request.
+
+use rollout_e2e::load::{mix, wait_ok};
+use rollout_e2e::nginx::stderr_upstream_errors;
+use rollout_e2e::verdict::publish;
+use rollout_e2e::{
+    images, require_engine, require_images, run_rollout, wait_http, workspace_binary, Clock,
+    PluginDir, Project, Running, NGINX_IMAGE,
+};
+use rollout_load::{LoadHandle, Report};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+const SUITE: &str = "verbs";
+const LIMIT: Duration = Duration::from_secs(180);
+
+/// The canary example with `canary` (YAML under green's `x-rollout.canary`), up, blue
+/// serving, and the load running.
+fn canary_under_load(slug: &str, canary: &str) -> (Project, PluginDir, LoadHandle, String) {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
+    let mut p = Project::new(slug);
+    p.copy_from(&example);
+    let label = p.name().to_string();
+    p.write(
+        "compose.override.yaml",
+        &format!(
+            "services:\n  nginx:\n    labels:\n      io.rollout.test: {label}\n  blue:\n    labels:\n      io.rollout.test: {label}\n  green:\n    labels:\n      io.rollout.test: {label}\n    x-rollout:\n      strategy: canary\n      canary:\n{canary}"
+        ),
+    );
+    p.set_env(
+        "NGINX_PORT",
+        &format!("127.0.0.1:{}", rollout_e2e::free_port()),
+    );
+    let conf = p.read("nginx.conf");
+    p.up();
+    p.wait_healthy("blue", 3, Duration::from_secs(60));
+    p.wait_healthy("green", 3, Duration::from_secs(60));
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v1")
+    });
+    let mut c = p.load_config("nginx");
+    mix(&mut c, Duration::from_secs(300));
+    let load = LoadHandle::start(c).unwrap();
+    wait_ok(&load, 750, Duration::from_secs(30));
+    (p, plugins, load, conf)
+}
+
+/// `docker rollout ARGS` in the project, to its end.
+fn verb(p: &Project, plugins: &PluginDir, args: &[&str]) -> Output {
+    let mut cmd = p.rollout_command(plugins);
+    cmd.args(args);
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "$ docker rollout {}\nexit {:?}\n{}{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The load stopped, its upstream errors read, the report published; 0 failed requests and
+/// 0 upstream errors asserted, blue serving and the operator's config theirs again.
+fn finish(p: &Project, load: LoadHandle, slug: &str, conf: &str) -> Report {
+    let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let mut report = load.stop().unwrap();
+    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
+    publish(SUITE, slug, &report, &[]);
+    eprintln!(
+        "LOAD: {} requests sent, {} failed, {} keep-alive retries, {} upstream errors",
+        report.sent, report.failed, report.stale_retries, report.upstream_errors.total
+    );
+    assert_eq!(report.failed, 0, "failed requests");
+    assert_eq!(report.upstream_errors.total, 0, "upstream errors");
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(10), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v1")
+    });
+    assert_eq!(p.read("nginx.conf"), conf, "the operator's config at rest");
+    report
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn status_of_a_paused_canary_then_abort_returns_all_traffic_to_v1() {
+    let slug = "verbs-paused-abort";
+    let (p, plugins, load, conf) = canary_under_load(
+        slug,
+        "        steps: [25, 100]\n        hold: until-promoted\n",
+    );
+    // Bad input first: nothing to abort, an unknown service (exit 2, nothing changed).
+    let none = verb(&p, &plugins, &["abort", "green"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("nothing to abort"));
+    let unknown = verb(&p, &plugins, &["status", "nosuch"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nosuch"));
+
+    // The canary pauses at its first step (25 %), exit 4.
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["green", "--output", "json"]);
+    let paused = run_rollout(cmd, Clock::of(&load), LIMIT);
+    assert_eq!(paused.code, Some(4), "{}", paused.transcript());
+
+    // Status from another process: the step, the weights, no process.
+    let out = verb(&p, &plugins, &["status", "green", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = &json_lines(&out)[0];
+    assert_eq!(s["rollout"]["phase"], "paused", "{s:#}");
+    assert_eq!(s["rollout"]["canary_step"], 1, "{s:#}");
+    assert_eq!(s["rollout"]["process"]["state"], "none", "{s:#}");
+    assert_eq!(s["traffic"]["rollout-demo:v2"], 25.0, "{s:#}");
+    assert_eq!(s["traffic"]["rollout-demo:v1"], 75.0, "{s:#}");
+    assert_eq!(s["instances"].as_array().unwrap().len(), 6, "{s:#}");
+    let text = verb(&p, &plugins, &["status", "green"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("paused at canary step 1"), "{text}");
+    assert!(text.contains("rollout-demo:v2 25%"), "{text}");
+
+    // Abort: no process runs, so the abort rolls back itself.
+    let aborted = verb(&p, &plugins, &["abort", "green"]);
+    assert_eq!(aborted.status.code(), Some(0));
+    let s = &json_lines(&verb(
+        &p,
+        &plugins,
+        &["status", "green", "--output", "json"],
+    ))[0];
+    assert!(s["rollout"].is_null(), "{s:#}");
+    assert_eq!(s["traffic"]["rollout-demo:v1"], 100.0, "{s:#}");
+
+    // History: the abort's rollback, then the pause; newest first.
+    let h = json_lines(&verb(
+        &p,
+        &plugins,
+        &["history", "green", "--output", "json"],
+    ));
+    assert_eq!(h.len(), 2, "{h:#?}");
+    assert_eq!(h[0]["outcome"]["outcome"], "rolled-back", "{h:#?}");
+    assert_eq!(h[0]["exit_code"], 3);
+    assert_eq!(h[1]["outcome"]["outcome"], "paused", "{h:#?}");
+    assert_eq!(h[1]["exit_code"], 4);
+    assert_eq!(h[1]["to"]["image"], "rollout-demo:v2");
+    let lines = verb(&p, &plugins, &["history", "green", "--limit", "1"]);
+    assert_eq!(String::from_utf8_lossy(&lines.stdout).lines().count(), 1);
+    // Nothing left to abort.
+    assert_eq!(
+        verb(&p, &plugins, &["abort", "green"]).status.code(),
+        Some(2)
+    );
+    finish(&p, load, slug, &conf);
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn abort_from_another_shell_rolls_a_running_canary_back() {
+    let slug = "verbs-running-abort";
+    let (p, plugins, load, conf) =
+        canary_under_load(slug, "        steps: [25, 50, 100]\n        hold: 60s\n");
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["green", "--output", "json"]);
+    let mut running = Running::spawn(cmd, Clock::of(&load), false);
+    running.wait_for("the first step", LIMIT, |e| {
+        matches!(e, rollout_core::Event::StepPaused { .. })
+    });
+    // Status while it runs: step 1, run by a live process.
+    let s = &json_lines(&verb(
+        &p,
+        &plugins,
+        &["status", "green", "--output", "json"],
+    ))[0];
+    assert_eq!(s["rollout"]["process"]["state"], "running", "{s:#}");
+    assert_eq!(s["rollout"]["canary_step"], 1, "{s:#}");
+    assert_eq!(s["traffic"]["rollout-demo:v2"], 25.0, "{s:#}");
+    let aborted = verb(&p, &plugins, &["abort", "green"]);
+    assert_eq!(aborted.status.code(), Some(0));
+    let run = running.wait(LIMIT);
+    // The running rollout heard it as an interrupt: rolled back, exit 130.
+    assert_eq!(run.code, Some(130), "{}", run.transcript());
+    assert!(
+        run.stderr.contains("`docker rollout abort` asked"),
+        "{}",
+        run.stderr
+    );
+    let s = &json_lines(&verb(
+        &p,
+        &plugins,
+        &["status", "green", "--output", "json"],
+    ))[0];
+    assert!(s["rollout"].is_null(), "{s:#}");
+    assert_eq!(s["traffic"]["rollout-demo:v1"], 100.0, "{s:#}");
+    assert_eq!(s["last"]["exit_code"], 130, "{s:#}");
+    finish(&p, load, slug, &conf);
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn the_docker_cli_completes_verbs_services_and_flag_values() {
+    let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
+    let p = Project::new("verbs-complete");
+    p.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: rollout-demo:v1\n  worker:\n    image: rollout-demo:v1\n",
+    );
+    let complete = |words: &[&str]| -> Vec<String> {
+        let out = plugins
+            .docker()
+            .current_dir(p.dir())
+            .arg("__complete")
+            .args(words)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("$ docker __complete {}\n{text}", words.join(" "));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines().map(String::from).collect()
+    };
+    let first = complete(&["rollout", ""]);
+    assert!(first.iter().any(|l| l.starts_with("status")), "{first:?}");
+    assert!(
+        first.iter().any(|l| l == "web") && first.iter().any(|l| l == "worker"),
+        "{first:?}"
+    );
+    assert_eq!(first.last().map(String::as_str), Some(":4"));
+    assert_eq!(
+        complete(&["rollout", "status", "w"]),
+        vec!["web", "worker", ":4"]
+    );
+    assert_eq!(
+        complete(&["rollout", "web", "--output", ""]),
+        vec!["text", "json", ":4"]
+    );
+    let flags = complete(&["rollout", "web", "--dry"]);
+    assert_eq!(flags, vec!["--dry-run", ":4"]);
+}
