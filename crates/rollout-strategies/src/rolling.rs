@@ -842,7 +842,7 @@ impl Pass<'_, '_> {
             let failed = match (failed, judge) {
                 (Some(one), _) => vec![one],
                 (None, Some(analysis)) if !self.stopped() => {
-                    let verdict = analysis.judge(&ops.plan, 0, 0).await;
+                    let verdict = analysis.judge(ops.plan, 0, 0).await;
                     ops.ctx.events.send(Event::Analysis {
                         step: 0,
                         verdict: verdict.clone(),
