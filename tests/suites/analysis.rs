@@ -10,7 +10,7 @@ use rollout_e2e::nginx::stderr_upstream_errors;
 use rollout_e2e::verdict::publish;
 use rollout_e2e::{
     canary_example, images, require_engine, require_images, run_rollout, wait_http,
-    workspace_binary, Clock, Ended, PluginDir, NGINX_IMAGE,
+    workspace_binary, Clock, Ended, PluginDir, Project, NGINX_IMAGE,
 };
 use rollout_load::{LoadHandle, Report};
 use std::time::Duration;
@@ -166,4 +166,84 @@ fn a_canary_judged_by_a_prometheus_query_is_rolled_back_at_its_first_step() {
             .all(|r| r.status == Some(500) && r.version.as_deref() == Some("v2")),
         "failures that are not v2's 500s: {failed:#?}"
     );
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_rolling_update_whose_new_instances_answer_5xx_is_rolled_back_in_their_monitor_window() {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
+    // The seed's rolling example (parallelism 2, failure_action rollback, max_failure_ratio
+    // 0.3), with a shorter delay and monitor window.
+    let mut p = Project::new("analysis-rolling-5xx");
+    p.copy_from(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rolling"));
+    let label = p.name().to_string();
+    let labels = format!(
+        "services:\n  nginx:\n    labels:\n      io.rollout.test: {label}\n  app:\n    labels:\n      io.rollout.test: {label}\n"
+    );
+    p.write("compose.override.yaml", &labels);
+    p.set_env(
+        "NGINX_PORT",
+        &format!("127.0.0.1:{}", rollout_e2e::free_port()),
+    );
+    p.up();
+    let old = p.wait_healthy("app", 6, Duration::from_secs(60));
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(30), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v1")
+    });
+    let original_conf = p.read("nginx.conf");
+    let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
+    // v2 answers 500 to a fifth of its requests while its health check passes.
+    p.write(
+        "compose.override.yaml",
+        &format!(
+            "{labels}    environment:\n      DEMO_ERROR_RATE: \"0.2\"\n    deploy:\n      update_config:\n        delay: 2s\n        monitor: 10s\n    x-rollout:\n      analysis:\n        max_error_rate: 5%\n        min_requests: 20\n        window: 10s\n"
+        ),
+    );
+    p.set_env("APP_VERSION", "v2");
+    let mut c = p.load_config("nginx");
+    c.error_log = None;
+    mix(&mut c, Duration::from_secs(240));
+    let load = LoadHandle::start(c).unwrap();
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let clock = Clock::of(&load);
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["app", "--output", "json"]);
+    let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let mut report = load.stop().unwrap();
+    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
+    publish(SUITE, "analysis-rolling-5xx", &report, &[&run]);
+
+    let outcome = format!("{:?}", run.outcome());
+    let failed: Vec<_> = report.failures().collect();
+    eprintln!(
+        "FAILED: {} requests of {} sent; rollout {:.1}s; {outcome}",
+        failed.len(),
+        report.sent,
+        run.elapsed()
+    );
+    // The first two new instances fail their window (2 of 6 > 0.3): rolled back, exit 3.
+    assert_eq!(run.code, Some(3), "{}\n{}", run.transcript(), run.stderr);
+    assert!(
+        outcome.contains("analysis failed: error rate"),
+        "{outcome}\n{}",
+        run.transcript()
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|r| r.status == Some(500) && r.version.as_deref() == Some("v2")),
+        "failures that are not v2's 500s: {failed:#?}"
+    );
+    assert_eq!(report.upstream_errors.total, 0);
+    // Six v1 replicas serve again, and the config is the operator's.
+    let now = p.wait_healthy("app", 6, Duration::from_secs(60));
+    assert!(now.iter().all(|c| c.image == "rollout-demo:v1"), "{now:#?}");
+    assert_eq!(old.len(), 6);
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(10), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v1")
+    });
+    assert_eq!(p.read("nginx.conf"), original_conf);
 }

@@ -18,6 +18,9 @@ pub enum Failure {
     StartTimeout,
     /// It could not be created or started.
     LaunchFailed(String),
+    /// The analysis judged its revision bad while it was in its monitor
+    /// window (the reason, with the numbers).
+    Analysis(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -27,6 +30,7 @@ impl std::fmt::Display for Failure {
             Failure::Unhealthy(s) => write!(f, "unhealthy: {s}"),
             Failure::StartTimeout => write!(f, "not healthy within the start timeout"),
             Failure::LaunchFailed(s) => write!(f, "launch failed: {s}"),
+            Failure::Analysis(s) => write!(f, "analysis failed: {s}"),
         }
     }
 }

@@ -7,7 +7,7 @@ use rollout_core::backend::Failure;
 use rollout_core::config::{FailureAction, Order, UpdateConfig};
 use rollout_core::journal::Phase;
 use rollout_core::router::DrainTicket;
-use rollout_core::strategy::{CancelLevel, TrafficLayout};
+use rollout_core::strategy::{CancelLevel, TrafficLayout, Verdict};
 use rollout_core::{
     Event, Instance, InstanceId, Outcome, Plan, Revision, RolloutContext, Route, RouteChange,
     Strategy,
@@ -825,15 +825,49 @@ impl Pass<'_, '_> {
                     }
                 continue;
             };
+            // The analysis (when rules were given) judges the new revision
+            // about every second while instances are in their window; a
+            // failing verdict fails every one of them.
+            let judge = ops.ctx.analysis.as_ref().filter(|_| !self.rolling_back);
+            let within = match judge {
+                Some(_) => (until - now).min(crate::canary::JUDGE_EVERY),
+                None => until - now,
+            };
             let failed = tokio::select! {
             biased;
-                r = ops.ctx.backend.watch_failures(&ids, until - now) => r?,
+                r = ops.ctx.backend.watch_failures(&ids, within) => r?,
                 _ = self.shared.notify.notified() => None,
                 _ = ops.ctx.cancel.reached(self.level) => None,
             };
-            let Some((id, failure)) = failed else {
-                continue;
+            let failed = match (failed, judge) {
+                (Some(one), _) => vec![one],
+                (None, Some(analysis)) if !self.stopped() => {
+                    let verdict = analysis.judge(ops.plan, 0, 0).await;
+                    ops.ctx.events.send(Event::Analysis {
+                        step: 0,
+                        verdict: verdict.clone(),
+                    });
+                    match verdict {
+                        Verdict::Fail(why) => ids
+                            .iter()
+                            .map(|id| (id.clone(), Failure::Analysis(why.clone())))
+                            .collect(),
+                        Verdict::Pass | Verdict::Inconclusive(_) => Vec::new(),
+                    }
+                }
+                (None, _) => Vec::new(),
             };
+            for (id, failure) in failed {
+                self.monitor_failed(id, failure).await?;
+            }
+        }
+    }
+
+    /// An instance failed in its monitor window: counted, then taken out of
+    /// the routes and removed (unless nothing else serves).
+    async fn monitor_failed(&self, id: InstanceId, failure: Failure) -> Res<()> {
+        let ops = self.ops;
+        {
             let slot = {
                 let mut w = self.shared.watch.lock().unwrap_or_else(|e| e.into_inner());
                 let slot = w
@@ -849,7 +883,14 @@ impl Pass<'_, '_> {
             // instance that fails its health check may still answer, and an
             // upstream with no server answers nothing; the next pass (or
             // the rollback) replaces it start-first.
+            // A revision the analysis judged bad still answers, and each of
+            // its instances counts toward the capacity floor: counted (the
+            // failure action replaces them), not taken out.
+            let judged = matches!(failure, Failure::Analysis(_));
             self.count(slot, &id, failure).await?;
+            if judged {
+                return Ok(());
+            }
             let taken_out = {
                 let _one = self.unrouting.lock().await;
                 let view = ops.view(&ops.plan.service).await?;
@@ -889,5 +930,6 @@ impl Pass<'_, '_> {
                 });
             }
         }
+        Ok(())
     }
 }

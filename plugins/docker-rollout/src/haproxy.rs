@@ -106,8 +106,8 @@ pub async fn wire(
     proxy_service: String,
 ) -> Result<Wired, Fail> {
     let settings = &p.settings;
-    let canary = settings.strategy == rollout_core::StrategyKind::Canary;
-    let rules = settings.analysis.as_ref().filter(|_| canary);
+    let judged = crate::live::judged_strategy(settings.strategy);
+    let rules = settings.analysis.as_ref().filter(|_| judged);
     if rules.is_some_and(|r| r.reads_proxy_log()) {
         // The error rate and p99 come from the log nginx writes; HAProxy's
         // would need a reader of its own. Prometheus queries need no log.

@@ -443,7 +443,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     let analysis_rules = settings
         .analysis
         .clone()
-        .filter(|_| settings.strategy == StrategyKind::Canary);
+        .filter(|_| judged_strategy(settings.strategy));
     let config_path = settings
         .proxy_config
         .clone()
@@ -691,4 +691,11 @@ mod tests {
             ["--config", "/cfg", "--context", "prod", "--tlsverify=true"]
         );
     }
+}
+
+/// The strategies an analysis judges: a canary's steps, and a rolling
+/// update's monitor windows (a failing verdict fails every instance in its
+/// window, toward `max_failure_ratio`).
+pub fn judged_strategy(kind: StrategyKind) -> bool {
+    matches!(kind, StrategyKind::Canary | StrategyKind::Rolling)
 }

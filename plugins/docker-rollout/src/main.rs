@@ -323,7 +323,9 @@ async fn rollout(
         None => format!("proxy: none; engine {}", wired.endpoint),
     });
     renderer.note(&format!("compose: {}", prepared.compose));
-    if settings.strategy == rollout_core::StrategyKind::Canary {
+    let rolling_judged =
+        settings.strategy == rollout_core::StrategyKind::Rolling && wired.analysis_rules.is_some();
+    if settings.strategy == rollout_core::StrategyKind::Canary || rolling_judged {
         renderer.note(&format!(
             "analysis: {}",
             plan::analysis_line(wired.analysis_rules.as_ref())

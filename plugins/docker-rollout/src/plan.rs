@@ -143,6 +143,13 @@ impl PlanView {
                     plural(p.update.workers(p.replicas))
                 );
                 let _ = writeln!(s, "  rollback:  {}", pace(&p.rollback));
+                if let Some(rules) = &self.analysis {
+                    let _ = writeln!(
+                        s,
+                        "  analysis:  each monitor window, {}",
+                        analysis_line(Some(rules))
+                    );
+                }
             }
             StrategyKind::Canary => {
                 let steps: Vec<String> = p
