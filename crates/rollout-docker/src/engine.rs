@@ -139,6 +139,24 @@ impl Engine {
         format!("{}.{:09}", at / 1_000_000_000, at % 1_000_000_000)
     }
 
+    /// The containers `filters` select (the engine's own filters: `label`,
+    /// `status`, `name`), stopped ones too when `all`.
+    pub(crate) async fn list_containers(
+        &self,
+        filters: std::collections::HashMap<String, Vec<String>>,
+        all: bool,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, BackendError> {
+        let options = bollard::query_parameters::ListContainersOptions {
+            all,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker()
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     /// Maps a bollard error to what a rollout reports.
     pub(crate) fn error(&self, e: BollardError) -> BackendError {
         match e {

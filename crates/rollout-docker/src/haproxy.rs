@@ -16,7 +16,6 @@ use crate::engine::Engine;
 use crate::labels;
 use async_trait::async_trait;
 use bollard::models::{ContainerSummary, PortSummaryTypeEnum};
-use bollard::query_parameters::ListContainersOptions;
 use rollout_core::model::InstanceId;
 use rollout_core::router::Target;
 use rollout_haproxy::command::Command;
@@ -174,18 +173,13 @@ impl DockerResolver {
             ),
             ("status".to_string(), vec!["running".to_string()]),
         ]);
-        let options = ListContainersOptions {
-            filters: Some(filters),
-            ..Default::default()
-        };
         let found = self
             .engine
-            .docker()
-            .list_containers(Some(options))
+            .list_containers(filters, false)
             .await
             .map_err(|e| HaproxyError::Resolve {
                 target: format!("the containers of project {}", self.project),
-                reason: self.engine.error(e).to_string(),
+                reason: e.to_string(),
             })?;
         let known: Vec<Known> = found.into_iter().filter_map(|c| self.known(c)).collect();
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) =

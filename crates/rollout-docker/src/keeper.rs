@@ -18,7 +18,7 @@ use crate::tar;
 use bollard::models::ContainerSummary;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
+    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions,
 };
 use futures::StreamExt;
 use rollout_core::BackendError;
@@ -125,16 +125,7 @@ pub(crate) async fn list(
             format!("{}={service}", labels::OUR_SERVICE),
         ],
     )]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let mut found = engine
-        .docker()
-        .list_containers(Some(options))
-        .await
-        .map_err(|e| engine.error(e))?;
+    let mut found = engine.list_containers(filters, true).await?;
     found.sort_by_key(|c| std::cmp::Reverse(c.created.unwrap_or(0)));
     Ok(found)
 }

@@ -152,16 +152,7 @@ pub async fn release_locks_of(
         "label".to_string(),
         vec![format!("{}={project}", labels::OUR_PROJECT)],
     )]);
-    let options = bollard::query_parameters::ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let found = engine
-        .docker()
-        .list_containers(Some(options))
-        .await
-        .map_err(|e| engine.error(e))?;
+    let found = engine.list_containers(filters, true).await?;
     let mut released = Vec::new();
     for c in found {
         let l = c.labels.clone().unwrap_or_default();

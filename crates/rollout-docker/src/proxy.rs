@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::{ContainerInspectResponse, ExecConfig};
-use bollard::query_parameters::{ListContainersOptions, UploadToContainerOptions};
+use bollard::query_parameters::UploadToContainerOptions;
 use futures::StreamExt;
 use rollout_core::{BackendError, ServiceRef};
 use rollout_nginx::proxy::{ConfigStore, ExecOutput, Proxy, ProxyError, ProxyExec};
@@ -94,15 +94,7 @@ impl ProxyContainer {
             ),
             ("status".to_string(), vec!["running".to_string()]),
         ]);
-        let options = ListContainersOptions {
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let found = engine
-            .docker()
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| engine.error(e))?;
+        let found = engine.list_containers(filters, false).await?;
         if found.is_empty() {
             return Err(ProxyServiceError::NotRunning {
                 service: service.clone(),

@@ -30,8 +30,8 @@ use bollard::models::{
     MountPoint, MountType,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, RenameContainerOptions, UploadToContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, LogsOptions, RemoveContainerOptions,
+    RenameContainerOptions, UploadToContainerOptions,
 };
 use futures::StreamExt;
 use rollout_core::{BackendError, ServiceRef};
@@ -455,16 +455,7 @@ pub async fn revive(
             format!("{}={}", labels::SERVICE, service.service),
         ],
     )]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let found = engine
-        .docker()
-        .list_containers(Some(options))
-        .await
-        .map_err(|e| engine.error(e))?;
+    let found = engine.list_containers(filters, true).await?;
     let other = |e: ProxyError| BackendError::Other(e.to_string());
     remove_dead_writers(engine, &service.project).await?;
     let mut notes = Vec::new();
@@ -545,16 +536,7 @@ async fn remove_dead_writers(engine: &Engine, project: &str) -> Result<(), Backe
             vec!["exited".to_string(), "created".to_string()],
         ),
     ]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let found = engine
-        .docker()
-        .list_containers(Some(options))
-        .await
-        .map_err(|e| engine.error(e))?;
+    let found = engine.list_containers(filters, true).await?;
     for c in found {
         if let Some(id) = c.id {
             keeper::remove(engine, &id).await?;

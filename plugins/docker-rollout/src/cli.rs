@@ -21,7 +21,6 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use rollout_compose::{Flavour, LoadOptions, Overrides, StepOverride};
-use rollout_core::analysis::{Inconclusive, LatencyLimit, MetricQuery};
 use rollout_core::config::{failure_ratio, RATIO_EXPECTED};
 use rollout_core::strategy::Hold;
 use rollout_core::{
@@ -80,6 +79,7 @@ pub fn command() -> clap::Command {
 /// rolled out with `docker rollout -- migrate`).
 pub const MIGRATE: &str = "migrate";
 
+mod analysis;
 mod hooks;
 mod migrate;
 mod verbs;
@@ -305,6 +305,9 @@ struct Cli {
     tuning: Tuning,
 
     #[command(flatten)]
+    analysis: analysis::AnalysisFlags,
+
+    #[command(flatten)]
     hooks: hooks::HookFlags,
 
     #[command(flatten)]
@@ -354,42 +357,6 @@ struct Tuning {
     /// Build the service's image first (compose build SERVICE); needs a build section.
     #[arg(long)]
     build: bool,
-    /// Canary analysis: the highest error rate of the new revision (5% or 0.05).
-    #[arg(long, value_name = "RATE", value_parser = rate)]
-    max_error_rate: Option<f64>,
-    /// Canary analysis: the highest p99 latency, absolute (500ms) or relative to the old revision (1.5x).
-    #[arg(long, value_name = "LIMIT", value_parser = latency)]
-    max_p99: Option<LatencyLimit>,
-    /// Canary analysis: requests to the new revision a verdict needs (default 20).
-    #[arg(long, value_name = "N")]
-    min_requests: Option<u64>,
-    /// Canary analysis: what a window with fewer requests does (default hold).
-    #[arg(long, value_parser = word::<Inconclusive>())]
-    inconclusive: Option<Inconclusive>,
-    /// Canary analysis: failing windows in a row that abort the canary (default 1).
-    #[arg(long, value_name = "N")]
-    failing_windows: Option<u32>,
-    /// Canary analysis: the sliding window judged (default 30s).
-    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
-    analysis_window: Option<Duration>,
-    /// Canary analysis: the Prometheus server --prometheus-query asks (http://HOST:PORT).
-    #[arg(long, value_name = "URL", value_parser = rollout_core::analysis::parse_prometheus_url)]
-    prometheus: Option<String>,
-    /// Canary analysis: a PromQL query and the highest value that passes, 'QUERY <= MAX' (repeatable; all must pass).
-    #[arg(long = "prometheus-query", value_name = "QUERY <= MAX", value_parser = metric_query)]
-    prometheus_queries: Vec<MetricQuery>,
-}
-
-fn metric_query(s: &str) -> Result<MetricQuery, String> {
-    s.parse()
-}
-
-fn rate(s: &str) -> Result<f64, String> {
-    rollout_core::analysis::parse_rate(s)
-}
-
-fn latency(s: &str) -> Result<LatencyLimit, String> {
-    s.parse()
 }
 
 /// Puts nginx in front of a service that publishes its port itself.
@@ -714,7 +681,7 @@ impl Cli {
     fn into_request(self, before: DockerGlobals, standalone: bool) -> RolloutRequest {
         let docker = self.docker.merge(before);
         let t = self.tuning;
-        let overrides = Overrides {
+        let mut overrides = Overrides {
             strategy: self.strategy,
             parallelism: t.parallelism,
             delay: t.delay,
@@ -730,15 +697,9 @@ impl Cli {
             pull: t.pull,
             build: t.build.then_some(true),
             hooks: self.hooks.into_hooks(),
-            max_error_rate: t.max_error_rate,
-            max_p99: t.max_p99,
-            min_requests: t.min_requests,
-            inconclusive: t.inconclusive,
-            failing_windows: t.failing_windows,
-            analysis_window: t.analysis_window,
-            prometheus_url: t.prometheus,
-            prometheus_queries: t.prometheus_queries,
+            ..Default::default()
         };
+        self.analysis.apply(&mut overrides);
         RolloutRequest {
             docker,
             compose: ComposeArgs {

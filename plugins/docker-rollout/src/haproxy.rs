@@ -24,14 +24,12 @@ use rollout_core::router::{Route, RouteChange, Target};
 use rollout_core::strategy::{TrafficLayout, Verifier};
 use rollout_core::{ServiceRef, TrafficRouter};
 use rollout_docker::{
-    DockerBackend, DockerJournal, DockerProxyLock, DockerResolver, Engine, ExecChannel,
-    HealthProbe, ProxyContainer,
+    DockerBackend, DockerJournal, DockerResolver, Engine, ExecChannel, HealthProbe, ProxyContainer,
 };
 use rollout_haproxy::config::SocketAddress;
 use rollout_haproxy::{HaproxyConfig, HaproxyRouter, RuntimeLock};
 use rollout_nginx::router::ProxyLocking;
 use rollout_nginx::verify::ProxyVerifier;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,17 +161,13 @@ pub async fn wire(
             )));
         };
         let name = find_backend(&config, settings.upstream.as_deref(), &names)?;
-        let lock = DockerProxyLock::new(engine.clone(), project, &proxy_service);
-        let mut locking = ProxyLocking::new(Arc::new(lock), rollout_strategies::lock_holder());
-        locking.timeout = req.lock_timeout;
-        locking.on_wait = Arc::new(|held| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "waiting for the proxy: another rollout changes its servers ({} since {})",
-                held.holder,
-                held.since
-            );
-        });
+        let locking = crate::live::proxy_locking(
+            &engine,
+            project,
+            &proxy_service,
+            req,
+            "waiting for the proxy: another rollout changes its servers",
+        );
         let channel = ExecChannel::new(proxy.exec.clone(), proxy.name.clone(), path.clone());
         let resolver = DockerResolver::new(engine.clone(), project, &proxy.name, settings.port)
             .await

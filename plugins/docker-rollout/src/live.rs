@@ -491,17 +491,13 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         // Every change of the proxy's config, and the recovery that opening
         // runs, holds the proxy's lock: rollouts of other services behind
         // this proxy wait for each other's edits.
-        let lock = DockerProxyLock::new(engine.clone(), project, &proxy_service);
-        let mut locking = ProxyLocking::new(Arc::new(lock), rollout_strategies::lock_holder());
-        locking.timeout = req.lock_timeout;
-        locking.on_wait = Arc::new(|held| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "waiting for the proxy config: another rollout changes it ({} since {})",
-                held.holder,
-                held.since
-            );
-        });
+        let locking = proxy_locking(
+            &engine,
+            project,
+            &proxy_service,
+            req,
+            "waiting for the proxy config: another rollout changes it",
+        );
         let nginx = NginxRouter::open_locked(options, proxies, locking).await?;
         Ok::<_, Fail>((nginx, probe_proxy, upstream))
     };
@@ -617,6 +613,37 @@ pub(crate) async fn known_instances(
     Ok((hosts, already_new))
 }
 
+/// The strategies an analysis judges: a canary's steps, and a rolling
+/// update's monitor windows (a failing verdict fails every instance in its
+/// window, toward `max_failure_ratio`).
+pub fn judged_strategy(kind: StrategyKind) -> bool {
+    matches!(kind, StrategyKind::Canary | StrategyKind::Rolling)
+}
+
+/// The lock every change of one proxy is made under (keyed by project and
+/// proxy service), waited for at most `--lock-timeout`, saying `waiting`
+/// and who holds it while it waits.
+pub fn proxy_locking(
+    engine: &Engine,
+    project: &str,
+    proxy_service: &str,
+    req: &RolloutRequest,
+    waiting: &'static str,
+) -> ProxyLocking {
+    let lock = DockerProxyLock::new(engine.clone(), project, proxy_service);
+    let mut locking = ProxyLocking::new(Arc::new(lock), rollout_strategies::lock_holder());
+    locking.timeout = req.lock_timeout;
+    locking.on_wait = Arc::new(move |held| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{waiting} ({} since {})",
+            held.holder,
+            held.since
+        );
+    });
+    locking
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,11 +718,4 @@ mod tests {
             ["--config", "/cfg", "--context", "prod", "--tlsverify=true"]
         );
     }
-}
-
-/// The strategies an analysis judges: a canary's steps, and a rolling
-/// update's monitor windows (a failing verdict fails every instance in its
-/// window, toward `max_failure_ratio`).
-pub fn judged_strategy(kind: StrategyKind) -> bool {
-    matches!(kind, StrategyKind::Canary | StrategyKind::Rolling)
 }

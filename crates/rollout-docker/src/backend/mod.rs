@@ -21,9 +21,7 @@ use crate::labels;
 use crate::spec::Spec;
 use async_trait::async_trait;
 use bollard::models::{ContainerInspectResponse, ContainerSummary, HealthStatusEnum};
-use bollard::query_parameters::{
-    ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
-};
+use bollard::query_parameters::{LogsOptions, RemoveContainerOptions, StopContainerOptions};
 use events::{classify, Next, Scope, Seen, Subscription};
 use futures::StreamExt;
 use gate::LaunchGate;
@@ -306,17 +304,7 @@ impl DockerBackend {
                 format!("{}={}", labels::SERVICE, service.service),
             ],
         )]);
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let found = self
-            .engine
-            .docker()
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.engine.error(e))?;
+        let found = self.engine.list_containers(filters, true).await?;
         Ok(found
             .into_iter()
             .filter(|c| {

@@ -21,7 +21,6 @@ use super::installed::{Installed, ToolLookup};
 use super::Flavour;
 use crate::labels;
 use crate::Engine;
-use bollard::query_parameters::ListContainersOptions;
 use rollout_compose::ProjectNames;
 use rollout_core::BackendError;
 use std::collections::{BTreeMap, HashMap};
@@ -382,16 +381,7 @@ pub async fn project_containers(
             "label".to_string(),
             vec![format!("{}={name}", labels::PROJECT)],
         )]);
-        let options = ListContainersOptions {
-            all: false,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let found = engine
-            .docker()
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| engine.error(e))?;
+        let found = engine.list_containers(filters, false).await?;
         for c in found {
             let labels = c.labels.unwrap_or_default();
             let label = |k: &str| labels.get(k).cloned();

@@ -64,9 +64,10 @@ fn run_one(provider: &'static str, rules: &str, plugins: &PluginDir) -> Figures 
         .map(|r| r.t)
         .fold(f64::NEG_INFINITY, f64::max);
     let verdict_at = run.events.iter().find_map(|e| match &e.event {
-        Event::Analysis { verdict, .. } if matches!(verdict, rollout_core::Verdict::Fail(_)) => {
-            Some(e.at)
-        }
+        Event::Analysis {
+            verdict: rollout_core::Verdict::Fail(_),
+            ..
+        } => Some(e.at),
         _ => None,
     });
     Figures {
