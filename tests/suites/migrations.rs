@@ -42,6 +42,7 @@ const FILES: &[(&str, &str)] = &[
     (
         "0002_fill_email.sql",
         "-- rollout: phase=backfill\n-- rollout: batch size=500\n\
+         -- rollout: remaining SELECT count(*) FROM users WHERE email IS NULL\n\
          UPDATE users SET email = name || '@example.invalid'\n\
          WHERE id > $1 AND id <= (SELECT max(id) FROM (SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2) b)\n\
          RETURNING id;\n",

@@ -184,7 +184,7 @@ pub(crate) fn report(e: &Event, options: &RunOptions, started: Instant, rows_now
                 *remaining_at_start,
             );
             let left = match (p.remaining, p.eta) {
-                (Some(r), Some(eta)) => format!(", {r} left, ETA {:.0}s", eta.as_secs_f64()),
+                (Some(r), Some(eta)) => format!(", {r} left, ETA {:.1}s", eta.as_secs_f64()),
                 (Some(r), None) => format!(", {r} left"),
                 _ => String::new(),
             };
