@@ -10,10 +10,16 @@
 //!   the old colour still runs, so contract is deferred with the reason (exit 0, contract not
 //!   applied); once blue is stopped, the next `--migrate` rollout of green (nothing to roll)
 //!   runs it.
+//! - The same users/email change with the apps in database mode (the demo app through
+//!   tokio-postgres, reaching the test's server on the host's docker0 address): v1 keeps
+//!   inserting users after expand, v2 rolls out and writes emails, backfill fills the rest,
+//!   contract sets NOT NULL, under the standard load (whose POSTs insert) with no failed
+//!   request; the rollout's JSON events carry the migration phases.
 
 #[path = "../../crates/rollout-migrate/tests/support/mod.rs"]
 mod pg;
 
+use rollout_core::Event;
 use rollout_e2e::load::{self, wait_ok};
 use rollout_e2e::verdict::{assert_clean, publish};
 use rollout_e2e::{
@@ -36,6 +42,7 @@ const FILES: &[(&str, &str)] = &[
     (
         "0002_fill_email.sql",
         "-- rollout: phase=backfill\n-- rollout: batch size=500\n\
+         -- rollout: remaining SELECT count(*) FROM users WHERE email IS NULL\n\
          UPDATE users SET email = name || '@example.invalid'\n\
          WHERE id > $1 AND id <= (SELECT max(id) FROM (SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2) b)\n\
          RETURNING id;\n",
@@ -192,4 +199,118 @@ fn contract_waits_while_the_old_colour_runs_and_runs_with_the_next_release() {
     let next = colour(&p, &plugins, "green", &migrate_args(&dir, &url));
     assert_eq!(next.code, Some(0), "{}\n{}", next.transcript(), next.stderr);
     assert_eq!(applied(&pg), "expand,backfill,contract", "{}", next.stderr);
+}
+
+/// The apps write: `DEMO_DATABASE_URL` points them at `pg` (the host's docker0 address).
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn apps_that_write_keep_writing_through_expand_rollout_backfill_and_contract() {
+    let pg = pg::Pg::start_for_containers();
+    psql(
+        &pg,
+        "CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL, \
+         created_at timestamptz NOT NULL DEFAULT clock_timestamp()); \
+         INSERT INTO users (name) SELECT 'user' || g FROM generate_series(1, 2000) g",
+    );
+    let dir = pg::Folder::new(FILES);
+    let url = pg.url("postgres");
+    let mut stack = DemoStack::new(images::V1, 2);
+    stack
+        .app_env
+        .push(("DEMO_DATABASE_URL".into(), pg.container_url("postgres")));
+    let mut s = Rig::up("migrate-writers", stack, QUICK, &[images::V2]);
+    let load = load::standard(&s.p, Duration::from_secs(120));
+    wait_ok(&load, 500, Duration::from_secs(30));
+    let inserted = |prefix: &str| {
+        psql(
+            &pg,
+            &format!("SELECT count(*) FROM users WHERE name LIKE '{prefix}-%'"),
+        )
+        .parse::<u64>()
+        .unwrap()
+    };
+    assert!(inserted("v1") > 0, "v1 inserts under the load");
+    s.p.set_env("APP_IMAGE", images::V2);
+    let mut args = vec!["--output", "json"];
+    args.extend(migrate_args(&dir, &url));
+    let run = s.rollout(&load, &args);
+    wait_ok(&load, 250, Duration::from_secs(30));
+    let report = load.stop().unwrap();
+    publish(SUITE, "writers", &report, &[&run]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.transcript(), run.stderr);
+    assert_eq!(run.outcome_name(), "completed", "{}", run.transcript());
+    assert_clean(&report);
+    assert_no_password(&run);
+    assert_eq!(applied(&pg), "expand,backfill,contract", "{}", run.stderr);
+    // v1 kept inserting (without email) after expand added the column.
+    let v1_after_expand = psql(
+        &pg,
+        "SELECT count(*) FROM users WHERE name LIKE 'v1-%' AND created_at > \
+         (SELECT finished_at FROM rollout.migrations WHERE version = 1)",
+    );
+    eprintln!(
+        "users: v1 inserted {} (after expand {v1_after_expand}), v2 inserted {}",
+        inserted("v1"),
+        inserted("v2")
+    );
+    assert_ne!(v1_after_expand, "0", "v1 inserted nothing after expand");
+    // v2 wrote its own emails; the backfill filled every other row the same way.
+    assert!(inserted("v2") > 0, "v2 inserts under the load");
+    assert_eq!(
+        psql(
+            &pg,
+            "SELECT count(*) FROM users WHERE email IS DISTINCT FROM name || '@example.invalid'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        psql(
+            &pg,
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email'"
+        ),
+        "t"
+    );
+    // The phases are events of the rollout's JSON stream, with their counts.
+    let phases: Vec<String> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::MigrationStarted { phase, .. } => Some(format!("{phase} started")),
+            Event::MigrationFinished {
+                phase,
+                applied,
+                rows,
+                ..
+            } => Some(format!("{phase} finished ({applied} applied, {rows} rows)")),
+            _ => None,
+        })
+        .collect();
+    eprintln!("migration events: {phases:?}");
+    assert_eq!(phases.len(), 6, "{}", run.transcript());
+    assert_eq!(phases[0], "expand started");
+    assert_eq!(phases[1], "expand finished (1 applied, 0 rows)");
+    assert!(
+        phases[3].starts_with("backfill finished (1 applied, "),
+        "{phases:?}"
+    );
+    assert_eq!(phases[5], "contract finished (1 applied, 0 rows)");
+    // The backfill's progress: a rate, and an ETA from the file's `remaining` count.
+    let progress: Vec<(i64, f64, Option<f64>)> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::MigrationProgress {
+                rows,
+                rows_per_second,
+                eta_secs,
+                ..
+            } => Some((*rows, *rows_per_second, *eta_secs)),
+            _ => None,
+        })
+        .collect();
+    eprintln!("backfill progress (rows, rows/s, eta s): {progress:?}");
+    assert!(!progress.is_empty(), "{}", run.transcript());
+    assert!(progress
+        .iter()
+        .all(|(_, rate, eta)| *rate > 0.0 && eta.is_some()));
 }

@@ -4,7 +4,10 @@
 //!   (`-C target-feature=+crt-static`), one image per variant that differ only in `ENV`, all
 //!   with a `HEALTHCHECK` that runs the binary's own `healthcheck` subcommand (there is no curl
 //!   in a scratch image). Every variant exits at once on SIGTERM unless it says otherwise, so
-//!   that only a rollout tool's drain can save the requests in flight.
+//!   that only a rollout tool's drain can save the requests in flight. Given
+//!   `DEMO_DATABASE_URL` (a numeric host: a static glibc cannot resolve names in a scratch
+//!   image), the app keeps users in PostgreSQL through tokio-postgres (pure Rust, so the
+//!   binary stays static); `v2` writes and reads their email, `v1` does not.
 //! - `rollout-nginx:1.22`: Debian's `/usr/sbin/nginx` with every library `ldd` lists (loader
 //!   included), mime.types, users and groups, `nsswitch.conf` with `hosts: files dns`, the
 //!   folders nginx writes to, and a static busybox with its applets in /bin for `docker exec`.
@@ -54,7 +57,9 @@ const VARIANTS: &[Variant] = &[
     },
     Variant {
         tag: "v2",
-        env: &[("DEMO_VERSION", "v2")],
+        // In database mode (DEMO_DATABASE_URL), v2 is the seed's revision that writes and
+        // reads the users' email; without a database the switch does nothing.
+        env: &[("DEMO_VERSION", "v2"), ("DEMO_USERS_EMAIL", "true")],
     },
     Variant {
         tag: "v3",

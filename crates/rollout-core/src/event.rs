@@ -136,6 +136,40 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A migration phase began (`--migrate`: expand before the strategy,
+    /// backfill and contract after a completed rollout).
+    MigrationStarted {
+        /// `expand`, `backfill` or `contract`.
+        phase: String,
+        /// Files of the phase not applied yet.
+        pending: usize,
+    },
+    /// A long backfill's progress, after each batch.
+    MigrationProgress {
+        /// The file (`version_name`).
+        file: String,
+        /// Rows filled so far (an interrupted earlier run's included).
+        rows: i64,
+        /// Rows per second in this run.
+        rows_per_second: f64,
+        /// Rows still to fill, when the file says how to count them.
+        remaining: Option<i64>,
+        /// Seconds left at this rate, when `remaining` is known.
+        eta_secs: Option<f64>,
+    },
+    /// A migration phase ended.
+    MigrationFinished {
+        /// `expand`, `backfill` or `contract`.
+        phase: String,
+        /// Files applied.
+        applied: usize,
+        /// Rows backfilled in this run.
+        rows: i64,
+        /// Lock timeouts retried.
+        retries: u32,
+        /// Seconds it took.
+        secs: f64,
+    },
     /// The rollout ended.
     Finished {
         /// How.

@@ -10,6 +10,9 @@
 //! -- rollout: no-transaction            (optional: each statement commits alone)
 //! -- rollout: batch size=1000 pause=50ms  (backfill only; both optional)
 //! -- rollout: allow=rule-a,rule-b       (optional: findings the author accepts)
+//! -- rollout: remaining SELECT count(*) FROM t WHERE a IS NULL
+//!                                       (backfill only, optional: the rows left, counted
+//!                                        once at the start, for the progress's ETA)
 //! ```
 //!
 //! sqlx's `-- no-transaction` and refinery's `-- refinery:noTransaction` are
@@ -98,6 +101,9 @@ pub struct MigrationFile {
     pub batch: Option<Batch>,
     /// Lint rules the author accepts for this file.
     pub allow: Vec<String>,
+    /// `-- rollout: remaining SQL`: a query of one integer, the rows a backfill has left
+    /// (run once before the first batch; the progress's ETA comes from it).
+    pub remaining: Option<String>,
     /// The whole text.
     pub sql: String,
     /// SHA-256 of the file's bytes.
@@ -248,6 +254,7 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Option<MigrationFile>, Mi
     let mut no_transaction = false;
     let mut batch = None;
     let mut allow = Vec::new();
+    let mut remaining = None;
     for (i, raw) in sql.lines().enumerate() {
         let line = raw.trim();
         let n = i + 1;
@@ -266,6 +273,16 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Option<MigrationFile>, Mi
             continue;
         };
         let bad = |m: String| MigrateError::file(path, n, m);
+        if let Some(query) = directive.trim_start().strip_prefix("remaining ") {
+            let query = query.trim();
+            if query.is_empty() || remaining.is_some() {
+                return Err(bad(
+                    "`remaining` takes one query of one integer, once".into()
+                ));
+            }
+            remaining = Some(query.to_string());
+            continue;
+        }
         let mut words = directive.split_whitespace();
         let Some(first) = words.next() else {
             return Err(bad("an empty `-- rollout:` line".into()));
@@ -323,6 +340,12 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Option<MigrationFile>, Mi
     };
     if phase == Phase::Backfill {
         batch = Some(batch.unwrap_or_default());
+    } else if remaining.is_some() {
+        return Err(MigrateError::file(
+            path,
+            1,
+            format!("`-- rollout: remaining` belongs to backfill files, and this one is {phase}"),
+        ));
     } else if batch.is_some() {
         return Err(MigrateError::file(
             path,
@@ -337,6 +360,7 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Option<MigrationFile>, Mi
         phase,
         no_transaction,
         batch,
+        remaining,
         allow,
         checksum: Sha256::digest(bytes).to_vec(),
         sql,
@@ -404,6 +428,35 @@ mod tests {
         assert!(f.no_transaction);
         assert_eq!(f.allow, ["ban-drop-table", "x"]);
         assert_eq!(f.checksum_hex().len(), 64);
+    }
+
+    #[test]
+    fn a_backfill_may_say_how_to_count_what_is_left() {
+        let f = parse(
+            "m/2_fill.sql",
+            "-- rollout: phase=backfill\n-- rollout: remaining SELECT count(*) FROM t WHERE a IS NULL\nUPDATE t SET a = 1;",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            f.remaining.as_deref(),
+            Some("SELECT count(*) FROM t WHERE a IS NULL")
+        );
+        let e = parse(
+            "m/3_x.sql",
+            "-- rollout: phase=expand\n-- rollout: remaining SELECT 1\nSELECT 1;",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("m/3_x.sql:1: `-- rollout: remaining` belongs to backfill"),
+            "{e}"
+        );
+        let e = parse(
+            "m/4_y.sql",
+            "-- rollout: phase=backfill\n-- rollout: remaining \n",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("m/4_y.sql:2:"), "{e}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod error;
 pub mod files;
 pub mod gate;
 pub mod lint;
+pub mod progress;
 mod run;
 pub mod state;
 

@@ -86,6 +86,8 @@ pub enum Event {
         total: i64,
         /// The key reached.
         cursor: i64,
+        /// Rows the file's `remaining` query counted when this run began.
+        remaining_at_start: Option<i64>,
     },
     /// A file is applied.
     Applied {
@@ -467,6 +469,28 @@ impl Database {
                 .map_err(db_error)?;
             (row.get(0), row.get(1))
         };
+        let remaining_at_start = match &file.remaining {
+            Some(query) => {
+                let row = self
+                    .client
+                    .query_one(query.as_str(), &[])
+                    .await
+                    .map_err(|e| MigrateError::Statement {
+                        file: file.path.clone(),
+                        line: 1,
+                        message: format!("the `remaining` query: {e}"),
+                    })?;
+                let n = row
+                    .try_get::<_, i64>(0)
+                    .map_err(|e| MigrateError::Statement {
+                        file: file.path.clone(),
+                        line: 1,
+                        message: format!("the `remaining` query must return one bigint: {e}"),
+                    })?;
+                Some(n)
+            }
+            None => None,
+        };
         let prepared = self
             .client
             .prepare_typed(&stmt.sql, &[Type::INT8, Type::INT8])
@@ -538,6 +562,7 @@ impl Database {
                 rows: rows as u64,
                 total,
                 cursor,
+                remaining_at_start,
             });
             if !batch.pause.is_zero() {
                 tokio::time::sleep(batch.pause).await;

@@ -13,9 +13,13 @@
 //! Every switch is a flag and an environment variable (`DEMO_*`), so that a Compose file can
 //! turn faults on with `environment:` and the images can be variants of one binary.
 //!
+//! With `DEMO_DATABASE_URL` it keeps users in PostgreSQL (module `db`): the app of the seed's
+//! users/email schema change, v1 without `email`, v2 (`DEMO_USERS_EMAIL`) with it.
+//!
 //! With `DEMO_WORK_UNIT_MS` it is also a queue worker (a service no proxy routes): it works in
 //! units, logs each, and on SIGTERM finishes the unit at hand before it exits.
 
+mod db;
 mod http;
 mod server;
 
@@ -111,6 +115,15 @@ pub struct Options {
     /// Upper bound for `/slow?ms=N` and `/submit?ms=N`.
     #[arg(long, env = "DEMO_MAX_SLOW_MS", default_value_t = 120_000)]
     pub max_slow_ms: u64,
+    /// Database mode: keep users in this PostgreSQL (`postgresql://user:password@host:port/db`,
+    /// a numeric host in a scratch image). `POST /users?name=N` and every `POST /submit`
+    /// insert a user, `GET /users?id=N` reads one, `/health` needs the database. The value
+    /// is never printed.
+    #[arg(long, env = "DEMO_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// In database mode, write and read the users' `email` (the seed's v2; v1 never names it).
+    #[arg(long, env = "DEMO_USERS_EMAIL")]
+    pub users_email: bool,
 }
 
 impl Options {
@@ -120,6 +133,9 @@ impl Options {
                 "error rate {} is out of range: expected a share from 0 to 1",
                 self.error_rate
             ));
+        }
+        if let Some(url) = &self.database_url {
+            db::Db::parse(url, self.users_email)?;
         }
         Ok(())
     }

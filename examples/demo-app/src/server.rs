@@ -1,5 +1,6 @@
 //! The server: accept loop, connections with keep-alive, the endpoints and the fault switches.
 
+use crate::db::{self, Db};
 use crate::http::{self, Head};
 use crate::{OnSigterm, Options};
 use std::collections::BTreeMap;
@@ -24,6 +25,10 @@ struct State {
     counted: AtomicU64,
     /// Answers by status, for `/metrics` (health checks and scrapes not counted).
     answered: Mutex<BTreeMap<u16, u64>>,
+    /// Database mode.
+    db: Option<Db>,
+    /// Users inserted by `/submit`, for their names.
+    inserted: AtomicU64,
 }
 
 impl State {
@@ -111,12 +116,30 @@ pub async fn serve(options: Options) -> Result<(), String> {
             OnSigterm::Exit => "exit at once",
         }
     );
+    let db = match &options.database_url {
+        Some(url) => {
+            let db = Db::parse(url, options.users_email)?;
+            eprintln!(
+                "demo-app {version} on {instance}: users in {} ({})",
+                db.target(),
+                if db.with_email() {
+                    "with email"
+                } else {
+                    "without email"
+                }
+            );
+            Some(db)
+        }
+        None => None,
+    };
     let state = Arc::new(State {
         options,
         instance,
         started,
         counted: AtomicU64::new(0),
         answered: Mutex::default(),
+        db,
+        inserted: AtomicU64::new(0),
     });
     let worker = state.options.work_unit_ms.map(|ms| {
         let who = format!("demo-app {version} on {}: worker", state.instance);
@@ -361,8 +384,19 @@ async fn respond(head: &Head, body_len: usize, state: &State) -> (u16, String) {
         )
     };
     if head.path == "/health" {
-        let status = if state.healthy() { 200 } else { 503 };
+        let db_ready = match &state.db {
+            Some(db) => db.ready().await,
+            None => true,
+        };
+        let status = if state.healthy() && db_ready {
+            200
+        } else {
+            503
+        };
         return (status, base(status, ""));
+    }
+    if let (Some(db), "/users") = (&state.db, head.path.as_str()) {
+        return users(head, db, &base).await;
     }
     let get = head.method == "GET";
     let sleep = match (head.path.as_str(), get, head.method == "POST") {
@@ -387,9 +421,51 @@ async fn respond(head: &Head, body_len: usize, state: &State) -> (u16, String) {
         return (500, base(500, ",\"error\":\"injected\""));
     }
     if head.path == "/submit" {
-        (200, base(200, &format!(",\"received\":{body_len}")))
+        let mut extra = format!(",\"received\":{body_len}");
+        if let Some(db) = &state.db {
+            let n = state.inserted.fetch_add(1, Ordering::Relaxed) + 1;
+            let name = format!("{}-{}-{n}", o.app_version, state.instance);
+            match db.insert(&name).await {
+                Ok(u) => extra.push_str(&db::user_json(&u)),
+                Err(why) => return (500, base(500, &error_field(&why))),
+            }
+        }
+        (200, base(200, &extra))
     } else {
         (200, base(200, ""))
+    }
+}
+
+fn error_field(why: &str) -> String {
+    format!(",\"error\":{}", http::json_str(why))
+}
+
+/// `POST /users?name=N` and `GET /users?id=N` in database mode.
+async fn users(head: &Head, db: &Db, base: &(dyn Fn(u16, &str) -> String + Sync)) -> (u16, String) {
+    let bad = |why: &str| (400, base(400, &error_field(why)));
+    match head.method.as_str() {
+        "POST" => {
+            let name = match http::query_param(&head.query, "name") {
+                Some(n) if !n.is_empty() && n.len() <= 100 => n,
+                _ => return bad("name=N is required (1 to 100 characters)"),
+            };
+            match db.insert(name).await {
+                Ok(u) => (200, base(200, &db::user_json(&u))),
+                Err(why) => (500, base(500, &error_field(&why))),
+            }
+        }
+        "GET" => {
+            let id = match http::query_param(&head.query, "id").map(str::parse::<i64>) {
+                Some(Ok(id)) => id,
+                _ => return bad("id=N is required (a number)"),
+            };
+            match db.get(id).await {
+                Ok(Some(u)) => (200, base(200, &db::user_json(&u))),
+                Ok(None) => (404, base(404, "")),
+                Err(why) => (500, base(500, &error_field(&why))),
+            }
+        }
+        _ => (405, base(405, "")),
     }
 }
 
@@ -408,6 +484,8 @@ mod tests {
             started: Instant::now(),
             counted: AtomicU64::new(0),
             answered: Mutex::default(),
+            db: None,
+            inserted: AtomicU64::new(0),
         }
     }
 

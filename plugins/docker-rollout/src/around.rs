@@ -16,16 +16,24 @@
 //!   the next `--migrate` rollout (or `docker rollout migrate apply --phase
 //!   contract` once the old containers are gone) runs it.
 //!
+//! Each phase is also in the rollout's event stream (`--output json`):
+//! `migration-started` with the files pending, `migration-progress` after
+//! each backfill batch (rows, rows/s, and the ETA when the file counts
+//! what is left), `migration-finished` with files, rows and lock retries.
+//!
 //! A rollout that did not complete (rolled back, paused, interrupted) runs
 //! neither backfill nor contract; expand stays, as it is backward
 //! compatible by its phase's rules (the linter holds files to them).
 
 use crate::cli::MigrateAround;
 use crate::fail::Fail;
+use crate::output::Renderer;
 use rollout_core::model::InstanceState;
 use rollout_core::{Backend, ServiceRef};
 use rollout_migrate::gate::{contract_gate, Consumer, ContractGate};
-use rollout_migrate::{DbTarget, Event, MigrateError, Migrations, Phase, RunOptions};
+use rollout_migrate::{
+    progress, DbTarget, Event, FileState, MigrateError, Migrations, Phase, RunOptions,
+};
 use std::io::Write;
 use std::time::Instant;
 
@@ -55,8 +63,8 @@ impl Around {
     }
 
     /// Applies the pending expand files.
-    pub async fn expand(&self) -> Result<(), Fail> {
-        self.apply(Phase::Expand).await.map(|_| ())
+    pub async fn expand(&self, renderer: &mut Renderer) -> Result<(), Fail> {
+        self.apply(Phase::Expand, renderer).await.map(|_| ())
     }
 
     /// After a completed rollout to `revision`: backfill, then contract if
@@ -69,9 +77,10 @@ impl Around {
         backend: &dyn Backend,
         consumers: &[ServiceRef],
         revision: &str,
+        renderer: &mut Renderer,
     ) -> Result<Vec<String>, Fail> {
         let mut notes = Vec::new();
-        self.apply(Phase::Backfill).await?;
+        self.apply(Phase::Backfill, renderer).await?;
         let mut running = Vec::new();
         for service in consumers {
             let instances = backend.instances(service).await.map_err(|e| {
@@ -95,7 +104,7 @@ impl Around {
             ContractGate::Nothing => {}
             ContractGate::Open(files) => {
                 say(&format!("migrate: contract may run ({})", files.join(", ")));
-                self.apply(Phase::Contract).await?;
+                self.apply(Phase::Contract, renderer).await?;
             }
             ContractGate::Refused(reasons) => {
                 let reasons: Vec<String> = reasons.iter().map(|r| format!("  {r}")).collect();
@@ -109,21 +118,66 @@ impl Around {
         Ok(notes)
     }
 
-    async fn apply(&self, phase: Phase) -> Result<(), Fail> {
+    async fn apply(&self, phase: Phase, renderer: &mut Renderer) -> Result<(), Fail> {
         let started = Instant::now();
         let mut db = self.target.connect().await.map_err(fail)?;
+        let pending = db
+            .status(&self.migrations)
+            .await
+            .map_err(fail)?
+            .iter()
+            .filter(|s| s.file.phase == phase && s.state != FileState::Applied)
+            .count();
+        renderer.event(&rollout_core::Event::MigrationStarted {
+            phase: phase.to_string(),
+            pending,
+        });
+        // The runner's callback must be Send and the renderer is not: its
+        // events come through a channel, shown while the phase runs.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut rows_now = 0;
         // The same lines as `docker rollout migrate apply`, marked as ours.
         let mut progress = |e: &Event| {
             if let Event::Started { .. } = e {
                 let _ = write!(std::io::stderr(), "migrate: ");
             }
-            crate::migrate::report(e, &self.options, started, &mut rows_now)
+            crate::migrate::report(e, &self.options, started, &mut rows_now);
+            if let Event::Batch {
+                file,
+                total,
+                remaining_at_start,
+                ..
+            } = e
+            {
+                let p = progress::progress(rows_now, started.elapsed(), *remaining_at_start);
+                let _ = tx.send(rollout_core::Event::MigrationProgress {
+                    file: file.clone(),
+                    rows: *total,
+                    rows_per_second: (p.rows_per_second * 10.0).round() / 10.0,
+                    remaining: p.remaining,
+                    eta_secs: p.eta.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
+                });
+            }
         };
-        let done = db
-            .apply(&self.migrations, phase, &self.options, &mut progress)
-            .await
-            .map_err(fail)?;
+        let run = db.apply(&self.migrations, phase, &self.options, &mut progress);
+        tokio::pin!(run);
+        let done = loop {
+            tokio::select! {
+                done = &mut run => break done,
+                Some(e) = rx.recv() => renderer.event(&e),
+            }
+        };
+        while let Ok(e) = rx.try_recv() {
+            renderer.event(&e);
+        }
+        let done = done.map_err(fail)?;
+        renderer.event(&rollout_core::Event::MigrationFinished {
+            phase: phase.to_string(),
+            applied: done.files.len(),
+            rows: done.rows,
+            retries: done.retries,
+            secs: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        });
         if !done.files.is_empty() {
             say(&format!(
                 "migrate: {phase}: {} file(s) applied to {} in {:.1}s ({} lock retries, {} rows backfilled)",

@@ -334,7 +334,7 @@ async fn rollout(
     if let Some(around) = &around {
         // Expand before anything starts: the new revision needs it, and
         // the old one ignores what it adds.
-        if let Err(f) = or_interrupted(&mut irx, around.expand()).await {
+        if let Err(f) = or_interrupted(&mut irx, around.expand(&mut renderer)).await {
             if let Some(pair) = &pair {
                 let _ = pair_journal.unlock(pair).await;
             }
@@ -379,7 +379,12 @@ async fn rollout(
                 consumers.push(other.clone());
             }
             match around
-                .after(wired.backend.as_ref(), &consumers, &plan.target.id)
+                .after(
+                    wired.backend.as_ref(),
+                    &consumers,
+                    &plan.target.id,
+                    &mut renderer,
+                )
                 .await
             {
                 // On stderr with the phases' progress, whatever the output

@@ -175,12 +175,22 @@ pub(crate) fn report(e: &Event, options: &RunOptions, started: Instant, rows_now
             rows,
             total,
             cursor,
+            remaining_at_start,
         } => {
             *rows_now += rows;
-            let secs = started.elapsed().as_secs_f64().max(0.001);
+            let p = rollout_migrate::progress::progress(
+                *rows_now,
+                started.elapsed(),
+                *remaining_at_start,
+            );
+            let left = match (p.remaining, p.eta) {
+                (Some(r), Some(eta)) => format!(", {r} left, ETA {:.1}s", eta.as_secs_f64()),
+                (Some(r), None) => format!(", {r} left"),
+                _ => String::new(),
+            };
             format!(
-                "  {file}: +{rows} rows ({total} so far, cursor {cursor}, {:.0} rows/s)",
-                *rows_now as f64 / secs
+                "  {file}: +{rows} rows ({total} so far, cursor {cursor}, {:.0} rows/s{left})",
+                p.rows_per_second
             )
         }
         Event::Applied { file, retries } => format!("  {file}: applied ({retries} lock retries)"),

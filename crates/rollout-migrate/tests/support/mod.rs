@@ -133,17 +133,51 @@ fn template() -> &'static PathBuf {
     })
 }
 
+/// The host's address on Docker's default bridge (`docker0`), which containers of every
+/// bridge network reach the host by.
+pub fn docker0_address() -> String {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "docker0"])
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("docker0 has no IPv4 address: {text:?}"))
+}
+
+/// The addresses Docker gives its bridge networks by default (its local address pools,
+/// 172.17.0.0/16 to 172.31.0.0/16, then 192.168.0.0/20 slices): the only clients a server
+/// for containers lets in, besides loopback.
+pub const DOCKER_NETWORKS: &[&str] = &["172.16.0.0/12", "192.168.0.0/16"];
+
 /// A running server; stopped (by pid) and removed on drop.
 pub struct Pg {
     child: Child,
     dir: PathBuf,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// The host's address on docker0 it also listens on, for containers.
+    pub bridge: Option<String>,
 }
 
 impl Pg {
-    /// Starts a server of its own.
+    /// Starts a server of its own, on loopback only.
     pub fn start() -> Pg {
+        Pg::start_with(None)
+    }
+
+    /// Starts a server that containers reach too: it listens on loopback and on the host's
+    /// docker0 address, and its pg_hba.conf lets in [`DOCKER_NETWORKS`] (and nothing else
+    /// beyond loopback).
+    pub fn start_for_containers() -> Pg {
+        Pg::start_with(Some(docker0_address()))
+    }
+
+    fn start_with(bridge: Option<String>) -> Pg {
         let bin = bin_dir();
         let template = template();
         let dir = scratch("cluster");
@@ -156,6 +190,16 @@ impl Pg {
             .map(|s| s.success())
             .unwrap_or(false);
         assert!(ok, "cannot copy the template cluster");
+        let mut listen = String::from("127.0.0.1");
+        if let Some(ip) = &bridge {
+            listen = format!("127.0.0.1,{ip}");
+            let hba = data.join("pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba).unwrap();
+            for net in DOCKER_NETWORKS {
+                text.push_str(&format!("host all all {net} trust\n"));
+            }
+            std::fs::write(&hba, text).unwrap();
+        }
         own(&dir);
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -168,7 +212,7 @@ impl Pg {
             .arg(&dir)
             .args([
                 "-c",
-                "listen_addresses=127.0.0.1",
+                &format!("listen_addresses={listen}"),
                 "-c",
                 "fsync=off",
                 "-c",
@@ -182,7 +226,12 @@ impl Pg {
             .stderr(Stdio::null())
             .spawn()
             .expect("postgres starts");
-        let pg = Pg { child, dir, port };
+        let pg = Pg {
+            child,
+            dir,
+            port,
+            bridge,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -222,6 +271,26 @@ impl Pg {
             "postgres://postgres:secret-password@127.0.0.1:{}/{db}",
             self.port
         )
+    }
+}
+
+impl Pg {
+    /// The URL of database `db` for a container (the docker0 address; password included,
+    /// to show it is never printed). Only for a server of [`Pg::start_for_containers`].
+    pub fn container_url(&self, db: &str) -> String {
+        let ip = self
+            .bridge
+            .as_deref()
+            .expect("a server started with start_for_containers");
+        format!(
+            "postgres://postgres:secret-password@{ip}:{}/{db}",
+            self.port
+        )
+    }
+
+    /// The server's pid (to kill a client of it, find its backends, and the like).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
