@@ -18,14 +18,28 @@ use anyhow::{bail, Result};
 
 /// Entry point of this task.
 pub fn run(args: &[String]) -> Result<()> {
-    let haproxy = match args {
-        [] => false,
-        [flag, proxy] if flag == "--proxy" && proxy == "haproxy" => true,
+    let pass: &[&str] = match args {
+        [] => &[],
+        [flag, proxy] if flag == "--proxy" && proxy == "haproxy" => &["--proxy", "haproxy"],
         other => bail!("bench rollout takes only `--proxy haproxy`, got {other:?}"),
     };
+    release_run("bench-rollout", pass)
+}
+
+/// `cargo xtask bench analysis`: a bad canary judged by the proxy's log and by Prometheus, side
+/// by side (the `bench-analysis` binary of the same crate, release builds, the engine).
+pub fn analysis(args: &[String]) -> Result<()> {
+    if let Some(extra) = args.first() {
+        bail!("bench analysis takes no argument, got {extra:?}");
+    }
+    release_run("bench-analysis", &[])
+}
+
+/// Builds the images, then the plugin and the bench binaries in release builds, as operators
+/// run the plugin (the tool's own CPU and the load generator's, which shares the machine, are
+/// part of what is measured), and runs `bin` with `pass`.
+fn release_run(bin: &str, pass: &[&str]) -> Result<()> {
     crate::images::build_all(false)?;
-    // Release builds, as operators run the plugin: the tool's own CPU and the load
-    // generator's (which shares the machine) are part of what is measured.
     util::run(util::cargo().args([
         "build",
         "-q",
@@ -44,38 +58,10 @@ pub fn run(args: &[String]) -> Result<()> {
         "-p",
         "bench-rollout",
         "--bin",
-        "bench-rollout",
+        bin,
     ]);
-    if haproxy {
-        run.args(["--", "--proxy", "haproxy"]);
+    if !pass.is_empty() {
+        run.arg("--").args(pass);
     }
     util::run(&mut run)
-}
-
-/// `cargo xtask bench analysis`: a bad canary judged by the proxy's log and by Prometheus, side
-/// by side (the `bench-analysis` binary of the same crate, release builds, the engine).
-pub fn analysis(args: &[String]) -> Result<()> {
-    if let Some(extra) = args.first() {
-        bail!("bench analysis takes no argument, got {extra:?}");
-    }
-    crate::images::build_all(false)?;
-    util::run(util::cargo().args([
-        "build",
-        "-q",
-        "--release",
-        "-p",
-        "docker-rollout",
-        "-p",
-        "bench-rollout",
-        "--bins",
-    ]))?;
-    util::run(util::cargo().args([
-        "run",
-        "-q",
-        "--release",
-        "-p",
-        "bench-rollout",
-        "--bin",
-        "bench-analysis",
-    ]))
 }

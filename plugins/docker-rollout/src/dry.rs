@@ -240,18 +240,7 @@ mod tests {
     #[test]
     fn a_plan_behind_haproxy_names_haproxy_and_its_backend() {
         let (plan, view, strategy) = example("haproxy", &Overrides::default());
-        let buf = Buf::default();
-        let code = run(
-            strategy,
-            &plan,
-            view,
-            assumed(),
-            OutputFormat::Text,
-            false,
-            buf.clone(),
-        );
-        assert_eq!(code, 0);
-        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let out = plan_text(strategy, &plan, view);
         assert!(
             out.contains(
                 "  proxy:     HAProxy service haproxy, backend (found when the proxy is read)\n"
@@ -296,6 +285,23 @@ mod tests {
         );
     }
 
+    /// The text a dry run of `plan` prints, which must exit 0.
+    fn plan_text(strategy: Arc<dyn Strategy>, plan: &Plan, view: PlanView) -> String {
+        let buf = Buf::default();
+        let code = run(
+            strategy,
+            plan,
+            view,
+            assumed(),
+            OutputFormat::Text,
+            false,
+            buf.clone(),
+        );
+        assert_eq!(code, 0);
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        out
+    }
+
     fn assumed() -> Current {
         Current {
             source: "assumed: the engine was not read".into(),
@@ -307,18 +313,7 @@ mod tests {
     #[test]
     fn the_seed_rolling_plan_and_its_simulation() {
         let (plan, view, strategy) = example("rolling", &Overrides::default());
-        let buf = Buf::default();
-        let code = run(
-            strategy,
-            &plan,
-            view,
-            assumed(),
-            OutputFormat::Text,
-            false,
-            buf.clone(),
-        );
-        assert_eq!(code, 0);
-        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let out = plan_text(strategy, &plan, view);
         assert!(
             out.contains("rounds:    2 + 2 + 2 (2 slots at a time)"),
             "{out}"
@@ -340,18 +335,7 @@ mod tests {
         plan.update.order = rollout_core::Order::StartFirst;
         let mut view = PlanView::new(StrategyKind::Rolling, &plan);
         view.proxy = None;
-        let buf = Buf::default();
-        let code = run(
-            strategy,
-            &plan,
-            view,
-            assumed(),
-            OutputFormat::Text,
-            false,
-            buf.clone(),
-        );
-        assert_eq!(code, 0);
-        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let out = plan_text(strategy, &plan, view);
         assert!(
             out.contains("proxy:     none in front: no traffic to route or drain"),
             "{out}"

@@ -63,17 +63,23 @@ fn main() {
     std::process::exit(run(request));
 }
 
-/// `docker rollout init`: writes files, rolls nothing out ([`init`]).
-fn run_init(req: &cli::InitRequest) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+/// A runtime on this thread for a verb that waits on one thing at a time;
+/// the exit code after saying why when it cannot start.
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
-            return exit::UNEXPECTED;
-        }
+            exit::UNEXPECTED
+        })
+}
+
+/// `docker rollout init`: writes files, rolls nothing out ([`init`]).
+fn run_init(req: &cli::InitRequest) -> i32 {
+    let rt = match current_thread_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     match rt.block_on(init::run(req)) {
         Ok(code) => code,
@@ -86,15 +92,9 @@ fn run_init(req: &cli::InitRequest) -> i32 {
 
 /// `docker rollout status|history|abort` ([`verbs`]).
 fn run_verb(req: cli::VerbRequest) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match current_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
-            return exit::UNEXPECTED;
-        }
+        Err(code) => return code,
     };
     let done = match req.verb {
         cli::Verb::Abort { timeout } => rt.block_on(async {
