@@ -2,14 +2,15 @@
 //! from another process (its step, its weights), `abort` of a paused canary (no process runs:
 //! the abort rolls it back itself) and of a running one (told through the engine), `history`
 //! of what ran, and the bad input of each. Every abort returns all traffic to v1 with no
-//! failed request.
+//! failed request. `undo` after a completed rolling update returns every replica to v1
+//! (launched from the saved spec) with no failed request, and `history` shows it.
 
-use rollout_e2e::load::{mix, wait_ok};
+use rollout_e2e::load::{self as loads, mix, wait_ok};
 use rollout_e2e::nginx::stderr_upstream_errors;
-use rollout_e2e::verdict::publish;
+use rollout_e2e::verdict::{assert_clean_during, publish};
 use rollout_e2e::{
     images, require_engine, require_images, run_rollout, wait_http, workspace_binary, Clock,
-    PluginDir, Project, Running, NGINX_IMAGE,
+    DemoStack, PluginDir, Project, Rig, Running, NGINX_IMAGE, ROLLOUT_TIMEOUT, SEED_NGINX_CONF,
 };
 use rollout_load::{LoadHandle, Report};
 use serde_json::Value;
@@ -253,4 +254,69 @@ fn the_docker_cli_completes_verbs_services_and_flag_values() {
     );
     let flags = complete(&["rollout", "web", "--dry"]);
     assert_eq!(flags, vec!["--dry-run", ":4"]);
+}
+
+/// Three replicas, one at a time, start-first, short monitor windows.
+const QUICK: &str = "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: 1\n        order: start-first\n        failure_action: rollback\n        monitor: 1s\n      rollback_config:\n        parallelism: 1\n        monitor: 1s\n";
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn undo_after_a_completed_rolling_update_returns_every_replica_to_v1() {
+    let slug = "verbs-undo";
+    let mut s = Rig::up(slug, DemoStack::new(images::V1, 3), QUICK, &[images::V2]);
+    let undo = |s: &Rig| {
+        let mut cmd = s.p.rollout_command(&s.plugins);
+        cmd.args(["undo", "app", "--output", "json"]);
+        cmd
+    };
+    // Nothing to undo yet: exit 2, nothing changed.
+    let before = s.app();
+    let none = verb(&s.p, &s.plugins, &["undo", "app"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("nothing to undo"));
+    assert_eq!(s.app(), before);
+
+    let load = loads::standard(&s.p, Duration::from_secs(170));
+    wait_ok(&load, 750, Duration::from_secs(30));
+    s.p.set_env("APP_IMAGE", images::V2);
+    let run = s.rollout(&load, &["--output", "json"]);
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
+    assert_eq!(s.p.running_images("app"), [images::V2; 3]);
+    wait_ok(&load, 500, Duration::from_secs(30));
+
+    // Undo, under the same load: every replica back to v1, the Compose file untouched.
+    load.mark("undo-start");
+    let undone = run_rollout(undo(&s), Clock::of(&load), ROLLOUT_TIMEOUT);
+    load.mark("undo-end");
+    assert_eq!(undone.code, Some(0), "{}", undone.transcript());
+    assert_eq!(undone.outcome_name(), "completed", "{}", undone.stderr);
+    assert!(undone.stderr.contains("undo: back to"), "{}", undone.stderr);
+    assert_eq!(s.p.running_images("app"), [images::V1; 3]);
+    assert_eq!(s.p.read("nginx.conf"), SEED_NGINX_CONF);
+    wait_ok(&load, 500, Duration::from_secs(30));
+    let report = load.stop().unwrap();
+    publish(SUITE, slug, &report, &[&run, &undone]);
+    eprintln!(
+        "LOAD: {} requests sent, {} failed, {} keep-alive retries, {} upstream errors",
+        report.sent, report.failed, report.stale_retries, report.upstream_errors.total
+    );
+    assert_clean_during(&report, &[&run, &undone]);
+    let after = report.window(report.mark("undo-end").unwrap() + 0.5, report.duration_s);
+    assert_eq!(after.versions.keys().collect::<Vec<_>>(), ["v1"]);
+
+    // History: the undo (v2 -> v1), then the rollout (v1 -> v2).
+    let h = json_lines(&verb(
+        &s.p,
+        &s.plugins,
+        &["history", "app", "--output", "json"],
+    ));
+    assert_eq!(h.len(), 2, "{h:#?}");
+    assert_eq!(h[0]["undo"], true, "{h:#?}");
+    assert_eq!(h[0]["outcome"]["outcome"], "completed", "{h:#?}");
+    assert_eq!(h[0]["from"]["image"], images::V2, "{h:#?}");
+    assert_eq!(h[0]["to"]["image"], images::V1, "{h:#?}");
+    assert!(h[1].get("undo").is_none(), "{h:#?}");
+    assert_eq!(h[1]["to"]["image"], images::V2, "{h:#?}");
+    let text = verb(&s.p, &s.plugins, &["history", "app", "--limit", "1"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains(" undo "));
 }

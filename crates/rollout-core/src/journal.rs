@@ -108,6 +108,10 @@ pub struct HistoryEntry {
     pub removed: usize,
     /// The process's exit code.
     pub exit_code: i32,
+    /// Run by `docker rollout undo`: back to the `from` of the last
+    /// completed rollout, launched from its saved spec.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undo: bool,
 }
 
 /// Stores journal records and the per-service lock.

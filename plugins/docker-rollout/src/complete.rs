@@ -23,6 +23,7 @@ const VERBS: &[(&str, &str)] = &[
     ("status", "where a service stands"),
     ("history", "a service's last rollouts"),
     ("abort", "back to the old revision"),
+    ("undo", "back to the revision before the last rollout"),
     ("unlock", "release a service's lock"),
     ("init", "put nginx in front of a service"),
     ("migrate", "schema migrations in phases"),
@@ -119,7 +120,7 @@ pub fn candidates(words: &[String], services: &[String], flags: &[String]) -> (V
                 NO_FILES,
             )
         }
-        [verb] if ["status", "history", "abort", "unlock", "init"].contains(verb) => {
+        [verb] if ["status", "history", "abort", "undo", "unlock", "init"].contains(verb) => {
             (prefixed(services), NO_FILES)
         }
         [verb] if *verb == "migrate" => (

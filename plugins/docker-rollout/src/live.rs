@@ -592,6 +592,32 @@ async fn wire_unrouted(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Re
     })
 }
 
+/// `wired` with `back` as its target instead of the revision the Compose
+/// file names (`docker rollout undo`): the backend launches it from its
+/// saved spec, and the rest of the rollout is the same.
+pub async fn retarget(
+    mut wired: Wired,
+    settings: &Settings,
+    back: &rollout_core::Revision,
+) -> Result<Wired, Fail> {
+    wired.already_new = wired
+        .backend
+        .instances(&settings.service)
+        .await?
+        .iter()
+        .filter(|i| i.revision == back.id && i.is_ready())
+        .count();
+    wired.notes.push(format!(
+        "undo: back to {} (revision {}) from its saved spec; the Compose file still names {}: a later `docker rollout {}` returns to it",
+        back.image,
+        back.id.chars().take(12).collect::<String>(),
+        wired.target.image,
+        settings.service.service
+    ));
+    wired.target = back.clone();
+    Ok(wired)
+}
+
 /// The hosts of the instances of `services` that run now, and how many
 /// ready ones of the rolled service run `target` already.
 pub(crate) async fn known_instances(

@@ -32,6 +32,7 @@ mod migrate;
 mod output;
 mod plan;
 mod socket;
+mod undo;
 mod unlock;
 mod verbs;
 
@@ -90,12 +91,31 @@ fn run_init(req: &cli::InitRequest) -> i32 {
     }
 }
 
-/// `docker rollout status|history|abort` ([`verbs`]).
+/// `docker rollout status|history|abort|undo` ([`verbs`], [`undo`]).
 fn run_verb(req: cli::VerbRequest) -> i32 {
     let rt = match current_thread_runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    if req.verb == cli::Verb::Undo {
+        let back = rt.block_on(async {
+            tokio::select! {
+                r = undo::target(&req) => r,
+                _ = tokio::signal::ctrl_c() => Err(Fail {
+                    code: exit::INTERRUPTED,
+                    message: "interrupted before anything was changed".into(),
+                }),
+            }
+        });
+        drop(rt);
+        return match back {
+            Ok(back) => run_to(req.rollout, Some(back)),
+            Err(f) => {
+                let _ = writeln!(std::io::stderr(), "error: {}", f.message);
+                f.code
+            }
+        };
+    }
     let done = match req.verb {
         cli::Verb::Abort { timeout } => rt.block_on(async {
             tokio::select! {
@@ -140,6 +160,12 @@ fn run_verb(req: cli::VerbRequest) -> i32 {
 }
 
 fn run(req: RolloutRequest) -> i32 {
+    run_to(req, None)
+}
+
+/// A rollout to the revision the Compose file names, or with `undo` to
+/// that revision (`docker rollout undo`, launched from its saved spec).
+fn run_to(req: RolloutRequest, undo: Option<rollout_core::Revision>) -> i32 {
     let (itx, irx) = mpsc::unbounded_channel();
     // The docker CLI closes its socket on Ctrl-C when stdout is not a
     // terminal: that is our Ctrl-C.
@@ -164,7 +190,7 @@ fn run(req: RolloutRequest) -> i32 {
     let dry = req.dry_run;
     rt.block_on(async move {
         listen_for_signals(itx.clone());
-        match rollout(req, irx, itx).await {
+        match rollout(req, irx, itx, undo).await {
             Ok(code) => code,
             Err(f) => {
                 let _ = writeln!(std::io::stderr(), "error: {}", f.message);
@@ -217,6 +243,7 @@ async fn rollout(
     req: RolloutRequest,
     mut irx: mpsc::UnboundedReceiver<Interrupt>,
     itx: mpsc::UnboundedSender<Interrupt>,
+    undo: Option<rollout_core::Revision>,
 ) -> Result<i32, Fail> {
     if let Some(force) = req.unlock {
         return or_interrupted(&mut irx, unlock::unlock(&req, force)).await;
@@ -281,7 +308,10 @@ async fn rollout(
     }
     let kept = engine.clone();
     let wired = match or_interrupted(&mut irx, live::wire(&prepared, &req, engine)).await {
-        Ok(wired) => wired,
+        Ok(wired) => match &undo {
+            Some(back) => or_interrupted(&mut irx, live::retarget(wired, settings, back)).await?,
+            None => wired,
+        },
         Err(f) => {
             if let Some(pair) = &pair {
                 let _ = pair_journal.unlock(pair).await;
@@ -433,6 +463,7 @@ async fn rollout(
             launched: tally.launched,
             removed: tally.removed,
             exit_code: code,
+            undo: undo.is_some(),
         };
         verbs::record(&kept, entry).await;
     }

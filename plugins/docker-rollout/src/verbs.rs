@@ -25,13 +25,13 @@ use std::time::Duration;
 /// The service, its project read and the engine reached: what every verb
 /// starts from. An unknown service is bad input (exit 2) before the engine
 /// is asked.
-struct Scene {
-    prepared: live::Prepared,
-    engine: Engine,
-    service: ServiceRef,
+pub(crate) struct Scene {
+    pub(crate) prepared: live::Prepared,
+    pub(crate) engine: Engine,
+    pub(crate) service: ServiceRef,
 }
 
-async fn scene(req: &VerbRequest) -> Result<Scene, Fail> {
+pub(crate) async fn scene(req: &VerbRequest) -> Result<Scene, Fail> {
     let r = &req.rollout;
     let names = live::project_names(r);
     let prepared = live::prepare(r, live::choose_compose(r, &names, None).await?)?;
@@ -51,7 +51,7 @@ pub async fn run(req: &VerbRequest) -> Result<i32, Fail> {
     match &req.verb {
         Verb::Status { watch, count } => status(req, &scene, *watch, *count).await,
         Verb::History { limit } => history_verb(req, &scene, *limit).await,
-        Verb::Abort { .. } => Err(Fail::unexpected("abort is run by main")),
+        Verb::Abort { .. } | Verb::Undo => Err(Fail::unexpected("abort and undo are run by main")),
     }
 }
 
@@ -469,9 +469,10 @@ fn history_line(e: &HistoryEntry) -> String {
         })
     };
     format!(
-        "{} {} {}s from {} to {}: {}; {} traffic changes, {} launched, {} removed; exit {}",
+        "{} {}{} {}s from {} to {}: {}; {} traffic changes, {} launched, {} removed; exit {}",
         when(e.started),
         e.strategy,
+        if e.undo { " undo" } else { "" },
         e.finished.saturating_sub(e.started),
         rev(&e.from),
         rev(&e.to),
@@ -670,6 +671,7 @@ mod tests {
             launched: 1,
             removed: 1,
             exit_code: 3,
+            undo: false,
         };
         let line = history_line(&e);
         assert_eq!(line, "1970-01-01T00:00:00Z canary 12s from app:v1 (aaaa) to app:v2 (bbbb): rolled-back: analysis failed at 10%: error rate 20%; 3 traffic changes, 1 launched, 1 removed; exit 3");

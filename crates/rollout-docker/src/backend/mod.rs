@@ -219,6 +219,17 @@ impl DockerBackend {
         })
     }
 
+    /// Whether revision `id` of `service` can be launched again: a
+    /// container of it runs, or its spec was saved (`docker rollout undo`
+    /// asks before it changes anything). `Err` when the engine cannot say.
+    pub async fn can_launch(&self, service: &ServiceRef, id: &str) -> Result<bool, BackendError> {
+        match self.spec_of(service, id).await {
+            Ok(_) => Ok(true),
+            Err(BackendError::Launch { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The id of the image `image` names on the engine now (`None` for an
     /// empty reference).
     async fn image_id(&self, image: &str) -> Result<Option<String>, BackendError> {

@@ -1,11 +1,11 @@
-//! `docker rollout status|history|abort SERVICE`: the command line of the
+//! `docker rollout status|history|abort|undo SERVICE`: the command line of the
 //! operator's verbs (run by `verbs.rs`). A service named like a verb is
 //! rolled out with `docker rollout -- NAME`.
 
 use super::*;
 
 /// The words that select a verb.
-pub const VERBS: &[&str] = &["status", "history", "abort"];
+pub const VERBS: &[&str] = &["status", "history", "abort", "undo"];
 
 /// A parsed operator's verb.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,9 @@ pub enum Verb {
         /// How long to wait for a running rollout to roll back.
         timeout: Duration,
     },
+    /// Back to the revision that served before the last completed
+    /// rollout (image and configuration), by a rollout to it.
+    Undo,
 }
 
 /// The operator's verbs of `docker rollout`.
@@ -86,6 +89,17 @@ enum VerbCommand {
         /// How long to wait for a running rollout to finish its rollback.
         #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "5m")]
         timeout: Duration,
+        /// How long a change of the proxy's config waits for another rollout behind the same proxy.
+        #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m")]
+        lock_timeout: Duration,
+        #[command(flatten)]
+        common: VerbFlags,
+    },
+    /// Back to the revision that served before SERVICE's last completed rollout (image and configuration together, launched from its saved spec), by a rollout with the same protocol; the Compose file is not changed.
+    Undo {
+        /// The service.
+        #[arg(value_name = "SERVICE")]
+        service: String,
         /// How long a change of the proxy's config waits for another rollout behind the same proxy.
         #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m")]
         lock_timeout: Duration,
@@ -209,6 +223,11 @@ pub(super) fn parse_verb(
             lock_timeout,
             common,
         } => (service, common, Verb::Abort { timeout }, Some(lock_timeout)),
+        VerbCommand::Undo {
+            service,
+            lock_timeout,
+            common,
+        } => (service, common, Verb::Undo, Some(lock_timeout)),
     };
     let p = common.project;
     let rollout = RolloutRequest {
@@ -260,6 +279,11 @@ mod tests {
         let r = verb("docker-rollout rollout history web --limit 5 --output json").unwrap();
         assert_eq!(r.verb, Verb::History { limit: 5 });
         assert_eq!(r.rollout.output, OutputFormat::Json);
+        let r = verb("docker-rollout rollout -p shop undo web --lock-timeout 5s").unwrap();
+        assert_eq!(r.verb, Verb::Undo);
+        assert_eq!(r.rollout.service, "web");
+        assert_eq!(r.rollout.lock_timeout, Duration::from_secs(5));
+        assert!(verb("docker-rollout rollout undo").is_err());
         let r = verb("docker-rollout rollout abort web").unwrap();
         assert_eq!(
             r.verb,
