@@ -28,10 +28,7 @@ use rollout_docker::{history, DockerBackend, DockerJournal};
 
 /// The revision `undo` goes back to, from the history (newest first): the
 /// `from` of the newest completed entry.
-pub fn way_back(entries: &[HistoryEntry]) -> Result<Revision, String> {
-    let service = entries
-        .first()
-        .map_or("the service".to_string(), |e| e.service.service.clone());
+pub fn way_back(service: &str, entries: &[HistoryEntry]) -> Result<Revision, String> {
     let Some(last) = entries
         .iter()
         .find(|e| matches!(e.outcome, Outcome::Completed))
@@ -83,7 +80,7 @@ pub async fn target(req: &VerbRequest) -> Result<Revision, Fail> {
     let entries = history::list(&scene.engine, service)
         .await
         .map_err(Fail::from)?;
-    let back = way_back(&entries).map_err(Fail::bad_input)?;
+    let back = way_back(&service.service, &entries).map_err(Fail::bad_input)?;
     let backend = DockerBackend::new(
         scene.engine.clone(),
         live::compose_cli(&scene.prepared, &req.rollout),
@@ -128,23 +125,25 @@ mod tests {
             entry(Some("v1"), "v2", Outcome::Completed),
             entry(None, "v1", Outcome::Completed),
         ];
-        assert_eq!(way_back(&h).unwrap().id, "v1");
+        assert_eq!(way_back("app", &h).unwrap().id, "v1");
         // After the undo (v2 -> v1), undo goes to v2 again.
         let mut undone = entry(Some("v2"), "v1", Outcome::Completed);
         undone.undo = true;
         let mut h2 = vec![undone];
         h2.extend(h);
-        assert_eq!(way_back(&h2).unwrap().id, "v2");
+        assert_eq!(way_back("app", &h2).unwrap().id, "v2");
     }
 
     #[test]
     fn nothing_to_undo_says_why() {
-        assert!(way_back(&[]).unwrap_err().contains("nothing to undo"));
+        assert!(way_back("app", &[])
+            .unwrap_err()
+            .contains("nothing to undo"));
         let only_failed = vec![entry(Some("v1"), "v2", Outcome::RolledBack("x".into()))];
-        let e = way_back(&only_failed).unwrap_err();
+        let e = way_back("app", &only_failed).unwrap_err();
         assert!(e.contains("no completed rollout of app"), "{e}");
         let from_nothing = vec![entry(None, "v1", Outcome::Completed)];
-        let e = way_back(&from_nothing).unwrap_err();
+        let e = way_back("app", &from_nothing).unwrap_err();
         assert!(e.contains("from no running revision"), "{e}");
     }
 }
