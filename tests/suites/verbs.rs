@@ -3,7 +3,8 @@
 //! the abort rolls it back itself) and of a running one (told through the engine), `history`
 //! of what ran, and the bad input of each. Every abort returns all traffic to v1 with no
 //! failed request. `undo` after a completed rolling update returns every replica to v1
-//! (launched from the saved spec) with no failed request, and `history` shows it.
+//! (launched from the saved spec) with no failed request, and `history` shows it. `promote`
+//! takes a paused canary to its next step, and `--full` to 100 %, with no failed request.
 
 use rollout_e2e::load::{self as loads, mix, wait_ok};
 use rollout_e2e::nginx::stderr_upstream_errors;
@@ -319,4 +320,63 @@ fn undo_after_a_completed_rolling_update_returns_every_replica_to_v1() {
     assert_eq!(h[1]["to"]["image"], images::V2, "{h:#?}");
     let text = verb(&s.p, &s.plugins, &["history", "app", "--limit", "1"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains(" undo "));
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn promote_takes_a_paused_canary_a_step_on_then_in_full_to_100() {
+    let slug = "verbs-promote";
+    let (p, plugins, load, _conf) = canary_under_load(
+        slug,
+        "        steps: [25, 50, 75, 100]\n        hold: until-promoted\n",
+    );
+    let none = verb(&p, &plugins, &["promote", "green"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("nothing to promote"));
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["green", "--output", "json"]);
+    let paused = run_rollout(cmd, Clock::of(&load), LIMIT);
+    assert_eq!(paused.code, Some(4), "{}", paused.transcript());
+    let traffic = |p: &Project| {
+        let s = &json_lines(&verb(p, &plugins, &["status", "green", "--output", "json"]))[0];
+        s["traffic"]["rollout-demo:v2"].as_f64().unwrap_or(0.0)
+    };
+    assert_eq!(traffic(&p), 25.0);
+    // One step on: it holds again at 50 %.
+    let step = verb(&p, &plugins, &["promote", "green"]);
+    assert_eq!(step.status.code(), Some(4));
+    assert_eq!(traffic(&p), 50.0);
+    // In full: straight to 100 %, completed.
+    let full = verb(
+        &p,
+        &plugins,
+        &["promote", "green", "--full", "--output", "json"],
+    );
+    assert_eq!(full.status.code(), Some(0));
+    let weights: Vec<u64> = json_lines(&full)
+        .iter()
+        .filter(|e| e["event"] == "weights-changed")
+        .filter_map(|e| e["new_percent"].as_u64())
+        .collect();
+    assert_eq!(weights, [100], "no step held between");
+    assert_eq!(traffic(&p), 100.0);
+    assert_eq!(
+        verb(&p, &plugins, &["promote", "green"]).status.code(),
+        Some(2),
+        "nothing left to promote"
+    );
+    let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let mut report = load.stop().unwrap();
+    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
+    publish(SUITE, slug, &report, &[&paused]);
+    eprintln!(
+        "LOAD: {} requests sent, {} failed, {} keep-alive retries, {} upstream errors",
+        report.sent, report.failed, report.stale_retries, report.upstream_errors.total
+    );
+    assert_eq!(report.failed, 0, "failed requests");
+    assert_eq!(report.upstream_errors.total, 0, "upstream errors");
+    wait_http(p.port("nginx", 80), "/", Duration::from_secs(10), |a| {
+        a.status == 200 && a.version.as_deref() == Some("v2")
+    });
 }

@@ -98,6 +98,11 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
+/// The key of the canary's journal state that `docker rollout promote
+/// --full` sets on a paused canary (`"full"`): the next run goes straight
+/// to the last step.
+pub const PROMOTE: &str = "promote";
+
 /// How a hold ended.
 enum HoldEnd {
     Pass,
@@ -133,8 +138,17 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
         .and_then(|v| v.as_u64())
         .map_or(0, |v| v as usize);
     if ops.resumed_phase == Some(Phase::Paused) {
-        // Running again after a pause promotes the step it paused at.
+        // Running again after a pause promotes the step it paused at;
+        // `docker rollout promote --full` (the journal's `promote`) the
+        // whole way, to the last step.
         start += 1;
+        if ops
+            .state(PROMOTE)
+            .and_then(|v| v.as_str().map(String::from))
+            == Some("full".into())
+        {
+            start = start.max(steps.len() - 1);
+        }
     }
     match colours {
         None => {

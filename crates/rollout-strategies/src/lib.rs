@@ -76,7 +76,7 @@ mod ops;
 mod rolling;
 
 pub use bluegreen::BlueGreen;
-pub use canary::{Canary, JUDGE_EVERY, OLD_WEIGHT};
+pub use canary::{Canary, JUDGE_EVERY, OLD_WEIGHT, PROMOTE};
 pub use no_traffic::NoTraffic;
 pub use ops::{boot_id, lock_holder, process_start, this_process};
 pub use rolling::Rolling;

@@ -175,6 +175,43 @@ async fn an_indefinite_canary_step_pauses_and_the_next_run_promotes_it() {
     assert_clean(&e, &p, "canary", &o);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_paused_canary_promoted_in_full_goes_straight_to_the_last_step() {
+    let e = env(4);
+    let mut p = plan(&e, 4);
+    let held = |percent| CanaryStep {
+        percent,
+        hold: Hold::UntilPromoted,
+    };
+    p.canary.steps = vec![
+        held(25),
+        held(50),
+        held(75),
+        CanaryStep {
+            percent: 100,
+            hold: Hold::For(Duration::ZERO),
+        },
+    ];
+    let (o, _) = run(&Canary, &e, &p).await;
+    assert!(matches!(o, Outcome::Paused(_)), "{o:?}");
+    assert!((e.mock.share(NEW) - 25.0).abs() < 1.0);
+    // What `docker rollout promote --full` leaves in the journal.
+    let mut record = e.journal.record(&e.service).unwrap();
+    record.state[rollout_strategies::PROMOTE] = serde_json::json!("full");
+    e.journal.save(&record).await.unwrap();
+    let (o, events) = run(&Canary, &e, &p).await;
+    assert_eq!(o, Outcome::Completed);
+    let weights: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::WeightsChanged { new_percent } => Some(*new_percent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(weights, [100], "no step held between");
+    assert_clean(&e, &p, "canary", &o);
+}
+
 struct Unsure;
 #[async_trait]
 impl Analysis for Unsure {

@@ -24,6 +24,7 @@ const VERBS: &[(&str, &str)] = &[
     ("history", "a service's last rollouts"),
     ("abort", "back to the old revision"),
     ("undo", "back to the revision before the last rollout"),
+    ("promote", "a paused canary on (--full: to 100 %)"),
     ("unlock", "release a service's lock"),
     ("init", "put nginx in front of a service"),
     ("migrate", "schema migrations in phases"),
@@ -120,7 +121,12 @@ pub fn candidates(words: &[String], services: &[String], flags: &[String]) -> (V
                 NO_FILES,
             )
         }
-        [verb] if ["status", "history", "abort", "undo", "unlock", "init"].contains(verb) => {
+        [verb]
+            if [
+                "status", "history", "abort", "undo", "promote", "unlock", "init",
+            ]
+            .contains(verb) =>
+        {
             (prefixed(services), NO_FILES)
         }
         [verb] if *verb == "migrate" => (

@@ -31,6 +31,7 @@ mod live;
 mod migrate;
 mod output;
 mod plan;
+mod promote;
 mod socket;
 mod undo;
 mod unlock;
@@ -91,16 +92,26 @@ fn run_init(req: &cli::InitRequest) -> i32 {
     }
 }
 
-/// `docker rollout status|history|abort|undo` ([`verbs`], [`undo`]).
+/// `docker rollout status|history|abort|undo|promote` ([`verbs`], [`undo`],
+/// [`promote`]).
 fn run_verb(req: cli::VerbRequest) -> i32 {
     let rt = match current_thread_runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    if req.verb == cli::Verb::Undo {
+    // `undo` and `promote` check, then run the rollout path.
+    if matches!(req.verb, cli::Verb::Undo | cli::Verb::Promote { .. }) {
         let back = rt.block_on(async {
+            let checked = async {
+                match req.verb {
+                    cli::Verb::Promote { full } => {
+                        promote::prepare(&req, full).await.map(|()| None)
+                    }
+                    _ => undo::target(&req).await.map(Some),
+                }
+            };
             tokio::select! {
-                r = undo::target(&req) => r,
+                r = checked => r,
                 _ = tokio::signal::ctrl_c() => Err(Fail {
                     code: exit::INTERRUPTED,
                     message: "interrupted before anything was changed".into(),
@@ -109,7 +120,7 @@ fn run_verb(req: cli::VerbRequest) -> i32 {
         });
         drop(rt);
         return match back {
-            Ok(back) => run_to(req.rollout, Some(back)),
+            Ok(back) => run_to(req.rollout, back),
             Err(f) => {
                 let _ = writeln!(std::io::stderr(), "error: {}", f.message);
                 f.code

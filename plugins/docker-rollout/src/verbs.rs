@@ -51,7 +51,9 @@ pub async fn run(req: &VerbRequest) -> Result<i32, Fail> {
     match &req.verb {
         Verb::Status { watch, count } => status(req, &scene, *watch, *count).await,
         Verb::History { limit } => history_verb(req, &scene, *limit).await,
-        Verb::Abort { .. } | Verb::Undo => Err(Fail::unexpected("abort and undo are run by main")),
+        Verb::Abort { .. } | Verb::Undo | Verb::Promote { .. } => {
+            Err(Fail::unexpected("abort, undo and promote are run by main"))
+        }
     }
 }
 

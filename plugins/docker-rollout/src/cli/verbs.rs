@@ -1,11 +1,11 @@
-//! `docker rollout status|history|abort|undo SERVICE`: the command line of the
+//! `docker rollout status|history|abort|undo|promote SERVICE`: the command line of the
 //! operator's verbs (run by `verbs.rs`). A service named like a verb is
 //! rolled out with `docker rollout -- NAME`.
 
 use super::*;
 
 /// The words that select a verb.
-pub const VERBS: &[&str] = &["status", "history", "abort", "undo"];
+pub const VERBS: &[&str] = &["status", "history", "abort", "undo", "promote"];
 
 /// A parsed operator's verb.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +41,11 @@ pub enum Verb {
     /// Back to the revision that served before the last completed
     /// rollout (image and configuration), by a rollout to it.
     Undo,
+    /// A paused canary to its next step, or with `full` to the last.
+    Promote {
+        /// `--full`: to 100 %, no step held between.
+        full: bool,
+    },
 }
 
 /// The operator's verbs of `docker rollout`.
@@ -100,6 +105,20 @@ enum VerbCommand {
         /// The service.
         #[arg(value_name = "SERVICE")]
         service: String,
+        /// How long a change of the proxy's config waits for another rollout behind the same proxy.
+        #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m")]
+        lock_timeout: Duration,
+        #[command(flatten)]
+        common: VerbFlags,
+    },
+    /// A paused canary of SERVICE on to its next step (or with --full to 100 %), with the same protocol as the rollout; exit 0 when it completes, 4 when it pauses again.
+    Promote {
+        /// The service.
+        #[arg(value_name = "SERVICE")]
+        service: String,
+        /// Straight to the last step (100 %), holding at no step between.
+        #[arg(long)]
+        full: bool,
         /// How long a change of the proxy's config waits for another rollout behind the same proxy.
         #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m")]
         lock_timeout: Duration,
@@ -228,6 +247,12 @@ pub(super) fn parse_verb(
             lock_timeout,
             common,
         } => (service, common, Verb::Undo, Some(lock_timeout)),
+        VerbCommand::Promote {
+            service,
+            full,
+            lock_timeout,
+            common,
+        } => (service, common, Verb::Promote { full }, Some(lock_timeout)),
     };
     let p = common.project;
     let rollout = RolloutRequest {
@@ -284,6 +309,10 @@ mod tests {
         assert_eq!(r.rollout.service, "web");
         assert_eq!(r.rollout.lock_timeout, Duration::from_secs(5));
         assert!(verb("docker-rollout rollout undo").is_err());
+        let r = verb("docker-rollout rollout promote green --full").unwrap();
+        assert_eq!(r.verb, Verb::Promote { full: true });
+        let r = verb("docker-rollout rollout promote green").unwrap();
+        assert_eq!(r.verb, Verb::Promote { full: false });
         let r = verb("docker-rollout rollout abort web").unwrap();
         assert_eq!(
             r.verb,
