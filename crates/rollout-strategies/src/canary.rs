@@ -142,13 +142,15 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
         // `docker rollout promote --full` (the journal's `promote`) the
         // whole way, to the last step.
         start += 1;
-        if ops
+    }
+    // Promoted in full: the last step, and no hold (the operator decided).
+    let full = ops.resumed_phase == Some(Phase::Paused)
+        && ops
             .state(PROMOTE)
             .and_then(|v| v.as_str().map(String::from))
-            == Some("full".into())
-        {
-            start = start.max(steps.len() - 1);
-        }
+            == Some("full".into());
+    if full {
+        start = start.max(steps.len() - 1);
     }
     match colours {
         None => {
@@ -213,6 +215,7 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
             .events
             .send(Event::WeightsChanged { new_percent: p });
         let end = match step.hold {
+            _ if full => HoldEnd::Pass,
             Hold::For(d) => hold_for(ops, &new, d, s + 1, p).await?,
             Hold::UntilPromoted => {
                 if let Some(a) = &ops.ctx.analysis {

@@ -183,15 +183,8 @@ async fn a_paused_canary_promoted_in_full_goes_straight_to_the_last_step() {
         percent,
         hold: Hold::UntilPromoted,
     };
-    p.canary.steps = vec![
-        held(25),
-        held(50),
-        held(75),
-        CanaryStep {
-            percent: 100,
-            hold: Hold::For(Duration::ZERO),
-        },
-    ];
+    // Even the last step holds: in full, no hold is kept.
+    p.canary.steps = vec![held(25), held(50), held(75), held(100)];
     let (o, _) = run(&Canary, &e, &p).await;
     assert!(matches!(o, Outcome::Paused(_)), "{o:?}");
     assert!((e.mock.share(NEW) - 25.0).abs() < 1.0);
