@@ -9,7 +9,8 @@ use crate::project::Project;
 /// A never-started container the Docker backend keeps state in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Keeper {
-    /// `lock`, `journal` or `revision` (the saved spec of a revision, the way back to it).
+    /// `lock`, `journal`, `revision` (the saved spec of a revision, the way back to it),
+    /// `history` (an entry of `docker rollout history`), and the proxy's `proxyjournal`.
     pub kind: String,
     /// Its name.
     pub name: String,
@@ -17,8 +18,17 @@ pub struct Keeper {
     pub state: String,
 }
 
-/// The keeper containers of the project named `project`, sorted by kind and name.
+/// The keeper containers of the project named `project`, sorted by kind and name, but for the
+/// history: its entries (the last 20 rollouts per service, `docker rollout history`) are kept
+/// on purpose, and the verbs suite reads them through the plugin.
 pub fn keepers(project: &str) -> Vec<Keeper> {
+    let mut k = all_keepers(project);
+    k.retain(|k| k.kind != "history");
+    k
+}
+
+/// Every keeper container of the project named `project`, the history's too.
+pub fn all_keepers(project: &str) -> Vec<Keeper> {
     let out = run_ok(docker().args([
         "ps",
         "--all",
