@@ -11,6 +11,8 @@ pub struct HttpAnswer {
     pub status: u16,
     /// `X-Demo-Version`, if present.
     pub version: Option<String>,
+    /// `X-Demo-Instance` (the demo app's host name), if present.
+    pub instance: Option<String>,
     /// The body.
     pub body: String,
 }
@@ -31,14 +33,16 @@ fn get_once(addr: SocketAddr, path: &str) -> std::io::Result<HttpAnswer> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
-    let version = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("x-demo-version")
-            .then(|| v.trim().to_string())
-    });
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
     Ok(HttpAnswer {
         status,
-        version,
+        version: header("x-demo-version"),
+        instance: header("x-demo-instance"),
         body: body.to_string(),
     })
 }

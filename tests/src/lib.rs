@@ -28,6 +28,8 @@
 //! - [`registry`]: a real image registry ([`Registry`]: Debian's distribution 2.8 on a
 //!   loopback port, storage in a temporary folder, ended by its pid when dropped) that the pull
 //!   tests push to.
+//! - [`swarm`]: a real two-node swarm ([`swarm::Swarm`]): the host's engine as manager and a
+//!   worker engine the test starts in a network namespace of its own, undone when dropped.
 //! - [`load`]: the mix every run sends ([`load::mix`]) through nginx's container address on
 //!   the project's network ([`Project::start_load`]; a load that must outlive nginx's
 //!   container uses the published port), and the load's [`Clock`], on which everything else is
@@ -65,6 +67,7 @@ pub mod replay;
 pub mod rig;
 pub mod run;
 pub mod stack;
+pub mod swarm;
 pub mod verdict;
 
 pub use engine::{
