@@ -2,13 +2,18 @@
 //! in a network namespace of the test's own joins the host's engine, a stack of the demo app
 //! (`endpoint_mode: dnsrr`, the routing mesh needs IPVS, which these machines lack) spreads
 //! over both nodes, and nginx on the manager serves from the tasks of both through the overlay
-//! network. Afterwards the engine is out of the swarm again and the namespace is gone.
+//! network. The stack's `update_config` and `rollback_config` (the seed's values) are what
+//! Swarm holds after `docker stack deploy`, field for field as `rollout-swarm` maps them from
+//! our reading of the same file. Afterwards the engine is out of the swarm again and the
+//! namespace is gone.
 
 use rollout_e2e::swarm::Swarm;
 use rollout_e2e::{
     docker, free_port, images, require_engine, require_images, run_ok, wait_http, Project,
     DEMO_PORT, NGINX_IMAGE, SEED_NGINX_CONF,
 };
+use rollout_swarm::update::{self, ServiceSpecUpdateConfig};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,6 +30,19 @@ fn stack_file(port: u16) -> String {
          \x20   deploy:\n\
          \x20     replicas: 4\n\
          \x20     endpoint_mode: dnsrr\n\
+         \x20     update_config:\n\
+         \x20       parallelism: 2\n\
+         \x20       delay: 10s\n\
+         \x20       failure_action: rollback\n\
+         \x20       monitor: 30s\n\
+         \x20       max_failure_ratio: 0.3\n\
+         \x20       order: start-first\n\
+         \x20     rollback_config:\n\
+         \x20       parallelism: 0\n\
+         \x20       delay: 1500ms\n\
+         \x20       failure_action: continue\n\
+         \x20       monitor: 7s\n\
+         \x20       max_failure_ratio: 0.25\n\
          \x20     placement:\n\
          \x20       max_replicas_per_node: 2\n\
          \x20 nginx:\n\
@@ -90,6 +108,72 @@ fn wait_running(service: &str, count: usize, timeout: Duration) -> Vec<String> {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// What `docker stack deploy` gave `service` for `update_config` and `rollback_config` is
+/// what `rollout-swarm` maps our reading of the same file to, and reads back to it.
+fn same_update_config_as_swarms(project: &Project, service: &str) {
+    let loaded = rollout_compose::Project::load(&rollout_compose::LoadOptions {
+        files: vec![project.dir().join("stack.yaml")],
+        working_dir: Some(project.dir().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    let ours = loaded.settings("app").unwrap();
+    let inspect = |field: &str| -> Value {
+        let out = run_ok(docker().args([
+            "service",
+            "inspect",
+            service,
+            "--format",
+            &format!("{{{{json .Spec.{field}}}}}"),
+        ]));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let swarms = inspect("UpdateConfig");
+    same_fields(
+        &serde_json::to_value(update::to_swarm_update(&ours.update).unwrap()).unwrap(),
+        &swarms,
+    );
+    let read: ServiceSpecUpdateConfig = serde_json::from_value(swarms).unwrap();
+    assert_eq!(update::from_swarm_update(Some(&read)).unwrap(), ours.update);
+    same_fields(
+        &serde_json::to_value(update::to_swarm_rollback(&ours.rollback).unwrap()).unwrap(),
+        &inspect("RollbackConfig"),
+    );
+}
+
+/// Every field of `ours` has Swarm's value, numbers compared as numbers (Swarm writes 0.3 as
+/// 0.3 and 0 as 0); a field Swarm left out is 0 in ours (Swarm omits a zero delay).
+fn same_fields(ours: &Value, swarms: &Value) {
+    let ours = ours.as_object().unwrap();
+    for (field, value) in ours {
+        match swarms.get(field) {
+            Some(theirs) if value.is_number() => {
+                assert_eq!(
+                    value.as_f64(),
+                    theirs.as_f64(),
+                    "{field}: ours {ours:?}, Swarm's {swarms}"
+                )
+            }
+            Some(theirs) => assert_eq!(value, theirs, "{field}: ours {ours:?}, Swarm's {swarms}"),
+            None => assert_eq!(
+                value.as_f64(),
+                Some(0.0),
+                "{field}: Swarm has none, ours {value}"
+            ),
+        }
+    }
+    assert_eq!(
+        swarms
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !ours.contains_key(*k))
+            .count(),
+        0,
+        "Swarm holds a field we do not map: {swarms}"
+    );
 }
 
 /// Removes the stack when dropped (before the swarm goes, as fields drop in order).
@@ -161,6 +245,7 @@ fn a_worker_engine_joins_the_swarm_and_nginx_serves_tasks_of_both_nodes() {
         nodes.iter().cloned().collect(),
         "the app's tasks are on both nodes"
     );
+    same_update_config_as_swarms(&project, &format!("{name}_app"));
     deploy("stack.yaml");
     wait_running(&format!("{name}_nginx"), 1, Duration::from_secs(60));
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
