@@ -42,6 +42,7 @@ const BACKENDS: &[&str] = &[
     "rollout-nginx",
     "rollout-haproxy",
     "rollout-mock",
+    "rollout-swarm",
     "bollard",
 ];
 
@@ -56,11 +57,15 @@ const DEPLOY_CRATES: &[&str] = &[
     "rollout-compose",
     "rollout-strategies",
     "rollout-mock",
+    "rollout-swarm",
     "bollard",
 ];
 
-/// "No other crate imports bollard": only `rollout-docker` talks to Docker.
-const DOCKER_CRATE: &str = "rollout-docker";
+/// "No other crate imports bollard": only the engine's backends talk to Docker,
+/// `rollout-docker` (one engine) and `rollout-swarm` (a swarm's managers).
+const DOCKER_CRATES: &[&str] = &["rollout-docker", "rollout-swarm"];
+/// How findings name them.
+const DOCKER_CRATES_SAID: &str = "rollout-docker and rollout-swarm";
 const DOCKER_API: &str = "bollard";
 
 /// "No rollout logic lives here": the plugin implements none of the traits a
@@ -274,8 +279,12 @@ fn layering(ws: &Workspace, out: &mut Vec<Finding>) {
         }
     }
 
-    if package(ws, DOCKER_CRATE, out).is_some() {
-        for pkg in ws.packages.iter().filter(|p| p.name != DOCKER_CRATE) {
+    if package(ws, DOCKER_CRATES[0], out).is_some() {
+        for pkg in ws
+            .packages
+            .iter()
+            .filter(|p| !DOCKER_CRATES.contains(&p.name.as_str()))
+        {
             for d in pkg
                 .manifest
                 .deps
@@ -287,7 +296,7 @@ fn layering(ws: &Workspace, out: &mut Vec<Finding>) {
                     manifest_of(pkg),
                     d.line,
                     format!(
-                        "only {DOCKER_CRATE} talks to Docker, but {} depends on `{DOCKER_API}`",
+                        "only {DOCKER_CRATES_SAID} talk to Docker, but {} depends on `{DOCKER_API}`",
                         pkg.name
                     ),
                 ));
@@ -299,7 +308,7 @@ fn layering(ws: &Workspace, out: &mut Vec<Finding>) {
                     file,
                     line,
                     format!(
-                        "only {DOCKER_CRATE} talks to Docker, but {} names `{path}`",
+                        "only {DOCKER_CRATES_SAID} talk to Docker, but {} names `{path}`",
                         pkg.name
                     ),
                 ));
@@ -554,8 +563,8 @@ mod tests {
         );
         let f: Vec<String> = f.iter().map(|f| f.to_string()).collect();
         assert_eq!(f.len(), 2, "{f:#?}");
-        assert!(f[0].starts_with("tests/Cargo.toml:4: layering: only rollout-docker talks to Docker, but rollout-e2e depends on `bollard`"), "{f:#?}");
-        assert!(f[1].starts_with("tests/tests/engine.rs:1: layering: only rollout-docker talks to Docker, but rollout-e2e names `docker::Docker`"), "{f:#?}");
+        assert!(f[0].starts_with("tests/Cargo.toml:4: layering: only rollout-docker and rollout-swarm talk to Docker, but rollout-e2e depends on `bollard`"), "{f:#?}");
+        assert!(f[1].starts_with("tests/tests/engine.rs:1: layering: only rollout-docker and rollout-swarm talk to Docker, but rollout-e2e names `docker::Docker`"), "{f:#?}");
     }
 
     #[test]
