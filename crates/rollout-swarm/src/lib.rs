@@ -9,7 +9,8 @@
 //!   code it is worth (an automatic rollback is exit 3, where `docker service update`
 //!   exits 0: docker/cli#6752).
 //!
-//! The backend itself (tasks as instances, behind `rollout_core::Backend`) builds on these.
+//! The backend itself (tasks as instances, behind `rollout_core::Backend`) builds on these;
+//! its design is in `PLAN.md` beside this crate's manifest.
 #![deny(missing_docs)]
 
 pub mod stack;
