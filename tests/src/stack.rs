@@ -198,31 +198,78 @@ pub fn blue_green_example(slug: &str, replicas: u32) -> Project {
 pub const DEMO_PORT: u16 = 8000;
 
 /// `examples/canary` set up for a judged canary: blue (v1) live, green (v2) given
-/// `green_env` (a YAML line under `environment:`) and `x-rollout` canary steps of `hold` with
-/// the analysis `rules` (YAML under `x-rollout.analysis`, indented eight spaces;
-/// `PROMETHEUS_URL` in them is replaced by the address of a Prometheus server started here,
-/// scraping the project's containers). Returns once both colours are healthy and nginx answers
-/// v1, with the operator's `nginx.conf` as it was and the server (kept running while held).
+/// `green_env` (a YAML line under `environment:`) and `x-rollout` canary `steps` (a YAML
+/// flow list such as `[10, 25, 100]`) held `hold` each, with the analysis `rules` (YAML under
+/// `x-rollout.analysis`, indented eight spaces; `PROMETHEUS_URL` in them is replaced by the
+/// address of a Prometheus server started here, scraping the project's containers). Returns
+/// once both colours are healthy and nginx answers v1, with the operator's `nginx.conf` as it
+/// was and the server (kept running while held).
 pub fn canary_example(
     slug: &str,
     green_env: &str,
     rules: &str,
+    steps: &str,
     hold: &str,
 ) -> (Project, String, Option<crate::prometheus::Prometheus>) {
+    judged_colours(
+        slug,
+        "canary",
+        green_env,
+        &format!(
+            "    x-rollout:\n      strategy: canary\n      canary:\n        steps: {steps}\n        hold: {hold}\n      analysis:\n{rules}"
+        ),
+    )
+}
+
+/// `examples/blue-green` set up for a judged switch: blue (v1) live, green (v2) given
+/// `green_env` and a `monitor` window after the switch (`deploy.update_config.monitor`),
+/// judged by the analysis `rules` (as [`canary_example`] takes them). Returns as
+/// [`canary_example`] does.
+pub fn judged_blue_green_example(
+    slug: &str,
+    green_env: &str,
+    rules: &str,
+    monitor: &str,
+) -> (Project, String, Option<crate::prometheus::Prometheus>) {
+    judged_colours(
+        slug,
+        "blue-green",
+        green_env,
+        &format!(
+            "    deploy:\n      update_config:\n        monitor: {monitor}\n    x-rollout:\n      analysis:\n{rules}"
+        ),
+    )
+}
+
+/// `examples/EXAMPLE` (one of the seed's two-colour layouts) with every service labelled for
+/// the harness, nginx on a free loopback port, and green given `green_env` and then
+/// `green_yaml` (lines under `green:`, indented four spaces; `PROMETHEUS_URL` in them is
+/// replaced by the address of a Prometheus server started here). Up, both colours healthy,
+/// nginx answering v1.
+fn judged_colours(
+    slug: &str,
+    example: &str,
+    green_env: &str,
+    green_yaml: &str,
+) -> (Project, String, Option<crate::prometheus::Prometheus>) {
     let mut p = Project::new(slug);
-    p.copy_from(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary"));
+    p.copy_from(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(example),
+    );
     let label = p.name().to_string();
-    let prometheus = rules
+    let prometheus = green_yaml
         .contains("PROMETHEUS_URL")
         .then(|| crate::prometheus::Prometheus::scraping_project(p.name(), DEMO_PORT));
-    let rules = match &prometheus {
-        Some(server) => rules.replace("PROMETHEUS_URL", &server.url),
-        None => rules.to_string(),
+    let green_yaml = match &prometheus {
+        Some(server) => green_yaml.replace("PROMETHEUS_URL", &server.url),
+        None => green_yaml.to_string(),
     };
     p.write(
         "compose.override.yaml",
         &format!(
-            "services:\n  nginx:\n    labels:\n      io.rollout.test: {label}\n  blue:\n    labels:\n      io.rollout.test: {label}\n  green:\n    labels:\n      io.rollout.test: {label}\n    environment:\n      {green_env}\n    x-rollout:\n      strategy: canary\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        hold: {hold}\n      analysis:\n{rules}"
+            "services:\n  nginx:\n    labels:\n      io.rollout.test: {label}\n  blue:\n    labels:\n      io.rollout.test: {label}\n  green:\n    labels:\n      io.rollout.test: {label}\n    environment:\n      {green_env}\n{green_yaml}"
         ),
     );
     p.set_env("NGINX_PORT", &format!("127.0.0.1:{}", free_port()));

@@ -151,4 +151,18 @@ pub trait TrafficRouter: Send + Sync {
     fn carries_traffic(&self) -> bool {
         true
     }
+
+    /// Keeps the router's own measure of the traffic on while `on`, even
+    /// with the routes at rest: nginx's router, opened with the tool's
+    /// access log, arranges that log while the upstream's traffic is split
+    /// and removes it at rest; a blue-green switch to the other colour is at
+    /// rest at once, yet the new colour must be judged for a window. Takes
+    /// effect with the next change applied (an empty one brings the config
+    /// in line, adding or removing the log); `false` lets the next change at
+    /// rest remove it. Returns whether this router measures anything at all
+    /// (the default: no, and nothing to bring in line).
+    fn keep_measuring(&self, on: bool) -> bool {
+        let _ = on;
+        false
+    }
 }

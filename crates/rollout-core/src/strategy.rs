@@ -206,7 +206,7 @@ impl Plan {
     }
 }
 
-/// A verdict of the analysis of a canary step.
+/// A verdict of the analysis of a canary step (or of a monitor window).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "verdict", content = "reason")]
 pub enum Verdict {
@@ -312,7 +312,8 @@ pub struct RolloutContext {
     pub router: Arc<dyn TrafficRouter>,
     /// Records each step before it is taken.
     pub journal: Arc<dyn Journal>,
-    /// Judges canary steps; `None` passes every step.
+    /// Judges canary steps, a rolling update's monitor windows and the
+    /// monitor window after a blue-green switch; `None` passes them all.
     pub analysis: Option<Arc<dyn Analysis>>,
     /// Checks new instances before the switch (blue-green verify).
     pub verifier: Option<Arc<dyn Verifier>>,

@@ -1,11 +1,12 @@
 //! Blue-green: a full new set beside the old one, one switch.
 
+use crate::canary::{remember_verdict, JUDGE_EVERY};
 use crate::ops::{service_target, target_of, Gate, Opening, Ops, Res, FINISHED_ROLLBACK};
 use async_trait::async_trait;
 use rollout_core::backend::Failure;
 use rollout_core::journal::Phase;
 use rollout_core::router::DrainTicket;
-use rollout_core::strategy::{CancelLevel, TrafficLayout};
+use rollout_core::strategy::{CancelLevel, TrafficLayout, Verdict};
 use rollout_core::{
     Event, Instance, InstanceId, InstanceState, Outcome, Plan, RolloutContext, Route, RouteChange,
     ServiceRef, Strategy,
@@ -13,6 +14,7 @@ use rollout_core::{
 use rollout_core::{StrategyKind, Word};
 use serde_json::json;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Launches the whole new set beside the old one, gates it on health (and
 /// on the optional verification request to each new instance), switches all
@@ -25,6 +27,15 @@ use std::time::Duration;
 /// traffic back to the old set and removes the new one (exit 3):
 /// `failure_action` and `max_failure_ratio` pace rolling updates, and a
 /// blue-green switch has nothing to pace.
+///
+/// With an [`Analysis`](rollout_core::Analysis) in the context, the monitor
+/// window also asks it every [`JUDGE_EVERY`] (step 1, at 100 %): a `Fail`
+/// switches back as a failure does, with the verdict's numbers in the
+/// message (exit 3); a window still inconclusive at its end pauses the
+/// rollout (exit 4), the old set kept, as a canary's hold does. The router
+/// is asked to keep measuring the traffic from before the switch to the end
+/// ([`TrafficRouter::keep_measuring`](rollout_core::TrafficRouter::keep_measuring)):
+/// the switch to the other colour is at rest at once.
 ///
 /// In the single layout the service runs both sets side by side and is
 /// routed by name again at the end (`keep_old_for: None` means no wait).
@@ -144,59 +155,126 @@ pub(crate) async fn hold(ops: &Ops<'_>, d: Duration) -> Option<CancelLevel> {
     }
 }
 
-/// Watches `new` for `within`; `Ok(Err(..))` on a failure or a cancel.
+/// How a watched window ended, when nothing stopped it.
+pub(crate) enum Watched {
+    /// No failure, and the last verdict (if any analysis) passed.
+    Passed,
+    /// The analysis was still inconclusive at the end of the window: why.
+    Inconclusive(String),
+}
+
+/// Watches `new` for `within` after the switch, and, when an analysis
+/// judges the rollout, asks it every [`JUDGE_EVERY`] as a canary step's
+/// hold does: a failing verdict undoes the switch within about that of the
+/// verdict being possible. `Ok(Err(..))` on a failure, a failing verdict or
+/// a cancel.
 pub(crate) async fn watch(
     ops: &Ops<'_>,
     new: &[Instance],
     within: Duration,
-) -> Res<Result<(), Stop>> {
+) -> Res<Result<Watched, Stop>> {
     if within.is_zero() || new.is_empty() {
-        return Ok(Ok(()));
+        return Ok(Ok(Watched::Passed));
     }
+    let plan = ops.plan;
     let ids: Vec<InstanceId> = new.iter().map(|i| i.id.clone()).collect();
-    tokio::select! {
-            biased;
-        r = ops.ctx.backend.watch_failures(&ids, within) => match r? {
-            None => Ok(Ok(())),
-            Some((id, f)) => {
-                ops.failure_counted(&id, f.clone(), 1, new.len()).await;
-                Ok(Err(Stop::Failed(format!("{id} failed during the monitor window: {f}"))))
+    let deadline = Instant::now() + within;
+    let every = match ops.ctx.analysis {
+        Some(_) => JUDGE_EVERY,
+        None => within,
+    };
+    let mut last = Watched::Passed;
+    loop {
+        let now = Instant::now();
+        if deadline > now {
+            let slice = (deadline - now).min(every);
+            tokio::select! {
+                biased;
+                r = ops.ctx.backend.watch_failures(&ids, slice) => {
+                    if let Some((id, f)) = r? {
+                        ops.failure_counted(&id, f.clone(), 1, new.len()).await;
+                        return Ok(Err(Stop::Failed(format!(
+                            "{id} failed during the monitor window: {f}"
+                        ))));
+                    }
+                }
+                _ = ops.ctx.cancel.reached(CancelLevel::Abort) => {
+                    return Ok(Err(Stop::Cancelled(ops.ctx.cancel.level())));
+                }
             }
-        },
-        _ = ops.ctx.cancel.reached(CancelLevel::Abort) => Ok(Err(Stop::Cancelled(ops.ctx.cancel.level()))),
+        }
+        if let Some(a) = &ops.ctx.analysis {
+            // The switch is the one step, at 100 %.
+            let v = a.judge(plan, 1, 100).await;
+            ops.ctx.events.send(Event::Analysis {
+                step: 1,
+                verdict: v.clone(),
+            });
+            remember_verdict(ops, 1, 100, &v).await?;
+            last = match v {
+                Verdict::Fail(r) => {
+                    return Ok(Err(Stop::Failed(format!(
+                        "analysis failed after the switch: {r}"
+                    ))))
+                }
+                Verdict::Pass => Watched::Passed,
+                Verdict::Inconclusive(r) => Watched::Inconclusive(r),
+            };
+        }
+        if Instant::now() >= deadline {
+            return Ok(Ok(last));
+        }
     }
 }
 
 /// Watches `new` for `within` while what the switch took out drains, and
 /// reports the drain (the `Drained` event, with the router's report) as
 /// soon as it ends, as a rolling slot does; the watch goes on for the rest
-/// of its window. `Ok(Ok(()))` when the window passed and the drain
-/// ended; a failure or a cancel stops both (the switch is undone then).
+/// of its window. `Ok(Ok(..))` when the window passed and the drain
+/// ended; a failure, a failing verdict or a cancel stops both (the switch
+/// is undone then).
 pub(crate) async fn watch_draining(
     ops: &Ops<'_>,
     new: &[Instance],
     within: Duration,
     ticket: &DrainTicket,
-) -> Res<Result<(), Stop>> {
-    let began = tokio::time::Instant::now();
+) -> Res<Result<Watched, Stop>> {
     let drain = ops.drain(ticket);
-    let first = watch(ops, new, within);
-    tokio::pin!(drain, first);
-    tokio::select! {
-        biased;
-        w = &mut first => match w? {
-            Ok(()) => {
-                drain.await?;
-                Ok(Ok(()))
+    let watching = watch(ops, new, within);
+    tokio::pin!(drain, watching);
+    let mut drained = false;
+    loop {
+        tokio::select! {
+            biased;
+            w = &mut watching => {
+                return match w? {
+                    Ok(watched) => {
+                        if !drained {
+                            drain.await?;
+                        }
+                        Ok(Ok(watched))
+                    }
+                    Err(stop) => Ok(Err(stop)),
+                };
             }
-            Err(stop) => Ok(Err(stop)),
-        },
-        d = &mut drain => {
-            d?;
-            let rest = within.saturating_sub(began.elapsed());
-            watch(ops, new, rest).await
+            d = &mut drain, if !drained => {
+                d?;
+                drained = true;
+            }
         }
     }
+}
+
+/// The outcome of a window the analysis could not judge to its end: the
+/// rollout pauses (exit 4) as a canary step does, the old set kept for an
+/// instant switch-back; the next run watches a window again.
+pub(crate) fn inconclusive(ops: &Ops<'_>, why: &str) -> Outcome {
+    Outcome::Paused(format!(
+        "{} is live on {}, and the analysis after the switch is still inconclusive at the end of the monitor window ({why})\nhint: run the rollout again to judge it for another window, or `docker rollout abort {}` to switch back",
+        ops.plan.service,
+        ops.plan.target,
+        ops.plan.service.service
+    ))
 }
 
 /// Why a switch is being undone.
@@ -217,6 +295,7 @@ pub(crate) async fn stop_to_outcome(ops: &Ops<'_>, stop: Stop) -> Outcome {
 /// Sends all traffic back to the old set and removes the new one, with the
 /// same protocol (route, drain, stop, remove).
 pub(crate) async fn revert(ops: &Ops<'_>, reason: String, interrupted: bool) -> Outcome {
+    ops.stop_measuring();
     let r = match &ops.plan.layout {
         TrafficLayout::Single => revert_single(ops, &reason).await,
         TrafficLayout::Colours { other, .. } => revert_colours(ops, other, &reason).await,
@@ -344,6 +423,15 @@ async fn single(ops: &Ops<'_>) -> Outcome {
     }
 }
 
+/// A run that goes on from a pause (the analysis was inconclusive at the
+/// end of the last window) is updating again.
+async fn resume_paused(ops: &Ops<'_>) -> Res<()> {
+    if ops.resumed_phase == Some(Phase::Paused) {
+        ops.set_phase(Phase::Updating).await?;
+    }
+    Ok(())
+}
+
 /// Whether traffic already moved to the target (a run resumed after the
 /// switch): some target instance is routed and nothing else is.
 fn switched(view: &crate::ops::View, target: &str) -> bool {
@@ -363,6 +451,8 @@ fn switched(view: &crate::ops::View, target: &str) -> bool {
 async fn single_inner(ops: &Ops<'_>) -> Res<Outcome> {
     let plan = ops.plan;
     let t = plan.target.id.as_str();
+    resume_paused(ops).await?;
+    ops.measure().await?;
     let view = ops.view(&plan.service).await?;
     let mut ticket = None;
     if !switched(&view, t) {
@@ -412,8 +502,10 @@ async fn single_inner(ops: &Ops<'_>) -> Res<Outcome> {
         .collect();
     // The old set drains while the new one is watched.
     let (old, ticket) = view.old_set(t, ticket);
-    if let Err(stop) = watch_draining(ops, &new, plan.update.monitor, &ticket).await? {
-        return Ok(stop_to_outcome(ops, stop).await);
+    match watch_draining(ops, &new, plan.update.monitor, &ticket).await? {
+        Ok(Watched::Passed) => {}
+        Ok(Watched::Inconclusive(why)) => return Ok(inconclusive(ops, &why)),
+        Err(stop) => return Ok(stop_to_outcome(ops, stop).await),
     }
     if let Some(level) = hold(ops, plan.blue_green.keep_old_for.unwrap_or_default()).await {
         return Ok(stop_to_outcome(ops, Stop::Cancelled(level)).await);
@@ -577,6 +669,8 @@ async fn colours_inner(
             .routes
             .iter()
             .all(|r| r.target == service_target(gname));
+    resume_paused(ops).await?;
+    ops.measure().await?;
     if !already {
         let new = match prepare_colour(ops, &green).await? {
             Ok(new) => new,
@@ -596,8 +690,10 @@ async fn colours_inner(
     // not); a run resumed after the switch waits for all of it.
     let ticket =
         ticket.unwrap_or_else(|| DrainTicket::unknown(vec![service_target(&other.service)]));
-    if let Err(stop) = watch_draining(ops, &new, plan.update.monitor, &ticket).await? {
-        return Ok(stop_to_outcome(ops, stop).await);
+    match watch_draining(ops, &new, plan.update.monitor, &ticket).await? {
+        Ok(Watched::Passed) => {}
+        Ok(Watched::Inconclusive(why)) => return Ok(inconclusive(ops, &why)),
+        Err(stop) => return Ok(stop_to_outcome(ops, stop).await),
     }
     if stop_other {
         if let Some(level) = hold(ops, plan.blue_green.keep_old_for.unwrap_or_default()).await {

@@ -188,6 +188,9 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
                     Err(outcome) => return Ok(outcome),
                 }
             }
+            // The last step names the new colour alone, at rest: it is
+            // judged on what it answers all the same.
+            ops.measure().await?;
         }
     }
     let mut last_ticket = None;
@@ -474,7 +477,7 @@ async fn hold_for(
 
 /// Keeps the last verdict in the journal for `docker rollout status`: saved
 /// when the step or the kind of verdict changes, not at every judgement.
-async fn remember_verdict(ops: &Ops<'_>, step: usize, p: u32, v: &Verdict) -> Res<()> {
+pub(crate) async fn remember_verdict(ops: &Ops<'_>, step: usize, p: u32, v: &Verdict) -> Res<()> {
     let value = json!({ "step": step, "percent": p, "judgement": v });
     ops.remember("verdict", value, |kept, new| {
         kept["step"] == new["step"] && kept["judgement"]["verdict"] == new["judgement"]["verdict"]

@@ -256,6 +256,9 @@ pub(crate) struct Ops<'a> {
     pub resumed_phase: Option<Phase>,
     /// The revision served before the first attempt.
     pub from: Option<Revision>,
+    /// Whether [`Ops::measure`] asked the router to keep measuring: the end
+    /// of the run then lets go and brings the config back to rest.
+    measuring: std::sync::atomic::AtomicBool,
 }
 
 fn unique_id(plan: &Plan) -> String {
@@ -381,6 +384,7 @@ impl<'a> Ops<'a> {
             resumed,
             resumed_phase,
             from,
+            measuring: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -461,6 +465,7 @@ impl<'a> Ops<'a> {
     /// state, kept (with its phase) when a later run has work to do; the lock
     /// is given back and the outcome reported.
     pub async fn end(&self, outcome: Outcome) -> Outcome {
+        let outcome = self.end_measuring(outcome).await;
         let keep = !matches!(
             &outcome,
             Outcome::Completed
@@ -639,6 +644,52 @@ impl<'a> Ops<'a> {
                 Err(f) => Ok(Gate::Failed(f)),
             },
             _ = self.ctx.cancel.reached(level) => Ok(Gate::Cancelled),
+        }
+    }
+
+    /// Asks the router to keep measuring the traffic from now on, at rest
+    /// too, when an analysis judges this rollout and the router measures
+    /// (nginx opened with the tool's log): a blue-green switch to the other
+    /// colour brings the upstream to rest at once, yet the new colour is
+    /// judged for a window. The config is brought in line at once, so that
+    /// the old revision's requests before the switch are in the window and
+    /// a run resumed after the switch measures too. The end of the run lets
+    /// go ([`Ops::end`]).
+    pub async fn measure(&self) -> Res<()> {
+        if self.ctx.analysis.is_none() || !self.ctx.router.keep_measuring(true) {
+            return Ok(());
+        }
+        self.measuring
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.ctx.router.apply(&RouteChange::default()).await?;
+        Ok(())
+    }
+
+    /// Lets the next change to rest remove what [`Ops::measure`] kept: the
+    /// switch back of a failed rollout is one change, measure and all.
+    pub fn stop_measuring(&self) {
+        if self.measuring.load(std::sync::atomic::Ordering::SeqCst) {
+            self.ctx.router.keep_measuring(false);
+        }
+    }
+
+    /// Brings the config back to rest once a run that measured ends: what
+    /// [`Ops::measure`] kept goes when the routes are at rest (one more
+    /// change, empty but for that). Not after a second Ctrl-C (the next run
+    /// resumes, measuring again). A completed run whose config cannot be
+    /// brought back says so, exit 0 still: the traffic is where it should be.
+    async fn end_measuring(&self, outcome: Outcome) -> Outcome {
+        if !self.measuring.load(std::sync::atomic::Ordering::SeqCst)
+            || outcome == Outcome::Interrupted(false)
+        {
+            return outcome;
+        }
+        self.ctx.router.keep_measuring(false);
+        match (self.ctx.router.apply(&RouteChange::default()).await, outcome) {
+            (Err(e), Outcome::Completed) => Outcome::CompletedWithFailures(format!(
+                "the tool's access log could not be taken out of the proxy config: {e}\nhint: the next rollout of the service removes it"
+            )),
+            (_, outcome) => outcome,
         }
     }
 

@@ -378,6 +378,23 @@ async fn every_strategy_resumes_after_a_crash_after_any_event() {
     )
     .await;
     crash_after_every_event(
+        "blue-green colours, failing analysis after the switch",
+        &BlueGreen,
+        || {
+            let (mut e, layout) = colours_env(3, true);
+            e.mock.set_faults(NEW, Faults::error_rate(0.5));
+            e.analysis = Some(Arc::new(rollout_mock::ErrorRateAnalysis {
+                mock: e.mock.clone(),
+                max_rate: 0.1,
+            }));
+            let mut p = plan(&e, 3);
+            p.layout = layout;
+            (e, p)
+        },
+        |o| matches!(o, Outcome::RolledBack(_)),
+    )
+    .await;
+    crash_after_every_event(
         "canary, failing analysis",
         &Canary,
         || {

@@ -1,6 +1,6 @@
-//! The canary analysis of a live rollout, wired: rollout-analysis reads the
-//! tool's own log from the proxy containers, and rollout-docker says which
-//! revision each address in it serves.
+//! The analysis of a live rollout (canary, rolling or blue-green), wired:
+//! rollout-analysis reads the tool's own log from the proxy containers, and
+//! rollout-docker says which revision each address in it serves.
 //!
 //! Prometheus queries (`x-rollout.analysis.prometheus`, `--prometheus-query`)
 //! are asked of the server the operator names, beside the log or alone

@@ -285,6 +285,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_blue_green_plan_says_what_judges_the_window_after_its_switch() {
+        let (_, view, _) = example("blue-green", &Overrides::default());
+        let text = view.text();
+        assert!(!text.contains("analysis:"), "{text}");
+        let judged = Overrides {
+            max_error_rate: Some(0.05),
+            max_p99: Some(rollout_core::analysis::LatencyLimit::Absolute(
+                std::time::Duration::from_millis(250),
+            )),
+            monitor: Some(std::time::Duration::from_secs(20)),
+            ..Default::default()
+        };
+        let (plan, view, strategy) = example("blue-green", &judged);
+        let text = view.text();
+        assert!(
+            text.contains("  analysis:  every second of the 20s monitor window after the switch (switched back on a failing verdict), from the proxy's own access log: error rate <= 5.0%, p99 <= 250ms; verdict after 20 requests in 30s (else hold), abort after 1 failing window\n"),
+            "{text}"
+        );
+        // The dry run prints the same plan.
+        let out = plan_text(strategy, &plan, view);
+        assert!(out.contains("20s monitor window after the switch"), "{out}");
+        let off = Overrides {
+            monitor: Some(std::time::Duration::ZERO),
+            ..judged
+        };
+        let (_, view, _) = example("blue-green", &off);
+        let text = view.text();
+        assert!(
+            text.contains("  analysis:  none: the monitor window is 0s, so nothing is judged after the switch"),
+            "{text}"
+        );
+    }
+
     /// The text a dry run of `plan` prints, which must exit 0.
     fn plan_text(strategy: Arc<dyn Strategy>, plan: &Plan, view: PlanView) -> String {
         let buf = Buf::default();

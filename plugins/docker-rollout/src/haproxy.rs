@@ -110,7 +110,8 @@ pub async fn wire(
         // The error rate and p99 come from the log nginx writes; HAProxy's
         // would need a reader of its own. Prometheus queries need no log.
         return Err(Fail::bad_input(format!(
-            "canary analysis by error rate or p99 (x-rollout.analysis or --max-error-rate ...) reads the proxy's access log, which is built for nginx only; {} is behind HAProxy\nhint: judge the canary with Prometheus queries (x-rollout.analysis.prometheus or --prometheus-query), leave the rules out (each step then passes when its hold ends), or put nginx in front",
+            "the analysis of a {} rollout by error rate or p99 (x-rollout.analysis or --max-error-rate ...) reads the proxy's access log, which is built for nginx only; {} is behind HAProxy\nhint: judge it with Prometheus queries (x-rollout.analysis.prometheus or --prometheus-query), leave the rules out, or put nginx in front",
+            settings.strategy,
             settings.service.service
         )));
     }

@@ -362,7 +362,8 @@ pub struct Wired {
     /// The proxy service and the upstream (nginx) or backend (HAProxy); `None` for a service with no
     /// proxy in front, rolled out without traffic routing.
     pub proxy: Option<(String, String)>,
-    /// The canary's analysis, when rules are configured.
+    /// The analysis (a canary's steps, a rolling update's or a blue-green
+    /// switch's monitor window), when rules are configured.
     pub analysis: Option<Arc<dyn Analysis>>,
     /// The rules it judges by.
     pub analysis_rules: Option<AnalysisRules>,
@@ -480,7 +481,8 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
         let mut options = NginxRouterOptions::new(&upstream, &config_path);
         options.services = names.clone();
         options.port = settings.port;
-        // The tool's log is arranged only for a canary judged by its rules.
+        // The tool's log is arranged only for a rollout judged by its rules
+        // (a canary, a rolling update, a blue-green switch).
         if analysis_rules
             .as_ref()
             .is_some_and(AnalysisRules::reads_proxy_log)
@@ -639,11 +641,15 @@ pub(crate) async fn known_instances(
     Ok((hosts, already_new))
 }
 
-/// The strategies an analysis judges: a canary's steps, and a rolling
-/// update's monitor windows (a failing verdict fails every instance in its
-/// window, toward `max_failure_ratio`).
+/// The strategies an analysis judges: a canary's steps, a rolling update's
+/// monitor windows (a failing verdict fails every instance in its window,
+/// toward `max_failure_ratio`), and the monitor window after a blue-green
+/// switch (a failing verdict switches back).
 pub fn judged_strategy(kind: StrategyKind) -> bool {
-    matches!(kind, StrategyKind::Canary | StrategyKind::Rolling)
+    matches!(
+        kind,
+        StrategyKind::Canary | StrategyKind::Rolling | StrategyKind::BlueGreen
+    )
 }
 
 /// The lock every change of one proxy is made under (keyed by project and

@@ -364,13 +364,16 @@ async fn rollout(
         None => format!("proxy: none; engine {}", wired.endpoint),
     });
     renderer.note(&format!("compose: {}", prepared.compose));
-    let rolling_judged =
-        settings.strategy == rollout_core::StrategyKind::Rolling && wired.analysis_rules.is_some();
-    if settings.strategy == rollout_core::StrategyKind::Canary || rolling_judged {
-        renderer.note(&format!(
+    match (settings.strategy, wired.analysis_rules.as_ref()) {
+        (rollout_core::StrategyKind::BlueGreen, Some(rules)) => renderer.note(&format!(
             "analysis: {}",
-            plan::analysis_line(wired.analysis_rules.as_ref())
-        ));
+            plan::switch_analysis(&plan, rules)
+        )),
+        (rollout_core::StrategyKind::Canary, rules)
+        | (rollout_core::StrategyKind::Rolling, rules @ Some(_)) => {
+            renderer.note(&format!("analysis: {}", plan::analysis_line(rules)))
+        }
+        _ => {}
     }
     if let Some(around) = &around {
         // Expand before anything starts: the new revision needs it, and

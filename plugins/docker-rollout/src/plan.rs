@@ -34,7 +34,9 @@ pub struct PlanView {
     pub rollback_floor: usize,
     /// Canary: the share of requests on the new revision at each step.
     pub weights: Vec<u32>,
-    /// Canary: the rules its steps are judged by; `None`, no analysis.
+    /// The rules a canary's steps, a rolling update's monitor windows and
+    /// the window after a blue-green switch are judged by; `None`, no
+    /// analysis.
     pub analysis: Option<AnalysisRules>,
     /// The plan the strategy gets.
     pub plan: Plan,
@@ -170,6 +172,9 @@ impl PlanView {
                     s,
                     "  switch:    every new instance healthy, then 100% of requests in one reload"
                 );
+                if let Some(rules) = &self.analysis {
+                    let _ = writeln!(s, "  analysis:  {}", switch_analysis(p, rules));
+                }
             }
         }
         let _ = writeln!(
@@ -202,6 +207,19 @@ pub fn analysis_line(rules: Option<&AnalysisRules>) -> String {
         Some(r) => format!("from Prometheus: {r}"),
         None => "none configured: each step passes when its hold ends, whatever the new revision answers (rules: x-rollout.analysis, or --max-error-rate / --max-p99 / --prometheus-query)".to_string(),
     }
+}
+
+/// When and by what a blue-green switch is judged: every second of the
+/// monitor window after it, switched back on a failing verdict.
+pub fn switch_analysis(p: &Plan, rules: &AnalysisRules) -> String {
+    if p.update.monitor.is_zero() {
+        return "none: the monitor window is 0s, so nothing is judged after the switch (set deploy.update_config.monitor)".to_string();
+    }
+    format!(
+        "every second of the {} monitor window after the switch (switched back on a failing verdict), {}",
+        format_duration(p.update.monitor),
+        analysis_line(Some(rules))
+    )
 }
 
 fn pace(u: &UpdateConfig) -> String {

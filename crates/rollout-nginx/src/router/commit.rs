@@ -122,6 +122,7 @@ impl NginxRouter {
             &self.options.upstream,
             &self.options.services,
             self.metrics_log.as_ref(),
+            self.keep_log.load(std::sync::atomic::Ordering::SeqCst),
         )?;
         if edited == live {
             return Ok((live, None));

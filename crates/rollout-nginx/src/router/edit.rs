@@ -165,7 +165,8 @@ pub(super) fn check_log(
 }
 
 /// `bytes` (the config after a route change) with the tool's log arranged
-/// while the upstream's traffic is split, and without it at rest (so the
+/// while the upstream's traffic is split, or while `keep` (a new colour
+/// judged after a blue-green switch), and without it at rest (so the
 /// change that ends a canary also removes it, and lines a killed run left
 /// go with the first change to rest). At rest means no server line names an
 /// instance and at most one names a service (two colours weighted against
@@ -176,6 +177,7 @@ pub(super) fn metrics_log(
     upstream: &str,
     services: &[String],
     log: Option<&crate::accesslog::MetricsLog>,
+    keep: bool,
 ) -> Result<Vec<u8>, RouterError> {
     let file = parse(bytes, path)?;
     let up = file.upstream(upstream).map_err(refused)?;
@@ -191,7 +193,7 @@ pub(super) fn metrics_log(
         })
         .collect();
     let named = hosts.iter().filter(|h| services.contains(h)).count();
-    let at_rest = named == hosts.len() && named <= 1;
+    let at_rest = named == hosts.len() && named <= 1 && !(keep && log.is_some());
     let out = match log {
         Some(log) if !at_rest => {
             crate::accesslog::arrange(&file, upstream, log).map_err(log_refused)?
@@ -306,32 +308,55 @@ mod tests {
         };
         let rest = conf("        server blue:8000;\n");
         // At rest: nothing added, with or without a log asked for.
-        let out = edit::metrics_log(rest.as_bytes(), "n", "app", &colours, Some(&log)).unwrap();
+        let out =
+            edit::metrics_log(rest.as_bytes(), "n", "app", &colours, Some(&log), false).unwrap();
         assert_eq!(out, rest.as_bytes());
         // Two colours weighted against each other, or an instance line: split.
         for split in [
             conf("        server blue:8000 weight=9;\n        server green:8000;\n"),
             conf("        server app-1:8000;\n"),
         ] {
-            let out =
-                edit::metrics_log(split.as_bytes(), "n", "app", &colours, Some(&log)).unwrap();
+            let out = edit::metrics_log(split.as_bytes(), "n", "app", &colours, Some(&log), false)
+                .unwrap();
             let text = String::from_utf8(out.clone()).unwrap();
             assert!(text.contains(MARKER), "{text}");
             // Without a log asked for, a split upstream keeps what is there.
             assert_eq!(
-                edit::metrics_log(&out, "n", "app", &colours, None).unwrap(),
+                edit::metrics_log(&out, "n", "app", &colours, None, false).unwrap(),
                 out
             );
         }
         // Lines a run left are removed at rest, whatever this run's options.
         let split = conf("        server green:8000;\n        server blue:8000;\n");
-        let during = edit::metrics_log(split.as_bytes(), "n", "app", &colours, Some(&log)).unwrap();
+        let during =
+            edit::metrics_log(split.as_bytes(), "n", "app", &colours, Some(&log), false).unwrap();
         let left = String::from_utf8(during)
             .unwrap()
             .replace("        server green:8000;\n", "");
         assert_eq!(
-            edit::metrics_log(left.as_bytes(), "n", "app", &colours, None).unwrap(),
+            edit::metrics_log(left.as_bytes(), "n", "app", &colours, None, false).unwrap(),
             rest.as_bytes()
+        );
+        // Kept after a blue-green switch: one colour, yet measured; let go,
+        // the same config comes back to the operator's.
+        let switched = conf("        server green:8000;\n");
+        let kept =
+            edit::metrics_log(switched.as_bytes(), "n", "app", &colours, Some(&log), true).unwrap();
+        let text = String::from_utf8(kept.clone()).unwrap();
+        assert!(text.contains(MARKER), "{text}");
+        assert_eq!(
+            edit::metrics_log(&kept, "n", "app", &colours, Some(&log), true).unwrap(),
+            kept,
+            "arranged once"
+        );
+        assert_eq!(
+            edit::metrics_log(&kept, "n", "app", &colours, Some(&log), false).unwrap(),
+            switched.as_bytes()
+        );
+        // Keeping asks for nothing without a log of the tool's own.
+        assert_eq!(
+            edit::metrics_log(&kept, "n", "app", &colours, None, true).unwrap(),
+            switched.as_bytes()
         );
     }
 }

@@ -269,8 +269,10 @@ pub struct NginxRouterOptions {
     pub poll_interval: Duration,
     /// The tool's own access log for the upstream, as the proxy sees its
     /// path (`/var/log/nginx/rollout-backend.log`): arranged beside the
-    /// operator's logging while the upstream's traffic is split, removed by
-    /// the same change that brings it to rest ([`crate::accesslog`]). `None`
+    /// operator's logging while the upstream's traffic is split (or while
+    /// the strategy asks to keep measuring, [`TrafficRouter::keep_measuring`]),
+    /// removed by the same change that brings it to rest
+    /// ([`crate::accesslog`]). `None`
     /// adds none; lines an earlier run left are removed at rest either way.
     pub metrics_log: Option<String>,
 }
@@ -332,6 +334,8 @@ pub struct NginxRouter {
     applying: Mutex<()>,
     /// The tool's log, with nginx's built-in path learnt at open.
     metrics_log: Option<crate::accesslog::MetricsLog>,
+    /// Keep the tool's log even at rest ([`TrafficRouter::keep_measuring`]).
+    keep_log: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for NginxRouter {
@@ -457,6 +461,7 @@ impl NginxRouter {
             locking,
             applying: Mutex::new(()),
             metrics_log,
+            keep_log: std::sync::atomic::AtomicBool::new(false),
         };
         router.finish_recovery(to_reload).await?;
         Ok(router)
@@ -548,6 +553,14 @@ impl TrafficRouter for NginxRouter {
         timeout: Duration,
     ) -> Result<DrainReport, RouterError> {
         self.wait_drained(ticket, timeout).await
+    }
+
+    fn keep_measuring(&self, on: bool) -> bool {
+        if self.metrics_log.is_none() {
+            return false;
+        }
+        self.keep_log.store(on, std::sync::atomic::Ordering::SeqCst);
+        true
     }
 }
 

@@ -38,7 +38,13 @@ struct Figures {
 
 fn run_one(provider: &'static str, rules: &str, plugins: &PluginDir) -> Figures {
     let slug = format!("bench-analysis-{}", provider.replace(' ', "-"));
-    let (p, _, _prometheus) = canary_example(&slug, "DEMO_ERROR_RATE: \"0.2\"", rules, "30s");
+    let (p, _, _prometheus) = canary_example(
+        &slug,
+        "DEMO_ERROR_RATE: \"0.2\"",
+        rules,
+        "[10, 25, 50, 75, 100]",
+        "30s",
+    );
     let mut c = p.load_config("nginx");
     c.error_log = None;
     mix(&mut c, Duration::from_secs(300));
