@@ -256,6 +256,8 @@ pub(crate) struct Ops<'a> {
     pub resumed_phase: Option<Phase>,
     /// The revision served before the first attempt.
     pub from: Option<Revision>,
+    /// Who holds by the operator's pause now ([`crate::held`]).
+    pub(crate) holds: crate::held::Holds,
 }
 
 fn unique_id(plan: &Plan) -> String {
@@ -331,6 +333,11 @@ impl<'a> Ops<'a> {
                     r.phase = Phase::Updating;
                     r.state = json!({});
                 }
+                // The operator's pause belongs to the process that held:
+                // this run starts unheld.
+                if let Some(o) = r.state.as_object_mut() {
+                    o.remove(crate::held::PAUSED);
+                }
                 r.strategy = strategy.to_string();
                 (r, true, phase)
             }
@@ -381,6 +388,7 @@ impl<'a> Ops<'a> {
             resumed,
             resumed_phase,
             from,
+            holds: Default::default(),
         })
     }
 
@@ -527,6 +535,19 @@ impl<'a> Ops<'a> {
                 r.state = json!({});
             }
             r.state[key] = value;
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Changes the strategy's state with `f` (an object) and saves it,
+    /// leaving the noted step as it is.
+    pub async fn update_state(&self, f: impl FnOnce(&mut Value)) -> Res<()> {
+        self.update(|r| {
+            if !r.state.is_object() {
+                r.state = json!({});
+            }
+            f(&mut r.state);
         })
         .await?;
         Ok(())
