@@ -1,4 +1,5 @@
-//! The operator's verbs: `docker rollout status`, `history` and `abort`.
+//! The operator's verbs: `docker rollout status`, `history` and `abort`
+//! (`pause`, `resume` and `promote` of a running canary are `steer.rs`).
 //!
 //! They read what the engine keeps (the journal, the lock, the history; see
 //! rollout-docker's `journal` and `history`), the service's containers and
@@ -616,9 +617,7 @@ pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fa
     if let Some(held) = journal.holder(service).await? {
         let here = rollout_strategies::lock_holder();
         if rollout_docker::lock::judge(&held.holder, &here) != Liveness::Dead {
-            history::request(&scene.engine, service, "abort")
-                .await
-                .map_err(Fail::from)?;
+            crate::steer::send(&scene.engine, service, crate::steer::Ask::Abort).await?;
             let _ = writeln!(
                 err,
                 "asked the rollout of {service} run by {} to roll back; waiting up to {}s",
