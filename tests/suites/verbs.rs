@@ -5,6 +5,9 @@
 //! failed request. `undo` after a completed rolling update returns every replica to v1
 //! (launched from the saved spec) with no failed request, and `history` shows it. `promote`
 //! takes a paused canary to its next step, and `--full` to 100 %, with no failed request.
+//! `pause` holds a canary running in another process at its step for longer than its hold (the
+//! weights stay), `resume` lets it complete; `promote` of a running canary moves it on before
+//! its hold ends, and `--full` to 100 %; each with no failed request.
 
 use rollout_e2e::load::{self as loads, mix, wait_ok};
 use rollout_e2e::nginx::stderr_upstream_errors;
@@ -81,6 +84,14 @@ fn json_lines(out: &Output) -> Vec<Value> {
 /// The load stopped, its upstream errors read, the report published; 0 failed requests and
 /// 0 upstream errors asserted, blue serving and the operator's config theirs again.
 fn finish(p: &Project, load: LoadHandle, slug: &str, conf: &str) -> Report {
+    let report = finish_serving(p, load, slug, "v1");
+    assert_eq!(p.read("nginx.conf"), conf, "the operator's config at rest");
+    report
+}
+
+/// The load stopped, its upstream errors read, the report published; 0 failed requests and
+/// 0 upstream errors asserted, `version` serving.
+fn finish_serving(p: &Project, load: LoadHandle, slug: &str, version: &str) -> Report {
     let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
     wait_ok(&load, 750, Duration::from_secs(30));
     let mut report = load.stop().unwrap();
@@ -93,10 +104,41 @@ fn finish(p: &Project, load: LoadHandle, slug: &str, conf: &str) -> Report {
     assert_eq!(report.failed, 0, "failed requests");
     assert_eq!(report.upstream_errors.total, 0, "upstream errors");
     wait_http(p.port("nginx", 80), "/", Duration::from_secs(10), |a| {
-        a.status == 200 && a.version.as_deref() == Some("v1")
+        a.status == 200 && a.version.as_deref() == Some(version)
     });
-    assert_eq!(p.read("nginx.conf"), conf, "the operator's config at rest");
     report
+}
+
+/// `status --output json` of green.
+fn status_of(p: &Project, plugins: &PluginDir) -> Value {
+    let out = verb(p, plugins, &["status", "green", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    json_lines(&out).remove(0)
+}
+
+/// The share of green's requests to v2 that `status` reads from the proxy, once it is `want`
+/// (within 10 s: the journal says a step began before its weights are applied).
+fn wait_v2_share(p: &Project, plugins: &PluginDir, want: f64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = status_of(p, plugins);
+        if s["traffic"]["rollout-demo:v2"].as_f64().unwrap_or(0.0) == want
+            || std::time::Instant::now() >= deadline
+        {
+            assert_eq!(s["traffic"]["rollout-demo:v2"], want, "{s:#}");
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The weights the rollout's events changed to, in order.
+fn weights_of(events: &[rollout_e2e::Stamped]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e.json["event"] == "weights-changed")
+        .filter_map(|e| e.json["new_percent"].as_u64())
+        .collect()
 }
 
 #[test]
@@ -239,7 +281,9 @@ fn the_docker_cli_completes_verbs_services_and_flag_values() {
         text.lines().map(String::from).collect()
     };
     let first = complete(&["rollout", ""]);
-    assert!(first.iter().any(|l| l.starts_with("status")), "{first:?}");
+    for v in ["status", "pause", "resume", "promote"] {
+        assert!(first.iter().any(|l| l.starts_with(v)), "{v}: {first:?}");
+    }
     assert!(
         first.iter().any(|l| l == "web") && first.iter().any(|l| l == "worker"),
         "{first:?}"
@@ -249,6 +293,7 @@ fn the_docker_cli_completes_verbs_services_and_flag_values() {
         complete(&["rollout", "status", "w"]),
         vec!["web", "worker", ":4"]
     );
+    assert_eq!(complete(&["rollout", "pause", "we"]), vec!["web", ":4"]);
     assert_eq!(
         complete(&["rollout", "web", "--output", ""]),
         vec!["text", "json", ":4"]
@@ -379,4 +424,148 @@ fn promote_takes_a_paused_canary_a_step_on_then_in_full_to_100() {
     wait_http(p.port("nginx", 80), "/", Duration::from_secs(10), |a| {
         a.status == 200 && a.version.as_deref() == Some("v2")
     });
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn pause_holds_a_running_canary_past_its_hold_and_resume_completes_it() {
+    let slug = "verbs-pause-resume";
+    let (p, plugins, load, _conf) =
+        canary_under_load(slug, "        steps: [25, 50, 100]\n        hold: 6s\n");
+    // Bad input first: nothing runs (exit 2, nothing changed).
+    for v in ["pause", "resume"] {
+        let none = verb(&p, &plugins, &[v, "green"]);
+        assert_eq!(none.status.code(), Some(2), "{v}");
+        assert!(String::from_utf8_lossy(&none.stderr).contains(&format!("nothing to {v}")));
+    }
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["green", "--output", "json"]);
+    let mut running = Running::spawn(cmd, Clock::of(&load), false);
+    let step1 = running.wait_for("the first step", LIMIT, |e| {
+        matches!(e, rollout_core::Event::StepPaused { step: 1, .. })
+    });
+    // Running, not paused: nothing to resume.
+    let not_paused = verb(&p, &plugins, &["resume", "green"]);
+    assert_eq!(not_paused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_paused.stderr).contains("not paused"));
+
+    let paused = verb(&p, &plugins, &["pause", "green", "--output", "json"]);
+    assert_eq!(paused.status.code(), Some(0));
+    let answer = &json_lines(&paused)[0];
+    assert_eq!(answer["paused"], true, "{answer}");
+    assert_eq!(answer["at"], "canary step 1 at 25%", "{answer}");
+    let held = running.wait_for("the pause", Duration::from_secs(10), |e| {
+        matches!(e, rollout_core::Event::Paused { .. })
+    });
+    assert_eq!(held.json["reason"], "operator");
+    let s = status_of(&p, &plugins);
+    assert_eq!(s["rollout"]["paused"]["by"], "operator", "{s:#}");
+    assert_eq!(
+        s["rollout"]["paused"]["at"], "canary step 1 at 25%",
+        "{s:#}"
+    );
+    assert_eq!(s["rollout"]["canary_step"], 1, "{s:#}");
+    assert_eq!(s["rollout"]["process"]["state"], "running", "{s:#}");
+    assert_eq!(s["traffic"]["rollout-demo:v2"], 25.0, "{s:#}");
+    let text = verb(&p, &plugins, &["status", "green"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("paused by the operator at canary step 1 at 25%"),
+        "{text}"
+    );
+    let again = verb(&p, &plugins, &["pause", "green"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("paused already"));
+
+    // Longer than the 6 s hold: still at 25 %, still paused.
+    std::thread::sleep(Duration::from_secs(9));
+    let s = status_of(&p, &plugins);
+    assert_eq!(s["traffic"]["rollout-demo:v2"], 25.0, "{s:#}");
+    assert_eq!(s["rollout"]["paused"]["by"], "operator", "{s:#}");
+    running.drain();
+    assert_eq!(weights_of(running.events()), [25], "no step while paused");
+
+    let resumed = verb(&p, &plugins, &["resume", "green"]);
+    assert_eq!(resumed.status.code(), Some(0));
+    let run = running.wait(LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
+    assert_eq!(run.outcome_name(), "completed");
+    assert_eq!(weights_of(&run.events), [25, 50, 100]);
+    let paused_ev = &run.named("paused")[0];
+    let resumed_ev = &run.named("resumed")[0];
+    let held_secs = resumed_ev.json["held_secs"].as_f64().unwrap();
+    assert!(held_secs >= 9.0, "held {held_secs}s");
+    // The hold went on where it stopped: what was left of it after the resume.
+    let left = 6.0 - (paused_ev.rollout_t - step1.rollout_t);
+    let step2 = run
+        .events
+        .iter()
+        .find(|e| e.json["event"] == "weights-changed" && e.json["new_percent"] == 50)
+        .unwrap();
+    let after = step2.rollout_t - resumed_ev.rollout_t;
+    assert!(
+        after >= left - 0.5 && after <= left + 3.0,
+        "step 2 {after:.1}s after the resume, {left:.1}s of the hold left"
+    );
+    let s = status_of(&p, &plugins);
+    assert!(s["rollout"].is_null(), "{s:#}");
+    assert_eq!(s["traffic"]["rollout-demo:v2"], 100.0, "{s:#}");
+    finish_serving(&p, load, slug, "v2");
+}
+
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn promote_moves_a_running_canary_on_before_its_hold_ends_then_in_full_to_100() {
+    let slug = "verbs-promote-running";
+    let (p, plugins, load, _conf) = canary_under_load(
+        slug,
+        "        steps: [25, 50, 75, 100]\n        hold: 60s\n",
+    );
+    let mut cmd = p.rollout_command(&plugins);
+    cmd.args(["green", "--output", "json"]);
+    let mut running = Running::spawn(cmd, Clock::of(&load), false);
+    running.wait_for("the first step", LIMIT, |e| {
+        matches!(e, rollout_core::Event::StepPaused { step: 1, .. })
+    });
+    assert_eq!(status_of(&p, &plugins)["traffic"]["rollout-demo:v2"], 25.0);
+    let step = verb(&p, &plugins, &["promote", "green"]);
+    assert_eq!(step.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&step.stderr).contains("on to step 2"));
+    let s = wait_v2_share(&p, &plugins, 50.0);
+    assert_eq!(s["rollout"]["canary_step"], 2, "{s:#}");
+    running.wait_for("the second step", Duration::from_secs(10), |e| {
+        matches!(e, rollout_core::Event::StepPaused { step: 2, .. })
+    });
+    let full = verb(&p, &plugins, &["promote", "green", "--full"]);
+    assert_eq!(full.status.code(), Some(0));
+    let run = running.wait(LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.transcript());
+    assert_eq!(run.outcome_name(), "completed");
+    assert_eq!(
+        weights_of(&run.events),
+        [25, 50, 100],
+        "no step held between"
+    );
+    let promoted: Vec<(u64, bool)> = run
+        .named("promoted")
+        .iter()
+        .map(|e| {
+            (
+                e.json["step"].as_u64().unwrap(),
+                e.json["full"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(promoted, [(1, false), (2, true)]);
+    assert!(
+        run.elapsed() < 60.0,
+        "{}s: less than one hold",
+        run.elapsed()
+    );
+    let s = status_of(&p, &plugins);
+    assert!(s["rollout"].is_null(), "{s:#}");
+    assert_eq!(s["traffic"]["rollout-demo:v2"], 100.0, "{s:#}");
+    let none = verb(&p, &plugins, &["promote", "green"]);
+    assert_eq!(none.status.code(), Some(2), "nothing left to promote");
+    finish_serving(&p, load, slug, "v2");
 }

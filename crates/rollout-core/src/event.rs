@@ -111,6 +111,31 @@ pub enum Event {
         /// The hold, in seconds; `None` until promoted.
         for_secs: Option<f64>,
     },
+    /// The running rollout holds at a safe point (`docker rollout pause`):
+    /// a canary at its step (the hold's clock stopped), a rolling update
+    /// before its next slot, blue-green before its switch. Analysis and
+    /// failure watches go on; a failure still rolls back.
+    Paused {
+        /// Who asked: `operator`.
+        reason: String,
+        /// Where it holds, for people (`canary step 2 at 50%`).
+        at: String,
+    },
+    /// A held rollout goes on (`docker rollout resume`, or a promotion).
+    Resumed {
+        /// Who asked: `operator`.
+        reason: String,
+        /// How long it held, in seconds.
+        held_secs: f64,
+    },
+    /// The operator promoted a running canary (`docker rollout promote`):
+    /// the hold of `step` ended early.
+    Promoted {
+        /// 1-based step index whose hold ended.
+        step: usize,
+        /// `--full`: straight to the last step, no hold between.
+        full: bool,
+    },
     /// The analysis judged a step.
     Analysis {
         /// 1-based step index.

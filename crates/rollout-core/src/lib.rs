@@ -52,7 +52,7 @@ pub use journal::Journal;
 pub use model::{Health, Instance, InstanceId, InstanceState, Revision, ServiceRef};
 pub use router::{DrainReport, DrainTicket, Route, RouteChange, Target, TrafficRouter};
 pub use strategy::{
-    Analysis, Cancel, CancelHandle, CancelLevel, Plan, RolloutContext, Strategy, StrategyKind,
-    TrafficLayout, Verdict, Verifier,
+    Analysis, Cancel, CancelHandle, CancelLevel, Plan, RolloutContext, Steer, SteerHandle,
+    Steering, Strategy, StrategyKind, TrafficLayout, Verdict, Verifier,
 };
 pub use word::{UnknownWord, Word};

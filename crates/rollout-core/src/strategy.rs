@@ -303,6 +303,111 @@ impl CancelHandle {
     }
 }
 
+/// What the operator asks of a running rollout besides stopping it: `docker
+/// rollout pause|resume|promote` from another shell. Cancellation
+/// ([`Cancel`]) stays apart: it is the way out; steering only changes the
+/// pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Steering {
+    /// Hold at the next safe point until resumed: a canary stops its step's
+    /// hold clock (its analysis and failure watch go on), a rolling update
+    /// launches no next slot (slots in flight finish), a blue-green one
+    /// waits before its switch. A rollback is never held.
+    pub paused: bool,
+    /// Promotions asked so far: a canary ends the hold of its step when
+    /// this grows past the promotions it has acted on (a promotion lifts a
+    /// pause too).
+    pub promotions: u64,
+    /// The value of `promotions` when the last promotion in full was asked
+    /// (`promote --full`: straight to the last step, no hold between); 0
+    /// when none was.
+    pub full_at: u64,
+}
+
+impl Steering {
+    /// Whether a promotion past `acted` (the promotions already acted on)
+    /// was asked, and whether one of those was in full.
+    pub fn promotion_since(&self, acted: u64) -> Option<bool> {
+        (self.promotions > acted).then_some(self.full_at > acted)
+    }
+}
+
+/// The reading side of the operator's steering. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Steer {
+    rx: watch::Receiver<Steering>,
+}
+
+/// The writing side of the operator's steering.
+#[derive(Debug)]
+pub struct SteerHandle {
+    tx: watch::Sender<Steering>,
+}
+
+impl Steer {
+    /// A steering signal and the handle that moves it.
+    pub fn new() -> (SteerHandle, Steer) {
+        let (tx, rx) = watch::channel(Steering::default());
+        (SteerHandle { tx }, Steer { rx })
+    }
+
+    /// A steering that never changes: never paused, never promoted.
+    pub fn never() -> Steer {
+        let (tx, rx) = watch::channel(Steering::default());
+        drop(tx);
+        Steer { rx }
+    }
+
+    /// The steering now.
+    pub fn now(&self) -> Steering {
+        *self.rx.borrow()
+    }
+
+    /// Resolves with the steering once it differs from `seen` (never, if it
+    /// does not).
+    pub async fn changed_from(&self, seen: Steering) -> Steering {
+        let mut rx = self.rx.clone();
+        loop {
+            let now = *rx.borrow_and_update();
+            if now != seen {
+                return now;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl SteerHandle {
+    /// Asks the rollout to hold at its next safe point.
+    pub fn pause(&self) {
+        self.tx.send_modify(|s| s.paused = true);
+    }
+
+    /// Lets a held rollout go on.
+    pub fn resume(&self) {
+        self.tx.send_modify(|s| s.paused = false);
+    }
+
+    /// Asks a canary to end its step's hold now (and lifts a pause); with
+    /// `full`, to go straight to its last step.
+    pub fn promote(&self, full: bool) {
+        self.tx.send_modify(|s| {
+            s.paused = false;
+            s.promotions += 1;
+            if full {
+                s.full_at = s.promotions;
+            }
+        });
+    }
+
+    /// The steering now.
+    pub fn now(&self) -> Steering {
+        *self.tx.borrow()
+    }
+}
+
 /// What a strategy works with.
 #[derive(Clone)]
 pub struct RolloutContext {
@@ -319,8 +424,10 @@ pub struct RolloutContext {
     pub verifier: Option<Arc<dyn Verifier>>,
     /// Where events go.
     pub events: EventSink,
-    /// The operator's Ctrl-C.
+    /// The operator's Ctrl-C (and `docker rollout abort`).
     pub cancel: Cancel,
+    /// The operator's pause, resume and promote of the running rollout.
+    pub steer: Steer,
 }
 
 /// Moves a service from the revision it runs to [`Plan::target`].
@@ -364,6 +471,32 @@ mod tests {
         }
         let e = "big-bang".parse::<StrategyKind>().unwrap_err();
         assert_eq!(e.accepted, ["rolling", "blue-green", "canary"]);
+    }
+
+    #[tokio::test]
+    async fn steering_pauses_resumes_and_counts_promotions() {
+        let (handle, steer) = Steer::new();
+        let seen = steer.now();
+        assert_eq!(seen, Steering::default());
+        assert_eq!(seen.promotion_since(0), None);
+        handle.pause();
+        let now = steer.changed_from(seen).await;
+        assert!(now.paused);
+        handle.promote(false);
+        let s = steer.now();
+        assert!(!s.paused, "a promotion lifts the pause");
+        assert_eq!(s.promotion_since(0), Some(false));
+        assert_eq!(s.promotion_since(1), None);
+        handle.promote(true);
+        handle.promote(false);
+        let s = steer.now();
+        assert_eq!(s.promotion_since(1), Some(true), "a full one among them");
+        assert_eq!(s.promotion_since(2), Some(false));
+        handle.pause();
+        handle.resume();
+        assert!(!steer.now().paused);
+        let never = Steer::never();
+        assert_eq!(never.now(), Steering::default());
     }
 
     #[test]

@@ -31,6 +31,7 @@ impl MockCluster {
             verifier: None,
             events: EventSink::discard(),
             cancel: Cancel::never(),
+            steer: rollout_core::Steer::never(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Blue-green: a full new set beside the old one, one switch.
 
 use crate::canary::{remember_verdict, JUDGE_EVERY};
+use crate::held::Held;
 use crate::ops::{service_target, target_of, Gate, Opening, Ops, Res, FINISHED_ROLLBACK};
 use async_trait::async_trait;
 use rollout_core::backend::Failure;
@@ -277,6 +278,27 @@ pub(crate) fn inconclusive(ops: &Ops<'_>, why: &str) -> Outcome {
     ))
 }
 
+/// Holds before the switch while the operator's pause is on (`docker
+/// rollout pause`), watching the new set; `Err` when it must stop (a new
+/// instance failed, or the operator's abort).
+async fn hold_before_switch(ops: &Ops<'_>, new: &[Instance]) -> Res<Result<(), Stop>> {
+    let ids: Vec<InstanceId> = new.iter().map(|i| i.id.clone()).collect();
+    let at = "before the switch";
+    Ok(
+        match ops
+            .hold_while_paused(at, &ids, CancelLevel::Abort, || false)
+            .await?
+        {
+            Held::Go | Held::Stopped => Ok(()),
+            Held::Cancelled(level) => Err(Stop::Cancelled(level)),
+            Held::Failed(id, f) => {
+                ops.failure_counted(&id, f.clone(), 1, new.len()).await;
+                Err(Stop::Failed(format!("{id} failed before the switch: {f}")))
+            }
+        },
+    )
+}
+
 /// Why a switch is being undone.
 pub(crate) enum Stop {
     Failed(String),
@@ -474,6 +496,9 @@ async fn single_inner(ops: &Ops<'_>) -> Res<Outcome> {
         };
         if let Some(reason) = verify_all(ops, &new).await {
             return Ok(revert(ops, reason, false).await);
+        }
+        if let Err(stop) = hold_before_switch(ops, &new).await? {
+            return Ok(stop_to_outcome(ops, stop).await);
         }
         let direct = view.direct();
         let mut change = RouteChange::default();
@@ -676,6 +701,9 @@ async fn colours_inner(
             Ok(new) => new,
             Err(outcome) => return Ok(outcome),
         };
+        if let Err(stop) = hold_before_switch(ops, &new).await? {
+            return Ok(stop_to_outcome(ops, stop).await);
+        }
         let routes = ops.routes(&[]).await?;
         ticket = ops.route(only(&routes, gname)).await?;
         ops.ctx

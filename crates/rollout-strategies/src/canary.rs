@@ -106,6 +106,10 @@ pub const PROMOTE: &str = "promote";
 /// How a hold ended.
 enum HoldEnd {
     Pass,
+    /// The operator promoted the step (`full`: to the last step).
+    Promoted {
+        full: bool,
+    },
     Inconclusive(String),
     Stop(Stop),
 }
@@ -143,12 +147,13 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
         // whole way, to the last step.
         start += 1;
     }
-    // Promoted in full: the last step, and no hold (the operator decided).
-    let full = ops.resumed_phase == Some(Phase::Paused)
-        && ops
-            .state(PROMOTE)
-            .and_then(|v| v.as_str().map(String::from))
-            == Some("full".into());
+    // Promoted in full (`promote --full` of a paused canary, or of a
+    // running one before a crash): the last step, and no hold (the
+    // operator decided).
+    let mut full = ops
+        .state(PROMOTE)
+        .and_then(|v| v.as_str().map(String::from))
+        == Some("full".into());
     if full {
         start = start.max(steps.len() - 1);
     }
@@ -194,7 +199,10 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
         }
     }
     let mut last_ticket = None;
-    for (s, step) in steps.iter().enumerate().skip(start) {
+    // Promotions of the running canary (`docker rollout promote`) acted on.
+    let mut acted = ops.ctx.steer.now().promotions;
+    let mut s = start;
+    while let Some(step) = steps.get(s) {
         ops.set_phase(Phase::Updating).await?;
         ops.set_state("step", json!(s)).await?;
         let p = step.percent;
@@ -219,7 +227,11 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
             .send(Event::WeightsChanged { new_percent: p });
         let end = match step.hold {
             _ if full => HoldEnd::Pass,
-            Hold::For(d) => hold_for(ops, &new, d, s + 1, p).await?,
+            Hold::For(d) => hold_for(ops, &new, d, s + 1, p, &mut acted).await?,
+            // Promoted while it ran toward this step: on without pausing.
+            Hold::UntilPromoted if ops.ctx.steer.now().promotion_since(acted).is_some() => {
+                promoted(ops, s + 1, p, &mut acted).await?
+            }
             Hold::UntilPromoted => {
                 if let Some(a) = &ops.ctx.analysis {
                     let v = a.judge(plan, s + 1, p).await;
@@ -246,6 +258,16 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
         };
         match end {
             HoldEnd::Pass => {}
+            HoldEnd::Promoted { full: true } => {
+                // Straight to the last step, holding at none between; kept
+                // in the journal (the verb waits for it, and a run after a
+                // crash goes on in full).
+                full = true;
+                ops.set_state(PROMOTE, json!("full")).await?;
+                s = (s + 1).max(steps.len() - 1);
+                continue;
+            }
+            HoldEnd::Promoted { full: false } => {}
             HoldEnd::Inconclusive(r) => {
                 return Ok(Outcome::Paused(format!(
                     "canary step {} at {p}%: the analysis is still inconclusive ({r})\nhint: run the rollout again to promote it, or roll back",
@@ -254,6 +276,7 @@ async fn body(ops: &Ops<'_>) -> Res<Outcome> {
             }
             HoldEnd::Stop(stop) => return Ok(stop_to_outcome(ops, stop).await),
         }
+        s += 1;
     }
     match colours {
         None => {
@@ -407,72 +430,150 @@ async fn failed_between_steps(ops: &Ops<'_>, view: &crate::ops::View, p: u32) ->
     )
 }
 
-/// Holds a step for `d`, watching the new instances and asking the
-/// analysis every [`JUDGE_EVERY`]: a bad canary is rolled back within about
-/// that of its verdict being possible, whatever the hold.
 /// How often a holding step asks the analysis.
 pub const JUDGE_EVERY: Duration = Duration::from_secs(1);
 
+/// A hold with no analysis and the operator's pause on waits this long at
+/// most between looks at the failure watch.
+const HELD_LOOK: Duration = Duration::from_secs(3600);
+
+/// Holds a step for `d`, watching the new instances and asking the
+/// analysis every [`JUDGE_EVERY`]: a bad canary is rolled back within about
+/// that of its verdict being possible, whatever the hold.
+///
+/// The operator steers it meanwhile ([`Steer`](rollout_core::Steer)): a
+/// pause stops the hold's clock (the watch and the analysis go on, a
+/// failing verdict still rolls back) until resumed; a promotion past
+/// `acted` ends the hold at once, after one more verdict (a failing one
+/// rolls back before the step changes).
 async fn hold_for(
     ops: &Ops<'_>,
     new: &[Instance],
     d: Duration,
     step: usize,
     p: u32,
+    acted: &mut u64,
 ) -> Res<HoldEnd> {
-    let plan = ops.plan;
     ops.ctx.events.send(Event::StepPaused {
         step,
         for_secs: Some(d.as_secs_f64()),
     });
-    let deadline = Instant::now() + d;
     let interval = if ops.ctx.analysis.is_some() {
         JUDGE_EVERY
     } else {
         d
     };
     let ids: Vec<InstanceId> = new.iter().map(|i| i.id.clone()).collect();
+    let at = format!("canary step {step} at {p}%");
     let mut last = HoldEnd::Pass;
-    loop {
-        let now = Instant::now();
-        if deadline > now {
-            let within = (deadline - now).min(interval);
-            tokio::select! {
-            biased;
-                r = ops.ctx.backend.watch_failures(&ids, within) => {
+    // The hold's clock: what is left of it, stopped while held.
+    let mut left = d;
+    let mut held = false;
+    let mut judged = false;
+    let end: Res<HoldEnd> = async {
+        loop {
+            let steering = ops.ctx.steer.now();
+            if steering.promotion_since(*acted).is_some() {
+                if held {
+                    // A promotion lifts the pause.
+                    held = false;
+                    ops.hold_ends().await?;
+                }
+                return promoted(ops, step, p, acted).await;
+            }
+            if steering.paused && !held {
+                held = true;
+                ops.hold_begins(&at).await?;
+            } else if !steering.paused && held {
+                held = false;
+                ops.hold_ends().await?;
+            }
+            if !held && left.is_zero() {
+                if !judged {
+                    if let Some(stop) = judge(ops, step, p, &mut last).await? {
+                        return Ok(stop);
+                    }
+                }
+                return Ok(last);
+            }
+            let wait = match (held, ops.ctx.analysis.is_some()) {
+                (true, true) => interval,
+                (true, false) => HELD_LOOK,
+                (false, _) => left.min(interval),
+            };
+            let began = Instant::now();
+            let timed_out = tokio::select! {
+                biased;
+                r = ops.ctx.backend.watch_failures(&ids, wait) => {
                     if let Some((id, f)) = r? {
                         ops.failure_counted(&id, f.clone(), 1, new.len()).await;
                         return Ok(HoldEnd::Stop(Stop::Failed(format!(
                             "{id} failed at the {p}% step: {f}"
                         ))));
                     }
+                    true
                 }
                 _ = ops.ctx.cancel.reached(CancelLevel::Abort) => {
                     return Ok(HoldEnd::Stop(Stop::Cancelled(ops.ctx.cancel.level())));
                 }
+                _ = ops.ctx.steer.changed_from(steering) => false,
+            };
+            if !held {
+                left = left.saturating_sub(began.elapsed());
+            }
+            if timed_out {
+                judged = true;
+                if let Some(stop) = judge(ops, step, p, &mut last).await? {
+                    return Ok(stop);
+                }
             }
         }
-        if let Some(a) = &ops.ctx.analysis {
-            let v = a.judge(plan, step, p).await;
-            ops.ctx.events.send(Event::Analysis {
-                step,
-                verdict: v.clone(),
-            });
-            remember_verdict(ops, step, p, &v).await?;
-            last = match v {
-                Verdict::Fail(r) => {
-                    return Ok(HoldEnd::Stop(Stop::Failed(format!(
-                        "analysis failed at {p}%: {r}"
-                    ))))
-                }
-                Verdict::Pass => HoldEnd::Pass,
-                Verdict::Inconclusive(r) => HoldEnd::Inconclusive(r),
-            };
-        }
-        if Instant::now() >= deadline {
-            return Ok(last);
-        }
     }
+    .await;
+    if held {
+        // Ended while held (a failure, an abort): the hold is over.
+        ops.hold_ends().await?;
+    }
+    end
+}
+
+/// Asks the analysis (if any) about the step now: `Some` when it failed
+/// (the canary stops), else `last` is the verdict.
+async fn judge(ops: &Ops<'_>, step: usize, p: u32, last: &mut HoldEnd) -> Res<Option<HoldEnd>> {
+    let Some(a) = &ops.ctx.analysis else {
+        return Ok(None);
+    };
+    let v = a.judge(ops.plan, step, p).await;
+    ops.ctx.events.send(Event::Analysis {
+        step,
+        verdict: v.clone(),
+    });
+    remember_verdict(ops, step, p, &v).await?;
+    *last = match v {
+        Verdict::Fail(r) => {
+            return Ok(Some(HoldEnd::Stop(Stop::Failed(format!(
+                "analysis failed at {p}%: {r}"
+            )))))
+        }
+        Verdict::Pass => HoldEnd::Pass,
+        Verdict::Inconclusive(r) => HoldEnd::Inconclusive(r),
+    };
+    Ok(None)
+}
+
+/// The operator promoted the running canary at `step`: one more verdict
+/// (a failing one stops it before the step changes; an inconclusive one
+/// does not hold it, the operator decided), then on.
+async fn promoted(ops: &Ops<'_>, step: usize, p: u32, acted: &mut u64) -> Res<HoldEnd> {
+    let steering = ops.ctx.steer.now();
+    let full = steering.promotion_since(*acted).unwrap_or(false);
+    *acted = steering.promotions;
+    let mut last = HoldEnd::Pass;
+    if let Some(stop) = judge(ops, step, p, &mut last).await? {
+        return Ok(stop);
+    }
+    ops.ctx.events.send(Event::Promoted { step, full });
+    Ok(HoldEnd::Promoted { full })
 }
 
 /// Keeps the last verdict in the journal for `docker rollout status`: saved

@@ -25,6 +25,9 @@
 //! - Ctrl-C ([`Cancel`](rollout_core::strategy::Cancel)) stops at the next
 //!   safe point and rolls back what was started; a second one stops there
 //!   without rolling back;
+//! - the operator's pause ([`Steer`](rollout_core::Steer), `docker rollout
+//!   pause`) holds at the next safe point until resumed, failures still
+//!   watched ([`PAUSED`]); a canary's step can be promoted while it holds;
 //! - progress is reported as [`Event`](rollout_core::Event)s; nothing is
 //!   printed.
 //!
@@ -71,12 +74,14 @@
 
 mod bluegreen;
 mod canary;
+mod held;
 mod no_traffic;
 mod ops;
 mod rolling;
 
 pub use bluegreen::BlueGreen;
 pub use canary::{Canary, JUDGE_EVERY, OLD_WEIGHT, PROMOTE};
+pub use held::PAUSED;
 pub use no_traffic::NoTraffic;
 pub use ops::{boot_id, lock_holder, process_start, this_process};
 pub use rolling::Rolling;

@@ -259,6 +259,8 @@ pub(crate) struct Ops<'a> {
     /// Whether [`Ops::measure`] asked the router to keep measuring: the end
     /// of the run then lets go and brings the config back to rest.
     measuring: std::sync::atomic::AtomicBool,
+    /// Who holds by the operator's pause now ([`crate::held`]).
+    pub(crate) holds: crate::held::Holds,
 }
 
 fn unique_id(plan: &Plan) -> String {
@@ -334,6 +336,11 @@ impl<'a> Ops<'a> {
                     r.phase = Phase::Updating;
                     r.state = json!({});
                 }
+                // The operator's pause belongs to the process that held:
+                // this run starts unheld.
+                if let Some(o) = r.state.as_object_mut() {
+                    o.remove(crate::held::PAUSED);
+                }
                 r.strategy = strategy.to_string();
                 (r, true, phase)
             }
@@ -385,6 +392,7 @@ impl<'a> Ops<'a> {
             resumed_phase,
             from,
             measuring: std::sync::atomic::AtomicBool::new(false),
+            holds: Default::default(),
         })
     }
 
@@ -532,6 +540,19 @@ impl<'a> Ops<'a> {
                 r.state = json!({});
             }
             r.state[key] = value;
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Changes the strategy's state with `f` (an object) and saves it,
+    /// leaving the noted step as it is.
+    pub async fn update_state(&self, f: impl FnOnce(&mut Value)) -> Res<()> {
+        self.update(|r| {
+            if !r.state.is_object() {
+                r.state = json!({});
+            }
+            f(&mut r.state);
         })
         .await?;
         Ok(())

@@ -1,5 +1,6 @@
 //! The rolling update, with Swarm's meaning of `update_config`.
 
+use crate::held::Held;
 use crate::ops::{target_of, Gate, Opening, Ops, Res, View, FINISHED_ROLLBACK};
 use crate::BlueGreen;
 use async_trait::async_trait;
@@ -507,6 +508,20 @@ impl Pass<'_, '_> {
         loop {
             if self.stopped() {
                 return Ok(());
+            }
+            // The operator's pause holds here, before the next slot starts
+            // (slots in flight finish; the monitor goes on). A rollback is
+            // never held.
+            let next = self.shared.next.load(Ordering::SeqCst);
+            if !self.rolling_back && next < self.slots.len() {
+                let at = format!("before slot {} of {}", next + 1, self.slots.len());
+                let held = self
+                    .ops
+                    .hold_while_paused(&at, &[], self.level, || self.stopped())
+                    .await?;
+                if !matches!(held, Held::Go) {
+                    return Ok(());
+                }
             }
             let k = self.shared.next.fetch_add(1, Ordering::SeqCst);
             if k >= self.slots.len() {

@@ -151,6 +151,7 @@ async fn first_run(
         verifier: None,
         events: EventSink::discard(),
         cancel: Cancel::never(),
+        steer: rollout_core::Steer::never(),
     };
     let fut = strategy.run(&ctx, p);
     tokio::pin!(fut);

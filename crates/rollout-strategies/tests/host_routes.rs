@@ -51,6 +51,7 @@ fn hosts_only_ctx(e: &Env) -> RolloutContext {
         verifier: None,
         events: EventSink::discard(),
         cancel: Cancel::never(),
+        steer: rollout_core::Steer::never(),
     }
 }
 

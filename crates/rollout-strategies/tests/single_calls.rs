@@ -68,6 +68,7 @@ fn ctx(engine: MockEngine, proxy: MockProxy, journal: Arc<MemoryJournal>) -> Rol
         verifier: None,
         events: EventSink::discard(),
         cancel: Cancel::never(),
+        steer: rollout_core::Steer::never(),
     }
 }
 

@@ -212,6 +212,7 @@ async fn live_context(
             verifier: None,
             events: EventSink::discard(),
             cancel: Cancel::never(),
+            steer: rollout_core::Steer::never(),
         };
         return Ok((ctx, settings.plan(target)));
     };
@@ -271,6 +272,7 @@ async fn live_context(
             .map(|_| verifier as Arc<dyn rollout_core::strategy::Verifier>),
         events: EventSink::discard(),
         cancel: Cancel::never(),
+        steer: rollout_core::Steer::never(),
     };
     Ok((ctx, settings.plan(target)))
 }
@@ -306,6 +308,7 @@ async fn on_the_mock(
         verifier: None,
         events: EventSink::discard(),
         cancel: Cancel::never(),
+        steer: rollout_core::Steer::never(),
     };
     print_plan(strategy.name(), &plan);
     Ok(run_printing(strategy.as_ref(), ctx, &plan).await)

@@ -24,7 +24,9 @@ const VERBS: &[(&str, &str)] = &[
     ("history", "a service's last rollouts"),
     ("abort", "back to the old revision"),
     ("undo", "back to the revision before the last rollout"),
-    ("promote", "a paused canary on (--full: to 100 %)"),
+    ("promote", "a canary on to its next step (--full: to 100 %)"),
+    ("pause", "hold a running rollout at its next safe point"),
+    ("resume", "let a rollout held by pause go on"),
     ("unlock", "release a service's lock"),
     ("init", "put nginx in front of a service"),
     ("migrate", "schema migrations in phases"),
@@ -123,7 +125,8 @@ pub fn candidates(words: &[String], services: &[String], flags: &[String]) -> (V
         }
         [verb]
             if [
-                "status", "history", "abort", "undo", "promote", "unlock", "init",
+                "status", "history", "abort", "undo", "promote", "pause", "resume", "unlock",
+                "init",
             ]
             .contains(verb) =>
         {
@@ -216,11 +219,26 @@ mod tests {
         assert_eq!(c, vec!["abort\tback to the old revision", "app"]);
         let (c, _) = complete("-p shop st");
         assert_eq!(c, vec!["status\twhere a service stands"]);
+        let (c, _) = complete("p");
+        assert_eq!(
+            c,
+            vec![
+                "promote\ta canary on to its next step (--full: to 100 %)",
+                "pause\thold a running rollout at its next safe point"
+            ]
+        );
+        assert_eq!(
+            complete("re").0,
+            vec!["resume\tlet a rollout held by pause go on"]
+        );
     }
 
     #[test]
     fn after_a_verb_come_services_and_flag_values_are_offered() {
         assert_eq!(complete("status n").0, vec!["nginx"]);
+        assert_eq!(complete("pause ").0, vec!["app", "nginx"]);
+        assert_eq!(complete("-p shop resume a").0, vec!["app"]);
+        assert_eq!(complete("promote --timeout 1m a").0, vec!["app"]);
         assert_eq!(complete("migrate ").0, vec!["lint", "status", "apply"]);
         assert_eq!(complete("app --output j").0, vec!["json"]);
         assert_eq!(

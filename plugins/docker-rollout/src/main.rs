@@ -33,6 +33,7 @@ mod output;
 mod plan;
 mod promote;
 mod socket;
+mod steer;
 mod undo;
 mod unlock;
 mod verbs;
@@ -92,22 +93,23 @@ fn run_init(req: &cli::InitRequest) -> i32 {
     }
 }
 
-/// `docker rollout status|history|abort|undo|promote` ([`verbs`], [`undo`],
-/// [`promote`]).
+/// `docker rollout status|history|abort|undo|promote|pause|resume`
+/// ([`verbs`], [`undo`], [`promote`], [`steer`]).
 fn run_verb(req: cli::VerbRequest) -> i32 {
     let rt = match current_thread_runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    // `undo` and `promote` check, then run the rollout path.
+    // `undo` and `promote` check, then run the rollout path (a running
+    // canary promoted is told instead).
     if matches!(req.verb, cli::Verb::Undo | cli::Verb::Promote { .. }) {
         let back = rt.block_on(async {
             let checked = async {
                 match req.verb {
-                    cli::Verb::Promote { full } => {
-                        promote::prepare(&req, full).await.map(|()| None)
-                    }
-                    _ => undo::target(&req).await.map(Some),
+                    cli::Verb::Promote { full, timeout } => promote::prepare(&req, full, timeout)
+                        .await
+                        .map(|told| told.map_or(Then::Run(None), Then::Exit)),
+                    _ => undo::target(&req).await.map(|r| Then::Run(Some(r))),
                 }
             };
             tokio::select! {
@@ -120,7 +122,8 @@ fn run_verb(req: cli::VerbRequest) -> i32 {
         });
         drop(rt);
         return match back {
-            Ok(back) => run_to(req.rollout, back),
+            Ok(Then::Run(back)) => run_to(req.rollout, back),
+            Ok(Then::Exit(code)) => code,
             Err(f) => {
                 let _ = writeln!(std::io::stderr(), "error: {}", f.message);
                 f.code
@@ -134,6 +137,21 @@ fn run_verb(req: cli::VerbRequest) -> i32 {
                     verbs::AbortPlan::Told(code) => Some(code),
                     verbs::AbortPlan::RollBack => None,
                 }),
+                _ = tokio::signal::ctrl_c() => Err(Fail {
+                    code: exit::INTERRUPTED,
+                    message: "interrupted: a request left for a running rollout stays until it acts on it".into(),
+                }),
+            }
+        }),
+        cli::Verb::Pause { timeout } | cli::Verb::Resume { timeout } => rt.block_on(async {
+            let steered = async {
+                match req.verb {
+                    cli::Verb::Pause { .. } => steer::pause(&req, timeout).await,
+                    _ => steer::resume(&req, timeout).await,
+                }
+            };
+            tokio::select! {
+                r = steered => r.map(Some),
                 _ = tokio::signal::ctrl_c() => Err(Fail {
                     code: exit::INTERRUPTED,
                     message: "interrupted: a request left for a running rollout stays until it acts on it".into(),
@@ -168,6 +186,14 @@ fn run_verb(req: cli::VerbRequest) -> i32 {
             f.code
         }
     }
+}
+
+/// What a verb that checks first goes on with.
+enum Then {
+    /// The rollout path, to the Compose file's revision or to this one.
+    Run(Option<rollout_core::Revision>),
+    /// Nothing more: the exit code.
+    Exit(i32),
 }
 
 fn run(req: RolloutRequest) -> i32 {
@@ -385,6 +411,7 @@ async fn rollout(
             return Err(f);
         }
     }
+    let (steer_handle, steer) = rollout_core::Steer::new();
     let ctx = RolloutContext {
         backend: wired.backend.clone(),
         router: wired.router.clone(),
@@ -393,11 +420,12 @@ async fn rollout(
         verifier: wired.verifier.clone(),
         events: rollout_core::event::EventSink::discard(),
         cancel: Cancel::never(),
+        steer,
     };
-    // `docker rollout abort` from another shell leaves a request with the
-    // engine: one left by an earlier run is stale.
+    // `docker rollout abort|pause|resume|promote` from another shell leaves
+    // a request with the engine: one left by an earlier run is stale.
     let _ = rollout_docker::history::take_request(&kept, &settings.service).await;
-    let requests = verbs::listen(kept.clone(), settings.service.clone(), itx);
+    let requests = verbs::listen(kept.clone(), settings.service.clone(), itx, steer_handle);
     let started = verbs::now();
     let outcome = drive::run(
         strategy,

@@ -1,4 +1,4 @@
-//! `docker rollout promote SERVICE [--full]`: a paused canary on.
+//! `docker rollout promote SERVICE [--full]`: a canary on.
 //!
 //! A canary paused at a step held until promoted (or by an inconclusive
 //! analysis) goes on when the rollout runs again: `promote` checks that
@@ -8,41 +8,51 @@
 //! journal (the canary's state `promote: "full"`, under the service's
 //! lock), and the canary goes straight to its last step.
 //!
-//! Refused before anything changes: no rollout of the service, one not
-//! paused or not a canary (exit 2), one run by a live process (exit 7).
+//! A canary running in another process is told instead, through a request
+//! kept with the engine (`steer.rs`): the hold of its step ends now (after
+//! one more verdict of the analysis), or with `--full` it goes straight to
+//! its last step; `promote` exits 0 once the journal says it moved on.
+//!
+//! Refused before anything changes (exit 2): no rollout of the service,
+//! one not a canary, one paused otherwise or cut (no process runs it and it
+//! is not paused at a step), one rolling back.
 
 use crate::cli::VerbRequest;
 use crate::fail::Fail;
 use crate::verbs::scene;
-use rollout_core::exit;
 use rollout_core::journal::{Journal, Liveness, Phase};
 use rollout_docker::DockerJournal;
 use std::io::Write;
+use std::time::Duration;
 
-/// Checks that a paused canary of the service is there to promote and,
-/// with `full`, marks its journal; the rollout path does the rest.
-pub async fn prepare(req: &VerbRequest, full: bool) -> Result<(), Fail> {
+/// A canary running in another process is told, and the exit code is
+/// `Some`; otherwise checks that a paused canary of the service is there to
+/// promote and, with `full`, marks its journal (`None`: the rollout path
+/// does the rest).
+pub async fn prepare(
+    req: &VerbRequest,
+    full: bool,
+    timeout: Duration,
+) -> Result<Option<i32>, Fail> {
     let scene = scene(req).await?;
     let service = &scene.service;
     let journal = DockerJournal::new(scene.engine.clone());
     let here = rollout_strategies::lock_holder();
-    if let Some(held) = journal.holder(service).await? {
-        if rollout_docker::lock::judge(&held.holder, &here) != Liveness::Dead {
-            return Err(Fail {
-                code: exit::BUSY,
-                message: format!(
-                    "the rollout of {service} is running ({} since {}): promote acts on a paused canary; nothing was changed",
-                    held.holder, held.since
-                ),
-            });
-        }
-    }
+    let live = match journal.holder(service).await? {
+        Some(held) => rollout_docker::lock::judge(&held.holder, &here) != Liveness::Dead,
+        None => false,
+    };
     let Some(mut record) = journal.load(service).await? else {
         return Err(Fail::bad_input(format!(
             "nothing to promote: no rollout of {service} is paused\nhint: `docker rollout status {}` shows where it stands",
             service.service
         )));
     };
+    if live {
+        return crate::steer::promote_running(req, &scene, record, full, timeout)
+            .await
+            .map(Some);
+    }
     if record.strategy != "canary" || record.phase != Phase::Paused {
         return Err(Fail::bad_input(format!(
             "nothing to promote: the {} rollout of {service} to {} is {:?}, not a paused canary\nhint: `docker rollout {}` resumes it, `docker rollout abort {}` rolls it back",
@@ -70,5 +80,5 @@ pub async fn prepare(req: &VerbRequest, full: bool) -> Result<(), Fail> {
             ": its next step"
         }
     );
-    Ok(())
+    Ok(None)
 }

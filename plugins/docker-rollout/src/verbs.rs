@@ -1,4 +1,5 @@
-//! The operator's verbs: `docker rollout status`, `history` and `abort`.
+//! The operator's verbs: `docker rollout status`, `history` and `abort`
+//! (`pause`, `resume` and `promote` of a running canary are `steer.rs`).
 //!
 //! They read what the engine keeps (the journal, the lock, the history; see
 //! rollout-docker's `journal` and `history`), the service's containers and
@@ -51,9 +52,13 @@ pub async fn run(req: &VerbRequest) -> Result<i32, Fail> {
     match &req.verb {
         Verb::Status { watch, count } => status(req, &scene, *watch, *count).await,
         Verb::History { limit } => history_verb(req, &scene, *limit).await,
-        Verb::Abort { .. } | Verb::Undo | Verb::Promote { .. } => {
-            Err(Fail::unexpected("abort, undo and promote are run by main"))
-        }
+        Verb::Abort { .. }
+        | Verb::Undo
+        | Verb::Promote { .. }
+        | Verb::Pause { .. }
+        | Verb::Resume { .. } => Err(Fail::unexpected(
+            "abort, undo, promote, pause and resume are run by main",
+        )),
     }
 }
 
@@ -300,6 +305,8 @@ fn rollout_view(r: &JournalRecord, holder: Option<&rollout_docker::lock::HeldLoc
         "phase": r.phase,
         "canary_step": r.state.get("step").and_then(Value::as_u64).map(|s| s + 1),
         "verdict": r.state.get("verdict"),
+        // Held by `docker rollout pause`: by, since (seconds), at.
+        "paused": r.state.get(rollout_strategies::PAUSED),
         "step": r.step,
         "process": process,
     })
@@ -389,8 +396,23 @@ fn render(s: &Status) -> String {
             if let Some(step) = r["canary_step"].as_u64() {
                 o.push_str(&format!(" at canary step {step}"));
             }
+            let held = &r["paused"];
+            if held.is_object() {
+                o.push_str(&format!(
+                    ", paused by the {} at {} since {}",
+                    held["by"].as_str().unwrap_or("operator"),
+                    held["at"].as_str().unwrap_or("?"),
+                    held["since"].as_u64().map_or("?".to_string(), when)
+                ));
+            }
             let process = &r["process"];
             o.push_str(&match process["state"].as_str() {
+                Some("running") if held.is_object() => format!(
+                    "; run by {} since {}: `docker rollout resume {}` lets it go on\n",
+                    process["holder"].as_str().unwrap_or("?"),
+                    process["since"].as_str().unwrap_or("?"),
+                    s.service.rsplit('/').next().unwrap_or_default(),
+                ),
                 Some("running") => format!(
                     "; run by {} since {}\n",
                     process["holder"].as_str().unwrap_or("?"),
@@ -460,7 +482,7 @@ fn when(secs: u64) -> String {
     )
 }
 
-fn history_line(e: &HistoryEntry) -> String {
+pub(crate) fn history_line(e: &HistoryEntry) -> String {
     let rev = |r: &Option<rollout_core::Revision>| {
         r.as_ref().map_or("nothing".to_string(), |r| {
             format!(
@@ -533,21 +555,36 @@ pub fn now() -> u64 {
 }
 
 /// Polls the engine (every half second) for a request of `docker rollout
-/// abort` to the rollout of `service` and passes it on as an interrupt,
-/// once; the request is taken (removed) when passed on.
+/// abort|pause|resume|promote` to the rollout of `service`, takes it
+/// (removes it) and passes it on: `abort` as an interrupt (and stops
+/// listening), the others as the strategy's steering. A request it does not
+/// know (from a newer version) is taken and said.
 pub fn listen(
     engine: Engine,
     service: ServiceRef,
     tx: tokio::sync::mpsc::UnboundedSender<crate::drive::Interrupt>,
+    steer: rollout_core::SteerHandle,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if let Ok(Some(ask)) = history::pending(&engine, &service).await {
-                if ask == "abort" {
-                    let _ = history::take_request(&engine, &service).await;
+            let Ok(Some(ask)) = history::pending(&engine, &service).await else {
+                continue;
+            };
+            let _ = history::take_request(&engine, &service).await;
+            match crate::steer::Ask::parse(&ask) {
+                Some(crate::steer::Ask::Abort) => {
                     let _ = tx.send(crate::drive::Interrupt::Requested);
                     return;
+                }
+                Some(crate::steer::Ask::Pause) => steer.pause(),
+                Some(crate::steer::Ask::Resume) => steer.resume(),
+                Some(crate::steer::Ask::Promote { full }) => steer.promote(full),
+                None => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "warning: an unknown request to the rollout of {service} was ignored: {ask:?}"
+                    );
                 }
             }
         }
@@ -580,9 +617,7 @@ pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fa
     if let Some(held) = journal.holder(service).await? {
         let here = rollout_strategies::lock_holder();
         if rollout_docker::lock::judge(&held.holder, &here) != Liveness::Dead {
-            history::request(&scene.engine, service, "abort")
-                .await
-                .map_err(Fail::from)?;
+            crate::steer::send(&scene.engine, service, crate::steer::Ask::Abort).await?;
             let _ = writeln!(
                 err,
                 "asked the rollout of {service} run by {} to roll back; waiting up to {}s",

@@ -1,11 +1,13 @@
-//! `docker rollout status|history|abort|undo|promote SERVICE`: the command line of the
-//! operator's verbs (run by `verbs.rs`). A service named like a verb is
+//! `docker rollout status|history|abort|undo|promote|pause|resume SERVICE`: the command
+//! line of the operator's verbs (run by `verbs.rs`, `promote.rs`, `steer.rs`). A service named like a verb is
 //! rolled out with `docker rollout -- NAME`.
 
 use super::*;
 
 /// The words that select a verb.
-pub const VERBS: &[&str] = &["status", "history", "abort", "undo", "promote"];
+pub const VERBS: &[&str] = &[
+    "status", "history", "abort", "undo", "promote", "pause", "resume",
+];
 
 /// A parsed operator's verb.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,10 +43,23 @@ pub enum Verb {
     /// Back to the revision that served before the last completed
     /// rollout (image and configuration), by a rollout to it.
     Undo,
-    /// A paused canary to its next step, or with `full` to the last.
+    /// A canary to its next step, or with `full` to the last: a paused
+    /// one by the rollout path, a running one told.
     Promote {
         /// `--full`: to 100 %, no step held between.
         full: bool,
+        /// How long to wait for a running canary to act on it.
+        timeout: Duration,
+    },
+    /// A rollout running in another process to hold at its next safe point.
+    Pause {
+        /// How long to wait for it to hold.
+        timeout: Duration,
+    },
+    /// A rollout held by `pause` to go on.
+    Resume {
+        /// How long to wait for it to go on.
+        timeout: Duration,
     },
 }
 
@@ -111,7 +126,7 @@ enum VerbCommand {
         #[command(flatten)]
         common: VerbFlags,
     },
-    /// A paused canary of SERVICE on to its next step (or with --full to 100 %), with the same protocol as the rollout; exit 0 when it completes, 4 when it pauses again.
+    /// A canary of SERVICE on to its next step (or with --full to 100 %): a paused one with the same protocol as the rollout (exit 0 when it completes, 4 when it pauses again); one running in another process is told, and its step's hold ends now (exit 0 once it moved on).
     Promote {
         /// The service.
         #[arg(value_name = "SERVICE")]
@@ -119,9 +134,34 @@ enum VerbCommand {
         /// Straight to the last step (100 %), holding at no step between.
         #[arg(long)]
         full: bool,
+        /// How long to wait for a running canary to move on.
+        #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m")]
+        timeout: Duration,
         /// How long a change of the proxy's config waits for another rollout behind the same proxy.
         #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m")]
         lock_timeout: Duration,
+        #[command(flatten)]
+        common: VerbFlags,
+    },
+    /// Holds the rollout of SERVICE running in another process at its next safe point: a canary at its step (the hold's clock stops), a rolling update before its next slot, blue-green before its switch; failures and the analysis are still watched. Exit 0 once it holds.
+    Pause {
+        /// The service.
+        #[arg(value_name = "SERVICE")]
+        service: String,
+        /// How long to wait for it to hold (a rolling slot in flight finishes first).
+        #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m")]
+        timeout: Duration,
+        #[command(flatten)]
+        common: VerbFlags,
+    },
+    /// Lets the rollout of SERVICE held by `docker rollout pause` go on (a canary's hold resumes where it stopped). Exit 0 once it goes on.
+    Resume {
+        /// The service.
+        #[arg(value_name = "SERVICE")]
+        service: String,
+        /// How long to wait for it to go on.
+        #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "2m")]
+        timeout: Duration,
         #[command(flatten)]
         common: VerbFlags,
     },
@@ -250,9 +290,25 @@ pub(super) fn parse_verb(
         VerbCommand::Promote {
             service,
             full,
+            timeout,
             lock_timeout,
             common,
-        } => (service, common, Verb::Promote { full }, Some(lock_timeout)),
+        } => (
+            service,
+            common,
+            Verb::Promote { full, timeout },
+            Some(lock_timeout),
+        ),
+        VerbCommand::Pause {
+            service,
+            timeout,
+            common,
+        } => (service, common, Verb::Pause { timeout }, None),
+        VerbCommand::Resume {
+            service,
+            timeout,
+            common,
+        } => (service, common, Verb::Resume { timeout }, None),
     };
     let p = common.project;
     let rollout = RolloutRequest {
@@ -309,10 +365,39 @@ mod tests {
         assert_eq!(r.rollout.service, "web");
         assert_eq!(r.rollout.lock_timeout, Duration::from_secs(5));
         assert!(verb("docker-rollout rollout undo").is_err());
+        let two_minutes = Duration::from_secs(120);
         let r = verb("docker-rollout rollout promote green --full").unwrap();
-        assert_eq!(r.verb, Verb::Promote { full: true });
-        let r = verb("docker-rollout rollout promote green").unwrap();
-        assert_eq!(r.verb, Verb::Promote { full: false });
+        assert_eq!(
+            r.verb,
+            Verb::Promote {
+                full: true,
+                timeout: two_minutes
+            }
+        );
+        let r = verb("docker-rollout rollout promote green --timeout 10s").unwrap();
+        assert_eq!(
+            r.verb,
+            Verb::Promote {
+                full: false,
+                timeout: Duration::from_secs(10)
+            }
+        );
+        let r = verb("docker-rollout rollout -p shop pause green").unwrap();
+        assert_eq!(
+            r.verb,
+            Verb::Pause {
+                timeout: two_minutes
+            }
+        );
+        assert_eq!(r.rollout.service, "green");
+        let r = verb("docker-rollout rollout resume green --timeout 30s --output json").unwrap();
+        assert_eq!(
+            r.verb,
+            Verb::Resume {
+                timeout: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(r.rollout.output, OutputFormat::Json);
         let r = verb("docker-rollout rollout abort web").unwrap();
         assert_eq!(
             r.verb,
@@ -329,6 +414,9 @@ mod tests {
             "docker-rollout rollout status",
             "docker-rollout rollout status app --count 2",
             "docker-rollout rollout history app --limit 0",
+            "docker-rollout rollout pause",
+            "docker-rollout rollout resume app --timeout 0s",
+            "docker-rollout rollout pause app --full",
         ] {
             let e = verb(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}: {e}");

@@ -423,6 +423,35 @@ impl<W: Write> Sink for Live<W> {
                 let base = base.split(" (step").next().unwrap_or_default().to_string();
                 self.canary = Some(format!("{base} (step {step} {hold})"));
             }
+            Event::Paused { reason, at } => {
+                self.log(
+                    t,
+                    Tone::Warn,
+                    &format!(
+                        "paused by the {reason} at {at} (`docker rollout resume {}` goes on)",
+                        self.plan.service.service
+                    ),
+                );
+            }
+            Event::Resumed { reason, held_secs } => {
+                self.log(
+                    t,
+                    Tone::Plain,
+                    &format!("resumed by the {reason} after {held_secs:.0}s"),
+                );
+            }
+            Event::Promoted { step, full } => {
+                let to = if *full {
+                    "to the last step"
+                } else {
+                    "to the next step"
+                };
+                self.log(
+                    t,
+                    Tone::Plain,
+                    &format!("step {step} promoted by the operator, {to}"),
+                );
+            }
             Event::Analysis { step, verdict } => {
                 self.log(
                     t,

@@ -358,6 +358,39 @@ impl<W: Write> Sink for Text<W> {
                 self.waiting = None;
                 self.line(t, Tone::Warn, &format!("rolling back: {reason}"));
             }
+            Event::Paused { reason, at } => {
+                self.line(
+                    t,
+                    Tone::Warn,
+                    &format!("paused by the {reason} at {at}: failures and the analysis are still watched"),
+                );
+                let service = self.plan.service.service.clone();
+                self.wait(t, format!("`docker rollout resume {service}`"));
+            }
+            Event::Resumed { reason, held_secs } => {
+                self.waiting = None;
+                self.line(
+                    t,
+                    Tone::Plain,
+                    &format!(
+                        "resumed by the {reason} after {}",
+                        format_duration(Duration::from_secs_f64(held_secs.round()))
+                    ),
+                );
+            }
+            Event::Promoted { step, full } => {
+                self.waiting = None;
+                let to = if *full {
+                    "straight to the last step"
+                } else {
+                    "on to the next step"
+                };
+                self.line(
+                    t,
+                    Tone::Plain,
+                    &format!("step {step} promoted by the operator: {to}"),
+                );
+            }
             Event::Finished { outcome } => {
                 self.waiting = None;
                 let (tone, text) = self.outcome(outcome);
