@@ -67,17 +67,18 @@ fn no_relay(container: &str) -> String {
     )
 }
 
-#[async_trait]
-impl RuntimeChannel for ExecChannel {
-    async fn send(&self, command: &Command) -> Result<String, ChannelError> {
-        let line = command.to_string();
-        let argv = [RELAY.to_string(), self.socket.clone(), line.clone()];
+impl ExecChannel {
+    /// Runs the relay with `lines` (one command each) and returns what it
+    /// printed, or why it could not.
+    async fn run_relay(&self, lines: &[String]) -> Result<Vec<u8>, ChannelError> {
+        let mut argv = vec![RELAY.to_string(), self.socket.clone()];
+        argv.extend(lines.iter().cloned());
         let out = match self.exec.exec(&argv).await {
             Ok(out) => out,
             Err(ProxyError::Timeout { seconds, .. }) => {
                 return Err(ChannelError::Timeout {
                     at: self.describe(),
-                    command: line,
+                    command: lines.join("; "),
                     millis: u128::from(seconds) * 1000,
                 })
             }
@@ -91,16 +92,54 @@ impl RuntimeChannel for ExecChannel {
             }
         };
         match out.code {
-            0 => {
-                let answer = String::from_utf8_lossy(&out.stdout);
-                Ok(answer.strip_suffix("\n\n").unwrap_or(&answer).to_string())
-            }
+            0 => Ok(out.stdout),
             126 | 127 => Err(self.io(no_relay(&self.container))),
             code => Err(self.io(format!(
                 "the relay exited with {code}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ))),
         }
+    }
+}
+
+/// An answer without the empty line that ends it.
+fn answer_of(raw: &[u8]) -> String {
+    let answer = String::from_utf8_lossy(raw);
+    answer.strip_suffix("\n\n").unwrap_or(&answer).to_string()
+}
+
+#[async_trait]
+impl RuntimeChannel for ExecChannel {
+    async fn send(&self, command: &Command) -> Result<String, ChannelError> {
+        let stdout = self.run_relay(&[command.to_string()]).await?;
+        Ok(answer_of(&stdout))
+    }
+
+    /// All in one exec: the relay sends each command on its own connection,
+    /// in order, and ends each answer with a NUL.
+    async fn send_all(&self, commands: &[Command]) -> Result<Vec<String>, ChannelError> {
+        if commands.len() < 2 {
+            let mut answers = Vec::new();
+            for command in commands {
+                answers.push(self.send(command).await?);
+            }
+            return Ok(answers);
+        }
+        let lines: Vec<String> = commands.iter().map(Command::to_string).collect();
+        let stdout = self.run_relay(&lines).await?;
+        let mut answers: Vec<String> = stdout.split(|b| *b == 0).map(answer_of).collect();
+        // The last answer's NUL leaves an empty piece after it.
+        if answers.last().is_some_and(String::is_empty) {
+            answers.pop();
+        }
+        if answers.len() != commands.len() {
+            return Err(self.io(format!(
+                "the relay gave {} answers to {} commands",
+                answers.len(),
+                commands.len()
+            )));
+        }
+        Ok(answers)
     }
 
     fn describe(&self) -> String {

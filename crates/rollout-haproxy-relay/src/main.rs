@@ -1,6 +1,9 @@
-//! `rollout-haproxy-relay SOCKET COMMAND`: sends one command line to
-//! HAProxy's runtime API on the unix socket `SOCKET` and copies the answer
-//! to standard output.
+//! `rollout-haproxy-relay SOCKET COMMAND...`: sends each command line to
+//! HAProxy's runtime API on the unix socket `SOCKET`, one connection each,
+//! in order, and copies the answers to standard output. With one command
+//! the answer is copied as it came; with several, each answer is followed
+//! by a NUL byte (which HAProxy's text never holds), so that a router sends
+//! a whole change and its read-back in one exec.
 //!
 //! # Why it exists
 //!
@@ -14,10 +17,10 @@
 //! # What it refuses
 //!
 //! A command with a line break or a `;` (HAProxy chains commands with `;`)
-//! is refused with exit 2 before anything is sent: one exec is one
-//! command. A socket that cannot be reached exits 1; an answer that does
-//! not come within 10 s exits 3. HAProxy's refusals are answers (exit 0):
-//! the caller judges them.
+//! is refused with exit 2 before anything is sent: each argument is one
+//! command. A socket that cannot be reached exits 1 (after the answers of
+//! the commands before it); an answer that does not come within 10 s exits
+//! 3. HAProxy's refusals are answers (exit 0): the caller judges them.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -29,33 +32,55 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [socket, command] = args.as_slice() else {
-        eprintln!("usage: rollout-haproxy-relay SOCKET COMMAND");
+    let Some((socket, commands)) = args.split_first().filter(|(_, c)| !c.is_empty()) else {
+        eprintln!("usage: rollout-haproxy-relay SOCKET COMMAND...");
         return ExitCode::from(2);
     };
-    if let Err(why) = check(command) {
-        eprintln!("rollout-haproxy-relay: refused {command:?}: {why}");
-        return ExitCode::from(2);
+    for command in commands {
+        if let Err(why) = check(command) {
+            eprintln!("rollout-haproxy-relay: refused {command:?}: {why}");
+            return ExitCode::from(2);
+        }
     }
-    match relay(socket, command, &mut std::io::stdout().lock()) {
+    match relay_all(socket, commands, &mut std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e)
+        Err((command, e))
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ) =>
         {
             eprintln!(
-                "rollout-haproxy-relay: no answer from {socket} within {} s",
+                "rollout-haproxy-relay: no answer from {socket} to {command:?} within {} s",
                 TIMEOUT.as_secs()
             );
             ExitCode::from(3)
         }
-        Err(e) => {
+        Err((_, e)) => {
             eprintln!("rollout-haproxy-relay: {socket}: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Relays each of `commands` in order; with several, each answer is
+/// followed by a NUL. Stops at the first that fails, saying which.
+fn relay_all<'a>(
+    socket: &str,
+    commands: &'a [String],
+    out: &mut impl Write,
+) -> Result<(), (&'a str, std::io::Error)> {
+    for command in commands {
+        relay(socket, command, out)
+            .and_then(|()| {
+                if commands.len() > 1 {
+                    out.write_all(b"\0")?;
+                }
+                out.flush()
+            })
+            .map_err(|e| (command.as_str(), e))?;
+    }
+    Ok(())
 }
 
 /// One command line, nothing that would make it several.
@@ -121,6 +146,43 @@ mod tests {
         relay(path.to_str().unwrap(), "show servers state app", &mut out).unwrap();
         assert_eq!(out, b"1\n# be_id ...\n\n");
         assert_eq!(peer.join().unwrap(), "show servers state app");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn several_commands_go_out_one_connection_each_and_their_answers_are_framed() {
+        let dir = std::env::temp_dir().join(format!("relay-test-all-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("admin.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for answer in [&b"\n"[..], b"1\n# be_id\n\n"] {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut line = Vec::new();
+                let mut byte = [0u8; 1];
+                while conn.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+                    line.push(byte[0]);
+                }
+                conn.write_all(answer).unwrap();
+                lines.push(String::from_utf8(line).unwrap());
+            }
+            lines
+        });
+        let commands = [
+            "set server app/app1 state ready".to_string(),
+            "show servers state app".to_string(),
+        ];
+        let mut out = Vec::new();
+        relay_all(path.to_str().unwrap(), &commands, &mut out).unwrap();
+        assert_eq!(out, b"\n\x001\n# be_id\n\n\x00");
+        assert_eq!(peer.join().unwrap(), commands);
+        // A socket that is gone stops the batch at its first command, named.
+        std::fs::remove_file(&path).unwrap();
+        let (failed, _) =
+            relay_all(path.to_str().unwrap(), &commands, &mut Vec::new()).unwrap_err();
+        assert_eq!(failed, "set server app/app1 state ready");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -63,6 +63,19 @@ pub trait RuntimeChannel: Send + Sync {
     /// judges it with [`Command::accepts`].
     async fn send(&self, command: &Command) -> Result<String, ChannelError>;
 
+    /// Sends `commands` in order and returns their answers in the same
+    /// order, as [`RuntimeChannel::send`] would one by one (which is what
+    /// this default does). A channel with a cost per call (an exec) sends
+    /// them in one. Every command is sent even when HAProxy refuses an
+    /// earlier one: the caller judges the answers, and undoes all of them.
+    async fn send_all(&self, commands: &[Command]) -> Result<Vec<String>, ChannelError> {
+        let mut answers = Vec::with_capacity(commands.len());
+        for command in commands {
+            answers.push(self.send(command).await?);
+        }
+        Ok(answers)
+    }
+
     /// Where it leads, for messages (`unix:/run/haproxy/admin.sock`).
     fn describe(&self) -> String;
 }

@@ -193,12 +193,20 @@ impl HaproxyRouter {
 
     /// The backend's template slots as HAProxy shows them, in config order.
     async fn read_slots(&self) -> Result<Vec<Slot>, HaproxyError> {
-        let answer = self
-            .send(&Command::ShowServersState {
-                backend: self.backend.clone(),
-            })
-            .await?;
-        let mut live: BTreeMap<String, ServerState> = parse_servers_state(&answer)?
+        let answer = self.send(&self.show_state()).await?;
+        self.slots_from(&answer)
+    }
+
+    /// `show servers state` of the backend.
+    fn show_state(&self) -> Command {
+        Command::ShowServersState {
+            backend: self.backend.clone(),
+        }
+    }
+
+    /// The template slots in `answer` (to `show servers state`), in config order.
+    fn slots_from(&self, answer: &str) -> Result<Vec<Slot>, HaproxyError> {
+        let mut live: BTreeMap<String, ServerState> = parse_servers_state(answer)?
             .into_iter()
             .map(|s| (s.name.clone(), s))
             .collect();
@@ -410,8 +418,9 @@ impl HaproxyRouter {
         }
     }
 
-    /// Sends the steps' commands, additions first and drains last, then
-    /// reads back; on any failure undoes what was touched.
+    /// Sends the steps' commands, additions first and drains last, and the
+    /// read back, all in one call of the channel (one exec through a
+    /// relay); on any failure undoes every slot the batch touched.
     async fn execute(
         &self,
         slots: &[Slot],
@@ -421,20 +430,25 @@ impl HaproxyRouter {
             .iter()
             .filter(|(_, s)| **s != Step::Drain)
             .chain(steps.iter().filter(|(_, s)| **s == Step::Drain));
-        let mut touched: Vec<usize> = Vec::new();
-        let mut outcome = Ok(());
-        'steps: for (i, step) in ordered {
-            touched.push(*i);
-            for command in self.commands(&slots[*i].name, step) {
-                if let Err(e) = self.send(&command).await {
-                    outcome = Err(e);
-                    break 'steps;
-                }
-            }
-        }
-        if outcome.is_ok() {
-            outcome = self.verify(slots, steps).await;
-        }
+        let touched: Vec<usize> = ordered.clone().map(|(i, _)| *i).collect();
+        let mut batch: Vec<Command> = ordered
+            .flat_map(|(i, step)| self.commands(&slots[*i].name, step))
+            .collect();
+        batch.push(self.show_state());
+        let outcome = match self.channel.send_all(&batch).await {
+            Err(e) => Err(e.into()),
+            Ok(answers) => match batch.iter().zip(&answers).find(|(c, a)| !c.accepts(a)) {
+                Some((command, answer)) => Err(HaproxyError::Refused {
+                    command: command.to_string(),
+                    answer: answer.trim().to_string(),
+                }),
+                None if answers.len() != batch.len() => Err(HaproxyError::Refused {
+                    command: batch[answers.len().min(batch.len() - 1)].to_string(),
+                    answer: format!("{} answers to {} commands", answers.len(), batch.len()),
+                }),
+                None => self.verify(slots, steps, answers.last().map_or("", |a| a.as_str())),
+            },
+        };
         let Err(cause) = outcome else {
             return Ok(());
         };
@@ -458,12 +472,15 @@ impl HaproxyRouter {
         }
     }
 
-    async fn verify(
+    /// The slots in `state` (the answer to `show servers state` sent after
+    /// the steps) show what the steps asked for.
+    fn verify(
         &self,
         slots: &[Slot],
         steps: &BTreeMap<usize, Step>,
+        state: &str,
     ) -> Result<(), HaproxyError> {
-        let now = self.read_slots().await?;
+        let now = self.slots_from(state)?;
         for (i, step) in steps {
             let (addr, weight, mode) = Self::expected(&slots[*i], step);
             let seen = &now[*i];
