@@ -458,9 +458,21 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     // a few hundred milliseconds) while the proxy is found and opened.
     let open_router = async {
         let proxy_ref = ServiceRef::new(project, &proxy_service);
+        // Every change of the proxy's config, and the recovery that opening
+        // runs, holds the proxy's lock: rollouts of other services behind
+        // this proxy wait for each other's edits.
+        let locking = proxy_locking(
+            &engine,
+            project,
+            &proxy_service,
+            req,
+            "waiting for the proxy config: another rollout changes it",
+        );
         // A proxy that a killed run left unable to start (its file torn) is
-        // repaired from the journal kept with the engine, and started.
-        let revived = rollout_docker::revive(&engine, &proxy_ref, &config_path).await?;
+        // repaired from the journal kept with the engine, under the proxy
+        // lock, and started.
+        let revived =
+            rollout_docker::revive(&engine, &proxy_ref, &config_path, Some(&locking)).await?;
         for note in &revived {
             let _ = writeln!(std::io::stderr(), "{note}");
         }
@@ -488,16 +500,6 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
             options.metrics_log = Some(crate::analysis::log_path(&upstream));
         }
         let probe_proxy = proxies[0].clone();
-        // Every change of the proxy's config, and the recovery that opening
-        // runs, holds the proxy's lock: rollouts of other services behind
-        // this proxy wait for each other's edits.
-        let locking = proxy_locking(
-            &engine,
-            project,
-            &proxy_service,
-            req,
-            "waiting for the proxy config: another rollout changes it",
-        );
         let nginx = NginxRouter::open_locked(options, proxies, locking).await?;
         Ok::<_, Fail>((nginx, probe_proxy, upstream))
     };
