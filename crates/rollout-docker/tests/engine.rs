@@ -369,7 +369,11 @@ async fn wait_healthy_ends_on_the_engines_events() {
     let app = one("app").await;
     let sick = one("sick").await;
     let slow = one("slow").await;
-    let crash = one("crash").await;
+    // `crash` exits within a second: once it has, the backend lists it no
+    // more (Compose made it, not the tool: it is left alone), so it is
+    // taken by name.
+    let crash_name = project.container("crash", 1);
+    let crash_id = rollout_core::InstanceId(inspect(&crash_name, "{{.Id}}"));
     let plain = one("plain").await;
 
     assert_eq!(
@@ -385,13 +389,16 @@ async fn wait_healthy_ends_on_the_engines_events() {
         Err(Failure::StartTimeout)
     );
     match backend
-        .wait_healthy(&crash.id, &timeouts(30))
+        .wait_healthy(&crash_id, &timeouts(30))
         .await
         .unwrap()
     {
         Err(Failure::Exited(why)) => assert!(why.contains("exit code 3"), "{why}"),
         other => panic!("crash: {other:?}"),
     }
+    let crash = ServiceRef::new(&project.name, "crash");
+    assert_eq!(backend.instances(&crash).await.unwrap(), vec![]);
+    assert_eq!(backend.left_alone(&crash).await.unwrap(), [crash_name]);
     let err = backend
         .wait_healthy(&plain.id, &timeouts(30))
         .await
@@ -404,7 +411,7 @@ async fn wait_healthy_ends_on_the_engines_events() {
 
     // What a person reads after a failed start: logs and health output,
     // never the environment.
-    let d = backend.diagnostics(&crash.id).await.unwrap();
+    let d = backend.diagnostics(&crash_id).await.unwrap();
     assert!(d.last_logs.iter().any(|l| l.contains("boom")), "{d:?}");
     assert!(d.last_logs.iter().any(|l| l.contains("oops")), "{d:?}");
     assert!(!format!("{d:?}").contains("hunter2"));
