@@ -36,16 +36,18 @@ struct E2eTest {
 /// Longest a single test may run (`ROLLOUT_E2E_TIMEOUT` seconds overrides it).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
-/// The tests also run under Compose v1 when the default pass ran under v2 (`target name`):
-/// the seed's rolling values, blue-green and switch-back, canary, a kill and resume, Compose
-/// coherence after a rollout, the Compose tool's own tests, and a worker with no proxy. A name
-/// here that is no test fails the run, so a rename cannot drop a test from the pass unseen.
+/// The tests also run under Compose v1 when the default pass ran under v2 (`target name`): the
+/// seed's rolling values, blue-green and switch-back, canary, a kill and resume, Compose coherence
+/// after a rollout, an operator's exited container left alone, the Compose tool's own tests, and a
+/// worker with no proxy. A name here that is no test fails the run, so a rename cannot drop a test
+/// from the pass unseen.
 pub const V1_SUBSET: &[&str] = &[
     "strategies rolling_with_the_seeds_own_values",
     "strategies blue_green_switches_to_green_and_back_to_the_same_blue",
     "strategies canary_steps_match_their_weights",
     "interrupts sigkill_after_a_launch_then_the_next_run_completes",
     "operators compose_stays_coherent_after_a_rollout",
+    "operators an_operators_exited_container_is_left_alone_by_a_rollout",
     "compose_tools the_tool_that_made_the_project_rolls_it_out_and_up_leaves_it_alone",
     "compose_tools a_project_made_by_a_tool_that_is_not_installed_is_refused",
     "workers a_worker_with_no_proxy_is_rolled_one_at_a_time_each_old_one_finishing_its_work",

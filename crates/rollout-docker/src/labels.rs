@@ -14,8 +14,15 @@ pub const COMPOSE_VERSION: &str = "com.docker.compose.version";
 /// Compose: `True` on `docker compose run` containers, which are not replicas.
 pub const ONEOFF: &str = "com.docker.compose.oneoff";
 
+/// Ours: on every instance the tool launched (`true`), whether through the
+/// Compose tool or as a copy. Only exited containers carrying it are the
+/// tool's to remove; an exited container of the service without it (an
+/// operator's crashed one, kept for a post-mortem) is left alone.
+pub const LAUNCHED: &str = "io.rollout.launched";
+/// Ours: the container a `retiring` keeper is about (its id).
+pub const CONTAINER: &str = "io.rollout.container";
 /// Ours: what a never-started container of ours keeps (`lock`, `journal`,
-/// `revision`).
+/// `revision`, `retiring`).
 pub const KIND: &str = "io.rollout.kind";
 /// Ours: the project of the service a container of ours is about.
 pub const OUR_PROJECT: &str = "io.rollout.project";

@@ -22,7 +22,7 @@
 //!   which Docker's DNS resolves on the project's networks.
 //! - **Compose creates what Compose names.** New instances of the revision
 //!   the Compose file names come from the operator's own Compose tool
-//!   (`up -d --no-deps --no-recreate --scale`, see [`compose`]; which tool,
+//!   (`up --no-start --no-deps --no-recreate --scale`, see [`compose`]; which tool,
 //!   v1 or v2: the one that made the project's running containers, see
 //!   [`choose_tool`]), so names, labels, networks, volumes and the config
 //!   hash are exactly Compose's, and a later `up -d` with that tool leaves

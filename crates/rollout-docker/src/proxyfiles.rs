@@ -34,8 +34,10 @@ use bollard::query_parameters::{
     RenameContainerOptions, UploadToContainerOptions,
 };
 use futures::StreamExt;
+use rollout_core::error::RouterError;
 use rollout_core::{BackendError, ServiceRef};
 use rollout_nginx::proxy::{JournalStore, KeptCommit, ProxyError};
+use rollout_nginx::router::ProxyLocking;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -442,12 +444,47 @@ impl JournalStore for EngineJournal {
 /// service that is not running and has a journal of `path` kept with the
 /// engine (a run was killed during a commit) gets a torn file repaired from
 /// that journal, and is started. A stopped proxy without a journal is left
-/// as it is. Returns what was done, in words for the operator.
+/// as it is. The repair is made under the proxy lock of `locking` (as every
+/// change of the proxy's config is), taken only when there is one to make,
+/// and what needs repair is looked for again once it is held: another run
+/// may have made it meanwhile. Returns what was done, in words for the
+/// operator.
 pub async fn revive(
     engine: &Engine,
     service: &ServiceRef,
     path: &str,
+    locking: Option<&ProxyLocking>,
 ) -> Result<Vec<String>, BackendError> {
+    remove_dead_writers(engine, &service.project).await?;
+    if stopped_with_journal(engine, service, path)
+        .await?
+        .is_empty()
+    {
+        return Ok(Vec::new());
+    }
+    let Some(locking) = locking else {
+        return revive_held(engine, service, path).await;
+    };
+    locking.take(path).await.map_err(|e| match e {
+        RouterError::Unreachable(reason) => BackendError::Unreachable {
+            endpoint: engine.endpoint().to_string(),
+            reason,
+        },
+        // Waited for another holder in vain: its words and hint.
+        other => BackendError::Other(other.to_string()),
+    })?;
+    let revived = revive_held(engine, service, path).await;
+    locking.give_back(path).await;
+    revived
+}
+
+/// The stopped replicas of the proxy `service` (by name) that have a
+/// journal of `path` kept with the engine, each with it.
+async fn stopped_with_journal(
+    engine: &Engine,
+    service: &ServiceRef,
+    path: &str,
+) -> Result<Vec<(String, Vec<KeptCommit>)>, BackendError> {
     let filters = HashMap::from([(
         "label".to_string(),
         vec![
@@ -457,8 +494,7 @@ pub async fn revive(
     )]);
     let found = engine.list_containers(filters, true).await?;
     let other = |e: ProxyError| BackendError::Other(e.to_string());
-    remove_dead_writers(engine, &service.project).await?;
-    let mut notes = Vec::new();
+    let mut out = Vec::new();
     for c in found {
         // Only a container that stopped (or was never started) is revived;
         // a one-off `run` container is no replica.
@@ -484,9 +520,22 @@ pub async fn revive(
         };
         let journal = EngineJournal::new(engine.clone(), service, &name);
         let kept = journal.list(path).await.map_err(other)?;
-        if kept.is_empty() {
-            continue;
+        if !kept.is_empty() {
+            out.push((name, kept));
         }
+    }
+    Ok(out)
+}
+
+/// [`revive`]'s repair, with the proxy lock held.
+async fn revive_held(
+    engine: &Engine,
+    service: &ServiceRef,
+    path: &str,
+) -> Result<Vec<String>, BackendError> {
+    let other = |e: ProxyError| BackendError::Other(e.to_string());
+    let mut notes = Vec::new();
+    for (name, kept) in stopped_with_journal(engine, service, path).await? {
         let inspected = engine
             .docker()
             .inspect_container(&name, None)

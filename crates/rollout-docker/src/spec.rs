@@ -79,7 +79,7 @@ impl Spec {
     }
 
     /// The body that creates a copy named `name` with container number
-    /// `number`, attached at creation to its first network (API 1.41 takes
+    /// `number`, marked as launched by the tool ([`labels::LAUNCHED`]), attached at creation to its first network (API 1.41 takes
     /// one; the others are connected before start: see [`Spec::more_networks`]).
     /// `image` is the reference to create from (the name when it still
     /// points at the pinned id, else the id).
@@ -87,6 +87,7 @@ impl Spec {
         let c = self.config.clone();
         let mut labels = c.labels.clone().unwrap_or_default();
         labels.insert(labels::CONTAINER_NUMBER.into(), number.to_string());
+        labels.insert(labels::LAUNCHED.into(), "true".into());
         let mut host_config = self.host_config.clone();
         host_config.links = host_config.links.map(|links| {
             links
@@ -256,6 +257,14 @@ mod tests {
         let labels = body.labels.unwrap();
         assert_eq!(labels[labels::CONTAINER_NUMBER], "7");
         assert_eq!(labels[labels::PROJECT], "shop");
+        // The tool's mark: the copy is its own to remove once it exited.
+        assert_eq!(labels[labels::LAUNCHED], "true");
+        assert!(!spec
+            .config
+            .labels
+            .as_ref()
+            .unwrap()
+            .contains_key(labels::LAUNCHED));
         assert_eq!(body.env.unwrap(), vec!["SECRET=hunter2".to_string()]);
         let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
         assert_eq!(endpoints.keys().collect::<Vec<_>>(), vec!["shop_default"]);

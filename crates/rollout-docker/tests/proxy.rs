@@ -184,3 +184,78 @@ async fn the_proxies_of_a_service_are_its_running_containers() {
         .unwrap_err();
     assert!(err.to_string().contains("hint:"), "{err}");
 }
+
+/// Issue 12, item 2: the repair of a stopped proxy (its file torn by a killed run) is made
+/// under the proxy lock. While another rollout holds the lock, `revive` waits for it and,
+/// once its wait runs out, fails naming the holder, the proxy left stopped; once the lock
+/// is free, it starts the proxy and gives the lock back.
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn a_stopped_proxy_is_revived_under_the_proxy_lock() {
+    use rollout_docker::{revive, DockerProxyLock, EngineJournal};
+    use rollout_nginx::proxy::{JournalStore, ProxyLock};
+    use rollout_nginx::router::ProxyLocking;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let project = Project::new("previve");
+    let service = ServiceRef::new(&project.name, "proxy");
+    let name = format!("{}-proxy-1", project.name);
+    common::run(Command::new("docker").args([
+        "create",
+        "--init",
+        "--label",
+        &format!("{}={}", common::TEST_LABEL, project.name),
+        "--label",
+        &format!("com.docker.compose.project={}", project.name),
+        "--label",
+        "com.docker.compose.service=proxy",
+        "--name",
+        &name,
+        common::IMAGE,
+    ]));
+    let engine = common::engine().await;
+    let path = "/etc/nginx/nginx.conf";
+    // A commit that a killed run left journaled.
+    EngineJournal::new(engine.clone(), &service, &name)
+        .with_labels(project.labels())
+        .save(path, "killed", b"events {}\n", b"events { }\n")
+        .await
+        .unwrap();
+    let store = Arc::new(
+        DockerProxyLock::new(engine.clone(), &project.name, "proxy").with_labels(project.labels()),
+    );
+    assert!(store
+        .try_lock(path, "other@host pid 1")
+        .await
+        .unwrap()
+        .is_none());
+    let mut locking = ProxyLocking::new(store.clone(), "me@host pid 2");
+    locking.timeout = Duration::from_millis(600);
+    locking.poll = Duration::from_millis(100);
+    let state = || {
+        common::run(Command::new("docker").args(["inspect", "-f", "{{.State.Status}}", &name]))
+            .trim()
+            .to_string()
+    };
+
+    let e = revive(&engine, &service, path, Some(&locking))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("locked by other@host pid 1"), "{e}");
+    assert_eq!(state(), "created", "repaired without the lock");
+
+    store.unlock(path).await.unwrap();
+    let notes = revive(&engine, &service, path, Some(&locking))
+        .await
+        .unwrap();
+    assert!(
+        notes.iter().any(|n| n.contains("it was started")),
+        "{notes:?}"
+    );
+    assert_eq!(state(), "running");
+    // The lock was given back.
+    assert!(store.try_lock(path, "third").await.unwrap().is_none());
+    store.unlock(path).await.unwrap();
+}

@@ -18,7 +18,7 @@
 
 use crate::cli::RolloutRequest;
 use crate::fail::Fail;
-use crate::live::{compose_cli, known_instances, Prepared, Wired};
+use crate::live::{compose_cli, known_instances, Known, Prepared, Wired};
 use rollout_core::error::RouterError;
 use rollout_core::router::{Route, RouteChange, Target};
 use rollout_core::strategy::{TrafficLayout, Verifier};
@@ -207,8 +207,12 @@ pub async fn wire(
     }
     backend.check_image(&image).await?;
     let backend = Arc::new(backend);
-    let (hosts, already_new) = known_instances(&backend, &services, settings, &target).await?;
-    let mut notes = Vec::new();
+    let Known {
+        hosts,
+        already_new,
+        left_alone,
+    } = known_instances(&backend, &services, settings, &target).await?;
+    let mut notes = left_alone;
     if matches!(settings.layout, TrafficLayout::Single) && router.routes().await?.is_empty() {
         let service = Target::Service {
             name: settings.service.service.clone(),

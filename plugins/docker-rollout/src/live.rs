@@ -459,9 +459,21 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     // a few hundred milliseconds) while the proxy is found and opened.
     let open_router = async {
         let proxy_ref = ServiceRef::new(project, &proxy_service);
+        // Every change of the proxy's config, and the recovery that opening
+        // runs, holds the proxy's lock: rollouts of other services behind
+        // this proxy wait for each other's edits.
+        let locking = proxy_locking(
+            &engine,
+            project,
+            &proxy_service,
+            req,
+            "waiting for the proxy config: another rollout changes it",
+        );
         // A proxy that a killed run left unable to start (its file torn) is
-        // repaired from the journal kept with the engine, and started.
-        let revived = rollout_docker::revive(&engine, &proxy_ref, &config_path).await?;
+        // repaired from the journal kept with the engine, under the proxy
+        // lock, and started.
+        let revived =
+            rollout_docker::revive(&engine, &proxy_ref, &config_path, Some(&locking)).await?;
         for note in &revived {
             let _ = writeln!(std::io::stderr(), "{note}");
         }
@@ -490,16 +502,6 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
             options.metrics_log = Some(crate::analysis::log_path(&upstream));
         }
         let probe_proxy = proxies[0].clone();
-        // Every change of the proxy's config, and the recovery that opening
-        // runs, holds the proxy's lock: rollouts of other services behind
-        // this proxy wait for each other's edits.
-        let locking = proxy_locking(
-            &engine,
-            project,
-            &proxy_service,
-            req,
-            "waiting for the proxy config: another rollout changes it",
-        );
         let nginx = NginxRouter::open_locked(options, proxies, locking).await?;
         Ok::<_, Fail>((nginx, probe_proxy, upstream))
     };
@@ -509,7 +511,7 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     );
     let (nginx, probe_proxy, upstream) = opened?;
     let target = target?;
-    let notes = nginx.recovered().to_vec();
+    let mut notes = nginx.recovered().to_vec();
     let port = nginx.port();
     let log_proxies: Vec<Proxy> = nginx.proxies().cloned().collect();
     if let Some(check) = &settings.health_probe {
@@ -527,7 +529,12 @@ pub async fn wire(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Result<
     // (not at the first launch, with routes already moved).
     backend.check_image(&image).await?;
     let backend = Arc::new(backend);
-    let (hosts, already_new) = known_instances(&backend, &services, settings, &target).await?;
+    let Known {
+        hosts,
+        already_new,
+        left_alone,
+    } = known_instances(&backend, &services, settings, &target).await?;
+    notes.extend(left_alone);
     let router: Arc<dyn TrafficRouter> = Arc::new(nginx);
     let verifier: Option<Arc<dyn Verifier>> = settings
         .blue_green
@@ -575,7 +582,11 @@ async fn wire_unrouted(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Re
     backend.check_image(&image).await?;
     let backend = Arc::new(backend);
     let services = [settings.service.clone()];
-    let (hosts, already_new) = known_instances(&backend, &services, settings, &target).await?;
+    let Known {
+        hosts,
+        already_new,
+        left_alone,
+    } = known_instances(&backend, &services, settings, &target).await?;
     let journal = DockerJournal::new(engine);
     Ok(Wired {
         endpoint: backend.engine().endpoint().to_string(),
@@ -587,7 +598,7 @@ async fn wire_unrouted(p: &Prepared, req: &RolloutRequest, engine: Engine) -> Re
         target,
         hosts,
         already_new,
-        notes: vec![no_traffic_note(settings)],
+        notes: [vec![no_traffic_note(settings)], left_alone].concat(),
         proxy: None,
         analysis: None,
         analysis_rules: None,
@@ -620,25 +631,46 @@ pub async fn retarget(
     Ok(wired)
 }
 
-/// The hosts of the instances of `services` that run now, and how many
-/// ready ones of the rolled service run `target` already.
+/// What a rollout knows of `services` before it starts.
+pub(crate) struct Known {
+    /// The hosts of the instances that run now.
+    pub hosts: Vec<(InstanceId, String)>,
+    /// How many ready ones of the rolled service run the target already.
+    pub already_new: usize,
+    /// One note per stopped container the tool did not launch, which it
+    /// leaves alone.
+    pub left_alone: Vec<String>,
+}
+
+/// The hosts of the instances of `services` that run now, how many ready
+/// ones of the rolled service run `target` already, and the stopped
+/// containers the tool leaves alone (named, nothing else of them shown).
 pub(crate) async fn known_instances(
     backend: &DockerBackend,
     services: &[ServiceRef],
     settings: &Settings,
     target: &rollout_core::Revision,
-) -> Result<(Vec<(InstanceId, String)>, usize), Fail> {
-    let mut hosts = Vec::new();
-    let mut already_new = 0;
+) -> Result<Known, Fail> {
+    let mut known = Known {
+        hosts: Vec::new(),
+        already_new: 0,
+        left_alone: Vec::new(),
+    };
     for s in services {
         for i in backend.instances(s).await? {
             if s == &settings.service && i.revision == target.id && i.is_ready() {
-                already_new += 1;
+                known.already_new += 1;
             }
-            hosts.push((i.id, i.host));
+            known.hosts.push((i.id, i.host));
+        }
+        for name in backend.left_alone(s).await? {
+            known.left_alone.push(format!(
+                "{name} (service {}): left alone: not launched by rollout (stopped; not removed, started, counted or routed)",
+                s.service
+            ));
         }
     }
-    Ok((hosts, already_new))
+    Ok(known)
 }
 
 /// The strategies an analysis judges: a canary's steps, a rolling update's

@@ -1,11 +1,11 @@
 //! The launch gate: launches never overlap the retirement of an instance.
 //!
-//! The backend launches through the Compose tool with `up --scale
-//! SERVICE=N`, N counted from the containers that exist just before, and
-//! Compose starts every stopped container of the service it scales. So a
-//! launch that overlaps another rolling worker's retirement (stop, then
-//! remove) either sees one container fewer than was counted and creates one
-//! too many, or starts the container being retired again. Here a launch
+//! The backend launches through the Compose tool with `up --no-start
+//! --scale SERVICE=N`, N counted from the containers that exist just
+//! before. So a launch that overlaps another rolling worker's retirement
+//! (stop, then remove) sees one container fewer than was counted and
+//! creates one too many (and without `--no-start`, Compose would start the
+//! container being retired again). Here a launch
 //! waits until every instance whose stop has begun is removed (at most
 //! [`RETIRE_WAIT`]), and no stop begins while a launch runs; health waits,
 //! drains and the stops themselves still run in parallel. Launches run one

@@ -8,6 +8,7 @@ use bollard::models::{
 };
 use rollout_core::backend::Failure;
 use rollout_core::{Health, Instance, InstanceId, InstanceState, ServiceRef};
+use std::collections::HashSet;
 
 pub(super) fn has_healthcheck(c: &ContainerInspectResponse) -> bool {
     let test = c
@@ -91,6 +92,27 @@ pub(super) fn summary_state(c: &ContainerSummary) -> InstanceState {
         Some(S::CREATED) => InstanceState::Created,
         _ => InstanceState::Exited,
     }
+}
+
+/// Whether the tool launched the listed container: it carries
+/// [`labels::LAUNCHED`].
+pub(super) fn launched_by_us(c: &ContainerSummary) -> bool {
+    c.labels
+        .as_ref()
+        .and_then(|l| l.get(labels::LAUNCHED))
+        .is_some_and(|v| v == "true")
+}
+
+/// Whether a listed container of the service is the tool's to manage: a
+/// running one (the serving revision, which a rollout replaces, whoever
+/// made it), or a stopped one that it launched, or that it stopped itself
+/// (`retiring`: the ids it was about to remove). Any other stopped
+/// container (an operator's crashed one, kept for a post-mortem) is left
+/// alone: never removed, started, counted or routed.
+pub(super) fn is_ours_to_manage(c: &ContainerSummary, retiring: &HashSet<String>) -> bool {
+    summary_state(c) == InstanceState::Running
+        || launched_by_us(c)
+        || c.id.as_ref().is_some_and(|id| retiring.contains(id))
 }
 
 /// Health as `docker ps` prints it (`Up 3 seconds (healthy)`): engines
@@ -262,6 +284,39 @@ mod tests {
             to_instance(&listed("sha256:ab12"), &service).revision,
             inspected_instance(&inspected, &service).revision
         );
+    }
+
+    #[test]
+    fn a_stopped_container_the_tool_did_not_launch_is_left_alone() {
+        use bollard::models::ContainerSummaryStateEnum as S;
+        let listed = |id: &str, state: S, ours: bool| ContainerSummary {
+            id: Some(id.into()),
+            state: Some(state),
+            labels: Some(HashMap::from_iter(
+                ours.then(|| (labels::LAUNCHED.to_string(), "true".to_string())),
+            )),
+            ..Default::default()
+        };
+        let none = HashSet::new();
+        // Running: the serving revision, replaced whoever made it.
+        assert!(is_ours_to_manage(&listed("a", S::RUNNING, false), &none));
+        assert!(is_ours_to_manage(&listed("b", S::RUNNING, true), &none));
+        // Exited: the tool's own only.
+        assert!(is_ours_to_manage(&listed("c", S::EXITED, true), &none));
+        assert!(!is_ours_to_manage(&listed("d", S::EXITED, false), &none));
+        assert!(!is_ours_to_manage(&listed("e", S::CREATED, false), &none));
+        assert!(!is_ours_to_manage(&listed("f", S::DEAD, false), &none));
+        // One the tool stopped itself, killed before it removed it.
+        let stopped = HashSet::from(["d".to_string()]);
+        assert!(is_ours_to_manage(&listed("d", S::EXITED, false), &stopped));
+        // Another value is no mark.
+        let mut other = listed("g", S::EXITED, true);
+        other
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(labels::LAUNCHED.into(), "false".into());
+        assert!(!is_ours_to_manage(&other, &none));
     }
 
     #[test]

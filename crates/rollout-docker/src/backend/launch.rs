@@ -3,8 +3,8 @@
 //! (or of its saved spec) for every other.
 
 use super::inspect::{
-    inspected_instance, inspected_revision, number_of, revision_of, short, summary_state,
-    to_instance,
+    container_label, inspected_instance, inspected_revision, number_of, revision_of, short,
+    summary_state, to_instance,
 };
 use super::{revision, DockerBackend, REVISION_KIND};
 use crate::engine::status;
@@ -12,11 +12,16 @@ use crate::keeper::{self, Created};
 use crate::labels;
 use crate::spec::{container_name, Spec};
 use bollard::models::{ContainerInspectResponse, NetworkConnectRequest};
-use bollard::query_parameters::CreateContainerOptions;
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use rollout_core::{BackendError, Instance, InstanceId, InstanceState, Revision, ServiceRef};
 use std::collections::HashSet;
 
 impl DockerBackend {
+    /// The first instances of the revision the Compose file names: the
+    /// Compose tool creates them (and starts nothing, so an exited
+    /// container of the service, maybe an operator's, stays as it is), then
+    /// each is made again from its own create config with the tool's label
+    /// ([`labels::LAUNCHED`]), under the same name and number, and started.
     pub(super) async fn launch_with_compose(
         &self,
         service: &ServiceRef,
@@ -28,6 +33,8 @@ impl DockerBackend {
             reason,
         };
         self.check_image(&revision.image).await?;
+        // Compose counts every container of the service toward the scale,
+        // the ones left alone included.
         let before = self.containers(service).await?;
         let before_ids: HashSet<String> = before.iter().filter_map(|c| c.id.clone()).collect();
         let stopped_before: HashSet<String> = before
@@ -36,28 +43,28 @@ impl DockerBackend {
             .filter_map(|c| c.id.clone())
             .collect();
         let total = before.len() + count;
-        let ran = self.compose.scale_up(&service.service, total).await;
+        let ran = self.compose.create_more(&service.service, total).await;
         let after = self.containers(service).await?;
-        // Compose starts every stopped container of the service it scales;
-        // ours were stopped on purpose (retired, about to be removed).
+        // Asked to start nothing; should a Compose tool start a stopped
+        // container all the same, it is stopped again.
         for c in &after {
             let Some(id) = &c.id else { continue };
             if stopped_before.contains(id) && summary_state(c) == InstanceState::Running {
                 let _ = self.stop_quietly(id).await;
             }
         }
-        let mut new: Vec<Instance> = after
+        let mut made: Vec<Instance> = after
             .iter()
             .filter(|c| c.id.as_ref().is_some_and(|id| !before_ids.contains(id)))
             .map(|c| to_instance(c, service))
             .collect();
-        new.sort_by_key(|i| number_of(&i.host));
-        let wrong = new.iter().filter(|i| i.revision != revision.id).count();
+        made.sort_by_key(|i| number_of(&i.host));
+        let wrong = made.iter().filter(|i| i.revision != revision.id).count();
         let problem = match ran {
             Err(e) => Some(e.to_string()),
-            Ok(()) if new.len() != count => Some(format!(
+            Ok(()) if made.len() != count => Some(format!(
                 "Compose created {} containers where {count} were asked for",
-                new.len()
+                made.len()
             )),
             Ok(()) if wrong > 0 => Some(format!(
                 "Compose created containers of another revision than {}\nhint: the Compose files changed during the rollout, or the image tag {} was moved to another image",
@@ -67,12 +74,71 @@ impl DockerBackend {
             Ok(()) => None,
         };
         if let Some(reason) = problem {
-            for i in &new {
+            for i in &made {
                 let _ = self.remove_forcibly(&i.id.0).await;
             }
             return Err(launch_error(reason));
         }
-        Ok(new)
+        let mut launched: Vec<Instance> = Vec::new();
+        for (k, i) in made.iter().enumerate() {
+            match self.remade_with_label(service, revision, &i.id).await {
+                Ok(instance) => launched.push(instance),
+                Err(e) => {
+                    for gone in launched.iter().chain(&made[k..]) {
+                        let _ = self.remove_forcibly(&gone.id.0).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(launched)
+    }
+
+    /// Makes the never-started container `made` (the Compose tool's) again
+    /// from its create config with the tool's label, under its name and
+    /// number, and starts it. Its spec is what later copies of the revision
+    /// are made from.
+    async fn remade_with_label(
+        &self,
+        service: &ServiceRef,
+        revision: &Revision,
+        made: &InstanceId,
+    ) -> Result<Instance, BackendError> {
+        let c = self.inspect(made).await?;
+        let name = container_label(&c);
+        let number = c
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(labels::CONTAINER_NUMBER))
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or_else(|| number_of(&name).0.min(u32::MAX as u64) as u32);
+        let (spec, env) = Spec::from_inspect(&c).map_err(BackendError::Other)?;
+        let image = self.image_reference(&spec).await?;
+        // Its anonymous volumes go with it: it never ran.
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self
+            .engine
+            .docker()
+            .remove_container(&made.0, Some(options))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if status(&e) == Some(404) => {}
+            Err(e) => return Err(self.engine.error(e)),
+        }
+        let instance = self
+            .create_named(service, &spec, env.clone(), &image, &name, number)
+            .await?;
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(revision.id.clone(), (spec, env, image));
+        Ok(instance)
     }
 
     pub(super) async fn launch_from_spec(
@@ -117,10 +183,6 @@ impl DockerBackend {
         env: Vec<String>,
         image: &str,
     ) -> Result<Instance, BackendError> {
-        let launch_error = |reason: String| BackendError::Launch {
-            service: service.to_string(),
-            reason,
-        };
         let existing = self.containers(service).await?;
         let number = existing
             .iter()
@@ -144,9 +206,29 @@ impl DockerBackend {
             })
             .unwrap_or(self.compose.flavour().separator());
         let name = container_name(&service.project, &service.service, separator, number);
+        self.create_named(service, spec, env, image, &name, number)
+            .await
+    }
+
+    /// Creates container `name` (number `number`) of `service` from `spec`,
+    /// connects its other networks and starts it; removed again when any
+    /// of that fails.
+    async fn create_named(
+        &self,
+        service: &ServiceRef,
+        spec: &Spec,
+        env: Vec<String>,
+        image: &str,
+        name: &str,
+        number: u32,
+    ) -> Result<Instance, BackendError> {
+        let launch_error = |reason: String| BackendError::Launch {
+            service: service.to_string(),
+            reason,
+        };
         let body = spec.create_body(env, number, image);
         let options = CreateContainerOptions {
-            name: Some(name.clone()),
+            name: Some(name.to_string()),
             ..Default::default()
         };
         let id = self
@@ -192,7 +274,7 @@ impl DockerBackend {
         revision: &str,
     ) -> Result<(Spec, Vec<String>), BackendError> {
         let live = self
-            .containers(service)
+            .members(service)
             .await?
             .into_iter()
             .find(|c| revision_of(c) == revision);
@@ -311,7 +393,7 @@ impl DockerBackend {
     /// container left, except the newest such (the way back).
     pub(super) async fn prune_specs(&self, service: &ServiceRef) -> Result<(), BackendError> {
         let running: HashSet<String> = self
-            .containers(service)
+            .members(service)
             .await?
             .iter()
             .map(revision_of)

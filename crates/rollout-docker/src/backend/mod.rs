@@ -17,6 +17,7 @@ pub use gate::RETIRE_WAIT;
 
 use crate::compose::ComposeCli;
 use crate::engine::{parse_rfc3339_nanos, status, Engine};
+use crate::keeper;
 use crate::labels;
 use crate::spec::Spec;
 use async_trait::async_trait;
@@ -27,7 +28,7 @@ use futures::StreamExt;
 use gate::LaunchGate;
 use inspect::{
     container_label, exit_failure, has_healthcheck, health_log, health_status, inspected_instance,
-    is_running, number_of, revision_of, to_instance,
+    is_ours_to_manage, is_running, number_of, revision_of, to_instance,
 };
 use rollout_core::backend::{Diagnostics, Failure};
 use rollout_core::config::Timeouts;
@@ -42,6 +43,32 @@ use tokio::time::Instant;
 const LOG_LINES: usize = 30;
 /// The kind of our never-started containers that keep a revision's spec.
 const REVISION_KIND: &str = "revision";
+
+/// The kind of our never-started containers that mark a container the tool
+/// did not launch, which it is stopping in order to remove it.
+const RETIRING_KIND: &str = "retiring";
+
+/// The name of the `retiring` keeper of container `id` of
+/// `project`/`service`.
+fn retiring_name(project: &str, service: &str, id: &str) -> String {
+    format!(
+        "rollout-retiring.{project}.{service}.{}",
+        inspect::short(id)
+    )
+}
+
+/// The project and service of an inspected container of a Compose service
+/// that does not carry the tool's [`labels::LAUNCHED`].
+fn unlabelled_member(c: &ContainerInspectResponse) -> Option<(String, String)> {
+    let l = c.config.as_ref()?.labels.as_ref()?;
+    if l.get(labels::LAUNCHED).is_some_and(|v| v == "true") {
+        return None;
+    }
+    Some((
+        l.get(labels::PROJECT)?.clone(),
+        l.get(labels::SERVICE)?.clone(),
+    ))
+}
 
 /// The tool's own HTTP probe, for a service whose image has no healthcheck
 /// (`x-rollout.probe`): sent by `verifier` from inside the project's network
@@ -72,15 +99,19 @@ type CopySource = (Spec, Vec<String>, String);
 /// A [`Backend`] over the Docker engine for the services of one Compose
 /// project.
 ///
-/// Instances are the containers labelled with the project and service; the
+/// Instances are the containers labelled with the project and service that
+/// are the tool's to manage: the running ones, and the stopped ones it
+/// launched (an operator's exited container is left alone); the
 /// revision of one is what Compose would recreate it for: its
 /// `com.docker.compose.config-hash` label and the image id it runs
 /// (`<config-hash>@<image-id>`); its host is its container name, which
 /// Docker's DNS resolves on the project's networks.
 ///
-/// The first instance of the revision the Compose file names is launched
-/// through the operator's Compose tool (`up -d --no-deps --no-recreate
-/// --scale`), so the project stays what Compose itself would have made.
+/// The first instance of the revision the Compose file names is created by
+/// the operator's Compose tool (`up --no-start --no-deps --no-recreate
+/// --scale`), so the project stays what Compose itself would have made, and
+/// made again from that create config with the tool's label
+/// ([`labels::LAUNCHED`]) before it starts.
 /// Every other launch (later instances of that revision, a rollback) creates
 /// copies of a container of the revision, or of the spec saved when its last
 /// instance was stopped: the same create config, labels and config hash.
@@ -158,7 +189,7 @@ impl DockerBackend {
         service: &ServiceRef,
     ) -> Result<Vec<(String, String)>, BackendError> {
         let mut out = Vec::new();
-        for c in self.containers(service).await? {
+        for c in self.members(service).await? {
             let revision = to_instance(&c, service).revision;
             let networks = c
                 .network_settings
@@ -325,6 +356,77 @@ impl DockerBackend {
             .collect())
     }
 
+    /// The containers of `service` that are the tool's to manage
+    /// ([`is_ours_to_manage`]), and apart the ones it leaves alone.
+    async fn sorted(
+        &self,
+        service: &ServiceRef,
+    ) -> Result<(Vec<ContainerSummary>, Vec<ContainerSummary>), BackendError> {
+        let all = self.containers(service).await?;
+        if all.iter().all(|c| is_ours_to_manage(c, &HashSet::new())) {
+            return Ok((all, Vec::new()));
+        }
+        let retiring = self.retiring(service, &all).await?;
+        Ok(all
+            .into_iter()
+            .partition(|c| is_ours_to_manage(c, &retiring)))
+    }
+
+    /// The containers of `service` that are the tool's to manage: what
+    /// [`Backend::instances`] lists, launches count and specs are read from.
+    async fn members(&self, service: &ServiceRef) -> Result<Vec<ContainerSummary>, BackendError> {
+        Ok(self.sorted(service).await?.0)
+    }
+
+    /// The names of the stopped containers of `service` that the tool did
+    /// not launch (an operator's crashed one, kept for a post-mortem): it
+    /// leaves them alone, and a rollout says so once.
+    pub async fn left_alone(&self, service: &ServiceRef) -> Result<Vec<String>, BackendError> {
+        let mut names: Vec<String> = self
+            .sorted(service)
+            .await?
+            .1
+            .iter()
+            .map(|c| to_instance(c, service).host)
+            .collect();
+        names.sort_by_key(|n| number_of(n));
+        Ok(names)
+    }
+
+    /// The ids of the containers of `service` (`all`) that the tool stopped
+    /// and had yet to remove when it was interrupted (its `retiring`
+    /// keepers); the keepers of containers that are gone are removed.
+    async fn retiring(
+        &self,
+        service: &ServiceRef,
+        all: &[ContainerSummary],
+    ) -> Result<HashSet<String>, BackendError> {
+        let ids: HashSet<&str> = all.iter().filter_map(|c| c.id.as_deref()).collect();
+        let mut found = HashSet::new();
+        let keepers = keeper::list(
+            &self.engine,
+            RETIRING_KIND,
+            &service.project,
+            &service.service,
+        )
+        .await?;
+        for k in keepers {
+            let about = k
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::CONTAINER))
+                .cloned()
+                .unwrap_or_default();
+            if ids.contains(about.as_str()) {
+                found.insert(about);
+            } else if let Some(id) = &k.id {
+                // Housekeeping: its container is gone.
+                let _ = keeper::remove(&self.engine, id).await;
+            }
+        }
+        Ok(found)
+    }
+
     async fn inspect(&self, id: &InstanceId) -> Result<ContainerInspectResponse, BackendError> {
         match self.engine.docker().inspect_container(&id.0, None).await {
             Ok(c) => Ok(c),
@@ -395,6 +497,18 @@ impl DockerBackend {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(revision, e.to_string());
         }
+        // A container the tool did not launch carries no label of its own:
+        // a keeper marks it as the tool's before it stops, so that a run
+        // interrupted before the removal finishes it on resume instead of
+        // leaving it alone as an operator's.
+        if let Some((project, service)) = unlabelled_member(&c) {
+            let mut keep =
+                keeper::base_labels(RETIRING_KIND, &project, &service, &self.extra_labels);
+            keep.insert(labels::CONTAINER.into(), c.id.clone().unwrap_or_default());
+            let name = retiring_name(&project, &service, c.id.as_deref().unwrap_or_default());
+            let image = c.image.clone().unwrap_or_default();
+            keeper::create(&self.engine, &name, &image, keep, Vec::new()).await?;
+        }
         let seconds = grace.as_millis().div_ceil(1000).min(i32::MAX as u128) as i32;
         let options = StopContainerOptions {
             t: Some(seconds),
@@ -438,6 +552,12 @@ impl DockerBackend {
                 return Err(BackendError::NoSuchInstance(instance.clone()))
             }
             Err(e) => return Err(self.engine.error(e)),
+        }
+        if let Some((project, service)) = unlabelled_member(&c) {
+            let name = retiring_name(&project, &service, c.id.as_deref().unwrap_or_default());
+            // Housekeeping: a keeper left behind is removed with the next
+            // listing that finds its container gone.
+            let _ = keeper::remove(&self.engine, &name).await;
         }
         let l = c.config.and_then(|c| c.labels).unwrap_or_default();
         if let (Some(project), Some(service)) = (l.get(labels::PROJECT), l.get(labels::SERVICE)) {
@@ -494,7 +614,7 @@ impl DockerBackend {
 impl Backend for DockerBackend {
     async fn instances(&self, service: &ServiceRef) -> Result<Vec<Instance>, BackendError> {
         let mut found: Vec<Instance> = self
-            .containers(service)
+            .members(service)
             .await?
             .iter()
             .map(|c| to_instance(c, service))
@@ -522,7 +642,7 @@ impl Backend for DockerBackend {
         let compose_target = self.is_compose_target(service, revision).await?;
         let has_one = self.copy_of(&revision.id).is_some()
             || self
-                .containers(service)
+                .members(service)
                 .await?
                 .iter()
                 .any(|c| revision_of(c) == revision.id);

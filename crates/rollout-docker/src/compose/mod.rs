@@ -1,7 +1,7 @@
 //! The Compose tool the operator runs, called as a child process.
 //!
 //! New instances of the revision the Compose file names are created by the
-//! Compose tool itself (`up -d --no-deps --no-recreate --scale`), so that
+//! Compose tool itself (`up --no-start --no-deps --no-recreate --scale`), so that
 //! their labels, names, networks, aliases, volumes and config hash are
 //! exactly what `docker compose ps`, `up` and `down` expect: we never guess
 //! Compose's hash algorithm, which differs between v1 and v2. Every call is
@@ -177,21 +177,14 @@ impl ComposeCli {
             })
     }
 
-    /// `up -d --no-deps --no-recreate --scale SERVICE=total SERVICE`: adds
-    /// instances of what the file names until the service has `total`
-    /// containers, leaving the existing ones as they are.
-    pub async fn scale_up(&self, service: &str, total: usize) -> Result<(), ComposeError> {
-        let args = [
-            "up".to_string(),
-            "-d".into(),
-            "--no-deps".into(),
-            "--no-recreate".into(),
-            "--no-build".into(),
-            "--scale".into(),
-            format!("{service}={total}"),
-            service.to_string(),
-        ];
-        self.run(&args).await.map(|_| ())
+    /// `up --no-start --no-deps --no-recreate --scale SERVICE=total
+    /// SERVICE`: creates containers of what the file names until the
+    /// service has `total`, and starts none of them. The existing ones stay
+    /// as they are: `up` without `--no-start` starts every stopped container
+    /// of the service it scales (both tools do), and one that exited may be
+    /// an operator's, kept for a post-mortem.
+    pub async fn create_more(&self, service: &str, total: usize) -> Result<(), ComposeError> {
+        self.run(&create_args(service, total)).await.map(|_| ())
     }
 
     /// `build SERVICE`: the Compose tool builds the service's image, its
@@ -326,9 +319,38 @@ impl ComposeCli {
     }
 }
 
+/// The arguments of [`ComposeCli::create_more`]. No `-d`: Compose 1 refuses
+/// it beside `--no-start`, and nothing is started to detach from.
+fn create_args(service: &str, total: usize) -> Vec<String> {
+    [
+        "up",
+        "--no-start",
+        "--no-deps",
+        "--no-recreate",
+        "--no-build",
+        "--scale",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([format!("{service}={total}"), service.to_string()])
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compose_creates_and_starts_nothing() {
+        let args = create_args("web", 4);
+        assert_eq!(
+            args.join(" "),
+            "up --no-start --no-deps --no-recreate --no-build --scale web=4 web"
+        );
+        // Without --no-start, `up` would start the service's stopped
+        // containers, an operator's exited one among them.
+        assert!(!args.iter().any(|a| a == "-d" || a == "--detach"));
+    }
 
     #[test]
     fn the_command_line_keeps_the_operators_order() {
@@ -350,7 +372,7 @@ mod tests {
     async fn a_missing_program_says_so() {
         let cli =
             ComposeCli::with_program("/nonexistent/compose", Vec::<String>::new(), Flavour::V1);
-        let err = cli.scale_up("app", 2).await.unwrap_err();
+        let err = cli.create_more("app", 2).await.unwrap_err();
         assert!(matches!(err, ComposeError::Spawn { .. }), "{err}");
         assert!(err.to_string().contains("hint:"));
     }
