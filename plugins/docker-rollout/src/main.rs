@@ -379,6 +379,11 @@ async fn rollout(
             if let Some(pair) = &pair {
                 let _ = pair_journal.unlock(pair).await;
             }
+            // Nothing was launched, but `pre` ran: `on-failure` and the
+            // webhook hear this failure like any other.
+            if let Some(h) = hooks.as_mut() {
+                h.failed_before_launch(&f, renderer.t()).await;
+            }
             return Err(f);
         }
     }
