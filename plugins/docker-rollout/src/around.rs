@@ -57,6 +57,8 @@ impl Around {
             target,
             options: RunOptions {
                 release: release.to_string(),
+                lock_timeout: spec.lock_timeout,
+                attempts: spec.attempts,
                 ..Default::default()
             },
         })

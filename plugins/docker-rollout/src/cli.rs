@@ -83,8 +83,8 @@ mod analysis;
 mod hooks;
 mod migrate;
 mod verbs;
-use migrate::MigrateCli;
 pub use migrate::{MigrateAround, MigrateRequest, MigrateVerb};
+use migrate::{MigrateCli, MigrateFlags};
 pub use verbs::{Verb, VerbRequest};
 
 /// A parsed `docker rollout init` command.
@@ -283,23 +283,8 @@ struct Cli {
     /// With `unlock`: release the lock without asking.
     #[arg(long, help_heading = "Rollout")]
     force: bool,
-    /// Migrations to run around the rollout: expand before it, backfill and contract after.
-    #[arg(
-        long,
-        value_name = "DIR",
-        requires = "database",
-        help_heading = "Migrations"
-    )]
-    migrate: Option<PathBuf>,
-    /// The database of --migrate: postgres://user:password@host:port/name.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "ROLLOUT_DATABASE_URL",
-        hide_env_values = true,
-        help_heading = "Migrations"
-    )]
-    database: Option<String>,
+    #[command(flatten)]
+    migrations: MigrateFlags,
 
     #[command(flatten)]
     tuning: Tuning,
@@ -716,10 +701,7 @@ impl Cli {
             standalone,
             lock_timeout: self.lock_timeout,
             unlock: None,
-            migrate: match (self.migrate, self.database) {
-                (Some(dir), Some(database)) => Some(MigrateAround { dir, database }),
-                _ => None,
-            },
+            migrate: self.migrations.into_around(),
         }
     }
 }
@@ -859,6 +841,24 @@ mod tests {
         assert_eq!(m.dir, PathBuf::from("db/m"));
         assert_eq!(m.database, "postgres://u:hunter2@h/d");
         assert!(!format!("{r:?}").contains("hunter2"), "{r:?}");
+        assert_eq!(
+            (m.lock_timeout, m.attempts),
+            (Duration::from_secs(1), 10),
+            "rollout-migrate's defaults"
+        );
+        let m = plugin("rollout web --migrate db/m --database postgres://h/d --migrate-lock-timeout 300ms --migrate-attempts 3")
+            .migrate
+            .unwrap();
+        assert_eq!(
+            (m.lock_timeout, m.attempts),
+            (Duration::from_millis(300), 3)
+        );
+        let (code, message) = error(
+            "rollout web --migrate db/m --database postgres://h/d --migrate-attempts 0",
+            true,
+        );
+        assert_eq!(code, 2);
+        assert!(message.contains("--migrate-attempts"), "{message}");
         assert_eq!(plugin("rollout web").migrate, None);
         if std::env::var_os("ROLLOUT_DATABASE_URL").is_none() {
             let (code, message) = error("rollout web --migrate db/m", true);

@@ -147,6 +147,44 @@ impl MigrateCommand {
     }
 }
 
+/// The flags of a rollout's `--migrate`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Migrations")]
+pub(super) struct MigrateFlags {
+    /// Migrations to run around the rollout: expand before it, backfill and contract after.
+    #[arg(long, value_name = "DIR", requires = "database")]
+    migrate: Option<PathBuf>,
+    /// The database of --migrate: postgres://user:password@host:port/name.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ROLLOUT_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
+    /// How long a migration statement of --migrate waits for a table lock before it is retried.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration, default_value = "1s", requires = "migrate")]
+    migrate_lock_timeout: Duration,
+    /// Attempts per migration statement of --migrate when a table lock is not granted.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100), default_value_t = 10, requires = "migrate")]
+    migrate_attempts: u32,
+}
+
+impl MigrateFlags {
+    /// What the rollout runs around itself, if `--migrate` was given.
+    pub(super) fn into_around(self) -> Option<MigrateAround> {
+        match (self.migrate, self.database) {
+            (Some(dir), Some(database)) => Some(MigrateAround {
+                dir,
+                database,
+                lock_timeout: self.migrate_lock_timeout,
+                attempts: self.migrate_attempts,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The migrations a rollout runs around itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MigrateAround {
@@ -154,6 +192,10 @@ pub struct MigrateAround {
     pub dir: PathBuf,
     /// The database URL (it may hold a password: never printed).
     pub database: String,
+    /// How long a statement waits for a lock before it is retried.
+    pub lock_timeout: Duration,
+    /// Attempts per statement when a lock is not granted.
+    pub attempts: u32,
 }
 
 impl std::fmt::Debug for MigrateAround {
@@ -161,6 +203,8 @@ impl std::fmt::Debug for MigrateAround {
         f.debug_struct("MigrateAround")
             .field("dir", &self.dir)
             .field("database", &"(not shown)")
+            .field("lock_timeout", &self.lock_timeout)
+            .field("attempts", &self.attempts)
             .finish()
     }
 }
