@@ -5,7 +5,10 @@
 //!   needs the new schema, and the old one ignores what expand adds. A
 //!   failing expand stops the rollout before any container changes (its
 //!   exit code is rollout-migrate's: 2 bad input or lint errors, 6 the
-//!   database cannot be reached, 7 another deploy holds the migration lock).
+//!   database cannot be reached, 7 another deploy holds the migration lock
+//!   or a table lock was not granted through every attempt; the
+//!   `on-failure` hook and the webhook are told). Its statements wait for
+//!   a lock `--migrate-lock-timeout` per attempt, `--migrate-attempts` times.
 //! - **backfill** runs once the rollout completed: the new revision serves
 //!   everything and writes the new columns itself, so the rows the backfill
 //!   fills are not written again the old way.
