@@ -83,7 +83,7 @@ mod analysis;
 mod hooks;
 mod migrate;
 mod verbs;
-pub use migrate::{MigrateAround, MigrateRequest, MigrateVerb};
+pub use migrate::{ContractScope, MigrateAround, MigrateRequest, MigrateVerb};
 use migrate::{MigrateCli, MigrateFlags};
 pub use verbs::{Verb, VerbRequest};
 
@@ -411,6 +411,18 @@ struct ProjectFlags {
     profiles: Vec<String>,
 }
 
+impl From<ProjectFlags> for ComposeArgs {
+    fn from(p: ProjectFlags) -> Self {
+        ComposeArgs {
+            files: p.files,
+            project_name: p.project_name,
+            project_directory: p.project_directory,
+            env_files: p.env_files,
+            profiles: p.profiles,
+        }
+    }
+}
+
 /// docker's global flags, accepted here for the standalone binary (as a
 /// plugin, docker passes them before `rollout`).
 #[derive(Debug, Args)]
@@ -547,7 +559,9 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
                 std::iter::once(OsString::from(name)).chain(rest.into_iter().skip(1)),
             )?;
         let cli = MigrateCli::from_arg_matches(&matches)?;
-        return Ok(Invocation::Migrate(Box::new(cli.into_request())));
+        let mut request = cli.into_request();
+        request.docker = globals;
+        return Ok(Invocation::Migrate(Box::new(request)));
     }
     if let Some(at) = verbs::verb_position(&rest) {
         return verbs::parse_verb(globals, rest, at, as_plugin);
@@ -596,7 +610,7 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
 /// The end of `--help`: the other command, the exit codes, the environment.
 static AFTER_HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n  docker rollout status SERVICE [--watch] [--output json]\n                           instances, weights, the rollout under way or paused\n  docker rollout history SERVICE [--limit N]   the last rollouts, newest first\n  docker rollout abort SERVICE   back to the old revision (running or paused rollout)\n  (a service named like a command: docker rollout -- NAME)\n\n\
+        "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply|contract DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n  docker rollout status SERVICE [--watch] [--output json]\n                           instances, weights, the rollout under way or paused\n  docker rollout history SERVICE [--limit N]   the last rollouts, newest first\n  docker rollout abort SERVICE   back to the old revision (running or paused rollout)\n  (a service named like a command: docker rollout -- NAME)\n\n\
          Exit codes:\n  0 done or nothing to change   1 unexpected error   2 bad input (nothing changed)\n  3 failed, rolled back   4 paused   5 the rollback failed\n  6 engine, proxy, registry or database unreachable\n  7 busy: another run holds the lock (nothing changed)   130 interrupted\n\n{}",
         crate::environ::ENVIRONMENT
     )
@@ -1111,10 +1125,13 @@ mod tests {
             database,
             phase,
             options,
+            scope,
+            force,
         } = r.verb
         else {
             panic!("{:?}", r.verb)
         };
+        assert!(scope.services.is_empty() && !force);
         assert_eq!(database, "postgres://a@h/db");
         assert_eq!(phase, rollout_migrate::Phase::Backfill);
         assert_eq!(options.release, "v2");
@@ -1129,8 +1146,36 @@ mod tests {
             }
         );
         assert_eq!(plugin("rollout -- migrate").service, "migrate");
+        // contract: the services whose consumers the gate checks, in their project.
+        let r = migrate(
+            "-H unix:///x.sock rollout migrate contract m green blue -p shop --database postgres://h/d --release v2",
+            true,
+        );
+        assert_eq!(r.docker.hosts, ["unix:///x.sock"]);
+        let MigrateVerb::Contract {
+            database,
+            options,
+            scope,
+        } = r.verb
+        else {
+            panic!("{:?}", r.verb)
+        };
+        assert_eq!(database, "postgres://h/d");
+        assert_eq!(options.release, "v2");
+        assert_eq!(scope.services, ["green", "blue"]);
+        assert_eq!(scope.compose.project_name.as_deref(), Some("shop"));
+        let r = migrate(
+            "migrate apply m --phase contract --service green --force --database postgres://h/d",
+            false,
+        );
+        assert!(
+            matches!(r.verb, MigrateVerb::Apply { ref scope, force: true, .. } if scope.services == ["green"]),
+            "{:?}",
+            r.verb
+        );
 
         for (args, needle) in [
+            ("migrate contract m --database x", "<SERVICE>"),
             ("migrate apply m --phase later --database x", "--phase"),
             (
                 "migrate apply m --phase expand --database x --attempts 0",
