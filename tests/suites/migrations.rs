@@ -441,7 +441,7 @@ fn contract_is_refused_while_a_v1_writer_runs_and_runs_once_it_is_gone() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("--phase contract"),
+        run.stderr.contains("docker rollout migrate contract"),
         "how to run it later: {}",
         run.stderr
     );
@@ -455,22 +455,59 @@ fn contract_is_refused_while_a_v1_writer_runs_and_runs_once_it_is_gone() {
         "green (v2) inserts under the load"
     );
 
-    // The old colour is gone: contract may run now, by the migrate verb, under the load.
-    p.compose(&["stop", "blue"]);
-    let contract = plugins
+    // The verb's gate sees the v1 writer too: refused, busy (7), nothing changed.
+    let contract = || {
+        let out = plugins
+            .docker()
+            .current_dir(p.dir())
+            .args(["rollout", "migrate", "contract"])
+            .arg(&dir.path)
+            .args(["green", "--project-name", p.name(), "--database", &url])
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!said.contains("secret-password"), "{said}");
+        (out.status.code(), said)
+    };
+    let blue = p.containers(Some("blue")).remove(0);
+    let (code, said) = contract();
+    assert_eq!(code, Some(7), "{said}");
+    assert!(
+        said.contains("contract refused, nothing changed")
+            && said.contains(&format!("container {} still runs revision", blue.name)),
+        "the v1 container is named: {said}"
+    );
+    assert_eq!(applied(&pg), "expand,backfill", "{said}");
+    assert_eq!(email_required(&pg), "f", "the column is still nullable");
+    // apply --phase contract goes through the same gate.
+    let gated = plugins
         .docker()
         .args(["rollout", "migrate", "apply"])
         .arg(&dir.path)
         .args(["--phase", "contract", "--database", &url])
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&contract.stdout),
-        String::from_utf8_lossy(&contract.stderr)
-    );
-    assert_eq!(contract.status.code(), Some(0), "{said}");
-    assert!(!said.contains("secret-password"), "{said}");
+    assert_eq!(gated.status.code(), Some(2), "{gated:?}");
+    assert_eq!(email_required(&pg), "f");
+
+    // The old colour is gone; a one-off container of the old image (`compose run`) is no
+    // consumer: contract runs by the migrate verb, under the load.
+    p.compose(&["stop", "blue"]);
+    p.compose(&["run", "-d", "--no-deps", "blue"]);
+    let oneoff: Vec<_> = p
+        .containers(Some("blue"))
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .collect();
+    assert_eq!(oneoff.len(), 1, "the one-off of blue runs: {oneoff:?}");
+    assert!(oneoff[0].name.contains("-run-"), "{:?}", oneoff[0]);
+    let (code, said) = contract();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(!said.contains(&oneoff[0].name), "{said}");
     wait_ok(&load, 250, Duration::from_secs(30));
     let mut report = load.stop().unwrap();
     report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
@@ -480,6 +517,10 @@ fn contract_is_refused_while_a_v1_writer_runs_and_runs_once_it_is_gone() {
     assert_eq!(applied(&pg), "expand,backfill,contract", "{said}");
     assert_eq!(email_required(&pg), "t");
     assert_eq!(misfilled(&pg), "0");
+    // Nothing left to contract: a second run says so and succeeds.
+    let (code, said) = contract();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("no contract file is pending"), "{said}");
 }
 
 /// The `rows_done` and `backfill_cursor` of the backfill file, and its status.
