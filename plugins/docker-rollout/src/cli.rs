@@ -411,18 +411,6 @@ struct ProjectFlags {
     profiles: Vec<String>,
 }
 
-impl From<ProjectFlags> for ComposeArgs {
-    fn from(p: ProjectFlags) -> Self {
-        ComposeArgs {
-            files: p.files,
-            project_name: p.project_name,
-            project_directory: p.project_directory,
-            env_files: p.env_files,
-            profiles: p.profiles,
-        }
-    }
-}
-
 /// docker's global flags, accepted here for the standalone binary (as a
 /// plugin, docker passes them before `rollout`).
 #[derive(Debug, Args)]
@@ -1146,34 +1134,6 @@ mod tests {
             }
         );
         assert_eq!(plugin("rollout -- migrate").service, "migrate");
-        // contract: the services whose consumers the gate checks, in their project.
-        let r = migrate(
-            "-H unix:///x.sock rollout migrate contract m green blue -p shop --database postgres://h/d --release v2",
-            true,
-        );
-        assert_eq!(r.docker.hosts, ["unix:///x.sock"]);
-        let MigrateVerb::Contract {
-            database,
-            options,
-            scope,
-        } = r.verb
-        else {
-            panic!("{:?}", r.verb)
-        };
-        assert_eq!(database, "postgres://h/d");
-        assert_eq!(options.release, "v2");
-        assert_eq!(scope.services, ["green", "blue"]);
-        assert_eq!(scope.compose.project_name.as_deref(), Some("shop"));
-        let r = migrate(
-            "migrate apply m --phase contract --service green --force --database postgres://h/d",
-            false,
-        );
-        assert!(
-            matches!(r.verb, MigrateVerb::Apply { ref scope, force: true, .. } if scope.services == ["green"]),
-            "{:?}",
-            r.verb
-        );
-
         for (args, needle) in [
             ("migrate contract m --database x", "<SERVICE>"),
             ("migrate apply m --phase later --database x", "--phase"),

@@ -238,6 +238,18 @@ impl MigrateCommand {
     }
 }
 
+impl From<ProjectFlags> for ComposeArgs {
+    fn from(p: ProjectFlags) -> Self {
+        ComposeArgs {
+            files: p.files,
+            project_name: p.project_name,
+            project_directory: p.project_directory,
+            env_files: p.env_files,
+            profiles: p.profiles,
+        }
+    }
+}
+
 /// The flags of a rollout's `--migrate`.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Migrations")]
@@ -297,5 +309,52 @@ impl std::fmt::Debug for MigrateAround {
             .field("lock_timeout", &self.lock_timeout)
             .field("attempts", &self.attempts)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrate(s: &str, as_plugin: bool) -> MigrateRequest {
+        let argv = std::iter::once("/usr/lib/docker/cli-plugins/docker-rollout")
+            .chain(s.split_whitespace())
+            .map(OsString::from)
+            .collect();
+        match parse(argv, as_plugin).unwrap() {
+            Invocation::Migrate(r) => *r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn contract_takes_the_services_and_their_project() {
+        // contract: the services whose consumers the gate checks, in their project.
+        let r = migrate(
+            "-H unix:///x.sock rollout migrate contract m green blue -p shop --database postgres://h/d --release v2",
+            true,
+        );
+        assert_eq!(r.docker.hosts, ["unix:///x.sock"]);
+        let MigrateVerb::Contract {
+            database,
+            options,
+            scope,
+        } = r.verb
+        else {
+            panic!("{:?}", r.verb)
+        };
+        assert_eq!(database, "postgres://h/d");
+        assert_eq!(options.release, "v2");
+        assert_eq!(scope.services, ["green", "blue"]);
+        assert_eq!(scope.compose.project_name.as_deref(), Some("shop"));
+        let r = migrate(
+            "migrate apply m --phase contract --service green --force --database postgres://h/d",
+            false,
+        );
+        assert!(
+            matches!(r.verb, MigrateVerb::Apply { ref scope, force: true, .. } if scope.services == ["green"]),
+            "{:?}",
+            r.verb
+        );
     }
 }
