@@ -81,8 +81,8 @@ pub use registry::Registry;
 pub use rig::{Rig, ROLLOUT_TIMEOUT};
 pub use run::{run_rollout, Ended, Running, Stamped, Whom};
 pub use stack::{
-    blue_green_example, canary_example, free_port, judged_blue_green_example, DemoStack, DEMO_PORT,
-    NGINX_IMAGE, SEED_NGINX_CONF,
+    blue_green_example, blue_green_example_with, canary_example, free_port,
+    judged_blue_green_example, DemoStack, DEMO_PORT, NGINX_IMAGE, SEED_NGINX_CONF,
 };
 
 /// The demo app images `cargo xtask images` builds (`rollout-demo:<tag>`).

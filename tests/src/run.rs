@@ -346,6 +346,32 @@ impl Running {
         self.wait_until(name, timeout, |l| l.name() == name)
     }
 
+    /// Waits until the command's stderr holds `needle` (events read meanwhile are kept);
+    /// panics with what it printed when it ends or `timeout` passes first.
+    pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain();
+            if self.stderr_so_far().contains(needle) {
+                return;
+            }
+            let ended = self.child.try_wait().expect("wait for docker rollout");
+            if ended.is_some() || Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "no {needle:?} on stderr within {timeout:?} ({}); events:\n{}stderr:\n{}",
+                    match ended {
+                        Some(s) => format!("it ended: {s}"),
+                        None => "still running".to_string(),
+                    },
+                    transcript(&self.seen),
+                    self.stderr_so_far()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The docker CLI's process id (and its process group's, with `own_group`).
     pub fn cli_pid(&self) -> u32 {
         self.child.id()

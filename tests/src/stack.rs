@@ -170,6 +170,12 @@ impl DemoStack {
 /// (v1) live and green (v2), `replicas` each, every service labelled for the harness, nginx
 /// on a free loopback port. Returns once both colours are healthy and nginx answers v1.
 pub fn blue_green_example(slug: &str, replicas: u32) -> Project {
+    blue_green_example_with(slug, replicas, &[])
+}
+
+/// [`blue_green_example`] with `env` added to the environment of both colours (values
+/// single-quoted in the override file: a test's own values, not an operator's).
+pub fn blue_green_example_with(slug: &str, replicas: u32, env: &[(&str, &str)]) -> Project {
     let mut p = Project::new(slug);
     p.copy_from(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/blue-green"));
     let mut o = String::from("services:\n");
@@ -181,6 +187,13 @@ pub fn blue_green_example(slug: &str, replicas: u32) -> Project {
         );
         if s != "nginx" {
             let _ = write!(o, "    deploy:\n      replicas: {replicas}\n");
+            if !env.is_empty() {
+                o.push_str("    environment:\n");
+                for (k, v) in env {
+                    assert!(!v.contains('\''), "{k}: a quote in a test's value");
+                    let _ = writeln!(o, "      {k}: '{v}'");
+                }
+            }
         }
     }
     p.write("compose.override.yaml", &o);

@@ -66,7 +66,8 @@ pub struct Message {
     /// Seconds the rollout took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elapsed_secs: Option<f64>,
-    /// Why the rollout did not start (the `pre` hook refused it).
+    /// Why the rollout did not start (the `pre` hook refused it, or what
+    /// failed before anything was launched).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The rollout's `finished` event, as `--output json` prints it.
@@ -112,6 +113,29 @@ impl Message {
         );
         let mut m = Self::base(Phase::Pre, subject, text);
         m.exit_code = Some(rollout_core::exit::BAD_INPUT);
+        m.error = Some(why.to_string());
+        m
+    }
+
+    /// The rollout failed after `pre` and before the strategy launched
+    /// anything (a migration's expand phase, say): `on-failure`, with the
+    /// outcome `failed`, the exit code `docker rollout` ends with, and the
+    /// error in one line (`headline`) and in full (`why`).
+    pub fn not_launched(
+        subject: &Subject,
+        headline: &str,
+        why: &str,
+        code: i32,
+        elapsed: f64,
+    ) -> Self {
+        let text = format!(
+            "{}: rollout to {} failed before anything was launched: {headline} (exit {code})",
+            subject.service, subject.to.image
+        );
+        let mut m = Self::base(Phase::OnFailure, subject, text);
+        m.outcome = Some(Outcome::Failed(headline.to_string()));
+        m.exit_code = Some(code);
+        m.elapsed_secs = Some((elapsed * 1000.0).round() / 1000.0);
         m.error = Some(why.to_string());
         m
     }
@@ -324,6 +348,33 @@ mod tests {
             refused.text,
             "shop/app: rollout to app:v2 not started: the pre hook ./check.sh exited 1"
         );
+    }
+
+    #[test]
+    fn a_failure_before_anything_launched_is_on_failure_with_the_error() {
+        let m = Message::not_launched(
+            &subject(),
+            "db/0001_add_email.sql:2: canceling statement due to lock timeout",
+            "db/0001_add_email.sql:2: canceling statement due to lock timeout (after 3 attempts)\nhint: x",
+            7,
+            3.21049,
+        );
+        assert_eq!(m.hook, Phase::OnFailure);
+        assert_eq!(
+            m.text,
+            "shop/app: rollout to app:v2 failed before anything was launched: db/0001_add_email.sql:2: canceling statement due to lock timeout (exit 7)"
+        );
+        let json: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(json["hook"], "on-failure");
+        assert_eq!(json["exit_code"], 7);
+        assert_eq!(json["elapsed_secs"], 3.21);
+        assert_eq!(json["outcome"]["outcome"], "failed");
+        assert!(json["error"]
+            .as_str()
+            .unwrap()
+            .contains("(after 3 attempts)\nhint: x"));
+        assert!(json.get("event").is_none(), "the rollout never ran: {json}");
+        assert_eq!(m.outcome_word(), Some("failed"));
     }
 
     #[test]

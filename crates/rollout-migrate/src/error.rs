@@ -79,6 +79,18 @@ pub enum MigrateError {
         /// The database's words (and how many attempts were made).
         message: String,
     },
+    /// A statement waited for a lock through every attempt (another
+    /// transaction held it): busy, as a held migration lock is; the file is
+    /// not applied and runs again with the next run.
+    #[error("{}:{line}: {message}\nhint: another transaction holds a lock this statement needs (pg_stat_activity shows it): run again once it ends, or allow a longer lock timeout or more attempts", file.display())]
+    LockTimeout {
+        /// The file.
+        file: PathBuf,
+        /// The statement's first line.
+        line: usize,
+        /// The database's words and how many attempts were made.
+        message: String,
+    },
     /// The database failed outside a migration file (the state table, the lock).
     #[error("database error: {0}")]
     Database(String),
@@ -106,7 +118,9 @@ impl MigrateError {
     }
 
     /// The exit code of DESIGN.md: 2 bad input (nothing changed), 6 the
-    /// database cannot be reached, 7 busy, 1 a statement or the database failed.
+    /// database cannot be reached, 7 busy (the migration lock, or a table
+    /// lock not granted through every attempt), 1 a statement or the
+    /// database failed.
     pub fn exit_code(&self) -> i32 {
         match self {
             MigrateError::Folder { .. }
@@ -116,7 +130,7 @@ impl MigrateError {
             | MigrateError::Order { .. }
             | MigrateError::Usage(_) => exit::BAD_INPUT,
             MigrateError::Unreachable { .. } => exit::UNREACHABLE,
-            MigrateError::Busy { .. } => exit::BUSY,
+            MigrateError::Busy { .. } | MigrateError::LockTimeout { .. } => exit::BUSY,
             MigrateError::Statement { .. } | MigrateError::Database(_) => exit::UNEXPECTED,
         }
     }

@@ -285,10 +285,19 @@ impl Database {
         } else {
             String::new()
         };
-        MigrateError::Statement {
-            file: file.path.clone(),
-            line: stmt.line,
-            message: format!("{}{tries}", describe(e)),
+        let message = format!("{}{tries}", describe(e));
+        if is_lock_timeout(e) {
+            MigrateError::LockTimeout {
+                file: file.path.clone(),
+                line: stmt.line,
+                message,
+            }
+        } else {
+            MigrateError::Statement {
+                file: file.path.clone(),
+                line: stmt.line,
+                message,
+            }
         }
     }
 

@@ -318,7 +318,7 @@ async fn expand_waits_for_a_lock_within_its_timeout_and_retries() {
     let e = apply_with(&pg, &dir, Phase::Expand, &few, &mut |_| {})
         .await
         .unwrap_err();
-    assert_eq!(e.exit_code(), 1);
+    assert_eq!(e.exit_code(), 7, "busy, as DESIGN.md's exit codes say");
     let msg = e.to_string();
     assert!(msg.contains("0005_users_email.sql:2: canceling statement due to lock timeout (SQLSTATE 55P03) (after 2 attempts)"), "{msg}");
     let status: String = c

@@ -5,16 +5,22 @@
 //!   needs the new schema, and the old one ignores what expand adds. A
 //!   failing expand stops the rollout before any container changes (its
 //!   exit code is rollout-migrate's: 2 bad input or lint errors, 6 the
-//!   database cannot be reached, 7 another deploy holds the migration lock).
+//!   database cannot be reached, 7 another deploy holds the migration lock
+//!   or a table lock was not granted through every attempt; the
+//!   `on-failure` hook and the webhook are told). Its statements wait for
+//!   a lock `--migrate-lock-timeout` per attempt, `--migrate-attempts` times.
 //! - **backfill** runs once the rollout completed: the new revision serves
 //!   everything and writes the new columns itself, so the rows the backfill
 //!   fills are not written again the old way.
 //! - **contract** runs only when rollout-migrate's gate opens: every earlier
-//!   file applied and no container of the service running another revision
-//!   (a blue-green colour left running for a switch back is one). Refused,
+//!   file applied and no consumer running an older image (a consumer is a
+//!   running container of the service, of its other blue-green colour, a
+//!   colour left running for a switch back being one, or of another
+//!   service of the project started from the same image repository, such
+//!   as a worker; one-off `docker compose run` containers are not). Refused,
 //!   it is deferred with the reasons: the rollout still succeeded, and
-//!   the next `--migrate` rollout (or `docker rollout migrate apply --phase
-//!   contract` once the old containers are gone) runs it.
+//!   the next `--migrate` rollout (or `docker rollout migrate contract DIR
+//!   SERVICE` once the old containers are gone) runs it.
 //!
 //! Each phase is also in the rollout's event stream (`--output json`):
 //! `migration-started` with the files pending, `migration-progress` after
@@ -28,9 +34,8 @@
 use crate::cli::MigrateAround;
 use crate::fail::Fail;
 use crate::output::Renderer;
-use rollout_core::model::InstanceState;
-use rollout_core::{Backend, ServiceRef};
-use rollout_migrate::gate::{contract_gate, Consumer, ContractGate};
+use rollout_docker::Engine;
+use rollout_migrate::gate::{ContractGate, Target};
 use rollout_migrate::{
     progress, DbTarget, Event, FileState, MigrateError, Migrations, Phase, RunOptions,
 };
@@ -57,6 +62,8 @@ impl Around {
             target,
             options: RunOptions {
                 release: release.to_string(),
+                lock_timeout: spec.lock_timeout,
+                attempts: spec.attempts,
                 ..Default::default()
             },
         })
@@ -67,40 +74,27 @@ impl Around {
         self.apply(Phase::Expand, renderer).await.map(|_| ())
     }
 
-    /// After a completed rollout to `revision`: backfill, then contract if
-    /// the gate opens, judged on the containers of `consumers` (the service,
-    /// and the other colour of a blue-green pair). Returns what to tell the
-    /// operator; an error is the database's or the engine's (the rollout
-    /// itself is done).
+    /// After a completed rollout to `target`: backfill, then contract if
+    /// the gate opens, judged on the running containers of `projects` (the
+    /// consumers: the service, the other colour of a blue-green pair, the
+    /// other services of the same image repository; one-off containers
+    /// excepted). Returns what to tell the operator; an error is the
+    /// database's or the engine's (the rollout itself is done).
     pub async fn after(
         &self,
-        backend: &dyn Backend,
-        consumers: &[ServiceRef],
-        revision: &str,
+        engine: &Engine,
+        projects: &[&str],
+        target: &Target,
         renderer: &mut Renderer,
     ) -> Result<Vec<String>, Fail> {
         let mut notes = Vec::new();
         self.apply(Phase::Backfill, renderer).await?;
-        let mut running = Vec::new();
-        for service in consumers {
-            let instances = backend.instances(service).await.map_err(|e| {
-                Fail::unreachable(format!("cannot list {service} for the contract gate: {e}"))
-            })?;
-            running.extend(
-                instances
-                    .iter()
-                    .filter(|i| i.state != InstanceState::Exited)
-                    .map(|i| Consumer {
-                        container: i.host.clone(),
-                        revision: i.revision.clone(),
-                    }),
-            );
-        }
+        let running = crate::contract::running(engine, projects).await?;
         let status = {
             let db = self.target.connect().await.map_err(fail)?;
             db.status(&self.migrations).await.map_err(fail)?
         };
-        match contract_gate(&status, revision, &running) {
+        match crate::contract::decide(&status, &running, target) {
             ContractGate::Nothing => {}
             ContractGate::Open(files) => {
                 say(&format!("migrate: contract may run ({})", files.join(", ")));
@@ -109,9 +103,10 @@ impl Around {
             ContractGate::Refused(reasons) => {
                 let reasons: Vec<String> = reasons.iter().map(|r| format!("  {r}")).collect();
                 notes.push(format!(
-                    "migrate: contract deferred, the old revision may still use what it removes:\n{}\nhint: it runs with the next --migrate rollout once they are gone, or by `docker rollout migrate apply {} --phase contract`",
+                    "migrate: contract deferred, the old revision may still use what it removes:\n{}\nhint: it runs with the next --migrate rollout once they are gone, or by `docker rollout migrate contract {} {}`",
                     reasons.join("\n"),
-                    self.migrations.dir.display()
+                    self.migrations.dir.display(),
+                    target.services.first().map_or("SERVICE", String::as_str)
                 ));
             }
         }

@@ -83,8 +83,8 @@ mod analysis;
 mod hooks;
 mod migrate;
 mod verbs;
-use migrate::MigrateCli;
-pub use migrate::{MigrateAround, MigrateRequest, MigrateVerb};
+pub use migrate::{ContractScope, MigrateAround, MigrateRequest, MigrateVerb};
+use migrate::{MigrateCli, MigrateFlags};
 pub use verbs::{Verb, VerbRequest};
 
 /// A parsed `docker rollout init` command.
@@ -283,23 +283,8 @@ struct Cli {
     /// With `unlock`: release the lock without asking.
     #[arg(long, help_heading = "Rollout")]
     force: bool,
-    /// Migrations to run around the rollout: expand before it, backfill and contract after.
-    #[arg(
-        long,
-        value_name = "DIR",
-        requires = "database",
-        help_heading = "Migrations"
-    )]
-    migrate: Option<PathBuf>,
-    /// The database of --migrate: postgres://user:password@host:port/name.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "ROLLOUT_DATABASE_URL",
-        hide_env_values = true,
-        help_heading = "Migrations"
-    )]
-    database: Option<String>,
+    #[command(flatten)]
+    migrations: MigrateFlags,
 
     #[command(flatten)]
     tuning: Tuning,
@@ -562,7 +547,9 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
                 std::iter::once(OsString::from(name)).chain(rest.into_iter().skip(1)),
             )?;
         let cli = MigrateCli::from_arg_matches(&matches)?;
-        return Ok(Invocation::Migrate(Box::new(cli.into_request())));
+        let mut request = cli.into_request();
+        request.docker = globals;
+        return Ok(Invocation::Migrate(Box::new(request)));
     }
     if let Some(at) = verbs::verb_position(&rest) {
         return verbs::parse_verb(globals, rest, at, as_plugin);
@@ -611,7 +598,7 @@ pub fn parse(argv: Vec<OsString>, as_plugin: bool) -> Result<Invocation, clap::E
 /// The end of `--help`: the other command, the exit codes, the environment.
 static AFTER_HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n  docker rollout status SERVICE [--watch] [--output json]\n                           instances, weights, the rollout under way or paused\n  docker rollout history SERVICE [--limit N]   the last rollouts, newest first\n  docker rollout abort SERVICE   back to the old revision (running or paused rollout)\n  (a service named like a command: docker rollout -- NAME)\n\n\
+        "Other commands:\n  docker rollout init SERVICE    put an nginx in front of SERVICE (init --help)\n  docker rollout migrate lint|status|apply|contract DIR\n                           schema migrations in phases (migrate --help)\n  docker rollout unlock SERVICE [--force]\n                           show who holds SERVICE's lock and release it (asks unless\n                           --force; refused while the holder runs on this machine)\n  docker rollout status SERVICE [--watch] [--output json]\n                           instances, weights, the rollout under way or paused\n  docker rollout history SERVICE [--limit N]   the last rollouts, newest first\n  docker rollout abort SERVICE   back to the old revision (running or paused rollout)\n  (a service named like a command: docker rollout -- NAME)\n\n\
          Exit codes:\n  0 done or nothing to change   1 unexpected error   2 bad input (nothing changed)\n  3 failed, rolled back   4 paused   5 the rollback failed\n  6 engine, proxy, registry or database unreachable\n  7 busy: another run holds the lock (nothing changed)   130 interrupted\n\n{}",
         crate::environ::ENVIRONMENT
     )
@@ -716,10 +703,7 @@ impl Cli {
             standalone,
             lock_timeout: self.lock_timeout,
             unlock: None,
-            migrate: match (self.migrate, self.database) {
-                (Some(dir), Some(database)) => Some(MigrateAround { dir, database }),
-                _ => None,
-            },
+            migrate: self.migrations.into_around(),
         }
     }
 }
@@ -859,6 +843,24 @@ mod tests {
         assert_eq!(m.dir, PathBuf::from("db/m"));
         assert_eq!(m.database, "postgres://u:hunter2@h/d");
         assert!(!format!("{r:?}").contains("hunter2"), "{r:?}");
+        assert_eq!(
+            (m.lock_timeout, m.attempts),
+            (Duration::from_secs(1), 10),
+            "rollout-migrate's defaults"
+        );
+        let m = plugin("rollout web --migrate db/m --database postgres://h/d --migrate-lock-timeout 300ms --migrate-attempts 3")
+            .migrate
+            .unwrap();
+        assert_eq!(
+            (m.lock_timeout, m.attempts),
+            (Duration::from_millis(300), 3)
+        );
+        let (code, message) = error(
+            "rollout web --migrate db/m --database postgres://h/d --migrate-attempts 0",
+            true,
+        );
+        assert_eq!(code, 2);
+        assert!(message.contains("--migrate-attempts"), "{message}");
         assert_eq!(plugin("rollout web").migrate, None);
         if std::env::var_os("ROLLOUT_DATABASE_URL").is_none() {
             let (code, message) = error("rollout web --migrate db/m", true);
@@ -1111,10 +1113,13 @@ mod tests {
             database,
             phase,
             options,
+            scope,
+            force,
         } = r.verb
         else {
             panic!("{:?}", r.verb)
         };
+        assert!(scope.services.is_empty() && !force);
         assert_eq!(database, "postgres://a@h/db");
         assert_eq!(phase, rollout_migrate::Phase::Backfill);
         assert_eq!(options.release, "v2");
@@ -1129,8 +1134,8 @@ mod tests {
             }
         );
         assert_eq!(plugin("rollout -- migrate").service, "migrate");
-
         for (args, needle) in [
+            ("migrate contract m --database x", "<SERVICE>"),
             ("migrate apply m --phase later --database x", "--phase"),
             (
                 "migrate apply m --phase expand --database x --attempts 0",

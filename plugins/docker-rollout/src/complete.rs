@@ -102,6 +102,8 @@ pub fn candidates(words: &[String], services: &[String], flags: &[String]) -> (V
                         | "--timeout"
                         | "--lock-timeout"
                         | "--database"
+                        | "--migrate-lock-timeout"
+                        | "--migrate-attempts"
                         | "-c"
                         | "--context"
                         | "-H"

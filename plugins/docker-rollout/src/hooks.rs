@@ -8,8 +8,9 @@
 //!   start) refuses the rollout: exit 2, the hook's output (its last 4 KiB)
 //!   in the message, the webhook told.
 //! - `post` after a rollout that ended with exit code 0, `on-failure` after
-//!   one that ended otherwise: a failure is a warning, never a change of
-//!   the exit code.
+//!   one that ended otherwise, or that failed after `pre` and before the
+//!   strategy launched anything (a migration's expand phase): a failure is
+//!   a warning, never a change of the exit code.
 //! - The webhook hears `pre` (sent in the background while the rollout runs),
 //!   the refusal, and the end; not delivered is a warning.
 //!
@@ -96,7 +97,29 @@ impl Hooks {
     ) {
         self.subject.from = from;
         let message = Message::ended(&self.subject, outcome, code, elapsed);
-        if let Some(result) = self.runner.command(&message).await {
+        self.send(&message).await;
+    }
+
+    /// The rollout failed after `pre` and before the strategy launched
+    /// anything (its migrations' expand phase, or an interruption then):
+    /// `on-failure` and the webhook hear it as they hear any other failure,
+    /// with `failure`'s exit code and message. Failures are warnings.
+    pub async fn failed_before_launch(&mut self, failure: &Fail, elapsed: f64) {
+        let headline = failure.message.lines().next().unwrap_or_default();
+        let message = Message::not_launched(
+            &self.subject,
+            headline,
+            &failure.message,
+            failure.code,
+            elapsed,
+        );
+        self.send(&message).await;
+    }
+
+    /// Runs the command hook of `message` and tells the webhook, after the
+    /// `pre` notice (so the receiver hears them in order).
+    async fn send(&mut self, message: &Message) {
+        if let Some(result) = self.runner.command(message).await {
             match result {
                 Ok(ran) => say(&format!(
                     "note: {} hook {:?} exited 0 in {:.1}s",
@@ -110,7 +133,7 @@ impl Hooks {
         if let Some(notice) = self.notice.take() {
             report_webhook(notice.await.ok().flatten());
         }
-        report_webhook(self.runner.notify(&message).await);
+        report_webhook(self.runner.notify(message).await);
     }
 }
 
@@ -190,9 +213,11 @@ mod tests {
     /// record what they get, and the webhook on `port`; `pre_exit` is the
     /// `pre` hook's exit code.
     fn project(port: u16, pre_exit: i32) -> (Dir, Settings) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = Dir(std::env::temp_dir().join(format!(
-            "docker-rollout-hooks-{}-{pre_exit}",
-            std::process::id()
+            "docker-rollout-hooks-{}-{pre_exit}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         )));
         let _ = std::fs::remove_dir_all(&dir.0);
         std::fs::create_dir_all(dir.0.join("hooks")).unwrap();
@@ -298,6 +323,52 @@ mod tests {
             "shop/app: rollout to app:v2 not started: the pre hook \"./hooks/pre.sh\" exited 1"
         );
         assert!(refusal["error"].as_str().unwrap().contains("checked app"));
+        assert!(!everything_received(&dir.0, &bodies).contains(SECRET));
+    }
+
+    #[tokio::test]
+    async fn a_failure_before_anything_launched_runs_on_failure_and_tells_the_webhook() {
+        let (port, bodies) = receiver().await;
+        let (dir, settings) = project(port, 0);
+        let target = Revision::new("h2@sha256:2", "app:v2");
+        let mut around = Hooks::of(&settings, &dir.0, &target).unwrap();
+        around.pre().await.unwrap();
+        // What a failing expand phase returns (rollout-migrate's error and exit code).
+        let failure = Fail {
+            code: 7,
+            message: "db/0001_add_email.sql:2: canceling statement due to lock timeout (after 3 attempts)\nhint: a transaction holds a lock".into(),
+        };
+        around.failed_before_launch(&failure, 4.0).await;
+        let stdin = std::fs::read_to_string(dir.0.join("on-failure.stdin"))
+            .expect("the on-failure hook ran and got the message on its stdin");
+        let got: serde_json::Value = serde_json::from_str(&stdin).unwrap();
+        assert_eq!(got["hook"], "on-failure");
+        assert_eq!(got["exit_code"], 7);
+        assert_eq!(got["outcome"]["outcome"], "failed");
+        assert_eq!(got["error"], failure.message.as_str());
+        assert_eq!(
+            got["text"],
+            "shop/app: rollout to app:v2 failed before anything was launched: db/0001_add_email.sql:2: canceling statement due to lock timeout (after 3 attempts) (exit 7)"
+        );
+        let env = std::fs::read_to_string(dir.0.join("on-failure.env")).unwrap();
+        assert!(env.contains("ROLLOUT_EXIT_CODE=7"), "{env}");
+        assert!(!dir.0.join("post.stdin").exists());
+        // The webhook heard pre, then the same failure.
+        let got = bodies.lock().unwrap().clone();
+        let hooks: Vec<(String, String)> = got
+            .iter()
+            .map(|b| {
+                let v: serde_json::Value = serde_json::from_str(b).unwrap();
+                (v["hook"].to_string(), v["exit_code"].to_string())
+            })
+            .collect();
+        assert_eq!(
+            hooks,
+            [
+                ("\"pre\"".to_string(), "null".to_string()),
+                ("\"on-failure\"".to_string(), "7".to_string())
+            ]
+        );
         assert!(!everything_received(&dir.0, &bodies).contains(SECRET));
     }
 }

@@ -20,6 +20,7 @@ mod analysis;
 mod around;
 mod cli;
 mod complete;
+mod contract;
 mod drive;
 mod dry;
 mod environ;
@@ -408,6 +409,11 @@ async fn rollout(
             if let Some(pair) = &pair {
                 let _ = pair_journal.unlock(pair).await;
             }
+            // Nothing was launched, but `pre` ran: `on-failure` and the
+            // webhook hear this failure like any other.
+            if let Some(h) = hooks.as_mut() {
+                h.failed_before_launch(&f, renderer.t()).await;
+            }
             return Err(f);
         }
     }
@@ -446,15 +452,21 @@ async fn rollout(
     let mut code = outcome.exit_code();
     if let Some(around) = &around {
         if matches!(outcome, Outcome::Completed | Outcome::NoChange) {
-            let mut consumers = vec![settings.service.clone()];
+            let mut services = vec![settings.service.service.clone()];
             if let TrafficLayout::Colours { other, .. } = &settings.layout {
-                consumers.push(other.clone());
+                services.push(other.service.clone());
             }
+            let target = rollout_migrate::gate::Target {
+                services,
+                image: plan.target.image.clone(),
+                // Unknown, no container matches it: contract is deferred.
+                image_id: plan.target.image_id.clone().unwrap_or_default(),
+            };
             match around
                 .after(
-                    wired.backend.as_ref(),
-                    &consumers,
-                    &plan.target.id,
+                    &kept,
+                    &[settings.service.project.as_str()],
+                    &target,
                     &mut renderer,
                 )
                 .await

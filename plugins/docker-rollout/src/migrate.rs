@@ -1,12 +1,22 @@
-//! `docker rollout migrate lint|status|apply`: the migration verbs, wired
-//! to rollout-migrate. Findings and status are data (stdout); progress and
-//! errors go to stderr. Exit codes are the crate's (`MigrateError::exit_code`):
-//! 2 bad input or lint findings, 6 the database cannot be reached, 7 busy.
+//! `docker rollout migrate lint|status|apply|contract`: the migration verbs,
+//! wired to rollout-migrate. Findings and status are data (stdout); progress
+//! and errors go to stderr. Exit codes are the crate's
+//! (`MigrateError::exit_code`): 2 bad input or lint findings, 6 the database
+//! cannot be reached, 7 busy. `contract` (and `apply --phase contract
+//! --service SERVICE`) runs the contract files only when the gate opens
+//! ([`crate::contract`]); refused, it exits 7 (the containers' state holds
+//! it back, not the input; nothing changed) naming each container of an
+//! older revision. `apply --phase contract` without a service is bad input
+//! unless `--force` skips the gate (and says so).
 
-use crate::cli::{MigrateRequest, MigrateVerb};
+use crate::cli::{ContractScope, DockerGlobals, MigrateRequest, MigrateVerb};
+use crate::contract;
+use crate::fail::Fail;
 use rollout_core::exit;
+use rollout_migrate::gate::ContractGate;
 use rollout_migrate::{
-    lint, DbTarget, Event, FileState, FileStatus, MigrateError, Migrations, RunOptions, Severity,
+    lint, DbTarget, Event, FileState, FileStatus, MigrateError, Migrations, Phase, RunOptions,
+    Severity,
 };
 use std::io::Write;
 use std::time::Instant;
@@ -17,12 +27,12 @@ pub fn run(req: MigrateRequest) -> i32 {
         Ok(code) => code,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
-            e.exit_code()
+            e.code
         }
     }
 }
 
-fn verb(req: MigrateRequest) -> Result<i32, MigrateError> {
+fn verb(req: MigrateRequest) -> Result<i32, Fail> {
     let migrations = Migrations::load(&req.dir)?;
     match req.verb {
         MigrateVerb::Lint => Ok(lint_verb(&migrations)),
@@ -32,50 +42,130 @@ fn verb(req: MigrateRequest) -> Result<i32, MigrateError> {
                 let db = target.connect().await?;
                 let status = db.status(&migrations).await?;
                 print_status(&status);
-                changed_is_bad_input(&status)
+                Ok(changed_is_bad_input(&status)?)
             })
         }
         MigrateVerb::Apply {
             database,
             phase,
             options,
+            scope,
+            force,
         } => {
             // Bad input is found before the database is asked.
             migrations.check()?;
             let target = DbTarget::parse(&database)?;
-            block_on(async {
-                let mut db = target.connect().await?;
-                let started = Instant::now();
-                let mut rows_now = 0u64;
-                let mut progress = |e: &Event| report(e, &options, started, &mut rows_now);
-                let done = db
-                    .apply(&migrations, phase, &options, &mut progress)
-                    .await?;
+            if phase == Phase::Contract && force {
                 let _ = writeln!(
                     std::io::stderr(),
-                    "{phase}: {} file(s) applied to {target} in {:.1}s ({} lock retries, {} rows backfilled)",
-                    done.files.len(),
-                    started.elapsed().as_secs_f64(),
-                    done.retries,
-                    done.rows
+                    "warning: --force: contract runs without its gate: no container was checked for an older revision"
                 );
-                Ok(exit::SUCCESS)
-            })
+            } else if phase == Phase::Contract {
+                if scope.services.is_empty() {
+                    return Err(Fail::bad_input(format!(
+                        "--phase contract is gated: name the service that runs the new revision (--service SERVICE), or run `docker rollout migrate contract {} SERVICE`; --force skips the gate",
+                        req.dir.display()
+                    )));
+                }
+                return block_on(contract(
+                    &migrations,
+                    &target,
+                    &options,
+                    &scope,
+                    &req.docker,
+                ));
+            }
+            block_on(async { apply(&migrations, &target, phase, &options).await })
+        }
+        MigrateVerb::Contract {
+            database,
+            options,
+            scope,
+        } => {
+            migrations.check()?;
+            let target = DbTarget::parse(&database)?;
+            block_on(contract(
+                &migrations,
+                &target,
+                &options,
+                &scope,
+                &req.docker,
+            ))
         }
     }
 }
 
-fn block_on(
-    fut: impl std::future::Future<Output = Result<i32, MigrateError>>,
-) -> Result<i32, MigrateError> {
+/// Applies the pending files of `phase`, one line per event on stderr.
+async fn apply(
+    migrations: &Migrations,
+    target: &DbTarget,
+    phase: Phase,
+    options: &RunOptions,
+) -> Result<i32, Fail> {
+    let mut db = target.connect().await?;
+    let started = Instant::now();
+    let mut rows_now = 0u64;
+    let mut progress = |e: &Event| report(e, options, started, &mut rows_now);
+    let done = db.apply(migrations, phase, options, &mut progress).await?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{phase}: {} file(s) applied to {target} in {:.1}s ({} lock retries, {} rows backfilled)",
+        done.files.len(),
+        started.elapsed().as_secs_f64(),
+        done.retries,
+        done.rows
+    );
+    Ok(exit::SUCCESS)
+}
+
+/// `docker rollout migrate contract`: the gate, then the contract files.
+/// Refused (exit 7, nothing changed) while a consumer runs an older image.
+async fn contract(
+    migrations: &Migrations,
+    target: &DbTarget,
+    options: &RunOptions,
+    scope: &ContractScope,
+    docker: &DockerGlobals,
+) -> Result<i32, Fail> {
+    let engine = crate::live::connect(docker).await?;
+    let names = contract::project_names(scope);
+    let running = contract::running(&engine, &names.distinct()).await?;
+    let gate_target = contract::target_of(scope, &running)?;
+    let status = target.connect().await?.status(migrations).await?;
+    match contract::decide(&status, &running, &gate_target) {
+        ContractGate::Nothing => {
+            let _ = writeln!(std::io::stderr(), "contract: no contract file is pending");
+            Ok(exit::SUCCESS)
+        }
+        ContractGate::Open(files) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "contract: every consumer runs {} ({}): {} may run",
+                gate_target.image,
+                short(&gate_target.image_id),
+                files.join(", ")
+            );
+            apply(migrations, target, Phase::Contract, options).await
+        }
+        ContractGate::Refused(reasons) => Err(contract::refused(&reasons, &migrations.dir)),
+    }
+}
+
+fn short(image_id: &str) -> String {
+    image_id
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect()
+}
+
+fn block_on(fut: impl std::future::Future<Output = Result<i32, Fail>>) -> Result<i32, Fail> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt.block_on(fut),
-        Err(e) => Err(MigrateError::Database(format!(
-            "cannot start the runtime: {e}"
-        ))),
+        Err(e) => Err(Fail::unexpected(format!("cannot start the runtime: {e}"))),
     }
 }
 
