@@ -16,12 +16,48 @@ use rollout_e2e::{
     canary_example, images, judged_blue_green_example, require_engine, require_images, run_rollout,
     wait_http, workspace_binary, Clock, Ended, PluginDir, Project, NGINX_IMAGE,
 };
-use rollout_load::{LoadHandle, Report};
+use rollout_load::{LoadConfig, LoadHandle, Report};
 use std::time::Duration;
 
 const SUITE: &str = "analysis";
 
 const ROLLOUT_LIMIT: Duration = Duration::from_secs(240);
+
+/// `docker rollout SERVICE --output json` in `p` under the suite's load through its nginx
+/// (the mix for up to 360 s, with `tune` applied): the run and the load's report, with
+/// nginx's upstream errors, published under `slug`.
+fn rollout_under_load(
+    p: &Project,
+    plugins: &PluginDir,
+    service: &str,
+    slug: &str,
+    tune: impl FnOnce(&mut LoadConfig),
+) -> (Ended, Report) {
+    let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
+    let mut c = p.load_config("nginx");
+    c.error_log = None;
+    mix(&mut c, Duration::from_secs(360));
+    tune(&mut c);
+    let load = LoadHandle::start(c).unwrap();
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let clock = Clock::of(&load);
+    let mut cmd = p.rollout_command(plugins);
+    cmd.args([service, "--output", "json"]);
+    let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
+    wait_ok(&load, 750, Duration::from_secs(30));
+    let mut report = load.stop().unwrap();
+    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
+    publish(SUITE, slug, &report, &[&run]);
+    (run, report)
+}
+
+/// Slow GETs at `share`, POSTs held 100 ms.
+fn slow(share: f64) -> impl FnOnce(&mut LoadConfig) {
+    move |c| {
+        c.slow_share = share;
+        c.post_delay = Duration::from_millis(100);
+    }
+}
 
 /// The canary example with green (v2) given `green_env` and the analysis rules `rules`
 /// (YAML under `x-rollout.analysis`; `PROMETHEUS_URL` in them is replaced by the address of a
@@ -34,22 +70,7 @@ fn judged_canary(slug: &str, green_env: &str, rules: &str, slow_share: f64) -> (
     let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
     let (p, original_conf, _prometheus) =
         canary_example(slug, green_env, rules, "[10, 25, 50, 75, 100]", "20s");
-    let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
-    let mut c = p.load_config("nginx");
-    c.error_log = None;
-    mix(&mut c, Duration::from_secs(360));
-    c.slow_share = slow_share;
-    c.post_delay = Duration::from_millis(100);
-    let load = LoadHandle::start(c).unwrap();
-    wait_ok(&load, 750, Duration::from_secs(30));
-    let clock = Clock::of(&load);
-    let mut cmd = p.rollout_command(&plugins);
-    cmd.args(["green", "--output", "json"]);
-    let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
-    wait_ok(&load, 750, Duration::from_secs(30));
-    let mut report = load.stop().unwrap();
-    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
-    publish(SUITE, slug, &report, &[&run]);
+    let (run, report) = rollout_under_load(&p, &plugins, "green", slug, slow(slow_share));
 
     // Rolled back at the first step (10 %), exit 3.
     assert_eq!(run.code, Some(3), "{}\n{}", run.transcript(), run.stderr);
@@ -198,7 +219,6 @@ fn a_rolling_update_whose_new_instances_answer_5xx_is_rolled_back_in_their_monit
         a.status == 200 && a.version.as_deref() == Some("v1")
     });
     let original_conf = p.read("nginx.conf");
-    let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
     // v2 answers 500 to a fifth of its requests while its health check passes.
     p.write(
         "compose.override.yaml",
@@ -207,19 +227,7 @@ fn a_rolling_update_whose_new_instances_answer_5xx_is_rolled_back_in_their_monit
         ),
     );
     p.set_env("APP_VERSION", "v2");
-    let mut c = p.load_config("nginx");
-    c.error_log = None;
-    mix(&mut c, Duration::from_secs(240));
-    let load = LoadHandle::start(c).unwrap();
-    wait_ok(&load, 750, Duration::from_secs(30));
-    let clock = Clock::of(&load);
-    let mut cmd = p.rollout_command(&plugins);
-    cmd.args(["app", "--output", "json"]);
-    let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
-    wait_ok(&load, 750, Duration::from_secs(30));
-    let mut report = load.stop().unwrap();
-    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
-    publish(SUITE, "analysis-rolling-5xx", &report, &[&run]);
+    let (run, report) = rollout_under_load(&p, &plugins, "app", "analysis-rolling-5xx", |_| {});
 
     let outcome = format!("{:?}", run.outcome());
     let failed: Vec<_> = report.failures().collect();
@@ -297,22 +305,7 @@ fn a_healthy_judged_canary_is_promoted_through_every_step() {
     let rules = "        max_error_rate: 5%\n        max_p99: 500ms\n        min_requests: 20\n        window: 10s\n";
     let (p, original_conf, _) =
         canary_example(slug, "DEMO_ERROR_RATE: \"0\"", rules, "[25, 50, 100]", "3s");
-    let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
-    let mut c = p.load_config("nginx");
-    c.error_log = None;
-    mix(&mut c, Duration::from_secs(240));
-    c.slow_share = 0.0;
-    c.post_delay = Duration::from_millis(100);
-    let load = LoadHandle::start(c).unwrap();
-    wait_ok(&load, 750, Duration::from_secs(30));
-    let clock = Clock::of(&load);
-    let mut cmd = p.rollout_command(&plugins);
-    cmd.args(["green", "--output", "json"]);
-    let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
-    wait_ok(&load, 750, Duration::from_secs(30));
-    let mut report = load.stop().unwrap();
-    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
-    publish(SUITE, slug, &report, &[&run]);
+    let (run, report) = rollout_under_load(&p, &plugins, "green", slug, slow(0.0));
 
     let v = verdicts(&run);
     let by_version = |from: f64, to: f64| {
@@ -385,22 +378,7 @@ fn a_blue_green_switch_to_a_green_answering_5xx_is_switched_back_to_the_same_blu
         "10s",
     );
     let blue_before = p.containers(Some("blue"));
-    let nginx = p.containers(Some("nginx")).into_iter().next().unwrap();
-    let mut c = p.load_config("nginx");
-    c.error_log = None;
-    mix(&mut c, Duration::from_secs(240));
-    c.slow_share = 0.05;
-    c.post_delay = Duration::from_millis(100);
-    let load = LoadHandle::start(c).unwrap();
-    wait_ok(&load, 750, Duration::from_secs(30));
-    let clock = Clock::of(&load);
-    let mut cmd = p.rollout_command(&plugins);
-    cmd.args(["green", "--output", "json"]);
-    let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
-    wait_ok(&load, 750, Duration::from_secs(30));
-    let mut report = load.stop().unwrap();
-    report.upstream_errors = stderr_upstream_errors(&nginx.id, &report);
-    publish(SUITE, slug, &report, &[&run]);
+    let (run, report) = rollout_under_load(&p, &plugins, "green", slug, slow(0.05));
 
     let outcome = format!("{:?}", run.outcome());
     let failed: Vec<_> = report.failures().collect();
