@@ -94,6 +94,17 @@ impl ExecChannel {
         match out.code {
             0 => Ok(out.stdout),
             126 | 127 => Err(self.io(no_relay(&self.container))),
+            // A relay from before batches takes one command: usage, exit 2,
+            // nothing sent.
+            2 if lines.len() > 1
+                && String::from_utf8_lossy(&out.stderr)
+                    .contains("usage: rollout-haproxy-relay SOCKET COMMAND\n") =>
+            {
+                Err(ChannelError::Io {
+                    at: self.describe(),
+                    reason: ONE_AT_A_TIME.into(),
+                })
+            }
             code => Err(self.io(format!(
                 "the relay exited with {code}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
@@ -101,6 +112,9 @@ impl ExecChannel {
         }
     }
 }
+
+/// Why a batch went one command at a time: the image's relay predates batches.
+const ONE_AT_A_TIME: &str = "the relay takes one command at a time";
 
 /// An answer without the empty line that ends it.
 fn answer_of(raw: &[u8]) -> String {
@@ -126,7 +140,16 @@ impl RuntimeChannel for ExecChannel {
             return Ok(answers);
         }
         let lines: Vec<String> = commands.iter().map(Command::to_string).collect();
-        let stdout = self.run_relay(&lines).await?;
+        let stdout = match self.run_relay(&lines).await {
+            Err(ChannelError::Io { reason, .. }) if reason == ONE_AT_A_TIME => {
+                let mut answers = Vec::new();
+                for command in commands {
+                    answers.push(self.send(command).await?);
+                }
+                return Ok(answers);
+            }
+            other => other?,
+        };
         let mut answers: Vec<String> = stdout.split(|b| *b == 0).map(answer_of).collect();
         // The last answer's NUL leaves an empty piece after it.
         if answers.last().is_some_and(String::is_empty) {
@@ -372,6 +395,78 @@ mod tests {
             channel.describe(),
             "unix:/run/haproxy/admin.sock in shop-haproxy-1"
         );
+    }
+
+    /// A relay as it runs in the image: `new` takes batches (NUL after each
+    /// answer), an old one takes one command and says its usage otherwise.
+    struct Relay {
+        new: bool,
+        calls: Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl ProxyExec for Relay {
+        async fn exec(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+            self.calls.lock().unwrap().push(argv.to_vec());
+            let commands = &argv[2..];
+            let answer = |c: &String| format!("answer to {c}\n\n");
+            Ok(match (commands.len(), self.new) {
+                (1, _) => ExecOutput {
+                    code: 0,
+                    stdout: answer(&commands[0]).into_bytes(),
+                    stderr: Vec::new(),
+                },
+                (_, true) => ExecOutput {
+                    code: 0,
+                    stdout: commands
+                        .iter()
+                        .flat_map(|c| format!("{}\0", answer(c)).into_bytes())
+                        .collect(),
+                    stderr: Vec::new(),
+                },
+                (_, false) => ExecOutput {
+                    code: 2,
+                    stdout: Vec::new(),
+                    stderr: b"usage: rollout-haproxy-relay SOCKET COMMAND\n".to_vec(),
+                },
+            })
+        }
+    }
+
+    fn weight(server: &str) -> Command {
+        Command::SetWeight {
+            backend: Name::new("backend", "app").unwrap(),
+            server: Name::new("server", server).unwrap(),
+            weight: rollout_haproxy::command::Weight::new(1).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_exec_and_an_old_relay_gets_it_one_command_at_a_time() {
+        let batch = [weight("app1"), weight("app2"), show()];
+        let want: Vec<String> = batch.iter().map(|c| format!("answer to {c}")).collect();
+        for new in [true, false] {
+            let relay = Arc::new(Relay {
+                new,
+                calls: Mutex::new(Vec::new()),
+            });
+            let channel =
+                ExecChannel::new(relay.clone(), "shop-haproxy-1", "/run/haproxy/admin.sock");
+            assert_eq!(
+                channel.send_all(&batch).await.unwrap(),
+                want,
+                "new relay: {new}"
+            );
+            let calls = relay.calls.lock().unwrap();
+            if new {
+                assert_eq!(calls.len(), 1, "one exec: {calls:?}");
+                assert_eq!(calls[0].len(), 2 + batch.len());
+            } else {
+                // The refused batch, then each command alone.
+                assert_eq!(calls.len(), 1 + batch.len(), "{calls:?}");
+                assert!(calls[1..].iter().all(|argv| argv.len() == 3));
+            }
+        }
     }
 
     #[tokio::test]

@@ -83,6 +83,19 @@ async fn launch_through_compose_keeps_the_project_coherent_and_rollback_recreate
     for (i, instance) in new.iter().enumerate() {
         assert_eq!(instance.revision, v2.id);
         assert_eq!(instance.host, project.container("web", i + 3));
+        // Every network of the service, also under Compose v1 (which connects all but the
+        // first only when it starts a container itself).
+        let back = inspect(
+            &instance.id.0,
+            &format!(
+                "{{{{json (index .NetworkSettings.Networks \"{}_back\").Aliases}}}}",
+                project.name
+            ),
+        );
+        assert!(
+            back.contains("\"web-back\"") && back.contains("\"web\""),
+            "the second network of a new instance: {back}"
+        );
         assert_eq!(
             backend
                 .wait_healthy(&instance.id, &timeouts(30))

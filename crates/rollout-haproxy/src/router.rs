@@ -191,6 +191,28 @@ impl HaproxyRouter {
         }
     }
 
+    /// Sends `batch` in one call of the channel; `Err` at the first answer
+    /// HAProxy refused (every command was sent all the same).
+    async fn send_batch(&self, batch: Vec<Command>) -> Result<Vec<String>, HaproxyError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let answers = self.channel.send_all(&batch).await?;
+        if answers.len() != batch.len() {
+            return Err(HaproxyError::Refused {
+                command: batch[answers.len().min(batch.len() - 1)].to_string(),
+                answer: format!("{} answers to {} commands", answers.len(), batch.len()),
+            });
+        }
+        match batch.iter().zip(&answers).find(|(c, a)| !c.accepts(a)) {
+            Some((command, answer)) => Err(HaproxyError::Refused {
+                command: command.to_string(),
+                answer: answer.trim().to_string(),
+            }),
+            None => Ok(answers),
+        }
+    }
+
     /// The backend's template slots as HAProxy shows them, in config order.
     async fn read_slots(&self) -> Result<Vec<Slot>, HaproxyError> {
         let answer = self.send(&self.show_state()).await?;
@@ -418,37 +440,41 @@ impl HaproxyRouter {
         }
     }
 
-    /// Sends the steps' commands, additions first and drains last, and the
-    /// read back, all in one call of the channel (one exec through a
-    /// relay); on any failure undoes every slot the batch touched.
+    /// Sends the steps' commands in two batches (one call of the channel
+    /// each: one exec through a relay): the additions first, then, only
+    /// when HAProxy took every one of them, the drains and the read-back.
+    /// On any failure undoes every slot the batches touched.
     async fn execute(
         &self,
         slots: &[Slot],
         steps: &BTreeMap<usize, Step>,
     ) -> Result<(), HaproxyError> {
-        let ordered = steps
+        let additions: Vec<usize> = steps
             .iter()
             .filter(|(_, s)| **s != Step::Drain)
-            .chain(steps.iter().filter(|(_, s)| **s == Step::Drain));
-        let touched: Vec<usize> = ordered.clone().map(|(i, _)| *i).collect();
-        let mut batch: Vec<Command> = ordered
-            .flat_map(|(i, step)| self.commands(&slots[*i].name, step))
+            .map(|(i, _)| *i)
             .collect();
-        batch.push(self.show_state());
-        let outcome = match self.channel.send_all(&batch).await {
-            Err(e) => Err(e.into()),
-            Ok(answers) => match batch.iter().zip(&answers).find(|(c, a)| !c.accepts(a)) {
-                Some((command, answer)) => Err(HaproxyError::Refused {
-                    command: command.to_string(),
-                    answer: answer.trim().to_string(),
-                }),
-                None if answers.len() != batch.len() => Err(HaproxyError::Refused {
-                    command: batch[answers.len().min(batch.len() - 1)].to_string(),
-                    answer: format!("{} answers to {} commands", answers.len(), batch.len()),
-                }),
-                None => self.verify(slots, steps, answers.last().map_or("", |a| a.as_str())),
-            },
+        let drains: Vec<usize> = steps
+            .iter()
+            .filter(|(_, s)| **s == Step::Drain)
+            .map(|(i, _)| *i)
+            .collect();
+        let batch = |of: &[usize]| -> Vec<Command> {
+            of.iter()
+                .flat_map(|i| self.commands(&slots[*i].name, &steps[i]))
+                .collect()
         };
+        let mut touched = additions.clone();
+        let mut outcome = self.send_batch(batch(&additions)).await.map(|_| ());
+        if outcome.is_ok() {
+            touched.extend(&drains);
+            let mut last = batch(&drains);
+            last.push(self.show_state());
+            outcome = match self.send_batch(last).await {
+                Ok(answers) => self.verify(slots, steps, answers.last().map_or("", |a| a.as_str())),
+                Err(e) => Err(e),
+            };
+        }
         let Err(cause) = outcome else {
             return Ok(());
         };

@@ -110,7 +110,12 @@ pub(super) fn launched_by_us(c: &ContainerSummary) -> bool {
 /// container (an operator's crashed one, kept for a post-mortem) is left
 /// alone: never removed, started, counted or routed.
 pub(super) fn is_ours_to_manage(c: &ContainerSummary, retiring: &HashSet<String>) -> bool {
+    use bollard::models::ContainerSummaryStateEnum as S;
+    // A container the engine is restarting (its restart policy, between
+    // crashes) is serving as far as its owner is concerned: the rollout
+    // replaces it as it does a running one.
     summary_state(c) == InstanceState::Running
+        || c.state == Some(S::RESTARTING)
         || launched_by_us(c)
         || c.id.as_ref().is_some_and(|id| retiring.contains(id))
 }
@@ -306,6 +311,8 @@ mod tests {
         assert!(!is_ours_to_manage(&listed("d", S::EXITED, false), &none));
         assert!(!is_ours_to_manage(&listed("e", S::CREATED, false), &none));
         assert!(!is_ours_to_manage(&listed("f", S::DEAD, false), &none));
+        // One its restart policy is bringing back between crashes serves: ours to replace.
+        assert!(is_ours_to_manage(&listed("g", S::RESTARTING, false), &none));
         // One the tool stopped itself, killed before it removed it.
         let stopped = HashSet::from(["d".to_string()]);
         assert!(is_ours_to_manage(&listed("d", S::EXITED, false), &stopped));

@@ -13,6 +13,7 @@ use crate::labels;
 use crate::spec::{container_name, Spec};
 use bollard::models::{ContainerInspectResponse, NetworkConnectRequest};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+use rollout_core::backend::Backend;
 use rollout_core::{BackendError, Instance, InstanceId, InstanceState, Revision, ServiceRef};
 use std::collections::HashSet;
 
@@ -113,7 +114,11 @@ impl DockerBackend {
             .and_then(|l| l.get(labels::CONTAINER_NUMBER))
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or_else(|| number_of(&name).0.min(u32::MAX as u64) as u32);
-        let (spec, env) = Spec::from_inspect(&c).map_err(BackendError::Other)?;
+        let (mut spec, env) = Spec::from_inspect(&c).map_err(BackendError::Other)?;
+        if self.compose.flavour() == crate::compose::Flavour::V1 {
+            self.networks_v1_connects_at_start(service, made, &mut spec)
+                .await?;
+        }
         let image = self.image_reference(&spec).await?;
         // Its anonymous volumes go with it: it never ran.
         let options = RemoveContainerOptions {
@@ -139,6 +144,36 @@ impl DockerBackend {
             .unwrap_or_else(|p| p.into_inner())
             .insert(revision.id.clone(), (spec, env, image));
         Ok(instance)
+    }
+
+    /// Compose v1 creates a container on its first network only and
+    /// connects the others when it starts it, which `up --no-start` never
+    /// does: the never-started container shows one network. The others are
+    /// taken from a running container of the service (with their aliases,
+    /// less the container's own), which Compose v1 started with all of
+    /// them. A network that the new revision adds and no running container
+    /// has yet is not known here (v1 names it only at start); a service
+    /// with no running container keeps the one network.
+    async fn networks_v1_connects_at_start(
+        &self,
+        service: &ServiceRef,
+        made: &InstanceId,
+        spec: &mut Spec,
+    ) -> Result<(), BackendError> {
+        let running = self
+            .instances(service)
+            .await?
+            .into_iter()
+            .find(|i| i.state == InstanceState::Running && i.id != *made);
+        let Some(running) = running else {
+            return Ok(());
+        };
+        let (theirs, _) =
+            Spec::from_inspect(&self.inspect(&running.id).await?).map_err(BackendError::Other)?;
+        for (network, endpoint) in theirs.networks {
+            spec.networks.entry(network).or_insert(endpoint);
+        }
+        Ok(())
     }
 
     pub(super) async fn launch_from_spec(
