@@ -34,7 +34,8 @@ pub async fn running(engine: &Engine, projects: &[&str]) -> Result<Vec<Running>,
             vec![format!("{}={project}", labels::PROJECT)],
         )]);
         for c in engine.list_containers(filters, false).await? {
-            let labels = c.labels.unwrap_or_default();
+            let labels = c.labels.clone().unwrap_or_default();
+            let image = created_from(engine, &c).await?;
             found.push(Running {
                 container: c
                     .names
@@ -42,7 +43,7 @@ pub async fn running(engine: &Engine, projects: &[&str]) -> Result<Vec<Running>,
                     .map(|n| n.trim_start_matches('/').to_string())
                     .unwrap_or_default(),
                 service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
-                image: c.image.unwrap_or_default(),
+                image,
                 image_id: c.image_id.unwrap_or_default(),
                 oneoff: labels
                     .get(labels::ONEOFF)
@@ -52,4 +53,30 @@ pub async fn running(engine: &Engine, projects: &[&str]) -> Result<Vec<Running>,
         }
     }
     Ok(found)
+}
+
+/// The image reference `c` was created from. The list shows the image's id
+/// instead (`sha256:...`) once its tag has moved to another image (an old
+/// container of `app:latest` after a pull); the container's own config
+/// still names the reference, which is what tells its repository.
+async fn created_from(
+    engine: &Engine,
+    c: &bollard::models::ContainerSummary,
+) -> Result<String, BackendError> {
+    let listed = c.image.clone().unwrap_or_default();
+    if !listed.starts_with("sha256:") {
+        return Ok(listed);
+    }
+    let Some(id) = c.id.as_deref() else {
+        return Ok(listed);
+    };
+    match engine.docker().inspect_container(id, None).await {
+        Ok(inspected) => Ok(inspected
+            .config
+            .and_then(|config| config.image)
+            .unwrap_or(listed)),
+        // Gone since the list: it runs no more.
+        Err(e) if crate::engine::status(&e) == Some(404) => Ok(listed),
+        Err(e) => Err(engine.error(e)),
+    }
 }

@@ -815,3 +815,44 @@ async fn the_engine_is_reached_directly_or_through_the_docker_cli() {
     assert_eq!((out.code, out.stdout.as_slice()), (5, b"hi\n".as_slice()));
     assert_eq!(proxy.read("/www/index.html").await.unwrap(), b"ok\n");
 }
+
+/// The contract gate's list of running containers names the image reference a container was
+/// created from even after its tag left that image (the list then shows the image's id): an
+/// old worker of `app:latest` still counts as a consumer of the repository.
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn a_running_container_whose_tag_moved_is_listed_with_its_reference() {
+    common::image();
+    let project = format!("rollout-moved-{}", std::process::id());
+    let tag = format!("rollout-docker-test:moved-{}", std::process::id());
+    common::run(Command::new("docker").args(["tag", common::IMAGE, &tag]));
+    let id = common::run(Command::new("docker").args([
+        "run",
+        "-d",
+        "--label",
+        &format!("{}={project}", rollout_docker::labels::PROJECT),
+        "--label",
+        &format!("{}=worker", rollout_docker::labels::SERVICE),
+        "--label",
+        &format!("{}={project}", common::TEST_LABEL),
+        &tag,
+    ]));
+    let id = id.trim().to_string();
+    // The tag leaves the image: the engine's list now shows the image's id.
+    common::run(Command::new("docker").args(["rmi", &tag]));
+    let listed = common::run(Command::new("docker").args([
+        "ps",
+        "--filter",
+        &format!("id={id}"),
+        "--format",
+        "{{.Image}}",
+    ]));
+    let engine = common::engine().await;
+    let found = rollout_docker::running::running(&engine, &[project.as_str()]).await;
+    common::run(Command::new("docker").args(["rm", "-f", &id]));
+    let found = found.unwrap();
+    assert_ne!(listed.trim(), tag, "the list no longer names the tag");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].service, "worker");
+    assert_eq!(found[0].image, tag);
+}
