@@ -4,6 +4,12 @@
 //! (utime + stime) and peak memory (VmHWM) it prints are its own. Each run
 //! also checks the zero-downtime invariants over its whole timeline and
 //! fails when one is broken.
+//!
+//! Then the cost as work grows (`scale`): the seed's rolling settings at 6 replicas
+//! (parallelism 2), 24 (4) and 1,000 (4 and 50), printed side by side with the traffic
+//! changes (on nginx, one reload of each proxy replica per change), launches and stops the
+//! strategy asks for. These are counts, not seconds: `cargo xtask bench rollout` measures the
+//! time and the execs per change on the real engine.
 
 use crate::util;
 use anyhow::{bail, Context, Result};
@@ -26,7 +32,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "--example",
         "bench_mock",
     ]))?;
-    for scenario in ["rolling", "canary"] {
+    for scenario in ["rolling", "canary", "scale"] {
         let mut cmd = util::cargo();
         cmd.args([
             "run",
@@ -47,6 +53,10 @@ pub fn run(args: &[String]) -> Result<()> {
         if !out.status.success() {
             bail!("the {scenario} benchmark failed: {}", out.status);
         }
+        if scenario == "scale" {
+            print_scale(&text)?;
+            continue;
+        }
         let line = text.lines().last().unwrap_or_default();
         println!("{line}");
         if scenario == "rolling" {
@@ -62,6 +72,44 @@ pub fn run(args: &[String]) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The `scale` lines as one table, with the check that the changes per slot do not grow.
+fn print_scale(text: &str) -> Result<()> {
+    println!(
+        "{:>9} {:>12} {:>16} {:>9} {:>6} {:>17}",
+        "replicas", "parallelism", "traffic changes", "launches", "stops", "changes per slot"
+    );
+    let mut per_slot = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("bench mock scale:")) {
+        let f = |name| field(line, name);
+        println!(
+            "{:>9} {:>12} {:>16} {:>9} {:>6} {:>17.2}",
+            f("replicas")?,
+            f("parallelism")?,
+            f("traffic_changes")?,
+            f("launches")?,
+            f("stops")?,
+            f("changes_per_slot")?
+        );
+        per_slot.push(f("changes_per_slot")?);
+    }
+    if per_slot.is_empty() {
+        bail!("the scale benchmark printed no case:\n{text}");
+    }
+    let first = per_slot[0];
+    let flat = per_slot.iter().all(|&c| c <= first + 1e-9);
+    println!(
+        "target: traffic changes per slot do not grow with the replica count: {} ({})",
+        if flat { "met" } else { "MISSED" },
+        per_slot
+            .iter()
+            .map(|c| format!("{c:.2}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    println!("(on nginx each traffic change is one reload of each proxy replica; the execs per change are measured by `cargo xtask bench rollout`)");
     Ok(())
 }
 
