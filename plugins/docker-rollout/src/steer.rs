@@ -23,7 +23,7 @@ use crate::cli::{OutputFormat, VerbRequest};
 use crate::fail::Fail;
 use crate::verbs::{history_line, scene, Scene};
 use rollout_core::journal::{Journal, JournalRecord, Liveness, Phase};
-use rollout_core::{exit, ServiceRef};
+use rollout_core::{exit, ServiceRef, StrategyKind};
 use rollout_docker::{history, DockerJournal, Engine};
 use rollout_strategies::{PAUSED, PROMOTE};
 use serde_json::{json, Value};
@@ -246,6 +246,9 @@ pub async fn pause(req: &VerbRequest, timeout: Duration) -> Result<i32, Fail> {
         );
         return Ok(exit::SUCCESS);
     }
+    if let Some(why) = no_point_to_hold(&record) {
+        return Err(Fail::bad_input(why));
+    }
     send(&scene.engine, service, Ask::Pause).await?;
     let _ = writeln!(
         std::io::stderr(),
@@ -278,6 +281,20 @@ pub async fn pause(req: &VerbRequest, timeout: Duration) -> Result<i32, Fail> {
             })
         }
     }
+}
+
+/// Why a running rollout can no longer be held: a blue-green rollout that has switched its
+/// traffic only watches the new colour and drains the old one, with no safe point left, so a
+/// pause is refused at once instead of waiting out its timeout.
+fn no_point_to_hold(record: &JournalRecord) -> Option<String> {
+    let switched = record.state.get("switched") == Some(&json!(true));
+    (record.strategy == StrategyKind::BlueGreen.to_string() && switched).then(|| {
+        let service = &record.service;
+        format!(
+            "nothing to pause: the blue-green rollout of {service} has switched its traffic already; it is watching the new colour and draining the old one\nhint: `docker rollout abort {}` switches back while the old colour still runs",
+            service.service
+        )
+    })
 }
 
 /// `docker rollout resume SERVICE`.
@@ -387,6 +404,7 @@ pub async fn promote_running(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rollout_core::Revision;
 
     #[test]
     fn each_request_has_one_word() {
@@ -402,5 +420,32 @@ mod tests {
         // `abort` is what earlier versions left: still understood.
         assert_eq!(Ask::parse("abort"), Some(Ask::Abort));
         assert_eq!(Ask::parse("halt"), None);
+    }
+
+    fn record(strategy: &str, state: Value) -> JournalRecord {
+        JournalRecord {
+            rollout_id: "r1".into(),
+            service: ServiceRef::new("shop", "web"),
+            strategy: strategy.into(),
+            from: Some(Revision::new("v1", "web:1")),
+            to: Revision::new("v2", "web:2"),
+            phase: Phase::Updating,
+            step: None,
+            state,
+        }
+    }
+
+    #[test]
+    fn a_blue_green_rollout_past_its_switch_cannot_be_paused() {
+        let why =
+            no_point_to_hold(&record("blue-green", json!({ "switched": true }))).expect("refused");
+        assert!(why.contains("switched its traffic already"), "{why}");
+        assert!(why.contains("docker rollout abort web"), "{why}");
+        // Before the switch it holds; other strategies are not judged by this key.
+        assert_eq!(no_point_to_hold(&record("blue-green", json!({}))), None);
+        assert_eq!(
+            no_point_to_hold(&record("canary", json!({ "switched": true }))),
+            None
+        );
     }
 }
