@@ -62,6 +62,7 @@ pub(crate) async fn ensure_image(engine: &Engine) -> Result<(), BackendError> {
 }
 
 /// What creating a keeper under a fixed name gave.
+#[derive(Debug)]
 pub(crate) enum Created {
     /// It is ours.
     Ours,
@@ -130,10 +131,13 @@ pub(crate) async fn list(
     Ok(found)
 }
 
-/// Removes a keeper; one already gone is fine.
+/// Removes a keeper; one already gone is fine. A keeper made from an image that declares a
+/// `VOLUME` (a saved spec or a retiring marker uses the app's image) got an anonymous volume at
+/// create: it goes with the keeper, which never mounts anything else.
 pub(crate) async fn remove(engine: &Engine, id: &str) -> Result<(), BackendError> {
     let options = RemoveContainerOptions {
         force: true,
+        v: true,
         ..Default::default()
     };
     match engine.docker().remove_container(id, Some(options)).await {
@@ -155,4 +159,59 @@ pub(crate) fn base_labels(
     l.insert(labels::OUR_PROJECT.into(), project.into());
     l.insert(labels::OUR_SERVICE.into(), service.into());
     l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn docker(args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .args(args)
+            .output()
+            .expect("the docker CLI runs")
+    }
+
+    /// A keeper made from an app image with a `VOLUME` leaves no anonymous volume behind.
+    #[tokio::test]
+    #[ignore = "needs docker: run with cargo xtask e2e"]
+    async fn a_keeper_of_an_image_with_a_volume_takes_its_volume_with_it() {
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let engine = Engine::connect(&host)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nthis test needs a Docker engine"));
+        let tag = format!("rollout-keeper-volume:{}", std::process::id());
+        let dir =
+            std::env::temp_dir().join(format!("rollout-keeper-volume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f"), "x").unwrap();
+        std::fs::write(
+            dir.join("Dockerfile"),
+            "FROM scratch\nCOPY f /f\nVOLUME /data\n",
+        )
+        .unwrap();
+        let built = docker(&["build", "-q", "-t", &tag, dir.to_str().unwrap()]);
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let name = format!("rollout-keeper-volume-test-{}", std::process::id());
+        let made = create(&engine, &name, &tag, HashMap::new(), vec![]).await;
+        assert!(matches!(made, Ok(Created::Ours)), "{made:?}");
+        let mounts = docker(&["inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", &name]);
+        let volume = String::from_utf8_lossy(&mounts.stdout).trim().to_string();
+        assert!(
+            !volume.is_empty(),
+            "the image's VOLUME gave the keeper a volume"
+        );
+        remove(&engine, &name).await.unwrap();
+        let left = docker(&["volume", "inspect", &volume]);
+        let _ = docker(&["volume", "rm", &volume]);
+        let _ = docker(&["rmi", &tag]);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!left.status.success(), "volume {volume} was left behind");
+    }
 }
