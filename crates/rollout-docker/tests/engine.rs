@@ -856,3 +856,53 @@ async fn a_running_container_whose_tag_moved_is_listed_with_its_reference() {
     assert_eq!(found[0].service, "worker");
     assert_eq!(found[0].image, tag);
 }
+
+/// Compose 2 copies a `configs` entry given by `content:` into a container after creating it.
+/// The tool makes the first instance of a revision again with its label: the file must be
+/// there in it, and in the copies made after it.
+#[tokio::test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+async fn files_compose_copies_in_after_create_are_kept_when_the_tool_remakes_the_container() {
+    assert!(
+        common::compose_v2(),
+        "this test needs Compose 2 (`configs` with `content:`); run it in the v2 pass"
+    );
+    let project = Project::new("injected");
+    let compose = format!(
+        "services:\n  app:\n    image: {}\n    init: true\n    labels: {{io.rollout.test: {}}}\n    environment: {{VERSION: \"${{VERSION}}\"}}\n    configs:\n      - source: greeting\n        target: /etc/greeting.txt\nconfigs:\n  greeting:\n    content: hello from compose\nnetworks:\n  default:\n    labels: {{io.rollout.test: {}}}\n",
+        common::IMAGE,
+        project.name,
+        project.name
+    );
+    std::fs::write(project.dir.join("docker-compose.yml"), compose).unwrap();
+    project.compose_run(&["up", "-d", "app"]);
+    let service = ServiceRef::new(&project.name, "app");
+    let greeting = |id: &str| {
+        common::run(Command::new("docker").args(["exec", id, "cat", "/etc/greeting.txt"]))
+    };
+    assert_eq!(
+        greeting(&project.container("app", 1)).trim(),
+        "hello from compose"
+    );
+
+    project.set_version(2);
+    let backend = project.backend().await;
+    let v2 = backend
+        .compose_revision(&service, common::IMAGE)
+        .await
+        .unwrap();
+    let through_compose = backend.launch(&service, &v2, 1).await.unwrap();
+    let copy = backend.launch(&service, &v2, 1).await.unwrap();
+    for i in [&through_compose[0], &copy[0]] {
+        assert_eq!(
+            inspect(&i.id.0, "{{index .Config.Labels \"io.rollout.launched\"}}"),
+            "true"
+        );
+        assert_eq!(
+            greeting(&i.id.0).trim(),
+            "hello from compose",
+            "in {}",
+            i.host
+        );
+    }
+}

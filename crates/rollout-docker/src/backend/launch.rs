@@ -2,6 +2,7 @@
 //! revision the Compose file names, copies of a container of the revision
 //! (or of its saved spec) for every other.
 
+use super::injected::{self, Injected};
 use super::inspect::{
     container_label, inspected_instance, inspected_revision, number_of, revision_of, short,
     summary_state, to_instance,
@@ -120,6 +121,7 @@ impl DockerBackend {
                 .await?;
         }
         let image = self.image_reference(&spec).await?;
+        let files = injected::read(&self.engine, &made.0).await?;
         // Its anonymous volumes go with it: it never ran.
         let options = RemoveContainerOptions {
             force: true,
@@ -137,8 +139,12 @@ impl DockerBackend {
             Err(e) => return Err(self.engine.error(e)),
         }
         let instance = self
-            .create_named(service, &spec, env.clone(), &image, &name, number)
+            .create_named(service, &spec, env.clone(), &image, &name, number, &files)
             .await?;
+        self.injected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(revision.id.clone(), files);
         self.copies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -196,9 +202,19 @@ impl DockerBackend {
                 known
             }
         };
+        let files = self
+            .injected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&revision.id)
+            .cloned()
+            .unwrap_or_default();
         let mut created: Vec<Instance> = Vec::new();
         for _ in 0..count {
-            match self.create_copy(service, &spec, env.clone(), &image).await {
+            match self
+                .create_copy(service, &spec, env.clone(), &image, &files)
+                .await
+            {
                 Ok(instance) => created.push(instance),
                 Err(e) => {
                     for i in &created {
@@ -217,6 +233,7 @@ impl DockerBackend {
         spec: &Spec,
         env: Vec<String>,
         image: &str,
+        files: &[Injected],
     ) -> Result<Instance, BackendError> {
         let existing = self.containers(service).await?;
         let number = existing
@@ -241,13 +258,14 @@ impl DockerBackend {
             })
             .unwrap_or(self.compose.flavour().separator());
         let name = container_name(&service.project, &service.service, separator, number);
-        self.create_named(service, spec, env, image, &name, number)
+        self.create_named(service, spec, env, image, &name, number, files)
             .await
     }
 
     /// Creates container `name` (number `number`) of `service` from `spec`,
-    /// connects its other networks and starts it; removed again when any
-    /// of that fails.
+    /// puts `files` into it, connects its other networks and starts it;
+    /// removed again when any of that fails.
+    #[allow(clippy::too_many_arguments)]
     async fn create_named(
         &self,
         service: &ServiceRef,
@@ -256,6 +274,7 @@ impl DockerBackend {
         image: &str,
         name: &str,
         number: u32,
+        files: &[Injected],
     ) -> Result<Instance, BackendError> {
         let launch_error = |reason: String| BackendError::Launch {
             service: service.to_string(),
@@ -274,6 +293,7 @@ impl DockerBackend {
             .map_err(|e| launch_error(format!("creating {name}: {}", self.engine.error(e))))?
             .id;
         let started = async {
+            injected::put(&self.engine, &id, files).await?;
             for (network, endpoint) in spec.more_networks() {
                 let request = NetworkConnectRequest {
                     container: id.clone(),

@@ -9,6 +9,7 @@
 
 mod events;
 mod gate;
+mod injected;
 mod inspect;
 mod launch;
 mod revision;
@@ -129,6 +130,9 @@ pub struct DockerBackend {
     /// What copies of a revision are made from (spec, environment, image
     /// reference), by revision, once read.
     copies: Mutex<HashMap<String, CopySource>>,
+    /// Files the Compose tool copied into the first instance of a revision (see
+    /// `injected.rs`), by revision: copies made by this process get them too.
+    injected: Mutex<HashMap<String, Vec<injected::Injected>>>,
     probes: HashMap<String, HealthProbe>,
     extra_labels: HashMap<String, String>,
 }
@@ -156,6 +160,7 @@ impl DockerBackend {
             unsaved: Mutex::new(HashMap::new()),
             saved: Mutex::new(HashSet::new()),
             copies: Mutex::new(HashMap::new()),
+            injected: Mutex::new(HashMap::new()),
             probes: HashMap::new(),
             extra_labels: HashMap::new(),
         }
