@@ -42,7 +42,7 @@
 //!   alone and are not routes.
 //! - Weights go up to 256, HAProxy's largest.
 
-use crate::channel::RuntimeChannel;
+use crate::channel::{AtRest, RuntimeChannel};
 use crate::command::{AdminState, Command, Name, Weight};
 use crate::config::HaproxyConfig;
 use crate::error::HaproxyError;
@@ -78,6 +78,8 @@ struct Inner {
     generation: u64,
     /// The slots each applied change drained, until its drain.
     draining: BTreeMap<u64, Vec<Drained>>,
+    /// The state at rest last kept through the channel.
+    kept: Option<AtRest>,
 }
 
 #[derive(Debug, Clone)]
@@ -526,6 +528,46 @@ impl HaproxyRouter {
         Ok(())
     }
 
+    /// The state at rest that `steps` leave `slots` in: every route `change`
+    /// sets names a service, and every server in service after it is one of
+    /// their instances; `None` otherwise (or when a service has none).
+    async fn at_rest(
+        &self,
+        change: &RouteChange,
+        slots: &[Slot],
+        steps: &BTreeMap<usize, Step>,
+    ) -> Option<AtRest> {
+        if change.set.is_empty() {
+            return None;
+        }
+        let mut routes = Vec::new();
+        let mut theirs = BTreeSet::new();
+        for route in &change.set {
+            let Target::Service { name } = &route.target else {
+                return None;
+            };
+            Name::new("host", name)
+                .ok()
+                .filter(|_| !name.contains(':'))?;
+            let addrs = self.resolver.resolve(&route.target).await.ok()?;
+            let port = addrs.first()?.port();
+            theirs.extend(addrs);
+            routes.push((name.clone(), port, Weight::new(route.weight).ok()?));
+        }
+        let mut active = slots.iter().enumerate().filter_map(|(i, slot)| {
+            let (addr, _, mode) = match steps.get(&i) {
+                Some(step) => Self::expected(slot, step),
+                None => (slot.addr(), slot.state.weight, slot.state.mode()),
+            };
+            (mode == Mode::Active).then_some(addr)
+        });
+        active.all(|a| theirs.contains(&a)).then(|| AtRest {
+            backend: self.backend.clone(),
+            slots: self.slots.clone(),
+            routes,
+        })
+    }
+
     /// The draining slots whose address belongs to one of `removed`.
     async fn draining_for(&self, removed: &[Target]) -> Result<Vec<Drained>, HaproxyError> {
         let slots = self.read_slots().await?;
@@ -674,10 +716,22 @@ impl TrafficRouter for HaproxyRouter {
         // Read, plan and change under the proxy lock: another rollout behind
         // this HAProxy plans from the slots as this change left them.
         self.take_lock().await?;
+        let kept = &mut inner.kept;
         let changed = async {
             let slots = self.read_slots().await?;
             let steps = self.plan(change, &slots).await?;
             self.execute(&slots, &steps).await?;
+            // At rest, the state is kept beside the HAProxy for its next
+            // start (still under the lock: the last change's state is the
+            // one kept). Not keeping it fails nothing: a restart then waits
+            // for the next run, as with a channel that cannot keep it.
+            if let Some(rest) = self.at_rest(change, &slots, &steps).await {
+                if kept.as_ref() != Some(&rest)
+                    && matches!(self.channel.keep_rest(&rest).await, Ok(true))
+                {
+                    *kept = Some(rest);
+                }
+            }
             Ok::<_, RouterError>((slots, steps))
         }
         .await;
