@@ -55,7 +55,7 @@ use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target,
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// How often a drain reads the sessions.
@@ -71,7 +71,15 @@ pub struct HaproxyRouter {
     services: Vec<String>,
     lock: Option<Arc<dyn RuntimeLock>>,
     inner: Mutex<Inner>,
+    /// The last answer to `show servers state`, and when it was read: what
+    /// [`TrafficRouter::routes`] reads while it is fresh (a view outside the
+    /// proxy lock is a snapshot in any case; every change re-reads under it).
+    seen: std::sync::Mutex<Option<(Instant, String)>>,
 }
+
+/// How long a read of the slots answers `routes` (the views a run takes as
+/// it opens come within it, one exec instead of one each).
+const FRESH: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Inner {
@@ -142,6 +150,7 @@ impl HaproxyRouter {
             services: Vec::new(),
             lock: None,
             inner: Mutex::new(Inner::default()),
+            seen: std::sync::Mutex::new(None),
         };
         router.read_slots().await?;
         Ok(router)
@@ -218,7 +227,30 @@ impl HaproxyRouter {
     /// The backend's template slots as HAProxy shows them, in config order.
     async fn read_slots(&self) -> Result<Vec<Slot>, HaproxyError> {
         let answer = self.send(&self.show_state()).await?;
-        self.slots_from(&answer)
+        let slots = self.slots_from(&answer)?;
+        self.saw(Some(answer));
+        Ok(slots)
+    }
+
+    /// Remembers `answer` (to `show servers state`) as the slots now, or
+    /// forgets what was seen (`None`: they are changing).
+    fn saw(&self, answer: Option<String>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        *seen = answer.map(|a| (Instant::now(), a));
+    }
+
+    /// The slots as last read when that is fresh, else read now.
+    async fn fresh_slots(&self) -> Result<Vec<Slot>, HaproxyError> {
+        let seen = {
+            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.as_ref()
+                .filter(|(at, _)| at.elapsed() < FRESH)
+                .map(|(_, a)| a.clone())
+        };
+        match seen {
+            Some(answer) => self.slots_from(&answer),
+            None => self.read_slots().await,
+        }
     }
 
     /// `show servers state` of the backend.
@@ -467,13 +499,21 @@ impl HaproxyRouter {
                 .collect()
         };
         let mut touched = additions.clone();
+        self.saw(None);
         let mut outcome = self.send_batch(batch(&additions)).await.map(|_| ());
         if outcome.is_ok() {
             touched.extend(&drains);
             let mut last = batch(&drains);
             last.push(self.show_state());
             outcome = match self.send_batch(last).await {
-                Ok(answers) => self.verify(slots, steps, answers.last().map_or("", |a| a.as_str())),
+                Ok(mut answers) => {
+                    let state = answers.pop().unwrap_or_default();
+                    let verified = self.verify(slots, steps, &state);
+                    if verified.is_ok() {
+                        self.saw(Some(state));
+                    }
+                    verified
+                }
                 Err(e) => Err(e),
             };
         }
@@ -588,8 +628,17 @@ impl HaproxyRouter {
 
     /// Of `watch`, those still draining at their address, with their sessions.
     async fn still_draining(&self, watch: &[Drained]) -> Result<Vec<(Drained, u64)>, HaproxyError> {
-        let slots = self.read_slots().await?;
-        let sessions = self.read_sessions().await?;
+        // One call of the channel (one exec through a relay) per poll.
+        let answers = self
+            .send_batch(vec![
+                self.show_state(),
+                Command::ShowStat {
+                    backend: self.backend.clone(),
+                },
+            ])
+            .await?;
+        let slots = self.slots_from(&answers[0])?;
+        let sessions = parse_stat_sessions(&answers[1])?;
         Ok(watch
             .iter()
             .filter(|d| {
@@ -641,10 +690,14 @@ impl HaproxyRouter {
         // address means still ours (another rollout may have revived one).
         self.take_lock().await?;
         let freed = async {
-            for (d, _) in self.still_draining(&watch).await? {
-                self.send(&self.set_state(&d.server, AdminState::Maint))
-                    .await?;
-            }
+            let maint: Vec<Command> = self
+                .still_draining(&watch)
+                .await?
+                .iter()
+                .map(|(d, _)| self.set_state(&d.server, AdminState::Maint))
+                .collect();
+            self.saw(None);
+            self.send_batch(maint).await?;
             Ok::<_, RouterError>(())
         }
         .await;
@@ -669,7 +722,7 @@ impl std::fmt::Debug for HaproxyRouter {
 #[async_trait]
 impl TrafficRouter for HaproxyRouter {
     async fn routes(&self) -> Result<Vec<Route>, RouterError> {
-        let slots = self.read_slots().await?;
+        let slots = self.fresh_slots().await?;
         let mut routes: Vec<Route> = Vec::new();
         let mut active: BTreeMap<SocketAddr, u32> = slots
             .iter()
