@@ -19,7 +19,7 @@ use bollard::models::{ContainerSummary, PortSummaryTypeEnum};
 use rollout_core::model::InstanceId;
 use rollout_core::router::Target;
 use rollout_haproxy::command::Command;
-use rollout_haproxy::{ChannelError, HaproxyError, Resolve, RuntimeChannel};
+use rollout_haproxy::{AtRest, ChannelError, HaproxyError, Resolve, RuntimeChannel};
 use rollout_nginx::proxy::{ProxyError, ProxyExec};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -163,6 +163,19 @@ impl RuntimeChannel for ExecChannel {
             )));
         }
         Ok(answers)
+    }
+
+    /// By the relay's `--keep`, in the container (its own layer: it survives
+    /// a restart of the container, not its re-creation), where the image's
+    /// entrypoint (`--start`) finds it when HAProxy starts again. A relay
+    /// from before `--keep` refuses it (exit 1 or 2): not kept.
+    async fn keep_rest(&self, rest: &AtRest) -> Result<bool, ChannelError> {
+        let mut argv = vec![RELAY.to_string(), "--keep".into(), self.socket.clone()];
+        argv.extend(rest.relay_args());
+        match self.exec.exec(&argv).await {
+            Ok(out) => Ok(out.code == 0),
+            Err(e) => Err(self.io(e.to_string())),
+        }
     }
 
     fn describe(&self) -> String {

@@ -21,9 +21,20 @@
 //! command. A socket that cannot be reached exits 1 (after the answers of
 //! the commands before it); an answer that does not come within 10 s exits
 //! 3. HAProxy's refusals are answers (exit 0): the caller judges them.
+//!
+//! # The state at rest
+//!
+//! `--keep SOCKET BACKEND SLOTS HOST:PORT:WEIGHT...` keeps a backend's state
+//! at rest in the container, and `--start COMMAND...` (the image's
+//! entrypoint) runs `COMMAND` with a replayer beside it that puts the kept
+//! states back into a restarted HAProxy: see [`rest`].
+
+mod dns;
+mod rest;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,6 +43,12 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--keep") => return keep(&args[1..]),
+        Some("--start") => return start(&args[1..]),
+        Some("--replay") => rest::replay(),
+        _ => {}
+    }
     let Some((socket, commands)) = args.split_first().filter(|(_, c)| !c.is_empty()) else {
         eprintln!("usage: rollout-haproxy-relay SOCKET COMMAND...");
         return ExitCode::from(2);
@@ -61,6 +78,51 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--keep`: writes the record of a backend's state at rest.
+fn keep(args: &[String]) -> ExitCode {
+    let record = match rest::Record::from_args(args) {
+        Ok(record) => record,
+        Err(why) => {
+            eprintln!("rollout-haproxy-relay: --keep: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    match record.keep(std::path::Path::new(rest::REST_DIR)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "rollout-haproxy-relay: cannot keep the state at rest in {}: {e}",
+                rest::REST_DIR
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--start COMMAND...`: starts the replayer, then becomes `COMMAND`, so that
+/// HAProxy keeps the process (the container's main one) and its signals.
+fn start(command: &[String]) -> ExitCode {
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("usage: rollout-haproxy-relay --start COMMAND...");
+        return ExitCode::from(2);
+    };
+    match std::env::current_exe() {
+        Ok(me) => {
+            if let Err(e) = std::process::Command::new(me).arg("--replay").spawn() {
+                eprintln!(
+                    "rollout-haproxy-relay: no replayer ({e}): the state at rest is not restored"
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!("rollout-haproxy-relay: no replayer ({e}): the state at rest is not restored")
+        }
+    }
+    let e = std::process::Command::new(program).args(args).exec();
+    eprintln!("rollout-haproxy-relay: cannot run {program}: {e}");
+    ExitCode::from(127)
 }
 
 /// Relays each of `commands` in order; with several, each answer is
@@ -96,7 +158,7 @@ fn check(command: &str) -> Result<(), &'static str> {
 
 /// Sends `command` as one line and copies the answer to `out` until HAProxy
 /// closes the connection (it does after the answer, in non-interactive mode).
-fn relay(socket: &str, command: &str, out: &mut impl Write) -> std::io::Result<()> {
+pub(crate) fn relay(socket: &str, command: &str, out: &mut impl Write) -> std::io::Result<()> {
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;

@@ -15,7 +15,7 @@
 //! container, or a TCP admin port the operator publishes on loopback); the
 //! router does not change.
 
-use crate::command::Command;
+use crate::command::{Command, Name, Weight};
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,8 +76,53 @@ pub trait RuntimeChannel: Send + Sync {
         Ok(answers)
     }
 
+    /// Keeps `rest`, a backend's state at rest, beside the HAProxy, so that
+    /// it gets it back when it restarts (an HAProxy forgets at each start
+    /// what its runtime API was told). `Ok(false)` when this channel has
+    /// nowhere to keep it (this default: a socket reached directly; the
+    /// operator's HAProxy then waits for the next run after a restart).
+    async fn keep_rest(&self, rest: &AtRest) -> Result<bool, ChannelError> {
+        let _ = rest;
+        Ok(false)
+    }
+
     /// Where it leads, for messages (`unix:/run/haproxy/admin.sock`).
     fn describe(&self) -> String;
+}
+
+/// A backend's state at rest: every route names a service, whose running
+/// instances fill the slots (a restarted HAProxy is given them by name, so
+/// that instances with new addresses are found where they are now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtRest {
+    /// The backend.
+    pub backend: Name,
+    /// Its `server-template` slots, in the config's order.
+    pub slots: Vec<Name>,
+    /// Each service at rest: its name (a host name its instances answer
+    /// to), the port behind the proxy, the weight of each instance.
+    pub routes: Vec<(String, u16, Weight)>,
+}
+
+impl AtRest {
+    /// The arguments the relay's `--keep` takes after the socket: the
+    /// backend, the slots comma-separated, `HOST:PORT:WEIGHT` per route.
+    pub fn relay_args(&self) -> Vec<String> {
+        let mut args = vec![
+            self.backend.to_string(),
+            self.slots
+                .iter()
+                .map(Name::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        ];
+        args.extend(
+            self.routes
+                .iter()
+                .map(|(host, port, weight)| format!("{host}:{port}:{}", weight.get())),
+        );
+        args
+    }
 }
 
 /// The largest answer read (a `show stat` of a backend with thousands of

@@ -75,7 +75,7 @@ pub mod resolve;
 pub mod router;
 pub mod state;
 
-pub use channel::{ChannelError, RuntimeChannel, TcpChannel, UnixChannel};
+pub use channel::{AtRest, ChannelError, RuntimeChannel, TcpChannel, UnixChannel};
 pub use config::HaproxyConfig;
 pub use error::HaproxyError;
 pub use lock::RuntimeLock;

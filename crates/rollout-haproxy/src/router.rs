@@ -42,7 +42,7 @@
 //!   alone and are not routes.
 //! - Weights go up to 256, HAProxy's largest.
 
-use crate::channel::RuntimeChannel;
+use crate::channel::{AtRest, RuntimeChannel};
 use crate::command::{AdminState, Command, Name, Weight};
 use crate::config::HaproxyConfig;
 use crate::error::HaproxyError;
@@ -55,7 +55,7 @@ use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target,
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// How often a drain reads the sessions.
@@ -71,13 +71,23 @@ pub struct HaproxyRouter {
     services: Vec<String>,
     lock: Option<Arc<dyn RuntimeLock>>,
     inner: Mutex<Inner>,
+    /// The last answer to `show servers state`, and when it was read: what
+    /// [`TrafficRouter::routes`] reads while it is fresh (a view outside the
+    /// proxy lock is a snapshot in any case; every change re-reads under it).
+    seen: std::sync::Mutex<Option<(Instant, String)>>,
 }
+
+/// How long a read of the slots answers `routes` (the views a run takes as
+/// it opens come within it, one exec instead of one each).
+const FRESH: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Inner {
     generation: u64,
     /// The slots each applied change drained, until its drain.
     draining: BTreeMap<u64, Vec<Drained>>,
+    /// The state at rest last kept through the channel.
+    kept: Option<AtRest>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +150,7 @@ impl HaproxyRouter {
             services: Vec::new(),
             lock: None,
             inner: Mutex::new(Inner::default()),
+            seen: std::sync::Mutex::new(None),
         };
         router.read_slots().await?;
         Ok(router)
@@ -216,7 +227,30 @@ impl HaproxyRouter {
     /// The backend's template slots as HAProxy shows them, in config order.
     async fn read_slots(&self) -> Result<Vec<Slot>, HaproxyError> {
         let answer = self.send(&self.show_state()).await?;
-        self.slots_from(&answer)
+        let slots = self.slots_from(&answer)?;
+        self.saw(Some(answer));
+        Ok(slots)
+    }
+
+    /// Remembers `answer` (to `show servers state`) as the slots now, or
+    /// forgets what was seen (`None`: they are changing).
+    fn saw(&self, answer: Option<String>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        *seen = answer.map(|a| (Instant::now(), a));
+    }
+
+    /// The slots as last read when that is fresh, else read now.
+    async fn fresh_slots(&self) -> Result<Vec<Slot>, HaproxyError> {
+        let seen = {
+            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.as_ref()
+                .filter(|(at, _)| at.elapsed() < FRESH)
+                .map(|(_, a)| a.clone())
+        };
+        match seen {
+            Some(answer) => self.slots_from(&answer),
+            None => self.read_slots().await,
+        }
     }
 
     /// `show servers state` of the backend.
@@ -465,13 +499,21 @@ impl HaproxyRouter {
                 .collect()
         };
         let mut touched = additions.clone();
+        self.saw(None);
         let mut outcome = self.send_batch(batch(&additions)).await.map(|_| ());
         if outcome.is_ok() {
             touched.extend(&drains);
             let mut last = batch(&drains);
             last.push(self.show_state());
             outcome = match self.send_batch(last).await {
-                Ok(answers) => self.verify(slots, steps, answers.last().map_or("", |a| a.as_str())),
+                Ok(mut answers) => {
+                    let state = answers.pop().unwrap_or_default();
+                    let verified = self.verify(slots, steps, &state);
+                    if verified.is_ok() {
+                        self.saw(Some(state));
+                    }
+                    verified
+                }
                 Err(e) => Err(e),
             };
         }
@@ -526,6 +568,46 @@ impl HaproxyRouter {
         Ok(())
     }
 
+    /// The state at rest that `steps` leave `slots` in: every route `change`
+    /// sets names a service, and every server in service after it is one of
+    /// their instances; `None` otherwise (or when a service has none).
+    async fn at_rest(
+        &self,
+        change: &RouteChange,
+        slots: &[Slot],
+        steps: &BTreeMap<usize, Step>,
+    ) -> Option<AtRest> {
+        if change.set.is_empty() {
+            return None;
+        }
+        let mut routes = Vec::new();
+        let mut theirs = BTreeSet::new();
+        for route in &change.set {
+            let Target::Service { name } = &route.target else {
+                return None;
+            };
+            Name::new("host", name)
+                .ok()
+                .filter(|_| !name.contains(':'))?;
+            let addrs = self.resolver.resolve(&route.target).await.ok()?;
+            let port = addrs.first()?.port();
+            theirs.extend(addrs);
+            routes.push((name.clone(), port, Weight::new(route.weight).ok()?));
+        }
+        let mut active = slots.iter().enumerate().filter_map(|(i, slot)| {
+            let (addr, _, mode) = match steps.get(&i) {
+                Some(step) => Self::expected(slot, step),
+                None => (slot.addr(), slot.state.weight, slot.state.mode()),
+            };
+            (mode == Mode::Active).then_some(addr)
+        });
+        active.all(|a| theirs.contains(&a)).then(|| AtRest {
+            backend: self.backend.clone(),
+            slots: self.slots.clone(),
+            routes,
+        })
+    }
+
     /// The draining slots whose address belongs to one of `removed`.
     async fn draining_for(&self, removed: &[Target]) -> Result<Vec<Drained>, HaproxyError> {
         let slots = self.read_slots().await?;
@@ -546,8 +628,17 @@ impl HaproxyRouter {
 
     /// Of `watch`, those still draining at their address, with their sessions.
     async fn still_draining(&self, watch: &[Drained]) -> Result<Vec<(Drained, u64)>, HaproxyError> {
-        let slots = self.read_slots().await?;
-        let sessions = self.read_sessions().await?;
+        // One call of the channel (one exec through a relay) per poll.
+        let answers = self
+            .send_batch(vec![
+                self.show_state(),
+                Command::ShowStat {
+                    backend: self.backend.clone(),
+                },
+            ])
+            .await?;
+        let slots = self.slots_from(&answers[0])?;
+        let sessions = parse_stat_sessions(&answers[1])?;
         Ok(watch
             .iter()
             .filter(|d| {
@@ -599,10 +690,14 @@ impl HaproxyRouter {
         // address means still ours (another rollout may have revived one).
         self.take_lock().await?;
         let freed = async {
-            for (d, _) in self.still_draining(&watch).await? {
-                self.send(&self.set_state(&d.server, AdminState::Maint))
-                    .await?;
-            }
+            let maint: Vec<Command> = self
+                .still_draining(&watch)
+                .await?
+                .iter()
+                .map(|(d, _)| self.set_state(&d.server, AdminState::Maint))
+                .collect();
+            self.saw(None);
+            self.send_batch(maint).await?;
             Ok::<_, RouterError>(())
         }
         .await;
@@ -627,7 +722,7 @@ impl std::fmt::Debug for HaproxyRouter {
 #[async_trait]
 impl TrafficRouter for HaproxyRouter {
     async fn routes(&self) -> Result<Vec<Route>, RouterError> {
-        let slots = self.read_slots().await?;
+        let slots = self.fresh_slots().await?;
         let mut routes: Vec<Route> = Vec::new();
         let mut active: BTreeMap<SocketAddr, u32> = slots
             .iter()
@@ -674,10 +769,22 @@ impl TrafficRouter for HaproxyRouter {
         // Read, plan and change under the proxy lock: another rollout behind
         // this HAProxy plans from the slots as this change left them.
         self.take_lock().await?;
+        let kept = &mut inner.kept;
         let changed = async {
             let slots = self.read_slots().await?;
             let steps = self.plan(change, &slots).await?;
             self.execute(&slots, &steps).await?;
+            // At rest, the state is kept beside the HAProxy for its next
+            // start (still under the lock: the last change's state is the
+            // one kept). Not keeping it fails nothing: a restart then waits
+            // for the next run, as with a channel that cannot keep it.
+            if let Some(rest) = self.at_rest(change, &slots, &steps).await {
+                if kept.as_ref() != Some(&rest)
+                    && matches!(self.channel.keep_rest(&rest).await, Ok(true))
+                {
+                    *kept = Some(rest);
+                }
+            }
             Ok::<_, RouterError>((slots, steps))
         }
         .await;
