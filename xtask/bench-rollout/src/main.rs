@@ -9,7 +9,8 @@
 //! `docker rollout app` through the real docker CLI. Flags (see `xtask/src/bench_rollout.rs`):
 //! `--runs N` rollouts on fresh stacks with the median overhead share, `--scale` for 24
 //! replicas at parallelism 4 beside the seed's 6 at 2 (per-slot overhead side by side),
-//! `--rollout-only` without the two other methods. Printed per method: failed requests,
+//! `--rollout-only` without the two other methods (`ROLLOUT_BENCH_EVENTS=DIR` keeps each
+//! rollout's engine events and the plugin's in DIR). Printed per method: failed requests,
 //! upstream errors in nginx's log, stale keep-alive retries, and the p99 latency of each
 //! request class during the update against the steady-state p99 of the same run.
 //!
@@ -393,6 +394,26 @@ fn run_one(method: Method, case: Case, plugins: &PluginDir) -> Figures {
             "nginx"
         };
         figures.work = Some(Work::count(&seen, p.name(), proxy, start_unix, end_unix));
+        // For a closer look: the engine's events of the run, in seconds from its start.
+        if let Some(dir) = std::env::var_os("ROLLOUT_BENCH_EVENTS") {
+            let path = std::path::Path::new(&dir).join(format!("{}.events", p.name()));
+            let lines: Vec<String> = seen
+                .iter()
+                .filter(|e| e.ms >= start_unix && e.ms <= end_unix)
+                .map(|e| {
+                    let what: String = e.what.chars().take(70).collect();
+                    format!(
+                        "{:8.3} {:<50} {:<12} {}",
+                        (e.ms - start_unix) as f64 / 1000.0,
+                        e.name.replace(p.name(), "P"),
+                        e.kind,
+                        what.replace('\n', " ")
+                    )
+                })
+                .collect();
+            let _ = std::fs::write(&path, lines.join("\n"));
+            let _ = std::fs::write(path.with_extension("plugin"), r.transcript());
+        }
     }
     figures
 }
@@ -679,6 +700,9 @@ fn print_overhead(ours: &Figures, run: &str) -> (f64, f64) {
     (share, per_slot)
 }
 
+/// One run's overhead share (percent), overhead per slot (seconds) and fast p99 ratio.
+type RunShare = (f64, f64, f64);
+
 /// The median of `v` (the mean of the middle two for an even count).
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
@@ -797,7 +821,7 @@ fn main() {
     }
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     // Per case: every run's figures, then the median share against the target.
-    let mut by_case: Vec<(Method, Case, Vec<(f64, f64, f64)>)> = Vec::new();
+    let mut by_case: Vec<(Method, Case, Vec<RunShare>)> = Vec::new();
     let mut counts: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     for ours in all.iter().filter(|f| f.overhead.is_some()) {
         *counts
