@@ -59,6 +59,14 @@ enum End {
     Cancelled(CancelLevel),
 }
 
+/// The end of a start-first slot, left to run beside the worker's delay:
+/// the old instance is out of the routes already (its ticket says which
+/// change took it out); it is drained, then stopped and removed.
+struct Tail {
+    ticket: DrainTicket,
+    old: Instance,
+}
+
 /// One slot: an outdated instance to retire, a new one to launch, or both.
 struct Slot {
     old: Option<Instance>,
@@ -531,16 +539,38 @@ impl Pass<'_, '_> {
                 index: k + 1,
                 size: 1,
             });
-            self.slot(k + 1, &self.slots[k]).await?;
+            let tail = self.slot(k + 1, &self.slots[k]).await?;
             let more = self.shared.next.load(Ordering::SeqCst) < self.slots.len();
-            if more && !self.cfg.delay.is_zero() {
-                tokio::select! {
-                biased;
+            // The old instance of a start-first slot is out of the routes:
+            // its drain, stop and removal run beside the delay, not before
+            // it (as Swarm's updater does not wait for the old task's
+            // shutdown). The next slot starts when both are over, so that a
+            // worker has one old instance in hand at most, and the pass
+            // ends only once every old instance is gone.
+            let retired = async {
+                match tail {
+                    Some(t) => self.finish(t).await,
+                    None => Ok(()),
+                }
+            };
+            let delay = async {
+                if more && !self.cfg.delay.is_zero() {
+                    tokio::select! {
+                    biased;
                         _ = tokio::time::sleep(self.cfg.delay) => {}
                         _ = self.ops.ctx.cancel.reached(self.level) => {}
                     }
-            }
+                }
+            };
+            let (retired, ()) = tokio::join!(retired, delay);
+            retired?;
         }
+    }
+
+    /// Drains and retires the old instance of a start-first slot.
+    async fn finish(&self, tail: Tail) -> Res<()> {
+        self.ops.drain(&tail.ticket).await?;
+        self.ops.retire(std::slice::from_ref(&tail.old)).await
     }
 
     /// Counts a failure of an instance this pass launched, and stops the
@@ -623,7 +653,10 @@ impl Pass<'_, '_> {
         self.shared.capacity.notify_waiters();
     }
 
-    async fn slot(&self, index: usize, slot: &Slot) -> Res<()> {
+    /// Replaces one slot; returns the end of a start-first slot (the old
+    /// instance's drain and retirement) for the worker to run beside its
+    /// delay.
+    async fn slot(&self, index: usize, slot: &Slot) -> Res<Option<Tail>> {
         let reserved = self.cfg.order == Order::StopFirst && slot.old_routed && slot.old.is_some();
         self.shared.active.fetch_add(1, Ordering::SeqCst);
         // Taken out with the pass's first change: capacity counted then.
@@ -634,8 +667,8 @@ impl Pass<'_, '_> {
             .remove(&(index - 1));
         if let Some(ticket) = pre {
             let r = self.slot_inner(index, slot, true, Some(ticket)).await;
-            self.released(matches!(r, Ok(true)));
-            return r.map(|_| ());
+            self.released(matches!(r, Ok((true, _))));
+            return r.map(|(_, tail)| tail);
         }
         if reserved {
             self.reserve().await;
@@ -673,8 +706,8 @@ impl Pass<'_, '_> {
         }
         let stop_first = self.cfg.order == Order::StopFirst && !swapped;
         let r = self.slot_inner(index, slot, stop_first, unrouted).await;
-        self.released(matches!(r, Ok(true)) || swapped);
-        r.map(|_| ())
+        self.released(matches!(r, Ok((true, _))) || swapped);
+        r.map(|(_, tail)| tail)
     }
 
     /// Whether `old` is the only ready instance of the service that gets
@@ -688,16 +721,17 @@ impl Pass<'_, '_> {
         Ok(others == 0)
     }
 
-    /// Replaces one slot; `Ok(true)` when a new instance was routed.
-    /// `unrouted` is the ticket of the old instance when [`Pass::slot`] took
-    /// it out already.
+    /// Replaces one slot; `Ok((true, _))` when a new instance was routed
+    /// (and added capacity), with the old instance's drain and retirement
+    /// still to do when the slot went start-first. `unrouted` is the ticket
+    /// of the old instance when [`Pass::slot`] took it out already.
     async fn slot_inner(
         &self,
         index: usize,
         slot: &Slot,
         stop_first: bool,
         unrouted: Option<DrainTicket>,
-    ) -> Res<bool> {
+    ) -> Res<(bool, Option<Tail>)> {
         let ops = self.ops;
         let old = slot.old.as_ref();
         if stop_first || !slot.launch {
@@ -718,14 +752,14 @@ impl Pass<'_, '_> {
             }
         }
         let (true, Some(target)) = (slot.launch, self.target) else {
-            return Ok(false);
+            return Ok((false, None));
         };
         let new = match ops.launch(&ops.plan.service, target).await? {
             Ok(i) => i,
             Err(f) => {
                 let id = InstanceId(format!("{}:launch", ops.plan.service));
                 self.count(index, &id, f).await?;
-                return Ok(false);
+                return Ok((false, None));
             }
         };
         match ops.gate(&new, self.level).await? {
@@ -734,11 +768,11 @@ impl Pass<'_, '_> {
                 // Counted first, so that its logs are read before removal.
                 self.count(index, &new.id, f).await?;
                 ops.retire(std::slice::from_ref(&new)).await?;
-                return Ok(false);
+                return Ok((false, None));
             }
             Gate::Cancelled => {
                 ops.retire(std::slice::from_ref(&new)).await?;
-                return Ok(false);
+                return Ok((false, None));
             }
         }
         let mut change = RouteChange {
@@ -778,16 +812,15 @@ impl Pass<'_, '_> {
                 .unwrap_or_else(|| {
                     rollout_core::router::DrainTicket::unknown(vec![target_of(old)])
                 });
-            ops.drain(&ticket).await?;
-            ops.retire(std::slice::from_ref(old)).await?;
-            if !slot.old_routed {
-                // Start-first with an old instance that was out already: the
-                // new one adds capacity.
-                return Ok(true);
-            }
-            return Ok(false);
+            let tail = Tail {
+                ticket,
+                old: old.clone(),
+            };
+            // Start-first with an old instance that was out already: the new
+            // one adds capacity.
+            return Ok((!slot.old_routed, Some(tail)));
         }
-        Ok(true)
+        Ok((true, None))
     }
 
     /// Watches every instance this pass made live for its monitor window,

@@ -6,7 +6,11 @@
 //! monitor 30s, max_failure_ratio 0.3) and the same load (250 requests per second, 5 % slow
 //! GETs of 2 s, 5 % POSTs, 20 % on new connections), 15 s of steady state, then the update to
 //! v2: the naive `down` then `up`, the Compose recreate (`up -d` with the new image), and
-//! `docker rollout app` through the real docker CLI. Printed per method: failed requests,
+//! `docker rollout app` through the real docker CLI. Flags (see `xtask/src/bench_rollout.rs`):
+//! `--runs N` rollouts on fresh stacks with the median overhead share, `--scale` for 24
+//! replicas at parallelism 4 beside the seed's 6 at 2 (per-slot overhead side by side),
+//! `--rollout-only` without the two other methods (`ROLLOUT_BENCH_EVENTS=DIR` keeps each
+//! rollout's engine events and the plugin's in DIR). Printed per method: failed requests,
 //! upstream errors in nginx's log, stale keep-alive retries, and the p99 latency of each
 //! request class during the update against the steady-state p99 of the same run.
 //!
@@ -32,11 +36,45 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const SEED_UPDATE: &str = "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: 2\n        delay: 10s\n        failure_action: rollback\n        monitor: 30s\n        max_failure_ratio: 0.3\n";
-const PARALLELISM: usize = 2;
 const DELAY_S: f64 = 10.0;
 const MONITOR_S: f64 = 30.0;
 const STEADY: Duration = Duration::from_secs(15);
+/// The targets of issue 17: the tool's own time under 5 % of the wall time (median of the
+/// runs), fast requests' p99 during the rollout within 1.5x the steady state.
+const OVERHEAD_TARGET_PCT: f64 = 5.0;
+const P99_TARGET: f64 = 1.5;
+
+/// How many replicas and how many at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Case {
+    replicas: usize,
+    parallelism: usize,
+}
+
+/// The seed's stack: six replicas, two at a time.
+const SEED: Case = Case {
+    replicas: 6,
+    parallelism: 2,
+};
+/// The same work grown (`--scale`): 24 replicas, four at a time.
+const SCALED: Case = Case {
+    replicas: 24,
+    parallelism: 4,
+};
+
+impl Case {
+    /// The seed's `update_config` with this case's parallelism.
+    fn update_config(self) -> String {
+        format!(
+            "services:\n  app:\n    deploy:\n      update_config:\n        parallelism: {}\n        delay: 10s\n        failure_action: rollback\n        monitor: 30s\n        max_failure_ratio: 0.3\n",
+            self.parallelism
+        )
+    }
+
+    fn label(self) -> String {
+        format!("{} at {}", self.replicas, self.parallelism)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
@@ -58,19 +96,32 @@ impl Method {
     }
 }
 
-/// The engine's events of a project: (unix ms, container id, what).
+/// One container event of the engine: unix ms, container id, what (`status`, with an exec's
+/// command line), the container's name, its `io.rollout.kind` label and Compose project.
+#[derive(Debug, Clone)]
+struct Seen {
+    ms: u64,
+    id: String,
+    what: String,
+    name: String,
+    kind: String,
+    project: String,
+}
+
+/// The engine's container events while a method runs: those of the project's containers
+/// (instances, the proxy and execs into it) and of the tool's helper containers (journal
+/// records, proxy journals, the proxy file's writer, retiring markers), which carry no
+/// project label of Compose's.
 struct EngineEvents {
     child: Child,
-    seen: Arc<Mutex<Vec<(u64, String, String)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl EngineEvents {
-    fn start(project: &str) -> EngineEvents {
+    fn start() -> EngineEvents {
         let mut child = docker()
             .args([
                 "events",
-                "--filter",
-                &format!("label=com.docker.compose.project={project}"),
                 "--filter",
                 "type=container",
                 "--format",
@@ -88,10 +139,20 @@ impl EngineEvents {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
-                let ms = v["timeNano"].as_u64().unwrap_or(0) / 1_000_000;
-                let id = v["id"].as_str().unwrap_or_default().to_string();
-                let what = v["status"].as_str().unwrap_or_default().to_string();
-                s.lock().unwrap().push((ms, id, what));
+                let attr = |k: &str| {
+                    v["Actor"]["Attributes"][k]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                s.lock().unwrap().push(Seen {
+                    ms: v["timeNano"].as_u64().unwrap_or(0) / 1_000_000,
+                    id: v["id"].as_str().unwrap_or_default().to_string(),
+                    what: v["status"].as_str().unwrap_or_default().to_string(),
+                    name: attr("name"),
+                    kind: attr("io.rollout.kind"),
+                    project: attr("com.docker.compose.project"),
+                });
             }
         });
         // docker events needs a moment to subscribe.
@@ -99,7 +160,7 @@ impl EngineEvents {
         EngineEvents { child, seen }
     }
 
-    fn stop(mut self) -> Vec<(u64, String, String)> {
+    fn stop(mut self) -> Vec<Seen> {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::thread::sleep(Duration::from_millis(100));
@@ -107,16 +168,68 @@ impl EngineEvents {
     }
 
     /// Seconds from `start` to `health_status: healthy` of container `id`.
-    fn time_to_healthy(seen: &[(u64, String, String)], id: &str) -> Option<f64> {
+    fn time_to_healthy(seen: &[Seen], id: &str) -> Option<f64> {
         let start = seen
             .iter()
-            .find(|(_, i, w)| i.starts_with(id) && w == "start")?
-            .0;
+            .find(|e| e.id.starts_with(id) && e.what == "start")?
+            .ms;
         let healthy = seen
             .iter()
-            .find(|(ms, i, w)| i.starts_with(id) && w == "health_status: healthy" && *ms >= start)?
-            .0;
+            .find(|e| e.id.starts_with(id) && e.what == "health_status: healthy" && e.ms >= start)?
+            .ms;
         Some((healthy - start) as f64 / 1000.0)
+    }
+}
+
+/// What the tool asked of the engine during one rollout: commands run in the proxy, reloads
+/// among them, and the helper containers it created, by kind.
+#[derive(Debug, Default, Clone)]
+struct Work {
+    execs: usize,
+    reloads: usize,
+    helpers: BTreeMap<String, usize>,
+}
+
+impl Work {
+    /// `proxy`: the proxy service's name; `from`..`to`: unix ms of the rollout.
+    fn count(seen: &[Seen], project: &str, proxy: &str, from: u64, to: u64) -> Work {
+        let mut work = Work::default();
+        for e in seen.iter().filter(|e| e.ms >= from && e.ms <= to) {
+            let in_proxy =
+                e.project == project && e.name.starts_with(&format!("{project}-{proxy}-"));
+            if in_proxy && e.what.starts_with("exec_start") {
+                work.execs += 1;
+                if e.what.contains("kill -HUP") || e.what.contains("-s reload") {
+                    work.reloads += 1;
+                }
+            } else if e.what == "create" && e.project != project {
+                let kind = if e.kind.is_empty() {
+                    "other"
+                } else {
+                    e.kind.as_str()
+                };
+                *work.helpers.entry(kind.to_string()).or_default() += 1;
+            }
+        }
+        work
+    }
+
+    fn line(&self) -> String {
+        let helpers: Vec<String> = self
+            .helpers
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        format!(
+            "{} execs into the proxy, {} reloads, helper containers created: {}",
+            self.execs,
+            self.reloads,
+            if helpers.is_empty() {
+                "none".to_string()
+            } else {
+                helpers.join(", ")
+            }
+        )
     }
 }
 
@@ -130,6 +243,7 @@ fn unix_ms() -> u64 {
 /// What one method showed.
 struct Figures {
     method: Method,
+    case: Case,
     wall_s: f64,
     failed: u64,
     upstream_errors: u64,
@@ -138,9 +252,13 @@ struct Figures {
     p99: Vec<(Class, f64, f64, u64)>,
     overhead: Option<Overhead>,
     exit: Option<i32>,
+    /// What the tool asked of the engine (`docker rollout` only).
+    work: Option<Work>,
 }
 
 struct Overhead {
+    /// Slots replaced.
+    slots: usize,
     imposed_s: f64,
     healthy_s: Vec<f64>,
     drains_s: Vec<f64>,
@@ -178,16 +296,16 @@ fn target(p: &Project, method: Method) -> std::net::SocketAddr {
     }
 }
 
-fn run_one(method: Method, plugins: &PluginDir) -> Figures {
+fn run_one(method: Method, case: Case, plugins: &PluginDir) -> Figures {
     let slug = format!("bench-{}", method.name().replace(['/', ' ', '(', ')'], "-"));
     let mut p = if method == Method::RolloutHaproxy {
         haproxy_stack(&slug, plugins)
     } else {
         let p = Project::new(&slug);
-        DemoStack::new(images::V1, 6).write_to(&p);
-        p.write("docker-compose.override.yml", SEED_UPDATE);
+        DemoStack::new(images::V1, case.replicas as u32).write_to(&p);
+        p.write("docker-compose.override.yml", &case.update_config());
         p.up();
-        p.wait_healthy("app", 6, Duration::from_secs(90));
+        p.wait_healthy("app", case.replicas, Duration::from_secs(180));
         p
     };
     let at = target(&p, method);
@@ -208,7 +326,7 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
     wait_ok(&load, 750, Duration::from_secs(30));
     let steady_from = load.mark("steady-start");
     std::thread::sleep(STEADY);
-    let engine = EngineEvents::start(p.name());
+    let engine = EngineEvents::start();
     let start = load.mark("update-start");
     let start_unix = unix_ms();
     p.set_env("APP_IMAGE", images::V2);
@@ -230,6 +348,7 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
         }
     }
     let end = load.mark("update-end");
+    let end_unix = unix_ms();
     wait_http(target(&p, method), "/", Duration::from_secs(60), |a| {
         a.version.as_deref() == Some("v2")
     });
@@ -249,6 +368,7 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
         .collect();
     let mut figures = Figures {
         method,
+        case,
         wall_s: end - start,
         failed: w.failed,
         upstream_errors: w.upstream_errors,
@@ -256,6 +376,7 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
         p99,
         overhead: None,
         exit: None,
+        work: None,
     };
     if let Some(r) = &rollout {
         figures.exit = r.code;
@@ -266,7 +387,33 @@ fn run_one(method: Method, plugins: &PluginDir) -> Figures {
             r.stderr
         );
         figures.wall_s = r.elapsed();
-        figures.overhead = Some(overhead(r, &report, start, start_unix, &seen));
+        figures.overhead = Some(overhead(r, &report, case, start, start_unix, &seen));
+        let proxy = if method == Method::RolloutHaproxy {
+            "haproxy"
+        } else {
+            "nginx"
+        };
+        figures.work = Some(Work::count(&seen, p.name(), proxy, start_unix, end_unix));
+        // For a closer look: the engine's events of the run, in seconds from its start.
+        if let Some(dir) = std::env::var_os("ROLLOUT_BENCH_EVENTS") {
+            let path = std::path::Path::new(&dir).join(format!("{}.events", p.name()));
+            let lines: Vec<String> = seen
+                .iter()
+                .filter(|e| e.ms >= start_unix && e.ms <= end_unix)
+                .map(|e| {
+                    let what: String = e.what.chars().take(70).collect();
+                    format!(
+                        "{:8.3} {:<50} {:<12} {}",
+                        (e.ms - start_unix) as f64 / 1000.0,
+                        e.name.replace(p.name(), "P"),
+                        e.kind,
+                        what.replace('\n', " ")
+                    )
+                })
+                .collect();
+            let _ = std::fs::write(&path, lines.join("\n"));
+            let _ = std::fs::write(path.with_extension("plugin"), r.transcript());
+        }
     }
     figures
 }
@@ -325,9 +472,10 @@ fn unrouted_times(r: &Ended) -> (Vec<&str>, BTreeMap<String, f64>) {
 fn overhead(
     r: &Ended,
     report: &Report,
+    case: Case,
     start: f64,
     start_unix: u64,
-    seen: &[(u64, String, String)],
+    seen: &[Seen],
 ) -> Overhead {
     // The event lines are stamped from the rollout's start, which is `start` on the load
     // clock (within the time it takes to spawn a process).
@@ -357,11 +505,11 @@ fn overhead(
         .collect();
     launches.sort_by(|a, b| a.0.total_cmp(&b.0));
     let slots = drains.len().max(launches.len());
-    let rounds = slots.div_ceil(PARALLELISM);
+    let rounds = slots.div_ceil(case.parallelism);
     let mut imposed = 0.0;
     for round in 0..rounds {
         let mut longest: f64 = 0.0;
-        for k in round * PARALLELISM..((round + 1) * PARALLELISM).min(slots) {
+        for k in round * case.parallelism..((round + 1) * case.parallelism).min(slots) {
             let d = drains.get(k).map_or(0.0, |d| d.1);
             let h = launches.get(k).map_or(0.0, |l| l.1);
             longest = longest.max(d + h);
@@ -370,6 +518,7 @@ fn overhead(
     }
     imposed += DELAY_S * rounds.saturating_sub(1) as f64 + MONITOR_S;
     Overhead {
+        slots,
         imposed_s: imposed,
         healthy_s: launches.iter().map(|l| l.1).collect(),
         drains_s: drains.iter().map(|d| d.1).collect(),
@@ -387,12 +536,12 @@ fn breakdown(
     report: &Report,
     start: f64,
     start_unix: u64,
-    seen: &[(u64, String, String)],
+    seen: &[Seen],
 ) -> Vec<(&'static str, f64)> {
     let engine_t = |id: &str, what: &str| {
         seen.iter()
-            .find(|(_, i, w)| i.starts_with(id) && w == what)
-            .map(|(ms, _, _)| (*ms as f64 - start_unix as f64) / 1000.0)
+            .find(|e| e.id.starts_with(id) && e.what == what)
+            .map(|e| (e.ms as f64 - start_unix as f64) / 1000.0)
     };
     let at = |pred: &dyn Fn(&Event) -> bool| r.events.iter().find(|l| pred(&l.event)).map(|l| l.at);
     let (_, unrouted_at) = unrouted_times(r);
@@ -503,68 +652,141 @@ fn switch_back(proxy: &str, plugins: &PluginDir) -> (f64, u64) {
     (first_blue - back.started_at, report.stale_retries)
 }
 
-/// The overhead line of a `docker rollout` run: its wall time against what the settings
-/// and the app impose. Returns the overhead's share of the wall time, in percent.
-fn print_overhead(ours: &Figures) -> f64 {
+/// The overhead lines of a `docker rollout` run: its wall time against what the settings
+/// and the app impose, where the tool's own time went, and what it asked of the engine.
+/// Returns the overhead's share of the wall time, in percent, and the overhead per slot.
+fn print_overhead(ours: &Figures, run: &str) -> (f64, f64) {
     let o = ours.overhead.as_ref().unwrap();
     let overhead = ours.wall_s - o.imposed_s;
     let share = overhead / ours.wall_s * 100.0;
+    let per_slot = overhead / o.slots.max(1) as f64;
     let round = |v: &[f64]| {
         v.iter()
             .map(|h| (h * 100.0).round() / 100.0)
             .collect::<Vec<_>>()
     };
     println!(
-        "{}: exit {:?}; wall {:.1}s, imposed {:.1}s (time to healthy {:?} s; drains {:?} s; delays {DELAY_S}s x {}; monitor {MONITOR_S}s), overhead {:.1}s = {:.1} % of wall time",
+        "{} ({} replicas at {}, {run}): exit {:?}; wall {:.1}s, imposed {:.1}s (time to healthy {:?} s; drains {:?} s; delays {DELAY_S}s x {}; monitor {MONITOR_S}s), overhead {:.1}s = {:.1} % of wall time, {:.2}s per slot",
         ours.method.name(),
+        ours.case.replicas,
+        ours.case.parallelism,
         ours.exit,
         ours.wall_s,
         o.imposed_s,
         round(&o.healthy_s),
         round(&o.drains_s),
-        (o.healthy_s.len().max(o.drains_s.len()))
-            .div_ceil(PARALLELISM)
-            .saturating_sub(1),
+        o.slots.div_ceil(ours.case.parallelism).saturating_sub(1),
         overhead,
-        share
+        share,
+        per_slot
     );
     println!(
-        "  where the tool's own time went (summed over slots, 2 run at once): {}",
+        "  where the tool's own time went (summed over slots, {} run at once): {}",
+        ours.case.parallelism,
         o.breakdown
             .iter()
             .map(|(what, s)| format!("{what} {s:.1}s"))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    share
+    if let Some(w) = &ours.work {
+        println!(
+            "  engine work: {} ({:.1} execs and {:.1} reloads per slot)",
+            w.line(),
+            w.execs as f64 / o.slots.max(1) as f64,
+            w.reloads as f64 / o.slots.max(1) as f64
+        );
+    }
+    (share, per_slot)
+}
+
+/// One run's overhead share (percent), overhead per slot (seconds) and fast p99 ratio.
+type RunShare = (f64, f64, f64);
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The command line: `--proxy haproxy`, `--runs N`, `--scale`, `--rollout-only`.
+struct Args {
+    with_haproxy: bool,
+    runs: usize,
+    scale: bool,
+    rollout_only: bool,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut out = Args {
+        with_haproxy: false,
+        runs: 1,
+        scale: false,
+        rollout_only: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--proxy" => match it.next().map(String::as_str) {
+                Some("haproxy") => out.with_haproxy = true,
+                other => return Err(format!("--proxy takes `haproxy`, got {other:?}")),
+            },
+            "--runs" => {
+                let v = it.next().ok_or("--runs takes a number")?;
+                out.runs = match v.parse::<usize>() {
+                    Ok(n) if (1..=9).contains(&n) => n,
+                    _ => return Err(format!("--runs takes a number from 1 to 9, got {v:?}")),
+                };
+            }
+            "--scale" => out.scale = true,
+            "--rollout-only" => out.rollout_only = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(out)
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let with_haproxy = match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] => false,
-        ["--proxy", "haproxy"] => true,
-        other => {
-            eprintln!("bench-rollout: unknown arguments {other:?} (only `--proxy haproxy`)");
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "bench-rollout: {e} (takes `--proxy haproxy`, `--runs N`, `--scale`, `--rollout-only`)"
+            );
             std::process::exit(2);
         }
     };
+    let with_haproxy = args.with_haproxy;
     require_engine();
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
     let plugins = PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"));
-    let mut methods = vec![Method::DownUp, Method::Recreate, Method::Rollout];
+    let mut plan: Vec<(Method, Case)> = Vec::new();
+    if !args.rollout_only {
+        plan.push((Method::DownUp, SEED));
+        plan.push((Method::Recreate, SEED));
+    }
+    plan.extend(std::iter::repeat_n((Method::Rollout, SEED), args.runs));
+    if args.scale {
+        plan.extend(std::iter::repeat_n((Method::Rollout, SCALED), args.runs));
+    }
     if with_haproxy {
-        methods.push(Method::RolloutHaproxy);
+        plan.push((Method::RolloutHaproxy, SEED));
     }
     let mut all = Vec::new();
-    for m in methods {
-        eprintln!("bench rollout: {} ...", m.name());
-        all.push(run_one(m, &plugins));
+    for (m, case) in plan {
+        eprintln!(
+            "bench rollout: {} ({} replicas at {}) ...",
+            m.name(),
+            case.replicas,
+            case.parallelism
+        );
+        all.push(run_one(m, case, &plugins));
     }
     let mut switches = Vec::new();
     if with_haproxy {
@@ -574,11 +796,11 @@ fn main() {
         }
     }
     println!(
-        "bench rollout: 6 replicas v1 -> v2, seed's update_config (parallelism 2, delay 10s, monitor 30s), load 250 req/s (5 % slow GETs of 2 s, 5 % POSTs, 20 % new connections), 15 s steady state first"
+        "bench rollout: replicas v1 -> v2, seed's update_config (delay 10s, monitor 30s; parallelism 2 for 6 replicas, 4 for 24), load 250 req/s (5 % slow GETs of 2 s, 5 % POSTs, 20 % new connections), 15 s steady state first"
     );
     println!(
-        "{:<18} {:>7} {:>7} {:>9} {:>6}  p99 ms steady -> update (fast | slow | post)",
-        "method", "wall s", "failed", "upstream", "stale"
+        "{:<18} {:>8} {:>7} {:>7} {:>9} {:>6}  p99 ms steady -> update (fast | slow | post)",
+        "method", "replicas", "wall s", "failed", "upstream", "stale"
     );
     for f in &all {
         let p: Vec<String> = f
@@ -587,8 +809,9 @@ fn main() {
             .map(|(_, s, d, _)| format!("{s:.1} -> {d:.1}"))
             .collect();
         println!(
-            "{:<18} {:>7.1} {:>7} {:>9} {:>6}  {}",
+            "{:<18} {:>8} {:>7.1} {:>7} {:>9} {:>6}  {}",
             f.method.name(),
+            f.case.label(),
             f.wall_s,
             f.failed,
             f.upstream_errors,
@@ -597,18 +820,60 @@ fn main() {
         );
     }
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    // Per case: every run's figures, then the median share against the target.
+    let mut by_case: Vec<(Method, Case, Vec<RunShare>)> = Vec::new();
+    let mut counts: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     for ours in all.iter().filter(|f| f.overhead.is_some()) {
-        let share = print_overhead(ours);
+        *counts
+            .entry((ours.case.replicas, ours.case.parallelism))
+            .or_default() += 1;
+    }
+    let mut nth: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for ours in all.iter().filter(|f| f.overhead.is_some()) {
+        let key = (ours.case.replicas, ours.case.parallelism);
+        let k = nth.entry(key).or_default();
+        *k += 1;
+        let run = format!("run {} of {}", k, counts[&key]);
+        let (share, per_slot) = print_overhead(ours, &run);
         let fast = ours.p99.iter().find(|p| p.0 == Class::Fast).unwrap();
         let ratio = fast.2 / fast.1;
         println!(
-            "  targets: 0 failed: {} ({}); 0 upstream errors: {} ({}); overhead under 10 %: {} ({share:.1} %); fast p99 within 1.2x steady: {} ({ratio:.2}x)",
+            "  targets: 0 failed: {} ({}); 0 upstream errors: {} ({}); overhead under {OVERHEAD_TARGET_PCT} %: {} ({share:.1} %); fast p99 within {P99_TARGET}x steady: {} ({:.1} -> {:.1} ms, {ratio:.2}x)",
             verdict(ours.failed == 0),
             ours.failed,
             verdict(ours.upstream_errors == 0),
             ours.upstream_errors,
-            verdict(share < 10.0),
-            verdict(ratio <= 1.2)
+            verdict(share < OVERHEAD_TARGET_PCT),
+            verdict(ratio <= P99_TARGET),
+            fast.1,
+            fast.2
+        );
+        match by_case
+            .iter_mut()
+            .find(|(m, c, _)| *m == ours.method && *c == ours.case)
+        {
+            Some((_, _, v)) => v.push((share, per_slot, ratio)),
+            None => by_case.push((ours.method, ours.case, vec![(share, per_slot, ratio)])),
+        }
+    }
+    for (method, case, v) in &by_case {
+        let shares: Vec<f64> = v.iter().map(|x| x.0).collect();
+        let m = median(&shares);
+        println!(
+            "{} ({} replicas at {}): median over {} run(s): overhead {:.1} % of wall time (target under {OVERHEAD_TARGET_PCT} %: {}), {:.2}s per slot; fast p99 {:.2}x steady (target {P99_TARGET}x: {}); shares {:?}",
+            method.name(),
+            case.replicas,
+            case.parallelism,
+            v.len(),
+            m,
+            verdict(m < OVERHEAD_TARGET_PCT),
+            median(&v.iter().map(|x| x.1).collect::<Vec<_>>()),
+            median(&v.iter().map(|x| x.2).collect::<Vec<_>>()),
+            verdict(median(&v.iter().map(|x| x.2).collect::<Vec<_>>()) <= P99_TARGET),
+            shares
+                .iter()
+                .map(|s| (s * 10.0).round() / 10.0)
+                .collect::<Vec<_>>()
         );
     }
     for (proxy, (seconds, stale)) in &switches {
