@@ -8,6 +8,7 @@
 //! namespace is gone.
 
 use rollout_e2e::load::{mix, wait_ok};
+use rollout_e2e::nginx::ConfigWatch;
 use rollout_e2e::swarm::Swarm;
 use rollout_e2e::verdict::{assert_no_failure, publish};
 use rollout_e2e::{
@@ -276,11 +277,16 @@ fn a_worker_engine_joins_the_swarm_and_nginx_serves_tasks_of_both_nodes() {
 }
 
 /// The stack a rollout test updates: four demo app tasks (`dnsrr`) spread over both nodes,
-/// with the seed's `update_config` but a delay of 1 s and a monitor of 2 s (to keep the test
-/// short), and nginx on the manager published in host mode.
+/// with the seed's `update_config` but a delay of 1 s and a monitor of 2 s, and the image's
+/// health check with a start period of 2 s (so that a never-healthy task fails in seconds, not
+/// after the image's 60 s), to keep the tests short; nginx on the manager published in host
+/// mode.
 fn rollout_stack_file(port: u16, image: &str) -> String {
     stack_file(port)
-        .replace(images::V1, image)
+        .replace(
+            &format!("    image: {}\n", images::V1),
+            &format!("    image: {image}\n    healthcheck:\n      start_period: 2s\n"),
+        )
         .replace("delay: 10s", "delay: 1s")
         .replace("monitor: 30s", "monitor: 2s")
         .replace("      placement:\n        max_replicas_per_node: 2\n", "")
@@ -508,4 +514,75 @@ fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_
         let answer = wait_http(d.addr(), "/", Duration::from_secs(10), |a| a.status == 200);
         assert_eq!(answer.version.as_deref(), Some("v2"));
     }
+}
+
+/// An update to a never-healthy image: Swarm's monitor fails it and Swarm rolls back
+/// (`failure_action: rollback`); the standby serves throughout, so nginx never routes to fewer
+/// than the floor's four tasks (or to the service's name, at rest), no request fails, the
+/// plugin exits 3 (where `docker service update` says 0), every task runs v1 again and the
+/// standby is gone.
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving() {
+    require_engine();
+    require_images(&[images::V1, images::V2_UNHEALTHY, NGINX_IMAGE]);
+    let plugins = plugin();
+    let d = Deployed::new("swarm-rollback", &[images::V2_UNHEALTHY]);
+    let name = d.stack.0.clone();
+    let before = d.services();
+    let conf_before = d.project.read("nginx.conf");
+    d.project.write(
+        "stack.yaml",
+        &rollout_stack_file(d.port, images::V2_UNHEALTHY),
+    );
+    let load = d.start_load();
+    let watch = ConfigWatch::start(
+        d.project.dir().join("nginx.conf"),
+        "backend",
+        Clock::of(&load),
+    );
+    let run = run_rollout(
+        d.rollout(&plugins, &["--stack", &name, "app"]),
+        Clock::of(&load),
+        Duration::from_secs(240),
+    );
+    wait_ok(&load, 250, Duration::from_secs(20));
+    let snaps = watch.stop();
+    let report = load.stop().unwrap();
+    publish("swarm", "rollback", &report, &[&run]);
+    assert_eq!(
+        run.code,
+        Some(3),
+        "exit 3 after Swarm's rollback:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("rolled"), "{}", run.stderr);
+    assert_no_failure(&report);
+    assert!(
+        snaps.len() > 2,
+        "the config changed during the run: {snaps:?}"
+    );
+    for snap in &snaps {
+        let hosts = snap.hosts();
+        assert!(
+            hosts.iter().any(|h| h == "app") || hosts.len() >= 4,
+            "nginx routed to fewer than the floor's 4 tasks at {:.2}s: {:?}",
+            snap.at,
+            snap.servers
+        );
+    }
+    let images_now = d.task_images("app");
+    assert_eq!(images_now.len(), 4, "{images_now:?}");
+    assert!(
+        images_now
+            .iter()
+            .all(|t| t.starts_with(images::V1) && t.contains("Running")),
+        "every task runs v1 again: {images_now:?}"
+    );
+    assert_eq!(d.services(), before, "the standby is gone");
+    assert_eq!(
+        d.project.read("nginx.conf"),
+        conf_before,
+        "nginx back at rest"
+    );
 }

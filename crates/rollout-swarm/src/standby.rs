@@ -481,7 +481,8 @@ pub async fn run(
         .div_ceil(req.update.parallelism.max(1) as usize)
         .max(1) as u32;
     let per_batch = req.update.delay + req.update.monitor + req.start_timeout;
-    let deadline = Instant::now() + per_batch * (batches + 1) + Duration::from_secs(60);
+    let started = Instant::now();
+    let deadline = started + per_batch * (batches + 1) + Duration::from_secs(60);
     let end = loop {
         let service = api.service(&found.home_name).await?.ok_or_else(|| {
             SwarmFail::unexpected(format!(
@@ -551,6 +552,19 @@ pub async fn run(
         }
         if !state.in_progress() && state != UpdateState::None {
             break state;
+        }
+        // Swarm clears the status when it takes the new spec and sets it once it starts
+        // replacing tasks; a spec it had nothing to replace for leaves it clear.
+        if state == UpdateState::None
+            && started.elapsed() > Duration::from_secs(5)
+            && tasks
+                .iter()
+                .filter(|t| t.serving() && t.image_is(&req.image))
+                .count()
+                >= found.replicas
+            && api.lingering_tasks(&found.home_name).await? == 0
+        {
+            break UpdateState::Completed;
         }
         if Instant::now() > deadline {
             return Err(SwarmFail::unexpected(format!(
