@@ -631,3 +631,93 @@ async fn wait_settled(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{EndpointSpec, TaskSpec, TaskSpecContainerSpec};
+
+    fn found() -> Found {
+        let home = Service {
+            spec: Some(ServiceSpec {
+                name: Some("shop_app".into()),
+                labels: Some(HashMap::from([(
+                    stack::NAMESPACE_LABEL.to_string(),
+                    "shop".to_string(),
+                )])),
+                task_template: Some(TaskSpec {
+                    container_spec: Some(TaskSpecContainerSpec {
+                        image: Some("app:v1".into()),
+                        ..Default::default()
+                    }),
+                    networks: Some(vec![NetworkAttachmentConfig {
+                        target: Some("front".into()),
+                        aliases: Some(vec!["app".into()]),
+                        driver_opts: None,
+                    }]),
+                    ..Default::default()
+                }),
+                endpoint_spec: Some(EndpointSpec {
+                    mode: Some(EndpointSpecModeEnum::DNSRR),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let update = UpdateConfig {
+            parallelism: 2,
+            ..Default::default()
+        };
+        Found {
+            home,
+            home_name: "shop_app".into(),
+            standby_name: "shop_app--standby".into(),
+            replicas: 4,
+            network: "front".into(),
+            current_image: "app:v1".into(),
+            proxy_name: "shop_nginx".into(),
+            proxy_containers: vec!["shop_nginx.1.x".into()],
+            swarm_update: update::to_swarm_update(&update).unwrap(),
+            swarm_rollback: update::to_swarm_rollback(&RollbackConfig::default()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_standby_serves_the_homes_spec_under_no_alias() {
+        let spec = standby_spec(&found(), 3);
+        assert_eq!(spec.name.as_deref(), Some("shop_app--standby"));
+        assert_eq!(image_of(&spec), "app:v1");
+        let labels = spec.labels.unwrap();
+        assert_eq!(labels[STANDBY_LABEL], "shop_app");
+        assert_eq!(labels[stack::NAMESPACE_LABEL], "shop");
+        assert_eq!(spec.mode.unwrap().replicated.unwrap().replicas, Some(3));
+        let networks = spec.task_template.unwrap().networks.unwrap();
+        assert_eq!(networks[0].target.as_deref(), Some("front"));
+        assert_eq!(
+            networks[0].aliases, None,
+            "the service's name must not resolve to the standby"
+        );
+    }
+
+    #[test]
+    fn the_plan_names_the_standby_and_swarms_update_config() {
+        let req = Request {
+            stack: "shop".into(),
+            service: "app".into(),
+            proxy: "nginx".into(),
+            image: "app:v2".into(),
+            update: UpdateConfig {
+                parallelism: 2,
+                ..Default::default()
+            },
+            rollback: RollbackConfig::default(),
+            start_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+        };
+        let text = plan(&found(), &req);
+        assert!(text.contains("app:v1 -> app:v2"), "{text}");
+        assert!(text.contains("standby shop_app--standby"), "{text}");
+        assert!(text.contains("parallelism 2"), "{text}");
+    }
+}

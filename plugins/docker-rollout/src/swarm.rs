@@ -142,7 +142,11 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
         say(note);
     }
     say(&standby::plan(&found, &request));
-    standby::run(&api, &found, &request, &router, &say)
+    // Each step with the seconds since the rollout started.
+    let started = std::time::Instant::now();
+    let stamped =
+        move |line: &str| say(&format!("{:>6.1}s {line}", started.elapsed().as_secs_f64()));
+    standby::run(&api, &found, &request, &router, &stamped)
         .await
         .map_err(fail)
 }
