@@ -433,6 +433,24 @@ impl Deployed {
     }
 }
 
+/// The config changed during the run, and nginx never routed to fewer than `floor` tasks
+/// (the service's name, at rest, covers all of them).
+fn assert_floor(snaps: &[rollout_e2e::nginx::ConfigSnapshot], floor: usize) {
+    assert!(
+        snaps.len() > 2,
+        "the config changed during the run: {snaps:?}"
+    );
+    for snap in snaps {
+        let hosts = snap.hosts();
+        assert!(
+            hosts.iter().any(|h| h == "app") || hosts.len() >= floor,
+            "nginx routed to fewer than the floor's {floor} tasks at {:.2}s: {:?}",
+            snap.at,
+            snap.servers
+        );
+    }
+}
+
 fn plugin() -> PluginDir {
     PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"))
 }
@@ -486,16 +504,23 @@ fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_
     assert_eq!(d.project.read("nginx.conf"), conf_before);
 
     let load = d.start_load();
+    let watch = ConfigWatch::start(
+        d.project.dir().join("nginx.conf"),
+        "backend",
+        Clock::of(&load),
+    );
     let run = run_rollout(
         d.rollout(&plugins, &["--stack", &name, "app"]),
         Clock::of(&load),
         Duration::from_secs(240),
     );
     wait_ok(&load, 250, Duration::from_secs(20));
+    let snaps = watch.stop();
     let report = load.stop().unwrap();
     publish("swarm", "rolling", &report, &[&run]);
     assert_eq!(run.code, Some(0), "docker rollout failed:\n{}", run.stderr);
     assert_no_failure(&report);
+    assert_floor(&snaps, 4);
     let images_now = d.task_images("app");
     assert_eq!(images_now.len(), 4, "{images_now:?}");
     assert!(
@@ -558,19 +583,7 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving
     );
     assert!(run.stderr.contains("rolled"), "{}", run.stderr);
     assert_no_failure(&report);
-    assert!(
-        snaps.len() > 2,
-        "the config changed during the run: {snaps:?}"
-    );
-    for snap in &snaps {
-        let hosts = snap.hosts();
-        assert!(
-            hosts.iter().any(|h| h == "app") || hosts.len() >= 4,
-            "nginx routed to fewer than the floor's 4 tasks at {:.2}s: {:?}",
-            snap.at,
-            snap.servers
-        );
-    }
+    assert_floor(&snaps, 4);
     let images_now = d.task_images("app");
     assert_eq!(images_now.len(), 4, "{images_now:?}");
     assert!(

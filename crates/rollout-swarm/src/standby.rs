@@ -443,14 +443,21 @@ pub async fn run(
         set: standby.iter().map(|a| route(a)).collect(),
         remove: at_rest.iter().map(|r| r.target.clone()).collect(),
     };
-    change_and_drain(
-        router,
-        change,
-        req.drain_timeout,
-        say,
-        &format!("standby routed, {} unrouted", found.home_name),
-    )
-    .await?;
+    let ticket = match router.apply(&change).await {
+        Ok(ticket) => ticket,
+        Err(e) => {
+            // The router changed nothing: the standby goes.
+            api.remove(&found.standby_name).await?;
+            return Err(e.into());
+        }
+    };
+    let report = router.drain(&ticket, req.drain_timeout).await?;
+    say(&format!(
+        "standby routed, {} unrouted: drained in {:.1}s{}",
+        found.home_name,
+        report.elapsed.as_secs_f64(),
+        if report.timed_out { " (timed out)" } else { "" }
+    ));
     // 2. Swarm's native update of the home service.
     let mut spec = spec_of(&found.home);
     if let Some(c) = spec
@@ -468,7 +475,17 @@ pub async fn run(
         .as_ref()
         .and_then(|v| v.index)
         .unwrap_or(0);
-    api.update(&found.home_name, version, spec).await?;
+    if let Err(e) = api.update(&found.home_name, version, spec).await {
+        // Swarm changed nothing: the home's tasks take the traffic back, the standby goes.
+        let mut change = RouteChange {
+            set: at_rest.clone(),
+            remove: standby.iter().map(|a| target(a)).collect(),
+        };
+        change.set.retain(|r| !change.remove.contains(&r.target));
+        change_and_drain(router, change, req.drain_timeout, say, "standby unrouted").await?;
+        api.remove(&found.standby_name).await?;
+        return Err(e.into());
+    }
     say(&format!(
         "Swarm updates {} to {}",
         found.home_name, req.image
