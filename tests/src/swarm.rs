@@ -8,7 +8,9 @@
 //! cgroup mounts dockerd needs. A veth pair joins the namespace to the host on addresses of
 //! the test's own (`10.213.0.0/24` by default), the manager advertises the host side, the
 //! worker the other, and overlay networks carry traffic between them over VXLAN. Images
-//! reach the worker by `docker save | docker load` ([`Swarm::share_image`]).
+//! reach the worker by `docker save | docker load` ([`Swarm::share_image`]), and the worker
+//! runs with `DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1` so that Swarm does not try to pull them
+//! from a registry it cannot reach.
 //!
 //! Everything is undone when the [`Swarm`] is dropped, also during a panic's unwinding: both
 //! nodes leave the swarm (the manager was not in one before: [`Swarm::two_nodes`] refuses to
@@ -110,6 +112,10 @@ impl Swarm {
             .arg(dir.join("dockerd.pid"))
             .args(["-H", &socket, "--storage-driver", &driver, "--mtu", &mtu])
             .args(["--iptables=false", "--ip6tables=false"])
+            // The worker reaches no registry (its images come by `docker save | docker
+            // load`): without this, Swarm's executor tries a pull before every task and waits
+            // for the namespace's DNS to time out (about 30 s a task).
+            .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

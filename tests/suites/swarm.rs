@@ -7,11 +7,15 @@
 //! our reading of the same file. Afterwards the engine is out of the swarm again and the
 //! namespace is gone.
 
+use rollout_e2e::load::{mix, wait_ok};
+use rollout_e2e::nginx::ConfigWatch;
 use rollout_e2e::swarm::Swarm;
+use rollout_e2e::verdict::{assert_no_failure, publish};
 use rollout_e2e::{
-    docker, free_port, images, require_engine, require_images, run_ok, wait_http, Project,
-    DEMO_PORT, NGINX_IMAGE, SEED_NGINX_CONF,
+    docker, free_port, images, require_engine, require_images, run_ok, run_rollout, wait_http,
+    workspace_binary, Clock, PluginDir, Project, DEMO_PORT, NGINX_IMAGE, SEED_NGINX_CONF,
 };
+use rollout_load::{ErrorLogSource, LoadConfig, LoadHandle};
 use rollout_swarm::update::{self, ServiceSpecUpdateConfig};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -269,5 +273,329 @@ fn a_worker_engine_joins_the_swarm_and_nginx_serves_tasks_of_both_nodes() {
     assert!(
         !String::from_utf8_lossy(&namespaces.stdout).contains("rollout-swarm-"),
         "the namespace is gone"
+    );
+}
+
+/// The stack a rollout test updates: four demo app tasks (`dnsrr`) spread over both nodes,
+/// with the seed's `update_config` but a delay of 1 s and a monitor of 2 s, and the image's
+/// health check with a start period of 2 s (so that a never-healthy task fails in seconds, not
+/// after the image's 60 s), to keep the tests short; nginx on the manager published in host
+/// mode.
+fn rollout_stack_file(port: u16, image: &str) -> String {
+    stack_file(port)
+        .replace(
+            &format!("    image: {}\n", images::V1),
+            &format!("    image: {image}\n    healthcheck:\n      start_period: 2s\n"),
+        )
+        .replace("delay: 10s", "delay: 1s")
+        .replace("monitor: 30s", "monitor: 2s")
+        .replace("      placement:\n        max_replicas_per_node: 2\n", "")
+}
+
+/// A stack deployed on a two-node swarm, undone in order when dropped (the stack, then the
+/// swarm, then the project's folder).
+struct Deployed {
+    stack: Stack,
+    /// Held for its drop: the swarm is left after the stack is removed.
+    _swarm: Swarm,
+    project: Project,
+    port: u16,
+}
+
+impl Deployed {
+    /// The swarm, the images shared with the worker, the stack (app first: nginx resolves
+    /// `app` once, at start) with nginx answering v1.
+    fn new(slug: &str, extra_images: &[&str]) -> Deployed {
+        let project = Project::new(slug);
+        let swarm = Swarm::two_nodes();
+        for image in [images::V1, NGINX_IMAGE].iter().chain(extra_images) {
+            swarm.share_image(image);
+        }
+        let port = free_port();
+        let stack = Stack(project.name().to_string());
+        let file = rollout_stack_file(port, images::V1);
+        project.write(
+            "app-only.yaml",
+            &file
+                .split("  nginx:\n")
+                .next()
+                .map(|head| format!("{head}networks:\n  front:\n    driver: overlay\n"))
+                .unwrap(),
+        );
+        project.write("stack.yaml", &file);
+        project.write(
+            "nginx.conf",
+            &SEED_NGINX_CONF.replace("server app:8000;", &format!("server app:{DEMO_PORT};")),
+        );
+        let deployed = Deployed {
+            stack,
+            _swarm: swarm,
+            project,
+            port,
+        };
+        deployed.deploy("app-only.yaml");
+        wait_running(&deployed.service("app"), 4, Duration::from_secs(60));
+        deployed.deploy("stack.yaml");
+        wait_running(&deployed.service("nginx"), 1, Duration::from_secs(60));
+        let answer = wait_http(deployed.addr(), "/", Duration::from_secs(30), |a| {
+            a.status == 200
+        });
+        assert_eq!(answer.version.as_deref(), Some("v1"));
+        deployed
+    }
+
+    fn deploy(&self, file: &str) {
+        run_ok(
+            Command::new("docker")
+                .current_dir(self.project.dir())
+                .args(["stack", "deploy", "-c", file, &self.stack.0]),
+        );
+    }
+
+    fn service(&self, compose: &str) -> String {
+        format!("{}_{compose}", self.stack.0)
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    /// `docker rollout --stack NAME -f stack.yaml ARGS...` in the project folder.
+    fn rollout(&self, plugins: &PluginDir, args: &[&str]) -> Command {
+        let mut cmd = plugins.docker();
+        cmd.current_dir(self.project.dir())
+            .args(["rollout", "-f", "stack.yaml"])
+            .args(args);
+        cmd
+    }
+
+    /// The images of the tasks of `service` that Swarm wants running.
+    fn task_images(&self, service: &str) -> Vec<String> {
+        let out = run_ok(docker().args([
+            "service",
+            "ps",
+            &self.service(service),
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Image}} {{.CurrentState}}",
+        ]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+
+    /// The load on nginx, its error log read from nginx's container at the end.
+    fn start_load(&self) -> LoadHandle {
+        let out = run_ok(docker().args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!(
+                "label=com.docker.swarm.service.name={}",
+                self.service("nginx")
+            ),
+        ]));
+        let container = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            !container.is_empty(),
+            "nginx's container runs on the manager"
+        );
+        let mut config = LoadConfig::new(self.addr());
+        mix(&mut config, Duration::from_secs(300));
+        config.post_delay = Duration::from_millis(100);
+        config.error_log = Some(ErrorLogSource::Container {
+            container,
+            path: "/var/log/nginx/error.log".into(),
+        });
+        let load = LoadHandle::start(config).unwrap_or_else(|e| panic!("cannot start load: {e}"));
+        wait_ok(&load, 200, Duration::from_secs(20));
+        load
+    }
+
+    /// The services of the stack.
+    fn services(&self) -> Vec<String> {
+        let out = run_ok(docker().args([
+            "service",
+            "ls",
+            "--format",
+            "{{.Name}}",
+            "--filter",
+            &format!("label=com.docker.stack.namespace={}", self.stack.0),
+        ]));
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// The config changed during the run, and nginx never routed to fewer than `floor` tasks
+/// (the service's name, at rest, covers all of them).
+fn assert_floor(snaps: &[rollout_e2e::nginx::ConfigSnapshot], floor: usize) {
+    assert!(
+        snaps.len() > 2,
+        "the config changed during the run: {snaps:?}"
+    );
+    for snap in snaps {
+        let hosts = snap.hosts();
+        assert!(
+            hosts.iter().any(|h| h == "app") || hosts.len() >= floor,
+            "nginx routed to fewer than the floor's {floor} tasks at {:.2}s: {:?}",
+            snap.at,
+            snap.servers
+        );
+    }
+}
+
+fn plugin() -> PluginDir {
+    PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"))
+}
+
+/// Bad input and `--dry-run` against the swarm change nothing; then the seed's rolling
+/// update (delay and monitor shortened) of the stack's app from v1 to v2 under load through
+/// nginx: the standby takes the traffic, Swarm replaces the tasks, 0 failed requests, every
+/// task on v2, the standby gone, nginx's config back at rest.
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_request() {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = plugin();
+    let d = Deployed::new("swarm-rolling", &[images::V2]);
+    let name = d.stack.0.clone();
+    let before = d.services();
+    let conf_before = d.project.read("nginx.conf");
+    d.project
+        .write("stack.yaml", &rollout_stack_file(d.port, images::V2));
+    for (args, says) in [
+        (vec!["--stack", "nosuch", "app"], "no stack nosuch"),
+        (vec!["--stack", &name, "nope"], "no service \"nope\""),
+    ] {
+        let out = d.rollout(&plugins, &args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let dry = d
+        .rollout(&plugins, &["--stack", &name, "app", "--dry-run"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{name}_app--standby")) && stdout.contains(images::V2),
+        "the plan names the standby and the new image: {stdout}"
+    );
+    assert!(stdout.contains("parallelism 2"), "{stdout}");
+    assert_eq!(d.services(), before, "nothing changed");
+    assert!(d
+        .task_images("app")
+        .iter()
+        .all(|t| t.starts_with(images::V1)));
+    assert_eq!(d.project.read("nginx.conf"), conf_before);
+
+    let load = d.start_load();
+    let watch = ConfigWatch::start(
+        d.project.dir().join("nginx.conf"),
+        "backend",
+        Clock::of(&load),
+    );
+    let run = run_rollout(
+        d.rollout(&plugins, &["--stack", &name, "app"]),
+        Clock::of(&load),
+        Duration::from_secs(240),
+    );
+    wait_ok(&load, 250, Duration::from_secs(20));
+    let snaps = watch.stop();
+    let report = load.stop().unwrap();
+    publish("swarm", "rolling", &report, &[&run]);
+    assert_eq!(run.code, Some(0), "docker rollout failed:\n{}", run.stderr);
+    assert_no_failure(&report);
+    assert_floor(&snaps, 4);
+    let images_now = d.task_images("app");
+    assert_eq!(images_now.len(), 4, "{images_now:?}");
+    assert!(
+        images_now
+            .iter()
+            .all(|t| t.starts_with(images::V2) && t.contains("Running")),
+        "every task runs v2: {images_now:?}"
+    );
+    assert_eq!(d.services(), before, "the standby is gone");
+    assert_eq!(
+        d.project.read("nginx.conf"),
+        conf_before,
+        "nginx's config is back at rest"
+    );
+    for _ in 0..8 {
+        let answer = wait_http(d.addr(), "/", Duration::from_secs(10), |a| a.status == 200);
+        assert_eq!(answer.version.as_deref(), Some("v2"));
+    }
+}
+
+/// An update to a never-healthy image: Swarm's monitor fails it and Swarm rolls back
+/// (`failure_action: rollback`); the standby serves throughout, so nginx never routes to fewer
+/// than the floor's four tasks (or to the service's name, at rest), no request fails, the
+/// plugin exits 3 (where `docker service update` says 0), every task runs v1 again and the
+/// standby is gone.
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving() {
+    require_engine();
+    require_images(&[images::V1, images::V2_UNHEALTHY, NGINX_IMAGE]);
+    let plugins = plugin();
+    let d = Deployed::new("swarm-rollback", &[images::V2_UNHEALTHY]);
+    let name = d.stack.0.clone();
+    let before = d.services();
+    let conf_before = d.project.read("nginx.conf");
+    d.project.write(
+        "stack.yaml",
+        &rollout_stack_file(d.port, images::V2_UNHEALTHY),
+    );
+    let load = d.start_load();
+    let watch = ConfigWatch::start(
+        d.project.dir().join("nginx.conf"),
+        "backend",
+        Clock::of(&load),
+    );
+    let run = run_rollout(
+        d.rollout(&plugins, &["--stack", &name, "app"]),
+        Clock::of(&load),
+        Duration::from_secs(240),
+    );
+    wait_ok(&load, 250, Duration::from_secs(20));
+    let snaps = watch.stop();
+    let report = load.stop().unwrap();
+    publish("swarm", "rollback", &report, &[&run]);
+    assert_eq!(
+        run.code,
+        Some(3),
+        "exit 3 after Swarm's rollback:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("rolled"), "{}", run.stderr);
+    assert_no_failure(&report);
+    assert_floor(&snaps, 4);
+    let images_now = d.task_images("app");
+    assert_eq!(images_now.len(), 4, "{images_now:?}");
+    assert!(
+        images_now
+            .iter()
+            .all(|t| t.starts_with(images::V1) && t.contains("Running")),
+        "every task runs v1 again: {images_now:?}"
+    );
+    assert_eq!(d.services(), before, "the standby is gone");
+    assert_eq!(
+        d.project.read("nginx.conf"),
+        conf_before,
+        "nginx back at rest"
     );
 }

@@ -9,10 +9,15 @@
 //!   code it is worth (an automatic rollback is exit 3, where `docker service update`
 //!   exits 0: docker/cli#6752).
 //!
-//! The backend itself (tasks as instances, behind `rollout_core::Backend`) builds on these;
-//! its design is in `PLAN.md` beside this crate's manifest.
+//! - [`api`]: what the backend asks a manager (services, tasks with their addresses read as
+//!   JSON, the proxy's containers), through rollout-docker's `Engine`.
+//! - [`standby`]: a rolling update of a stack's service by the standby approach of `PLAN.md`:
+//!   a standby copy takes the traffic, Swarm's native update replaces the home's tasks, each
+//!   new task is routed as it runs, and the standby is drained and removed at the end.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod stack;
+pub mod standby;
 pub mod status;
 pub mod update;

@@ -134,6 +134,8 @@ pub struct RolloutRequest {
     /// `--migrate DIR --database URL`: the migration phases around the
     /// rollout (expand before, backfill and contract after).
     pub migrate: Option<MigrateAround>,
+    /// `--stack NAME`: the service is one of a Swarm stack (`docker stack deploy`).
+    pub stack: Option<String>,
 }
 
 /// docker's global flags (`cli/flags/options.go`), as given.
@@ -283,6 +285,9 @@ struct Cli {
     /// With `unlock`: release the lock without asking.
     #[arg(long, help_heading = "Rollout")]
     force: bool,
+    /// The service is one of this Swarm stack (docker stack deploy): Swarm updates it.
+    #[arg(long, value_name = "NAME", help_heading = "Rollout")]
+    stack: Option<String>,
     #[command(flatten)]
     migrations: MigrateFlags,
 
@@ -704,6 +709,7 @@ impl Cli {
             lock_timeout: self.lock_timeout,
             unlock: None,
             migrate: self.migrations.into_around(),
+            stack: self.stack,
         }
     }
 }

@@ -35,6 +35,7 @@ mod plan;
 mod promote;
 mod socket;
 mod steer;
+mod swarm;
 mod undo;
 mod unlock;
 mod verbs;
@@ -285,6 +286,17 @@ async fn rollout(
 ) -> Result<i32, Fail> {
     if let Some(force) = req.unlock {
         return or_interrupted(&mut irx, unlock::unlock(&req, force)).await;
+    }
+    if let Some(stack) = req.stack.clone() {
+        // A Swarm stack: rollout-swarm's standby approach. Until Swarm is updated nothing
+        // has changed; afterwards an interrupt says what still serves.
+        return tokio::select! {
+            r = swarm::run(&req, &stack) => r,
+            Some(_) = irx.recv() => Err(fail::Fail {
+                code: exit::INTERRUPTED,
+                message: format!("interrupted: if a standby {stack}_{}--standby exists it still serves; check the nginx upstream, then docker service rm it", req.service),
+            }),
+        };
     }
     if req.docker.debug && !req.dry_run {
         // Which door progress takes, and whose width it uses, is otherwise

@@ -328,6 +328,7 @@ pub(super) fn parse_verb(
         lock_timeout: lock_timeout.unwrap_or(Duration::from_secs(120)),
         unlock: None,
         migrate: None,
+        stack: None,
     };
     Ok(Invocation::Verb(Box::new(VerbRequest { rollout, verb })))
 }

@@ -1,0 +1,740 @@
+//! The standby approach of `PLAN.md`: a rolling update of a stack's service on a swarm, with
+//! the verified drain before any task with traffic is stopped.
+//!
+//! 1. A standby copy of the home service's serving spec (`STACK_S--standby`, no network
+//!    alias, so the service's name never resolves to it) runs as many tasks as the capacity
+//!    floor needs; once they run (healthy: Swarm says `running` only then) they take the
+//!    traffic and the home's tasks are unrouted and drained.
+//! 2. Swarm's native update of the home service, with the operator's `update_config` and
+//!    `rollback_config` mapped by [`crate::update`]. Each new task that runs is routed, and
+//!    one standby task unrouted (and drained) for it.
+//! 3. Completed or rolled back: the upstream goes back to the routes it had (the service's
+//!    name, which now resolves to the home's tasks only), the standby is drained and
+//!    removed. Exit 0, or 3 after Swarm's automatic rollback; 4 when Swarm paused (the standby
+//!    keeps serving).
+
+use crate::api::{ApiError, SwarmApi, TaskInfo};
+use crate::stack;
+use crate::status::UpdateState;
+use crate::update;
+use bollard::models::{
+    EndpointSpecModeEnum, NetworkAttachmentConfig, Service, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated,
+};
+use rollout_core::config::{RollbackConfig, UpdateConfig};
+use rollout_core::exit;
+use rollout_core::router::{Route, RouteChange, Target, TrafficRouter};
+use rollout_core::InstanceId;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// The label that marks a standby service, valued with its home service's name.
+pub const STANDBY_LABEL: &str = "io.rollout.standby-of";
+
+/// The label Swarm puts on a task's container: the service's name.
+pub const SERVICE_NAME_LABEL: &str = "com.docker.swarm.service.name";
+
+/// A rollout that could not start or did not finish, with its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SwarmFail {
+    /// `rollout_core::exit`'s code.
+    pub code: i32,
+    /// What happened, and a hint where there is one.
+    pub message: String,
+}
+
+impl SwarmFail {
+    fn bad_input(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::BAD_INPUT,
+            message: message.into(),
+        }
+    }
+
+    fn unexpected(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::UNEXPECTED,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ApiError> for SwarmFail {
+    fn from(e: ApiError) -> Self {
+        Self {
+            code: exit::UNREACHABLE,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<rollout_core::error::RouterError> for SwarmFail {
+    fn from(e: rollout_core::error::RouterError) -> Self {
+        Self::unexpected(e.to_string())
+    }
+}
+
+/// What the operator asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The stack (`docker stack deploy ... NAME`).
+    pub stack: String,
+    /// The Compose service to update.
+    pub service: String,
+    /// The Compose service of the nginx in front of it.
+    pub proxy: String,
+    /// The image the Compose file names now.
+    pub image: String,
+    /// `deploy.update_config` (with the command line's overrides).
+    pub update: UpdateConfig,
+    /// `deploy.rollback_config`.
+    pub rollback: RollbackConfig,
+    /// How long a task may take to run (healthy).
+    pub start_timeout: Duration,
+    /// How long requests in flight may take after an unroute.
+    pub drain_timeout: Duration,
+}
+
+/// The stack's services as found on the swarm, checked.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The home service (`STACK_S`).
+    pub home: Service,
+    /// Its name.
+    pub home_name: String,
+    /// The standby's name.
+    pub standby_name: String,
+    /// Desired replicas of the home.
+    pub replicas: usize,
+    /// The network the proxy reaches the home's tasks on (its id).
+    pub network: String,
+    /// The image the home runs now.
+    pub current_image: String,
+    /// The proxy service's name (`STACK_nginx`).
+    pub proxy_name: String,
+    /// The proxy's task containers on this manager (every task of it must run here).
+    pub proxy_containers: Vec<String>,
+    /// Swarm's `UpdateConfig` and `RollbackConfig` the native update will carry.
+    pub swarm_update: update::ServiceSpecUpdateConfig,
+    /// The same for rollbacks.
+    pub swarm_rollback: update::ServiceSpecRollbackConfig,
+}
+
+fn spec_of(s: &Service) -> ServiceSpec {
+    s.spec.clone().unwrap_or_default()
+}
+
+fn image_of(spec: &ServiceSpec) -> String {
+    spec.task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+fn networks_of(spec: &ServiceSpec) -> Vec<String> {
+    spec.task_template
+        .as_ref()
+        .and_then(|t| t.networks.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.target.clone())
+        .collect()
+}
+
+/// Finds and checks the stack's services; nothing is changed. Every refusal is bad input
+/// (exit 2) naming what is missing.
+pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
+    if !api.is_manager().await? {
+        return Err(SwarmFail::bad_input(format!(
+            "--stack {}: the engine at {} is not a manager of an active swarm\nhint: run the rollout against a manager (docker context, DOCKER_HOST)",
+            req.stack,
+            api.engine().endpoint()
+        )));
+    }
+    let services = api.stack_services(&req.stack).await?;
+    if services.is_empty() {
+        return Err(SwarmFail::bad_input(format!(
+            "no stack {}: no service carries the label {}\nhint: docker stack ls",
+            req.stack,
+            stack::label_filter(&req.stack)
+        )));
+    }
+    let named = |compose: &str| {
+        let wanted = stack::service_name(&req.stack, compose);
+        services
+            .iter()
+            .find(|s| spec_of(s).name.as_deref() == Some(wanted.as_str()))
+            .cloned()
+    };
+    let names = || {
+        services
+            .iter()
+            .filter_map(|s| spec_of(s).name)
+            .filter(|n| !n.ends_with(STANDBY_SUFFIX))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let home = named(&req.service).ok_or_else(|| {
+        SwarmFail::bad_input(format!(
+            "stack {} has no service {} (its services: {})",
+            req.stack,
+            req.service,
+            names()
+        ))
+    })?;
+    let proxy = named(&req.proxy).ok_or_else(|| {
+        SwarmFail::bad_input(format!(
+            "stack {} has no nginx service {} in front of {} (its services: {})\nhint: add an nginx service to the stack, or name it with x-rollout.proxy",
+            req.stack,
+            req.proxy,
+            req.service,
+            names()
+        ))
+    })?;
+    let home_name = stack::service_name(&req.stack, &req.service);
+    let spec = spec_of(&home);
+    let mode = spec.endpoint_spec.as_ref().and_then(|e| e.mode);
+    if mode != Some(EndpointSpecModeEnum::DNSRR) {
+        return Err(SwarmFail::bad_input(format!(
+            "service {home_name} uses the routing mesh (endpoint_mode: vip): nginx could not reach, nor drain, its tasks one by one\nhint: set deploy.endpoint_mode: dnsrr on {} and deploy the stack again",
+            req.service
+        )));
+    }
+    let replicas = match spec.mode.as_ref().and_then(|m| m.replicated.as_ref()) {
+        Some(r) => usize::try_from(r.replicas.unwrap_or(1)).unwrap_or(0),
+        None => {
+            return Err(SwarmFail::bad_input(format!(
+                "service {home_name} is not replicated (global mode is not supported yet)"
+            )))
+        }
+    };
+    let proxy_spec = spec_of(&proxy);
+    let shared: BTreeSet<String> = networks_of(&proxy_spec).into_iter().collect();
+    let network = networks_of(&spec)
+        .into_iter()
+        .find(|n| shared.contains(n))
+        .ok_or_else(|| {
+            SwarmFail::bad_input(format!(
+                "services {home_name} and {} share no network: nginx cannot reach the tasks",
+                stack::service_name(&req.stack, &req.proxy)
+            ))
+        })?;
+    let standby_name = format!("{home_name}{STANDBY_SUFFIX}");
+    if api.service(&standby_name).await?.is_some() {
+        return Err(SwarmFail::bad_input(format!(
+            "{standby_name} exists: an earlier rollout of {home_name} did not finish (resuming one is not built yet)\nhint: check that nginx routes to {home_name}, then docker service rm {standby_name}"
+        )));
+    }
+    let swarm_update =
+        update::to_swarm_update(&req.update).map_err(|e| SwarmFail::bad_input(e.to_string()))?;
+    let swarm_rollback = update::to_swarm_rollback(&req.rollback)
+        .map_err(|e| SwarmFail::bad_input(e.to_string()))?;
+    let proxy_name = stack::service_name(&req.stack, &req.proxy);
+    let proxy_tasks = api.tasks(&proxy_name).await?;
+    let proxy_containers = api.local_containers(&proxy_name).await?;
+    if proxy_containers.is_empty() || proxy_tasks.len() != proxy_containers.len() {
+        return Err(SwarmFail::bad_input(format!(
+            "{proxy_name}: {} task(s) wanted running, {} running on this manager: every nginx task must run on the manager the rollout talks to\nhint: deploy.placement.constraints: [node.role == manager] and run against that manager",
+            proxy_tasks.len(),
+            proxy_containers.len()
+        )));
+    }
+    Ok(Found {
+        current_image: image_of(&spec),
+        home,
+        home_name,
+        standby_name,
+        replicas,
+        network,
+        proxy_name,
+        proxy_containers,
+        swarm_update,
+        swarm_rollback,
+    })
+}
+
+/// What is appended to the home's name for the standby.
+pub const STANDBY_SUFFIX: &str = "--standby";
+
+/// The plan as people read it (`--dry-run`, and the start of a run).
+pub fn plan(found: &Found, req: &Request) -> String {
+    let floor = req.update.capacity_floor(found.replicas).max(1);
+    let u = &found.swarm_update;
+    let r = &found.swarm_rollback;
+    let ns = |v: Option<i64>| Duration::from_nanos(v.unwrap_or(0).max(0) as u64);
+    format!(
+        "swarm rollout of {home} (stack {stack}): {n} task(s), {from} -> {to}\n\
+         1. standby {standby}: {floor} task(s) of {from} (the capacity floor), routed in nginx ({proxy}, {proxies} task(s)); the tasks of {home} unrouted and drained\n\
+         2. Swarm's update of {home}: parallelism {p}, delay {d:?}, monitor {m:?}, failure_action {fa}, max_failure_ratio {ratio}, order {order}; rollback: parallelism {rp}, delay {rd:?}, monitor {rm:?}, failure_action {rfa}, order {rorder}\n\
+         \x20  each new task routed once it runs, one standby task unrouted and drained for it\n\
+         3. nginx back to its routes at rest, the standby drained and removed",
+        home = found.home_name,
+        stack = req.stack,
+        n = found.replicas,
+        from = found.current_image,
+        to = req.image,
+        standby = found.standby_name,
+        proxy = found.proxy_name,
+        proxies = found.proxy_containers.len(),
+        p = u.parallelism.unwrap_or(1),
+        d = ns(u.delay),
+        m = ns(u.monitor),
+        fa = u.failure_action.map(|a| a.to_string()).unwrap_or_default(),
+        ratio = u.max_failure_ratio.unwrap_or(0.0),
+        order = u.order.map(|o| o.to_string()).unwrap_or_default(),
+        rp = r.parallelism.unwrap_or(1),
+        rd = ns(r.delay),
+        rm = ns(r.monitor),
+        rfa = r.failure_action.map(|a| a.to_string()).unwrap_or_default(),
+        rorder = r.order.map(|o| o.to_string()).unwrap_or_default(),
+    )
+}
+
+/// The route of a task: its address on the proxy's network.
+fn route(addr: &str) -> Route {
+    Route {
+        target: Target::instance(InstanceId(addr.to_string()), addr),
+        weight: 1,
+    }
+}
+
+fn target(addr: &str) -> Target {
+    route(addr).target
+}
+
+/// The standby's spec: the home's serving spec, `replicas` tasks, no network alias (the
+/// service's name must not resolve to it), labelled as the tool's.
+fn standby_spec(found: &Found, replicas: usize) -> ServiceSpec {
+    let mut spec = spec_of(&found.home);
+    spec.name = Some(found.standby_name.clone());
+    spec.labels
+        .get_or_insert_with(HashMap::new)
+        .insert(STANDBY_LABEL.to_string(), found.home_name.clone());
+    spec.mode = Some(ServiceSpecMode {
+        replicated: Some(ServiceSpecModeReplicated {
+            replicas: Some(replicas as i64),
+        }),
+        ..Default::default()
+    });
+    if let Some(t) = spec.task_template.as_mut() {
+        if let Some(networks) = t.networks.as_mut() {
+            *networks = networks
+                .iter()
+                .map(|n| NetworkAttachmentConfig {
+                    target: n.target.clone(),
+                    aliases: None,
+                    driver_opts: n.driver_opts.clone(),
+                })
+                .collect();
+        }
+    }
+    spec
+}
+
+/// Progress lines, for people.
+pub type Say<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Waits until `name` has `count` serving tasks; their addresses on `network`.
+async fn wait_serving(
+    api: &SwarmApi,
+    name: &str,
+    count: usize,
+    network: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, SwarmFail> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let tasks = api.tasks(name).await?;
+        let serving: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.serving())
+            .filter_map(|t| t.addresses.get(network).cloned())
+            .collect();
+        if serving.len() >= count {
+            return Ok(serving);
+        }
+        if Instant::now() > deadline {
+            return Err(SwarmFail::unexpected(format!(
+                "{name}: {} of {count} task(s) running after {timeout:?} ({})",
+                serving.len(),
+                states(&tasks)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn states(tasks: &[TaskInfo]) -> String {
+    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in tasks {
+        *by.entry(t.state.as_str()).or_default() += 1;
+    }
+    by.iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Applies `change` and waits for its drain; says what was waited for.
+async fn change_and_drain(
+    router: &dyn TrafficRouter,
+    change: RouteChange,
+    drain_timeout: Duration,
+    say: Say<'_>,
+    what: &str,
+) -> Result<(), SwarmFail> {
+    if change.is_empty() {
+        return Ok(());
+    }
+    let ticket = router.apply(&change).await?;
+    let report = router.drain(&ticket, drain_timeout).await?;
+    say(&format!(
+        "{what}: drained in {:.1}s{}",
+        report.elapsed.as_secs_f64(),
+        if report.timed_out {
+            format!(" (timed out; cut: {})", report.cut.join(", "))
+        } else {
+            String::new()
+        }
+    ));
+    Ok(())
+}
+
+/// Runs the rollout (see the module's doc); the exit code.
+pub async fn run(
+    api: &SwarmApi,
+    found: &Found,
+    req: &Request,
+    router: &dyn TrafficRouter,
+    say: Say<'_>,
+) -> Result<i32, SwarmFail> {
+    let at_rest = router.routes().await?;
+    let floor = req.update.capacity_floor(found.replicas).max(1);
+    let home_before: BTreeSet<String> = api
+        .tasks(&found.home_name)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    // 1. The standby takes the traffic.
+    api.create(standby_spec(found, floor)).await?;
+    say(&format!(
+        "standby {}: {floor} task(s) of {} starting",
+        found.standby_name, found.current_image
+    ));
+    let standby = match wait_serving(
+        api,
+        &found.standby_name,
+        floor,
+        &found.network,
+        req.start_timeout,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            api.remove(&found.standby_name).await?;
+            return Err(e);
+        }
+    };
+    let change = RouteChange {
+        set: standby.iter().map(|a| route(a)).collect(),
+        remove: at_rest.iter().map(|r| r.target.clone()).collect(),
+    };
+    let ticket = match router.apply(&change).await {
+        Ok(ticket) => ticket,
+        Err(e) => {
+            // The router changed nothing: the standby goes.
+            api.remove(&found.standby_name).await?;
+            return Err(e.into());
+        }
+    };
+    let report = router.drain(&ticket, req.drain_timeout).await?;
+    say(&format!(
+        "standby routed, {} unrouted: drained in {:.1}s{}",
+        found.home_name,
+        report.elapsed.as_secs_f64(),
+        if report.timed_out { " (timed out)" } else { "" }
+    ));
+    // 2. Swarm's native update of the home service.
+    let mut spec = spec_of(&found.home);
+    if let Some(c) = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+    {
+        c.image = Some(req.image.clone());
+    }
+    spec.update_config = Some(found.swarm_update.clone());
+    spec.rollback_config = Some(found.swarm_rollback.clone());
+    let version = found
+        .home
+        .version
+        .as_ref()
+        .and_then(|v| v.index)
+        .unwrap_or(0);
+    if let Err(e) = api.update(&found.home_name, version, spec).await {
+        // Swarm changed nothing: the home's tasks take the traffic back, the standby goes.
+        let mut change = RouteChange {
+            set: at_rest.clone(),
+            remove: standby.iter().map(|a| target(a)).collect(),
+        };
+        change.set.retain(|r| !change.remove.contains(&r.target));
+        change_and_drain(router, change, req.drain_timeout, say, "standby unrouted").await?;
+        api.remove(&found.standby_name).await?;
+        return Err(e.into());
+    }
+    say(&format!(
+        "Swarm updates {} to {}",
+        found.home_name, req.image
+    ));
+    let mut routed_home: BTreeSet<String> = BTreeSet::new();
+    let mut standby_routed: Vec<String> = standby.clone();
+    let mut standby_out: Vec<String> = Vec::new();
+    let batches = found
+        .replicas
+        .div_ceil(req.update.parallelism.max(1) as usize)
+        .max(1) as u32;
+    let per_batch = req.update.delay + req.update.monitor + req.start_timeout;
+    let started = Instant::now();
+    let deadline = started + per_batch * (batches + 1) + Duration::from_secs(60);
+    let end = loop {
+        let service = api.service(&found.home_name).await?.ok_or_else(|| {
+            SwarmFail::unexpected(format!(
+                "{} was removed during the rollout",
+                found.home_name
+            ))
+        })?;
+        let state = UpdateState::of(service.update_status.as_ref());
+        let tasks = api.tasks(&found.home_name).await?;
+        let rolling_back = matches!(
+            state,
+            UpdateState::RollingBack(_)
+                | UpdateState::RolledBack(_)
+                | UpdateState::RollbackPaused(_)
+        );
+        let serving_new: BTreeSet<String> = tasks
+            .iter()
+            .filter(|t| t.serving() && !home_before.contains(&t.id))
+            .filter(|t| !rolling_back && t.image_is(&req.image))
+            .filter_map(|t| t.addresses.get(&found.network).cloned())
+            .collect();
+        // Routed tasks Swarm no longer serves (or will stop in a rollback) go first, the
+        // standby taking their traffic back.
+        let gone: Vec<String> = routed_home.difference(&serving_new).cloned().collect();
+        if !gone.is_empty() {
+            let back: Vec<String> = std::mem::take(&mut standby_out);
+            standby_routed.extend(back.iter().cloned());
+            let change = RouteChange {
+                set: back.iter().map(|a| route(a)).collect(),
+                remove: gone.iter().map(|a| target(a)).collect(),
+            };
+            change_and_drain(
+                router,
+                change,
+                req.drain_timeout,
+                say,
+                "new task(s) unrouted",
+            )
+            .await?;
+            for g in &gone {
+                routed_home.remove(g);
+            }
+        }
+        let add: Vec<String> = serving_new.difference(&routed_home).cloned().collect();
+        if !add.is_empty() {
+            let retire: Vec<String> = standby_routed
+                .drain(..add.len().min(standby_routed.len()))
+                .collect();
+            let change = RouteChange {
+                set: add.iter().map(|a| route(a)).collect(),
+                remove: retire.iter().map(|a| target(a)).collect(),
+            };
+            change_and_drain(
+                router,
+                change,
+                req.drain_timeout,
+                say,
+                &format!(
+                    "{} new task(s) routed, {} standby task(s) unrouted",
+                    add.len(),
+                    retire.len()
+                ),
+            )
+            .await?;
+            routed_home.extend(add);
+            standby_out.extend(retire);
+        }
+        if !state.in_progress() && state != UpdateState::None {
+            break state;
+        }
+        // Swarm clears the status when it takes the new spec and sets it once it starts
+        // replacing tasks; a spec it had nothing to replace for leaves it clear.
+        if state == UpdateState::None
+            && started.elapsed() > Duration::from_secs(5)
+            && tasks
+                .iter()
+                .filter(|t| t.serving() && t.image_is(&req.image))
+                .count()
+                >= found.replicas
+            && api.lingering_tasks(&found.home_name).await? == 0
+        {
+            break UpdateState::Completed;
+        }
+        if Instant::now() > deadline {
+            return Err(SwarmFail::unexpected(format!(
+                "Swarm's update of {} did not end in time ({state:?}); the standby {} still serves",
+                found.home_name, found.standby_name
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let code = end.exit_code().unwrap_or(exit::UNEXPECTED);
+    if code == exit::PAUSED || code == exit::ROLLBACK_FAILED {
+        say(&format!(
+            "Swarm stopped: {end:?}; the standby {} keeps serving",
+            found.standby_name
+        ));
+        return Ok(code);
+    }
+    // 3. Back at rest: the home's old tasks gone, the service's name resolves to its tasks.
+    wait_settled(api, &found.home_name, found.replicas, req.start_timeout).await?;
+    let mut remove: Vec<Target> = routed_home.iter().map(|a| target(a)).collect();
+    remove.extend(standby_routed.iter().chain(&standby_out).map(|a| target(a)));
+    let change = RouteChange {
+        set: at_rest.clone(),
+        remove,
+    };
+    change_and_drain(
+        router,
+        change,
+        req.drain_timeout,
+        say,
+        "nginx back at rest, standby unrouted",
+    )
+    .await?;
+    api.remove(&found.standby_name).await?;
+    say(&format!("standby {} removed", found.standby_name));
+    match &end {
+        UpdateState::RolledBack(m) => say(&format!("Swarm rolled {} back: {m}", found.home_name)),
+        _ => say(&format!("{} runs {}", found.home_name, req.image)),
+    }
+    Ok(code)
+}
+
+/// Waits until `name` has `replicas` serving tasks and no other task still running (the
+/// tasks an update replaced have stopped), so that its name resolves to the serving ones.
+async fn wait_settled(
+    api: &SwarmApi,
+    name: &str,
+    replicas: usize,
+    timeout: Duration,
+) -> Result<(), SwarmFail> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let wanted = api.tasks(name).await?;
+        let lingering = api.lingering_tasks(name).await?;
+        if wanted.iter().filter(|t| t.serving()).count() >= replicas && lingering == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(SwarmFail::unexpected(format!(
+                "{name}: not settled after {timeout:?} ({}; {lingering} replaced task(s) still running)",
+                states(&wanted)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{EndpointSpec, TaskSpec, TaskSpecContainerSpec};
+
+    fn found() -> Found {
+        let home = Service {
+            spec: Some(ServiceSpec {
+                name: Some("shop_app".into()),
+                labels: Some(HashMap::from([(
+                    stack::NAMESPACE_LABEL.to_string(),
+                    "shop".to_string(),
+                )])),
+                task_template: Some(TaskSpec {
+                    container_spec: Some(TaskSpecContainerSpec {
+                        image: Some("app:v1".into()),
+                        ..Default::default()
+                    }),
+                    networks: Some(vec![NetworkAttachmentConfig {
+                        target: Some("front".into()),
+                        aliases: Some(vec!["app".into()]),
+                        driver_opts: None,
+                    }]),
+                    ..Default::default()
+                }),
+                endpoint_spec: Some(EndpointSpec {
+                    mode: Some(EndpointSpecModeEnum::DNSRR),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let update = UpdateConfig {
+            parallelism: 2,
+            ..Default::default()
+        };
+        Found {
+            home,
+            home_name: "shop_app".into(),
+            standby_name: "shop_app--standby".into(),
+            replicas: 4,
+            network: "front".into(),
+            current_image: "app:v1".into(),
+            proxy_name: "shop_nginx".into(),
+            proxy_containers: vec!["shop_nginx.1.x".into()],
+            swarm_update: update::to_swarm_update(&update).unwrap(),
+            swarm_rollback: update::to_swarm_rollback(&RollbackConfig::default()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_standby_serves_the_homes_spec_under_no_alias() {
+        let spec = standby_spec(&found(), 3);
+        assert_eq!(spec.name.as_deref(), Some("shop_app--standby"));
+        assert_eq!(image_of(&spec), "app:v1");
+        let labels = spec.labels.unwrap();
+        assert_eq!(labels[STANDBY_LABEL], "shop_app");
+        assert_eq!(labels[stack::NAMESPACE_LABEL], "shop");
+        assert_eq!(spec.mode.unwrap().replicated.unwrap().replicas, Some(3));
+        let networks = spec.task_template.unwrap().networks.unwrap();
+        assert_eq!(networks[0].target.as_deref(), Some("front"));
+        assert_eq!(
+            networks[0].aliases, None,
+            "the service's name must not resolve to the standby"
+        );
+    }
+
+    #[test]
+    fn the_plan_names_the_standby_and_swarms_update_config() {
+        let req = Request {
+            stack: "shop".into(),
+            service: "app".into(),
+            proxy: "nginx".into(),
+            image: "app:v2".into(),
+            update: UpdateConfig {
+                parallelism: 2,
+                ..Default::default()
+            },
+            rollback: RollbackConfig::default(),
+            start_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+        };
+        let text = plan(&found(), &req);
+        assert!(text.contains("app:v1 -> app:v2"), "{text}");
+        assert!(text.contains("standby shop_app--standby"), "{text}");
+        assert!(text.contains("parallelism 2"), "{text}");
+    }
+}

@@ -1,0 +1,152 @@
+//! `docker rollout --stack NAME SERVICE`: the service is one of a Swarm stack, updated by
+//! rollout-swarm's standby approach (a standby copy of the serving spec takes the traffic,
+//! Swarm's native update replaces the home service's tasks, each new task routed as it runs).
+//! This module only wires it: the Compose file's settings, the manager's connection, the
+//! nginx router over the proxy's task containers on that manager.
+
+use crate::cli::RolloutRequest;
+use crate::fail::Fail;
+use crate::live;
+use rollout_compose::{Flavour, Project, ProxyKind};
+use rollout_core::exit;
+use rollout_docker::ProxyContainer;
+use rollout_nginx::proxy::Proxy;
+use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
+use rollout_swarm::api::SwarmApi;
+use rollout_swarm::standby::{self, Request, SwarmFail};
+use std::io::Write;
+
+fn fail(e: SwarmFail) -> Fail {
+    Fail {
+        code: e.code,
+        message: e.message,
+    }
+}
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// What the Compose file says of the stack's service and its nginx.
+struct FromFile {
+    request: Request,
+    upstream: Option<String>,
+    config: Option<String>,
+    port: Option<u16>,
+}
+
+/// The settings the Compose file gives the stack's service; bad input when it has no image
+/// or no nginx in front.
+fn request(req: &RolloutRequest, stack: &str) -> Result<FromFile, Fail> {
+    let bad = |e: &dyn std::fmt::Display| Fail::bad_input(e.to_string());
+    let project =
+        Project::load(&req.compose.load_options(Flavour::default())).map_err(|e| bad(&e))?;
+    let mut settings = project.settings(&req.service).map_err(|e| bad(&e))?;
+    settings.apply(&req.overrides).map_err(|e| bad(&e))?;
+    for w in settings.resolve().map_err(|e| bad(&e))? {
+        say(&format!("warning: {w}"));
+    }
+    let proxy = match (&settings.proxy, settings.proxy_kind) {
+        (None, _) => {
+            return Err(Fail::bad_input(format!(
+                "--stack {stack}: {} has no nginx service in front of it in the Compose file\nhint: add an nginx service whose upstream names {}, or name it with x-rollout.proxy",
+                req.service, req.service
+            )))
+        }
+        (Some(p), ProxyKind::Haproxy) => {
+            return Err(Fail::bad_input(format!(
+                "--stack {stack}: the proxy {p} is HAProxy, which the Swarm backend does not drive yet (nginx only)"
+            )))
+        }
+        (Some(p), _) => p.clone(),
+    };
+    let image = settings.image.clone().ok_or_else(|| {
+        Fail::bad_input(format!(
+            "--stack {stack}: service {} names no image (a stack's service runs a pushed image)",
+            req.service
+        ))
+    })?;
+    Ok(FromFile {
+        request: Request {
+            stack: stack.to_string(),
+            service: req.service.clone(),
+            proxy,
+            image,
+            update: settings.update.clone(),
+            rollback: settings.rollback.clone(),
+            start_timeout: settings.timeouts.start,
+            drain_timeout: settings.timeouts.drain,
+        },
+        upstream: settings.upstream.clone(),
+        config: settings.proxy_config.clone(),
+        port: settings.port,
+    })
+}
+
+/// Runs the rollout (or prints its plan with `--dry-run`); the exit code.
+pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
+    if req.output != crate::cli::OutputFormat::Text {
+        return Err(Fail::bad_input(format!(
+            "--stack {stack}: only --output text is supported on a swarm yet"
+        )));
+    }
+    let FromFile {
+        request,
+        upstream,
+        config,
+        port,
+    } = request(req, stack)?;
+    let engine = live::connect(&req.docker).await?;
+    let api = SwarmApi::new(engine.clone());
+    let found = standby::find(&api, &request).await.map_err(fail)?;
+    if req.dry_run {
+        println!("{}", standby::plan(&found, &request));
+        println!("dry run: nothing was changed");
+        return Ok(exit::SUCCESS);
+    }
+    let config_path = config.unwrap_or_else(|| live::DEFAULT_NGINX_CONF.to_string());
+    let proxies: Vec<Proxy> = found
+        .proxy_containers
+        .iter()
+        .map(|c| ProxyContainer::new(engine.clone(), c.clone()).proxy())
+        .collect();
+    let upstream = match upstream {
+        Some(u) => u,
+        None => {
+            let live = proxies[0].files.read(&config_path).await.map_err(|e| {
+                Fail::unreachable(format!(
+                    "cannot read the nginx config of {}: {e}\nhint: set x-rollout.proxy_config to the file nginx is started with",
+                    proxies[0].name
+                ))
+            })?;
+            live::find_upstream(
+                &live,
+                &config_path,
+                stack,
+                std::slice::from_ref(&req.service),
+            )?
+        }
+    };
+    let mut options = NginxRouterOptions::new(&upstream, &config_path);
+    options.services = vec![req.service.clone()];
+    options.port = port;
+    let locking = live::proxy_locking(
+        &engine,
+        stack,
+        &request.proxy,
+        req,
+        "waiting for the proxy config: another rollout changes it",
+    );
+    let router = NginxRouter::open_locked(options, proxies, locking).await?;
+    for note in router.recovered() {
+        say(note);
+    }
+    say(&standby::plan(&found, &request));
+    // Each step with the seconds since the rollout started.
+    let started = std::time::Instant::now();
+    let stamped =
+        move |line: &str| say(&format!("{:>6.1}s {line}", started.elapsed().as_secs_f64()));
+    standby::run(&api, &found, &request, &router, &stamped)
+        .await
+        .map_err(fail)
+}
