@@ -288,15 +288,28 @@ async fn rollout(
         return or_interrupted(&mut irx, unlock::unlock(&req, force)).await;
     }
     if let Some(stack) = req.stack.clone() {
-        // A Swarm stack: rollout-swarm's standby approach. Until Swarm is updated nothing
-        // has changed; afterwards an interrupt says what still serves.
-        return tokio::select! {
-            r = swarm::run(&req, &stack) => r,
-            Some(_) = irx.recv() => Err(fail::Fail {
-                code: exit::INTERRUPTED,
-                message: format!("interrupted: if a standby {stack}_{}--standby exists it still serves; check the nginx upstream, then docker service rm it", req.service),
-            }),
-        };
+        // A Swarm stack: rollout-swarm's standby approach. Once the standby runs, nginx routes
+        // to it and to the new tasks, and a cut run cannot be resumed yet: a first interrupt
+        // is only reported and the run goes on; a second one cuts it and says what serves.
+        let run = swarm::run(&req, &stack);
+        tokio::pin!(run);
+        let mut asked = 0;
+        loop {
+            tokio::select! {
+                r = &mut run => return r,
+                Some(_) = irx.recv() => {
+                    asked += 1;
+                    if asked == 1 {
+                        eprintln!("a --stack rollout cannot be cut safely yet (nginx may route to the standby and to new tasks): it goes on; interrupt again to cut it anyway");
+                        continue;
+                    }
+                    return Err(fail::Fail {
+                        code: exit::INTERRUPTED,
+                        message: format!("interrupted: a standby {stack}_{}--standby may be carrying the traffic; do not remove it before nginx's upstream routes to the tasks of {stack}_{} again (a --stack run is not resumed yet)", req.service, req.service),
+                    });
+                }
+            }
+        }
     }
     if req.docker.debug && !req.dry_run {
         // Which door progress takes, and whose width it uses, is otherwise

@@ -21,34 +21,52 @@ pub(super) struct Injected {
 }
 
 /// The paths to carry over from a never-started container's changes: every added path whose
-/// folder was not added too (an added folder's archive holds what is under it), and every
+/// folder is not carried already (a carried folder's archive holds what is under it), and every
 /// changed path with nothing changed under it (a file Compose replaced; a changed folder is
-/// only the parent of an addition). Deletions cannot come from a copy and are left out.
-fn to_carry(changes: &[(String, ChangeType)]) -> Vec<String> {
+/// only the parent of an addition). Deletions cannot come from a copy and are left out. Nothing
+/// at, under or above a mount point (`mounts`, the container's mount destinations) is carried
+/// whole: reading it would read the volume or the host's folder, and writing it into the new
+/// container would write them; an added folder above a mount point is carried path by path.
+fn to_carry(changes: &[(String, ChangeType)], mounts: &[String]) -> Vec<String> {
     let under = |child: &str, parent: &str| {
-        child
-            .strip_prefix(parent)
-            .is_some_and(|rest| rest.starts_with('/'))
+        parent == "/"
+            || child
+                .strip_prefix(parent)
+                .is_some_and(|rest| rest.starts_with('/'))
     };
-    changes
-        .iter()
-        .filter(|(path, kind)| {
-            let added_above = changes
-                .iter()
-                .any(|(p, k)| *k == ChangeType::_1 && under(path, p));
-            let has_changes_below = changes.iter().any(|(p, _)| under(p, path));
-            match kind {
-                ChangeType::_1 => !added_above,
-                ChangeType::_0 => !added_above && !has_changes_below,
+    let touches_mount = |path: &str| {
+        mounts
+            .iter()
+            .any(|m| m == path || under(path, m) || under(m, path))
+    };
+    // Folders before what is under them, so that a carried folder is known first.
+    let mut sorted: Vec<&(String, ChangeType)> = changes.iter().collect();
+    sorted.sort_by_key(|(path, _)| path.matches('/').count());
+    let mut carried: Vec<String> = Vec::new();
+    for (path, kind) in sorted {
+        let in_carried = carried.iter().any(|c| under(path, c));
+        let has_changes_below = changes.iter().any(|(p, _)| under(p, path));
+        let carry = !in_carried
+            && !touches_mount(path)
+            && match kind {
+                ChangeType::_1 => true,
+                ChangeType::_0 => !has_changes_below,
                 ChangeType::_2 => false,
-            }
-        })
-        .map(|(path, _)| path.clone())
-        .collect()
+            };
+        if carry {
+            carried.push(path.clone());
+        }
+    }
+    carried
 }
 
-/// Reads what was copied into the never-started container `id`.
-pub(super) async fn read(engine: &Engine, id: &str) -> Result<Vec<Injected>, BackendError> {
+/// Reads what was copied into the never-started container `id`, whose mount destinations are
+/// `mounts`.
+pub(super) async fn read(
+    engine: &Engine,
+    id: &str,
+    mounts: &[String],
+) -> Result<Vec<Injected>, BackendError> {
     let changes = engine
         .docker()
         .container_changes(id)
@@ -58,7 +76,7 @@ pub(super) async fn read(engine: &Engine, id: &str) -> Result<Vec<Injected>, Bac
     let changes: Vec<(String, ChangeType)> =
         changes.into_iter().map(|c| (c.path, c.kind)).collect();
     let mut out = Vec::new();
-    for path in to_carry(&changes) {
+    for path in to_carry(&changes, mounts) {
         let folder = match path.rsplit_once('/') {
             Some(("", _)) | None => "/".to_string(),
             Some((folder, _)) => folder.to_string(),
@@ -125,12 +143,30 @@ mod tests {
             ("/etc/gone", 2),
         ]);
         assert_eq!(
-            to_carry(&list),
+            to_carry(&list, &[]),
             ["/etc/greeting.txt", "/run/secrets", "/etc/app.conf"]
         );
         // `/etcetera` is not under `/etc`.
         let list = changes(&[("/etc", 0), ("/etc/x", 1), ("/etcetera", 1)]);
-        assert_eq!(to_carry(&list), ["/etc/x", "/etcetera"]);
-        assert!(to_carry(&[]).is_empty());
+        assert_eq!(to_carry(&list, &[]), ["/etcetera", "/etc/x"]);
+        assert!(to_carry(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn nothing_at_under_or_above_a_mount_point_is_carried_whole() {
+        // `/srv` is new and holds the mount point `/srv/www` (a bind mount) beside a config;
+        // `/data` is a volume's mount point with a file Compose put in it.
+        let list = changes(&[
+            ("/srv", 1),
+            ("/srv/www", 1),
+            ("/srv/app.yaml", 1),
+            ("/data", 1),
+            ("/data/seed.json", 1),
+        ]);
+        let mounts = ["/srv/www".to_string(), "/data".to_string()];
+        assert_eq!(to_carry(&list, &mounts), ["/srv/app.yaml"]);
+        // A volume's mount point alone: nothing to carry.
+        let list = changes(&[("/data", 1)]);
+        assert!(to_carry(&list, &mounts).is_empty());
     }
 }

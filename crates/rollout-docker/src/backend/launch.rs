@@ -121,7 +121,13 @@ impl DockerBackend {
                 .await?;
         }
         let image = self.image_reference(&spec).await?;
-        let files = injected::read(&self.engine, &made.0).await?;
+        let mounts: Vec<String> = c
+            .mounts
+            .iter()
+            .flatten()
+            .filter_map(|m| m.destination.clone())
+            .collect();
+        let files = injected::read(&self.engine, &made.0, &mounts).await?;
         // Its anonymous volumes go with it: it never ran.
         let options = RemoveContainerOptions {
             force: true,
