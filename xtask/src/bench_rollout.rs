@@ -12,6 +12,8 @@
 //! `--proxy haproxy` adds, beside the nginx runs, `docker rollout` of the same stack behind
 //! HAProxy, and the switch-back time of a blue-green pair behind each proxy (from the
 //! command to the first answer from the old colour), about three minutes more.
+//! `--switch-back-only` runs just three switch-backs behind each proxy and prints each and
+//! the median.
 
 use crate::util;
 use anyhow::{bail, Result};
@@ -21,7 +23,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let pass: &[&str] = match args {
         [] => &[],
         [flag, proxy] if flag == "--proxy" && proxy == "haproxy" => &["--proxy", "haproxy"],
-        other => bail!("bench rollout takes only `--proxy haproxy`, got {other:?}"),
+        [flag] if flag == "--switch-back-only" => &["--switch-back-only"],
+        other => bail!(
+            "bench rollout takes only `--proxy haproxy` or `--switch-back-only`, got {other:?}"
+        ),
     };
     release_run("bench-rollout", pass)
 }
