@@ -22,6 +22,9 @@
 //! what it asked of the engine, counted from the engine's events: commands run in the proxy
 //! (`exec_start`), reloads among them, and the helper containers it created by kind
 //! (journal records, proxy journals, the proxy file's writer, retiring markers).
+//!
+//! `--switch-back-only` runs just three switch-backs behind each proxy and prints each and
+//! the median.
 
 use crate::util;
 use anyhow::{bail, Result};
@@ -40,9 +43,9 @@ pub fn run(args: &[String]) -> Result<()> {
                 Some(Ok(1..=9)) => {}
                 _ => bail!("bench rollout: --runs takes a number from 1 to 9"),
             },
-            "--scale" | "--rollout-only" => {}
+            "--scale" | "--rollout-only" | "--switch-back-only" => {}
             other => bail!(
-                "bench rollout takes `--proxy haproxy`, `--runs N`, `--scale`, `--rollout-only`, got {other:?}"
+                "bench rollout takes `--proxy haproxy`, `--runs N`, `--scale`, `--rollout-only`, `--switch-back-only`, got {other:?}"
             ),
         }
     }

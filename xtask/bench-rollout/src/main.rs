@@ -604,9 +604,10 @@ fn breakdown(
 
 /// The switch back of a blue-green pair (two replicas each) behind `proxy` under the same
 /// load: `docker rollout green`, then `docker rollout blue`; seconds from that command's
-/// start to the end of the first answer blue gave to a request sent after it. Also the
-/// stale keep-alive retries over both switches.
-fn switch_back(proxy: &str, plugins: &PluginDir) -> (f64, u64) {
+/// start to the end of the first answer blue gave to a request sent after it, for each of
+/// `rounds` green-then-blue pairs on the same stack. Also the stale keep-alive retries over
+/// all the switches.
+fn switch_back(proxy: &str, plugins: &PluginDir, rounds: usize) -> (Vec<f64>, u64) {
     let slug = format!("bench-switch-{proxy}");
     let p = if proxy == "haproxy" {
         let colours = format!(
@@ -638,18 +639,43 @@ fn switch_back(proxy: &str, plugins: &PluginDir) -> (f64, u64) {
     c.post_delay = Duration::from_millis(100);
     let load = rollout_load::LoadHandle::start(c).expect("the load starts");
     wait_ok(&load, 750, Duration::from_secs(30));
-    rollout("green", Clock::of(&load));
-    wait_ok(&load, 750, Duration::from_secs(30));
-    let back = rollout("blue", Clock::of(&load));
-    wait_ok(&load, 750, Duration::from_secs(30));
+    let mut backs = Vec::new();
+    for _ in 0..rounds {
+        rollout("green", Clock::of(&load));
+        wait_ok(&load, 750, Duration::from_secs(30));
+        backs.push(rollout("blue", Clock::of(&load)).started_at);
+        wait_ok(&load, 750, Duration::from_secs(30));
+    }
     let report = load.stop().unwrap();
-    let first_blue = report
-        .requests
+    let seconds = backs
         .iter()
-        .filter(|r| r.t >= back.started_at && r.version.as_deref() == Some("v1"))
-        .map(|r| r.end())
-        .fold(f64::INFINITY, f64::min);
-    (first_blue - back.started_at, report.stale_retries)
+        .map(|&at| {
+            let first_blue = report
+                .requests
+                .iter()
+                .filter(|r| r.t >= at && r.version.as_deref() == Some("v1"))
+                .map(|r| r.end())
+                .fold(f64::INFINITY, f64::min);
+            first_blue - at
+        })
+        .collect();
+    (seconds, report.stale_retries)
+}
+
+/// `--switch-back-only`: three switch-backs behind nginx and behind HAProxy, each one, and
+/// the median per proxy.
+fn switch_back_only(plugins: &PluginDir) {
+    for proxy in ["nginx", "haproxy"] {
+        eprintln!("bench rollout: switch back behind {proxy} x3 ...");
+        let (mut s, stale) = switch_back(proxy, plugins, 3);
+        let each: Vec<String> = s.iter().map(|v| format!("{v:.3}")).collect();
+        s.sort_by(f64::total_cmp);
+        println!(
+            "switch back behind {proxy} (blue-green, 2 + 2 replicas): median {:.3}s of [{}] from `docker rollout blue` to blue's first answer; {stale} stale keep-alive retries over all switches",
+            s[1],
+            each.join(", ")
+        );
+    }
 }
 
 /// The overhead lines of a `docker rollout` run: its wall time against what the settings
@@ -720,6 +746,8 @@ struct Args {
     runs: usize,
     scale: bool,
     rollout_only: bool,
+    /// Only the switch-back cases (three behind each proxy).
+    switch_back_only: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -728,6 +756,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         runs: 1,
         scale: false,
         rollout_only: false,
+        switch_back_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -745,6 +774,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "--scale" => out.scale = true,
             "--rollout-only" => out.rollout_only = true,
+            "--switch-back-only" => out.switch_back_only = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -757,11 +787,18 @@ fn main() {
         Ok(a) => a,
         Err(e) => {
             eprintln!(
-                "bench-rollout: {e} (takes `--proxy haproxy`, `--runs N`, `--scale`, `--rollout-only`)"
+                "bench-rollout: {e} (takes `--proxy haproxy`, `--runs N`, `--scale`, `--rollout-only`, `--switch-back-only`)"
             );
             std::process::exit(2);
         }
     };
+    if args.switch_back_only {
+        require_engine();
+        require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+        let bin = workspace_binary("docker-rollout", "docker-rollout");
+        switch_back_only(&PluginDir::install(&bin));
+        return;
+    }
     let with_haproxy = args.with_haproxy;
     require_engine();
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
@@ -792,7 +829,8 @@ fn main() {
     if with_haproxy {
         for proxy in ["nginx", "haproxy"] {
             eprintln!("bench rollout: switch back behind {proxy} ...");
-            switches.push((proxy, switch_back(proxy, &plugins)));
+            let (s, stale) = switch_back(proxy, &plugins, 1);
+            switches.push((proxy, (s[0], stale)));
         }
     }
     println!(
