@@ -165,4 +165,13 @@ pub trait TrafficRouter: Send + Sync {
         let _ = on;
         false
     }
+
+    /// Finishes the bookkeeping a router put off to keep it off a
+    /// rollout's critical path (HAProxy's router frees drained server slots
+    /// with its next change, or here): called once as a run ends, whatever
+    /// its outcome. Nothing of it moves a request: a router that puts
+    /// nothing off has nothing to do (the default).
+    async fn settle(&self) -> Result<(), RouterError> {
+        Ok(())
+    }
 }

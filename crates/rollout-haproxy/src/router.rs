@@ -30,10 +30,18 @@
 //!
 //! [`drain`](HaproxyRouter::drain) polls `show stat` until every slot the
 //! change drained has no current session (`scur` 0), bounded by the
-//! timeout, then puts those slots in maintenance, which frees them. A slot
-//! given to another target in the meantime is no longer waited for. A
-//! ticket this router did not issue (a resumed run) waits for the draining
-//! slots whose address belongs to the removed targets.
+//! timeout. A slot given to another target in the meantime is no longer
+//! waited for. A ticket this router did not issue (a resumed run) waits for
+//! the draining slots whose address belongs to the removed targets.
+//!
+//! A drained slot takes no new session, so putting it in maintenance (which
+//! frees it, and stops HAProxy's checks of an address about to go) is kept
+//! off the rollout's critical path: the next [`apply`](HaproxyRouter::apply)
+//! does it in the batch it sends anyway, under the proxy lock and only for a
+//! slot still draining at the same address, and
+//! [`settle`](TrafficRouter::settle), as the run ends, does it for what no
+//! later change took. A run cut before either leaves the slot draining with
+//! no session, which a later change counts as free.
 //!
 //! # Limits
 //!
@@ -88,6 +96,8 @@ struct Inner {
     draining: BTreeMap<u64, Vec<Drained>>,
     /// The state at rest last kept through the channel.
     kept: Option<AtRest>,
+    /// Slots drained to the end, to put in maintenance with the next change.
+    to_free: Vec<Drained>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +130,8 @@ enum Step {
     Reweight { weight: Weight },
     /// Drain an active slot.
     Drain,
+    /// Put a slot that drained to the end in maintenance.
+    Free,
 }
 
 impl HaproxyRouter {
@@ -330,6 +342,7 @@ impl HaproxyRouter {
             ],
             Step::Reweight { weight } => vec![self.set_weight(server, *weight)],
             Step::Drain => vec![self.set_state(server, AdminState::Drain)],
+            Step::Free => vec![self.set_state(server, AdminState::Maint)],
         }
     }
 
@@ -380,6 +393,7 @@ impl HaproxyRouter {
         &self,
         change: &RouteChange,
         slots: &[Slot],
+        to_free: &[Drained],
     ) -> Result<BTreeMap<usize, Step>, HaproxyError> {
         let mut steps: BTreeMap<usize, Step> = BTreeMap::new();
         let mut wanted: Vec<(SocketAddr, Weight)> = Vec::new();
@@ -455,12 +469,32 @@ impl HaproxyRouter {
                 steps.insert(i, Step::Assign { addr, weight });
             }
         }
+        // Slots an earlier drain emptied go to maintenance with this change,
+        // unless it gave them a use again.
+        for i in Self::still_drained(slots, to_free) {
+            steps.entry(i).or_insert(Step::Free);
+        }
         // A claimed slot whose weight stays is no step at all.
         steps.retain(|i, step| match step {
             Step::Reweight { weight } => slots[*i].state.weight != weight.get(),
             _ => true,
         });
         Ok(steps)
+    }
+
+    /// The slots of `to_free` still draining at the address they drained at
+    /// (one given another address since is someone else's now).
+    fn still_drained<'a>(
+        slots: &'a [Slot],
+        to_free: &'a [Drained],
+    ) -> impl Iterator<Item = usize> + 'a {
+        (0..slots.len()).filter(move |i| {
+            let slot = &slots[*i];
+            slot.state.mode() == Mode::Drain
+                && to_free
+                    .iter()
+                    .any(|d| d.server == slot.name && d.addr == slot.addr())
+        })
     }
 
     /// What a slot should show after its step: address, weight, mode.
@@ -471,13 +505,16 @@ impl HaproxyRouter {
                 (slot.addr(), weight.get(), Mode::Active)
             }
             Step::Drain => (slot.addr(), slot.state.weight, Mode::Drain),
+            Step::Free => (slot.addr(), slot.state.weight, Mode::Maint),
         }
     }
 
     /// Sends the steps' commands in two batches (one call of the channel
-    /// each: one exec through a relay): the additions first, then, only
-    /// when HAProxy took every one of them, the drains and the read-back.
-    /// On any failure undoes every slot the batches touched.
+    /// each: one exec through a relay): the additions (and the frees, which
+    /// move no request) first, then, only when HAProxy took every one of
+    /// them, the drains and the read-back; a change that drains nothing is
+    /// one batch, read-back included. On any failure undoes every slot the
+    /// batches touched.
     async fn execute(
         &self,
         slots: &[Slot],
@@ -488,6 +525,12 @@ impl HaproxyRouter {
             .filter(|(_, s)| **s != Step::Drain)
             .map(|(i, _)| *i)
             .collect();
+        let read_back = |answers: Result<Vec<String>, HaproxyError>| {
+            let state = answers?.pop().unwrap_or_default();
+            self.verify(slots, steps, &state)?;
+            self.saw(Some(state));
+            Ok(())
+        };
         let drains: Vec<usize> = steps
             .iter()
             .filter(|(_, s)| **s == Step::Drain)
@@ -500,23 +543,21 @@ impl HaproxyRouter {
         };
         let mut touched = additions.clone();
         self.saw(None);
-        let mut outcome = self.send_batch(batch(&additions)).await.map(|_| ());
-        if outcome.is_ok() {
-            touched.extend(&drains);
-            let mut last = batch(&drains);
-            last.push(self.show_state());
-            outcome = match self.send_batch(last).await {
-                Ok(mut answers) => {
-                    let state = answers.pop().unwrap_or_default();
-                    let verified = self.verify(slots, steps, &state);
-                    if verified.is_ok() {
-                        self.saw(Some(state));
-                    }
-                    verified
+        let mut first = batch(&additions);
+        let outcome = if drains.is_empty() {
+            first.push(self.show_state());
+            read_back(self.send_batch(first).await)
+        } else {
+            match self.send_batch(first).await {
+                Ok(_) => {
+                    touched.extend(&drains);
+                    let mut last = batch(&drains);
+                    last.push(self.show_state());
+                    read_back(self.send_batch(last).await)
                 }
                 Err(e) => Err(e),
-            };
-        }
+            }
+        };
         let Err(cause) = outcome else {
             return Ok(());
         };
@@ -686,23 +727,8 @@ impl HaproxyRouter {
             }
             tokio::time::sleep(POLL.min(timeout.saturating_sub(start.elapsed()))).await;
         }
-        // Free the slots, under the proxy lock: still draining at the same
-        // address means still ours (another rollout may have revived one).
-        self.take_lock().await?;
-        let freed = async {
-            let maint: Vec<Command> = self
-                .still_draining(&watch)
-                .await?
-                .iter()
-                .map(|(d, _)| self.set_state(&d.server, AdminState::Maint))
-                .collect();
-            self.saw(None);
-            self.send_batch(maint).await?;
-            Ok::<_, RouterError>(())
-        }
-        .await;
-        self.give_back().await;
-        freed?;
+        // The slots are freed with the next change, or as the run ends.
+        self.inner.lock().await.to_free.extend(watch);
         report.elapsed = start.elapsed();
         Ok(report)
     }
@@ -769,10 +795,10 @@ impl TrafficRouter for HaproxyRouter {
         // Read, plan and change under the proxy lock: another rollout behind
         // this HAProxy plans from the slots as this change left them.
         self.take_lock().await?;
-        let kept = &mut inner.kept;
+        let Inner { kept, to_free, .. } = &mut *inner;
         let changed = async {
             let slots = self.read_slots().await?;
-            let steps = self.plan(change, &slots).await?;
+            let steps = self.plan(change, &slots, to_free).await?;
             self.execute(&slots, &steps).await?;
             // At rest, the state is kept beside the HAProxy for its next
             // start (still under the lock: the last change's state is the
@@ -790,6 +816,8 @@ impl TrafficRouter for HaproxyRouter {
         .await;
         self.give_back().await;
         let (slots, steps) = changed?;
+        // Freed now, or given another use.
+        inner.to_free.clear();
         inner.generation += 1;
         let generation = inner.generation;
         let drained = steps
@@ -821,5 +849,29 @@ impl TrafficRouter for HaproxyRouter {
             _ => self.draining_for(&ticket.removed).await?,
         };
         Ok(self.drain_slots(watch, timeout).await?)
+    }
+
+    async fn settle(&self) -> Result<(), RouterError> {
+        let mut inner = self.inner.lock().await;
+        if inner.to_free.is_empty() {
+            return Ok(());
+        }
+        // Under the proxy lock, as every change: still draining at the same
+        // address means still ours.
+        self.take_lock().await?;
+        let freed = async {
+            let slots = self.read_slots().await?;
+            let maint: Vec<Command> = Self::still_drained(&slots, &inner.to_free)
+                .map(|i| self.set_state(&slots[i].name, AdminState::Maint))
+                .collect();
+            self.saw(None);
+            self.send_batch(maint).await?;
+            Ok::<_, RouterError>(())
+        }
+        .await;
+        self.give_back().await;
+        freed?;
+        inner.to_free.clear();
+        Ok(())
     }
 }

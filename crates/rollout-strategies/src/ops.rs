@@ -474,6 +474,7 @@ impl<'a> Ops<'a> {
     /// is given back and the outcome reported.
     pub async fn end(&self, outcome: Outcome) -> Outcome {
         let outcome = self.end_measuring(outcome).await;
+        let outcome = self.settle_router(outcome).await;
         let keep = !matches!(
             &outcome,
             Outcome::Completed
@@ -709,6 +710,24 @@ impl<'a> Ops<'a> {
         match (self.ctx.router.apply(&RouteChange::default()).await, outcome) {
             (Err(e), Outcome::Completed) => Outcome::CompletedWithFailures(format!(
                 "the tool's access log could not be taken out of the proxy config: {e}\nhint: the next rollout of the service removes it"
+            )),
+            (_, outcome) => outcome,
+        }
+    }
+
+    /// Lets the router finish what it put off ([`TrafficRouter::settle`]).
+    /// Not after a second Ctrl-C: the operator wants out, and what is left
+    /// moves no request. A completed run whose router cannot settle says
+    /// so, as [`Ops::end_measuring`] does.
+    ///
+    /// [`TrafficRouter::settle`]: rollout_core::TrafficRouter::settle
+    async fn settle_router(&self, outcome: Outcome) -> Outcome {
+        if outcome == Outcome::Interrupted(false) {
+            return outcome;
+        }
+        match (self.ctx.router.settle().await, outcome) {
+            (Err(e), Outcome::Completed) => Outcome::CompletedWithFailures(format!(
+                "the proxy's bookkeeping after the drains was not finished: {e}\nhint: no request goes to what was drained; a later rollout through this proxy finishes it"
             )),
             (_, outcome) => outcome,
         }
