@@ -73,6 +73,18 @@ pub fn routed(p: &Project, backend: &str) -> BTreeMap<String, u32> {
         .collect()
 }
 
+/// The slots of `backend` HAProxy shows draining (`server:address`): none once a run has
+/// ended, as the router frees drained slots with its next change or as the run ends.
+pub fn draining(p: &Project, backend: &str) -> Vec<String> {
+    let answer = runtime(p, &format!("show servers state {backend}"));
+    parse_servers_state(&answer)
+        .unwrap_or_else(|e| panic!("{e}: {answer}"))
+        .into_iter()
+        .filter(|s| s.mode() == Mode::Drain)
+        .map(|s| format!("{}:{}", s.name, s.addr))
+        .collect()
+}
+
 /// The addresses of the containers of `service` on their (one) network.
 pub fn addresses(p: &Project, service: &str) -> BTreeSet<String> {
     p.containers(Some(service))

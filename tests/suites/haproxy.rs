@@ -12,7 +12,7 @@
 //! (`show servers state`) after the change.
 
 use rollout_core::{Event, Outcome};
-use rollout_e2e::haproxy::{addresses, haproxy_load, haproxy_project, routed};
+use rollout_e2e::haproxy::{addresses, draining, haproxy_load, haproxy_project, routed};
 use rollout_e2e::load::wait_ok;
 use rollout_e2e::run::alive;
 use rollout_e2e::verdict::{assert_every_class_answered, assert_rate, publish};
@@ -131,6 +131,12 @@ fn rolling_behind_haproxy_fails_no_request() {
         .iter()
         .all(|c| c.image == images::V2 && c.state == "running"));
     assert_routed_only(&p, "app", "app", "after the rollout");
+    // The last old instance drained after the last change: the run's end freed its slot.
+    let left = draining(&p, "app");
+    assert!(
+        left.is_empty(),
+        "slots left draining after the run: {left:?}"
+    );
 }
 
 /// Two colours of two replicas each behind backend `app`; `green` may carry more YAML.
