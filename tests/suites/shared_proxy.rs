@@ -481,8 +481,9 @@ fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
     let load = load_on(&p, 80);
     wait_ok(&load, 500, Duration::from_secs(30));
     let clock = Clock::of(&load);
-    // The plugin writes the live file through a short-lived writer container: the first one
-    // to start is the first commit's write, after its journal was kept with the engine.
+    // The plugin writes the live file through a writer container it keeps for the run: the
+    // first command run in it is the first commit's write, after its journal was kept with
+    // the engine.
     let mut events = Command::new("docker")
         .args([
             "events",
@@ -491,9 +492,11 @@ fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
             "--filter",
             "label=io.rollout.kind=proxywrite",
             "--filter",
-            "event=start",
+            "event=exec_start",
+            "--filter",
+            "event=exec_die",
             "--format",
-            "{{.ID}}",
+            "{{.Action}}",
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -502,9 +505,12 @@ fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
     let stdout = events.stdout.take().unwrap();
     std::thread::spawn(move || {
         use std::io::BufRead;
+        // An exec's action names its command, whose script spans lines: only the lines
+        // that start an event count.
         for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
+            .filter(|l| l.starts_with("exec_start") || l.starts_with("exec_die"))
         {
             let _ = tx.send(line);
         }
@@ -512,19 +518,23 @@ fn proxy_file_torn_by_a_kill_stops_nginx_and_the_next_run_repairs_it() {
     p.set_env("WEB_IMAGE", images::V2);
     let first = start(&p, &plugins, "web", clock);
     let plugin_pid = first.plugin_pid();
-    let writer = rx
+    let write = rx
         .recv_timeout(Duration::from_secs(120))
-        .expect("no writer started");
-    let _ = events.kill();
-    let _ = events.wait();
-    // Between the write and the reload: the plugin is frozen as the writer starts, the writer
+        .expect("no write started in a writer");
+    assert!(write.starts_with("exec_start"), "{write}");
+    // Between the write and the reload: the plugin is frozen as the write starts, the writer
     // finishes the write on its own, then the plugin is killed.
     let stopped = Command::new("kill")
         .args(["-STOP", &plugin_pid.to_string()])
         .status()
         .unwrap();
     assert!(stopped.success());
-    wait_state(&writer, &["exited"], Duration::from_secs(30));
+    let done = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the write did not end");
+    assert!(done.starts_with("exec_die"), "{done}");
+    let _ = events.kill();
+    let _ = events.wait();
     first.signal("KILL", Whom::Plugin);
     let first = first.wait(Duration::from_secs(30));
     assert!(first.outcome().is_none(), "{}", first.transcript());

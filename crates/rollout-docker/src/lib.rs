@@ -76,6 +76,7 @@ pub mod pull;
 pub mod running;
 pub mod spec;
 mod tar;
+mod writer;
 
 pub use addresses::ContainerAddresses;
 pub use backend::{DockerBackend, HealthProbe};

@@ -20,8 +20,9 @@
 
 use crate::engine::{status, Engine};
 use crate::labels;
-use crate::proxyfiles::{download, write_through_engine, EngineJournal};
+use crate::proxyfiles::{download, EngineJournal};
 use crate::tar;
+use crate::writer::Writers;
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
@@ -59,6 +60,8 @@ pub struct ProxyContainer {
     /// The proxy service it is a replica of: its commits' journals are then
     /// kept with the engine.
     service: Option<ServiceRef>,
+    /// The writer of its file, kept for the run (shared by clones).
+    writers: Arc<Writers>,
 }
 
 impl ProxyContainer {
@@ -69,6 +72,7 @@ impl ProxyContainer {
             container: container.into(),
             timeout: Duration::from_secs(30),
             service: None,
+            writers: Arc::default(),
         }
     }
 
@@ -161,7 +165,7 @@ impl ProxyContainer {
         }
     }
 
-    async fn run(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+    pub(crate) async fn run(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
         let program = argv.first().cloned().unwrap_or_default();
         let exec_error = |reason: String| ProxyError::Exec {
             proxy: self.container.clone(),
@@ -285,7 +289,12 @@ impl ConfigStore for ProxyContainer {
 
     async fn write_in_place(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {
         let c = self.running("write").await?;
-        write_through_engine(&self.engine, &c, path, bytes).await
+        self.writers.write(&self.engine, &c, path, bytes).await
+    }
+
+    async fn settle(&self) -> Result<(), ProxyError> {
+        self.writers.close(&self.engine).await;
+        Ok(())
     }
 
     async fn write_new(&self, path: &str, bytes: &[u8]) -> Result<(), ProxyError> {

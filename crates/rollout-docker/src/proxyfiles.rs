@@ -1,17 +1,14 @@
 //! The proxy's config files as the engine sees them, and the journal of
 //! their commits kept with the engine.
 //!
-//! - **Writes go through the engine's own view of the file.** The live
-//!   config is written in place in the source of the proxy's mount, on the
-//!   engine's machine, by a short-lived container of the proxy's own image
-//!   (so it is there, and has a shell and `dd`) that mounts that same source
-//!   read-write: the bytes are uploaded into the created container, which
-//!   then copies them over the file without truncating it first (`dd
-//!   conv=notrunc`), sets the length and syncs. No path on this machine is
-//!   ever opened, so a remote engine (`DOCKER_HOST=tcp://...`, `ssh://`, a
-//!   context) writes its own file, and a different file at the same path
-//!   here is never touched. The seed's `:ro` mount does not matter: the
-//!   writer mounts the source itself.
+//! - **Writes go through the engine's own view of the file** (see
+//!   [`crate::writer`]): a container of the proxy's own image mounts the
+//!   source of the proxy's mount on the engine's machine and writes the
+//!   bytes over it in place. No path on this machine is ever opened, so a
+//!   remote engine (`DOCKER_HOST=tcp://...`, `ssh://`, a context) writes
+//!   its own file, and a different file at the same path here is never
+//!   touched. The seed's `:ro` mount does not matter: the writer mounts the
+//!   source itself.
 //! - **A commit's journal is kept with the engine** ([`EngineJournal`]), as
 //!   the locks and the rollout journal are: a never-started container per
 //!   commit, `rollout-proxyjournal.CONTAINER.HASH.TAG`, holding the previous
@@ -25,13 +22,9 @@ use crate::keeper::{self, Created, KEEPER_IMAGE};
 use crate::labels;
 use crate::tar;
 use async_trait::async_trait;
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummaryStateEnum, HostConfig, Mount,
-    MountPoint, MountType,
-};
+use bollard::models::{ContainerSummaryStateEnum, MountPoint};
 use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, LogsOptions, RemoveContainerOptions,
-    RenameContainerOptions, UploadToContainerOptions,
+    DownloadFromContainerOptions, RenameContainerOptions, UploadToContainerOptions,
 };
 use futures::StreamExt;
 use rollout_core::error::RouterError;
@@ -56,18 +49,6 @@ const TAG_LABEL: &str = "io.rollout.tag";
 /// Ours: the length and FNV-1a hash of a journal's files (`LEN:HASH`).
 const PREVIOUS_LABEL: &str = "io.rollout.previous";
 const NEXT_LABEL: &str = "io.rollout.next";
-
-/// Where the writer mounts the file, and where its bytes are uploaded.
-const WRITER_LIVE: &str = "/rollout-live";
-const WRITER_IN: &str = "rollout-in";
-
-/// Copies the uploaded bytes over the file in place (never truncated
-/// first: an interrupted write leaves the new bytes over the rest of the
-/// previous ones, which recovery knows), then sets its length to `$1`.
-const WRITE_SCRIPT: &str = r#"dd if=/rollout-in of=/rollout-live bs=4096 conv=notrunc 2>/dev/null || { echo "dd over the file failed" >&2; exit 3; }
-dd if=/dev/null of=/rollout-live bs=1 seek="$1" 2>/dev/null || { echo "setting the file's length failed" >&2; exit 4; }
-sync
-"#;
 
 /// FNV-1a of `bytes`, as hex.
 pub(crate) fn fnv(bytes: &[u8]) -> String {
@@ -102,141 +83,18 @@ pub(crate) fn host_path(mounts: &[MountPoint], path: &str) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
-fn file_error(proxy: &str, action: &'static str, path: &str, reason: String) -> ProxyError {
+pub(crate) fn file_error(
+    proxy: &str,
+    action: &'static str,
+    path: &str,
+    reason: String,
+) -> ProxyError {
     ProxyError::File {
         proxy: proxy.to_string(),
         action,
         path: path.to_string(),
         reason,
     }
-}
-
-/// Writes `bytes` in place into the file `path` of the container `c` (as
-/// inspected; it may be stopped), through a short-lived container of its
-/// image that mounts the file's source on the engine's machine.
-pub(crate) async fn write_through_engine(
-    engine: &Engine,
-    c: &ContainerInspectResponse,
-    path: &str,
-    bytes: &[u8],
-) -> Result<(), ProxyError> {
-    let proxy = c
-        .name
-        .as_deref()
-        .unwrap_or_default()
-        .trim_start_matches('/')
-        .to_string();
-    let error = |reason: String| file_error(&proxy, "write", path, reason);
-    let mounts = c.mounts.clone().unwrap_or_default();
-    let source = host_path(&mounts, path).ok_or_else(|| {
-        error("it is not on a mount, so a change would be lost when the container is recreated\nhint: bind-mount the config from the project, as in ./nginx.conf:/etc/nginx/nginx.conf:ro".into())
-    })?;
-    let image = c
-        .image
-        .clone()
-        .ok_or_else(|| error("the engine names no image for the proxy".into()))?;
-    let project = c
-        .config
-        .as_ref()
-        .and_then(|cfg| cfg.labels.as_ref())
-        .and_then(|l| l.get(labels::PROJECT))
-        .cloned()
-        .unwrap_or_default();
-    let l = HashMap::from([
-        (labels::KIND.to_string(), WRITER_KIND.to_string()),
-        (labels::OUR_PROJECT.to_string(), project),
-        (PROXY_LABEL.to_string(), proxy.clone()),
-        // Blank values override labels the image may carry (Compose 2
-        // labels the images it builds), so the writer is no replica.
-        (labels::PROJECT.to_string(), String::new()),
-        (labels::SERVICE.to_string(), String::new()),
-    ]);
-    let body = ContainerCreateBody {
-        image: Some(image),
-        entrypoint: Some(vec!["sh".into(), "-c".into(), WRITE_SCRIPT.into()]),
-        cmd: Some(vec!["sh".into(), bytes.len().to_string()]),
-        user: Some("0:0".into()),
-        labels: Some(l),
-        network_disabled: Some(true),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            mounts: Some(vec![Mount {
-                target: Some(WRITER_LIVE.into()),
-                source: Some(source.to_string_lossy().into_owned()),
-                typ: Some(MountType::BIND),
-                read_only: Some(false),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let docker = engine.docker();
-    let created = docker
-        .create_container(None::<CreateContainerOptions>, body)
-        .await
-        .map_err(|e| error(format!("creating the writer: {}", engine.error(e))))?;
-    let id = created.id;
-    let written = async {
-        let archive = tar::single_file(WRITER_IN, bytes, 0o644).map_err(&error)?;
-        let options = UploadToContainerOptions {
-            path: "/".into(),
-            ..Default::default()
-        };
-        docker
-            .upload_to_container(&id, Some(options), bollard::body_full(archive.into()))
-            .await
-            .map_err(|e| error(format!("uploading to the writer: {}", engine.error(e))))?;
-        docker
-            .start_container(&id, None)
-            .await
-            .map_err(|e| error(format!("starting the writer: {}", engine.error(e))))?;
-        let mut waited = docker.wait_container(&id, None);
-        let code = match waited.next().await {
-            Some(Ok(r)) => r.status_code,
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-            Some(Err(e)) => {
-                return Err(error(format!(
-                    "waiting for the writer: {}",
-                    engine.error(e)
-                )))
-            }
-            None => return Err(error("the engine did not say how the writer ended".into())),
-        };
-        if code != 0 {
-            let said = logs(engine, &id).await;
-            return Err(error(format!(
-                "writing its source {} on the engine's machine failed (exit {code}): {said}",
-                source.display()
-            )));
-        }
-        Ok(())
-    };
-    let result = written.await;
-    let _ = docker
-        .remove_container(
-            &id,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
-    result
-}
-
-async fn logs(engine: &Engine, id: &str) -> String {
-    let options = LogsOptions {
-        stdout: true,
-        stderr: true,
-        ..Default::default()
-    };
-    let mut out = Vec::new();
-    let mut stream = engine.docker().logs(id, Some(options));
-    while let Some(Ok(chunk)) = stream.next().await {
-        out.extend_from_slice(&chunk.into_bytes());
-    }
-    String::from_utf8_lossy(&out).trim().to_string()
 }
 
 /// The bytes of `path` in container `container` (running or not), through
@@ -549,7 +407,7 @@ async fn revive_held(
                 && live != commit.next
                 && rollout_nginx::router::torn(&live, &commit.previous, &commit.next)
             {
-                write_through_engine(engine, &inspected, path, &commit.previous)
+                crate::writer::write_through_engine(engine, &inspected, path, &commit.previous)
                     .await
                     .map_err(other)?;
                 notes.push(format!(

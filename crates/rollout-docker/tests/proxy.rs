@@ -135,6 +135,53 @@ async fn a_single_file_read_only_mount_is_written_in_place_on_the_host() {
         proxy.read("/etc/nginx/nginx.conf").await.unwrap(),
         b"events {}\n"
     );
+    // Both writes went through one writer, kept running for the run; the end of the run
+    // removes it.
+    let writers = || {
+        common::run(Command::new("docker").args([
+            "ps",
+            "-a",
+            "--filter",
+            "label=io.rollout.kind=proxywrite",
+            "--filter",
+            &format!("label=io.rollout.proxy={}-proxy", project.name),
+            "--format",
+            "{{.ID}} {{.State}}",
+        ]))
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    };
+    let kept = writers();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].ends_with(" running"), "{kept:?}");
+    proxy.settle().await.unwrap();
+    assert_eq!(writers(), Vec::<String>::new());
+    // A run that ends without letting go (killed) closes the writer's input: it exits by
+    // itself, for the next run to remove.
+    {
+        let cut = ProxyContainer::new(common::engine().await, &id);
+        cut.write_in_place("/etc/nginx/nginx.conf", b"events {}\n")
+            .await
+            .unwrap();
+        assert_eq!(writers().len(), 1);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = writers();
+        if left.iter().all(|w| w.ends_with(" exited")) {
+            for w in &left {
+                let id = w.split(' ').next().unwrap();
+                common::run(Command::new("docker").args(["rm", id]));
+            }
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a writer outlived its run: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     proxy.remove("/etc/nginx/nginx.conf.next").await.unwrap();
     proxy.remove("/etc/nginx/nginx.conf.next").await.unwrap();

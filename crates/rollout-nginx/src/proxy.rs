@@ -136,6 +136,12 @@ pub trait ConfigStore: Send + Sync {
     /// Removes a file; a file that is already gone is not an error.
     async fn remove(&self, path: &str) -> Result<(), ProxyError>;
 
+    /// Lets go of what the store keeps for a run's writes (the Docker
+    /// backend's writer container), as the run ends; nothing by default.
+    async fn settle(&self) -> Result<(), ProxyError> {
+        Ok(())
+    }
+
     /// Creates several files as [`ConfigStore::write_new`] does, at once
     /// where the store can (one upload into a container rather than one
     /// each); stops at the first failure.

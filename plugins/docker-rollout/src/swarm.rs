@@ -9,6 +9,7 @@ use crate::fail::Fail;
 use crate::live;
 use rollout_compose::{Flavour, Project, ProxyKind};
 use rollout_core::exit;
+use rollout_core::TrafficRouter;
 use rollout_docker::ProxyContainer;
 use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
@@ -146,7 +147,10 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
     let started = std::time::Instant::now();
     let stamped =
         move |line: &str| say(&format!("{:>6.1}s {line}", started.elapsed().as_secs_f64()));
-    standby::run(&api, &found, &request, &router, &stamped)
-        .await
-        .map_err(fail)
+    let ran = standby::run(&api, &found, &request, &router, &stamped).await;
+    // The proxy's writer, kept for the run's writes, goes whatever the outcome.
+    if let Err(e) = router.settle().await {
+        say(&format!("note: the proxy's writer was not removed: {e}"));
+    }
+    ran.map_err(fail)
 }

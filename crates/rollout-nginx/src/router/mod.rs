@@ -562,6 +562,20 @@ impl TrafficRouter for NginxRouter {
         self.keep_log.store(on, std::sync::atomic::Ordering::SeqCst);
         true
     }
+
+    async fn settle(&self) -> Result<(), RouterError> {
+        let mut failed = Vec::new();
+        for r in &self.replicas {
+            if let Err(e) = r.proxy.files.settle().await {
+                failed.push(format!("{}: {e}", r.proxy.name));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(RouterError::Unreachable(failed.join("; ")))
+        }
+    }
 }
 
 async fn read_live(proxy: &Proxy, path: &str) -> Result<Vec<u8>, RouterError> {

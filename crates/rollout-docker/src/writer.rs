@@ -1,0 +1,395 @@
+//! Writing a proxy's file in place through the engine's own view of it.
+//!
+//! The live config is written in the source of the proxy's mount, on the
+//! engine's machine, by a container of the proxy's own image (so it is
+//! there, and has a shell and `dd`) that mounts that same source
+//! read-write: the bytes are uploaded into it, then copied over the file
+//! without truncating it first (`dd conv=notrunc`), the length set and the
+//! file synced (what a cut write leaves is what recovery calls torn). No
+//! path on this machine is ever opened.
+//!
+//! # One writer per run, not one per write
+//!
+//! Creating, starting, waiting for and removing a container costs about a
+//! third of a second here, on every traffic change. So a run keeps one
+//! writer per proxy replica ([`Writers`]): started once, waiting on its
+//! standard input, which the run holds attached; each write is an upload
+//! and one `docker exec` of the write script in it. The writer lives as
+//! long as the run holds its input: [`Writers::close`] removes it as the
+//! run ends (`TrafficRouter::settle`), and a run that ends any other way,
+//! killed included, closes the connection, so the writer reads the end of
+//! its input and exits, and the next run removes it (`revive`). An image
+//! whose writer cannot be kept (it exits at once) gets a short-lived
+//! writer per write, as does a write whose kept writer has gone.
+
+use crate::engine::Engine;
+use crate::labels;
+use crate::proxy::ProxyContainer;
+use crate::proxyfiles::{file_error, host_path, WRITER_KIND};
+use crate::tar;
+use bollard::container::LogOutput;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
+};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, LogsOptions, RemoveContainerOptions,
+    UploadToContainerOptions,
+};
+use futures::{Stream, StreamExt};
+use rollout_nginx::proxy::ProxyError;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::io::AsyncWrite;
+
+/// Where the writer mounts the file, and where its bytes are uploaded.
+const WRITER_LIVE: &str = "/rollout-live";
+const WRITER_IN: &str = "rollout-in";
+
+/// Copies the uploaded bytes over the file in place (never truncated
+/// first: an interrupted write leaves the new bytes over the rest of the
+/// previous ones, which recovery knows), then sets its length to `$1`.
+const WRITE_SCRIPT: &str = r#"dd if=/rollout-in of=/rollout-live bs=4096 conv=notrunc 2>/dev/null || { echo "dd over the file failed" >&2; exit 3; }
+dd if=/dev/null of=/rollout-live bs=1 seek="$1" 2>/dev/null || { echo "setting the file's length failed" >&2; exit 4; }
+sync
+"#;
+
+/// What a kept writer runs: it waits for the end of its standard input.
+const KEEP_SCRIPT: &str = "read -r _ || true";
+
+/// The file to write: which proxy, the source on the engine's machine, and
+/// what a writer is made of.
+struct Target {
+    proxy: String,
+    path: String,
+    source: PathBuf,
+    image: String,
+    project: String,
+}
+
+impl Target {
+    fn of(c: &ContainerInspectResponse, path: &str) -> Result<Self, ProxyError> {
+        let proxy = c
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        let error = |reason: String| file_error(&proxy, "write", path, reason);
+        let mounts = c.mounts.clone().unwrap_or_default();
+        let source = host_path(&mounts, path).ok_or_else(|| {
+            error("it is not on a mount, so a change would be lost when the container is recreated\nhint: bind-mount the config from the project, as in ./nginx.conf:/etc/nginx/nginx.conf:ro".into())
+        })?;
+        let image = c
+            .image
+            .clone()
+            .ok_or_else(|| error("the engine names no image for the proxy".into()))?;
+        let project = c
+            .config
+            .as_ref()
+            .and_then(|cfg| cfg.labels.as_ref())
+            .and_then(|l| l.get(labels::PROJECT))
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self {
+            proxy,
+            path: path.to_string(),
+            source,
+            image,
+            project,
+        })
+    }
+
+    fn error(&self, reason: String) -> ProxyError {
+        file_error(&self.proxy, "write", &self.path, reason)
+    }
+
+    /// A writer container running `script` (`$1` is `arg`), root, no
+    /// network, the file's source mounted read-write; `keep` opens its
+    /// standard input for a kept writer.
+    fn body(&self, script: &str, arg: String, keep: bool) -> ContainerCreateBody {
+        let l = HashMap::from([
+            (labels::KIND.to_string(), WRITER_KIND.to_string()),
+            (labels::OUR_PROJECT.to_string(), self.project.clone()),
+            ("io.rollout.proxy".to_string(), self.proxy.clone()),
+            // Blank values override labels the image may carry (Compose 2
+            // labels the images it builds), so the writer is no replica.
+            (labels::PROJECT.to_string(), String::new()),
+            (labels::SERVICE.to_string(), String::new()),
+        ]);
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
+            cmd: Some(vec!["sh".into(), arg]),
+            user: Some("0:0".into()),
+            labels: Some(l),
+            network_disabled: Some(true),
+            open_stdin: Some(keep),
+            stdin_once: Some(keep),
+            attach_stdin: Some(keep),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                mounts: Some(vec![Mount {
+                    target: Some(WRITER_LIVE.into()),
+                    source: Some(self.source.to_string_lossy().into_owned()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(false),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn upload(&self, engine: &Engine, id: &str, bytes: &[u8]) -> Result<(), ProxyError> {
+        let archive = tar::single_file(WRITER_IN, bytes, 0o644).map_err(|e| self.error(e))?;
+        let options = UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        engine
+            .docker()
+            .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(|e| self.error(format!("uploading to the writer: {}", engine.error(e))))
+    }
+
+    fn failed(&self, code: i64, said: &str) -> ProxyError {
+        self.error(format!(
+            "writing its source {} on the engine's machine failed (exit {code}): {said}",
+            self.source.display()
+        ))
+    }
+}
+
+/// A writer kept running for a run's writes of one file.
+struct Kept {
+    id: String,
+    source: PathBuf,
+    /// The attached standard input and output: held (never used) for as
+    /// long as the writer is to live; behind a mutex to be shared.
+    _attached: std::sync::Mutex<Attached>,
+}
+
+type Attached = (
+    Pin<Box<dyn AsyncWrite + Send>>,
+    Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
+);
+
+/// The writer a proxy replica's writes share within a run (see the
+/// [module documentation](self)).
+#[derive(Default)]
+pub struct Writers {
+    kept: tokio::sync::Mutex<Option<Kept>>,
+    /// This replica's image cannot keep a writer: short-lived ones only.
+    short_only: AtomicBool,
+}
+
+impl std::fmt::Debug for Writers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writers")
+            .field("short_only", &self.short_only.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writers {
+    /// Writes `bytes` in place into the file `path` of the container `c`
+    /// (as inspected): through the kept writer, started with the first
+    /// write, else through a short-lived one.
+    pub(crate) async fn write(
+        &self,
+        engine: &Engine,
+        c: &ContainerInspectResponse,
+        path: &str,
+        bytes: &[u8],
+    ) -> Result<(), ProxyError> {
+        let target = Target::of(c, path)?;
+        if self.short_only.load(Ordering::SeqCst) {
+            return write_once(engine, &target, bytes).await;
+        }
+        let mut kept = self.kept.lock().await;
+        if let Some(other) = kept.take_if(|k| k.source != target.source) {
+            remove(engine, &other.id).await;
+        }
+        if kept.is_none() {
+            match start_kept(engine, &target).await {
+                Ok(k) => *kept = Some(k),
+                Err(_) => {
+                    self.short_only.store(true, Ordering::SeqCst);
+                    return write_once(engine, &target, bytes).await;
+                }
+            }
+        }
+        let Some(k) = kept.as_ref() else {
+            return write_once(engine, &target, bytes).await;
+        };
+        match write_kept(engine, &target, k, bytes).await {
+            Ok(Ok(())) => Ok(()),
+            // The script ran and failed: what a short-lived writer would say.
+            Ok(Err(e)) => Err(e),
+            // The writer is gone or cannot run a command: a short-lived one
+            // writes the whole file again.
+            Err(_) => {
+                if let Some(k) = kept.take() {
+                    remove(engine, &k.id).await;
+                }
+                write_once(engine, &target, bytes).await
+            }
+        }
+    }
+
+    /// Removes the kept writer, if any (the run ends).
+    pub(crate) async fn close(&self, engine: &Engine) {
+        if let Some(k) = self.kept.lock().await.take() {
+            remove(engine, &k.id).await;
+        }
+    }
+}
+
+/// Creates, attaches to and starts a kept writer; it must still run once
+/// started (an image whose shell cannot wait on its input is refused).
+async fn start_kept(engine: &Engine, target: &Target) -> Result<Kept, ProxyError> {
+    let docker = engine.docker();
+    let created = docker
+        .create_container(
+            None::<CreateContainerOptions>,
+            target.body(KEEP_SCRIPT, String::new(), true),
+        )
+        .await
+        .map_err(|e| target.error(format!("creating the writer: {}", engine.error(e))))?;
+    let id = created.id;
+    let started = async {
+        let options = AttachContainerOptions {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            stream: true,
+            ..Default::default()
+        };
+        let attached = docker
+            .attach_container(&id, Some(options))
+            .await
+            .map_err(|e| target.error(format!("attaching to the writer: {}", engine.error(e))))?;
+        docker
+            .start_container(&id, None)
+            .await
+            .map_err(|e| target.error(format!("starting the writer: {}", engine.error(e))))?;
+        let c = docker
+            .inspect_container(&id, None)
+            .await
+            .map_err(|e| target.error(engine.error(e).to_string()))?;
+        if !c.state.and_then(|s| s.running).unwrap_or(false) {
+            return Err(target.error("the writer did not keep running".into()));
+        }
+        Ok(Kept {
+            id: id.clone(),
+            source: target.source.clone(),
+            _attached: std::sync::Mutex::new((attached.input, attached.output)),
+        })
+    };
+    let kept = started.await;
+    if kept.is_err() {
+        remove(engine, &id).await;
+    }
+    kept
+}
+
+/// One write through a kept writer: `Err` when the writer could not run
+/// the script, `Ok(Err)` when the script failed.
+async fn write_kept(
+    engine: &Engine,
+    target: &Target,
+    k: &Kept,
+    bytes: &[u8],
+) -> Result<Result<(), ProxyError>, ProxyError> {
+    target.upload(engine, &k.id, bytes).await?;
+    let argv: Vec<String> = ["sh", "-c", WRITE_SCRIPT, "sh"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([bytes.len().to_string()])
+        .collect();
+    let out = ProxyContainer::new(engine.clone(), k.id.clone())
+        .run(&argv)
+        .await?;
+    if out.code == 0 {
+        return Ok(Ok(()));
+    }
+    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Ok(Err(target.failed(out.code.into(), &said)))
+}
+
+/// Writes `bytes` in place into the file `path` of the container `c` (as
+/// inspected; it may be stopped) through a short-lived writer: a one-off
+/// write outside a run's [`Writers`] (a stopped proxy's repair).
+pub(crate) async fn write_through_engine(
+    engine: &Engine,
+    c: &ContainerInspectResponse,
+    path: &str,
+    bytes: &[u8],
+) -> Result<(), ProxyError> {
+    write_once(engine, &Target::of(c, path)?, bytes).await
+}
+
+/// One write through a short-lived writer: created, given the bytes,
+/// started, waited for and removed.
+async fn write_once(engine: &Engine, target: &Target, bytes: &[u8]) -> Result<(), ProxyError> {
+    let docker = engine.docker();
+    let created = docker
+        .create_container(
+            None::<CreateContainerOptions>,
+            target.body(WRITE_SCRIPT, bytes.len().to_string(), false),
+        )
+        .await
+        .map_err(|e| target.error(format!("creating the writer: {}", engine.error(e))))?;
+    let id = created.id;
+    let written = async {
+        target.upload(engine, &id, bytes).await?;
+        docker
+            .start_container(&id, None)
+            .await
+            .map_err(|e| target.error(format!("starting the writer: {}", engine.error(e))))?;
+        let mut waited = docker.wait_container(&id, None);
+        let code = match waited.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => {
+                return Err(target.error(format!("waiting for the writer: {}", engine.error(e))))
+            }
+            None => return Err(target.error("the engine did not say how the writer ended".into())),
+        };
+        if code != 0 {
+            return Err(target.failed(code, &logs(engine, &id).await));
+        }
+        Ok(())
+    };
+    let result = written.await;
+    remove(engine, &id).await;
+    result
+}
+
+/// Removes a writer, running or not; one that cannot be removed now is
+/// removed by the next run once it has exited.
+async fn remove(engine: &Engine, id: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    let _ = engine.docker().remove_container(id, Some(options)).await;
+}
+
+async fn logs(engine: &Engine, id: &str) -> String {
+    let options = LogsOptions {
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let mut stream = engine.docker().logs(id, Some(options));
+    while let Some(Ok(chunk)) = stream.next().await {
+        out.extend_from_slice(&chunk.into_bytes());
+    }
+    String::from_utf8_lossy(&out).trim().to_string()
+}
