@@ -433,16 +433,20 @@ impl Deployed {
         load
     }
 
-    /// `update` run to its end under the load ([`Deployed::start_load`] with `tweak`), with
-    /// nginx's config watched: the run, the config's versions and the load's report,
-    /// published as `swarm NAME`. `update` is a `docker rollout` command ([`run_rollout`]),
-    /// or any other command when `events` is false ([`run_plain`]).
+    /// `docker rollout --stack NAME app`, run to its end on the clock it is given.
+    fn stack_rollout(&self, plugins: &PluginDir) -> impl FnOnce(Clock) -> Ended {
+        let cmd = self.rollout(plugins, &["--stack", &self.stack.0, "app"]);
+        move |clock| run_rollout(cmd, clock, Duration::from_secs(240))
+    }
+
+    /// `update` ([`Deployed::stack_rollout`], or Swarm's own by [`run_plain`]) under the load
+    /// ([`Deployed::start_load`] with `tweak`), with nginx's config watched: the run, the
+    /// config's versions and the load's report, published as `swarm NAME`.
     fn under_load(
         &self,
         name: &str,
         tweak: impl FnOnce(&mut LoadConfig),
-        update: Command,
-        events: bool,
+        update: impl FnOnce(Clock) -> Ended,
     ) -> (Ended, Vec<ConfigSnapshot>, Report) {
         let load = self.start_load(tweak);
         let watch = ConfigWatch::start(
@@ -450,11 +454,7 @@ impl Deployed {
             "backend",
             Clock::of(&load),
         );
-        let run = if events {
-            run_rollout(update, Clock::of(&load), Duration::from_secs(240))
-        } else {
-            run_plain(update, Clock::of(&load))
-        };
+        let run = update(Clock::of(&load));
         wait_ok(&load, 250, Duration::from_secs(20));
         let snaps = watch.stop();
         let report = load.stop().unwrap();
@@ -570,12 +570,7 @@ fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_
         .all(|t| t.starts_with(images::V1)));
     assert_eq!(d.project.read("nginx.conf"), conf_before);
 
-    let (run, snaps, report) = d.under_load(
-        "rolling",
-        |_| {},
-        d.rollout(&plugins, &["--stack", &name, "app"]),
-        true,
-    );
+    let (run, snaps, report) = d.under_load("rolling", |_| {}, d.stack_rollout(&plugins));
     assert_eq!(run.code, Some(0), "docker rollout failed:\n{}", run.stderr);
     assert_no_failure(&report);
     assert_floor(&snaps, 4);
@@ -611,19 +606,13 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving
     require_images(&[images::V1, images::V2_UNHEALTHY, NGINX_IMAGE]);
     let plugins = plugin();
     let d = Deployed::new("swarm-rollback", &[images::V2_UNHEALTHY]);
-    let name = d.stack.0.clone();
     let before = d.services();
     let conf_before = d.project.read("nginx.conf");
     d.project.write(
         "stack.yaml",
         &rollout_stack_file(d.port, images::V2_UNHEALTHY),
     );
-    let (run, snaps, report) = d.under_load(
-        "rollback",
-        |_| {},
-        d.rollout(&plugins, &["--stack", &name, "app"]),
-        true,
-    );
+    let (run, snaps, report) = d.under_load("rollback", |_| {}, d.stack_rollout(&plugins));
     assert_eq!(
         run.code,
         Some(3),
@@ -718,7 +707,9 @@ fn long_requests_in_flight_survive_a_stack_rollout_swarms_own_update_is_printed_
         &swarms.service("app"),
     ]);
     let (native, _, native_report) =
-        swarms.under_load("long-requests-swarm-update", long_requests, update, false);
+        swarms.under_load("long-requests-swarm-update", long_requests, |clock| {
+            run_plain(update, clock)
+        });
     assert_eq!(native.code, Some(0), "{}", native.stderr);
     assert!(
         swarms
@@ -730,16 +721,11 @@ fn long_requests_in_flight_survive_a_stack_rollout_swarms_own_update_is_printed_
     );
 
     let ours = Deployed::on(None, "swarm-long-ours", &seed_conf());
-    let name = ours.stack.0.clone();
     let before = ours.services();
     ours.project
         .write("stack.yaml", &rollout_stack_file(ours.port, images::V2));
-    let (run, snaps, report) = ours.under_load(
-        "long-requests",
-        long_requests,
-        ours.rollout(&plugins, &["--stack", &name, "app"]),
-        true,
-    );
+    let (run, snaps, report) =
+        ours.under_load("long-requests", long_requests, ours.stack_rollout(&plugins));
     eprintln!(
         "FIGURES swarm long-requests side by side: docker service update failed {} ({}) upstream_errors {} in {:.1}s; docker rollout --stack failed {} ({}) upstream_errors {} in {:.1}s",
         native_report.failed,
