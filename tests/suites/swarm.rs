@@ -6,16 +6,22 @@
 //! Swarm holds after `docker stack deploy`, field for field as `rollout-swarm` maps them from
 //! our reading of the same file. Afterwards the engine is out of the swarm again and the
 //! namespace is gone.
+//!
+//! Then `docker rollout --stack` under load through nginx (250 requests per second, slow
+//! GETs, POSTs, keep-alive and new connections; the app exiting at once on SIGTERM): the
+//! seed's rolling update; an update to a never-healthy image that Swarm rolls back; and 3 s
+//! GETs and POSTs in flight, with Swarm's own `docker service update` under the same
+//! `update_config` run first in the same test and its failed requests printed beside ours.
 
 use rollout_e2e::load::{mix, wait_ok};
-use rollout_e2e::nginx::ConfigWatch;
+use rollout_e2e::nginx::{ConfigSnapshot, ConfigWatch};
 use rollout_e2e::swarm::Swarm;
-use rollout_e2e::verdict::{assert_no_failure, publish};
+use rollout_e2e::verdict::{assert_clean_during, assert_no_failure, publish};
 use rollout_e2e::{
     docker, free_port, images, require_engine, require_images, run_ok, run_rollout, wait_http,
-    workspace_binary, Clock, PluginDir, Project, DEMO_PORT, NGINX_IMAGE, SEED_NGINX_CONF,
+    workspace_binary, Clock, Ended, PluginDir, Project, DEMO_PORT, NGINX_IMAGE, SEED_NGINX_CONF,
 };
-use rollout_load::{ErrorLogSource, LoadConfig, LoadHandle};
+use rollout_load::{ErrorLogSource, LoadConfig, LoadHandle, Report};
 use rollout_swarm::update::{self, ServiceSpecUpdateConfig};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -64,6 +70,20 @@ fn stack_file(port: u16) -> String {
          \x20   driver: overlay\n",
         v1 = images::V1,
     )
+}
+
+/// `file` without its nginx service: the app and the network, deployed first (nginx
+/// resolves `app` once, at start, so the app's tasks must run by then).
+fn app_only(file: &str) -> String {
+    file.split("  nginx:\n")
+        .next()
+        .map(|head| format!("{head}networks:\n  front:\n    driver: overlay\n"))
+        .unwrap()
+}
+
+/// The seed's nginx config, proxying to the demo app's port.
+fn seed_conf() -> String {
+    SEED_NGINX_CONF.replace("server app:8000;", &format!("server app:{DEMO_PORT};"))
 }
 
 /// The nodes the running tasks of `service` are on.
@@ -217,10 +237,7 @@ fn a_worker_engine_joins_the_swarm_and_nginx_serves_tasks_of_both_nodes() {
     }
     let port = free_port();
     project.write("stack.yaml", &stack_file(port));
-    project.write(
-        "nginx.conf",
-        &SEED_NGINX_CONF.replace("server app:8000;", &format!("server app:{DEMO_PORT};")),
-    );
+    project.write("nginx.conf", &seed_conf());
     // nginx resolves `app` once, at start: the app's tasks run first.
     let name = project.name().to_string();
     let stack = Stack(name.clone());
@@ -231,14 +248,7 @@ fn a_worker_engine_joins_the_swarm_and_nginx_serves_tasks_of_both_nodes() {
                 .args(["stack", "deploy", "-c", file, &stack.0]),
         );
     };
-    project.write(
-        "app-only.yaml",
-        &stack_file(port)
-            .split("  nginx:\n")
-            .next()
-            .map(|head| format!("{head}networks:\n  front:\n    driver: overlay\n"))
-            .unwrap(),
-    );
+    project.write("app-only.yaml", &app_only(&stack_file(port)));
     deploy("app-only.yaml");
     let app_nodes: BTreeSet<String> =
         wait_running(&format!("{name}_app"), 4, Duration::from_secs(60))
@@ -279,54 +289,60 @@ fn a_worker_engine_joins_the_swarm_and_nginx_serves_tasks_of_both_nodes() {
 /// The stack a rollout test updates: four demo app tasks (`dnsrr`) spread over both nodes,
 /// with the seed's `update_config` but a delay of 1 s and a monitor of 2 s, and the image's
 /// health check with a start period of 2 s (so that a never-healthy task fails in seconds, not
-/// after the image's 60 s), to keep the tests short; nginx on the manager published in host
-/// mode.
+/// after the image's 60 s), to keep the tests short; the app exits at once on SIGTERM (the
+/// images' default, said here); nginx on the manager published in host mode.
 fn rollout_stack_file(port: u16, image: &str) -> String {
     stack_file(port)
         .replace(
             &format!("    image: {}\n", images::V1),
-            &format!("    image: {image}\n    healthcheck:\n      start_period: 2s\n"),
+            &format!(
+                "    image: {image}\n    environment:\n      DEMO_ON_SIGTERM: exit\n    \
+                 healthcheck:\n      start_period: 2s\n"
+            ),
         )
         .replace("delay: 10s", "delay: 1s")
         .replace("monitor: 30s", "monitor: 2s")
         .replace("      placement:\n        max_replicas_per_node: 2\n", "")
 }
 
+/// A two-node swarm with the v1 and nginx images and `extra_images` shared with the worker.
+fn swarm_with(extra_images: &[&str]) -> Swarm {
+    let swarm = Swarm::two_nodes();
+    for image in [images::V1, NGINX_IMAGE].iter().chain(extra_images) {
+        swarm.share_image(image);
+    }
+    swarm
+}
+
 /// A stack deployed on a two-node swarm, undone in order when dropped (the stack, then the
-/// swarm, then the project's folder).
+/// swarm if this stack made it, then the project's folder).
 struct Deployed {
     stack: Stack,
-    /// Held for its drop: the swarm is left after the stack is removed.
-    _swarm: Swarm,
+    /// Held for its drop when this stack made the swarm: the swarm is left after the stack is
+    /// removed. `None` for a stack on the swarm of another, which must outlive it.
+    _swarm: Option<Swarm>,
     project: Project,
     port: u16,
 }
 
 impl Deployed {
-    /// The swarm, the images shared with the worker, the stack (app first: nginx resolves
-    /// `app` once, at start) with nginx answering v1.
+    /// A swarm, the images shared with the worker, and the stack on it behind the seed's
+    /// nginx config ([`Deployed::on`]).
     fn new(slug: &str, extra_images: &[&str]) -> Deployed {
+        Deployed::on(Some(swarm_with(extra_images)), slug, &seed_conf())
+    }
+
+    /// The stack of v1 on `swarm` (or, when `None`, on the swarm another [`Deployed`] holds)
+    /// behind nginx with `nginx_conf`, the app first (the seed's nginx resolves `app` once, at
+    /// start), nginx answering v1.
+    fn on(swarm: Option<Swarm>, slug: &str, nginx_conf: &str) -> Deployed {
         let project = Project::new(slug);
-        let swarm = Swarm::two_nodes();
-        for image in [images::V1, NGINX_IMAGE].iter().chain(extra_images) {
-            swarm.share_image(image);
-        }
         let port = free_port();
         let stack = Stack(project.name().to_string());
         let file = rollout_stack_file(port, images::V1);
-        project.write(
-            "app-only.yaml",
-            &file
-                .split("  nginx:\n")
-                .next()
-                .map(|head| format!("{head}networks:\n  front:\n    driver: overlay\n"))
-                .unwrap(),
-        );
+        project.write("app-only.yaml", &app_only(&file));
         project.write("stack.yaml", &file);
-        project.write(
-            "nginx.conf",
-            &SEED_NGINX_CONF.replace("server app:8000;", &format!("server app:{DEMO_PORT};")),
-        );
+        project.write("nginx.conf", nginx_conf);
         let deployed = Deployed {
             stack,
             _swarm: swarm,
@@ -386,8 +402,9 @@ impl Deployed {
             .collect()
     }
 
-    /// The load on nginx, its error log read from nginx's container at the end.
-    fn start_load(&self) -> LoadHandle {
+    /// The load on nginx ([`mix`], POSTs of 100 ms, then `tweak`), its error log read from
+    /// nginx's container at the end, once it has run 4 s.
+    fn start_load(&self, tweak: impl FnOnce(&mut LoadConfig)) -> LoadHandle {
         let out = run_ok(docker().args([
             "ps",
             "-q",
@@ -405,13 +422,44 @@ impl Deployed {
         let mut config = LoadConfig::new(self.addr());
         mix(&mut config, Duration::from_secs(300));
         config.post_delay = Duration::from_millis(100);
+        tweak(&mut config);
         config.error_log = Some(ErrorLogSource::Container {
             container,
             path: "/var/log/nginx/error.log".into(),
         });
         let load = LoadHandle::start(config).unwrap_or_else(|e| panic!("cannot start load: {e}"));
-        wait_ok(&load, 200, Duration::from_secs(20));
+        // 4 s of answers: slow GETs and POSTs in flight everywhere before the update begins.
+        wait_ok(&load, 1000, Duration::from_secs(30));
         load
+    }
+
+    /// `docker rollout --stack NAME app`, run to its end on the clock it is given.
+    fn stack_rollout(&self, plugins: &PluginDir) -> impl FnOnce(Clock) -> Ended {
+        let cmd = self.rollout(plugins, &["--stack", &self.stack.0, "app"]);
+        move |clock| run_rollout(cmd, clock, Duration::from_secs(240))
+    }
+
+    /// `update` ([`Deployed::stack_rollout`], or Swarm's own by [`run_plain`]) under the load
+    /// ([`Deployed::start_load`] with `tweak`), with nginx's config watched: the run, the
+    /// config's versions and the load's report, published as `swarm NAME`.
+    fn under_load(
+        &self,
+        name: &str,
+        tweak: impl FnOnce(&mut LoadConfig),
+        update: impl FnOnce(Clock) -> Ended,
+    ) -> (Ended, Vec<ConfigSnapshot>, Report) {
+        let load = self.start_load(tweak);
+        let watch = ConfigWatch::start(
+            self.project.dir().join("nginx.conf"),
+            "backend",
+            Clock::of(&load),
+        );
+        let run = update(Clock::of(&load));
+        wait_ok(&load, 250, Duration::from_secs(20));
+        let snaps = watch.stop();
+        let report = load.stop().unwrap();
+        publish("swarm", name, &report, &[&run]);
+        (run, snaps, report)
     }
 
     /// The services of the stack.
@@ -433,9 +481,28 @@ impl Deployed {
     }
 }
 
+/// `cmd` (such as `docker service update`, which prints no events) run to its end, stamped on
+/// `clock`: what it printed, both streams, is its `stderr`.
+fn run_plain(mut cmd: Command, clock: Clock) -> Ended {
+    let started_at = clock.now();
+    let out = cmd.output().unwrap();
+    Ended {
+        code: out.status.code(),
+        events: Vec::new(),
+        summary: None,
+        stderr: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        started_at,
+        returned_at: clock.now(),
+    }
+}
+
 /// The config changed during the run, and nginx never routed to fewer than `floor` tasks
 /// (the service's name, at rest, covers all of them).
-fn assert_floor(snaps: &[rollout_e2e::nginx::ConfigSnapshot], floor: usize) {
+fn assert_floor(snaps: &[ConfigSnapshot], floor: usize) {
     assert!(
         snaps.len() > 2,
         "the config changed during the run: {snaps:?}"
@@ -503,21 +570,7 @@ fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_
         .all(|t| t.starts_with(images::V1)));
     assert_eq!(d.project.read("nginx.conf"), conf_before);
 
-    let load = d.start_load();
-    let watch = ConfigWatch::start(
-        d.project.dir().join("nginx.conf"),
-        "backend",
-        Clock::of(&load),
-    );
-    let run = run_rollout(
-        d.rollout(&plugins, &["--stack", &name, "app"]),
-        Clock::of(&load),
-        Duration::from_secs(240),
-    );
-    wait_ok(&load, 250, Duration::from_secs(20));
-    let snaps = watch.stop();
-    let report = load.stop().unwrap();
-    publish("swarm", "rolling", &report, &[&run]);
+    let (run, snaps, report) = d.under_load("rolling", |_| {}, d.stack_rollout(&plugins));
     assert_eq!(run.code, Some(0), "docker rollout failed:\n{}", run.stderr);
     assert_no_failure(&report);
     assert_floor(&snaps, 4);
@@ -553,28 +606,13 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving
     require_images(&[images::V1, images::V2_UNHEALTHY, NGINX_IMAGE]);
     let plugins = plugin();
     let d = Deployed::new("swarm-rollback", &[images::V2_UNHEALTHY]);
-    let name = d.stack.0.clone();
     let before = d.services();
     let conf_before = d.project.read("nginx.conf");
     d.project.write(
         "stack.yaml",
         &rollout_stack_file(d.port, images::V2_UNHEALTHY),
     );
-    let load = d.start_load();
-    let watch = ConfigWatch::start(
-        d.project.dir().join("nginx.conf"),
-        "backend",
-        Clock::of(&load),
-    );
-    let run = run_rollout(
-        d.rollout(&plugins, &["--stack", &name, "app"]),
-        Clock::of(&load),
-        Duration::from_secs(240),
-    );
-    wait_ok(&load, 250, Duration::from_secs(20));
-    let snaps = watch.stop();
-    let report = load.stop().unwrap();
-    publish("swarm", "rollback", &report, &[&run]);
+    let (run, snaps, report) = d.under_load("rollback", |_| {}, d.stack_rollout(&plugins));
     assert_eq!(
         run.code,
         Some(3),
@@ -598,4 +636,117 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving
         conf_before,
         "nginx back at rest"
     );
+}
+
+/// nginx re-resolving `app` through Swarm's DNS at most a second late (a variable in
+/// `proxy_pass`), so that it follows the tasks of Swarm's own update, which the seed's config
+/// (resolved once, at start) cannot: the best nginx can do for Swarm alone. Swarm takes a
+/// task out of its DNS before it stops it.
+fn resolving_conf() -> String {
+    let conf = SEED_NGINX_CONF
+        .replace(
+            "    upstream backend {\n        server app:8000;\n    }\n",
+            "    resolver 127.0.0.11 valid=1s ipv6=off;\n",
+        )
+        .replace(
+            "            proxy_pass http://backend;\n",
+            &format!(
+                "            set $app app;\n            proxy_pass http://$app:{DEMO_PORT};\n"
+            ),
+        );
+    assert!(
+        conf.contains("resolver") && conf.contains("$app:"),
+        "the seed's config changed: {conf}"
+    );
+    conf
+}
+
+/// Slow GETs and POSTs of 3 s (5 % each) beside the fast GETs.
+fn long_requests(config: &mut LoadConfig) {
+    config.slow = Duration::from_secs(3);
+    config.post_delay = Duration::from_secs(3);
+}
+
+/// The failed requests of `report` by class, for a FIGURES line.
+fn failed_by_class(report: &Report) -> String {
+    rollout_load::Class::ALL
+        .iter()
+        .map(|c| {
+            let failed = report.classes.get(c).map_or(0, |s| s.failed);
+            format!("{} {failed}", c.name())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 3 s GETs and POSTs in flight through nginx, the app exiting at once on SIGTERM, the same
+/// `update_config` (the seed's, delay and monitor shortened, start-first): first Swarm's own
+/// `docker service update --image` (nginx re-resolving the tasks, [`resolving_conf`]), whose
+/// failed requests are printed, not judged; then `docker rollout --stack` on a fresh stack
+/// of the same swarm behind the seed's nginx: exit 0, no failed request, no upstream error,
+/// the floor kept, every task on v2.
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn long_requests_in_flight_survive_a_stack_rollout_swarms_own_update_is_printed_beside() {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = plugin();
+    let swarms = Deployed::on(
+        Some(swarm_with(&[images::V2])),
+        "swarm-long-native",
+        &resolving_conf(),
+    );
+    let mut update = docker();
+    update.args([
+        "service",
+        "update",
+        "--detach=false",
+        "--quiet",
+        "--image",
+        images::V2,
+        &swarms.service("app"),
+    ]);
+    let (native, _, native_report) =
+        swarms.under_load("long-requests-swarm-update", long_requests, |clock| {
+            run_plain(update, clock)
+        });
+    assert_eq!(native.code, Some(0), "{}", native.stderr);
+    assert!(
+        swarms
+            .task_images("app")
+            .iter()
+            .all(|t| t.starts_with(images::V2)),
+        "Swarm's update ran to its end: {:?}",
+        swarms.task_images("app")
+    );
+
+    let ours = Deployed::on(None, "swarm-long-ours", &seed_conf());
+    let before = ours.services();
+    ours.project
+        .write("stack.yaml", &rollout_stack_file(ours.port, images::V2));
+    let (run, snaps, report) =
+        ours.under_load("long-requests", long_requests, ours.stack_rollout(&plugins));
+    eprintln!(
+        "FIGURES swarm long-requests side by side: docker service update failed {} ({}) upstream_errors {} in {:.1}s; docker rollout --stack failed {} ({}) upstream_errors {} in {:.1}s",
+        native_report.failed,
+        failed_by_class(&native_report),
+        native_report.upstream_errors.total,
+        native.elapsed(),
+        report.failed,
+        failed_by_class(&report),
+        report.upstream_errors.total,
+        run.elapsed()
+    );
+    assert_eq!(run.code, Some(0), "docker rollout failed:\n{}", run.stderr);
+    assert_clean_during(&report, &[&run]);
+    assert_floor(&snaps, 4);
+    let images_now = ours.task_images("app");
+    assert_eq!(images_now.len(), 4, "{images_now:?}");
+    assert!(
+        images_now
+            .iter()
+            .all(|t| t.starts_with(images::V2) && t.contains("Running")),
+        "every task runs v2: {images_now:?}"
+    );
+    assert_eq!(ours.services(), before, "the standby is gone");
 }
