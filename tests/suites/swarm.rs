@@ -402,6 +402,20 @@ impl Deployed {
             .collect()
     }
 
+    /// Every task of `app` Swarm wants running (`count` of them) runs `image`, and the
+    /// standby is gone (the stack has the `services` it had before the run).
+    fn assert_settled_on(&self, image: &str, count: usize, services: &[String]) {
+        let images_now = self.task_images("app");
+        assert_eq!(images_now.len(), count, "{images_now:?}");
+        assert!(
+            images_now
+                .iter()
+                .all(|t| t.starts_with(image) && t.contains("Running")),
+            "every task runs {image}: {images_now:?}"
+        );
+        assert_eq!(self.services(), services, "the standby is gone");
+    }
+
     /// The load on nginx ([`mix`], POSTs of 100 ms, then `tweak`), its error log read from
     /// nginx's container at the end, once it has run 4 s.
     fn start_load(&self, tweak: impl FnOnce(&mut LoadConfig)) -> LoadHandle {
@@ -574,15 +588,7 @@ fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_
     assert_eq!(run.code, Some(0), "docker rollout failed:\n{}", run.stderr);
     assert_no_failure(&report);
     assert_floor(&snaps, 4);
-    let images_now = d.task_images("app");
-    assert_eq!(images_now.len(), 4, "{images_now:?}");
-    assert!(
-        images_now
-            .iter()
-            .all(|t| t.starts_with(images::V2) && t.contains("Running")),
-        "every task runs v2: {images_now:?}"
-    );
-    assert_eq!(d.services(), before, "the standby is gone");
+    d.assert_settled_on(images::V2, 4, &before);
     assert_eq!(
         d.project.read("nginx.conf"),
         conf_before,
@@ -622,15 +628,7 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving
     assert!(run.stderr.contains("rolled"), "{}", run.stderr);
     assert_no_failure(&report);
     assert_floor(&snaps, 4);
-    let images_now = d.task_images("app");
-    assert_eq!(images_now.len(), 4, "{images_now:?}");
-    assert!(
-        images_now
-            .iter()
-            .all(|t| t.starts_with(images::V1) && t.contains("Running")),
-        "every task runs v1 again: {images_now:?}"
-    );
-    assert_eq!(d.services(), before, "the standby is gone");
+    d.assert_settled_on(images::V1, 4, &before);
     assert_eq!(
         d.project.read("nginx.conf"),
         conf_before,
@@ -740,13 +738,5 @@ fn long_requests_in_flight_survive_a_stack_rollout_swarms_own_update_is_printed_
     assert_eq!(run.code, Some(0), "docker rollout failed:\n{}", run.stderr);
     assert_clean_during(&report, &[&run]);
     assert_floor(&snaps, 4);
-    let images_now = ours.task_images("app");
-    assert_eq!(images_now.len(), 4, "{images_now:?}");
-    assert!(
-        images_now
-            .iter()
-            .all(|t| t.starts_with(images::V2) && t.contains("Running")),
-        "every task runs v2: {images_now:?}"
-    );
-    assert_eq!(ours.services(), before, "the standby is gone");
+    ours.assert_settled_on(images::V2, 4, &before);
 }

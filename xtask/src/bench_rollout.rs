@@ -13,7 +13,8 @@
 //! HAProxy, and the switch-back time of a blue-green pair behind each proxy (from the
 //! command to the first answer from the old colour), about three minutes more.
 //!
-//! `--runs N` (1 to 9) runs `docker rollout` N times on fresh stacks, prints every run and
+//! `--runs N` (1 to 9) runs `docker rollout` N times on fresh stacks (behind HAProxy too, with
+//! `--proxy haproxy`), prints every run and
 //! the median overhead share against the target (under 5 % of the wall time; fast-request
 //! p99 during the rollout within 1.5x the steady state). `--scale` adds the same bench with
 //! 24 replicas at parallelism 4 (N runs too), printed beside the seed's 6 at 2, with the

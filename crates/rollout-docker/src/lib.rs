@@ -88,5 +88,5 @@ pub use haproxy::{DockerResolver, ExecChannel};
 pub use journal::DockerJournal;
 pub use lock::DockerProxyLock;
 pub use proxy::{ProxyContainer, ProxyServiceError};
-pub use proxyfiles::{revive, EngineJournal};
+pub use proxyfiles::{remove_dead_writers_of, revive, EngineJournal};
 pub use pull::{ensure_image, PullError, PullProgress, Pulled, Reference};

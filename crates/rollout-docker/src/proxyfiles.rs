@@ -427,16 +427,26 @@ async fn revive_held(
     Ok(notes)
 }
 
-/// Removes the writers of `project` that a killed run left (it removes its
-/// own once it has waited for them; a writer that runs still is left).
+/// Removes the writers of `project` that a killed run left (a run removes
+/// its own as it ends; a killed run's exits once the run is gone; a writer
+/// that runs still is left).
 async fn remove_dead_writers(engine: &Engine, project: &str) -> Result<(), BackendError> {
+    remove_ended_writers(engine, format!("{}={project}", labels::OUR_PROJECT)).await
+}
+
+/// Removes the writers of the proxy container `proxy` that a killed run
+/// left, as [`revive`] does for a project's (a Swarm task of nginx has no
+/// Compose project).
+pub async fn remove_dead_writers_of(engine: &Engine, proxy: &str) -> Result<(), BackendError> {
+    remove_ended_writers(engine, format!("{PROXY_LABEL}={proxy}")).await
+}
+
+/// Removes the ended writers that also carry the label `also` (`KEY=VALUE`).
+async fn remove_ended_writers(engine: &Engine, also: String) -> Result<(), BackendError> {
     let filters = HashMap::from([
         (
             "label".to_string(),
-            vec![
-                format!("{}={WRITER_KIND}", labels::KIND),
-                format!("{}={project}", labels::OUR_PROJECT),
-            ],
+            vec![format!("{}={WRITER_KIND}", labels::KIND), also],
         ),
         (
             "status".to_string(),

@@ -22,7 +22,7 @@
 //! whose writer cannot be kept (it exits at once) gets a short-lived
 //! writer per write, as does a write whose kept writer has gone.
 
-use crate::engine::Engine;
+use crate::engine::{status, Engine};
 use crate::labels;
 use crate::proxy::ProxyContainer;
 use crate::proxyfiles::{file_error, host_path, WRITER_KIND};
@@ -50,13 +50,24 @@ const WRITER_IN: &str = "rollout-in";
 /// Copies the uploaded bytes over the file in place (never truncated
 /// first: an interrupted write leaves the new bytes over the rest of the
 /// previous ones, which recovery knows), then sets its length to `$1`.
-const WRITE_SCRIPT: &str = r#"dd if=/rollout-in of=/rollout-live bs=4096 conv=notrunc 2>/dev/null || { echo "dd over the file failed" >&2; exit 3; }
+///
+/// `/rollout-busy` marks a write under way, for a kept writer to finish it
+/// when the run goes away in the middle of it.
+const WRITE_SCRIPT: &str = r#": > /rollout-busy; trap 'rm -f /rollout-busy' EXIT
+dd if=/rollout-in of=/rollout-live bs=4096 conv=notrunc 2>/dev/null || { echo "dd over the file failed" >&2; exit 3; }
 dd if=/dev/null of=/rollout-live bs=1 seek="$1" 2>/dev/null || { echo "setting the file's length failed" >&2; exit 4; }
 sync
 "#;
 
-/// What a kept writer runs: it waits for the end of its standard input.
-const KEEP_SCRIPT: &str = "read -r _ || true";
+/// What a kept writer runs: it waits for the end of its standard input,
+/// then for a write under way to finish (at most 10 s), as a short-lived
+/// writer would finish it: a run killed in the middle of a write does not
+/// cut the write.
+const KEEP_SCRIPT: &str = "read -r _ || true; i=0; while [ -e /rollout-busy ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done";
+
+/// The exit codes of the write script's own failures (anything else is the
+/// writer failing to run it).
+const SCRIPT_FAILED: [i32; 2] = [3, 4];
 
 /// The file to write: which proxy, the source on the engine's machine, and
 /// what a writer is made of.
@@ -230,11 +241,14 @@ impl Writers {
             Ok(Ok(())) => Ok(()),
             // The script ran and failed: what a short-lived writer would say.
             Ok(Err(e)) => Err(e),
-            // The writer is gone or cannot run a command: a short-lived one
-            // writes the whole file again.
-            Err(_) => {
+            // The writer is gone or cannot run a command: once it is surely
+            // gone (a write of its may still be under way otherwise), a
+            // short-lived one writes the whole file again.
+            Err(e) => {
                 if let Some(k) = kept.take() {
-                    remove(engine, &k.id).await;
+                    if !remove(engine, &k.id).await {
+                        return Err(e);
+                    }
                 }
                 write_once(engine, &target, bytes).await
             }
@@ -314,11 +328,14 @@ async fn write_kept(
     let out = ProxyContainer::new(engine.clone(), k.id.clone())
         .run(&argv)
         .await?;
-    if out.code == 0 {
-        return Ok(Ok(()));
-    }
     let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    Ok(Err(target.failed(out.code.into(), &said)))
+    match out.code {
+        0 => Ok(Ok(())),
+        code if SCRIPT_FAILED.contains(&code) => Ok(Err(target.failed(code.into(), &said))),
+        code => Err(target.error(format!(
+            "the kept writer did not run the write (exit {code}): {said}"
+        ))),
+    }
 }
 
 /// Writes `bytes` in place into the file `path` of the container `c` (as
@@ -370,14 +387,17 @@ async fn write_once(engine: &Engine, target: &Target, bytes: &[u8]) -> Result<()
     result
 }
 
-/// Removes a writer, running or not; one that cannot be removed now is
-/// removed by the next run once it has exited.
-async fn remove(engine: &Engine, id: &str) {
+/// Removes a writer, running or not; says whether it is gone. One that
+/// cannot be removed now is removed by the next run once it has exited.
+async fn remove(engine: &Engine, id: &str) -> bool {
     let options = RemoveContainerOptions {
         force: true,
         ..Default::default()
     };
-    let _ = engine.docker().remove_container(id, Some(options)).await;
+    match engine.docker().remove_container(id, Some(options)).await {
+        Ok(()) => true,
+        Err(e) => status(&e) == Some(404),
+    }
 }
 
 async fn logs(engine: &Engine, id: &str) -> String {

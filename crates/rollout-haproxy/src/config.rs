@@ -71,7 +71,15 @@ pub struct HaproxyConfig {
     pub stats_sockets: Vec<StatsSocket>,
     /// Backends (and `listen` sections) by name, with their templates.
     pub backends: Vec<(String, Vec<ServerTemplate>)>,
+    /// Where a persistence directive is (`cookie`, `stick`, `use-server`,
+    /// `force-persist`, `persist`): the backend or listen section's name, or
+    /// `None` for `defaults` (every backend after it), and the line.
+    /// Persistence sends a session to a draining server.
+    pub persistence: Vec<(Option<String>, usize)>,
 }
+
+/// Directives that can send a request to a server in `drain` state.
+const PERSISTENCE: &[&str] = &["cookie", "stick", "use-server", "force-persist", "persist"];
 
 /// Section keywords of haproxy.cfg (a line starting with one opens a section).
 const SECTIONS: &[&str] = &[
@@ -133,6 +141,10 @@ impl HaproxyConfig {
                         line,
                     });
                 }
+                ("defaults" | "backend" | "listen", [word, ..]) if PERSISTENCE.contains(word) => {
+                    let name = backend.map(|at| config.backends[at].0.clone());
+                    config.persistence.push((name, line));
+                }
                 (_, ["server-template", prefix, count, ..]) => {
                     let Some(at) = backend else { continue };
                     let (first, last) =
@@ -154,6 +166,14 @@ impl HaproxyConfig {
             }
         }
         Ok(config)
+    }
+
+    /// Whether sessions can reach a draining server of `backend` through
+    /// persistence (a directive of its own or of a `defaults` section).
+    pub fn persists(&self, backend: &Name) -> bool {
+        self.persistence
+            .iter()
+            .any(|(of, _)| of.as_deref().is_none_or(|b| b == backend.as_str()))
     }
 
     /// The stats socket the router uses: the first one with `level admin`
@@ -280,6 +300,22 @@ backend static
             config.slots(&name("app")).unwrap(),
             ["s1", "s2", "s3", "s4", "extra1", "extra2"]
         );
+    }
+
+    #[test]
+    fn persistence_is_found_in_its_backend_or_in_defaults() {
+        let text = "backend app\n  server-template s 2 a:80\n  cookie SRV insert\nbackend api\n  server-template s 2 b:80\n";
+        let config = HaproxyConfig::parse("haproxy.cfg", text).unwrap();
+        assert!(config.persists(&name("app")));
+        assert!(!config.persists(&name("api")));
+        assert_eq!(config.persistence, [(Some("app".to_string()), 3)]);
+        let text = "defaults\n  stick on src\nbackend api\n  server-template s 2 b:80\n";
+        let config = HaproxyConfig::parse("haproxy.cfg", text).unwrap();
+        assert!(config.persists(&name("api")));
+        // A comment is no directive.
+        let text = "backend api\n  # cookie SRV insert\n  server-template s 2 b:80\n";
+        let config = HaproxyConfig::parse("haproxy.cfg", text).unwrap();
+        assert!(!config.persists(&name("api")));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The proxy lock, as the router takes it: once around every change of the
 //! running HAProxy's state (an apply's read, plan, commands and read back;
-//! the end of a drain, which puts drained slots in maintenance), so that
+//! the freeing of drained slots, put in maintenance), so that
 //! two rollouts behind one HAProxy (two services, or the two colours of a
 //! pair) never plan from the same slots at once and take the same free one.
 //!

@@ -34,14 +34,18 @@
 //! waited for. A ticket this router did not issue (a resumed run) waits for
 //! the draining slots whose address belongs to the removed targets.
 //!
-//! A drained slot takes no new session, so putting it in maintenance (which
-//! frees it, and stops HAProxy's checks of an address about to go) is kept
-//! off the rollout's critical path: the next [`apply`](HaproxyRouter::apply)
-//! does it in the batch it sends anyway, under the proxy lock and only for a
-//! slot still draining at the same address, and
-//! [`settle`](TrafficRouter::settle), as the run ends, does it for what no
-//! later change took. A run cut before either leaves the slot draining with
-//! no session, which a later change counts as free.
+//! A drained slot takes no new session unless persistence sends it one
+//! (`cookie`, `stick`, `use-server`, `force-persist`, `persist` in the
+//! backend or in `defaults`). Without persistence, putting it in maintenance
+//! (which frees it, and stops HAProxy's checks of an address about to go)
+//! is kept off the rollout's critical path: the next
+//! [`apply`](HaproxyRouter::apply) does it in the batch it sends anyway,
+//! under the proxy lock and only for a slot still draining at the same
+//! address, and [`settle`](TrafficRouter::settle), as the run ends, does it
+//! for what no later change took (a run cut before either leaves the slot
+//! draining with no session, which a later change counts as free). With
+//! persistence, the drain does it before it returns, so that no sticky
+//! session reaches an instance about to be stopped.
 //!
 //! # Limits
 //!
@@ -78,6 +82,9 @@ pub struct HaproxyRouter {
     slots: Vec<Name>,
     services: Vec<String>,
     lock: Option<Arc<dyn RuntimeLock>>,
+    /// The backend has persistence: drained slots are freed before the
+    /// drain returns.
+    persists: bool,
     inner: Mutex<Inner>,
     /// The last answer to `show servers state`, and when it was read: what
     /// [`TrafficRouter::routes`] reads while it is fresh (a view outside the
@@ -148,6 +155,7 @@ impl HaproxyRouter {
     ) -> Result<Self, RouterError> {
         let backend = Name::new("backend", backend)?;
         config.admin_socket()?;
+        let persists = config.persists(&backend);
         let slots = config
             .slots(&backend)?
             .iter()
@@ -161,6 +169,7 @@ impl HaproxyRouter {
             slots,
             services: Vec::new(),
             lock: None,
+            persists,
             inner: Mutex::new(Inner::default()),
             seen: std::sync::Mutex::new(None),
         };
@@ -178,7 +187,7 @@ impl HaproxyRouter {
     }
 
     /// The same, making every change of the running HAProxy's state (each
-    /// apply, and the end of each drain) under `lock`.
+    /// apply, and each freeing of drained slots) under `lock`.
     pub fn with_lock(mut self, lock: Arc<dyn RuntimeLock>) -> Self {
         self.lock = Some(lock);
         self
@@ -445,14 +454,21 @@ impl HaproxyRouter {
             }
         }
         if !unplaced.is_empty() {
+            // Free: in maintenance, or drained to the end by this router
+            // (freed with this change unless it takes them).
+            let drained: BTreeSet<usize> = Self::still_drained(slots, to_free).collect();
             let mut free: Vec<usize> = (0..slots.len())
-                .filter(|i| !steps.contains_key(i) && slots[*i].state.mode() == Mode::Maint)
+                .filter(|i| {
+                    !steps.contains_key(i)
+                        && (slots[*i].state.mode() == Mode::Maint || drained.contains(i))
+                })
                 .collect();
             if free.len() < unplaced.len() {
                 // Draining slots with no session left are free too.
                 let sessions = self.read_sessions().await?;
                 free.extend((0..slots.len()).filter(|i| {
                     !steps.contains_key(i)
+                        && !drained.contains(i)
                         && slots[*i].state.mode() == Mode::Drain
                         && sessions.get(slots[*i].name.as_str()) == Some(&0)
                 }));
@@ -727,8 +743,12 @@ impl HaproxyRouter {
             }
             tokio::time::sleep(POLL.min(timeout.saturating_sub(start.elapsed()))).await;
         }
-        // The slots are freed with the next change, or as the run ends.
+        // The slots are freed with the next change, or as the run ends; at
+        // once when persistence could still send them a session.
         self.inner.lock().await.to_free.extend(watch);
+        if self.persists {
+            self.free_drained().await?;
+        }
         report.elapsed = start.elapsed();
         Ok(report)
     }
@@ -852,12 +872,19 @@ impl TrafficRouter for HaproxyRouter {
     }
 
     async fn settle(&self) -> Result<(), RouterError> {
+        self.free_drained().await
+    }
+}
+
+impl HaproxyRouter {
+    /// Puts the slots drained to the end in maintenance, under the proxy
+    /// lock, as every change: still draining at the same address means
+    /// still ours.
+    async fn free_drained(&self) -> Result<(), RouterError> {
         let mut inner = self.inner.lock().await;
         if inner.to_free.is_empty() {
             return Ok(());
         }
-        // Under the proxy lock, as every change: still draining at the same
-        // address means still ours.
         self.take_lock().await?;
         let freed = async {
             let slots = self.read_slots().await?;

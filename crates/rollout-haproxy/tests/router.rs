@@ -997,6 +997,46 @@ impl RuntimeChannel for Watching {
     }
 }
 
+/// A backend with persistence (here `cookie`, read from the config) can still send a sticky
+/// session to a draining server: its drain frees the slot before it returns, where one
+/// without leaves that to the next change or the end of the run.
+#[tokio::test]
+async fn with_persistence_a_drain_frees_its_slot_before_it_returns() {
+    let (port, b) = backends(&["old", "new"]).await;
+    let haproxy = Haproxy::start(4).await;
+    let mut config = haproxy.config();
+    let text =
+        std::fs::read_to_string(&haproxy.cfg).unwrap() + "    cookie SRV insert indirect nocache\n";
+    config.persistence = HaproxyConfig::parse("haproxy.cfg", &text)
+        .unwrap()
+        .persistence;
+    assert!(
+        !config.persistence.is_empty(),
+        "the test's config ends in backend app"
+    );
+    let router = HaproxyRouter::open(
+        "haproxy-test",
+        &config,
+        "app",
+        haproxy.unix(),
+        Arc::new(StaticResolver::new(port)),
+    )
+    .await
+    .unwrap();
+    router.apply(&set(vec![b[0].route(1)])).await.unwrap();
+    let ticket = router
+        .apply(&RouteChange {
+            set: vec![b[1].route(1)],
+            remove: vec![b[0].target()],
+        })
+        .await
+        .unwrap();
+    router.drain(&ticket, Duration::from_secs(5)).await.unwrap();
+    let slots = haproxy.slots().await;
+    assert_eq!(slots[0].4, Mode::Maint, "{slots:?}");
+    assert_eq!(slots[1].4, Mode::Active, "{slots:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_is_made_under_the_proxy_lock_and_waits_for_its_holder() {
     let (port, b) = backends(&["blue", "green"]).await;

@@ -106,6 +106,10 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
         return Ok(exit::SUCCESS);
     }
     let config_path = config.unwrap_or_else(|| live::DEFAULT_NGINX_CONF.to_string());
+    // The config writers a killed run left (they exit once it is gone).
+    for c in &found.proxy_containers {
+        rollout_docker::remove_dead_writers_of(&engine, c).await?;
+    }
     let proxies: Vec<Proxy> = found
         .proxy_containers
         .iter()

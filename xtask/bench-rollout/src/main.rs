@@ -813,7 +813,10 @@ fn main() {
         plan.extend(std::iter::repeat_n((Method::Rollout, SCALED), args.runs));
     }
     if with_haproxy {
-        plan.push((Method::RolloutHaproxy, SEED));
+        plan.extend(std::iter::repeat_n(
+            (Method::RolloutHaproxy, SEED),
+            args.runs,
+        ));
     }
     let mut all = Vec::new();
     for (m, case) in plan {
