@@ -40,12 +40,13 @@ pub fn haproxy_project(slug: &str, services: &str, images: &[&str]) -> Project {
 }
 
 /// The load of every rollout test on the project's haproxy (its container address): the
-/// standard mix with slow GETs of 3 s and POSTs held 100 ms, bounded to `max`.
+/// standard mix with slow GETs and POSTs both held 3 s (in flight on an app that exits at
+/// once on SIGTERM: each drain must wait them out), bounded to `max`.
 pub fn haproxy_load(p: &Project, max: Duration) -> LoadHandle {
     let mut config = LoadConfig::new(p.container_address("haproxy", 80));
     mix(&mut config, max);
     config.slow = Duration::from_secs(3);
-    config.post_delay = Duration::from_millis(100);
+    config.post_delay = Duration::from_secs(3);
     LoadHandle::start(config).unwrap_or_else(|e| panic!("cannot start the load: {e}"))
 }
 
