@@ -200,4 +200,15 @@ services:
         other => panic!("{other:?}"),
     }
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), NGINX_CONF);
+    // The end of the run removes the writer kept for its writes.
+    router.settle().await.unwrap();
+    let writers = common::run(Command::new("docker").args([
+        "ps",
+        "-aq",
+        "--filter",
+        "label=io.rollout.kind=proxywrite",
+        "--filter",
+        &format!("label=io.rollout.project={}", project.name),
+    ]));
+    assert_eq!(writers.trim(), "", "a writer outlived the run");
 }
