@@ -41,7 +41,7 @@ pub const WRITER_KIND: &str = "proxywrite";
 const JOURNAL_PREFIX: &str = "rollout-proxyjournal.";
 const ASIDE_PREFIX: &str = "rollout-proxyjournal-aside.";
 /// Ours: the proxy container a journal is about.
-const PROXY_LABEL: &str = "io.rollout.proxy";
+pub(crate) const PROXY_LABEL: &str = "io.rollout.proxy";
 /// Ours: the config path (as the proxy sees it) a journal is about.
 const PATH_LABEL: &str = "io.rollout.path";
 /// Ours: the tag of the run that saved a journal.

@@ -25,7 +25,7 @@
 use crate::engine::{status, Engine};
 use crate::labels;
 use crate::proxy::ProxyContainer;
-use crate::proxyfiles::{file_error, host_path, WRITER_KIND};
+use crate::proxyfiles::{file_error, host_path, PROXY_LABEL, WRITER_KIND};
 use crate::tar;
 use bollard::container::LogOutput;
 use bollard::models::{
@@ -123,7 +123,7 @@ impl Target {
         let l = HashMap::from([
             (labels::KIND.to_string(), WRITER_KIND.to_string()),
             (labels::OUR_PROJECT.to_string(), self.project.clone()),
-            ("io.rollout.proxy".to_string(), self.proxy.clone()),
+            (PROXY_LABEL.to_string(), self.proxy.clone()),
             // Blank values override labels the image may carry (Compose 2
             // labels the images it builds), so the writer is no replica.
             (labels::PROJECT.to_string(), String::new()),
@@ -192,7 +192,7 @@ type Attached = (
 /// The writer a proxy replica's writes share within a run (see the
 /// [module documentation](self)).
 #[derive(Default)]
-pub struct Writers {
+pub(crate) struct Writers {
     kept: tokio::sync::Mutex<Option<Kept>>,
     /// This replica's image cannot keep a writer: short-lived ones only.
     short_only: AtomicBool,
