@@ -1,6 +1,8 @@
 //! The record a rollout keeps of itself, so that a killed run can be finished.
 //!
-//! A strategy writes the step it is about to take *before* taking it. After a
+//! A strategy saves what a resumed run needs (the rollback target, the phase,
+//! its own state) before it acts on it; the step under way is there for
+//! people, and the built-in strategies save it in the background. After a
 //! crash the next run reads the record, looks at what the backend and the
 //! router actually hold, and converges: a rollout goes on toward `to`, an
 //! interrupted rollback runs to its end. The record lives with the engine
@@ -73,7 +75,8 @@ pub struct JournalRecord {
     pub to: Revision,
     /// Which way it goes.
     pub phase: Phase,
-    /// The step about to be taken, or last taken.
+    /// The step under way, or last taken (saved in the background: it may be
+    /// one step behind after a crash; no resume reads it).
     pub step: Option<Step>,
     /// Strategy-defined state (which canary step, failures counted so far).
     #[serde(default)]

@@ -439,8 +439,9 @@ pub struct RolloutContext {
 /// floor, and follow failure_action.
 ///
 /// The strategies of `rollout-strategies` also take the per-service lock
-/// ([`Journal::lock`]) for the length of [`Strategy::run`], write each step to
-/// the journal before taking it, and report the outcome both as the return
+/// ([`Journal::lock`]) for the length of [`Strategy::run`], save the rollback
+/// target, phase and their state before acting on them (and each step, in the
+/// background, for people), and report the outcome both as the return
 /// value and as a final [`Event::Finished`](crate::event::Event::Finished).
 /// `rollout-mock`'s invariant checker tells whether a strategy of your own
 /// keeps the invariants.

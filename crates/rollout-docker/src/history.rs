@@ -78,6 +78,26 @@ pub async fn list(
         .collect())
 }
 
+/// The sequence number of `service`'s newest entry (0 with none), to tell
+/// later the entries written since.
+pub async fn newest(engine: &Engine, service: &ServiceRef) -> Result<u64, BackendError> {
+    Ok(entries(engine, service).await?.first().map_or(0, |e| e.0))
+}
+
+/// The newest entry of `service` written after the one numbered `seq` (see
+/// [`newest`]), if one was.
+pub async fn since(
+    engine: &Engine,
+    service: &ServiceRef,
+    seq: u64,
+) -> Result<Option<HistoryEntry>, BackendError> {
+    Ok(entries(engine, service)
+        .await?
+        .into_iter()
+        .filter(|e| e.0 > seq)
+        .find_map(|(_, _, json)| serde_json::from_str(&json?).ok()))
+}
+
 /// (sequence, container id, record) of each entry, newest first.
 async fn entries(
     engine: &Engine,

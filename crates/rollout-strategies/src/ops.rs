@@ -16,7 +16,7 @@ use rollout_core::{
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub(crate) type Res<T> = Result<T, StrategyError>;
 
@@ -244,12 +244,25 @@ impl std::ops::Deref for Versioned {
 /// stored record never goes back to an older state (a save that took its
 /// copy first but landed last would), and a change that an earlier save
 /// carried already is not saved twice.
+///
+/// What a resumed run needs (the rollback target, the phase, the
+/// strategy's state) is saved before the run goes on. The step about to be
+/// taken is saved in the background once the journal holds this run's
+/// record ([`Ops::note`]): a resumed run looks at what the backend and the
+/// router hold, never at the step, which is there for people (`docker
+/// rollout status`). A background save that fails fails the next step.
 pub(crate) struct Ops<'a> {
     pub ctx: &'a RolloutContext,
     pub plan: &'a Plan,
-    record: Mutex<Versioned>,
+    record: Arc<Mutex<Versioned>>,
     /// Held for the length of a save; the version the journal holds.
-    saved: tokio::sync::Mutex<u64>,
+    saved: Arc<tokio::sync::Mutex<u64>>,
+    /// The step notes being saved in the background, and the error of one
+    /// that failed.
+    behind: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    behind_failed: Arc<Mutex<Option<String>>>,
+    /// Whether the journal holds a record of this run.
+    stored: Arc<std::sync::atomic::AtomicBool>,
     /// Whether a journal record from an earlier run was found.
     pub resumed: bool,
     /// The phase the earlier run left.
@@ -286,6 +299,27 @@ pub(crate) fn majority_revision<'i>(
         .into_iter()
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
         .map(|(id, _)| Revision::new(id, ""))
+}
+
+/// Saves the record unless the journal holds version `mine` or a later one
+/// already; one save at a time, of the record as it is when its turn comes.
+async fn save_from(
+    record: &Mutex<Versioned>,
+    saved: &tokio::sync::Mutex<u64>,
+    journal: &dyn rollout_core::Journal,
+    mine: u64,
+) -> Result<(), JournalError> {
+    let mut saved = saved.lock().await;
+    if *saved >= mine {
+        return Ok(());
+    }
+    let (latest, version) = {
+        let r = record.lock().unwrap_or_else(|e| e.into_inner());
+        (r.record.clone(), r.version)
+    };
+    journal.save(&latest).await?;
+    *saved = version;
+    Ok(())
 }
 
 impl<'a> Ops<'a> {
@@ -386,8 +420,11 @@ impl<'a> Ops<'a> {
         Ok(Ops {
             ctx,
             plan,
-            record: Mutex::new(Versioned { record, version: 0 }),
-            saved: tokio::sync::Mutex::new(0),
+            record: Arc::new(Mutex::new(Versioned { record, version: 0 })),
+            saved: Arc::new(tokio::sync::Mutex::new(0)),
+            behind: Mutex::new(Vec::new()),
+            behind_failed: Arc::new(Mutex::new(None)),
+            stored: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             resumed,
             resumed_phase,
             from,
@@ -412,17 +449,61 @@ impl<'a> Ops<'a> {
             r.version += 1;
             r.version
         };
-        let mut saved = self.saved.lock().await;
-        if *saved >= mine {
+        save_from(&self.record, &self.saved, &*self.ctx.journal, mine).await?;
+        self.stored.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Saves the record in the background, once the journal holds one of
+    /// this run (before that, at once: the first save is what a resumed run
+    /// finds). Fails with the error of an earlier background save.
+    async fn update_behind(&self, f: impl FnOnce(&mut JournalRecord)) -> Res<()> {
+        if let Some(e) = self.behind_error() {
+            return Err(JournalError::Storage(e).into());
+        }
+        if !self.stored.load(std::sync::atomic::Ordering::SeqCst) {
+            self.update(f).await?;
             return Ok(());
         }
-        let (record, version) = {
-            let r = self.rec();
-            (r.record.clone(), r.version)
+        let mine = {
+            let mut r = self.rec();
+            f(&mut r.record);
+            r.version += 1;
+            r.version
         };
-        self.ctx.journal.save(&record).await?;
-        *saved = version;
+        let (record, saved, journal) = (
+            self.record.clone(),
+            self.saved.clone(),
+            self.ctx.journal.clone(),
+        );
+        let failed = self.behind_failed.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = save_from(&record, &saved, &*journal, mine).await {
+                failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e.to_string());
+            }
+        });
+        let mut behind = self.behind.lock().unwrap_or_else(|p| p.into_inner());
+        behind.retain(|t| !t.is_finished());
+        behind.push(task);
         Ok(())
+    }
+
+    fn behind_error(&self) -> Option<String> {
+        self.behind_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits for the step notes still being saved.
+    async fn behind_done(&self) {
+        let tasks = std::mem::take(&mut *self.behind.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     /// Announces the rollout.
@@ -473,6 +554,9 @@ impl<'a> Ops<'a> {
     /// state, kept (with its phase) when a later run has work to do; the lock
     /// is given back and the outcome reported.
     pub async fn end(&self, outcome: Outcome) -> Outcome {
+        // No save of this run lands after the journal is cleared or the
+        // lock given back.
+        self.behind_done().await;
         let outcome = self.end_measuring(outcome).await;
         let outcome = self.settle_router(outcome).await;
         let keep = !matches!(
@@ -506,10 +590,10 @@ impl<'a> Ops<'a> {
         outcome
     }
 
-    /// Records the step about to be taken.
+    /// Records the step about to be taken (in the background once the
+    /// journal holds this run's record: see [`Ops`]).
     pub async fn note(&self, step: Step) -> Res<()> {
-        self.update(|r| r.step = Some(step)).await?;
-        Ok(())
+        self.update_behind(|r| r.step = Some(step)).await
     }
 
     /// Sets the phase and saves.

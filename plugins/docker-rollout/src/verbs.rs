@@ -603,6 +603,32 @@ pub enum AbortPlan {
 /// `docker rollout abort`: nothing to abort is bad input (exit 2); a
 /// rollout running elsewhere is asked to roll back and waited for; one
 /// paused or left by a crash is marked rolling back for the caller to run.
+/// How long `abort` waits, once the rollout let its lock go, for the history
+/// entry that says how it ended (written just after).
+const ENTRY_WAIT: Duration = Duration::from_secs(10);
+
+/// The first history entry of `service` after the one numbered `before`,
+/// waiting up to [`ENTRY_WAIT`] for it.
+async fn ended_entry(
+    engine: &Engine,
+    service: &ServiceRef,
+    before: u64,
+) -> Result<Option<HistoryEntry>, Fail> {
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(e) = history::since(engine, service, before)
+            .await
+            .map_err(Fail::from)?
+        {
+            return Ok(Some(e));
+        }
+        if start.elapsed() >= ENTRY_WAIT {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fail> {
     let scene = scene(req).await?;
     let journal = DockerJournal::new(scene.engine.clone());
@@ -617,6 +643,11 @@ pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fa
     if let Some(held) = journal.holder(service).await? {
         let here = rollout_strategies::lock_holder();
         if rollout_docker::lock::judge(&held.holder, &here) != Liveness::Dead {
+            // The run appends its history entry after it lets the lock go:
+            // the entry that tells how it ended is the first one after this.
+            let before = history::newest(&scene.engine, service)
+                .await
+                .map_err(Fail::from)?;
             crate::steer::send(&scene.engine, service, crate::steer::Ask::Abort).await?;
             let _ = writeln!(
                 err,
@@ -639,11 +670,7 @@ pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fa
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             let _ = history::take_request(&scene.engine, service).await;
-            let last = history::list(&scene.engine, service)
-                .await
-                .map_err(Fail::from)?
-                .into_iter()
-                .next();
+            let last = ended_entry(&scene.engine, service, before).await?;
             let code = match &last {
                 Some(e)
                     if matches!(
@@ -658,7 +685,16 @@ pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fa
                     let _ = writeln!(err, "the rollout ended otherwise: {}", history_line(e));
                     e.exit_code
                 }
-                None => exit::UNEXPECTED,
+                None => {
+                    let _ = writeln!(
+                        err,
+                        "the rollout of {service} let its lock go but wrote no history entry within {}s: it may have been killed\nhint: `docker rollout history {}` and `docker rollout status {}` tell where it stands",
+                        ENTRY_WAIT.as_secs(),
+                        service.service,
+                        service.service
+                    );
+                    exit::UNEXPECTED
+                }
             };
             return Ok(AbortPlan::Told(code));
         }

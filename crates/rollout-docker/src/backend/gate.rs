@@ -7,10 +7,12 @@
 //! creates one too many (and without `--no-start`, Compose would start the
 //! container being retired again). Here a launch
 //! waits until every instance whose stop has begun is removed (at most
-//! [`RETIRE_WAIT`]), and no stop begins while a launch runs; health waits,
-//! drains and the stops themselves still run in parallel. Launches run one
-//! at a time for the same reason: Compose scales to a total, so two at once
-//! would each count the other's containers.
+//! [`RETIRE_WAIT`]), and no stop begins while a launch counts and creates
+//! containers; health waits, drains, the stops themselves and the starts of
+//! created containers (most of a launch's time: the engine sets up their
+//! network) still run in parallel. Launches create one at a time for the
+//! same reason: Compose scales to a total, so two at once would each count
+//! the other's containers, and a copy takes the next free number.
 
 use rollout_core::InstanceId;
 use std::collections::HashSet;

@@ -18,6 +18,14 @@ use rollout_core::backend::Backend;
 use rollout_core::{BackendError, Instance, InstanceId, InstanceState, Revision, ServiceRef};
 use std::collections::HashSet;
 
+/// A container a launch made and has not started yet.
+pub(super) struct Made {
+    /// Its id.
+    pub id: String,
+    /// Its name, for messages.
+    pub name: String,
+}
+
 impl DockerBackend {
     /// The first instances of the revision the Compose file names: the
     /// Compose tool creates them (and starts nothing, so an exited
@@ -29,7 +37,7 @@ impl DockerBackend {
         service: &ServiceRef,
         revision: &Revision,
         count: usize,
-    ) -> Result<Vec<Instance>, BackendError> {
+    ) -> Result<Vec<Made>, BackendError> {
         let launch_error = |reason: String| BackendError::Launch {
             service: service.to_string(),
             reason,
@@ -81,13 +89,17 @@ impl DockerBackend {
             }
             return Err(launch_error(reason));
         }
-        let mut launched: Vec<Instance> = Vec::new();
+        let mut launched: Vec<Made> = Vec::new();
         for (k, i) in made.iter().enumerate() {
             match self.remade_with_label(service, revision, &i.id).await {
-                Ok(instance) => launched.push(instance),
+                Ok(created) => launched.push(created),
                 Err(e) => {
-                    for gone in launched.iter().chain(&made[k..]) {
-                        let _ = self.remove_forcibly(&gone.id.0).await;
+                    for gone in launched
+                        .iter()
+                        .map(|c| &c.id)
+                        .chain(made[k..].iter().map(|i| &i.id.0))
+                    {
+                        let _ = self.remove_forcibly(gone).await;
                     }
                     return Err(e);
                 }
@@ -98,14 +110,14 @@ impl DockerBackend {
 
     /// Makes the never-started container `made` (the Compose tool's) again
     /// from its create config with the tool's label, under its name and
-    /// number, and starts it. Its spec is what later copies of the revision
+    /// number, ready to start. Its spec is what later copies of the revision
     /// are made from.
     async fn remade_with_label(
         &self,
         service: &ServiceRef,
         revision: &Revision,
         made: &InstanceId,
-    ) -> Result<Instance, BackendError> {
+    ) -> Result<Made, BackendError> {
         let c = self.inspect(made).await?;
         let name = container_label(&c);
         let number = c
@@ -144,7 +156,7 @@ impl DockerBackend {
             Err(e) if status(&e) == Some(404) => {}
             Err(e) => return Err(self.engine.error(e)),
         }
-        let instance = self
+        let created = self
             .create_named(service, &spec, env.clone(), &image, &name, number, &files)
             .await?;
         self.injected
@@ -155,7 +167,7 @@ impl DockerBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(revision.id.clone(), (spec, env, image));
-        Ok(instance)
+        Ok(created)
     }
 
     /// Compose v1 creates a container on its first network only and
@@ -193,7 +205,7 @@ impl DockerBackend {
         service: &ServiceRef,
         revision: &Revision,
         count: usize,
-    ) -> Result<Vec<Instance>, BackendError> {
+    ) -> Result<Vec<Made>, BackendError> {
         // The spec of a revision does not change: read once per process.
         let (spec, env, image) = match self.copy_of(&revision.id) {
             Some(known) => known,
@@ -215,16 +227,16 @@ impl DockerBackend {
             .get(&revision.id)
             .cloned()
             .unwrap_or_default();
-        let mut created: Vec<Instance> = Vec::new();
+        let mut created: Vec<Made> = Vec::new();
         for _ in 0..count {
             match self
                 .create_copy(service, &spec, env.clone(), &image, &files)
                 .await
             {
-                Ok(instance) => created.push(instance),
+                Ok(c) => created.push(c),
                 Err(e) => {
-                    for i in &created {
-                        let _ = self.remove_forcibly(&i.id.0).await;
+                    for c in &created {
+                        let _ = self.remove_forcibly(&c.id).await;
                     }
                     return Err(e);
                 }
@@ -240,7 +252,7 @@ impl DockerBackend {
         env: Vec<String>,
         image: &str,
         files: &[Injected],
-    ) -> Result<Instance, BackendError> {
+    ) -> Result<Made, BackendError> {
         let existing = self.containers(service).await?;
         let number = existing
             .iter()
@@ -269,8 +281,9 @@ impl DockerBackend {
     }
 
     /// Creates container `name` (number `number`) of `service` from `spec`,
-    /// puts `files` into it, connects its other networks and starts it;
-    /// removed again when any of that fails.
+    /// puts `files` into it and connects its other networks, ready to start
+    /// ([`DockerBackend::start_created`]); removed again when any of that
+    /// fails.
     #[allow(clippy::too_many_arguments)]
     async fn create_named(
         &self,
@@ -281,7 +294,7 @@ impl DockerBackend {
         name: &str,
         number: u32,
         files: &[Injected],
-    ) -> Result<Instance, BackendError> {
+    ) -> Result<Made, BackendError> {
         let launch_error = |reason: String| BackendError::Launch {
             service: service.to_string(),
             reason,
@@ -298,7 +311,7 @@ impl DockerBackend {
             .await
             .map_err(|e| launch_error(format!("creating {name}: {}", self.engine.error(e))))?
             .id;
-        let started = async {
+        let prepared = async {
             injected::put(&self.engine, &id, files).await?;
             for (network, endpoint) in spec.more_networks() {
                 let request = NetworkConnectRequest {
@@ -313,18 +326,50 @@ impl DockerBackend {
                         format!("connecting {name} to {network}: {}", self.engine.error(e))
                     })?;
             }
-            self.engine
-                .docker()
-                .start_container(&id, None)
-                .await
-                .map_err(|e| format!("starting {name}: {}", self.engine.error(e)))
+            Ok::<_, String>(())
         };
-        if let Err(reason) = started.await {
+        if let Err(reason) = prepared.await {
             let _ = self.remove_forcibly(&id).await;
             return Err(launch_error(reason));
         }
-        let c = self.inspect(&InstanceId(id)).await?;
-        Ok(inspected_instance(&c, service))
+        Ok(Made {
+            id,
+            name: name.to_string(),
+        })
+    }
+
+    /// Starts the containers `created` made, in order; when one fails to
+    /// start, all of them are removed again (the ones started too: a launch
+    /// of several is whole or nothing).
+    pub(super) async fn start_created(
+        &self,
+        service: &ServiceRef,
+        created: Vec<Made>,
+    ) -> Result<Vec<Instance>, BackendError> {
+        let mut started = Vec::new();
+        for c in &created {
+            let up = async {
+                self.engine
+                    .docker()
+                    .start_container(&c.id, None)
+                    .await
+                    .map_err(|e| BackendError::Launch {
+                        service: service.to_string(),
+                        reason: format!("starting {}: {}", c.name, self.engine.error(e)),
+                    })?;
+                self.inspect(&InstanceId(c.id.clone())).await
+            };
+            match up.await {
+                Ok(inspected) => started.push(inspected_instance(&inspected, service)),
+                Err(e) => {
+                    for gone in &created {
+                        let _ = self.remove_forcibly(&gone.id).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(started)
     }
 
     /// The spec of `revision` (and its environment): from a container of it

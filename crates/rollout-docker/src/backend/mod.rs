@@ -486,6 +486,35 @@ impl DockerBackend {
 
     /// Stops an instance the gate knows is retiring; its revision's spec is
     /// saved first (the way back).
+    /// Counts and creates `count` containers of `revision`, not started.
+    async fn create_instances(
+        &self,
+        service: &ServiceRef,
+        revision: &Revision,
+        count: usize,
+    ) -> Result<Vec<launch::Made>, BackendError> {
+        // The first instance of the revision the Compose file names comes
+        // from the Compose tool; later ones are copies of a container of
+        // it, with the same labels and config hash (so Compose takes them
+        // for its own), made through the API in a tenth of the time.
+        let compose_target = self.is_compose_target(service, revision).await?;
+        let has_one = self.copy_of(&revision.id).is_some()
+            || self
+                .members(service)
+                .await?
+                .iter()
+                .any(|c| revision_of(c) == revision.id);
+        if compose_target && !has_one {
+            self.launch_with_compose(service, revision, count).await
+        } else if compose_target {
+            // Nothing is ever pulled: the image the file names must be here.
+            self.check_image(&revision.image).await?;
+            self.launch_from_spec(service, revision, count).await
+        } else {
+            self.launch_from_spec(service, revision, count).await
+        }
+    }
+
     async fn stop_retiring(
         &self,
         instance: &InstanceId,
@@ -634,32 +663,17 @@ impl Backend for DockerBackend {
         revision: &Revision,
         count: usize,
     ) -> Result<Vec<Instance>, BackendError> {
-        // One launch at a time, and none while an instance is retired: see
-        // the gate.
-        let _one = self.gate.launch().await;
         if count == 0 {
             return Ok(Vec::new());
         }
-        // The first instance of the revision the Compose file names comes
-        // from the Compose tool; later ones are copies of a container of
-        // it, with the same labels and config hash (so Compose takes them
-        // for its own), made through the API in a tenth of the time.
-        let compose_target = self.is_compose_target(service, revision).await?;
-        let has_one = self.copy_of(&revision.id).is_some()
-            || self
-                .members(service)
-                .await?
-                .iter()
-                .any(|c| revision_of(c) == revision.id);
-        if compose_target && !has_one {
-            self.launch_with_compose(service, revision, count).await
-        } else if compose_target {
-            // Nothing is ever pulled: the image the file names must be here.
-            self.check_image(&revision.image).await?;
-            self.launch_from_spec(service, revision, count).await
-        } else {
-            self.launch_from_spec(service, revision, count).await
-        }
+        // One launch at a time, and none while an instance is retired: see
+        // the gate. It is held while containers are counted and created;
+        // starting them (most of a launch's time) needs no count.
+        let created = {
+            let _one = self.gate.launch().await;
+            self.create_instances(service, revision, count).await?
+        };
+        self.start_created(service, created).await
     }
 
     async fn wait_healthy(

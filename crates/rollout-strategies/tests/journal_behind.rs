@@ -1,0 +1,86 @@
+//! Step notes are saved in the background: a rollout does not wait for the
+//! journal to store the step it is about to take (the engine's journal costs
+//! a container per save), and no save of a run lands after its end.
+
+mod common;
+use async_trait::async_trait;
+use common::*;
+use rollout_core::config::Order;
+use rollout_core::journal::{JournalRecord, Step};
+use rollout_core::strategy::Cancel;
+use rollout_core::{Backend, InstanceState, Journal, JournalError, Outcome, ServiceRef, Strategy};
+use rollout_mock::{MemoryJournal, MockCluster};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A journal whose save of a `Retire` step lands only once the instances it
+/// names are stopped: a rollout that waited for that save before stopping
+/// them would never end.
+struct AfterTheFact {
+    inner: MemoryJournal,
+    mock: Arc<MockCluster>,
+    service: ServiceRef,
+}
+
+#[async_trait]
+impl Journal for AfterTheFact {
+    async fn lock(&self, s: &ServiceRef, h: &str) -> Result<(), JournalError> {
+        self.inner.lock(s, h).await
+    }
+    async fn unlock(&self, s: &ServiceRef) -> Result<(), JournalError> {
+        self.inner.unlock(s).await
+    }
+    async fn load(&self, s: &ServiceRef) -> Result<Option<JournalRecord>, JournalError> {
+        self.inner.load(s).await
+    }
+    async fn save(&self, r: &JournalRecord) -> Result<(), JournalError> {
+        if let Some(Step::Retire { instances }) = &r.step {
+            loop {
+                let list = self.mock.instances(&self.service).await.unwrap();
+                let running = list
+                    .iter()
+                    .any(|i| instances.contains(&i.id.0) && i.state == InstanceState::Running);
+                if !running {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.inner.save(r).await
+    }
+    async fn clear(&self, s: &ServiceRef) -> Result<(), JournalError> {
+        self.inner.clear(s).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_is_taken_while_its_note_is_saved_and_nothing_lands_after_the_end() {
+    for order in [Order::StopFirst, Order::StartFirst] {
+        let e = env(4);
+        let journal = Arc::new(AfterTheFact {
+            inner: MemoryJournal::new(),
+            mock: e.mock.clone(),
+            service: e.service.clone(),
+        });
+        let mut p = plan(&e, 4);
+        p.update.order = order;
+        let (mut c, _rx) = ctx(&e, Cancel::never());
+        c.journal = journal.clone();
+        let run = rollout_strategies::Rolling.run(&c, &p);
+        let o = tokio::time::timeout(Duration::from_secs(3600), run)
+            .await
+            .unwrap_or_else(|_| panic!("{order:?}: the rollout waited for a step's save"));
+        assert_eq!(o, Outcome::Completed, "{order:?}");
+        let left = e.mock.instances(&e.service).await.unwrap();
+        assert!(
+            left.iter().all(|i| i.revision == NEW),
+            "{order:?}: {left:?}"
+        );
+        // Give a stray background save every chance to land.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            journal.inner.record(&e.service).is_none(),
+            "{order:?}: a save landed after the run cleared the journal"
+        );
+    }
+}
