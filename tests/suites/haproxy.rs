@@ -12,7 +12,9 @@
 //! (`show servers state`) after the change.
 
 use rollout_core::{Event, Outcome};
-use rollout_e2e::haproxy::{addresses, draining, haproxy_load, haproxy_project, routed};
+use rollout_e2e::haproxy::{
+    addresses, draining, execs_between, haproxy_load, haproxy_project, kept_relays_gone, routed,
+};
 use rollout_e2e::load::wait_ok;
 use rollout_e2e::run::alive;
 use rollout_e2e::verdict::{assert_every_class_answered, assert_rate, publish};
@@ -112,7 +114,9 @@ fn rolling_behind_haproxy_fails_no_request() {
     wait_ok(&load, 750, Duration::from_secs(30));
     p.set_env("APP_IMAGE", images::V2);
     load.mark("rollout-start");
+    let since = unix_now();
     let run = rollout(&p, &plugins, &["app"], Clock::of(&load));
+    let until = unix_now() + 1;
     load.mark("rollout-end");
     std::thread::sleep(Duration::from_secs(1));
     let report = load.stop().unwrap();
@@ -137,6 +141,25 @@ fn rolling_behind_haproxy_fails_no_request() {
         left.is_empty(),
         "slots left draining after the run: {left:?}"
     );
+    // Every change, read-back and drain poll went through one kept relay, which the run's
+    // end let go: by exec each would be one (about 30 for this rollout).
+    assert_eq!(
+        kept_relays_gone(&p, Duration::from_secs(5)),
+        0,
+        "a kept relay outlived the run"
+    );
+    let execs = execs_between(&p, since, until);
+    assert!(
+        execs <= 4,
+        "{execs} commands run in the haproxy during the rollout"
+    );
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Two colours of two replicas each behind backend `app`; `green` may carry more YAML.
@@ -404,6 +427,12 @@ fn sigkill_behind_haproxy_then_the_next_run_resumes() {
         first.transcript()
     );
     assert!(!alive(plugin_pid), "the plugin survived SIGKILL");
+    // The killed run's kept relay ends with it: the engine closes its input.
+    assert_eq!(
+        kept_relays_gone(&p, Duration::from_secs(10)),
+        0,
+        "the killed run's kept relay still runs"
+    );
     wait_ok(&load, 500, Duration::from_secs(30));
     let second = rollout(&p, &plugins, &["app"], Clock::of(&load));
     wait_ok(&load, 500, Duration::from_secs(30));

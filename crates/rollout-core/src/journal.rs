@@ -75,8 +75,8 @@ pub struct JournalRecord {
     pub to: Revision,
     /// Which way it goes.
     pub phase: Phase,
-    /// The step under way, or last taken (saved in the background: it may be
-    /// one step behind after a crash; no resume reads it).
+    /// The step under way, or last taken (saved in the background: after a
+    /// crash it may lag the steps parallel workers took; no resume reads it).
     pub step: Option<Step>,
     /// Strategy-defined state (which canary step, failures counted so far).
     #[serde(default)]

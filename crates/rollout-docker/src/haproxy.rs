@@ -14,6 +14,7 @@
 
 use crate::engine::Engine;
 use crate::labels;
+use crate::relay_session::{Frame, Session, SessionError};
 use async_trait::async_trait;
 use bollard::models::{ContainerSummary, PortSummaryTypeEnum};
 use rollout_core::model::InstanceId;
@@ -23,6 +24,7 @@ use rollout_haproxy::{AtRest, ChannelError, HaproxyError, Resolve, RuntimeChanne
 use rollout_nginx::proxy::{ProxyError, ProxyExec};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,12 +32,29 @@ use std::time::{Duration, Instant};
 pub const RELAY: &str = "/usr/local/bin/rollout-haproxy-relay";
 
 /// The runtime API of an HAProxy in a container, reached by exec of the
-/// relay.
+/// relay, or through one kept relay for the whole run
+/// ([`ExecChannel::keeping`]).
 pub struct ExecChannel {
     exec: Arc<dyn ProxyExec>,
     container: String,
     socket: String,
+    kept: Option<Kept>,
 }
+
+/// The kept relay of a channel: opened at the first call, let go by
+/// [`RuntimeChannel::close`]. A relay that cannot serve (an image from
+/// before `--serve`) is not asked again: every call is an exec then.
+struct Kept {
+    engine: Engine,
+    session: tokio::sync::Mutex<Option<Session>>,
+    unsupported: AtomicBool,
+    /// Opens that failed for want of the engine or the container.
+    failed_opens: AtomicUsize,
+}
+
+/// How many failed opens of a kept relay make a channel go by exec for the
+/// rest of the run.
+const OPEN_TRIES: usize = 3;
 
 impl ExecChannel {
     /// The stats socket at `socket` (a path in the container) of the
@@ -49,7 +68,88 @@ impl ExecChannel {
             exec,
             container: container.into(),
             socket: socket.into(),
+            kept: None,
         }
+    }
+
+    /// Sends through one kept relay (`--serve`) in the container, started
+    /// through `engine` at the first call, instead of an exec per call.
+    pub fn keeping(mut self, engine: Engine) -> Self {
+        self.kept = Some(Kept {
+            engine,
+            session: tokio::sync::Mutex::new(None),
+            unsupported: AtomicBool::new(false),
+            failed_opens: AtomicUsize::new(0),
+        });
+        self
+    }
+
+    /// Sends `commands` through the kept relay: `None` when there is none
+    /// to be had (the caller sends by exec). A session that breaks is let
+    /// go, and the next call starts another.
+    async fn through_kept(
+        &self,
+        commands: &[Command],
+    ) -> Option<Result<Vec<String>, ChannelError>> {
+        let kept = self.kept.as_ref()?;
+        if kept.unsupported.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut slot = kept.session.lock().await;
+        // Out of the slot for the exchange: a call dropped half way (a drain
+        // given up) drops the session with it, so that no later call reads
+        // the answers meant for this one.
+        let mut session = match slot.take() {
+            Some(session) => session,
+            None => match Session::open(&kept.engine, &self.container, RELAY, &self.socket).await {
+                Ok(session) => session,
+                Err(SessionError::Unsupported(_)) => {
+                    kept.unsupported.store(true, Ordering::SeqCst);
+                    return None;
+                }
+                // The engine or the container failed us this time: this
+                // call goes by exec, the next tries again (a few times).
+                Err(SessionError::Broken(_)) => {
+                    if kept.failed_opens.fetch_add(1, Ordering::SeqCst) + 1 >= OPEN_TRIES {
+                        kept.unsupported.store(true, Ordering::SeqCst);
+                    }
+                    return None;
+                }
+            },
+        };
+        let lines: Vec<String> = commands.iter().map(Command::to_string).collect();
+        let frames = match session.batch(&lines).await {
+            Ok(frames) => {
+                *slot = Some(session);
+                frames
+            }
+            Err(e) => {
+                session.close().await;
+                return Some(Err(self.io(e.to_string())));
+            }
+        };
+        let mut answers = Vec::with_capacity(frames.len());
+        for (frame, line) in frames.into_iter().zip(&lines) {
+            match frame {
+                Frame::Answer(text) => answers.push(answer_of(text.as_bytes())),
+                Frame::Failed(why) => return Some(Err(self.io(why))),
+                Frame::Timeout(_) => {
+                    return Some(Err(ChannelError::Timeout {
+                        at: self.describe(),
+                        command: line.clone(),
+                        millis: 10_000,
+                    }))
+                }
+            }
+        }
+        if answers.len() != commands.len() {
+            return Some(Err(self.io(format!(
+                "the relay gave {} answers to {} commands",
+                answers.len(),
+                commands.len()
+            ))));
+        }
+        Some(Ok(answers))
     }
 
     fn io(&self, reason: String) -> ChannelError {
@@ -125,6 +225,9 @@ fn answer_of(raw: &[u8]) -> String {
 #[async_trait]
 impl RuntimeChannel for ExecChannel {
     async fn send(&self, command: &Command) -> Result<String, ChannelError> {
+        if let Some(answers) = self.through_kept(std::slice::from_ref(command)).await {
+            return answers?.pop().ok_or_else(|| self.io("no answer".into()));
+        }
         let stdout = self.run_relay(&[command.to_string()]).await?;
         Ok(answer_of(&stdout))
     }
@@ -132,6 +235,12 @@ impl RuntimeChannel for ExecChannel {
     /// All in one exec: the relay sends each command on its own connection,
     /// in order, and ends each answer with a NUL.
     async fn send_all(&self, commands: &[Command]) -> Result<Vec<String>, ChannelError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(answers) = self.through_kept(commands).await {
+            return answers;
+        }
         if commands.len() < 2 {
             let mut answers = Vec::new();
             for command in commands {
@@ -180,6 +289,15 @@ impl RuntimeChannel for ExecChannel {
 
     fn describe(&self) -> String {
         format!("unix:{} in {}", self.socket, self.container)
+    }
+
+    /// Lets the kept relay go: it exits at the end of its input.
+    async fn close(&self) {
+        if let Some(kept) = &self.kept {
+            if let Some(session) = kept.session.lock().await.take() {
+                session.close().await;
+            }
+        }
     }
 }
 

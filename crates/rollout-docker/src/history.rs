@@ -85,7 +85,7 @@ pub async fn newest(engine: &Engine, service: &ServiceRef) -> Result<u64, Backen
 }
 
 /// The newest entry of `service` written after the one numbered `seq` (see
-/// [`newest`]), if one was.
+/// [`newest`]), if one was (that parses).
 pub async fn since(
     engine: &Engine,
     service: &ServiceRef,

@@ -73,6 +73,7 @@ pub mod lock;
 pub mod proxy;
 pub mod proxyfiles;
 pub mod pull;
+mod relay_session;
 pub mod running;
 pub mod spec;
 mod tar;

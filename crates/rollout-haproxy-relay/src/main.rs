@@ -22,6 +22,18 @@
 //! the commands before it); an answer that does not come within 10 s exits
 //! 3. HAProxy's refusals are answers (exit 0): the caller judges them.
 //!
+//! # A kept session
+//!
+//! `--serve SOCKET` stays: it reads batches on standard input (command
+//! lines, then an empty line) and answers each command with a frame: a
+//! status byte (`0` answered, `1` the socket failed, `2` refused, `3` no
+//! answer in time), the answer or the reason, and a NUL. A batch stops at
+//! its first frame that is not `0`. It first writes the frame `0` + [`HELLO`]
+//! (so a caller tells it from a relay that predates it, which takes
+//! `--serve` for a socket path, fails to reach it and ends) and ends at the end of its input. A run keeps one such session
+//! per HAProxy and pays one exec for the whole run instead of one per change
+//! and per drain poll.
+//!
 //! # The state at rest
 //!
 //! `--keep SOCKET BACKEND SLOTS HOST:PORT:WEIGHT...` keeps a backend's state
@@ -41,12 +53,16 @@ use std::time::Duration;
 /// How long the relay waits for HAProxy's answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What `--serve` says first.
+const HELLO: &str = "rollout-haproxy-relay serve 1";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--keep") => return keep(&args[1..]),
         Some("--start") => return start(&args[1..]),
         Some("--replay") => rest::replay(),
+        Some("--serve") => return serve(&args[1..]),
         _ => {}
     }
     let Some((socket, commands)) = args.split_first().filter(|(_, c)| !c.is_empty()) else {
@@ -78,6 +94,86 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--serve SOCKET`: a kept session (see the crate's documentation).
+fn serve(args: &[String]) -> ExitCode {
+    let [socket] = args else {
+        eprintln!("usage: rollout-haproxy-relay --serve SOCKET");
+        return ExitCode::from(2);
+    };
+    let mut input = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    match serve_on(socket, &mut input, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rollout-haproxy-relay: --serve: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Answers the batches read from `input` until it ends.
+fn serve_on(
+    socket: &str,
+    input: &mut impl std::io::BufRead,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    frame(out, b'0', HELLO.as_bytes())?;
+    out.flush()?;
+    loop {
+        // A batch runs only once its empty line has come: input cut short
+        // (the caller died half way through a write) runs nothing of it.
+        let mut batch = Vec::new();
+        loop {
+            let mut line = String::new();
+            if input.read_line(&mut line)? == 0 || !line.ends_with('\n') {
+                return Ok(());
+            }
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                break;
+            }
+            batch.push(line.to_string());
+        }
+        for command in &batch {
+            if let Err(why) = check(command) {
+                frame(out, b'2', format!("refused {command:?}: {why}").as_bytes())?;
+                break;
+            }
+            let mut answer = Vec::new();
+            match relay(socket, command, &mut answer) {
+                Ok(()) => frame(out, b'0', &answer)?,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    let why = format!(
+                        "no answer from {socket} to {command:?} within {} s",
+                        TIMEOUT.as_secs()
+                    );
+                    frame(out, b'3', why.as_bytes())?;
+                    break;
+                }
+                Err(e) => {
+                    frame(out, b'1', format!("{socket}: {e}").as_bytes())?;
+                    break;
+                }
+            }
+        }
+        out.flush()?;
+    }
+}
+
+/// One frame of `--serve`: the status byte, the text (never a NUL: HAProxy's
+/// answers hold none, and one in a reason is dropped), a NUL.
+fn frame(out: &mut impl Write, status: u8, text: &[u8]) -> std::io::Result<()> {
+    out.write_all(&[status])?;
+    let clean: Vec<u8> = text.iter().copied().filter(|b| *b != 0).collect();
+    out.write_all(&clean)?;
+    out.write_all(b"\0")
 }
 
 /// `--keep`: writes the record of a backend's state at rest.
@@ -208,6 +304,76 @@ mod tests {
         relay(path.to_str().unwrap(), "show servers state app", &mut out).unwrap();
         assert_eq!(out, b"1\n# be_id ...\n\n");
         assert_eq!(peer.join().unwrap(), "show servers state app");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_kept_session_answers_batch_after_batch_and_stops_a_batch_at_a_failure() {
+        let dir = std::env::temp_dir().join(format!("relay-test-serve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("admin.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for answer in [&b"\n"[..], b"1\n# be_id\n\n", b"\n", b"Name: HAProxy\n\n"] {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut line = Vec::new();
+                let mut byte = [0u8; 1];
+                while conn.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+                    line.push(byte[0]);
+                }
+                conn.write_all(answer).unwrap();
+                lines.push(String::from_utf8(line).unwrap());
+            }
+            lines
+        });
+        // Three batches; the third's second command is refused, so its
+        // third is never sent.
+        let input = "set server app/app1 state ready\nshow servers state app\n\n\
+                     set weight app/app1 2\n\n\
+                     show info\nshow info; shutdown frontend f\nshow stat\n\n";
+        let socket = path.to_str().unwrap().to_string();
+        let mut out = Vec::new();
+        serve_on(&socket, &mut input.as_bytes(), &mut out).unwrap();
+        assert_eq!(
+            peer.join().unwrap(),
+            [
+                "set server app/app1 state ready",
+                "show servers state app",
+                "set weight app/app1 2",
+                "show info"
+            ]
+        );
+        let frames: Vec<&[u8]> = out.split(|b| *b == 0).collect();
+        assert_eq!(frames[0], format!("0{HELLO}").as_bytes());
+        assert_eq!(frames[1], b"0\n");
+        assert_eq!(frames[2], b"01\n# be_id\n\n");
+        assert_eq!(frames[3], b"0\n");
+        assert_eq!(frames[4], b"0Name: HAProxy\n\n");
+        assert!(
+            frames[5].starts_with(b"2refused"),
+            "{:?}",
+            String::from_utf8_lossy(frames[5])
+        );
+        assert_eq!(frames[6..], [b""]);
+        // A batch cut short (no empty line, or a last line with no line
+        // break) runs nothing: no connection is made for it.
+        let mut out = Vec::new();
+        serve_on(&socket, &mut "show info\nshow in".as_bytes(), &mut out).unwrap();
+        assert_eq!(out, format!("0{HELLO}\0").as_bytes());
+        // A socket that is gone: the frame says so, and the session goes on.
+        std::fs::remove_file(&path).unwrap();
+        let mut out = Vec::new();
+        serve_on(
+            &socket,
+            &mut "show info\n\nshow info\n\n".as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+        let frames: Vec<&[u8]> = out.split(|b| *b == 0).collect();
+        assert_eq!(frames.len(), 4, "{out:?}");
+        assert!(frames[1].starts_with(b"1") && frames[2].starts_with(b"1"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

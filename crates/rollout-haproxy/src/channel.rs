@@ -88,6 +88,10 @@ pub trait RuntimeChannel: Send + Sync {
 
     /// Where it leads, for messages (`unix:/run/haproxy/admin.sock`).
     fn describe(&self) -> String;
+
+    /// Lets go of what the channel keeps open for a run (a kept relay), as
+    /// the run ends; a later call opens it again. Nothing by default.
+    async fn close(&self) {}
 }
 
 /// A backend's state at rest: every route names a service, whose running

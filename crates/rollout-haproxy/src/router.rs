@@ -872,7 +872,9 @@ impl TrafficRouter for HaproxyRouter {
     }
 
     async fn settle(&self) -> Result<(), RouterError> {
-        self.free_drained().await
+        let freed = self.free_drained().await;
+        self.channel.close().await;
+        freed
     }
 }
 

@@ -443,6 +443,9 @@ impl<'a> Ops<'a> {
         &self,
         f: impl FnOnce(&mut JournalRecord),
     ) -> Result<(), rollout_core::JournalError> {
+        if let Some(e) = self.behind_error() {
+            return Err(JournalError::Storage(e));
+        }
         let mine = {
             let mut r = self.rec();
             f(&mut r.record);
@@ -568,7 +571,12 @@ impl<'a> Ops<'a> {
                 | Outcome::Interrupted(true)
         );
         let paused = matches!(outcome, Outcome::Paused(_));
-        let journaled = if keep {
+        // A step note that failed to save in the background: the journal
+        // refused this run's writes (another run wrote it, or it cannot be
+        // written). It is left as it is, for the next run to judge.
+        let journaled = if let Some(e) = self.behind_error() {
+            Err(JournalError::Storage(e))
+        } else if keep {
             self.update(|r| {
                 if paused {
                     r.phase = Phase::Paused;

@@ -84,3 +84,60 @@ async fn a_step_is_taken_while_its_note_is_saved_and_nothing_lands_after_the_end
         );
     }
 }
+
+/// A journal that refuses to store the last step of a rollout, the route
+/// back to the service's name (as the engine's refuses a generation another
+/// run wrote): no later step would find out.
+struct RefusesRetire {
+    inner: MemoryJournal,
+}
+
+#[async_trait]
+impl Journal for RefusesRetire {
+    async fn lock(&self, s: &ServiceRef, h: &str) -> Result<(), JournalError> {
+        self.inner.lock(s, h).await
+    }
+    async fn unlock(&self, s: &ServiceRef) -> Result<(), JournalError> {
+        self.inner.unlock(s).await
+    }
+    async fn load(&self, s: &ServiceRef) -> Result<Option<JournalRecord>, JournalError> {
+        self.inner.load(s).await
+    }
+    async fn save(&self, r: &JournalRecord) -> Result<(), JournalError> {
+        let to_name = |c: &rollout_core::RouteChange| {
+            c.set
+                .iter()
+                .any(|r| matches!(r.target, rollout_core::router::Target::Service { .. }))
+        };
+        if matches!(&r.step, Some(Step::Route { change }) if to_name(change)) {
+            return Err(JournalError::Storage(
+                "generation 7 was written by someone else".into(),
+            ));
+        }
+        self.inner.save(r).await
+    }
+    async fn clear(&self, s: &ServiceRef) -> Result<(), JournalError> {
+        self.inner.clear(s).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_note_the_journal_refused_fails_the_run_and_keeps_the_journal() {
+    let e = env(2);
+    let journal = Arc::new(RefusesRetire {
+        inner: MemoryJournal::new(),
+    });
+    let mut p = plan(&e, 2);
+    p.update.order = Order::StartFirst;
+    let (mut c, _rx) = ctx(&e, Cancel::never());
+    c.journal = journal.clone();
+    let o = rollout_strategies::Rolling.run(&c, &p).await;
+    assert!(
+        matches!(&o, Outcome::Failed(why) if why.contains("someone else")),
+        "{o:?}"
+    );
+    assert!(
+        journal.inner.record(&e.service).is_some(),
+        "the journal was cleared after it refused the run's write"
+    );
+}

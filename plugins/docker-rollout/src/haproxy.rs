@@ -169,7 +169,8 @@ pub async fn wire(
             req,
             "waiting for the proxy: another rollout changes its servers",
         );
-        let channel = ExecChannel::new(proxy.exec.clone(), proxy.name.clone(), path.clone());
+        let channel = ExecChannel::new(proxy.exec.clone(), proxy.name.clone(), path.clone())
+            .keeping(engine.clone());
         let resolver = DockerResolver::new(engine.clone(), project, &proxy.name, settings.port)
             .await
             .map_err(|e| Fail::unreachable(e.to_string()))?;

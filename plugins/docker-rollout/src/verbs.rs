@@ -600,21 +600,25 @@ pub enum AbortPlan {
     RollBack,
 }
 
-/// `docker rollout abort`: nothing to abort is bad input (exit 2); a
-/// rollout running elsewhere is asked to roll back and waited for; one
-/// paused or left by a crash is marked rolling back for the caller to run.
 /// How long `abort` waits, once the rollout let its lock go, for the history
-/// entry that says how it ended (written just after).
+/// entry that says how it ended (written just after, or after the
+/// migrations' after phase), beyond the time its process is seen alive.
 const ENTRY_WAIT: Duration = Duration::from_secs(10);
 
-/// The first history entry of `service` after the one numbered `before`,
-/// waiting up to [`ENTRY_WAIT`] for it.
+/// The newest history entry of `service` after the one numbered `before`
+/// (the run's own: runs of one service hold its lock in turn), waiting for
+/// it while the run's process `holder` is seen alive (up to `timeout`), and
+/// [`ENTRY_WAIT`] more.
 async fn ended_entry(
     engine: &Engine,
     service: &ServiceRef,
     before: u64,
+    holder: &str,
+    timeout: Duration,
 ) -> Result<Option<HistoryEntry>, Fail> {
     let start = tokio::time::Instant::now();
+    let here = rollout_strategies::lock_holder();
+    let mut last_alive = start;
     loop {
         if let Some(e) = history::since(engine, service, before)
             .await
@@ -622,17 +626,29 @@ async fn ended_entry(
         {
             return Ok(Some(e));
         }
-        if start.elapsed() >= ENTRY_WAIT {
+        if rollout_docker::lock::judge(holder, &here) == Liveness::Alive {
+            last_alive = tokio::time::Instant::now();
+        }
+        if last_alive.elapsed() >= ENTRY_WAIT || start.elapsed() >= timeout + ENTRY_WAIT {
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
+/// `docker rollout abort`: nothing to abort is bad input (exit 2); a
+/// rollout running elsewhere is asked to roll back and waited for; one
+/// paused or left by a crash is marked rolling back for the caller to run.
 pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fail> {
     let scene = scene(req).await?;
     let journal = DockerJournal::new(scene.engine.clone());
     let service = &scene.service;
+    // A run appends its history entry after it lets the lock go: the entry
+    // that tells how the run asked to abort ended is the first after this
+    // one (read before the lock, which the run may let go at any moment).
+    let before = history::newest(&scene.engine, service)
+        .await
+        .map_err(Fail::from)?;
     let Some(mut record) = journal.load(service).await? else {
         return Err(Fail::bad_input(format!(
             "nothing to abort: no rollout of {service} is under way or paused\nhint: `docker rollout history {}` shows what ran; to go back after a finished rollout, name the previous image in the Compose file and run `docker rollout` again",
@@ -643,11 +659,6 @@ pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fa
     if let Some(held) = journal.holder(service).await? {
         let here = rollout_strategies::lock_holder();
         if rollout_docker::lock::judge(&held.holder, &here) != Liveness::Dead {
-            // The run appends its history entry after it lets the lock go:
-            // the entry that tells how it ended is the first one after this.
-            let before = history::newest(&scene.engine, service)
-                .await
-                .map_err(Fail::from)?;
             crate::steer::send(&scene.engine, service, crate::steer::Ask::Abort).await?;
             let _ = writeln!(
                 err,
@@ -670,7 +681,7 @@ pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fa
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             let _ = history::take_request(&scene.engine, service).await;
-            let last = ended_entry(&scene.engine, service, before).await?;
+            let last = ended_entry(&scene.engine, service, before, &held.holder, timeout).await?;
             let code = match &last {
                 Some(e)
                     if matches!(
@@ -688,7 +699,7 @@ pub async fn abort(req: &VerbRequest, timeout: Duration) -> Result<AbortPlan, Fa
                 None => {
                     let _ = writeln!(
                         err,
-                        "the rollout of {service} let its lock go but wrote no history entry within {}s: it may have been killed\nhint: `docker rollout history {}` and `docker rollout status {}` tell where it stands",
+                        "the rollout of {service} let its lock go but wrote no history entry within {}s of its end: it may have been killed\nhint: `docker rollout history {}` and `docker rollout status {}` tell where it stands",
                         ENTRY_WAIT.as_secs(),
                         service.service,
                         service.service

@@ -29,6 +29,10 @@ pub(super) struct LaunchGate {
     one: tokio::sync::Mutex<()>,
     retiring: Mutex<HashSet<InstanceId>>,
     removed: Notify,
+    /// Containers a launch created and starts outside the gate: not
+    /// stopped containers an operator left, whatever a Compose launch that
+    /// counts meanwhile sees.
+    starting: Mutex<HashSet<String>>,
 }
 
 impl LaunchGate {
@@ -59,6 +63,28 @@ impl LaunchGate {
     pub(super) fn retired(&self, instance: &InstanceId) {
         self.retiring().remove(instance);
         self.removed.notify_waiters();
+    }
+
+    /// `ids` were created under the gate and are being started outside it.
+    pub(super) fn starting(&self, ids: &[String]) {
+        self.starts().extend(ids.iter().cloned());
+    }
+
+    /// `ids` are started, or gone.
+    pub(super) fn started(&self, ids: &[String]) {
+        let mut starts = self.starts();
+        for id in ids {
+            starts.remove(id);
+        }
+    }
+
+    /// Whether container `id` is being started by a launch.
+    pub(super) fn is_starting(&self, id: &str) -> bool {
+        self.starts().contains(id)
+    }
+
+    fn starts(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.starting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn retiring(&self) -> MutexGuard<'_, HashSet<InstanceId>> {

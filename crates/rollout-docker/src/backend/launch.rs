@@ -31,7 +31,8 @@ impl DockerBackend {
     /// Compose tool creates them (and starts nothing, so an exited
     /// container of the service, maybe an operator's, stays as it is), then
     /// each is made again from its own create config with the tool's label
-    /// ([`labels::LAUNCHED`]), under the same name and number, and started.
+    /// ([`labels::LAUNCHED`]), under the same name and number, ready to
+    /// start ([`DockerBackend::start_created`]).
     pub(super) async fn launch_with_compose(
         &self,
         service: &ServiceRef,
@@ -51,6 +52,7 @@ impl DockerBackend {
             .iter()
             .filter(|c| summary_state(c) != InstanceState::Running)
             .filter_map(|c| c.id.clone())
+            .filter(|id| !self.gate.is_starting(id))
             .collect();
         let total = before.len() + count;
         let ran = self.compose.create_more(&service.service, total).await;
@@ -362,6 +364,9 @@ impl DockerBackend {
             match up.await {
                 Ok(inspected) => started.push(inspected_instance(&inspected, service)),
                 Err(e) => {
+                    // Removed under the gate, as a retirement is: a launch
+                    // that counts meanwhile would miss them.
+                    let _one = self.gate.launch().await;
                     for gone in &created {
                         let _ = self.remove_forcibly(&gone.id).await;
                     }

@@ -484,8 +484,6 @@ impl DockerBackend {
         ))
     }
 
-    /// Stops an instance the gate knows is retiring; its revision's spec is
-    /// saved first (the way back).
     /// Counts and creates `count` containers of `revision`, not started.
     async fn create_instances(
         &self,
@@ -515,6 +513,8 @@ impl DockerBackend {
         }
     }
 
+    /// Stops an instance the gate knows is retiring; its revision's spec is
+    /// saved first (the way back).
     async fn stop_retiring(
         &self,
         instance: &InstanceId,
@@ -671,9 +671,15 @@ impl Backend for DockerBackend {
         // starting them (most of a launch's time) needs no count.
         let created = {
             let _one = self.gate.launch().await;
-            self.create_instances(service, revision, count).await?
+            let created = self.create_instances(service, revision, count).await?;
+            self.gate
+                .starting(&created.iter().map(|c| c.id.clone()).collect::<Vec<_>>());
+            created
         };
-        self.start_created(service, created).await
+        let ids: Vec<String> = created.iter().map(|c| c.id.clone()).collect();
+        let started = self.start_created(service, created).await;
+        self.gate.started(&ids);
+        started
     }
 
     async fn wait_healthy(
