@@ -275,48 +275,25 @@ mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
 
-    #[test]
-    fn one_line_only() {
-        assert!(check("show servers state app").is_ok());
-        assert!(check("show info; shutdown frontend f").is_err());
-        assert!(check("show info\nshutdown frontend f").is_err());
-        assert!(check("  ").is_err());
-    }
-
-    #[test]
-    fn the_line_goes_out_and_the_answer_comes_back() {
-        let dir = std::env::temp_dir().join(format!("relay-test-{}", std::process::id()));
+    /// A fresh folder `tag-PID` with a listening socket `admin.sock` in it.
+    fn socket_in(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, UnixListener) {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("admin.sock");
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
-        let peer = std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut line = Vec::new();
-            let mut byte = [0u8; 1];
-            while conn.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-                line.push(byte[0]);
-            }
-            conn.write_all(b"1\n# be_id ...\n\n").unwrap();
-            String::from_utf8(line).unwrap()
-        });
-        let mut out = Vec::new();
-        relay(path.to_str().unwrap(), "show servers state app", &mut out).unwrap();
-        assert_eq!(out, b"1\n# be_id ...\n\n");
-        assert_eq!(peer.join().unwrap(), "show servers state app");
-        let _ = std::fs::remove_dir_all(&dir);
+        (dir, path, listener)
     }
 
-    #[test]
-    fn a_kept_session_answers_batch_after_batch_and_stops_a_batch_at_a_failure() {
-        let dir = std::env::temp_dir().join(format!("relay-test-serve-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("admin.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
-        let peer = std::thread::spawn(move || {
+    /// A stand-in for HAProxy on `listener`: takes one connection per answer,
+    /// reads its command line and writes the answer; returns the lines read.
+    fn fake_haproxy(
+        listener: UnixListener,
+        answers: Vec<&'static [u8]>,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        std::thread::spawn(move || {
             let mut lines = Vec::new();
-            for answer in [&b"\n"[..], b"1\n# be_id\n\n", b"\n", b"Name: HAProxy\n\n"] {
+            for answer in answers {
                 let (mut conn, _) = listener.accept().unwrap();
                 let mut line = Vec::new();
                 let mut byte = [0u8; 1];
@@ -327,7 +304,35 @@ mod tests {
                 lines.push(String::from_utf8(line).unwrap());
             }
             lines
-        });
+        })
+    }
+
+    #[test]
+    fn one_line_only() {
+        assert!(check("show servers state app").is_ok());
+        assert!(check("show info; shutdown frontend f").is_err());
+        assert!(check("show info\nshutdown frontend f").is_err());
+        assert!(check("  ").is_err());
+    }
+
+    #[test]
+    fn the_line_goes_out_and_the_answer_comes_back() {
+        let (dir, path, listener) = socket_in("relay-test");
+        let peer = fake_haproxy(listener, vec![b"1\n# be_id ...\n\n"]);
+        let mut out = Vec::new();
+        relay(path.to_str().unwrap(), "show servers state app", &mut out).unwrap();
+        assert_eq!(out, b"1\n# be_id ...\n\n");
+        assert_eq!(peer.join().unwrap(), ["show servers state app"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_kept_session_answers_batch_after_batch_and_stops_a_batch_at_a_failure() {
+        let (dir, path, listener) = socket_in("relay-test-serve");
+        let peer = fake_haproxy(
+            listener,
+            vec![&b"\n"[..], b"1\n# be_id\n\n", b"\n", b"Name: HAProxy\n\n"],
+        );
         // Three batches; the third's second command is refused, so its
         // third is never sent.
         let input = "set server app/app1 state ready\nshow servers state app\n\n\
@@ -379,25 +384,8 @@ mod tests {
 
     #[test]
     fn several_commands_go_out_one_connection_each_and_their_answers_are_framed() {
-        let dir = std::env::temp_dir().join(format!("relay-test-all-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("admin.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
-        let peer = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for answer in [&b"\n"[..], b"1\n# be_id\n\n"] {
-                let (mut conn, _) = listener.accept().unwrap();
-                let mut line = Vec::new();
-                let mut byte = [0u8; 1];
-                while conn.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-                    line.push(byte[0]);
-                }
-                conn.write_all(answer).unwrap();
-                lines.push(String::from_utf8(line).unwrap());
-            }
-            lines
-        });
+        let (dir, path, listener) = socket_in("relay-test-all");
+        let peer = fake_haproxy(listener, vec![&b"\n"[..], b"1\n# be_id\n\n"]);
         let commands = [
             "set server app/app1 state ready".to_string(),
             "show servers state app".to_string(),

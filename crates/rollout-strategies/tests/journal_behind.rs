@@ -1,55 +1,44 @@
 //! Step notes are saved in the background: a rollout does not wait for the
 //! journal to store the step it is about to take (the engine's journal costs
-//! a container per save), and no save of a run lands after its end.
+//! a container per save), no save of a run lands after its end, and a note
+//! the journal refused fails the run.
 
 mod common;
 use async_trait::async_trait;
 use common::*;
 use rollout_core::config::Order;
 use rollout_core::journal::{JournalRecord, Step};
+use rollout_core::router::Target;
 use rollout_core::strategy::Cancel;
-use rollout_core::{Backend, InstanceState, Journal, JournalError, Outcome, ServiceRef, Strategy};
-use rollout_mock::{MemoryJournal, MockCluster};
+use rollout_core::{Backend, InstanceState, JournalError, Outcome, ServiceRef, Strategy};
+use rollout_mock::MockCluster;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A journal whose save of a `Retire` step lands only once the instances it
-/// names are stopped: a rollout that waited for that save before stopping
-/// them would never end.
+/// The save of a `Retire` step lands only once the instances it names are
+/// stopped: a rollout that waited for that save before stopping them would
+/// never end.
 struct AfterTheFact {
-    inner: MemoryJournal,
     mock: Arc<MockCluster>,
     service: ServiceRef,
 }
 
 #[async_trait]
-impl Journal for AfterTheFact {
-    async fn lock(&self, s: &ServiceRef, h: &str) -> Result<(), JournalError> {
-        self.inner.lock(s, h).await
-    }
-    async fn unlock(&self, s: &ServiceRef) -> Result<(), JournalError> {
-        self.inner.unlock(s).await
-    }
-    async fn load(&self, s: &ServiceRef) -> Result<Option<JournalRecord>, JournalError> {
-        self.inner.load(s).await
-    }
-    async fn save(&self, r: &JournalRecord) -> Result<(), JournalError> {
-        if let Some(Step::Retire { instances }) = &r.step {
-            loop {
-                let list = self.mock.instances(&self.service).await.unwrap();
-                let running = list
-                    .iter()
-                    .any(|i| instances.contains(&i.id.0) && i.state == InstanceState::Running);
-                if !running {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+impl SaveHook for AfterTheFact {
+    async fn before_save(&self, r: &JournalRecord) -> Result<(), JournalError> {
+        let Some(Step::Retire { instances }) = &r.step else {
+            return Ok(());
+        };
+        loop {
+            let list = self.mock.instances(&self.service).await.unwrap();
+            let running = list
+                .iter()
+                .any(|i| instances.contains(&i.id.0) && i.state == InstanceState::Running);
+            if !running {
+                return Ok(());
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.inner.save(r).await
-    }
-    async fn clear(&self, s: &ServiceRef) -> Result<(), JournalError> {
-        self.inner.clear(s).await
     }
 }
 
@@ -57,8 +46,7 @@ impl Journal for AfterTheFact {
 async fn a_step_is_taken_while_its_note_is_saved_and_nothing_lands_after_the_end() {
     for order in [Order::StopFirst, Order::StartFirst] {
         let e = env(4);
-        let journal = Arc::new(AfterTheFact {
-            inner: MemoryJournal::new(),
+        let journal = HookedJournal::new(AfterTheFact {
             mock: e.mock.clone(),
             service: e.service.clone(),
         });
@@ -85,48 +73,31 @@ async fn a_step_is_taken_while_its_note_is_saved_and_nothing_lands_after_the_end
     }
 }
 
-/// A journal that refuses to store the last step of a rollout, the route
-/// back to the service's name (as the engine's refuses a generation another
-/// run wrote): no later step would find out.
-struct RefusesRetire {
-    inner: MemoryJournal,
-}
+/// Refuses to store the last step of a rollout, the route back to the
+/// service's name (as the engine's journal refuses a generation another run
+/// wrote): no later step would find out.
+struct RefusesTheLastStep;
 
 #[async_trait]
-impl Journal for RefusesRetire {
-    async fn lock(&self, s: &ServiceRef, h: &str) -> Result<(), JournalError> {
-        self.inner.lock(s, h).await
-    }
-    async fn unlock(&self, s: &ServiceRef) -> Result<(), JournalError> {
-        self.inner.unlock(s).await
-    }
-    async fn load(&self, s: &ServiceRef) -> Result<Option<JournalRecord>, JournalError> {
-        self.inner.load(s).await
-    }
-    async fn save(&self, r: &JournalRecord) -> Result<(), JournalError> {
-        let to_name = |c: &rollout_core::RouteChange| {
-            c.set
-                .iter()
-                .any(|r| matches!(r.target, rollout_core::router::Target::Service { .. }))
+impl SaveHook for RefusesTheLastStep {
+    async fn before_save(&self, r: &JournalRecord) -> Result<(), JournalError> {
+        let to_name = |set: &[rollout_core::Route]| {
+            set.iter()
+                .any(|r| matches!(r.target, Target::Service { .. }))
         };
-        if matches!(&r.step, Some(Step::Route { change }) if to_name(change)) {
-            return Err(JournalError::Storage(
+        match &r.step {
+            Some(Step::Route { change }) if to_name(&change.set) => Err(JournalError::Storage(
                 "generation 7 was written by someone else".into(),
-            ));
+            )),
+            _ => Ok(()),
         }
-        self.inner.save(r).await
-    }
-    async fn clear(&self, s: &ServiceRef) -> Result<(), JournalError> {
-        self.inner.clear(s).await
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_step_note_the_journal_refused_fails_the_run_and_keeps_the_journal() {
     let e = env(2);
-    let journal = Arc::new(RefusesRetire {
-        inner: MemoryJournal::new(),
-    });
+    let journal = HookedJournal::new(RefusesTheLastStep);
     let mut p = plan(&e, 2);
     p.update.order = Order::StartFirst;
     let (mut c, _rx) = ctx(&e, Cancel::never());

@@ -9,10 +9,9 @@ use async_trait::async_trait;
 use common::*;
 use rollout_core::journal::JournalRecord;
 use rollout_core::strategy::{Cancel, TrafficLayout};
-use rollout_core::{Journal, JournalError, Outcome, Plan, ServiceRef, Strategy, Target};
-use rollout_mock::{Faults, MemoryJournal};
+use rollout_core::{JournalError, Outcome, Plan, ServiceRef, Strategy, Target};
+use rollout_mock::Faults;
 use rollout_strategies::{BlueGreen, Canary};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The running, not removed instances of `service`, by id.
@@ -294,41 +293,21 @@ async fn blue_green_reports_the_drain_of_the_old_set_after_the_switch() {
 /// A journal that takes a while to store a record, longer for some saves
 /// than for others, as a journal kept by the engine does; it remembers every
 /// record in the order it landed.
-struct SlowJournal {
-    inner: MemoryJournal,
+#[derive(Default)]
+struct Slow {
     calls: std::sync::atomic::AtomicU64,
     landed: std::sync::Mutex<Vec<JournalRecord>>,
 }
 
 #[async_trait]
-impl Journal for SlowJournal {
-    async fn lock(&self, s: &ServiceRef, h: &str) -> Result<(), JournalError> {
-        self.inner.lock(s, h).await
-    }
-    async fn unlock(&self, s: &ServiceRef) -> Result<(), JournalError> {
-        self.inner.unlock(s).await
-    }
-    async fn load(&self, s: &ServiceRef) -> Result<Option<JournalRecord>, JournalError> {
-        self.inner.load(s).await
-    }
-    async fn save(&self, r: &JournalRecord) -> Result<(), JournalError> {
+impl SaveHook for Slow {
+    async fn before_save(&self, r: &JournalRecord) -> Result<(), JournalError> {
         let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // 0, 70, 140, 0, 70, ... ms: a save that starts later may land first.
         tokio::time::sleep(Duration::from_millis(70 * (n % 3))).await;
         self.landed.lock().unwrap().push(r.clone());
-        self.inner.save(r).await
+        Ok(())
     }
-    async fn clear(&self, s: &ServiceRef) -> Result<(), JournalError> {
-        self.inner.clear(s).await
-    }
-}
-
-fn slow_journal() -> Arc<SlowJournal> {
-    Arc::new(SlowJournal {
-        inner: MemoryJournal::new(),
-        calls: Default::default(),
-        landed: Default::default(),
-    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -340,7 +319,7 @@ async fn journal_saves_of_parallel_workers_never_go_backwards() {
     // fewer failures than one that landed before it, nor lose a key.
     for order in [Order::StartFirst, Order::StopFirst] {
         let e = env(8);
-        let journal = slow_journal();
+        let journal = HookedJournal::new(Slow::default());
         e.mock.set_faults(NEW, Faults::never_healthy());
         let mut p = plan(&e, 8);
         p.update.parallelism = 4;
@@ -350,7 +329,7 @@ async fn journal_saves_of_parallel_workers_never_go_backwards() {
         c.journal = journal.clone();
         let o = rollout_strategies::Rolling.run(&c, &p).await;
         assert!(matches!(o, Outcome::CompletedWithFailures(_)), "{o:?}");
-        let landed = journal.landed.lock().unwrap().clone();
+        let landed = journal.hook.landed.lock().unwrap().clone();
         assert!(landed.len() > 8, "{} saves", landed.len());
         let failures = |r: &JournalRecord| r.state.get("failures").and_then(|v| v.as_u64());
         assert_eq!(

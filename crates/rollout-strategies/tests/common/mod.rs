@@ -146,3 +146,54 @@ pub fn assert_clean(env: &Env, plan: &Plan, strategy: &str, outcome: &Outcome) {
         );
     }
 }
+
+/// What a test's journal does before each save ([`HookedJournal`]): wait, record, or refuse.
+#[async_trait::async_trait]
+pub trait SaveHook: Send + Sync {
+    /// Runs before `r` is stored; an error is the save's.
+    async fn before_save(
+        &self,
+        r: &rollout_core::journal::JournalRecord,
+    ) -> Result<(), rollout_core::JournalError>;
+}
+
+/// A journal in memory whose saves go through `hook` first.
+pub struct HookedJournal<H> {
+    pub inner: MemoryJournal,
+    pub hook: H,
+}
+
+impl<H> HookedJournal<H> {
+    pub fn new(hook: H) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryJournal::new(),
+            hook,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl<H: SaveHook> rollout_core::Journal for HookedJournal<H> {
+    async fn lock(&self, s: &ServiceRef, h: &str) -> Result<(), rollout_core::JournalError> {
+        self.inner.lock(s, h).await
+    }
+    async fn unlock(&self, s: &ServiceRef) -> Result<(), rollout_core::JournalError> {
+        self.inner.unlock(s).await
+    }
+    async fn load(
+        &self,
+        s: &ServiceRef,
+    ) -> Result<Option<rollout_core::journal::JournalRecord>, rollout_core::JournalError> {
+        self.inner.load(s).await
+    }
+    async fn save(
+        &self,
+        r: &rollout_core::journal::JournalRecord,
+    ) -> Result<(), rollout_core::JournalError> {
+        self.hook.before_save(r).await?;
+        self.inner.save(r).await
+    }
+    async fn clear(&self, s: &ServiceRef) -> Result<(), rollout_core::JournalError> {
+        self.inner.clear(s).await
+    }
+}
