@@ -249,11 +249,18 @@ impl JournalStore for EngineJournal {
             path: "/".into(),
             ..Default::default()
         };
-        self.engine
+        let uploaded = self
+            .engine
             .docker()
             .upload_to_container(&name, Some(options), bollard::body_full(archive.into()))
             .await
-            .map_err(|e| self.error("write", path, self.engine.error(e)))
+            .map_err(|e| self.error("write", path, self.engine.error(e)));
+        // A record that did not get its bytes would stand in the way of the
+        // run's next save under the same tag: it goes, when it can.
+        if uploaded.is_err() {
+            let _ = keeper::remove(&self.engine, &name).await;
+        }
+        uploaded
     }
 
     async fn list(&self, path: &str) -> Result<Vec<KeptCommit>, ProxyError> {

@@ -1577,6 +1577,33 @@ async fn a_journal_kept_in_a_store_is_saved_for_each_commit_and_repairs_a_torn_f
     assert_eq!(store.saves.load(Ordering::SeqCst), 1);
     assert!(store.kept.lock().unwrap().is_empty());
     assert!(own_files(Path::new(&s.nginx.conf_path())).is_empty());
+    // A change nginx refuses: its journal, saved while nginx tested it, is gone again, and
+    // the run's next change saves its own under the same tag.
+    let conf = s.nginx.conf.clone();
+    let line = insert_line(&conf, "access_log off;", "    bogus_directive on;");
+    let before = s.nginx.live();
+    match router
+        .apply(&change(vec![], vec![backends[1].target()]))
+        .await
+    {
+        Err(RouterError::Invalid { location, .. }) => {
+            assert_eq!(location, format!("{}:{line}", conf.display()))
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(s.nginx.live(), before);
+    assert_eq!(store.saves.load(Ordering::SeqCst), 2);
+    assert!(store.kept.lock().unwrap().is_empty());
+    let fixed = String::from_utf8(before)
+        .unwrap()
+        .replace("    bogus_directive on;\n", "");
+    std::fs::write(&conf, fixed).unwrap();
+    router
+        .apply(&change(vec![], vec![backends[1].target()]))
+        .await
+        .unwrap();
+    assert_eq!(store.saves.load(Ordering::SeqCst), 3);
+    assert!(store.kept.lock().unwrap().is_empty());
     // A torn file with its journal only in the store: open puts the previous bytes back.
     let original = s.nginx.live();
     let next = String::from_utf8(original.clone())

@@ -137,11 +137,12 @@ impl NginxRouter {
             None => None,
             Some(_) => Some(self.candidate_main(replica, &candidate).await?),
         };
-        // One upload brings the candidate (and the candidate main file) and
-        // the commit's journal, which must be in every replica before any
-        // live file is written; one command tests the candidate and removes
-        // it, and the journal too when nginx refuses the candidate. A round
-        // trip to the proxy each is what an apply costs.
+        // One upload brings the candidate (and the candidate main file) and,
+        // without a journal store, the commit's journal, which must be in
+        // every replica before any live file is written; one command tests
+        // the candidate and removes it, and that journal too when nginx
+        // refuses the candidate. A round trip to the proxy each is what an
+        // apply costs.
         let (journal_previous, journal_next) = (&self.names.previous, &self.names.next);
         let tested_file = match &candidate_main {
             None => candidate.clone(),
@@ -151,17 +152,13 @@ impl NginxRouter {
         if let Some(bytes) = &candidate_main {
             upload.push((&main_candidate, bytes));
         }
-        // A journal kept in a store is saved once nginx accepted the
-        // candidate, still before any live file is written.
+        // A journal kept in a store is saved while the candidate is
+        // uploaded and tested (and removed when nginx refuses it), still
+        // before any live file is written.
         let store = replica.proxy.journal.as_ref();
         if store.is_none() {
             upload.push((journal_previous, &live));
             upload.push((journal_next, &edited));
-        }
-        if let Err(e) = files.write_new_all(&upload).await {
-            let all: Vec<&str> = upload.iter().map(|(p, _)| *p).collect();
-            let _ = files.remove_all(&all).await;
-            return Err(unreachable(e));
         }
         let mut argv: Vec<String> = [
             "sh",
@@ -177,16 +174,45 @@ impl NginxRouter {
         .map(|s| s.to_string())
         .collect();
         argv.extend(self.nginx_argv(replica, &["-t", "-q", "-c", &tested_file]));
-        let tested = self.run(replica, &argv).await?;
+        let renames = [(main_candidate.as_str(), main.as_str()), (&candidate, path)];
+        let test = async {
+            if let Err(e) = files.write_new_all(&upload).await {
+                let all: Vec<&str> = upload.iter().map(|(p, _)| *p).collect();
+                let _ = files.remove_all(&all).await;
+                return Err(unreachable(e));
+            }
+            self.run(replica, &argv).await
+        };
+        let tested = match store {
+            None => test.await?,
+            Some(store) => {
+                let save = store.save(path, &self.tag, &live, &edited);
+                let (tested, saved) = tokio::join!(test, save);
+                if matches!(&tested, Ok(out) if out.success()) {
+                    saved.map_err(unreachable)?;
+                } else if saved.is_ok() {
+                    // A journal left by a failed removal holds the live
+                    // bytes as its previous ones: the next open finds the
+                    // file unchanged, reloads it and removes the journal.
+                    // Until then it stands in the way of this run's next
+                    // save, which the error says.
+                    if let Err(e) = store.remove(path, &self.tag).await {
+                        return Err(append(
+                            match tested {
+                                Ok(out) => refusal(&out, &renames, path, &replica.proxy.name),
+                                Err(t) => t,
+                            },
+                            &format!(
+                                "\nthe journal of the refused change could not be removed: {e}"
+                            ),
+                        ));
+                    }
+                }
+                tested?
+            }
+        };
         if !tested.success() {
-            let renames = [(main_candidate.as_str(), main.as_str()), (&candidate, path)];
             return Err(refusal(&tested, &renames, path, &replica.proxy.name));
-        }
-        if let Some(store) = store {
-            store
-                .save(path, &self.tag, &live, &edited)
-                .await
-                .map_err(unreachable)?;
         }
         Ok((live, Some(edited)))
     }

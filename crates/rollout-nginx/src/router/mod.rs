@@ -67,7 +67,8 @@
 //! [`NginxRouter::recovered`] says what was done. The journal lives with the
 //! proxy, as the design wants of every journal: beside the live file, or,
 //! for a proxy with a [`JournalStore`](crate::proxy::JournalStore), in that
-//! store (saved once `nginx -t` accepted the candidate, before any write),
+//! store (saved while `nginx -t` tests the candidate, removed when it
+//! refuses it, before any write),
 //! where a proxy that is recreated, or that a torn file keeps from starting,
 //! does not lose it. Open finds the journals of both places.
 //!
