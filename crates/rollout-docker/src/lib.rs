@@ -44,7 +44,8 @@
 //!   ([`auth`]: `auths`, `credsStore`, `credHelpers`), when the pull policy
 //!   asks; a service Compose builds is built by the Compose tool
 //!   ([`ComposeCli::build`]).
-//! - **The proxy is reached through the engine too**: commands by exec, its
+//! - **The proxy is reached through the engine too**: commands through a
+//!   shell kept for the run (else by exec), its
 //!   config file written in the source of its mount by a short-lived
 //!   container of the proxy's image, so the engine's own file is edited
 //!   even when the engine is remote, and the journal of its commits kept
@@ -68,6 +69,7 @@ pub mod haproxy;
 pub mod history;
 pub mod journal;
 pub mod keeper;
+pub mod kept_shell;
 pub mod labels;
 pub mod lock;
 pub mod proxy;

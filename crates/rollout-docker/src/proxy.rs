@@ -1,7 +1,10 @@
 //! rollout-nginx's two proxy traits for an nginx that runs in a container.
 //!
-//! - Commands run by exec. The output stream ending says nothing about
-//!   success: the exit code comes from inspecting the exec afterwards.
+//! - Commands run through the run's kept shells in the container
+//!   ([`crate::kept_shell`]): a fork there instead of an exec each. A
+//!   container without one gets an exec per command; the output stream
+//!   ending says nothing about success there: the exit code comes from
+//!   inspecting the exec afterwards.
 //! - The live config file is written **in place in the source of its
 //!   mount, on the engine's machine**, by a short-lived container of the
 //!   proxy's image that mounts that source ([`crate::proxyfiles`]): the seed
@@ -14,11 +17,13 @@
 //!   so it is refused with a hint.
 //! - The candidate beside it is uploaded into the container (the archive
 //!   endpoint, as `docker cp` does), where `nginx -t -c` checks it; files
-//!   are read through the same endpoint.
+//!   are read with `cat` through a kept shell, else through the same
+//!   endpoint.
 //! - The commits' journals of the replicas of a Compose service are kept
 //!   with the engine ([`EngineJournal`]).
 
 use crate::engine::{status, Engine};
+use crate::kept_shell::{KeptShells, NotRun};
 use crate::labels;
 use crate::proxyfiles::{download, EngineJournal};
 use crate::tar;
@@ -62,6 +67,8 @@ pub struct ProxyContainer {
     service: Option<ServiceRef>,
     /// The writer of its file, kept for the run (shared by clones).
     writers: Arc<Writers>,
+    /// Its kept shells, for the run (shared by clones).
+    shells: Arc<KeptShells>,
 }
 
 impl ProxyContainer {
@@ -73,6 +80,7 @@ impl ProxyContainer {
             timeout: Duration::from_secs(30),
             service: None,
             writers: Arc::default(),
+            shells: Arc::default(),
         }
     }
 
@@ -165,7 +173,44 @@ impl ProxyContainer {
         }
     }
 
+    /// Lets the container's kept shells go (each ends at the end of its
+    /// input).
+    pub(crate) async fn close_shells(&self) {
+        self.shells.close().await;
+    }
+
+    /// Runs `argv` through a kept shell of the container, else by exec.
     pub(crate) async fn run(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+        let program = || argv.first().cloned().unwrap_or_default();
+        match self
+            .shells
+            .run(&self.engine, &self.container, argv, self.timeout)
+            .await
+        {
+            Ok(out) => Ok(out),
+            Err(NotRun::Unsent) => self.run_by_exec(argv).await,
+            // A container that stopped under the command says so. One
+            // recreated under the same name since the shell's last command
+            // is not told apart from a shell that broke: whether the
+            // command ran is not known, so it is not run again.
+            Err(NotRun::Broken(reason)) => {
+                self.running(&program()).await?;
+                Err(ProxyError::Exec {
+                    proxy: self.container.clone(),
+                    program: program(),
+                    reason,
+                })
+            }
+            Err(NotRun::Timeout) => Err(ProxyError::Timeout {
+                proxy: self.container.clone(),
+                program: program(),
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+
+    /// Runs `argv` by exec: a process started in the container.
+    async fn run_by_exec(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
         let program = argv.first().cloned().unwrap_or_default();
         let exec_error = |reason: String| ProxyError::Exec {
             proxy: self.container.clone(),
@@ -252,6 +297,17 @@ impl ProxyContainer {
     }
 }
 
+/// Prints the file `$1`, or exits with [`READ_MISSING`] when there is none
+/// in a folder the container's user can search (else 1: the engine, which
+/// reads as root, is asked).
+const READ_SCRIPT: &str = r#"[ -e "$1" ] && exec cat -- "$1"
+[ -L "$1" ] && exit 1
+f=${1%/*}/
+[ -x "$f" ] && [ -r "$f" ] && exit 66
+exit 1"#;
+/// The code of [`READ_SCRIPT`] for a file that does not exist.
+const READ_MISSING: i32 = 66;
+
 fn not_running(container: &str) -> String {
     format!(
         "container {container} is not running\nhint: start the proxy (docker compose up -d) and run the rollout again"
@@ -276,6 +332,25 @@ impl ProxyExec for ProxyContainer {
 #[async_trait]
 impl ConfigStore for ProxyContainer {
     async fn read(&self, path: &str) -> Result<Vec<u8>, ProxyError> {
+        // Through a kept shell when there is one: a fork in the container
+        // rather than an archive made by the engine.
+        let argv = ["sh", "-c", READ_SCRIPT, "sh", path].map(String::from);
+        match self
+            .shells
+            .run(&self.engine, &self.container, &argv, self.timeout)
+            .await
+        {
+            Ok(out) if out.success() => return Ok(out.stdout),
+            Ok(out) if out.code == READ_MISSING => {
+                return Err(ProxyError::Missing {
+                    proxy: self.container.clone(),
+                    path: path.to_string(),
+                })
+            }
+            // No kept shell, or a file the container's user cannot read:
+            // the engine reads it as root.
+            _ => {}
+        }
         // The engine answers 404 for a path that does not exist (and for a
         // container that is gone): the router asks for files that may well
         // not exist and needs to tell that apart from a failed read.
@@ -293,6 +368,7 @@ impl ConfigStore for ProxyContainer {
     }
 
     async fn settle(&self) -> Result<(), ProxyError> {
+        self.close_shells().await;
         self.writers.close(&self.engine).await;
         Ok(())
     }

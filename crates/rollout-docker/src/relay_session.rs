@@ -10,9 +10,8 @@
 //! closes the input of an exec whose client is gone).
 
 use crate::engine::Engine;
+use crate::kept_shell::attach;
 use bollard::container::LogOutput;
-use bollard::exec::StartExecResults;
-use bollard::models::ExecConfig;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::time::Duration;
@@ -83,27 +82,10 @@ impl Session {
         socket: &str,
     ) -> Result<Session, SessionError> {
         let unsupported = |why: String| SessionError::Unsupported(why);
-        let broken = |why: String| SessionError::Broken(why);
-        let docker = engine.docker();
-        let config = ExecConfig {
-            cmd: Some(vec![relay.into(), "--serve".into(), socket.into()]),
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            ..Default::default()
-        };
-        let created = docker
-            .create_exec(container, config)
+        let cmd = vec![relay.into(), "--serve".into(), socket.into()];
+        let (input, output) = attach(engine, container, cmd)
             .await
-            .map_err(|e| broken(engine.error(e).to_string()))?;
-        let started = docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|e| broken(engine.error(e).to_string()))?;
-        let StartExecResults::Attached { output, input } = started else {
-            return Err(broken("the engine did not attach to the relay".into()));
-        };
+            .map_err(SessionError::Broken)?;
         let mut session = Session {
             input,
             output,
@@ -116,7 +98,7 @@ impl Session {
             Ok(Ok(Frame::Answer(hello))) if hello.as_bytes() == HELLO => Ok(session),
             Ok(Ok(other)) => Err(unsupported(format!("the relay said {other:?}"))),
             Ok(Err(e)) => Err(unsupported(e.to_string())),
-            Err(_) => Err(broken(format!(
+            Err(_) => Err(SessionError::Broken(format!(
                 "the relay said nothing within {} s",
                 HELLO_WAIT.as_secs()
             ))),

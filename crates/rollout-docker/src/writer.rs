@@ -182,6 +182,8 @@ struct Kept {
     /// The attached standard input and output: held (never used) for as
     /// long as the writer is to live; behind a mutex to be shared.
     _attached: std::sync::Mutex<Attached>,
+    /// Runs the write script in it, through a kept shell of its own.
+    runner: ProxyContainer,
 }
 
 type Attached = (
@@ -258,6 +260,7 @@ impl Writers {
     /// Removes the kept writer, if any (the run ends).
     pub(crate) async fn close(&self, engine: &Engine) {
         if let Some(k) = self.kept.lock().await.take() {
+            k.runner.close_shells().await;
             remove(engine, &k.id).await;
         }
     }
@@ -302,6 +305,7 @@ async fn start_kept(engine: &Engine, target: &Target) -> Result<Kept, ProxyError
             id: id.clone(),
             source: target.source.clone(),
             _attached: std::sync::Mutex::new((attached.input, attached.output)),
+            runner: ProxyContainer::new(engine.clone(), id.clone()),
         })
     };
     let kept = started.await;
@@ -325,9 +329,7 @@ async fn write_kept(
         .map(|s| s.to_string())
         .chain([bytes.len().to_string()])
         .collect();
-    let out = ProxyContainer::new(engine.clone(), k.id.clone())
-        .run(&argv)
-        .await?;
+    let out = k.runner.run(&argv).await?;
     let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
     match out.code {
         0 => Ok(Ok(())),

@@ -106,7 +106,9 @@ pub enum ProxyError {
 /// Runs a command in the proxy.
 ///
 /// `argv[0]` is the program, looked up on the proxy's `PATH`; the rest are
-/// its arguments, passed as they are, with no shell in between. The call
+/// its arguments, passed as they are, never parsed by a shell (an
+/// implementation may relay them through one that runs the program with
+/// them untouched, as the Docker backend's kept shell does). The call
 /// returns when the command has exited; implementations bound it in time.
 #[async_trait]
 pub trait ProxyExec: Send + Sync {
