@@ -105,54 +105,5 @@ pub fn addresses(p: &Project, service: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The kept relays (`rollout-haproxy-relay --serve`, one per run) running in the haproxy of
-/// `p`, as the host's process table shows them (`docker top`): none once a run has ended, or
-/// has been killed (its input closes with it).
-pub fn kept_relays(p: &Project) -> usize {
-    let haproxy = p.running("haproxy");
-    let out = docker()
-        .args(["top", &haproxy.id, "-eo", "pid,args"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "docker top: {out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(RELAY) && l.contains("--serve"))
-        .count()
-}
-
-/// Waits up to `within` for no kept relay to run in the haproxy of `p`; how many are left.
-pub fn kept_relays_gone(p: &Project, within: Duration) -> usize {
-    let until = std::time::Instant::now() + within;
-    loop {
-        let left = kept_relays(p);
-        if left == 0 || std::time::Instant::now() >= until {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The commands run in the haproxy of `p` (`exec_start`) between `since` and `until`
-/// (seconds since the Unix epoch), from the engine's events.
-pub fn execs_between(p: &Project, since: u64, until: u64) -> usize {
-    let haproxy = p.running("haproxy");
-    let out = docker()
-        .args([
-            "events",
-            "--since",
-            &since.to_string(),
-            "--until",
-            &until.to_string(),
-            "--filter",
-            &format!("container={}", haproxy.id),
-            "--filter",
-            "event=exec_start",
-            "--format",
-            "{{.Action}}",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "docker events: {out:?}");
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
+/// The kept relays (`rollout-haproxy-relay --serve`, one per run) in the haproxy of `p`.
+pub const KEPT_RELAY: [&str; 2] = [RELAY, "--serve"];

@@ -76,7 +76,7 @@ pub use engine::{
 pub use http::{wait_http, HttpAnswer};
 pub use load::Clock;
 pub use plugin::{workspace_binary, PluginDir};
-pub use project::{Container, Project};
+pub use project::{Container, ExecWatch, Project};
 pub use registry::Registry;
 pub use rig::{Rig, ROLLOUT_TIMEOUT};
 pub use run::{run_rollout, Ended, Running, Stamped, Whom};

@@ -38,6 +38,64 @@ pub struct Project {
     env: Vec<(String, String)>,
 }
 
+/// Counts the commands run (`exec_start`) in one container from the engine's event stream,
+/// from [`ExecWatch::start`] to [`ExecWatch::count`]. A stream, not a query afterwards: the
+/// engine keeps only its last 256 events for `docker events --since`, and the health checks
+/// of a stack's containers push a rollout's out of them within a minute.
+pub struct ExecWatch {
+    child: Option<std::process::Child>,
+}
+
+impl ExecWatch {
+    /// Watches the first running container of `service` of `p`.
+    pub fn start(p: &Project, service: &str) -> ExecWatch {
+        let c = p.running(service);
+        let child = docker()
+            .args([
+                "events",
+                "--since",
+                &unix_now().to_string(),
+                "--filter",
+                &format!("container={}", c.id),
+                "--filter",
+                "event=exec_start",
+                // One line per event: an action holds the command, newlines and all.
+                "--format",
+                "{{json .Action}}",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        ExecWatch { child: Some(child) }
+    }
+
+    /// The commands seen since the start (waiting half a second for the last ones).
+    pub fn count(mut self) -> usize {
+        std::thread::sleep(Duration::from_millis(500));
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+impl Drop for ExecWatch {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Now, in whole seconds since the Unix epoch (as `docker events --since` takes it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 impl Project {
     /// A new, empty project named `re2e-<slug>-<unique>`, with the Compose tool of
     /// [`ComposeTool::detect`].
@@ -233,6 +291,52 @@ impl Project {
             .into_iter()
             .find(|c| c.state == "running")
             .unwrap_or_else(|| panic!("{service} has no running container"))
+    }
+
+    /// The processes of the first running container of `service` whose command line holds
+    /// every one of `marks`, as the host's process table shows them (`docker top`): the kept
+    /// sessions a run opens in its proxy (HAProxy's relay, nginx's shells), none once the run
+    /// has ended or has been killed (their input closes with it).
+    pub fn processes_with(&self, service: &str, marks: &[&str]) -> usize {
+        let c = self.running(service);
+        let out = docker()
+            .args(["top", &c.id, "-eo", "pid,args"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker top: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| marks.iter().all(|m| l.contains(m)))
+            .count()
+    }
+
+    /// Waits up to `within` for no process of [`Project::processes_with`] to be left; how
+    /// many are.
+    pub fn processes_gone(&self, service: &str, marks: &[&str], within: Duration) -> usize {
+        let until = Instant::now() + within;
+        loop {
+            let left = self.processes_with(service, marks);
+            if left == 0 || Instant::now() >= until {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Checks what a run that ended did in the proxy `service`: no kept session of its
+    /// ([`Project::processes_with`] `marks`) outlived it (within 5 s), and at most `most`
+    /// commands ran there by exec (`execs`, from an [`ExecWatch`] over the run).
+    pub fn assert_sessions_let_go(&self, service: &str, marks: &[&str], execs: usize, most: usize) {
+        assert_eq!(
+            self.processes_gone(service, marks, Duration::from_secs(5)),
+            0,
+            "a kept session in {service} outlived the run"
+        );
+        eprintln!("{execs} commands run by exec in {service} during the rollout");
+        assert!(
+            execs <= most,
+            "{execs} commands run by exec in {service} during the rollout"
+        );
     }
 
     /// The images of the running containers of `service`, sorted.

@@ -13,14 +13,14 @@
 
 use rollout_core::{Event, Outcome};
 use rollout_e2e::haproxy::{
-    addresses, draining, execs_between, haproxy_load, haproxy_project, kept_relays_gone, routed,
+    addresses, draining, haproxy_load, haproxy_project, routed, KEPT_RELAY,
 };
 use rollout_e2e::load::wait_ok;
 use rollout_e2e::run::alive;
 use rollout_e2e::verdict::{assert_every_class_answered, assert_rate, publish};
 use rollout_e2e::{
-    images, run_rollout, wait_http, workspace_binary, Clock, Ended, PluginDir, Project, Running,
-    Whom, ROLLOUT_TIMEOUT,
+    images, run_rollout, wait_http, workspace_binary, Clock, Ended, ExecWatch, PluginDir, Project,
+    Running, Whom, ROLLOUT_TIMEOUT,
 };
 use rollout_load::Report;
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,9 +114,9 @@ fn rolling_behind_haproxy_fails_no_request() {
     wait_ok(&load, 750, Duration::from_secs(30));
     p.set_env("APP_IMAGE", images::V2);
     load.mark("rollout-start");
-    let since = unix_now();
+    let execs = ExecWatch::start(&p, "haproxy");
     let run = rollout(&p, &plugins, &["app"], Clock::of(&load));
-    let until = unix_now() + 1;
+    let execs = execs.count();
     load.mark("rollout-end");
     std::thread::sleep(Duration::from_secs(1));
     let report = load.stop().unwrap();
@@ -143,23 +143,7 @@ fn rolling_behind_haproxy_fails_no_request() {
     );
     // Every change, read-back and drain poll went through one kept relay, which the run's
     // end let go: by exec each would be one (about 30 for this rollout).
-    assert_eq!(
-        kept_relays_gone(&p, Duration::from_secs(5)),
-        0,
-        "a kept relay outlived the run"
-    );
-    let execs = execs_between(&p, since, until);
-    assert!(
-        execs <= 4,
-        "{execs} commands run in the haproxy during the rollout"
-    );
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    p.assert_sessions_let_go("haproxy", &KEPT_RELAY, execs, 4);
 }
 
 /// Two colours of two replicas each behind backend `app`; `green` may carry more YAML.
@@ -429,7 +413,7 @@ fn sigkill_behind_haproxy_then_the_next_run_resumes() {
     assert!(!alive(plugin_pid), "the plugin survived SIGKILL");
     // The killed run's kept relay ends with it: the engine closes its input.
     assert_eq!(
-        kept_relays_gone(&p, Duration::from_secs(10)),
+        p.processes_gone("haproxy", &KEPT_RELAY, Duration::from_secs(10)),
         0,
         "the killed run's kept relay still runs"
     );

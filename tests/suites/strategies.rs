@@ -19,7 +19,7 @@ use rollout_e2e::replay::{replay, Replay};
 use rollout_e2e::verdict::{assert_clean_during, assert_last_second, publish, Answers, Bounds};
 use rollout_e2e::{
     images, require_engine, require_images, run_rollout, wait_http, workspace_binary, Clock,
-    Container, DemoStack, Ended, PluginDir, Project, Rig, NGINX_IMAGE,
+    Container, DemoStack, Ended, ExecWatch, PluginDir, Project, Rig, NGINX_IMAGE,
 };
 use rollout_load::{LoadHandle, Report};
 use std::collections::BTreeSet;
@@ -249,7 +249,9 @@ fn rolling(slug: &str, order: &str, floor: usize) {
     p.set_env("APP_IMAGE", images::V2);
     let mut cmd = p.rollout_command(&plugins);
     cmd.args(["app", "--output", "json"]);
+    let execs = ExecWatch::start(&p, "nginx");
     let run = run_rollout(cmd, clock, ROLLOUT_LIMIT);
+    let execs = execs.count();
     wait_ok(&load, 750, Duration::from_secs(30));
     let snaps = watch.stop();
     let report = load.stop().unwrap();
@@ -326,6 +328,10 @@ fn rolling(slug: &str, order: &str, floor: usize) {
         conf, conf_before,
         "the config is not back to the operator's text"
     );
+    // Every test, reload, check of the workers and drain poll went through the run's kept
+    // shells in nginx (a few, for commands that overlap), which its end let go: by exec each
+    // would be one (about 30 for this rollout).
+    p.assert_sessions_let_go("nginx", &[rollout_docker::kept_shell::MARK], execs, 6);
     // nginx serves the new version with its config as it is now (a reload from the file).
     wait_http(p.port("nginx", 80), "/", Duration::from_secs(10), |a| {
         a.version.as_deref() == Some("v2")

@@ -181,8 +181,8 @@ impl EngineEvents {
     }
 }
 
-/// What the tool asked of the engine during one rollout: commands run in the proxy, reloads
-/// among them, and the helper containers it created, by kind.
+/// What the tool asked of the engine during one rollout: commands run in the proxy by exec,
+/// reloads of nginx, and the helper containers it created, by kind.
 #[derive(Debug, Default, Clone)]
 struct Work {
     execs: usize,
@@ -191,17 +191,26 @@ struct Work {
 }
 
 impl Work {
-    /// `proxy`: the proxy service's name; `from`..`to`: unix ms of the rollout.
-    fn count(seen: &[Seen], project: &str, proxy: &str, from: u64, to: u64) -> Work {
-        let mut work = Work::default();
+    /// `proxy`: the proxy service's name; `from`..`to`: unix ms of the rollout; `changes`:
+    /// the traffic changes the run reported. The reloads are not seen by the engine (they go
+    /// through the run's kept shell): every traffic change reloads the one nginx of the
+    /// bench's stack once (a change that changes no byte is not reported), and HAProxy never.
+    fn count(
+        seen: &[Seen],
+        project: &str,
+        proxy: &str,
+        (from, to): (u64, u64),
+        changes: usize,
+    ) -> Work {
+        let mut work = Work {
+            reloads: if proxy == "nginx" { changes } else { 0 },
+            ..Work::default()
+        };
         for e in seen.iter().filter(|e| e.ms >= from && e.ms <= to) {
             let in_proxy =
                 e.project == project && e.name.starts_with(&format!("{project}-{proxy}-"));
             if in_proxy && e.what.starts_with("exec_start") {
                 work.execs += 1;
-                if e.what.contains("kill -HUP") || e.what.contains("-s reload") {
-                    work.reloads += 1;
-                }
             } else if e.what == "create" && e.project != project {
                 let kind = if e.kind.is_empty() {
                     "other"
@@ -393,7 +402,18 @@ fn run_one(method: Method, case: Case, plugins: &PluginDir) -> Figures {
         } else {
             "nginx"
         };
-        figures.work = Some(Work::count(&seen, p.name(), proxy, start_unix, end_unix));
+        let changes = r
+            .events
+            .iter()
+            .filter(|l| matches!(l.event, Event::TrafficChanged { .. }))
+            .count();
+        figures.work = Some(Work::count(
+            &seen,
+            p.name(),
+            proxy,
+            (start_unix, end_unix),
+            changes,
+        ));
         // For a closer look: the engine's events of the run, in seconds from its start.
         if let Some(dir) = std::env::var_os("ROLLOUT_BENCH_EVENTS") {
             let path = std::path::Path::new(&dir).join(format!("{}.events", p.name()));
