@@ -577,6 +577,44 @@ fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_
         "the plan names the standby and the new image: {stdout}"
     );
     assert!(stdout.contains("parallelism 2"), "{stdout}");
+    // Without --stack: the stack named as the Compose project is found.
+    let found = d
+        .rollout(&plugins, &["-p", &name, "app", "--dry-run"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&found.stdout),
+        String::from_utf8_lossy(&found.stderr),
+    );
+    assert_eq!(found.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("the Swarm stack {name} runs on this engine"))
+            && stdout.contains(&format!("{name}_app--standby")),
+        "the stack was not found from the project: {stdout}{stderr}"
+    );
+    // A container of a Compose project of the same name beside the stack: not clear which one,
+    // refused.
+    let beside = run_ok(docker().args([
+        "run",
+        "-d",
+        "--label",
+        &format!("com.docker.compose.project={name}"),
+        "--label",
+        &format!("io.rollout.test={name}"),
+        images::V1,
+    ]));
+    let beside = String::from_utf8_lossy(&beside.stdout).trim().to_string();
+    let unclear = d
+        .rollout(&plugins, &["-p", &name, "app", "--dry-run"])
+        .output()
+        .unwrap();
+    run_ok(docker().args(["rm", "-f", &beside]));
+    let stderr = String::from_utf8_lossy(&unclear.stderr);
+    assert_eq!(unclear.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("which one to roll out is not clear") && stderr.contains("--stack"),
+        "{stderr}"
+    );
     assert_eq!(d.services(), before, "nothing changed");
     assert!(d
         .task_images("app")

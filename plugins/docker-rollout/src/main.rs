@@ -287,7 +287,11 @@ async fn rollout(
     if let Some(force) = req.unlock {
         return or_interrupted(&mut irx, unlock::unlock(&req, force)).await;
     }
-    if let Some(stack) = req.stack.clone() {
+    let stack = match req.stack.clone() {
+        Some(stack) => Some(stack),
+        None => or_interrupted(&mut irx, swarm::stack_of_project(&req)).await?,
+    };
+    if let Some(stack) = stack {
         // A Swarm stack: rollout-swarm's standby approach. Once the standby runs, nginx routes
         // to it and to the new tasks, and a cut run cannot be resumed yet: a first interrupt
         // is only reported and the run goes on; a second one cuts it and says what serves.

@@ -84,6 +84,47 @@ fn request(req: &RolloutRequest, stack: &str) -> Result<FromFile, Fail> {
     })
 }
 
+/// The Swarm stack named as the Compose file's project, when one runs on this engine (a swarm
+/// manager) and no container of a Compose project of that name does: its service is rolled
+/// out through Swarm, as with `--stack NAME` (`docker stack deploy -c compose.yaml NAME` names
+/// the stack, `-p NAME` or the file's `name:` the project). `None` sends the run down the
+/// Compose path, which says what is wrong with a file that does not load or an engine that
+/// cannot be reached. A stack and running containers of one name are refused: which one to roll
+/// out is not clear.
+pub async fn stack_of_project(req: &RolloutRequest) -> Result<Option<String>, Fail> {
+    let Ok(project) = Project::load(&req.compose.load_options(Flavour::default())) else {
+        return Ok(None);
+    };
+    let Ok(engine) = live::connect(&req.docker).await else {
+        return Ok(None);
+    };
+    let api = SwarmApi::new(engine.clone());
+    if !api.is_manager().await.unwrap_or(false) {
+        return Ok(None);
+    }
+    let name = project.name;
+    if api
+        .stack_services(&name)
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let compose = rollout_docker::running::running(&engine, &[&name]).await?;
+    if !compose.is_empty() {
+        return Err(Fail::bad_input(format!(
+            "both a Swarm stack {name} and {} running container(s) of the Compose project {name} are on this engine: which one to roll out is not clear\nhint: --stack {name} rolls out the stack's service; -p NAME names another Compose project",
+            compose.len()
+        )));
+    }
+    say(&format!(
+        "the Swarm stack {name} runs on this engine: {} is rolled out through Swarm (as with --stack {name})",
+        req.service
+    ));
+    Ok(Some(name))
+}
+
 /// Runs the rollout (or prints its plan with `--dry-run`); the exit code.
 pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
     if req.output != crate::cli::OutputFormat::Text {
