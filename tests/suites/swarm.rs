@@ -11,7 +11,8 @@
 //! GETs, POSTs, keep-alive and new connections; the app exiting at once on SIGTERM): the
 //! seed's rolling update; an update to a never-healthy image that Swarm rolls back; and 3 s
 //! GETs and POSTs in flight, with Swarm's own `docker service update` under the same
-//! `update_config` run first in the same test and its failed requests printed beside ours.
+//! `update_config` run first in the same test and its failed requests printed beside ours; and
+//! a run killed mid-update, a second run meanwhile busy, and a rerun that resumes it.
 
 use rollout_e2e::load::{mix, wait_ok};
 use rollout_e2e::nginx::{ConfigSnapshot, ConfigWatch};
@@ -19,7 +20,8 @@ use rollout_e2e::swarm::Swarm;
 use rollout_e2e::verdict::{assert_clean_during, assert_no_failure, publish};
 use rollout_e2e::{
     docker, free_port, images, require_engine, require_images, run_ok, run_rollout, wait_http,
-    workspace_binary, Clock, Ended, PluginDir, Project, DEMO_PORT, NGINX_IMAGE, SEED_NGINX_CONF,
+    workspace_binary, Clock, Ended, PluginDir, Project, Running, Whom, DEMO_PORT, NGINX_IMAGE,
+    SEED_NGINX_CONF,
 };
 use rollout_load::{ErrorLogSource, LoadConfig, LoadHandle, Report};
 use rollout_swarm::update::{self, ServiceSpecUpdateConfig};
@@ -777,4 +779,78 @@ fn long_requests_in_flight_survive_a_stack_rollout_swarms_own_update_is_printed_
     assert_clean_during(&report, &[&run]);
     assert_floor(&snaps, 4);
     ours.assert_settled_on(images::V2, 4, &before);
+}
+
+/// A stack rollout holds its standby: a second run while the first runs is busy (exit 7) and
+/// changes nothing. The first is killed (SIGKILL) once Swarm's new tasks are being routed;
+/// Swarm's update goes on without it, the standby serving. A rerun takes the standby over
+/// from the dead run and resumes: exit 0, no failed request under load from the first run's
+/// start to the rerun's end, the floor kept, every task on v2, the standby gone and nginx's
+/// config back at rest (the routes the first run kept on the standby).
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_killed_stack_rollout_is_resumed_by_a_rerun_and_a_second_run_meanwhile_is_busy() {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = plugin();
+    let d = Deployed::new("swarm-resume", &[images::V2]);
+    let before = d.services();
+    let conf_before = d.project.read("nginx.conf");
+    d.project
+        .write("stack.yaml", &rollout_stack_file(d.port, images::V2));
+    let args = ["--stack", d.stack.0.as_str(), "app"];
+    let (rerun, snaps, report) = d.under_load(
+        "killed-and-resumed",
+        |_| {},
+        |clock| {
+            let mut first = Running::spawn(d.rollout(&plugins, &args), clock, false);
+            first.wait_stderr("new task(s) routed", Duration::from_secs(120));
+            let second = d.rollout(&plugins, &args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&second.stderr);
+            assert_eq!(
+                second.status.code(),
+                Some(7),
+                "a second run is busy: {stderr}"
+            );
+            assert!(
+                stderr.contains("another rollout of this service runs"),
+                "{stderr}"
+            );
+            let plugin_pid = first.plugin_pid();
+            first.signal("KILL", Whom::Plugin);
+            let first = first.wait(Duration::from_secs(30));
+            assert_ne!(first.code, Some(0), "{}", first.stderr);
+            assert!(
+                !std::path::Path::new(&format!("/proc/{plugin_pid}")).exists(),
+                "the plugin survived SIGKILL"
+            );
+            assert!(
+                d.services().iter().any(|s| s.ends_with("--standby")),
+                "the killed run's standby serves: {:?}",
+                d.services()
+            );
+            run_rollout(d.rollout(&plugins, &args), clock, Duration::from_secs(240))
+        },
+    );
+    assert_eq!(rerun.code, Some(0), "the rerun failed:\n{}", rerun.stderr);
+    assert!(
+        rerun.stderr.contains("resuming the rollout of"),
+        "the rerun took the standby over: {}",
+        rerun.stderr
+    );
+    assert!(
+        rerun
+            .stderr
+            .contains(&format!("{} -> {}", images::V1, images::V2)),
+        "the rerun's plan names what serves (the standby's image): {}",
+        rerun.stderr
+    );
+    assert_no_failure(&report);
+    assert_floor(&snaps, 4);
+    d.assert_settled_on(images::V2, 4, &before);
+    assert_eq!(
+        d.project.read("nginx.conf"),
+        conf_before,
+        "nginx's config is back at rest"
+    );
 }

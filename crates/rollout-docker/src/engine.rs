@@ -234,7 +234,7 @@ pub(crate) fn parse_rfc3339_nanos(text: &str) -> Option<i128> {
 }
 
 /// `2026-11-28T08:12:10Z`: the UTC time now, to the second.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let secs = (now_nanos() / 1_000_000_000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);

@@ -14,9 +14,12 @@
 //! - [`standby`]: a rolling update of a stack's service by the standby approach of `PLAN.md`:
 //!   a standby copy takes the traffic, Swarm's native update replaces the home's tasks, each
 //!   new task is routed as it runs, and the standby is drained and removed at the end.
+//! - [`record`]: the run's lock and journal, kept with the swarm on the standby's labels, so
+//!   that a rerun after a killed run takes the standby over and resumes.
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod record;
 pub mod stack;
 pub mod standby;
 pub mod status;

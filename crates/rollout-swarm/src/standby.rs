@@ -14,6 +14,7 @@
 //!    keeps serving).
 
 use crate::api::{ApiError, SwarmApi, TaskInfo};
+use crate::record::{Record, HOLDER_LABEL};
 use crate::stack;
 use crate::status::UpdateState;
 use crate::update;
@@ -23,8 +24,10 @@ use bollard::models::{
 };
 use rollout_core::config::{RollbackConfig, UpdateConfig};
 use rollout_core::exit;
+use rollout_core::journal::Liveness;
 use rollout_core::router::{Route, RouteChange, Target, TrafficRouter};
 use rollout_core::InstanceId;
+use rollout_docker::lock::judge;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -94,6 +97,12 @@ pub struct Request {
     pub start_timeout: Duration,
     /// How long requests in flight may take after an unroute.
     pub drain_timeout: Duration,
+    /// This run, as the holder of the standby (`Holder`'s writing).
+    pub holder: String,
+    /// nginx's upstream the service is routed through, kept on the standby for a rerun;
+    /// empty until the caller has found it (after [`find`], which may take it from the
+    /// standby an earlier run left).
+    pub upstream: String,
 }
 
 /// The stack's services as found on the swarm, checked.
@@ -109,7 +118,7 @@ pub struct Found {
     pub replicas: usize,
     /// The network the proxy reaches the home's tasks on (its id).
     pub network: String,
-    /// The image the home runs now.
+    /// The image that serves now: the home's, or a left standby's.
     pub current_image: String,
     /// The proxy service's name (`STACK_nginx`).
     pub proxy_name: String,
@@ -119,6 +128,18 @@ pub struct Found {
     pub swarm_update: update::ServiceSpecUpdateConfig,
     /// The same for rollbacks.
     pub swarm_rollback: update::ServiceSpecRollbackConfig,
+    /// The standby an earlier run left, which this one resumes.
+    pub left: Option<Left>,
+}
+
+/// A standby left by a run that did not finish (killed, or stopped with the standby serving),
+/// free to be taken over.
+#[derive(Debug, Clone)]
+pub struct Left {
+    /// The standby service, at the version it was read.
+    pub standby: Service,
+    /// What the earlier run kept on it.
+    pub record: Record,
 }
 
 fn spec_of(s: &Service) -> ServiceSpec {
@@ -222,11 +243,15 @@ pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
             ))
         })?;
     let standby_name = format!("{home_name}{STANDBY_SUFFIX}");
-    if api.service(&standby_name).await?.is_some() {
-        return Err(SwarmFail::bad_input(format!(
-            "{standby_name} exists: an earlier rollout of {home_name} did not finish (resuming one is not built yet)\nhint: check that nginx routes to {home_name}, then docker service rm {standby_name}"
-        )));
-    }
+    let left = match api.service(&standby_name).await? {
+        Some(standby) => Some(left_by_earlier_run(
+            standby,
+            &standby_name,
+            &home_name,
+            req,
+        )?),
+        None => None,
+    };
     let swarm_update =
         update::to_swarm_update(&req.update).map_err(|e| SwarmFail::bad_input(e.to_string()))?;
     let swarm_rollback = update::to_swarm_rollback(&req.rollback)
@@ -242,7 +267,11 @@ pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
         )));
     }
     Ok(Found {
-        current_image: image_of(&spec),
+        // What serves: the standby's spec once an earlier run left one (the home's may name
+        // the image that run asked for already).
+        current_image: left
+            .as_ref()
+            .map_or_else(|| image_of(&spec), |l| image_of(&spec_of(&l.standby))),
         home,
         home_name,
         standby_name,
@@ -252,7 +281,48 @@ pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
         proxy_containers,
         swarm_update,
         swarm_rollback,
+        left,
     })
+}
+
+/// The standby an earlier run left, when this run may take it over and resume: it is a
+/// standby of `home_name` with its record, and no run holds it, or its holder is proven dead
+/// from here. Busy (exit 7) when its holder runs or cannot be judged from this machine; bad
+/// input when the service of that name is not a standby of ours.
+fn left_by_earlier_run(
+    standby: Service,
+    standby_name: &str,
+    home_name: &str,
+    req: &Request,
+) -> Result<Left, SwarmFail> {
+    let labels = spec_of(&standby).labels.unwrap_or_default();
+    if labels.get(STANDBY_LABEL).map(String::as_str) != Some(home_name) {
+        return Err(SwarmFail::bad_input(format!(
+            "a service {standby_name} exists and is not a standby of {home_name} (no label {STANDBY_LABEL}={home_name}): its name is the one the rollout needs\nhint: rename or remove that service"
+        )));
+    }
+    let record = Record::read(&labels).map_err(|e| {
+        SwarmFail::bad_input(format!(
+            "{standby_name} exists: an earlier rollout of {home_name} did not finish, and its record cannot be read ({e})\nhint: check that nginx routes to {home_name}, then docker service rm {standby_name}"
+        ))
+    })?;
+    if let Some(holder) = &record.holder {
+        let busy = |why: &str| SwarmFail {
+            code: exit::BUSY,
+            message: format!(
+                "{standby_name} is held by {holder} since {}: {why}",
+                record.since
+            ),
+        };
+        match judge(holder, &req.holder) {
+            Liveness::Dead => {}
+            Liveness::Alive => return Err(busy("another rollout of this service runs")),
+            Liveness::Unknown => return Err(busy(&format!(
+                "that run is not on this machine, and whether it still runs cannot be told from here\nhint: run the rollout again where that one ran; or, once sure it is gone, docker service update --label-rm {HOLDER_LABEL} {standby_name} and run it again"
+            ))),
+        }
+    }
+    Ok(Left { standby, record })
 }
 
 /// What is appended to the home's name for the standby.
@@ -264,8 +334,18 @@ pub fn plan(found: &Found, req: &Request) -> String {
     let u = &found.swarm_update;
     let r = &found.swarm_rollback;
     let ns = |v: Option<i64>| Duration::from_nanos(v.unwrap_or(0).max(0) as u64);
+    let resume = match &found.left {
+        Some(left) => format!(
+            "0. resumes the rollout left by {} (since {}, to {}): its standby {} is taken over, nginx's routes at rest are the ones it kept; steps already done are checked, not redone\n",
+            left.record.holder.as_deref().unwrap_or("a run that let it go"),
+            left.record.since,
+            left.record.image,
+            found.standby_name
+        ),
+        None => String::new(),
+    };
     format!(
-        "swarm rollout of {home} (stack {stack}): {n} task(s), {from} -> {to}\n\
+        "swarm rollout of {home} (stack {stack}): {n} task(s), {from} -> {to}\n{resume}\
          1. standby {standby}: {floor} task(s) of {from} (the capacity floor), routed in nginx ({proxy}, {proxies} task(s)); the tasks of {home} unrouted and drained\n\
          2. Swarm's update of {home}: parallelism {p}, delay {d:?}, monitor {m:?}, failure_action {fa}, max_failure_ratio {ratio}, order {order}; rollback: parallelism {rp}, delay {rd:?}, monitor {rm:?}, failure_action {rfa}, order {rorder}\n\
          \x20  each new task routed once it runs, one standby task unrouted and drained for it\n\
@@ -402,7 +482,9 @@ async fn change_and_drain(
     Ok(())
 }
 
-/// Runs the rollout (see the module's doc); the exit code.
+/// Runs the rollout (see the module's doc), or resumes the one [`Found::left`] names; the exit
+/// code. A run that ends with the standby still there (Swarm paused, an error) lets it go
+/// (its holder label taken off), so that a rerun resumes it.
 pub async fn run(
     api: &SwarmApi,
     found: &Found,
@@ -410,46 +492,239 @@ pub async fn run(
     router: &dyn TrafficRouter,
     say: Say<'_>,
 ) -> Result<i32, SwarmFail> {
-    let at_rest = router.routes().await?;
-    let floor = req.update.capacity_floor(found.replicas).max(1);
-    let home_before: BTreeSet<String> = api
-        .tasks(&found.home_name)
-        .await?
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
+    let ran = run_held(api, found, req, router, say).await;
+    let done = matches!(ran, Ok(code) if code == exit::SUCCESS || code == exit::ROLLED_BACK);
+    if !done {
+        match let_go(api, found, req).await {
+            Ok(true) => say(&format!(
+                "{} is left serving and let go: docker rollout again resumes the rollout",
+                found.standby_name
+            )),
+            Ok(false) => {}
+            Err(e) => say(&format!(
+                "note: {} could not be let go ({e}); a rerun on this machine takes it over once this process is gone",
+                found.standby_name
+            )),
+        }
+    }
+    ran
+}
+
+/// Takes this run's holder label off the standby, if it is there and ours; whether it did.
+async fn let_go(api: &SwarmApi, found: &Found, req: &Request) -> Result<bool, SwarmFail> {
+    let Some(standby) = api.service(&found.standby_name).await? else {
+        return Ok(false);
+    };
+    let mut spec = spec_of(&standby);
+    let labels = spec.labels.get_or_insert_with(HashMap::new);
+    if labels.get(HOLDER_LABEL) != Some(&req.holder) {
+        return Ok(false);
+    }
+    labels.remove(HOLDER_LABEL);
+    api.update(&found.standby_name, version_of(&standby), spec)
+        .await?;
+    Ok(true)
+}
+
+fn version_of(s: &Service) -> u64 {
+    s.version.as_ref().and_then(|v| v.index).unwrap_or(0)
+}
+
+/// The standby's tasks wanted, as its spec says.
+fn replicas_of(s: &Service) -> usize {
+    spec_of(s)
+        .mode
+        .and_then(|m| m.replicated)
+        .and_then(|r| r.replicas)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(1)
+}
+
+/// Busy: the standby was created, or taken over, by another run between this run's look and
+/// its change.
+fn raced(found: &Found) -> SwarmFail {
+    SwarmFail {
+        code: exit::BUSY,
+        message: format!(
+            "another rollout of {} took {} just now; nothing was changed",
+            found.home_name, found.standby_name
+        ),
+    }
+}
+
+/// The standby this run holds: created with the run's record (the lock taken), or the
+/// earlier run's taken over at the version it was read. The record and the standby's tasks
+/// wanted.
+async fn hold_standby(
+    api: &SwarmApi,
+    found: &Found,
+    req: &Request,
+    router: &dyn TrafficRouter,
+    say: Say<'_>,
+) -> Result<(Record, usize), SwarmFail> {
+    let since = rollout_docker::engine::now_rfc3339();
+    match &found.left {
+        None => {
+            let floor = req.update.capacity_floor(found.replicas).max(1);
+            let record = Record {
+                holder: Some(req.holder.clone()),
+                since,
+                at_rest: router.routes().await?,
+                home_before: api
+                    .tasks(&found.home_name)
+                    .await?
+                    .into_iter()
+                    .map(|t| t.id)
+                    .collect(),
+                image: req.image.clone(),
+                upstream: req.upstream.clone(),
+            };
+            let mut spec = standby_spec(found, floor);
+            record.write(spec.labels.get_or_insert_with(HashMap::new));
+            if let Err(e) = api.create(spec).await {
+                return Err(match api.service(&found.standby_name).await? {
+                    Some(_) => raced(found),
+                    None => e.into(),
+                });
+            }
+            say(&format!(
+                "standby {}: {floor} task(s) of {} starting",
+                found.standby_name, found.current_image
+            ));
+            Ok((record, floor))
+        }
+        Some(left) => {
+            let record = Record {
+                holder: Some(req.holder.clone()),
+                since,
+                image: req.image.clone(),
+                upstream: req.upstream.clone(),
+                ..left.record.clone()
+            };
+            let mut spec = spec_of(&left.standby);
+            record.write(spec.labels.get_or_insert_with(HashMap::new));
+            if let Err(e) = api
+                .update(&found.standby_name, version_of(&left.standby), spec)
+                .await
+            {
+                let now = api.service(&found.standby_name).await?;
+                let holder = now
+                    .as_ref()
+                    .and_then(|s| spec_of(s).labels)
+                    .and_then(|l| l.get(HOLDER_LABEL).cloned());
+                return Err(if holder != left.record.holder {
+                    raced(found)
+                } else {
+                    e.into()
+                });
+            }
+            say(&format!(
+                "resuming the rollout of {} left by {} (since {}): its standby {} serves, nginx's routes at rest are the ones it kept",
+                found.home_name,
+                left.record.holder.as_deref().unwrap_or("a run that let it go"),
+                left.record.since,
+                found.standby_name
+            ));
+            Ok((record, replicas_of(&left.standby)))
+        }
+    }
+}
+
+/// The home's tasks that serve the new image and did not run before the update (none while
+/// Swarm rolls back): their addresses on the proxy's network.
+fn serving_new(
+    tasks: &[TaskInfo],
+    record: &Record,
+    req: &Request,
+    network: &str,
+    rolling_back: bool,
+) -> BTreeSet<String> {
+    tasks
+        .iter()
+        .filter(|t| t.serving() && !record.home_before.contains(&t.id))
+        .filter(|t| !rolling_back && t.image_is(&req.image))
+        .filter_map(|t| t.addresses.get(network).cloned())
+        .collect()
+}
+
+fn is_rolling_back(state: &UpdateState) -> bool {
+    matches!(
+        state,
+        UpdateState::RollingBack(_) | UpdateState::RolledBack(_) | UpdateState::RollbackPaused(_)
+    )
+}
+
+/// The rollout with the standby held ([`run`]).
+async fn run_held(
+    api: &SwarmApi,
+    found: &Found,
+    req: &Request,
+    router: &dyn TrafficRouter,
+    say: Say<'_>,
+) -> Result<i32, SwarmFail> {
+    let resuming = found.left.is_some();
+    let (record, standby_count) = hold_standby(api, found, req, router, say).await?;
+    let at_rest = record.at_rest.clone();
     // 1. The standby takes the traffic.
-    api.create(standby_spec(found, floor)).await?;
-    say(&format!(
-        "standby {}: {floor} task(s) of {} starting",
-        found.standby_name, found.current_image
-    ));
     let standby = match wait_serving(
         api,
         &found.standby_name,
-        floor,
+        standby_count,
         &found.network,
         req.start_timeout,
     )
     .await
     {
         Ok(s) => s,
-        Err(e) => {
+        Err(e) if !resuming => {
+            // Nothing was routed to it yet.
             api.remove(&found.standby_name).await?;
             return Err(e);
         }
+        Err(e) => return Err(e),
+    };
+    // A resumed run keeps the new tasks the earlier one routed, and takes out everything
+    // else but the standby (the routes at rest, the home's old tasks).
+    let mut routed_home: BTreeSet<String> = BTreeSet::new();
+    let remove: Vec<Target> = if resuming {
+        let state = UpdateState::of(found.home.update_status.as_ref());
+        let tasks = api.tasks(&found.home_name).await?;
+        let new = serving_new(
+            &tasks,
+            &record,
+            req,
+            &found.network,
+            is_rolling_back(&state),
+        );
+        let now = router.routes().await?;
+        routed_home = new
+            .into_iter()
+            .filter(|a| now.iter().any(|r| r.target == target(a)))
+            .collect();
+        let keep: Vec<Target> = standby
+            .iter()
+            .chain(&routed_home)
+            .map(|a| target(a))
+            .collect();
+        now.into_iter()
+            .map(|r| r.target)
+            .filter(|t| !keep.contains(t))
+            .collect()
+    } else {
+        at_rest.iter().map(|r| r.target.clone()).collect()
     };
     let change = RouteChange {
         set: standby.iter().map(|a| route(a)).collect(),
-        remove: at_rest.iter().map(|r| r.target.clone()).collect(),
+        remove,
     };
     let ticket = match router.apply(&change).await {
         Ok(ticket) => ticket,
-        Err(e) => {
+        Err(e) if !resuming => {
             // The router changed nothing: the standby goes.
             api.remove(&found.standby_name).await?;
             return Err(e.into());
         }
+        Err(e) => return Err(e.into()),
     };
     let report = router.drain(&ticket, req.drain_timeout).await?;
     say(&format!(
@@ -458,8 +733,10 @@ pub async fn run(
         report.elapsed.as_secs_f64(),
         if report.timed_out { " (timed out)" } else { "" }
     ));
-    // 2. Swarm's native update of the home service.
+    // 2. Swarm's native update of the home service; a resumed run whose earlier one asked
+    // for this image already leaves Swarm's update (going, done or rolled back) as it is.
     let mut spec = spec_of(&found.home);
+    let asked = resuming && image_of(&spec) == req.image;
     if let Some(c) = spec
         .task_template
         .as_mut()
@@ -469,28 +746,34 @@ pub async fn run(
     }
     spec.update_config = Some(found.swarm_update.clone());
     spec.rollback_config = Some(found.swarm_rollback.clone());
-    let version = found
-        .home
-        .version
-        .as_ref()
-        .and_then(|v| v.index)
-        .unwrap_or(0);
-    if let Err(e) = api.update(&found.home_name, version, spec).await {
+    if asked {
+        say(&format!(
+            "Swarm was asked to update {} to {} by the earlier run",
+            found.home_name, req.image
+        ));
+    } else if let Err(e) = api
+        .update(&found.home_name, version_of(&found.home), spec)
+        .await
+    {
         // Swarm changed nothing: the home's tasks take the traffic back, the standby goes.
         let mut change = RouteChange {
             set: at_rest.clone(),
-            remove: standby.iter().map(|a| target(a)).collect(),
+            remove: standby
+                .iter()
+                .chain(&routed_home)
+                .map(|a| target(a))
+                .collect(),
         };
         change.set.retain(|r| !change.remove.contains(&r.target));
         change_and_drain(router, change, req.drain_timeout, say, "standby unrouted").await?;
         api.remove(&found.standby_name).await?;
         return Err(e.into());
+    } else {
+        say(&format!(
+            "Swarm updates {} to {}",
+            found.home_name, req.image
+        ));
     }
-    say(&format!(
-        "Swarm updates {} to {}",
-        found.home_name, req.image
-    ));
-    let mut routed_home: BTreeSet<String> = BTreeSet::new();
     let mut standby_routed: Vec<String> = standby.clone();
     let mut standby_out: Vec<String> = Vec::new();
     let batches = found
@@ -509,18 +792,13 @@ pub async fn run(
         })?;
         let state = UpdateState::of(service.update_status.as_ref());
         let tasks = api.tasks(&found.home_name).await?;
-        let rolling_back = matches!(
-            state,
-            UpdateState::RollingBack(_)
-                | UpdateState::RolledBack(_)
-                | UpdateState::RollbackPaused(_)
+        let serving_new = serving_new(
+            &tasks,
+            &record,
+            req,
+            &found.network,
+            is_rolling_back(&state),
         );
-        let serving_new: BTreeSet<String> = tasks
-            .iter()
-            .filter(|t| t.serving() && !home_before.contains(&t.id))
-            .filter(|t| !rolling_back && t.image_is(&req.image))
-            .filter_map(|t| t.addresses.get(&found.network).cloned())
-            .collect();
         // Routed tasks Swarm no longer serves (or will stop in a rollback) go first, the
         // standby taking their traffic back.
         let gone: Vec<String> = routed_home.difference(&serving_new).cloned().collect();
@@ -594,7 +872,7 @@ pub async fn run(
     let code = end.exit_code().unwrap_or(exit::UNEXPECTED);
     if code == exit::PAUSED || code == exit::ROLLBACK_FAILED {
         say(&format!(
-            "Swarm stopped: {end:?}; the standby {} keeps serving",
+            "Swarm stopped: {end:?}; the standby {} keeps serving (a rerun resumes)",
             found.standby_name
         ));
         return Ok(code);
@@ -697,7 +975,155 @@ mod tests {
             proxy_containers: vec!["shop_nginx.1.x".into()],
             swarm_update: update::to_swarm_update(&update).unwrap(),
             swarm_rollback: update::to_swarm_rollback(&RollbackConfig::default()).unwrap(),
+            left: None,
         }
+    }
+
+    fn request() -> Request {
+        Request {
+            stack: "shop".into(),
+            service: "app".into(),
+            proxy: "nginx".into(),
+            image: "app:v2".into(),
+            update: UpdateConfig {
+                parallelism: 2,
+                ..Default::default()
+            },
+            rollback: RollbackConfig::default(),
+            start_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+            holder: rollout_strategies::lock_holder(),
+            upstream: "backend".into(),
+        }
+    }
+
+    /// A standby of `shop_app` as a run holding it as `holder` leaves it.
+    fn left_standby(holder: Option<String>) -> Service {
+        let mut spec = standby_spec(&found(), 2);
+        let record = Record {
+            holder,
+            since: "2026-12-06T08:00:00Z".into(),
+            at_rest: vec![route("app:8000")],
+            home_before: ["t1".to_string()].into(),
+            image: "app:v2".into(),
+            upstream: "backend".into(),
+        };
+        record.write(spec.labels.get_or_insert_with(HashMap::new));
+        Service {
+            spec: Some(spec),
+            ..Default::default()
+        }
+    }
+
+    /// This machine's holder with another pid: `alive` this process, else one long gone.
+    fn holder_here(alive: bool) -> String {
+        let mut h = rollout_core::journal::Holder::parse(&rollout_strategies::lock_holder())
+            .expect("this process as a holder");
+        if !alive {
+            h.pid = u32::MAX - 1;
+        }
+        h.to_string()
+    }
+
+    #[test]
+    fn a_standby_let_go_or_held_by_a_dead_run_is_taken_over() {
+        let req = request();
+        for holder in [None, Some(holder_here(false))] {
+            let left = left_by_earlier_run(
+                left_standby(holder.clone()),
+                "shop_app--standby",
+                "shop_app",
+                &req,
+            )
+            .unwrap_or_else(|e| panic!("{holder:?}: {e}"));
+            assert_eq!(left.record.holder, holder);
+            assert_eq!(left.record.at_rest, vec![route("app:8000")]);
+        }
+    }
+
+    #[test]
+    fn a_standby_held_by_a_live_run_or_one_elsewhere_is_busy() {
+        let req = request();
+        let alive = left_by_earlier_run(
+            left_standby(Some(holder_here(true))),
+            "shop_app--standby",
+            "shop_app",
+            &req,
+        )
+        .unwrap_err();
+        assert_eq!(alive.code, exit::BUSY);
+        assert!(
+            alive.message.contains("another rollout"),
+            "{}",
+            alive.message
+        );
+        let elsewhere = left_by_earlier_run(
+            left_standby(Some("ops@other-box pid 7 started 1 boot b".into())),
+            "shop_app--standby",
+            "shop_app",
+            &req,
+        )
+        .unwrap_err();
+        assert_eq!(elsewhere.code, exit::BUSY);
+        assert!(
+            elsewhere
+                .message
+                .contains("--label-rm io.rollout.holder shop_app--standby"),
+            "{}",
+            elsewhere.message
+        );
+    }
+
+    #[test]
+    fn a_service_of_the_standbys_name_that_is_not_ours_or_has_no_record_is_refused() {
+        let req = request();
+        let mut foreign = left_standby(None);
+        if let Some(l) = foreign.spec.as_mut().and_then(|s| s.labels.as_mut()) {
+            l.remove(STANDBY_LABEL);
+        }
+        let e = left_by_earlier_run(foreign, "shop_app--standby", "shop_app", &req).unwrap_err();
+        assert_eq!(e.code, exit::BAD_INPUT);
+        assert!(
+            e.message.contains("is not a standby of shop_app"),
+            "{}",
+            e.message
+        );
+        let mut old = left_standby(None);
+        if let Some(l) = old.spec.as_mut().and_then(|s| s.labels.as_mut()) {
+            l.remove(crate::record::AT_REST_LABEL);
+        }
+        let e = left_by_earlier_run(old, "shop_app--standby", "shop_app", &req).unwrap_err();
+        assert_eq!(e.code, exit::BAD_INPUT);
+        assert!(
+            e.message.contains("docker service rm shop_app--standby"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn only_new_tasks_of_the_image_serve_and_none_while_swarm_rolls_back() {
+        let task = |id: &str, image: &str, addr: &str| TaskInfo {
+            id: id.into(),
+            node: "n".into(),
+            state: "running".into(),
+            desired: "running".into(),
+            image: image.into(),
+            addresses: HashMap::from([("front".to_string(), addr.to_string())]),
+        };
+        let tasks = [
+            task("t1", "app:v2@sha256:1", "10.0.0.1"),
+            task("t2", "app:v2@sha256:2", "10.0.0.2"),
+            task("t3", "app:v1", "10.0.0.3"),
+        ];
+        let record = Record::read(&spec_of(&left_standby(None)).labels.unwrap()).unwrap();
+        let req = request();
+        assert_eq!(
+            serving_new(&tasks, &record, &req, "front", false),
+            BTreeSet::from(["10.0.0.2".to_string()]),
+            "t1 ran before the update, t3 runs the old image"
+        );
+        assert!(serving_new(&tasks, &record, &req, "front", true).is_empty());
     }
 
     #[test]
@@ -719,22 +1145,22 @@ mod tests {
 
     #[test]
     fn the_plan_names_the_standby_and_swarms_update_config() {
-        let req = Request {
-            stack: "shop".into(),
-            service: "app".into(),
-            proxy: "nginx".into(),
-            image: "app:v2".into(),
-            update: UpdateConfig {
-                parallelism: 2,
-                ..Default::default()
-            },
-            rollback: RollbackConfig::default(),
-            start_timeout: Duration::from_secs(60),
-            drain_timeout: Duration::from_secs(30),
-        };
+        let req = request();
         let text = plan(&found(), &req);
         assert!(text.contains("app:v1 -> app:v2"), "{text}");
         assert!(text.contains("standby shop_app--standby"), "{text}");
         assert!(text.contains("parallelism 2"), "{text}");
+        assert!(!text.contains("resumes"), "{text}");
+        let mut resumed = found();
+        resumed.left = Some(
+            left_by_earlier_run(left_standby(None), "shop_app--standby", "shop_app", &req).unwrap(),
+        );
+        let text = plan(&resumed, &req);
+        assert!(
+            text.contains(
+                "resumes the rollout left by a run that let it go (since 2026-12-06T08:00:00Z"
+            ),
+            "{text}"
+        );
     }
 }

@@ -293,8 +293,9 @@ async fn rollout(
     };
     if let Some(stack) = stack {
         // A Swarm stack: rollout-swarm's standby approach. Once the standby runs, nginx routes
-        // to it and to the new tasks, and a cut run cannot be resumed yet: a first interrupt
-        // is only reported and the run goes on; a second one cuts it and says what serves.
+        // to it and to the new tasks, and a cut run is not rolled back (a rerun resumes it): a
+        // first interrupt is only reported and the run goes on; a second one cuts it and says
+        // what serves.
         let run = swarm::run(&req, &stack);
         tokio::pin!(run);
         let mut asked = 0;
@@ -304,12 +305,12 @@ async fn rollout(
                 Some(_) = irx.recv() => {
                     asked += 1;
                     if asked == 1 {
-                        eprintln!("a --stack rollout cannot be cut safely yet (nginx may route to the standby and to new tasks): it goes on; interrupt again to cut it anyway");
+                        eprintln!("a --stack rollout is not rolled back when cut (nginx may route to the standby and to new tasks): it goes on; interrupt again to cut it, and run it again to resume it");
                         continue;
                     }
                     return Err(fail::Fail {
                         code: exit::INTERRUPTED,
-                        message: format!("interrupted: a standby {stack}_{}--standby may be carrying the traffic; do not remove it before nginx's upstream routes to the tasks of {stack}_{} again (a --stack run is not resumed yet)", req.service, req.service),
+                        message: format!("interrupted: a standby {stack}_{}--standby may be carrying the traffic; docker rollout again resumes the rollout (do not remove the standby by hand before nginx's upstream routes to the tasks of {stack}_{} again)", req.service, req.service),
                     });
                 }
             }

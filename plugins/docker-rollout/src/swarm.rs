@@ -77,6 +77,8 @@ fn request(req: &RolloutRequest, stack: &str) -> Result<FromFile, Fail> {
             rollback: settings.rollback.clone(),
             start_timeout: settings.timeouts.start,
             drain_timeout: settings.timeouts.drain,
+            holder: rollout_strategies::lock_holder(),
+            upstream: String::new(),
         },
         upstream: settings.upstream.clone(),
         config: settings.proxy_config.clone(),
@@ -133,7 +135,7 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
         )));
     }
     let FromFile {
-        request,
+        mut request,
         upstream,
         config,
         port,
@@ -156,7 +158,10 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
         .iter()
         .map(|c| ProxyContainer::new(engine.clone(), c.clone()).proxy())
         .collect();
-    let upstream = match upstream {
+    // The upstream the Compose file names; else the one a left standby's run kept (mid-rollout
+    // it names task addresses, not the service); else the one naming the service.
+    let kept = found.left.as_ref().map(|l| l.record.upstream.clone());
+    let upstream = match upstream.or(kept) {
         Some(u) => u,
         None => {
             let live = proxies[0].files.read(&config_path).await.map_err(|e| {
@@ -173,6 +178,7 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
             )?
         }
     };
+    request.upstream = upstream.clone();
     let mut options = NginxRouterOptions::new(&upstream, &config_path);
     options.services = vec![req.service.clone()];
     options.port = port;
