@@ -14,6 +14,7 @@
 //! `update_config` run first in the same test and its failed requests printed beside ours; and
 //! a run killed mid-update, a second run meanwhile busy, and a rerun that resumes it.
 
+use rollout_core::Event;
 use rollout_e2e::load::{mix, wait_ok};
 use rollout_e2e::nginx::{ConfigSnapshot, ConfigWatch};
 use rollout_e2e::swarm::Swarm;
@@ -579,6 +580,24 @@ fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_
         "the plan names the standby and the new image: {stdout}"
     );
     assert!(stdout.contains("parallelism 2"), "{stdout}");
+    // In JSON, stdout is the summary alone; the plan goes to people, on stderr.
+    let dry_json = d
+        .rollout(
+            &plugins,
+            &["--stack", &name, "app", "--dry-run", "--output", "json"],
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&dry_json.stdout);
+    assert_eq!(dry_json.status.code(), Some(0), "{stdout}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0]["summary"]["dry_run"], true, "{stdout}");
+    assert_eq!(lines[0]["summary"]["to"]["image"], images::V2, "{stdout}");
+    assert!(String::from_utf8_lossy(&dry_json.stderr).contains("--standby"));
     // Without --stack: the stack named as the Compose project is found.
     let found = d
         .rollout(&plugins, &["-p", &name, "app", "--dry-run"])
@@ -658,7 +677,15 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving
         "stack.yaml",
         &rollout_stack_file(d.port, images::V2_UNHEALTHY),
     );
-    let (run, snaps, report) = d.under_load("rollback", |_| {}, d.stack_rollout(&plugins));
+    let cmd = d.rollout(
+        &plugins,
+        &["--stack", &d.stack.0, "app", "--output", "json"],
+    );
+    let (run, snaps, report) = d.under_load(
+        "rollback",
+        |_| {},
+        |clock| run_rollout(cmd, clock, Duration::from_secs(240)),
+    );
     assert_eq!(
         run.code,
         Some(3),
@@ -666,6 +693,19 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving
         run.stderr
     );
     assert!(run.stderr.contains("rolled"), "{}", run.stderr);
+    // --output json: the events of a Compose rollout, the outcome and the summary.
+    assert!(
+        run.has(|e| matches!(e, Event::RollbackStarted { .. })),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(run.outcome_name(), "rolled-back", "{}", run.transcript());
+    let summary = run.summary.as_ref().expect("a summary line");
+    assert_eq!(summary["summary"]["exit_code"], 3, "{summary}");
+    assert_eq!(
+        summary["summary"]["counts"]["rolled_back"], true,
+        "{summary}"
+    );
     assert_no_failure(&report);
     assert_floor(&snaps, 4);
     d.assert_settled_on(images::V1, 4, &before);
@@ -829,7 +869,9 @@ fn a_killed_stack_rollout_is_resumed_by_a_rerun_and_a_second_run_meanwhile_is_bu
                 "the killed run's standby serves: {:?}",
                 d.services()
             );
-            run_rollout(d.rollout(&plugins, &args), clock, Duration::from_secs(240))
+            let mut rerun = d.rollout(&plugins, &args);
+            rerun.args(["--output", "json"]);
+            run_rollout(rerun, clock, Duration::from_secs(240))
         },
     );
     assert_eq!(rerun.code, Some(0), "the rerun failed:\n{}", rerun.stderr);
@@ -837,6 +879,27 @@ fn a_killed_stack_rollout_is_resumed_by_a_rerun_and_a_second_run_meanwhile_is_bu
         rerun.stderr.contains("resuming the rollout of"),
         "the rerun took the standby over: {}",
         rerun.stderr
+    );
+    // --output json: a resumed start, the traffic changes and their drains, a summary.
+    assert!(
+        rerun.has(|e| matches!(e, Event::RolloutStarted { resumed: true, .. })),
+        "{}",
+        rerun.transcript()
+    );
+    let changes = rerun.named("traffic-changed").len();
+    assert!(changes >= 2, "{}", rerun.transcript());
+    assert_eq!(
+        rerun.named("drained").len(),
+        changes,
+        "{}",
+        rerun.transcript()
+    );
+    assert_eq!(rerun.outcome_name(), "completed");
+    let summary = rerun.summary.as_ref().expect("a summary line");
+    assert_eq!(summary["summary"]["exit_code"], 0, "{summary}");
+    assert_eq!(
+        summary["summary"]["counts"]["traffic_changes"], changes,
+        "{summary}"
     );
     assert!(
         rerun

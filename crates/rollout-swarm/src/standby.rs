@@ -23,9 +23,11 @@ use bollard::models::{
     ServiceSpecModeReplicated,
 };
 use rollout_core::config::{RollbackConfig, UpdateConfig};
+use rollout_core::event::{Event, EventSink, Outcome};
 use rollout_core::exit;
 use rollout_core::journal::Liveness;
-use rollout_core::router::{Route, RouteChange, Target, TrafficRouter};
+use rollout_core::model::{Revision, ServiceRef};
+use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target, TrafficRouter};
 use rollout_core::InstanceId;
 use rollout_docker::lock::judge;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -416,6 +418,43 @@ fn standby_spec(found: &Found, replicas: usize) -> ServiceSpec {
 /// Progress lines, for people.
 pub type Say<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
+/// Where a run reports: lines for people, and the same events as a Compose rollout's for
+/// programs (`--output json`; instances are the tasks' addresses).
+#[derive(Clone, Copy)]
+pub struct Tell<'a> {
+    /// Progress lines.
+    pub say: Say<'a>,
+    /// Events.
+    pub events: &'a EventSink,
+}
+
+impl Tell<'_> {
+    fn say(&self, line: &str) {
+        (self.say)(line);
+    }
+
+    fn event(&self, event: Event) {
+        self.events.send(event);
+    }
+
+    /// A change applied, as an event.
+    fn traffic(&self, ticket: &DrainTicket, change: &RouteChange) {
+        self.event(Event::TrafficChanged {
+            generation: ticket.generation,
+            set: change.set.clone(),
+            removed: ticket.removed.clone(),
+        });
+    }
+
+    /// Its drain waited for, as an event.
+    fn drained(&self, ticket: &DrainTicket, report: &DrainReport) {
+        self.event(Event::Drained {
+            removed: ticket.removed.clone(),
+            report: report.clone(),
+        });
+    }
+}
+
 /// Waits until `name` has `count` serving tasks; their addresses on `network`.
 async fn wait_serving(
     api: &SwarmApi,
@@ -462,15 +501,17 @@ async fn change_and_drain(
     router: &dyn TrafficRouter,
     change: RouteChange,
     drain_timeout: Duration,
-    say: Say<'_>,
+    tell: Tell<'_>,
     what: &str,
 ) -> Result<(), SwarmFail> {
     if change.is_empty() {
         return Ok(());
     }
     let ticket = router.apply(&change).await?;
+    tell.traffic(&ticket, &change);
     let report = router.drain(&ticket, drain_timeout).await?;
-    say(&format!(
+    tell.drained(&ticket, &report);
+    tell.say(&format!(
         "{what}: drained in {:.1}s{}",
         report.elapsed.as_secs_f64(),
         if report.timed_out {
@@ -490,24 +531,46 @@ pub async fn run(
     found: &Found,
     req: &Request,
     router: &dyn TrafficRouter,
-    say: Say<'_>,
+    tell: Tell<'_>,
 ) -> Result<i32, SwarmFail> {
-    let ran = run_held(api, found, req, router, say).await;
+    let ran = run_held(api, found, req, router, tell).await;
+    tell.event(Event::Finished {
+        outcome: outcome_of(&ran, found),
+    });
     let done = matches!(ran, Ok(code) if code == exit::SUCCESS || code == exit::ROLLED_BACK);
     if !done {
         match let_go(api, found, req).await {
-            Ok(true) => say(&format!(
+            Ok(true) => tell.say(&format!(
                 "{} is left serving and let go: docker rollout again resumes the rollout",
                 found.standby_name
             )),
             Ok(false) => {}
-            Err(e) => say(&format!(
+            Err(e) => tell.say(&format!(
                 "note: {} could not be let go ({e}); a rerun on this machine takes it over once this process is gone",
                 found.standby_name
             )),
         }
     }
     ran
+}
+
+/// How a run's result reads as a rollout's outcome (the events' last).
+fn outcome_of(ran: &Result<i32, SwarmFail>, found: &Found) -> Outcome {
+    let serving = || format!("the standby {} serves", found.standby_name);
+    match ran {
+        Ok(exit::SUCCESS) => Outcome::Completed,
+        Ok(exit::ROLLED_BACK) => Outcome::RolledBack(format!(
+            "Swarm rolled {} back to its previous spec",
+            found.home_name
+        )),
+        Ok(exit::PAUSED) => Outcome::Paused(format!("Swarm paused the update; {}", serving())),
+        Ok(exit::ROLLBACK_FAILED) => {
+            Outcome::RollbackFailed(format!("Swarm's rollback stopped; {}", serving()))
+        }
+        Ok(code) => Outcome::Failed(format!("exit {code}")),
+        Err(e) if e.code == exit::BUSY => Outcome::Busy(e.message.clone()),
+        Err(e) => Outcome::Failed(e.message.clone()),
+    }
 }
 
 /// Takes this run's holder label off the standby, if it is there and ours; whether it did.
@@ -560,7 +623,7 @@ async fn hold_standby(
     found: &Found,
     req: &Request,
     router: &dyn TrafficRouter,
-    say: Say<'_>,
+    tell: Tell<'_>,
 ) -> Result<(Record, usize), SwarmFail> {
     let since = rollout_docker::engine::now_rfc3339();
     match &found.left {
@@ -587,7 +650,7 @@ async fn hold_standby(
                     None => e.into(),
                 });
             }
-            say(&format!(
+            tell.say(&format!(
                 "standby {}: {floor} task(s) of {} starting",
                 found.standby_name, found.current_image
             ));
@@ -618,7 +681,7 @@ async fn hold_standby(
                     e.into()
                 });
             }
-            say(&format!(
+            tell.say(&format!(
                 "resuming the rollout of {} left by {} (since {}): its standby {} serves, nginx's routes at rest are the ones it kept",
                 found.home_name,
                 left.record.holder.as_deref().unwrap_or("a run that let it go"),
@@ -660,10 +723,18 @@ async fn run_held(
     found: &Found,
     req: &Request,
     router: &dyn TrafficRouter,
-    say: Say<'_>,
+    tell: Tell<'_>,
 ) -> Result<i32, SwarmFail> {
     let resuming = found.left.is_some();
-    let (record, standby_count) = hold_standby(api, found, req, router, say).await?;
+    let (record, standby_count) = hold_standby(api, found, req, router, tell).await?;
+    tell.event(Event::RolloutStarted {
+        service: ServiceRef::new(&req.stack, &req.service),
+        strategy: "rolling".into(),
+        from: Some(Revision::new(&found.current_image, &found.current_image)),
+        to: Revision::new(&req.image, &req.image),
+        slots: found.replicas,
+        resumed: resuming,
+    });
     let at_rest = record.at_rest.clone();
     // 1. The standby takes the traffic.
     let standby = match wait_serving(
@@ -683,6 +754,17 @@ async fn run_held(
         }
         Err(e) => return Err(e),
     };
+    if !resuming {
+        for a in &standby {
+            let instance = InstanceId(a.clone());
+            tell.event(Event::InstanceLaunched {
+                instance: instance.clone(),
+                host: a.clone(),
+                revision: found.current_image.clone(),
+            });
+            tell.event(Event::InstanceHealthy { instance });
+        }
+    }
     // A resumed run keeps the new tasks the earlier one routed, and takes out everything
     // else but the standby (the routes at rest, the home's old tasks).
     let mut routed_home: BTreeSet<String> = BTreeSet::new();
@@ -726,8 +808,10 @@ async fn run_held(
         }
         Err(e) => return Err(e.into()),
     };
+    tell.traffic(&ticket, &change);
     let report = router.drain(&ticket, req.drain_timeout).await?;
-    say(&format!(
+    tell.drained(&ticket, &report);
+    tell.say(&format!(
         "standby routed, {} unrouted: drained in {:.1}s{}",
         found.home_name,
         report.elapsed.as_secs_f64(),
@@ -747,7 +831,7 @@ async fn run_held(
     spec.update_config = Some(found.swarm_update.clone());
     spec.rollback_config = Some(found.swarm_rollback.clone());
     if asked {
-        say(&format!(
+        tell.say(&format!(
             "Swarm was asked to update {} to {} by the earlier run",
             found.home_name, req.image
         ));
@@ -765,11 +849,11 @@ async fn run_held(
                 .collect(),
         };
         change.set.retain(|r| !change.remove.contains(&r.target));
-        change_and_drain(router, change, req.drain_timeout, say, "standby unrouted").await?;
+        change_and_drain(router, change, req.drain_timeout, tell, "standby unrouted").await?;
         api.remove(&found.standby_name).await?;
         return Err(e.into());
     } else {
-        say(&format!(
+        tell.say(&format!(
             "Swarm updates {} to {}",
             found.home_name, req.image
         ));
@@ -783,6 +867,7 @@ async fn run_held(
     let per_batch = req.update.delay + req.update.monitor + req.start_timeout;
     let started = Instant::now();
     let deadline = started + per_batch * (batches + 1) + Duration::from_secs(60);
+    let mut rollback_told = false;
     let end = loop {
         let service = api.service(&found.home_name).await?.ok_or_else(|| {
             SwarmFail::unexpected(format!(
@@ -791,6 +876,12 @@ async fn run_held(
             ))
         })?;
         let state = UpdateState::of(service.update_status.as_ref());
+        if is_rolling_back(&state) && !rollback_told {
+            rollback_told = true;
+            tell.event(Event::RollbackStarted {
+                reason: format!("Swarm rolls {} back: {state:?}", found.home_name),
+            });
+        }
         let tasks = api.tasks(&found.home_name).await?;
         let serving_new = serving_new(
             &tasks,
@@ -813,7 +904,7 @@ async fn run_held(
                 router,
                 change,
                 req.drain_timeout,
-                say,
+                tell,
                 "new task(s) unrouted",
             )
             .await?;
@@ -823,6 +914,11 @@ async fn run_held(
         }
         let add: Vec<String> = serving_new.difference(&routed_home).cloned().collect();
         if !add.is_empty() {
+            for a in &add {
+                tell.event(Event::InstanceHealthy {
+                    instance: InstanceId(a.clone()),
+                });
+            }
             let retire: Vec<String> = standby_routed
                 .drain(..add.len().min(standby_routed.len()))
                 .collect();
@@ -834,7 +930,7 @@ async fn run_held(
                 router,
                 change,
                 req.drain_timeout,
-                say,
+                tell,
                 &format!(
                     "{} new task(s) routed, {} standby task(s) unrouted",
                     add.len(),
@@ -871,7 +967,7 @@ async fn run_held(
     };
     let code = end.exit_code().unwrap_or(exit::UNEXPECTED);
     if code == exit::PAUSED || code == exit::ROLLBACK_FAILED {
-        say(&format!(
+        tell.say(&format!(
             "Swarm stopped: {end:?}; the standby {} keeps serving (a rerun resumes)",
             found.standby_name
         ));
@@ -889,15 +985,22 @@ async fn run_held(
         router,
         change,
         req.drain_timeout,
-        say,
+        tell,
         "nginx back at rest, standby unrouted",
     )
     .await?;
     api.remove(&found.standby_name).await?;
-    say(&format!("standby {} removed", found.standby_name));
+    for a in standby_routed.iter().chain(&standby_out) {
+        tell.event(Event::InstanceRemoved {
+            instance: InstanceId(a.clone()),
+        });
+    }
+    tell.say(&format!("standby {} removed", found.standby_name));
     match &end {
-        UpdateState::RolledBack(m) => say(&format!("Swarm rolled {} back: {m}", found.home_name)),
-        _ => say(&format!("{} runs {}", found.home_name, req.image)),
+        UpdateState::RolledBack(m) => {
+            tell.say(&format!("Swarm rolled {} back: {m}", found.home_name))
+        }
+        _ => tell.say(&format!("{} runs {}", found.home_name, req.image)),
     }
     Ok(code)
 }

@@ -2,19 +2,24 @@
 //! rollout-swarm's standby approach (a standby copy of the serving spec takes the traffic,
 //! Swarm's native update replaces the home service's tasks, each new task routed as it runs).
 //! This module only wires it: the Compose file's settings, the manager's connection, the
-//! nginx router over the proxy's task containers on that manager.
+//! nginx router over the proxy's task containers on that manager, and the output: progress
+//! lines on stderr, and with `--output json` the run's events and a summary on stdout.
 
+use crate::cli::OutputFormat;
 use crate::cli::RolloutRequest;
 use crate::fail::Fail;
 use crate::live;
+use crate::output::{Json, Renderer, Sink, Summary, Tally};
 use rollout_compose::{Flavour, Project, ProxyKind};
+use rollout_core::event::{Event, EventSink, Outcome};
 use rollout_core::exit;
+use rollout_core::Revision;
 use rollout_core::TrafficRouter;
 use rollout_docker::ProxyContainer;
 use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
 use rollout_swarm::api::SwarmApi;
-use rollout_swarm::standby::{self, Request, SwarmFail};
+use rollout_swarm::standby::{self, Request, SwarmFail, Tell};
 use std::io::Write;
 
 fn fail(e: SwarmFail) -> Fail {
@@ -129,11 +134,7 @@ pub async fn stack_of_project(req: &RolloutRequest) -> Result<Option<String>, Fa
 
 /// Runs the rollout (or prints its plan with `--dry-run`); the exit code.
 pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
-    if req.output != crate::cli::OutputFormat::Text {
-        return Err(Fail::bad_input(format!(
-            "--stack {stack}: only --output text is supported on a swarm yet"
-        )));
-    }
+    let json = req.output == OutputFormat::Json;
     let FromFile {
         mut request,
         upstream,
@@ -144,8 +145,16 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
     let api = SwarmApi::new(engine.clone());
     let found = standby::find(&api, &request).await.map_err(fail)?;
     if req.dry_run {
-        println!("{}", standby::plan(&found, &request));
-        println!("dry run: nothing was changed");
+        let plan = standby::plan(&found, &request);
+        if json {
+            // The plan is for people; programs get the summary.
+            say(&plan);
+            let summary = summary_of(&request, &found, true, None, Tally::default(), 0.0);
+            Json::new(std::io::stdout()).summary(&summary);
+        } else {
+            println!("{plan}");
+            println!("dry run: nothing was changed");
+        }
         return Ok(exit::SUCCESS);
     }
     let config_path = config.unwrap_or_else(|| live::DEFAULT_NGINX_CONF.to_string());
@@ -198,10 +207,82 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
     let started = std::time::Instant::now();
     let stamped =
         move |line: &str| say(&format!("{:>6.1}s {line}", started.elapsed().as_secs_f64()));
-    let ran = standby::run(&api, &found, &request, &router, &stamped).await;
+    let (sink, mut rx) = EventSink::channel();
+    let mut renderer = Renderer::new(Box::new(Json::new(std::io::stdout())));
+    let mut outcome = None;
+    let mut show = |event: Event| {
+        if let Event::Finished { outcome: o } = &event {
+            outcome = Some(o.clone());
+        }
+        if json {
+            renderer.event(&event);
+        }
+    };
+    let tell = Tell {
+        say: &stamped,
+        events: &sink,
+    };
+    let ran = {
+        let run = standby::run(&api, &found, &request, &router, tell);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                ran = &mut run => break ran,
+                Some(event) = rx.recv() => show(event),
+            }
+        }
+    };
+    while let Ok(event) = rx.try_recv() {
+        show(event);
+    }
     // The proxy's writer, kept for the run's writes, goes whatever the outcome.
     if let Err(e) = router.settle().await {
         say(&format!("note: the proxy's writer was not removed: {e}"));
     }
-    ran.map_err(fail)
+    if !json {
+        return ran.map_err(fail);
+    }
+    // The run started: its summary, with the error (said on stderr) in it.
+    let code = match &ran {
+        Ok(code) => *code,
+        Err(e) => {
+            say(&format!("error: {}", e.message));
+            e.code
+        }
+    };
+    let mut summary = summary_of(
+        &request,
+        &found,
+        false,
+        outcome,
+        renderer.tally().clone(),
+        started.elapsed().as_secs_f64(),
+    );
+    summary.exit_code = code;
+    summary.error = ran.err().map(|e| e.message);
+    renderer.summary(&summary);
+    Ok(code)
+}
+
+/// The summary line of `--output json` for a swarm run.
+fn summary_of(
+    request: &Request,
+    found: &standby::Found,
+    dry_run: bool,
+    outcome: Option<Outcome>,
+    counts: Tally,
+    elapsed: f64,
+) -> Summary {
+    Summary {
+        service: Some(format!("{}/{}", request.stack, request.service)),
+        strategy: Some("rolling".into()),
+        dry_run,
+        exit_code: outcome.as_ref().map_or(exit::SUCCESS, Outcome::exit_code),
+        outcome,
+        error: None,
+        elapsed_secs: (elapsed * 1000.0).round() / 1000.0,
+        from: Some(Revision::new(&found.current_image, &found.current_image)),
+        to: Some(Revision::new(&request.image, &request.image)),
+        counts,
+    }
 }
