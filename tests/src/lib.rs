@@ -30,6 +30,9 @@
 //!   tests push to.
 //! - [`swarm`]: a real two-node swarm ([`swarm::Swarm`]): the host's engine as manager and a
 //!   worker engine the test starts in a network namespace of its own, undone when dropped.
+//! - [`swarm_stack`]: the demo stack deployed on that swarm behind nginx
+//!   ([`swarm_stack::Deployed`]), `docker rollout --stack` and Swarm's own update run under
+//!   load (the swarm suite's and `cargo xtask bench swarm`'s).
 //! - [`load`]: the mix every run sends ([`load::mix`]) through nginx's container address on
 //!   the project's network ([`Project::start_load`]; a load that must outlive nginx's
 //!   container uses the published port), and the load's [`Clock`], on which everything else is
@@ -68,6 +71,7 @@ pub mod rig;
 pub mod run;
 pub mod stack;
 pub mod swarm;
+pub mod swarm_stack;
 pub mod verdict;
 
 pub use engine::{

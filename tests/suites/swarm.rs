@@ -15,127 +15,22 @@
 //! a run killed mid-update, a second run meanwhile busy, and a rerun that resumes it.
 
 use rollout_core::Event;
-use rollout_e2e::load::{mix, wait_ok};
-use rollout_e2e::nginx::{ConfigSnapshot, ConfigWatch};
+use rollout_e2e::nginx::ConfigSnapshot;
 use rollout_e2e::swarm::Swarm;
-use rollout_e2e::verdict::{assert_clean_during, assert_no_failure, publish};
+use rollout_e2e::swarm_stack::{
+    app_only, failed_by_class, long_requests, resolving_conf, rollout_stack_file, run_plain,
+    seed_conf, stack_file, swarm_with, wait_running, Deployed, Stack,
+};
+use rollout_e2e::verdict::{assert_clean_during, assert_no_failure};
 use rollout_e2e::{
     docker, free_port, images, require_engine, require_images, run_ok, run_rollout, wait_http,
-    workspace_binary, Clock, Ended, PluginDir, Project, Running, Whom, DEMO_PORT, NGINX_IMAGE,
-    SEED_NGINX_CONF,
+    workspace_binary, PluginDir, Project, Running, Whom, NGINX_IMAGE,
 };
-use rollout_load::{ErrorLogSource, LoadConfig, LoadHandle, Report};
 use rollout_swarm::update::{self, ServiceSpecUpdateConfig};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The stack file: four demo app tasks, two per node at most, and nginx on the manager
-/// published in host mode (no routing mesh).
-fn stack_file(port: u16) -> String {
-    format!(
-        "version: \"3.8\"\n\
-         services:\n\
-         \x20 app:\n\
-         \x20   image: {v1}\n\
-         \x20   networks: [front]\n\
-         \x20   deploy:\n\
-         \x20     replicas: 4\n\
-         \x20     endpoint_mode: dnsrr\n\
-         \x20     update_config:\n\
-         \x20       parallelism: 2\n\
-         \x20       delay: 10s\n\
-         \x20       failure_action: rollback\n\
-         \x20       monitor: 30s\n\
-         \x20       max_failure_ratio: 0.3\n\
-         \x20       order: start-first\n\
-         \x20     rollback_config:\n\
-         \x20       parallelism: 0\n\
-         \x20       delay: 1500ms\n\
-         \x20       failure_action: continue\n\
-         \x20       monitor: 7s\n\
-         \x20       max_failure_ratio: 0.25\n\
-         \x20     placement:\n\
-         \x20       max_replicas_per_node: 2\n\
-         \x20 nginx:\n\
-         \x20   image: {NGINX_IMAGE}\n\
-         \x20   networks: [front]\n\
-         \x20   volumes:\n\
-         \x20     - ./nginx.conf:/etc/nginx/nginx.conf:ro\n\
-         \x20   ports:\n\
-         \x20     - {{target: 80, published: {port}, protocol: tcp, mode: host}}\n\
-         \x20   deploy:\n\
-         \x20     placement:\n\
-         \x20       constraints: [node.role == manager]\n\
-         networks:\n\
-         \x20 front:\n\
-         \x20   driver: overlay\n",
-        v1 = images::V1,
-    )
-}
-
-/// `file` without its nginx service: the app and the network, deployed first (nginx
-/// resolves `app` once, at start, so the app's tasks must run by then).
-fn app_only(file: &str) -> String {
-    file.split("  nginx:\n")
-        .next()
-        .map(|head| format!("{head}networks:\n  front:\n    driver: overlay\n"))
-        .unwrap()
-}
-
-/// The seed's nginx config, proxying to the demo app's port.
-fn seed_conf() -> String {
-    SEED_NGINX_CONF.replace("server app:8000;", &format!("server app:{DEMO_PORT};"))
-}
-
-/// The nodes the running tasks of `service` are on.
-fn task_nodes(service: &str) -> Vec<String> {
-    let out = run_ok(docker().args([
-        "service",
-        "ps",
-        service,
-        "--filter",
-        "desired-state=running",
-        "--no-trunc",
-        "--format",
-        "{{.ID}}",
-    ]));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|task| {
-            let out = run_ok(docker().args([
-                "inspect",
-                "--type",
-                "task",
-                "--format",
-                "{{.Status.State}} {{.NodeID}}",
-                task.trim(),
-            ]));
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        })
-        .collect()
-}
-
-/// Waits until `service` has `count` tasks running; returns their node ids.
-fn wait_running(service: &str, count: usize, timeout: Duration) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let tasks = task_nodes(service);
-        let running: Vec<String> = tasks
-            .iter()
-            .filter_map(|t| t.strip_prefix("running ").map(str::to_string))
-            .collect();
-        if running.len() == count {
-            return running;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{service}: {count} tasks not running within {timeout:?}: {tasks:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 /// What `docker stack deploy` gave `service` for `update_config` and `rollback_config` is
 /// what `rollout-swarm` maps our reading of the same file to, and reads back to it.
@@ -203,29 +98,6 @@ fn same_fields(ours: &Value, swarms: &Value) {
     );
 }
 
-/// Removes the stack when dropped (before the swarm goes, as fields drop in order).
-struct Stack(String);
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = docker().args(["stack", "rm", &self.0]).output();
-        // The overlay network goes once its tasks are gone.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let left = docker()
-                .args(["network", "ls", "-q", "--filter"])
-                .arg(format!("label=com.docker.stack.namespace={}", self.0))
-                .output()
-                .map(|o| !o.stdout.is_empty())
-                .unwrap_or(false);
-            if !left {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
 #[test]
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn a_worker_engine_joins_the_swarm_and_nginx_serves_tasks_of_both_nodes() {
@@ -287,234 +159,6 @@ fn a_worker_engine_joins_the_swarm_and_nginx_serves_tasks_of_both_nodes() {
         !String::from_utf8_lossy(&namespaces.stdout).contains("rollout-swarm-"),
         "the namespace is gone"
     );
-}
-
-/// The stack a rollout test updates: four demo app tasks (`dnsrr`) spread over both nodes,
-/// with the seed's `update_config` but a delay of 1 s and a monitor of 2 s, and the image's
-/// health check with a start period of 2 s (so that a never-healthy task fails in seconds, not
-/// after the image's 60 s), to keep the tests short; the app exits at once on SIGTERM (the
-/// images' default, said here); nginx on the manager published in host mode.
-fn rollout_stack_file(port: u16, image: &str) -> String {
-    stack_file(port)
-        .replace(
-            &format!("    image: {}\n", images::V1),
-            &format!(
-                "    image: {image}\n    environment:\n      DEMO_ON_SIGTERM: exit\n    \
-                 healthcheck:\n      start_period: 2s\n"
-            ),
-        )
-        .replace("delay: 10s", "delay: 1s")
-        .replace("monitor: 30s", "monitor: 2s")
-        .replace("      placement:\n        max_replicas_per_node: 2\n", "")
-}
-
-/// A two-node swarm with the v1 and nginx images and `extra_images` shared with the worker.
-fn swarm_with(extra_images: &[&str]) -> Swarm {
-    let swarm = Swarm::two_nodes();
-    for image in [images::V1, NGINX_IMAGE].iter().chain(extra_images) {
-        swarm.share_image(image);
-    }
-    swarm
-}
-
-/// A stack deployed on a two-node swarm, undone in order when dropped (the stack, then the
-/// swarm if this stack made it, then the project's folder).
-struct Deployed {
-    stack: Stack,
-    /// Held for its drop when this stack made the swarm: the swarm is left after the stack is
-    /// removed. `None` for a stack on the swarm of another, which must outlive it.
-    _swarm: Option<Swarm>,
-    project: Project,
-    port: u16,
-}
-
-impl Deployed {
-    /// A swarm, the images shared with the worker, and the stack on it behind the seed's
-    /// nginx config ([`Deployed::on`]).
-    fn new(slug: &str, extra_images: &[&str]) -> Deployed {
-        Deployed::on(Some(swarm_with(extra_images)), slug, &seed_conf())
-    }
-
-    /// The stack of v1 on `swarm` (or, when `None`, on the swarm another [`Deployed`] holds)
-    /// behind nginx with `nginx_conf`, the app first (the seed's nginx resolves `app` once, at
-    /// start), nginx answering v1.
-    fn on(swarm: Option<Swarm>, slug: &str, nginx_conf: &str) -> Deployed {
-        let project = Project::new(slug);
-        let port = free_port();
-        let stack = Stack(project.name().to_string());
-        let file = rollout_stack_file(port, images::V1);
-        project.write("app-only.yaml", &app_only(&file));
-        project.write("stack.yaml", &file);
-        project.write("nginx.conf", nginx_conf);
-        let deployed = Deployed {
-            stack,
-            _swarm: swarm,
-            project,
-            port,
-        };
-        deployed.deploy("app-only.yaml");
-        wait_running(&deployed.service("app"), 4, Duration::from_secs(60));
-        deployed.deploy("stack.yaml");
-        wait_running(&deployed.service("nginx"), 1, Duration::from_secs(60));
-        let answer = wait_http(deployed.addr(), "/", Duration::from_secs(30), |a| {
-            a.status == 200
-        });
-        assert_eq!(answer.version.as_deref(), Some("v1"));
-        deployed
-    }
-
-    fn deploy(&self, file: &str) {
-        run_ok(
-            Command::new("docker")
-                .current_dir(self.project.dir())
-                .args(["stack", "deploy", "-c", file, &self.stack.0]),
-        );
-    }
-
-    fn service(&self, compose: &str) -> String {
-        format!("{}_{compose}", self.stack.0)
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        format!("127.0.0.1:{}", self.port).parse().unwrap()
-    }
-
-    /// `docker rollout --stack NAME -f stack.yaml ARGS...` in the project folder.
-    fn rollout(&self, plugins: &PluginDir, args: &[&str]) -> Command {
-        let mut cmd = plugins.docker();
-        cmd.current_dir(self.project.dir())
-            .args(["rollout", "-f", "stack.yaml"])
-            .args(args);
-        cmd
-    }
-
-    /// The images of the tasks of `service` that Swarm wants running.
-    fn task_images(&self, service: &str) -> Vec<String> {
-        let out = run_ok(docker().args([
-            "service",
-            "ps",
-            &self.service(service),
-            "--filter",
-            "desired-state=running",
-            "--format",
-            "{{.Image}} {{.CurrentState}}",
-        ]));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim().to_string())
-            .collect()
-    }
-
-    /// Every task of `app` Swarm wants running (`count` of them) runs `image`, and the
-    /// standby is gone (the stack has the `services` it had before the run).
-    fn assert_settled_on(&self, image: &str, count: usize, services: &[String]) {
-        let images_now = self.task_images("app");
-        assert_eq!(images_now.len(), count, "{images_now:?}");
-        assert!(
-            images_now
-                .iter()
-                .all(|t| t.starts_with(image) && t.contains("Running")),
-            "every task runs {image}: {images_now:?}"
-        );
-        assert_eq!(self.services(), services, "the standby is gone");
-    }
-
-    /// The load on nginx ([`mix`], POSTs of 100 ms, then `tweak`), its error log read from
-    /// nginx's container at the end, once it has run 4 s.
-    fn start_load(&self, tweak: impl FnOnce(&mut LoadConfig)) -> LoadHandle {
-        let out = run_ok(docker().args([
-            "ps",
-            "-q",
-            "--filter",
-            &format!(
-                "label=com.docker.swarm.service.name={}",
-                self.service("nginx")
-            ),
-        ]));
-        let container = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(
-            !container.is_empty(),
-            "nginx's container runs on the manager"
-        );
-        let mut config = LoadConfig::new(self.addr());
-        mix(&mut config, Duration::from_secs(300));
-        config.post_delay = Duration::from_millis(100);
-        tweak(&mut config);
-        config.error_log = Some(ErrorLogSource::Container {
-            container,
-            path: "/var/log/nginx/error.log".into(),
-        });
-        let load = LoadHandle::start(config).unwrap_or_else(|e| panic!("cannot start load: {e}"));
-        // 4 s of answers: slow GETs and POSTs in flight everywhere before the update begins.
-        wait_ok(&load, 1000, Duration::from_secs(30));
-        load
-    }
-
-    /// `docker rollout --stack NAME app`, run to its end on the clock it is given.
-    fn stack_rollout(&self, plugins: &PluginDir) -> impl FnOnce(Clock) -> Ended {
-        let cmd = self.rollout(plugins, &["--stack", &self.stack.0, "app"]);
-        move |clock| run_rollout(cmd, clock, Duration::from_secs(240))
-    }
-
-    /// `update` ([`Deployed::stack_rollout`], or Swarm's own by [`run_plain`]) under the load
-    /// ([`Deployed::start_load`] with `tweak`), with nginx's config watched: the run, the
-    /// config's versions and the load's report, published as `swarm NAME`.
-    fn under_load(
-        &self,
-        name: &str,
-        tweak: impl FnOnce(&mut LoadConfig),
-        update: impl FnOnce(Clock) -> Ended,
-    ) -> (Ended, Vec<ConfigSnapshot>, Report) {
-        let load = self.start_load(tweak);
-        let watch = ConfigWatch::start(
-            self.project.dir().join("nginx.conf"),
-            "backend",
-            Clock::of(&load),
-        );
-        let run = update(Clock::of(&load));
-        wait_ok(&load, 250, Duration::from_secs(20));
-        let snaps = watch.stop();
-        let report = load.stop().unwrap();
-        publish("swarm", name, &report, &[&run]);
-        (run, snaps, report)
-    }
-
-    /// The services of the stack.
-    fn services(&self) -> Vec<String> {
-        let out = run_ok(docker().args([
-            "service",
-            "ls",
-            "--format",
-            "{{.Name}}",
-            "--filter",
-            &format!("label=com.docker.stack.namespace={}", self.stack.0),
-        ]));
-        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-/// `cmd` (such as `docker service update`, which prints no events) run to its end, stamped on
-/// `clock`: what it printed, both streams, is its `stderr`.
-fn run_plain(mut cmd: Command, clock: Clock) -> Ended {
-    let started_at = clock.now();
-    let out = cmd.output().unwrap();
-    Ended {
-        code: out.status.code(),
-        events: Vec::new(),
-        summary: None,
-        stderr: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        started_at,
-        returned_at: clock.now(),
-    }
 }
 
 /// The config changed during the run, and nginx never routed to fewer than `floor` tasks
@@ -716,47 +360,6 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving
     );
 }
 
-/// nginx re-resolving `app` through Swarm's DNS at most a second late (a variable in
-/// `proxy_pass`), so that it follows the tasks of Swarm's own update, which the seed's config
-/// (resolved once, at start) cannot: the best nginx can do for Swarm alone. Swarm takes a
-/// task out of its DNS before it stops it.
-fn resolving_conf() -> String {
-    let conf = SEED_NGINX_CONF
-        .replace(
-            "    upstream backend {\n        server app:8000;\n    }\n",
-            "    resolver 127.0.0.11 valid=1s ipv6=off;\n",
-        )
-        .replace(
-            "            proxy_pass http://backend;\n",
-            &format!(
-                "            set $app app;\n            proxy_pass http://$app:{DEMO_PORT};\n"
-            ),
-        );
-    assert!(
-        conf.contains("resolver") && conf.contains("$app:"),
-        "the seed's config changed: {conf}"
-    );
-    conf
-}
-
-/// Slow GETs and POSTs of 3 s (5 % each) beside the fast GETs.
-fn long_requests(config: &mut LoadConfig) {
-    config.slow = Duration::from_secs(3);
-    config.post_delay = Duration::from_secs(3);
-}
-
-/// The failed requests of `report` by class, for a FIGURES line.
-fn failed_by_class(report: &Report) -> String {
-    rollout_load::Class::ALL
-        .iter()
-        .map(|c| {
-            let failed = report.classes.get(c).map_or(0, |s| s.failed);
-            format!("{} {failed}", c.name())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// 3 s GETs and POSTs in flight through nginx, the app exiting at once on SIGTERM, the same
 /// `update_config` (the seed's, delay and monitor shortened, start-first): first Swarm's own
 /// `docker service update --image` (nginx re-resolving the tasks, [`resolving_conf`]), whose
@@ -824,9 +427,11 @@ fn long_requests_in_flight_survive_a_stack_rollout_swarms_own_update_is_printed_
 /// A stack rollout holds its standby: a second run while the first runs is busy (exit 7) and
 /// changes nothing. The first is killed (SIGKILL) once Swarm's new tasks are being routed;
 /// Swarm's update goes on without it, the standby serving. A rerun takes the standby over
-/// from the dead run and resumes: exit 0, no failed request under load from the first run's
-/// start to the rerun's end, the floor kept, every task on v2, the standby gone and nginx's
-/// config back at rest (the routes the first run kept on the standby).
+/// from the dead run and is cut by two interrupts (exit 130, the JSON outcome `interrupted`,
+/// the standby let go with its journal kept). A last run takes the let-go standby over and
+/// resumes: exit 0, no failed request under load from the first run's start to the last run's
+/// end, the floor kept, every task on v2, the standby gone and nginx's config back at rest (the
+/// routes the first run kept on the standby).
 #[test]
 #[ignore = "needs docker: run with cargo xtask e2e"]
 fn a_killed_stack_rollout_is_resumed_by_a_rerun_and_a_second_run_meanwhile_is_busy() {
@@ -869,10 +474,47 @@ fn a_killed_stack_rollout_is_resumed_by_a_rerun_and_a_second_run_meanwhile_is_bu
                 "the killed run's standby serves: {:?}",
                 d.services()
             );
+            // A rerun takes the standby over, and is cut by two interrupts: the first is only
+            // reported, the second cuts it between two steps and lets the standby go.
+            let mut cut = d.rollout(&plugins, &args);
+            cut.args(["--output", "json"]);
+            let mut cut = Running::spawn(cut, clock, false);
+            cut.wait_stderr("resuming the rollout of", Duration::from_secs(60));
+            cut.signal("INT", Whom::Plugin);
+            cut.wait_stderr("it goes on", Duration::from_secs(10));
+            cut.signal("INT", Whom::Plugin);
+            let cut = cut.wait(Duration::from_secs(30));
+            assert_eq!(cut.code, Some(130), "{}", cut.stderr);
+            assert!(
+                cut.stderr.contains("docker rollout again resumes"),
+                "{}",
+                cut.stderr
+            );
+            assert_eq!(cut.outcome_name(), "interrupted", "{}", cut.transcript());
+            let summary = cut.summary.as_ref().expect("a summary line");
+            assert_eq!(summary["summary"]["exit_code"], 130, "{summary}");
+            let out = run_ok(docker().args([
+                "service",
+                "inspect",
+                &format!("{}--standby", d.service("app")),
+                "--format",
+                "{{json .Spec.Labels}}",
+            ]));
+            let labels: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(
+                labels.get("io.rollout.holder").is_none()
+                    && labels.get("io.rollout.at-rest").is_some(),
+                "the cut run let the standby go and kept its journal: {labels}"
+            );
             let mut rerun = d.rollout(&plugins, &args);
             rerun.args(["--output", "json"]);
             run_rollout(rerun, clock, Duration::from_secs(240))
         },
+    );
+    assert!(
+        rerun.stderr.contains("left by a run that let it go"),
+        "the last run took over a standby let go: {}",
+        rerun.stderr
     );
     assert_eq!(rerun.code, Some(0), "the rerun failed:\n{}", rerun.stderr);
     assert!(

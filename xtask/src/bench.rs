@@ -1,4 +1,4 @@
-//! `cargo xtask bench [mock|nginx|rollout|analysis|migrate]`: figures printed side by side with
+//! `cargo xtask bench [mock|nginx|rollout|analysis|swarm|migrate]`: figures printed side by side with
 //! the alternative measured in the same run. Without an argument, every
 //! benchmark that needs no Docker engine.
 
@@ -15,13 +15,14 @@ pub fn run(args: &[String]) -> Result<()> {
         "nginx" => crate::nginx::bench(rest),
         "rollout" => crate::bench_rollout::run(rest),
         "analysis" => crate::bench_rollout::analysis(rest),
+        "swarm" => crate::bench_rollout::swarm(rest),
         "migrate" => migrate(rest),
         "all" => {
             crate::bench_mock::run(rest)?;
             crate::nginx::bench(rest)
         }
         other => {
-            bail!("unknown benchmark {other:?}: expected mock, nginx, rollout, analysis or migrate")
+            bail!("unknown benchmark {other:?}: expected mock, nginx, rollout, analysis, swarm or migrate")
         }
     }
 }

@@ -63,6 +63,20 @@ pub fn analysis(args: &[String]) -> Result<()> {
     release_run("bench-analysis", &[])
 }
 
+/// `cargo xtask bench swarm [--runs N]`: Swarm's own `docker service update` and `docker
+/// rollout --stack` of the same stack under the same load, side by side on a two-node swarm
+/// (the `bench-swarm` binary of the same crate, release builds, the engine; the swarm is
+/// undone afterwards). About two minutes per run.
+pub fn swarm(args: &[String]) -> Result<()> {
+    match args {
+        [] => release_run("bench-swarm", &[]),
+        [flag, n] if flag == "--runs" && matches!(n.parse::<usize>(), Ok(1..=5)) => {
+            release_run("bench-swarm", &[flag, n])
+        }
+        _ => bail!("bench swarm takes `--runs N` (1 to 5), got {args:?}"),
+    }
+}
+
 /// Builds the images, then the plugin and the bench binaries in release builds, as operators
 /// run the plugin (the tool's own CPU and the load generator's, which shares the machine, are
 /// part of what is measured), and runs `bin` with `pass`.

@@ -14,6 +14,8 @@
 //! - [`standby`]: a rolling update of a stack's service by the standby approach of `PLAN.md`:
 //!   a standby copy takes the traffic, Swarm's native update replaces the home's tasks, each
 //!   new task is routed as it runs, and the standby is drained and removed at the end.
+//! - [`steps`]: the steps a standby run is made of: its reports (lines and events), route
+//!   changes and their drains, the waits for tasks to serve or settle.
 //! - [`record`]: the run's lock and journal, kept with the swarm on the standby's labels, so
 //!   that a rerun after a killed run takes the standby over and resumes.
 #![deny(missing_docs)]
@@ -23,4 +25,5 @@ pub mod record;
 pub mod stack;
 pub mod standby;
 pub mod status;
+pub mod steps;
 pub mod update;

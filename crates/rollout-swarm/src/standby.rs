@@ -7,30 +7,39 @@
 //!    traffic and the home's tasks are unrouted and drained.
 //! 2. Swarm's native update of the home service, with the operator's `update_config` and
 //!    `rollback_config` mapped by [`crate::update`]. Each new task that runs is routed, and
-//!    one standby task unrouted (and drained) for it.
+//!    one standby task unrouted for it; the run does not wait for that drain (the task keeps
+//!    running), so Swarm's next batch is routed as soon as it runs.
 //! 3. Completed or rolled back: the upstream goes back to the routes it had (the service's
-//!    name, which now resolves to the home's tasks only), the standby is drained and
-//!    removed. Exit 0, or 3 after Swarm's automatic rollback; 4 when Swarm paused (the standby
-//!    keeps serving).
+//!    name, which now resolves to the home's tasks only); that change's drain and the ones
+//!    not waited for are waited for (within one drain timeout), and the standby is removed.
+//!    Exit 0, or 3 after Swarm's automatic rollback; 4 when Swarm paused, 5 when its rollback
+//!    paused (the standby keeps serving, and a rerun resumes).
+//!
+//! The standby's labels are the run's lock and journal ([`crate::record`]): a second run is
+//! busy, and a rerun after a killed run takes the standby over and resumes.
 
 use crate::api::{ApiError, SwarmApi, TaskInfo};
 use crate::record::{Record, HOLDER_LABEL};
 use crate::stack;
 use crate::status::UpdateState;
+use crate::steps::{
+    change_and_drain, change_only, drain_pending, outcome_of, wait_serving, wait_settled,
+};
+pub use crate::steps::{Say, Tell};
 use crate::update;
 use bollard::models::{
     EndpointSpecModeEnum, NetworkAttachmentConfig, Service, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated,
 };
 use rollout_core::config::{RollbackConfig, UpdateConfig};
-use rollout_core::event::{Event, EventSink, Outcome};
+use rollout_core::event::Event;
 use rollout_core::exit;
 use rollout_core::journal::Liveness;
 use rollout_core::model::{Revision, ServiceRef};
-use rollout_core::router::{DrainReport, DrainTicket, Route, RouteChange, Target, TrafficRouter};
+use rollout_core::router::{DrainTicket, Route, RouteChange, Target, TrafficRouter};
 use rollout_core::InstanceId;
 use rollout_docker::lock::judge;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// The label that marks a standby service, valued with its home service's name.
@@ -57,7 +66,7 @@ impl SwarmFail {
         }
     }
 
-    fn unexpected(message: impl Into<String>) -> Self {
+    pub(crate) fn unexpected(message: impl Into<String>) -> Self {
         Self {
             code: exit::UNEXPECTED,
             message: message.into(),
@@ -166,8 +175,9 @@ fn networks_of(spec: &ServiceSpec) -> Vec<String> {
         .collect()
 }
 
-/// Finds and checks the stack's services; nothing is changed. Every refusal is bad input
-/// (exit 2) naming what is missing.
+/// Finds and checks the stack's services; nothing is changed. A refusal is bad input (exit 2)
+/// naming what is missing, busy (exit 7) when another run holds the standby, or unreachable
+/// (exit 6) when the engine does not answer.
 pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
     if !api.is_manager().await? {
         return Err(SwarmFail::bad_input(format!(
@@ -350,7 +360,7 @@ pub fn plan(found: &Found, req: &Request) -> String {
         "swarm rollout of {home} (stack {stack}): {n} task(s), {from} -> {to}\n{resume}\
          1. standby {standby}: {floor} task(s) of {from} (the capacity floor), routed in nginx ({proxy}, {proxies} task(s)); the tasks of {home} unrouted and drained\n\
          2. Swarm's update of {home}: parallelism {p}, delay {d:?}, monitor {m:?}, failure_action {fa}, max_failure_ratio {ratio}, order {order}; rollback: parallelism {rp}, delay {rd:?}, monitor {rm:?}, failure_action {rfa}, order {rorder}\n\
-         \x20  each new task routed once it runs, one standby task unrouted and drained for it\n\
+         \x20  each new task routed once it runs, one standby task unrouted for it (drained before the standby goes)\n\
          3. nginx back to its routes at rest, the standby drained and removed",
         home = found.home_name,
         stack = req.stack,
@@ -415,114 +425,6 @@ fn standby_spec(found: &Found, replicas: usize) -> ServiceSpec {
     spec
 }
 
-/// Progress lines, for people.
-pub type Say<'a> = &'a (dyn Fn(&str) + Send + Sync);
-
-/// Where a run reports: lines for people, and the same events as a Compose rollout's for
-/// programs (`--output json`; instances are the tasks' addresses).
-#[derive(Clone, Copy)]
-pub struct Tell<'a> {
-    /// Progress lines.
-    pub say: Say<'a>,
-    /// Events.
-    pub events: &'a EventSink,
-}
-
-impl Tell<'_> {
-    fn say(&self, line: &str) {
-        (self.say)(line);
-    }
-
-    fn event(&self, event: Event) {
-        self.events.send(event);
-    }
-
-    /// A change applied, as an event.
-    fn traffic(&self, ticket: &DrainTicket, change: &RouteChange) {
-        self.event(Event::TrafficChanged {
-            generation: ticket.generation,
-            set: change.set.clone(),
-            removed: ticket.removed.clone(),
-        });
-    }
-
-    /// Its drain waited for, as an event.
-    fn drained(&self, ticket: &DrainTicket, report: &DrainReport) {
-        self.event(Event::Drained {
-            removed: ticket.removed.clone(),
-            report: report.clone(),
-        });
-    }
-}
-
-/// Waits until `name` has `count` serving tasks; their addresses on `network`.
-async fn wait_serving(
-    api: &SwarmApi,
-    name: &str,
-    count: usize,
-    network: &str,
-    timeout: Duration,
-) -> Result<Vec<String>, SwarmFail> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let tasks = api.tasks(name).await?;
-        let serving: Vec<String> = tasks
-            .iter()
-            .filter(|t| t.serving())
-            .filter_map(|t| t.addresses.get(network).cloned())
-            .collect();
-        if serving.len() >= count {
-            return Ok(serving);
-        }
-        if Instant::now() > deadline {
-            return Err(SwarmFail::unexpected(format!(
-                "{name}: {} of {count} task(s) running after {timeout:?} ({})",
-                serving.len(),
-                states(&tasks)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn states(tasks: &[TaskInfo]) -> String {
-    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
-    for t in tasks {
-        *by.entry(t.state.as_str()).or_default() += 1;
-    }
-    by.iter()
-        .map(|(s, n)| format!("{n} {s}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Applies `change` and waits for its drain; says what was waited for.
-async fn change_and_drain(
-    router: &dyn TrafficRouter,
-    change: RouteChange,
-    drain_timeout: Duration,
-    tell: Tell<'_>,
-    what: &str,
-) -> Result<(), SwarmFail> {
-    if change.is_empty() {
-        return Ok(());
-    }
-    let ticket = router.apply(&change).await?;
-    tell.traffic(&ticket, &change);
-    let report = router.drain(&ticket, drain_timeout).await?;
-    tell.drained(&ticket, &report);
-    tell.say(&format!(
-        "{what}: drained in {:.1}s{}",
-        report.elapsed.as_secs_f64(),
-        if report.timed_out {
-            format!(" (timed out; cut: {})", report.cut.join(", "))
-        } else {
-            String::new()
-        }
-    ));
-    Ok(())
-}
-
 /// Runs the rollout (see the module's doc), or resumes the one [`Found::left`] names; the exit
 /// code. A run that ends with the standby still there (Swarm paused, an error) lets it go
 /// (its holder label taken off), so that a rerun resumes it.
@@ -554,27 +456,10 @@ pub async fn run(
     ran
 }
 
-/// How a run's result reads as a rollout's outcome (the events' last).
-fn outcome_of(ran: &Result<i32, SwarmFail>, found: &Found) -> Outcome {
-    let serving = || format!("the standby {} serves", found.standby_name);
-    match ran {
-        Ok(exit::SUCCESS) => Outcome::Completed,
-        Ok(exit::ROLLED_BACK) => Outcome::RolledBack(format!(
-            "Swarm rolled {} back to its previous spec",
-            found.home_name
-        )),
-        Ok(exit::PAUSED) => Outcome::Paused(format!("Swarm paused the update; {}", serving())),
-        Ok(exit::ROLLBACK_FAILED) => {
-            Outcome::RollbackFailed(format!("Swarm's rollback stopped; {}", serving()))
-        }
-        Ok(code) => Outcome::Failed(format!("exit {code}")),
-        Err(e) if e.code == exit::BUSY => Outcome::Busy(e.message.clone()),
-        Err(e) => Outcome::Failed(e.message.clone()),
-    }
-}
-
-/// Takes this run's holder label off the standby, if it is there and ours; whether it did.
-async fn let_go(api: &SwarmApi, found: &Found, req: &Request) -> Result<bool, SwarmFail> {
+/// Takes this run's holder label off the standby, if it is there and ours, so that a rerun
+/// resumes the rollout; whether it did. [`run`] does it for a run that ends with the standby
+/// left; a caller that cuts a run does it itself.
+pub async fn let_go(api: &SwarmApi, found: &Found, req: &Request) -> Result<bool, SwarmFail> {
     let Some(standby) = api.service(&found.standby_name).await? else {
         return Ok(false);
     };
@@ -601,6 +486,16 @@ fn replicas_of(s: &Service) -> usize {
         .and_then(|r| r.replicas)
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(1)
+}
+
+/// The standby's holder as it stands: `None` when there is no standby, `Some(None)` when no
+/// run holds it.
+async fn holder_of(api: &SwarmApi, found: &Found) -> Result<Option<Option<String>>, SwarmFail> {
+    Ok(api.service(&found.standby_name).await?.map(|s| {
+        spec_of(&s)
+            .labels
+            .and_then(|l| l.get(HOLDER_LABEL).cloned())
+    }))
 }
 
 /// Busy: the standby was created, or taken over, by another run between this run's look and
@@ -645,10 +540,12 @@ async fn hold_standby(
             let mut spec = standby_spec(found, floor);
             record.write(spec.labels.get_or_insert_with(HashMap::new));
             if let Err(e) = api.create(spec).await {
-                return Err(match api.service(&found.standby_name).await? {
-                    Some(_) => raced(found),
-                    None => e.into(),
-                });
+                // The create may have been made and its answer lost: ours if it carries us.
+                match holder_of(api, found).await? {
+                    Some(Some(h)) if h == req.holder => {}
+                    Some(_) => return Err(raced(found)),
+                    None => return Err(e.into()),
+                }
             }
             tell.say(&format!(
                 "standby {}: {floor} task(s) of {} starting",
@@ -670,16 +567,13 @@ async fn hold_standby(
                 .update(&found.standby_name, version_of(&left.standby), spec)
                 .await
             {
-                let now = api.service(&found.standby_name).await?;
-                let holder = now
-                    .as_ref()
-                    .and_then(|s| spec_of(s).labels)
-                    .and_then(|l| l.get(HOLDER_LABEL).cloned());
-                return Err(if holder != left.record.holder {
-                    raced(found)
-                } else {
-                    e.into()
-                });
+                // Ours if it carries us (the answer was lost); another run's if it carries
+                // anyone else than the one taken over, or is gone.
+                match holder_of(api, found).await? {
+                    Some(Some(h)) if h == req.holder => {}
+                    Some(h) if h == left.record.holder => return Err(e.into()),
+                    _ => return Err(raced(found)),
+                }
             }
             tell.say(&format!(
                 "resuming the rollout of {} left by {} (since {}): its standby {} serves, nginx's routes at rest are the ones it kept",
@@ -769,7 +663,9 @@ async fn run_held(
     // else but the standby (the routes at rest, the home's old tasks).
     let mut routed_home: BTreeSet<String> = BTreeSet::new();
     let remove: Vec<Target> = if resuming {
-        let state = UpdateState::of(found.home.update_status.as_ref());
+        // Read now: Swarm may have started rolling back while the standby started.
+        let home = api.service(&found.home_name).await?;
+        let state = UpdateState::of(home.as_ref().and_then(|h| h.update_status.as_ref()));
         let tasks = api.tasks(&found.home_name).await?;
         let new = serving_new(
             &tasks,
@@ -819,7 +715,15 @@ async fn run_held(
     ));
     // 2. Swarm's native update of the home service; a resumed run whose earlier one asked
     // for this image already leaves Swarm's update (going, done or rolled back) as it is.
-    let mut spec = spec_of(&found.home);
+    // Read now: Swarm moves the service's version whenever its update status changes, and the
+    // run may have waited since `find` read it.
+    let home = api.service(&found.home_name).await?.ok_or_else(|| {
+        SwarmFail::unexpected(format!(
+            "{} was removed during the rollout",
+            found.home_name
+        ))
+    })?;
+    let mut spec = spec_of(&home);
     let asked = resuming && image_of(&spec) == req.image;
     if let Some(c) = spec
         .task_template
@@ -835,10 +739,7 @@ async fn run_held(
             "Swarm was asked to update {} to {} by the earlier run",
             found.home_name, req.image
         ));
-    } else if let Err(e) = api
-        .update(&found.home_name, version_of(&found.home), spec)
-        .await
-    {
+    } else if let Err(e) = api.update(&found.home_name, version_of(&home), spec).await {
         // Swarm changed nothing: the home's tasks take the traffic back, the standby goes.
         let mut change = RouteChange {
             set: at_rest.clone(),
@@ -868,6 +769,10 @@ async fn run_held(
     let started = Instant::now();
     let deadline = started + per_batch * (batches + 1) + Duration::from_secs(60);
     let mut rollback_told = false;
+    // The drains of the changes made while Swarm updates: what they took out (standby tasks,
+    // new tasks Swarm stops anyway) is not stopped by this run before the standby goes, so
+    // the loop does not wait for them and Swarm's next batch is routed as soon as it runs.
+    let mut pending: Vec<DrainTicket> = Vec::new();
     let end = loop {
         let service = api.service(&found.home_name).await?.ok_or_else(|| {
             SwarmFail::unexpected(format!(
@@ -900,14 +805,15 @@ async fn run_held(
                 set: back.iter().map(|a| route(a)).collect(),
                 remove: gone.iter().map(|a| target(a)).collect(),
             };
-            change_and_drain(
-                router,
-                change,
-                req.drain_timeout,
-                tell,
-                "new task(s) unrouted",
-            )
-            .await?;
+            pending.extend(
+                change_only(
+                    router,
+                    change,
+                    tell,
+                    "new task(s) unrouted, standby task(s) routed again",
+                )
+                .await?,
+            );
             for g in &gone {
                 routed_home.remove(g);
             }
@@ -926,18 +832,19 @@ async fn run_held(
                 set: add.iter().map(|a| route(a)).collect(),
                 remove: retire.iter().map(|a| target(a)).collect(),
             };
-            change_and_drain(
-                router,
-                change,
-                req.drain_timeout,
-                tell,
-                &format!(
-                    "{} new task(s) routed, {} standby task(s) unrouted",
-                    add.len(),
-                    retire.len()
-                ),
-            )
-            .await?;
+            pending.extend(
+                change_only(
+                    router,
+                    change,
+                    tell,
+                    &format!(
+                        "{} new task(s) routed, {} standby task(s) unrouted (drained before the standby goes)",
+                        add.len(),
+                        retire.len()
+                    ),
+                )
+                .await?,
+            );
             routed_home.extend(add);
             standby_out.extend(retire);
         }
@@ -989,6 +896,7 @@ async fn run_held(
         "nginx back at rest, standby unrouted",
     )
     .await?;
+    drain_pending(router, pending, req.drain_timeout, tell).await?;
     api.remove(&found.standby_name).await?;
     for a in standby_routed.iter().chain(&standby_out) {
         tell.event(Event::InstanceRemoved {
@@ -1003,31 +911,6 @@ async fn run_held(
         _ => tell.say(&format!("{} runs {}", found.home_name, req.image)),
     }
     Ok(code)
-}
-
-/// Waits until `name` has `replicas` serving tasks and no other task still running (the
-/// tasks an update replaced have stopped), so that its name resolves to the serving ones.
-async fn wait_settled(
-    api: &SwarmApi,
-    name: &str,
-    replicas: usize,
-    timeout: Duration,
-) -> Result<(), SwarmFail> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let wanted = api.tasks(name).await?;
-        let lingering = api.lingering_tasks(name).await?;
-        if wanted.iter().filter(|t| t.serving()).count() >= replicas && lingering == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(SwarmFail::unexpected(format!(
-                "{name}: not settled after {timeout:?} ({}; {lingering} replaced task(s) still running)",
-                states(&wanted)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[cfg(test)]

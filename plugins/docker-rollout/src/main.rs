@@ -292,29 +292,8 @@ async fn rollout(
         None => or_interrupted(&mut irx, swarm::stack_of_project(&req)).await?,
     };
     if let Some(stack) = stack {
-        // A Swarm stack: rollout-swarm's standby approach. Once the standby runs, nginx routes
-        // to it and to the new tasks, and a cut run is not rolled back (a rerun resumes it): a
-        // first interrupt is only reported and the run goes on; a second one cuts it and says
-        // what serves.
-        let run = swarm::run(&req, &stack);
-        tokio::pin!(run);
-        let mut asked = 0;
-        loop {
-            tokio::select! {
-                r = &mut run => return r,
-                Some(_) = irx.recv() => {
-                    asked += 1;
-                    if asked == 1 {
-                        eprintln!("a --stack rollout is not rolled back when cut (nginx may route to the standby and to new tasks): it goes on; interrupt again to cut it, and run it again to resume it");
-                        continue;
-                    }
-                    return Err(fail::Fail {
-                        code: exit::INTERRUPTED,
-                        message: format!("interrupted: a standby {stack}_{}--standby may be carrying the traffic; docker rollout again resumes the rollout (do not remove the standby by hand before nginx's upstream routes to the tasks of {stack}_{} again)", req.service, req.service),
-                    });
-                }
-            }
-        }
+        // A Swarm stack: rollout-swarm's standby approach, which hears interrupts itself.
+        return swarm::run(&req, &stack, &mut irx).await;
     }
     if req.docker.debug && !req.dry_run {
         // Which door progress takes, and whose width it uses, is otherwise

@@ -7,6 +7,7 @@
 
 use crate::cli::OutputFormat;
 use crate::cli::RolloutRequest;
+use crate::drive::Interrupt;
 use crate::fail::Fail;
 use crate::live;
 use crate::output::{Json, Renderer, Sink, Summary, Tally};
@@ -21,6 +22,7 @@ use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
 use rollout_swarm::api::SwarmApi;
 use rollout_swarm::standby::{self, Request, SwarmFail, Tell};
 use std::io::Write;
+use tokio::sync::mpsc;
 
 fn fail(e: SwarmFail) -> Fail {
     Fail {
@@ -132,8 +134,31 @@ pub async fn stack_of_project(req: &RolloutRequest) -> Result<Option<String>, Fa
     Ok(Some(name))
 }
 
-/// Runs the rollout (or prints its plan with `--dry-run`); the exit code.
-pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
+/// What a run needs once the stack is checked and nginx's config is open.
+struct Ready {
+    request: Request,
+    found: standby::Found,
+    api: SwarmApi,
+    router: NginxRouter,
+}
+
+/// Runs the rollout (or prints its plan with `--dry-run`); the exit code. An interrupt before
+/// anything changed ends the run. Once the standby may carry the traffic, a cut run is not
+/// rolled back (a rerun resumes it): a first interrupt is only reported and the run goes on;
+/// a second one cuts it, lets the standby go and says what serves.
+pub async fn run(
+    req: &RolloutRequest,
+    stack: &str,
+    irx: &mut mpsc::UnboundedReceiver<Interrupt>,
+) -> Result<i32, Fail> {
+    match crate::or_interrupted(irx, prepare(req, stack)).await? {
+        Some(ready) => drive(req, ready, irx).await,
+        None => Ok(exit::SUCCESS),
+    }
+}
+
+/// The checks, the plan of a dry run (`None` then), and nginx's config opened.
+async fn prepare(req: &RolloutRequest, stack: &str) -> Result<Option<Ready>, Fail> {
     let json = req.output == OutputFormat::Json;
     let FromFile {
         mut request,
@@ -155,7 +180,7 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
             println!("{plan}");
             println!("dry run: nothing was changed");
         }
-        return Ok(exit::SUCCESS);
+        return Ok(None);
     }
     let config_path = config.unwrap_or_else(|| live::DEFAULT_NGINX_CONF.to_string());
     // The config writers a killed run left (they exit once it is gone).
@@ -202,6 +227,27 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
     for note in router.recovered() {
         say(note);
     }
+    Ok(Some(Ready {
+        request,
+        found,
+        api,
+        router,
+    }))
+}
+
+/// The run itself, its events rendered as they come (`--output json`), interrupts heard.
+async fn drive(
+    req: &RolloutRequest,
+    ready: Ready,
+    irx: &mut mpsc::UnboundedReceiver<Interrupt>,
+) -> Result<i32, Fail> {
+    let Ready {
+        request,
+        found,
+        api,
+        router,
+    } = ready;
+    let json = req.output == OutputFormat::Json;
     say(&standby::plan(&found, &request));
     // Each step with the seconds since the rollout started.
     let started = std::time::Instant::now();
@@ -222,19 +268,50 @@ pub async fn run(req: &RolloutRequest, stack: &str) -> Result<i32, Fail> {
         say: &stamped,
         events: &sink,
     };
+    // `None`: cut by a second interrupt.
     let ran = {
         let run = standby::run(&api, &found, &request, &router, tell);
         tokio::pin!(run);
+        let mut asked = 0;
         loop {
             tokio::select! {
-                ran = &mut run => break ran,
+                ran = &mut run => break Some(ran),
                 Some(event) = rx.recv() => show(event),
+                Some(_) = irx.recv() => {
+                    asked += 1;
+                    if asked > 1 {
+                        break None;
+                    }
+                    say("a --stack rollout is not rolled back when cut (nginx may route to the standby and to new tasks): it goes on; interrupt again to cut it, and run it again to resume it");
+                }
             }
         }
     };
     while let Ok(event) = rx.try_recv() {
         show(event);
     }
+    let ran = match ran {
+        Some(ran) => ran,
+        None => {
+            // The run stopped between two of its steps: its standby is let go for the rerun.
+            if let Err(e) = standby::let_go(&api, &found, &request).await {
+                say(&format!(
+                    "note: {} could not be let go ({}); a rerun on this machine takes it over once this process is gone",
+                    found.standby_name, e.message
+                ));
+            }
+            show(Event::Finished {
+                outcome: Outcome::Interrupted(false),
+            });
+            Err(SwarmFail {
+                code: exit::INTERRUPTED,
+                message: format!(
+                    "interrupted: the standby {} may be carrying the traffic; docker rollout again resumes the rollout (do not remove the standby by hand before nginx's upstream routes to the tasks of {} again)",
+                    found.standby_name, found.home_name
+                ),
+            })
+        }
+    };
     // The proxy's writer, kept for the run's writes, goes whatever the outcome.
     if let Err(e) = router.settle().await {
         say(&format!("note: the proxy's writer was not removed: {e}"));

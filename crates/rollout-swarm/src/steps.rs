@@ -1,0 +1,209 @@
+//! The steps a swarm rollout ([`crate::standby`]) is made of, below its order: how it reports
+//! ([`Tell`]: lines for people, events for programs), route changes with their drain waited
+//! for at once or later, and the waits for a service's tasks to serve or settle.
+
+use crate::api::{SwarmApi, TaskInfo};
+use crate::standby::{Found, SwarmFail};
+use rollout_core::event::{Event, EventSink, Outcome};
+use rollout_core::exit;
+use rollout_core::router::{DrainReport, DrainTicket, RouteChange, TrafficRouter};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Progress lines, for people.
+pub type Say<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Where a run reports: lines for people, and the same events as a Compose rollout's for
+/// programs (`--output json`; instances are the tasks' addresses).
+#[derive(Clone, Copy)]
+pub struct Tell<'a> {
+    /// Progress lines.
+    pub say: Say<'a>,
+    /// Events.
+    pub events: &'a EventSink,
+}
+
+impl Tell<'_> {
+    pub(crate) fn say(&self, line: &str) {
+        (self.say)(line);
+    }
+
+    pub(crate) fn event(&self, event: Event) {
+        self.events.send(event);
+    }
+
+    /// A change applied, as an event.
+    pub(crate) fn traffic(&self, ticket: &DrainTicket, change: &RouteChange) {
+        self.event(Event::TrafficChanged {
+            generation: ticket.generation,
+            set: change.set.clone(),
+            removed: ticket.removed.clone(),
+        });
+    }
+
+    /// Its drain waited for, as an event.
+    pub(crate) fn drained(&self, ticket: &DrainTicket, report: &DrainReport) {
+        self.event(Event::Drained {
+            removed: ticket.removed.clone(),
+            report: report.clone(),
+        });
+    }
+}
+
+/// Waits until `name` has `count` serving tasks; their addresses on `network`.
+pub(crate) async fn wait_serving(
+    api: &SwarmApi,
+    name: &str,
+    count: usize,
+    network: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, SwarmFail> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let tasks = api.tasks(name).await?;
+        let serving: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.serving())
+            .filter_map(|t| t.addresses.get(network).cloned())
+            .collect();
+        if serving.len() >= count {
+            return Ok(serving);
+        }
+        if Instant::now() > deadline {
+            return Err(SwarmFail::unexpected(format!(
+                "{name}: {} of {count} task(s) running after {timeout:?} ({})",
+                serving.len(),
+                states(&tasks)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub(crate) fn states(tasks: &[TaskInfo]) -> String {
+    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in tasks {
+        *by.entry(t.state.as_str()).or_default() += 1;
+    }
+    by.iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Applies `change` and says so; its drain is waited for later ([`drain_pending`]): what it
+/// took out keeps running until the standby goes. `None` for an empty change.
+pub(crate) async fn change_only(
+    router: &dyn TrafficRouter,
+    change: RouteChange,
+    tell: Tell<'_>,
+    what: &str,
+) -> Result<Option<DrainTicket>, SwarmFail> {
+    if change.is_empty() {
+        return Ok(None);
+    }
+    let ticket = router.apply(&change).await?;
+    tell.traffic(&ticket, &change);
+    tell.say(what);
+    Ok(Some(ticket))
+}
+
+/// Waits for the drains of the changes [`change_only`] made, in order, all within one
+/// `drain_timeout` (a worker still holding a request belongs to every later ticket too: a
+/// timeout each would add up).
+pub(crate) async fn drain_pending(
+    router: &dyn TrafficRouter,
+    pending: Vec<DrainTicket>,
+    drain_timeout: Duration,
+    tell: Tell<'_>,
+) -> Result<(), SwarmFail> {
+    let started = Instant::now();
+    let deadline = started + drain_timeout;
+    let mut timed_out = false;
+    let count = pending.len();
+    for ticket in pending {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let report = router.drain(&ticket, left).await?;
+        timed_out |= report.timed_out;
+        tell.drained(&ticket, &report);
+    }
+    if count > 0 {
+        tell.say(&format!(
+            "the {count} earlier change(s)' unrouted tasks drained in {:.1}s more{}",
+            started.elapsed().as_secs_f64(),
+            if timed_out { " (timed out)" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
+/// Applies `change` and waits for its drain; says what was waited for.
+pub(crate) async fn change_and_drain(
+    router: &dyn TrafficRouter,
+    change: RouteChange,
+    drain_timeout: Duration,
+    tell: Tell<'_>,
+    what: &str,
+) -> Result<(), SwarmFail> {
+    if change.is_empty() {
+        return Ok(());
+    }
+    let ticket = router.apply(&change).await?;
+    tell.traffic(&ticket, &change);
+    let report = router.drain(&ticket, drain_timeout).await?;
+    tell.drained(&ticket, &report);
+    tell.say(&format!(
+        "{what}: drained in {:.1}s{}",
+        report.elapsed.as_secs_f64(),
+        if report.timed_out {
+            format!(" (timed out; cut: {})", report.cut.join(", "))
+        } else {
+            String::new()
+        }
+    ));
+    Ok(())
+}
+
+/// How a run's result reads as a rollout's outcome (the events' last).
+pub(crate) fn outcome_of(ran: &Result<i32, SwarmFail>, found: &Found) -> Outcome {
+    let serving = || format!("the standby {} serves", found.standby_name);
+    match ran {
+        Ok(exit::SUCCESS) => Outcome::Completed,
+        Ok(exit::ROLLED_BACK) => Outcome::RolledBack(format!(
+            "Swarm rolled {} back to its previous spec",
+            found.home_name
+        )),
+        Ok(exit::PAUSED) => Outcome::Paused(format!("Swarm paused the update; {}", serving())),
+        Ok(exit::ROLLBACK_FAILED) => {
+            Outcome::RollbackFailed(format!("Swarm's rollback stopped; {}", serving()))
+        }
+        Ok(code) => Outcome::Failed(format!("exit {code}")),
+        Err(e) if e.code == exit::BUSY => Outcome::Busy(e.message.clone()),
+        Err(e) => Outcome::Failed(e.message.clone()),
+    }
+}
+
+/// Waits until `name` has `replicas` serving tasks and no other task still running (the
+/// tasks an update replaced have stopped), so that its name resolves to the serving ones.
+pub(crate) async fn wait_settled(
+    api: &SwarmApi,
+    name: &str,
+    replicas: usize,
+    timeout: Duration,
+) -> Result<(), SwarmFail> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let wanted = api.tasks(name).await?;
+        let lingering = api.lingering_tasks(name).await?;
+        if wanted.iter().filter(|t| t.serving()).count() >= replicas && lingering == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(SwarmFail::unexpected(format!(
+                "{name}: not settled after {timeout:?} ({}; {lingering} replaced task(s) still running)",
+                states(&wanted)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
