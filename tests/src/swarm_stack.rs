@@ -223,6 +223,34 @@ impl Deployed {
         deployed
     }
 
+    /// A fresh stack of v1 on a two-node swarm of its own ([`Deployed::new`], `image`
+    /// shared), its file then naming `image`: the stack, its services and nginx's config as
+    /// they were before any update.
+    pub fn to_update(slug: &str, image: &str) -> (Deployed, Vec<String>, String) {
+        let d = Deployed::new(slug, &[image]);
+        let services = d.services();
+        let conf = d.project.read("nginx.conf");
+        d.project
+            .write("stack.yaml", &rollout_stack_file(d.port, image));
+        (d, services, conf)
+    }
+
+    /// Swarm's own update of the app to `image`, as an operator runs it and waits for it
+    /// (`docker service update --detach=false --image`).
+    pub fn swarms_own_update(&self, image: &str) -> Command {
+        let mut update = docker();
+        update.args([
+            "service",
+            "update",
+            "--detach=false",
+            "--quiet",
+            "--image",
+            image,
+            &self.service("app"),
+        ]);
+        update
+    }
+
     /// `docker stack deploy -c FILE` of the stack, in the project's folder.
     pub fn deploy(&self, file: &str) {
         run_ok(

@@ -193,12 +193,8 @@ fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_
     require_engine();
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
     let plugins = plugin();
-    let d = Deployed::new("swarm-rolling", &[images::V2]);
+    let (d, before, conf_before) = Deployed::to_update("swarm-rolling", images::V2);
     let name = d.stack.0.clone();
-    let before = d.services();
-    let conf_before = d.project.read("nginx.conf");
-    d.project
-        .write("stack.yaml", &rollout_stack_file(d.port, images::V2));
     for (args, says) in [
         (vec!["--stack", "nosuch", "app"], "no stack nosuch"),
         (vec!["--stack", &name, "nope"], "no service \"nope\""),
@@ -314,13 +310,7 @@ fn a_never_healthy_image_is_rolled_back_by_swarm_exit_3_with_the_standby_serving
     require_engine();
     require_images(&[images::V1, images::V2_UNHEALTHY, NGINX_IMAGE]);
     let plugins = plugin();
-    let d = Deployed::new("swarm-rollback", &[images::V2_UNHEALTHY]);
-    let before = d.services();
-    let conf_before = d.project.read("nginx.conf");
-    d.project.write(
-        "stack.yaml",
-        &rollout_stack_file(d.port, images::V2_UNHEALTHY),
-    );
+    let (d, before, conf_before) = Deployed::to_update("swarm-rollback", images::V2_UNHEALTHY);
     let cmd = d.rollout(
         &plugins,
         &["--stack", &d.stack.0, "app", "--output", "json"],
@@ -377,16 +367,7 @@ fn long_requests_in_flight_survive_a_stack_rollout_swarms_own_update_is_printed_
         "swarm-long-native",
         &resolving_conf(),
     );
-    let mut update = docker();
-    update.args([
-        "service",
-        "update",
-        "--detach=false",
-        "--quiet",
-        "--image",
-        images::V2,
-        &swarms.service("app"),
-    ]);
+    let update = swarms.swarms_own_update(images::V2);
     let (native, _, native_report) =
         swarms.under_load("long-requests-swarm-update", long_requests, |clock| {
             run_plain(update, clock)
@@ -438,11 +419,7 @@ fn a_killed_stack_rollout_is_resumed_by_a_rerun_and_a_second_run_meanwhile_is_bu
     require_engine();
     require_images(&[images::V1, images::V2, NGINX_IMAGE]);
     let plugins = plugin();
-    let d = Deployed::new("swarm-resume", &[images::V2]);
-    let before = d.services();
-    let conf_before = d.project.read("nginx.conf");
-    d.project
-        .write("stack.yaml", &rollout_stack_file(d.port, images::V2));
+    let (d, before, conf_before) = Deployed::to_update("swarm-resume", images::V2);
     let args = ["--stack", d.stack.0.as_str(), "app"];
     let (rerun, snaps, report) = d.under_load(
         "killed-and-resumed",

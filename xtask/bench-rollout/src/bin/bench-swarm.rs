@@ -28,8 +28,8 @@ use rollout_e2e::swarm_stack::{
     long_requests, resolving_conf, rollout_stack_file, run_plain, seed_conf, swarm_with, Deployed,
 };
 use rollout_e2e::{
-    docker, images, require_engine, require_images, run_rollout, workspace_binary, Clock, Ended,
-    PluginDir, NGINX_IMAGE,
+    images, require_engine, require_images, run_rollout, workspace_binary, Clock, Ended, PluginDir,
+    NGINX_IMAGE,
 };
 use rollout_load::{Class, LoadHandle, Report};
 use std::time::Duration;
@@ -146,16 +146,7 @@ fn finish(load: LoadHandle) -> Report {
 fn swarms_own(run: usize) -> Figures {
     let d = Deployed::on(None, &format!("bench-swarm-own-{run}"), &resolving_conf());
     let load = load_on(&d);
-    let mut update = docker();
-    update.args([
-        "service",
-        "update",
-        "--detach=false",
-        "--quiet",
-        "--image",
-        images::V2,
-        &d.service("app"),
-    ]);
+    let update = d.swarms_own_update(images::V2);
     let ended = run_plain(update, Clock::of(&load));
     let report = finish(load);
     figures("docker service update", &ended, &report)
