@@ -888,6 +888,8 @@ async fn run_held(
         set: at_rest.clone(),
         remove,
     };
+    // One drain timeout for this change's drain and the ones not waited for yet.
+    let deadline = Instant::now() + req.drain_timeout;
     change_and_drain(
         router,
         change,
@@ -896,7 +898,8 @@ async fn run_held(
         "nginx back at rest, standby unrouted",
     )
     .await?;
-    drain_pending(router, pending, req.drain_timeout, tell).await?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    drain_pending(router, pending, left, tell).await?;
     api.remove(&found.standby_name).await?;
     for a in standby_routed.iter().chain(&standby_out) {
         tell.event(Event::InstanceRemoved {

@@ -142,17 +142,18 @@ struct Ready {
     router: NginxRouter,
 }
 
-/// Runs the rollout (or prints its plan with `--dry-run`); the exit code. An interrupt before
-/// anything changed ends the run. Once the standby may carry the traffic, a cut run is not
-/// rolled back (a rerun resumes it): a first interrupt is only reported and the run goes on;
-/// a second one cuts it, lets the standby go and says what serves.
+/// Runs the rollout (or prints its plan with `--dry-run`); the exit code. An interrupt during
+/// the checks and the proxy's opening ends the run. Once the run itself started (it creates
+/// the standby first), a cut run is not rolled back (a rerun resumes it): a first interrupt is
+/// only reported and the run goes on; a second one cuts it, lets its locks and the standby go,
+/// and says what serves. Once the run said how it ended, interrupts are not heard.
 pub async fn run(
     req: &RolloutRequest,
     stack: &str,
     irx: &mut mpsc::UnboundedReceiver<Interrupt>,
 ) -> Result<i32, Fail> {
     match crate::or_interrupted(irx, prepare(req, stack)).await? {
-        Some(ready) => drive(req, ready, irx).await,
+        Some(ready) => drive(req, stack, ready, irx).await,
         None => Ok(exit::SUCCESS),
     }
 }
@@ -238,6 +239,7 @@ async fn prepare(req: &RolloutRequest, stack: &str) -> Result<Option<Ready>, Fai
 /// The run itself, its events rendered as they come (`--output json`), interrupts heard.
 async fn drive(
     req: &RolloutRequest,
+    stack: &str,
     ready: Ready,
     irx: &mut mpsc::UnboundedReceiver<Interrupt>,
 ) -> Result<i32, Fail> {
@@ -268,6 +270,9 @@ async fn drive(
         say: &stamped,
         events: &sink,
     };
+    // Whether the run said how it ended: after that it only lets its standby go, and is not
+    // cut any more.
+    let mut finished = false;
     // `None`: cut by a second interrupt.
     let ran = {
         let run = standby::run(&api, &found, &request, &router, tell);
@@ -276,9 +281,15 @@ async fn drive(
         loop {
             tokio::select! {
                 ran = &mut run => break Some(ran),
-                Some(event) = rx.recv() => show(event),
+                Some(event) = rx.recv() => {
+                    finished |= matches!(event, Event::Finished { .. });
+                    show(event);
+                }
                 Some(_) = irx.recv() => {
                     asked += 1;
+                    if finished {
+                        continue;
+                    }
                     if asked > 1 {
                         break None;
                     }
@@ -288,21 +299,50 @@ async fn drive(
         }
     };
     while let Ok(event) = rx.try_recv() {
+        finished |= matches!(event, Event::Finished { .. });
         show(event);
     }
     let ran = match ran {
         Some(ran) => ran,
         None => {
-            // The run stopped between two of its steps: its standby is let go for the rerun.
-            if let Err(e) = standby::let_go(&api, &found, &request).await {
-                say(&format!(
+            // The run was dropped where it waited, maybe inside a change to nginx's config
+            // holding the proxy's lock: the lock is let go (the next run's router repairs a
+            // torn change from its journal), and so is the standby, for the rerun.
+            // Bounded: the operator asked twice to stop, and an engine that hangs must not
+            // keep the process.
+            let bound = std::time::Duration::from_secs(15);
+            let released = tokio::time::timeout(
+                bound,
+                rollout_docker::lock::release_locks_of(api.engine(), stack, &request.holder),
+            )
+            .await;
+            match released {
+                Ok(Ok(released)) if !released.is_empty() => say(&format!(
+                    "the cut run's lock(s) let go: {}",
+                    released.join(", ")
+                )),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => say(&format!(
+                    "note: the cut run's proxy lock could not be let go ({e}); the next run on this machine takes it over"
+                )),
+                Err(_) => say("note: the engine did not answer in 15s: the cut run's proxy lock may be left; the next run on this machine takes it over"),
+            }
+            match tokio::time::timeout(bound, standby::let_go(&api, &found, &request)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => say(&format!(
                     "note: {} could not be let go ({}); a rerun on this machine takes it over once this process is gone",
                     found.standby_name, e.message
-                ));
+                )),
+                Err(_) => say(&format!(
+                    "note: the engine did not answer in 15s: {} may still name this run; a rerun on this machine takes it over once this process is gone",
+                    found.standby_name
+                )),
             }
-            show(Event::Finished {
-                outcome: Outcome::Interrupted(false),
-            });
+            if !finished {
+                show(Event::Finished {
+                    outcome: Outcome::Interrupted(false),
+                });
+            }
             Err(SwarmFail {
                 code: exit::INTERRUPTED,
                 message: format!(
