@@ -1,6 +1,6 @@
 //! A stack deployed on the two-node [`Swarm`] for the Swarm backend's tests and bench: the
 //! demo app's four tasks (`endpoint_mode: dnsrr`, the routing mesh needs IPVS, which these
-//! machines lack) spread over both nodes behind nginx on the manager (published in host
+//! machines lack) on both nodes behind nginx on the manager (published in host
 //! mode), the seed's `update_config` (delay and monitor shortened for the rollout runs),
 //! `docker rollout --stack` and Swarm's own `docker service update` run under load through
 //! nginx, and everything undone in order when dropped.
@@ -146,8 +146,8 @@ impl Drop for Stack {
     }
 }
 
-/// The stack a rollout test updates: four demo app tasks (`dnsrr`) spread over both nodes,
-/// with the seed's `update_config` but a delay of 1 s and a monitor of 2 s, and the image's
+/// The stack a rollout test updates: four demo app tasks (`dnsrr`) placed by Swarm on either
+/// node (the stack file's `max_replicas_per_node` left out), with the seed's `update_config` but a delay of 1 s and a monitor of 2 s, and the image's
 /// health check with a start period of 2 s (so that a never-healthy task fails in seconds, not
 /// after the image's 60 s), to keep the tests short; the app exits at once on SIGTERM (the
 /// images' default, said here); nginx on the manager published in host mode.

@@ -2,7 +2,7 @@
 //! of the same stack, under the same load, side by side, on a real two-node swarm.
 //!
 //! Each run deploys two fresh stacks of the demo app on one swarm (four tasks, `endpoint_mode:
-//! dnsrr`, spread over both nodes; the seed's `update_config` with a delay of 1 s and a monitor
+//! dnsrr`, placed by Swarm on either node; the seed's `update_config` with a delay of 1 s and a monitor
 //! of 2 s, start-first; the app exits at once on SIGTERM) behind nginx on the manager, and
 //! updates each from v1 to v2 under the end-to-end load (250 requests per second) with 3 s GETs
 //! and POSTs in flight (5 % each):
