@@ -165,6 +165,28 @@ pub fn rollout_stack_file(port: u16, image: &str) -> String {
         .replace("      placement:\n        max_replicas_per_node: 2\n", "")
 }
 
+/// The seed's blue-green layout as a stack: the app of [`rollout_stack_file`] twice, as
+/// `blue` of `blue` and `green` of `green`, two tasks each, behind the same nginx.
+pub fn colours_stack_file(port: u16, blue: &str, green: &str) -> String {
+    let file = rollout_stack_file(port, images::V1).replace("replicas: 4", "replicas: 2");
+    let (head, rest) = file.split_once("  app:\n").unwrap();
+    let (app, tail) = rest.split_once("  nginx:\n").unwrap();
+    let colour = |name: &str, image: &str| {
+        format!(
+            "  {name}:\n{}",
+            app.replace(
+                &format!("image: {}\n", images::V1),
+                &format!("image: {image}\n")
+            )
+        )
+    };
+    format!(
+        "{head}{}{}  nginx:\n{tail}",
+        colour("blue", blue),
+        colour("green", green)
+    )
+}
+
 /// A two-node swarm with the v1 and nginx images and `extra_images` shared with the worker.
 pub fn swarm_with(extra_images: &[&str]) -> Swarm {
     let swarm = Swarm::two_nodes();
@@ -199,10 +221,40 @@ impl Deployed {
     /// behind nginx with `nginx_conf`, the app first (the seed's nginx resolves `app` once, at
     /// start), nginx answering v1.
     pub fn on(swarm: Option<Swarm>, slug: &str, nginx_conf: &str) -> Deployed {
+        Deployed::of_file(
+            swarm,
+            slug,
+            nginx_conf,
+            |port| rollout_stack_file(port, images::V1),
+            &["app"],
+        )
+    }
+
+    /// The seed's blue-green layout on a two-node swarm ([`colours_stack_file`]): blue and
+    /// green both of v1, nginx's upstream naming blue; `extra_images` shared with the worker.
+    pub fn colours(slug: &str, extra_images: &[&str]) -> Deployed {
+        Deployed::of_file(
+            Some(swarm_with(extra_images)),
+            slug,
+            &seed_conf().replace("server app:", "server blue:"),
+            |port| colours_stack_file(port, images::V1, images::V1),
+            &["blue", "green"],
+        )
+    }
+
+    /// The stack `file(port)` deployed behind nginx with `nginx_conf`, the `apps` first (nginx
+    /// resolves their names once, at start), nginx answering v1.
+    fn of_file(
+        swarm: Option<Swarm>,
+        slug: &str,
+        nginx_conf: &str,
+        file: impl FnOnce(u16) -> String,
+        apps: &[&str],
+    ) -> Deployed {
         let project = Project::new(slug);
         let port = free_port();
         let stack = Stack(project.name().to_string());
-        let file = rollout_stack_file(port, images::V1);
+        let file = file(port);
         project.write("app-only.yaml", &app_only(&file));
         project.write("stack.yaml", &file);
         project.write("nginx.conf", nginx_conf);
@@ -213,7 +265,10 @@ impl Deployed {
             port,
         };
         deployed.deploy("app-only.yaml");
-        wait_running(&deployed.service("app"), 4, Duration::from_secs(60));
+        for app in apps {
+            let replicas = if apps.len() == 1 { 4 } else { 2 };
+            wait_running(&deployed.service(app), replicas, Duration::from_secs(60));
+        }
         deployed.deploy("stack.yaml");
         wait_running(&deployed.service("nginx"), 1, Duration::from_secs(60));
         let answer = wait_http(deployed.addr(), "/", Duration::from_secs(30), |a| {

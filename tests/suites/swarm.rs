@@ -18,8 +18,9 @@ use rollout_core::Event;
 use rollout_e2e::nginx::ConfigSnapshot;
 use rollout_e2e::swarm::Swarm;
 use rollout_e2e::swarm_stack::{
-    app_only, failed_by_class, long_requests, resolving_conf, rollout_stack_file, run_plain,
-    seed_conf, stack_file, swarm_with, wait_running, Deployed, Stack,
+    app_only, colours_stack_file, failed_by_class, long_requests, resolving_conf,
+    rollout_stack_file, run_plain, seed_conf, stack_file, swarm_with, wait_running, Deployed,
+    Stack,
 };
 use rollout_e2e::verdict::{assert_clean_during, assert_no_failure};
 use rollout_e2e::{
@@ -535,4 +536,155 @@ fn a_killed_stack_rollout_is_resumed_by_a_rerun_and_a_second_run_meanwhile_is_bu
         conf_before,
         "nginx's config is back at rest"
     );
+}
+
+/// The seed's blue-green layout (LEVEL 3) and canary weights (LEVEL 4) as two colour services
+/// of one stack on the two-node swarm, behind the stack's nginx, under load with 3 s GETs and
+/// POSTs (the app exiting at once on SIGTERM), from one load's start to its end:
+/// 1. a lock on the pair held by a run elsewhere: busy (exit 7), nothing changed; `--dry-run`
+///    plans Swarm's update of green and changes nothing;
+/// 2. `docker rollout --stack S green`: Swarm updates the idle green to v2, then nginx names
+///    green (exit 0, every green task on v2); the file then naming another image for the live
+///    green is refused (exit 2, nothing changed);
+/// 3. `docker rollout --stack S blue`: the switch back, at once, to the same blue tasks (no
+///    update), nginx's config byte for byte as before;
+/// 4. a never-healthy image for green: Swarm rolls green back, nothing is switched, exit 3;
+/// 5. `--strategy canary`: nginx weights blue and green 75/25 then 50/50, then green alone,
+///    with `weights-changed` events;
+///
+/// and no request failed, and the pair's lock is gone.
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn blue_green_switch_back_and_canary_between_two_colours_of_a_stack() {
+    require_engine();
+    require_images(&[images::V1, images::V2, images::V2_UNHEALTHY, NGINX_IMAGE]);
+    let plugins = plugin();
+    let d = Deployed::colours("swarm-colours", &[images::V2, images::V2_UNHEALTHY]);
+    let services = d.services();
+    let conf_blue = d.project.read("nginx.conf");
+    let stack = d.stack.0.clone();
+    let green_file = |image: &str| {
+        d.project
+            .write("stack.yaml", &colours_stack_file(d.port, images::V1, image))
+    };
+    green_file(images::V2);
+    // A run of the pair held elsewhere: busy, nothing changed.
+    let lock = format!("{}--colours-lock", d.service("blue"));
+    run_ok(docker().args([
+        "service",
+        "create",
+        "--detach",
+        "--no-resolve-image",
+        "--name",
+        &lock,
+        "--label",
+        "io.rollout.holder=a run on another machine",
+        "--replicas",
+        "0",
+        images::V1,
+    ]));
+    let busy = d
+        .rollout(&plugins, &["--stack", &stack, "green"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&busy.stderr);
+    assert_eq!(busy.status.code(), Some(7), "{said}");
+    assert!(
+        said.contains(&format!("docker service rm {lock}")),
+        "{said}"
+    );
+    assert!(d
+        .task_images("green")
+        .iter()
+        .all(|t| t.starts_with(images::V1)));
+    run_ok(docker().args(["service", "rm", &lock]));
+    let dry = run_ok(&mut d.rollout(&plugins, &["--stack", &stack, "green", "--dry-run"]));
+    let plan = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(
+        plan.contains("Swarm's update of") && plan.contains("nothing was changed"),
+        "{plan}"
+    );
+    assert_eq!(d.project.read("nginx.conf"), conf_blue);
+    let go = |args: &[&str], clock| {
+        let mut all = vec!["--stack", stack.as_str()];
+        all.extend_from_slice(args);
+        all.extend(["--output", "json"]);
+        run_rollout(d.rollout(&plugins, &all), clock, Duration::from_secs(240))
+    };
+    let upstream = |colour: &str| format!("server {colour}:{}", rollout_e2e::DEMO_PORT);
+    let (canary, _, report) = d.under_load("colours", long_requests, |clock| {
+        let green = go(&["green"], clock);
+        assert_eq!(green.code, Some(0), "{}", green.stderr);
+        assert!(green.stderr.contains("Swarm updates"), "{}", green.stderr);
+        let conf = d.project.read("nginx.conf");
+        assert!(
+            conf.contains(&upstream("green")) && !conf.contains(&upstream("blue")),
+            "{conf}"
+        );
+        let images_now = d.task_images("green");
+        assert!(
+            images_now.len() == 2 && images_now.iter().all(|t| t.starts_with(images::V2)),
+            "{images_now:?}"
+        );
+        // The live colour is not updated in place.
+        green_file(images::V1);
+        let refused = go(&["green"], clock);
+        assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("--strategy rolling"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(d.project.read("nginx.conf"), conf);
+        green_file(images::V2);
+        let blue = go(&["blue"], clock);
+        assert_eq!(blue.code, Some(0), "{}", blue.stderr);
+        assert!(!blue.stderr.contains("Swarm updates"), "{}", blue.stderr);
+        assert_eq!(d.project.read("nginx.conf"), conf_blue, "back to blue");
+        green_file(images::V2_UNHEALTHY);
+        let broken = go(&["green"], clock);
+        assert_eq!(broken.code, Some(3), "{}", broken.stderr);
+        assert_eq!(
+            broken.outcome_name(),
+            "rolled-back",
+            "{}",
+            broken.transcript()
+        );
+        assert_eq!(d.project.read("nginx.conf"), conf_blue, "nothing switched");
+        green_file(images::V2);
+        go(
+            &[
+                "green",
+                "--strategy",
+                "canary",
+                "--canary-steps",
+                "25,50,100",
+                "--canary-hold",
+                "1s",
+            ],
+            clock,
+        )
+    });
+    assert_eq!(canary.code, Some(0), "{}", canary.stderr);
+    let weights: Vec<u32> = canary
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::WeightsChanged { new_percent } => Some(*new_percent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(weights, [25, 50, 100], "{}", canary.transcript());
+    let conf = d.project.read("nginx.conf");
+    assert!(
+        conf.contains(&upstream("green")) && !conf.contains(&upstream("blue")),
+        "{conf}"
+    );
+    assert_no_failure(&report);
+    assert_eq!(d.services(), services);
+    let left = docker()
+        .args(["service", "inspect", &lock])
+        .output()
+        .unwrap();
+    assert!(!left.status.success(), "the pair's lock {lock} is gone");
 }

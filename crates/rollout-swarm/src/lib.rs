@@ -16,11 +16,15 @@
 //!   new task is routed as it runs, and the standby is drained and removed at the end.
 //! - [`steps`]: the steps a standby run is made of: its reports (lines and events), route
 //!   changes and their drains, the waits for tasks to serve or settle.
+//! - [`colours`]: blue-green and canary on a swarm: Swarm's own update of the idle colour of
+//!   the seed's two colour services, then nginx moved to it at once or step by step.
 //! - [`record`]: the run's lock and journal, kept with the swarm on the standby's labels, so
 //!   that a rerun after a killed run takes the standby over and resumes.
 #![deny(missing_docs)]
 
 pub mod api;
+mod checks;
+pub mod colours;
 pub mod record;
 pub mod stack;
 pub mod standby;

@@ -19,6 +19,10 @@
 //! busy, and a rerun after a killed run takes the standby over and resumes.
 
 use crate::api::{ApiError, SwarmApi, TaskInfo};
+use crate::checks::{
+    dnsrr_replicas, image_of, proxy_containers, shared_network, spec_of, version_of,
+    wanted_replicas, StackView,
+};
 use crate::record::{Record, HOLDER_LABEL};
 use crate::stack;
 use crate::status::UpdateState;
@@ -28,8 +32,7 @@ use crate::steps::{
 pub use crate::steps::{Say, Tell};
 use crate::update;
 use bollard::models::{
-    EndpointSpecModeEnum, NetworkAttachmentConfig, Service, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated,
+    NetworkAttachmentConfig, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
 };
 use rollout_core::config::{RollbackConfig, UpdateConfig};
 use rollout_core::event::Event;
@@ -59,7 +62,7 @@ pub struct SwarmFail {
 }
 
 impl SwarmFail {
-    fn bad_input(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_input(message: impl Into<String>) -> Self {
         Self {
             code: exit::BAD_INPUT,
             message: message.into(),
@@ -153,107 +156,17 @@ pub struct Left {
     pub record: Record,
 }
 
-fn spec_of(s: &Service) -> ServiceSpec {
-    s.spec.clone().unwrap_or_default()
-}
-
-fn image_of(spec: &ServiceSpec) -> String {
-    spec.task_template
-        .as_ref()
-        .and_then(|t| t.container_spec.as_ref())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
-}
-
-fn networks_of(spec: &ServiceSpec) -> Vec<String> {
-    spec.task_template
-        .as_ref()
-        .and_then(|t| t.networks.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n.target.clone())
-        .collect()
-}
-
 /// Finds and checks the stack's services; nothing is changed. A refusal is bad input (exit 2)
 /// naming what is missing, busy (exit 7) when another run holds the standby, or unreachable
 /// (exit 6) when the engine does not answer.
 pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
-    if !api.is_manager().await? {
-        return Err(SwarmFail::bad_input(format!(
-            "--stack {}: the engine at {} is not a manager of an active swarm\nhint: run the rollout against a manager (docker context, DOCKER_HOST)",
-            req.stack,
-            api.engine().endpoint()
-        )));
-    }
-    let services = api.stack_services(&req.stack).await?;
-    if services.is_empty() {
-        return Err(SwarmFail::bad_input(format!(
-            "no stack {}: no service carries the label {}\nhint: docker stack ls",
-            req.stack,
-            stack::label_filter(&req.stack)
-        )));
-    }
-    let named = |compose: &str| {
-        let wanted = stack::service_name(&req.stack, compose);
-        services
-            .iter()
-            .find(|s| spec_of(s).name.as_deref() == Some(wanted.as_str()))
-            .cloned()
-    };
-    let names = || {
-        services
-            .iter()
-            .filter_map(|s| spec_of(s).name)
-            .filter(|n| !n.ends_with(STANDBY_SUFFIX))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let home = named(&req.service).ok_or_else(|| {
-        SwarmFail::bad_input(format!(
-            "stack {} has no service {} (its services: {})",
-            req.stack,
-            req.service,
-            names()
-        ))
-    })?;
-    let proxy = named(&req.proxy).ok_or_else(|| {
-        SwarmFail::bad_input(format!(
-            "stack {} has no nginx service {} in front of {} (its services: {})\nhint: add an nginx service to the stack, or name it with x-rollout.proxy",
-            req.stack,
-            req.proxy,
-            req.service,
-            names()
-        ))
-    })?;
+    let view = StackView::read(api, &req.stack).await?;
+    let home = view.service(&req.service)?;
+    let proxy = view.proxy(&req.proxy, &req.service)?;
     let home_name = stack::service_name(&req.stack, &req.service);
     let spec = spec_of(&home);
-    let mode = spec.endpoint_spec.as_ref().and_then(|e| e.mode);
-    if mode != Some(EndpointSpecModeEnum::DNSRR) {
-        return Err(SwarmFail::bad_input(format!(
-            "service {home_name} uses the routing mesh (endpoint_mode: vip): nginx could not reach, nor drain, its tasks one by one\nhint: set deploy.endpoint_mode: dnsrr on {} and deploy the stack again",
-            req.service
-        )));
-    }
-    let replicas = match spec.mode.as_ref().and_then(|m| m.replicated.as_ref()) {
-        Some(r) => usize::try_from(r.replicas.unwrap_or(1)).unwrap_or(0),
-        None => {
-            return Err(SwarmFail::bad_input(format!(
-                "service {home_name} is not replicated (global mode is not supported yet)"
-            )))
-        }
-    };
-    let proxy_spec = spec_of(&proxy);
-    let shared: BTreeSet<String> = networks_of(&proxy_spec).into_iter().collect();
-    let network = networks_of(&spec)
-        .into_iter()
-        .find(|n| shared.contains(n))
-        .ok_or_else(|| {
-            SwarmFail::bad_input(format!(
-                "services {home_name} and {} share no network: nginx cannot reach the tasks",
-                stack::service_name(&req.stack, &req.proxy)
-            ))
-        })?;
+    let replicas = dnsrr_replicas(&home, &req.service)?;
+    let network = shared_network(&home, &proxy)?;
     let standby_name = format!("{home_name}{STANDBY_SUFFIX}");
     let left = match api.service(&standby_name).await? {
         Some(standby) => Some(left_by_earlier_run(
@@ -269,15 +182,7 @@ pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
     let swarm_rollback = update::to_swarm_rollback(&req.rollback)
         .map_err(|e| SwarmFail::bad_input(e.to_string()))?;
     let proxy_name = stack::service_name(&req.stack, &req.proxy);
-    let proxy_tasks = api.tasks(&proxy_name).await?;
-    let proxy_containers = api.local_containers(&proxy_name).await?;
-    if proxy_containers.is_empty() || proxy_tasks.len() != proxy_containers.len() {
-        return Err(SwarmFail::bad_input(format!(
-            "{proxy_name}: {} task(s) wanted running, {} running on this manager: every nginx task must run on the manager the rollout talks to\nhint: deploy.placement.constraints: [node.role == manager] and run against that manager",
-            proxy_tasks.len(),
-            proxy_containers.len()
-        )));
-    }
+    let proxy_containers = proxy_containers(api, &proxy_name).await?;
     Ok(Found {
         // What serves: the standby's spec once an earlier run left one (the home's may name
         // the image that run asked for already).
@@ -474,18 +379,9 @@ pub async fn let_go(api: &SwarmApi, found: &Found, req: &Request) -> Result<bool
     Ok(true)
 }
 
-fn version_of(s: &Service) -> u64 {
-    s.version.as_ref().and_then(|v| v.index).unwrap_or(0)
-}
-
 /// The standby's tasks wanted, as its spec says.
 fn replicas_of(s: &Service) -> usize {
-    spec_of(s)
-        .mode
-        .and_then(|m| m.replicated)
-        .and_then(|r| r.replicas)
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(1)
+    wanted_replicas(s).unwrap_or(1)
 }
 
 /// The standby's holder as it stands: `None` when there is no standby, `Some(None)` when no
@@ -919,7 +815,7 @@ async fn run_held(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{EndpointSpec, TaskSpec, TaskSpecContainerSpec};
+    use bollard::models::{EndpointSpec, EndpointSpecModeEnum, TaskSpec, TaskSpecContainerSpec};
 
     fn found() -> Found {
         let home = Service {

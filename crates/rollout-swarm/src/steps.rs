@@ -1,4 +1,4 @@
-//! The steps a swarm rollout ([`crate::standby`]) is made of, below its order: how it reports
+//! The steps a swarm rollout ([`crate::standby`], [`crate::colours`]) is made of, below its order: how it reports
 //! ([`Tell`]: lines for people, events for programs), route changes with their drain waited
 //! for at once or later, and the waits for a service's tasks to serve or settle.
 

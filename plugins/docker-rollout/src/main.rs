@@ -36,6 +36,7 @@ mod promote;
 mod socket;
 mod steer;
 mod swarm;
+mod swarm_colours;
 mod undo;
 mod unlock;
 mod verbs;

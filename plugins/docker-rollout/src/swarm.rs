@@ -11,7 +11,7 @@ use crate::drive::Interrupt;
 use crate::fail::Fail;
 use crate::live;
 use crate::output::{Json, Renderer, Sink, Summary, Tally};
-use rollout_compose::{Flavour, Project, ProxyKind};
+use rollout_compose::{Flavour, Project, ProxyKind, Settings};
 use rollout_core::event::{Event, EventSink, Outcome};
 use rollout_core::exit;
 use rollout_core::Revision;
@@ -24,14 +24,14 @@ use rollout_swarm::standby::{self, Request, SwarmFail, Tell};
 use std::io::Write;
 use tokio::sync::mpsc;
 
-fn fail(e: SwarmFail) -> Fail {
+pub(crate) fn fail(e: SwarmFail) -> Fail {
     Fail {
         code: e.code,
         message: e.message,
     }
 }
 
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
@@ -43,9 +43,12 @@ struct FromFile {
     port: Option<u16>,
 }
 
-/// The settings the Compose file gives the stack's service; bad input when it has no image
-/// or no nginx in front.
-fn request(req: &RolloutRequest, stack: &str) -> Result<FromFile, Fail> {
+/// The settings the Compose file gives the stack's service, with its nginx service and its
+/// image; bad input when it has no image or no nginx in front.
+pub(crate) fn settings_of(
+    req: &RolloutRequest,
+    stack: &str,
+) -> Result<(Settings, String, String), Fail> {
     let bad = |e: &dyn std::fmt::Display| Fail::bad_input(e.to_string());
     let project =
         Project::load(&req.compose.load_options(Flavour::default())).map_err(|e| bad(&e))?;
@@ -74,7 +77,16 @@ fn request(req: &RolloutRequest, stack: &str) -> Result<FromFile, Fail> {
             req.service
         ))
     })?;
-    Ok(FromFile {
+    Ok((settings, proxy, image))
+}
+
+/// The standby run's request from the Compose file's settings ([`settings_of`]).
+fn request(
+    req: &RolloutRequest,
+    stack: &str,
+    (settings, proxy, image): (Settings, String, String),
+) -> FromFile {
+    FromFile {
         request: Request {
             stack: stack.to_string(),
             service: req.service.clone(),
@@ -90,7 +102,7 @@ fn request(req: &RolloutRequest, stack: &str) -> Result<FromFile, Fail> {
         upstream: settings.upstream.clone(),
         config: settings.proxy_config.clone(),
         port: settings.port,
-    })
+    }
 }
 
 /// The Swarm stack named as the Compose file's project, when one runs on this engine (a swarm
@@ -152,21 +164,30 @@ pub async fn run(
     stack: &str,
     irx: &mut mpsc::UnboundedReceiver<Interrupt>,
 ) -> Result<i32, Fail> {
-    match crate::or_interrupted(irx, prepare(req, stack)).await? {
+    let from_file = settings_of(req, stack)?;
+    if let Some(colours) = crate::swarm_colours::of(req, stack, &from_file)? {
+        return crate::swarm_colours::run(req, stack, colours, irx).await;
+    }
+    let from_file = request(req, stack, from_file);
+    match crate::or_interrupted(irx, prepare(req, stack, from_file)).await? {
         Some(ready) => drive(req, stack, ready, irx).await,
         None => Ok(exit::SUCCESS),
     }
 }
 
 /// The checks, the plan of a dry run (`None` then), and nginx's config opened.
-async fn prepare(req: &RolloutRequest, stack: &str) -> Result<Option<Ready>, Fail> {
+async fn prepare(
+    req: &RolloutRequest,
+    stack: &str,
+    from_file: FromFile,
+) -> Result<Option<Ready>, Fail> {
     let json = req.output == OutputFormat::Json;
     let FromFile {
         mut request,
         upstream,
         config,
         port,
-    } = request(req, stack)?;
+    } = from_file;
     let engine = live::connect(&req.docker).await?;
     let api = SwarmApi::new(engine.clone());
     let found = standby::find(&api, &request).await.map_err(fail)?;
@@ -183,20 +204,68 @@ async fn prepare(req: &RolloutRequest, stack: &str) -> Result<Option<Ready>, Fai
         }
         return Ok(None);
     }
-    let config_path = config.unwrap_or_else(|| live::DEFAULT_NGINX_CONF.to_string());
-    // The config writers a killed run left (they exit once it is gone).
-    for c in &found.proxy_containers {
-        rollout_docker::remove_dead_writers_of(&engine, c).await?;
-    }
-    let proxies: Vec<Proxy> = found
-        .proxy_containers
-        .iter()
-        .map(|c| ProxyContainer::new(engine.clone(), c.clone()).proxy())
-        .collect();
     // The upstream the Compose file names; else the one a left standby's run kept (mid-rollout
     // it names task addresses, not the service); else the one naming the service.
     let kept = found.left.as_ref().map(|l| l.record.upstream.clone());
-    let upstream = match upstream.or(kept) {
+    let (router, upstream) = open_router(
+        &engine,
+        req,
+        stack,
+        &found.proxy_containers,
+        RouterFromFile {
+            proxy: &request.proxy,
+            upstream: upstream.or(kept),
+            config,
+            port,
+            services: vec![req.service.clone()],
+        },
+    )
+    .await?;
+    request.upstream = upstream;
+    Ok(Some(Ready {
+        request,
+        found,
+        api,
+        router,
+    }))
+}
+
+/// What the Compose file says of nginx in front of a stack's service.
+pub(crate) struct RouterFromFile<'a> {
+    /// nginx's Compose service.
+    pub proxy: &'a str,
+    /// The upstream, when the file (or a run's record) names it.
+    pub upstream: Option<String>,
+    /// nginx's config file, when not the default.
+    pub config: Option<String>,
+    /// The port the service's tasks listen on.
+    pub port: Option<u16>,
+    /// The Compose services the upstream names at rest.
+    pub services: Vec<String>,
+}
+
+/// nginx's router over the proxy's task `containers` on this manager, its upstream found
+/// (the one naming `services` when the file names none), locked against other rollouts'
+/// changes to the same config; the upstream's name.
+pub(crate) async fn open_router(
+    engine: &rollout_docker::Engine,
+    req: &RolloutRequest,
+    stack: &str,
+    containers: &[String],
+    file: RouterFromFile<'_>,
+) -> Result<(NginxRouter, String), Fail> {
+    let config_path = file
+        .config
+        .unwrap_or_else(|| live::DEFAULT_NGINX_CONF.to_string());
+    // The config writers a killed run left (they exit once it is gone).
+    for c in containers {
+        rollout_docker::remove_dead_writers_of(engine, c).await?;
+    }
+    let proxies: Vec<Proxy> = containers
+        .iter()
+        .map(|c| ProxyContainer::new(engine.clone(), c.clone()).proxy())
+        .collect();
+    let upstream = match file.upstream {
         Some(u) => u,
         None => {
             let live = proxies[0].files.read(&config_path).await.map_err(|e| {
@@ -205,22 +274,16 @@ async fn prepare(req: &RolloutRequest, stack: &str) -> Result<Option<Ready>, Fai
                     proxies[0].name
                 ))
             })?;
-            live::find_upstream(
-                &live,
-                &config_path,
-                stack,
-                std::slice::from_ref(&req.service),
-            )?
+            live::find_upstream(&live, &config_path, stack, &file.services)?
         }
     };
-    request.upstream = upstream.clone();
     let mut options = NginxRouterOptions::new(&upstream, &config_path);
-    options.services = vec![req.service.clone()];
-    options.port = port;
+    options.services = file.services;
+    options.port = file.port;
     let locking = live::proxy_locking(
-        &engine,
+        engine,
         stack,
-        &request.proxy,
+        file.proxy,
         req,
         "waiting for the proxy config: another rollout changes it",
     );
@@ -228,12 +291,7 @@ async fn prepare(req: &RolloutRequest, stack: &str) -> Result<Option<Ready>, Fai
     for note in router.recovered() {
         say(note);
     }
-    Ok(Some(Ready {
-        request,
-        found,
-        api,
-        router,
-    }))
+    Ok((router, upstream))
 }
 
 /// The run itself, its events rendered as they come (`--output json`), interrupts heard.
@@ -390,16 +448,38 @@ fn summary_of(
     counts: Tally,
     elapsed: f64,
 ) -> Summary {
+    summary(
+        format!("{}/{}", request.stack, request.service),
+        "rolling",
+        (&found.current_image, &request.image),
+        dry_run,
+        outcome,
+        counts,
+        elapsed,
+    )
+}
+
+/// The summary line of `--output json` for any swarm run: the service, the strategy, the
+/// images from and to.
+pub(crate) fn summary(
+    service: String,
+    strategy: &str,
+    (from, to): (&str, &str),
+    dry_run: bool,
+    outcome: Option<Outcome>,
+    counts: Tally,
+    elapsed: f64,
+) -> Summary {
     Summary {
-        service: Some(format!("{}/{}", request.stack, request.service)),
-        strategy: Some("rolling".into()),
+        service: Some(service),
+        strategy: Some(strategy.into()),
         dry_run,
         exit_code: outcome.as_ref().map_or(exit::SUCCESS, Outcome::exit_code),
         outcome,
         error: None,
         elapsed_secs: (elapsed * 1000.0).round() / 1000.0,
-        from: Some(Revision::new(&found.current_image, &found.current_image)),
-        to: Some(Revision::new(&request.image, &request.image)),
+        from: Some(Revision::new(from, from)),
+        to: Some(Revision::new(to, to)),
         counts,
     }
 }
