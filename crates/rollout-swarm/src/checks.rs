@@ -6,7 +6,9 @@
 use crate::api::SwarmApi;
 use crate::stack;
 use crate::standby::{SwarmFail, STANDBY_SUFFIX};
+use crate::update::{self, ServiceSpecRollbackConfig, ServiceSpecUpdateConfig};
 use bollard::models::{EndpointSpecModeEnum, Service, ServiceSpec};
+use rollout_core::config::{RollbackConfig, UpdateConfig};
 use std::collections::BTreeSet;
 
 pub(crate) fn spec_of(s: &Service) -> ServiceSpec {
@@ -163,4 +165,17 @@ pub(crate) async fn proxy_containers(
         )));
     }
     Ok(containers)
+}
+
+/// Swarm's `UpdateConfig` and `RollbackConfig` for the file's; what Swarm cannot express is
+/// bad input naming the field.
+pub(crate) fn swarm_configs(
+    update: &UpdateConfig,
+    rollback: &RollbackConfig,
+) -> Result<(ServiceSpecUpdateConfig, ServiceSpecRollbackConfig), SwarmFail> {
+    let bad = |e: update::SpecError| SwarmFail::bad_input(e.to_string());
+    Ok((
+        update::to_swarm_update(update).map_err(bad)?,
+        update::to_swarm_rollback(rollback).map_err(bad)?,
+    ))
 }

@@ -24,7 +24,8 @@
 
 use crate::api::SwarmApi;
 use crate::checks::{
-    dnsrr_replicas, image_of, proxy_containers, shared_network, spec_of, version_of, StackView,
+    dnsrr_replicas, image_of, proxy_containers, shared_network, spec_of, swarm_configs, version_of,
+    StackView,
 };
 use crate::record::{HOLDER_LABEL, SINCE_LABEL};
 use crate::stack;
@@ -167,10 +168,7 @@ pub async fn find(api: &SwarmApi, req: &ColoursRequest) -> Result<Pair, SwarmFai
             )));
         }
     }
-    let swarm_update =
-        update::to_swarm_update(&req.update).map_err(|e| SwarmFail::bad_input(e.to_string()))?;
-    let swarm_rollback = update::to_swarm_rollback(&req.rollback)
-        .map_err(|e| SwarmFail::bad_input(e.to_string()))?;
+    let (swarm_update, swarm_rollback) = swarm_configs(&req.update, &req.rollback)?;
     let proxy_name = stack::service_name(&req.stack, &req.proxy);
     let proxy_containers = proxy_containers(api, &proxy_name).await?;
     let first = req.colour.as_str().min(req.other.as_str());

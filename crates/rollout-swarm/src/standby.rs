@@ -20,7 +20,7 @@
 
 use crate::api::{ApiError, SwarmApi, TaskInfo};
 use crate::checks::{
-    dnsrr_replicas, image_of, proxy_containers, shared_network, spec_of, version_of,
+    dnsrr_replicas, image_of, proxy_containers, shared_network, spec_of, swarm_configs, version_of,
     wanted_replicas, StackView,
 };
 use crate::record::{Record, HOLDER_LABEL};
@@ -177,10 +177,7 @@ pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
         )?),
         None => None,
     };
-    let swarm_update =
-        update::to_swarm_update(&req.update).map_err(|e| SwarmFail::bad_input(e.to_string()))?;
-    let swarm_rollback = update::to_swarm_rollback(&req.rollback)
-        .map_err(|e| SwarmFail::bad_input(e.to_string()))?;
+    let (swarm_update, swarm_rollback) = swarm_configs(&req.update, &req.rollback)?;
     let proxy_name = stack::service_name(&req.stack, &req.proxy);
     let proxy_containers = proxy_containers(api, &proxy_name).await?;
     Ok(Found {

@@ -309,21 +309,11 @@ async fn drive(
     } = ready;
     let json = req.output == OutputFormat::Json;
     say(&standby::plan(&found, &request));
-    // Each step with the seconds since the rollout started.
     let started = std::time::Instant::now();
-    let stamped =
-        move |line: &str| say(&format!("{:>6.1}s {line}", started.elapsed().as_secs_f64()));
+    let stamped = stamped(started);
     let (sink, mut rx) = EventSink::channel();
-    let mut renderer = Renderer::new(Box::new(Json::new(std::io::stdout())));
-    let mut outcome = None;
-    let mut show = |event: Event| {
-        if let Event::Finished { outcome: o } = &event {
-            outcome = Some(o.clone());
-        }
-        if json {
-            renderer.event(&event);
-        }
-    };
+    let mut shown = Shown::new(json);
+    let mut show = |event: Event| shown.show(event);
     let tell = Tell {
         say: &stamped,
         events: &sink,
@@ -414,29 +404,72 @@ async fn drive(
     if let Err(e) = router.settle().await {
         say(&format!("note: the proxy's writer was not removed: {e}"));
     }
-    if !json {
-        return ran.map_err(fail);
-    }
-    // The run started: its summary, with the error (said on stderr) in it.
-    let code = match &ran {
-        Ok(code) => *code,
-        Err(e) => {
-            say(&format!("error: {}", e.message));
-            e.code
+    shown.end(ran, |outcome, counts| {
+        summary_of(
+            &request,
+            &found,
+            false,
+            outcome,
+            counts,
+            started.elapsed().as_secs_f64(),
+        )
+    })
+}
+
+/// Each progress line with the seconds since `started`, on stderr.
+pub(crate) fn stamped(started: std::time::Instant) -> impl Fn(&str) + Send + Sync {
+    move |line: &str| say(&format!("{:>6.1}s {line}", started.elapsed().as_secs_f64()))
+}
+
+/// A swarm run's events as they come: written with `--output json`, the outcome kept for its
+/// summary.
+pub(crate) struct Shown {
+    json: bool,
+    renderer: Renderer,
+    outcome: Option<Outcome>,
+}
+
+impl Shown {
+    pub(crate) fn new(json: bool) -> Self {
+        Self {
+            json,
+            renderer: Renderer::new(Box::new(Json::new(std::io::stdout()))),
+            outcome: None,
         }
-    };
-    let mut summary = summary_of(
-        &request,
-        &found,
-        false,
-        outcome,
-        renderer.tally().clone(),
-        started.elapsed().as_secs_f64(),
-    );
-    summary.exit_code = code;
-    summary.error = ran.err().map(|e| e.message);
-    renderer.summary(&summary);
-    Ok(code)
+    }
+
+    pub(crate) fn show(&mut self, event: Event) {
+        if let Event::Finished { outcome } = &event {
+            self.outcome = Some(outcome.clone());
+        }
+        if self.json {
+            self.renderer.event(&event);
+        }
+    }
+
+    /// The run's end: with `--output json`, its summary (made by `summary` from the outcome
+    /// and the counts), the error said on stderr and written in it; the exit code.
+    pub(crate) fn end(
+        mut self,
+        ran: Result<i32, SwarmFail>,
+        summary: impl FnOnce(Option<Outcome>, Tally) -> Summary,
+    ) -> Result<i32, Fail> {
+        if !self.json {
+            return ran.map_err(fail);
+        }
+        let code = match &ran {
+            Ok(code) => *code,
+            Err(e) => {
+                say(&format!("error: {}", e.message));
+                e.code
+            }
+        };
+        let mut s = summary(self.outcome.take(), self.renderer.tally().clone());
+        s.exit_code = code;
+        s.error = ran.err().map(|e| e.message);
+        self.renderer.summary(&s);
+        Ok(code)
+    }
 }
 
 /// The summary line of `--output json` for a swarm run.

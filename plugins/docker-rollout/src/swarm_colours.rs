@@ -9,10 +9,10 @@ use crate::cli::{OutputFormat, RolloutRequest};
 use crate::drive::Interrupt;
 use crate::fail::Fail;
 use crate::live;
-use crate::output::{Json, Renderer, Sink};
-use crate::swarm::{fail, open_router, say, summary, RouterFromFile};
+use crate::output::{Json, Sink};
+use crate::swarm::{fail, open_router, say, stamped, summary, RouterFromFile, Shown};
 use rollout_compose::Settings;
-use rollout_core::event::{Event, EventSink};
+use rollout_core::event::EventSink;
 use rollout_core::strategy::{StrategyKind, TrafficLayout};
 use rollout_core::TrafficRouter;
 use rollout_swarm::api::SwarmApi;
@@ -157,19 +157,9 @@ pub async fn run(
     .await?;
     say(&plan);
     let started = std::time::Instant::now();
-    let stamped =
-        move |line: &str| say(&format!("{:>6.1}s {line}", started.elapsed().as_secs_f64()));
+    let stamped = stamped(started);
     let (sink, mut rx) = EventSink::channel();
-    let mut renderer = Renderer::new(Box::new(Json::new(std::io::stdout())));
-    let mut outcome = None;
-    let mut show = |event: Event| {
-        if let Event::Finished { outcome: o } = &event {
-            outcome = Some(o.clone());
-        }
-        if json {
-            renderer.event(&event);
-        }
-    };
+    let mut shown = Shown::new(json);
     let tell = Tell {
         say: &stamped,
         events: &sink,
@@ -181,7 +171,7 @@ pub async fn run(
         loop {
             tokio::select! {
                 ran = &mut run => break ran,
-                Some(event) = rx.recv() => show(event),
+                Some(event) = rx.recv() => shown.show(event),
                 Some(_) = irx.recv() => {
                     if !stop.swap(true, Ordering::SeqCst) {
                         say("interrupted: the run ends at its next step (a canary goes back to the other colour first)");
@@ -191,32 +181,20 @@ pub async fn run(
         }
     };
     while let Ok(event) = rx.try_recv() {
-        show(event);
+        shown.show(event);
     }
     if let Err(e) = router.settle().await {
         say(&format!("note: the proxy's writer was not removed: {e}"));
     }
-    if !json {
-        return ran.map_err(fail);
-    }
-    let code = match &ran {
-        Ok(code) => *code,
-        Err(e) => {
-            say(&format!("error: {}", e.message));
-            e.code
-        }
-    };
-    let mut s = summary(
-        service,
-        strategy,
-        images,
-        false,
-        outcome,
-        renderer.tally().clone(),
-        started.elapsed().as_secs_f64(),
-    );
-    s.exit_code = code;
-    s.error = ran.err().map(|e| e.message);
-    renderer.summary(&s);
-    Ok(code)
+    shown.end(ran, |outcome, counts| {
+        summary(
+            service,
+            strategy,
+            images,
+            false,
+            outcome,
+            counts,
+            started.elapsed().as_secs_f64(),
+        )
+    })
 }
