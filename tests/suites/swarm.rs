@@ -184,7 +184,8 @@ fn plugin() -> PluginDir {
     PluginDir::install(&workspace_binary("docker-rollout", "docker-rollout"))
 }
 
-/// Bad input and `--dry-run` against the swarm change nothing; then the seed's rolling
+/// Bad input (hooks among it: not run on a swarm yet) and `--dry-run` against the swarm change
+/// nothing; then the seed's rolling
 /// update (delay and monitor shortened) of the stack's app from v1 to v2 under load through
 /// nginx: the standby takes the traffic, Swarm replaces the tasks, 0 failed requests, every
 /// task on v2, the standby gone, nginx's config back at rest.
@@ -199,6 +200,11 @@ fn a_stacks_service_is_updated_by_swarm_behind_a_drained_standby_with_no_failed_
     for (args, says) in [
         (vec!["--stack", "nosuch", "app"], "no stack nosuch"),
         (vec!["--stack", &name, "nope"], "no service \"nope\""),
+        // Hooks are not run on a swarm yet: refused, not skipped.
+        (
+            vec!["--stack", &name, "app", "--hook-pre", "true"],
+            "hooks (x-rollout.hooks, --hook-*, --webhook) is not supported on a swarm yet",
+        ),
     ] {
         let out = d.rollout(&plugins, &args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -14,6 +14,7 @@ use crate::output::{Json, Renderer, Sink, Summary, Tally};
 use rollout_compose::{Flavour, Project, ProxyKind, Settings};
 use rollout_core::event::{Event, EventSink, Outcome};
 use rollout_core::exit;
+use rollout_core::strategy::StrategyKind;
 use rollout_core::Revision;
 use rollout_core::TrafficRouter;
 use rollout_docker::ProxyContainer;
@@ -71,6 +72,29 @@ pub(crate) fn settings_of(
         }
         (Some(p), _) => p.clone(),
     };
+    // What a Compose run does and a swarm run does not do yet is refused, not skipped: each
+    // would let the rollout go on with less than the operator asked for.
+    let strategy = settings.strategy;
+    let unsupported = [
+        (
+            settings.blue_green.verify.is_some() && strategy == StrategyKind::BlueGreen,
+            "x-rollout.blue_green.verify",
+        ),
+        (settings.health_probe.is_some(), "x-rollout.health"),
+        (
+            settings.analysis.is_some() && strategy != StrategyKind::Rolling,
+            "the canary analysis (x-rollout.analysis, --max-error-rate and the like)",
+        ),
+        (
+            !settings.hooks.is_empty(),
+            "hooks (x-rollout.hooks, --hook-*, --webhook)",
+        ),
+    ];
+    if let Some((_, what)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(Fail::bad_input(format!(
+            "--stack {stack}: {what} is not supported on a swarm yet"
+        )));
+    }
     let image = settings.image.clone().ok_or_else(|| {
         Fail::bad_input(format!(
             "--stack {stack}: service {} names no image (a stack's service runs a pushed image)",

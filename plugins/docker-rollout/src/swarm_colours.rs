@@ -44,28 +44,6 @@ pub fn of(
         StrategyKind::BlueGreen => Shift::BlueGreen,
         StrategyKind::Canary => Shift::Canary(settings.canary.steps.clone()),
     };
-    // What a Compose run does and a swarm's colours run does not do yet is refused, not
-    // skipped: each would let traffic move on less than the operator asked for.
-    let unsupported = [
-        (
-            settings.blue_green.verify.is_some(),
-            "x-rollout.blue_green.verify",
-        ),
-        (settings.health_probe.is_some(), "x-rollout.health"),
-        (
-            settings.analysis.is_some(),
-            "the canary analysis (x-rollout.analysis, --max-error-rate and the like)",
-        ),
-        (
-            !settings.hooks.is_empty(),
-            "hooks (x-rollout.hooks, --hook-*, --webhook)",
-        ),
-    ];
-    if let Some((_, what)) = unsupported.iter().find(|(set, _)| *set) {
-        return Err(Fail::bad_input(format!(
-            "--stack {stack}: {what} is not supported on a swarm's colours yet"
-        )));
-    }
     if *stop_other {
         return Err(Fail::bad_input(format!(
             "--stack {stack}: stopping the other colour (--stop-old, x-rollout.stop_old) is not supported on a swarm yet\nhint: once {} is live and you are confident, docker service scale {}={}",
