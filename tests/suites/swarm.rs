@@ -555,6 +555,8 @@ fn a_killed_stack_rollout_is_resumed_by_a_rerun_and_a_second_run_meanwhile_is_bu
 /// 3. `docker rollout --stack S blue`: the switch back, at once, to the same blue tasks (no
 ///    update), nginx's config byte for byte as before;
 /// 4. a never-healthy image for green: Swarm rolls green back, nothing is switched, exit 3;
+///    under `--failure-action pause` Swarm pauses instead, exit 4, and a rerun is refused
+///    (exit 4) with `docker service rollback` as the hint;
 /// 5. `--strategy canary`: nginx weights blue and green 75/25 then 50/50, then green alone,
 ///    with `weights-changed` events;
 ///
@@ -657,6 +659,22 @@ fn blue_green_switch_back_and_canary_between_two_colours_of_a_stack() {
             broken.transcript()
         );
         assert_eq!(d.project.read("nginx.conf"), conf_blue, "nothing switched");
+        // The same under failure_action pause: Swarm pauses, exit 4; a rerun finds green half
+        // updated and says how to undo it, exit 4 again; undone, green is on v2 again.
+        let paused = go(&["green", "--failure-action", "pause"], clock);
+        assert_eq!(paused.code, Some(4), "{}", paused.stderr);
+        assert_eq!(paused.outcome_name(), "paused", "{}", paused.transcript());
+        let again = go(&["green"], clock);
+        assert_eq!(again.code, Some(4), "{}", again.stderr);
+        assert!(
+            again
+                .stderr
+                .contains(&format!("docker service rollback {}", d.service("green"))),
+            "{}",
+            again.stderr
+        );
+        assert_eq!(d.project.read("nginx.conf"), conf_blue, "nothing switched");
+        run_ok(docker().args(["service", "rollback", "--quiet", &d.service("green")]));
         green_file(images::V2);
         go(
             &[

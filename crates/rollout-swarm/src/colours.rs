@@ -270,8 +270,10 @@ pub fn plan(pair: &Pair, req: &ColoursRequest) -> String {
 }
 
 /// Runs the switch (see the module's doc); the exit code. `stop` asks the run to end at its
-/// next step, exit 130: before the first change nothing is switched; during a canary's steps
-/// nginx goes back to the other colour; after the last change the switch stays.
+/// next step: before the first change nothing is switched (exit 130; Swarm's update of the
+/// idle colour goes on); during a canary's steps nginx goes back to the other colour (130); in
+/// the monitor window after the last change the window is cut short and the switch stays (0).
+/// A switch back that fails is exit 5.
 pub async fn run(
     api: &SwarmApi,
     pair: &Pair,
@@ -431,8 +433,8 @@ fn only(set: Vec<Route>, now: &[Route]) -> RouteChange {
 /// The weights of one step: `percent` of the requests to the colour's `colour_tasks`, the
 /// rest to the other's `other_tasks` (nginx weighs each address a name resolves to).
 pub fn step_weights(percent: u32, colour_tasks: usize, other_tasks: usize) -> (u32, u32) {
-    let c = u64::from(percent) * other_tasks.max(1) as u64;
-    let o = u64::from(100 - percent.min(100)) * colour_tasks.max(1) as u64;
+    let c = u64::from(percent.min(100)).saturating_mul(other_tasks.max(1) as u64);
+    let o = u64::from(100 - percent.min(100)).saturating_mul(colour_tasks.max(1) as u64);
     let g = gcd(c, o).max(1);
     (
         u32::try_from(c / g).unwrap_or(u32::MAX),
@@ -462,13 +464,15 @@ async fn run_claimed(
     let ended = |code: i32| Ok((code, outcome_of(code, pair)));
     let before = router.routes().await?;
     let live = vec![service(&req.colour, 1)];
-    // What nginx may send to the colour now: its name, or its tasks' addresses.
-    let colour_tasks = api.tasks(&pair.colour_name).await?;
+    // Whether nginx may send to the colour now: any route that is not the other colour's
+    // name or one of its tasks' addresses may be the colour (under another name, say).
+    let other_tasks = api.tasks(&pair.other_name).await?;
     let routed = before.iter().any(|r| {
-        r.target.host() == req.colour
-            || colour_tasks.iter().any(|t| {
-                t.addresses.get(&pair.network).map(String::as_str) == Some(r.target.host())
-            })
+        let host = r.target.host();
+        host != req.other
+            && !other_tasks
+                .iter()
+                .any(|t| t.addresses.get(&pair.network).map(String::as_str) == Some(host))
     });
     let update = pair.needs_update(req);
     if before == live && !update {
@@ -479,10 +483,7 @@ async fn run_claimed(
         return Ok((exit::SUCCESS, Outcome::NoChange));
     }
     if routed && update {
-        return Err(SwarmFail::bad_input(format!(
-            "{} takes traffic (nginx's upstream routes to it) and its spec is not {} x{}: a switch makes the idle colour live, and updating this one in place would stop tasks with requests in flight\nhint: make {} live first (docker rollout {}), or update {} task by task with --strategy rolling",
-            pair.colour_name, req.image, req.replicas, req.other, req.other, req.colour
-        )));
+        return Err(in_place(pair, req));
     }
     tell.event(Event::RolloutStarted {
         service: ServiceRef::new(&req.stack, &req.colour),
@@ -494,21 +495,54 @@ async fn run_claimed(
     });
     // Swarm's update of the colour: asked for now, or one a cut run asked for, going on.
     // The outcome of an earlier update that is over (rolled back, say) is history.
-    let going = match api.service(&pair.colour_name).await? {
-        Some(s) => UpdateState::of(s.update_status.as_ref()).in_progress(),
+    let state = match api.service(&pair.colour_name).await? {
+        Some(s) => UpdateState::of(s.update_status.as_ref()),
         None => return Err(gone(pair)),
     };
+    let going = state.in_progress();
+    if !update
+        && matches!(
+            state,
+            UpdateState::Paused(_) | UpdateState::RollbackPaused(_)
+        )
+    {
+        // Swarm left the colour half updated: neither image serves it whole.
+        tell.say(&format!(
+            "Swarm's update of {} is stopped ({state:?}): nothing was switched\nhint: docker service rollback {}, then run the rollout again (it asks Swarm for the update anew)",
+            pair.colour_name, pair.colour_name
+        ));
+        return ended(state.exit_code().unwrap_or(exit::PAUSED));
+    }
+    let mut update = update;
+    if going && !update {
+        // Asked for before this run (a cut run's update, an operator's rollback): waited for,
+        // whatever its end, then the colour's spec is read again.
+        tell.say(&format!(
+            "Swarm's update of {} is going on ({state:?}): waiting for its end",
+            pair.colour_name
+        ));
+        if let Some(code) = await_update(api, pair, req, tell, stop, false).await? {
+            return ended(code);
+        }
+        let now = api
+            .service(&pair.colour_name)
+            .await?
+            .ok_or_else(|| gone(pair))?;
+        update = !same_image(&image_of(&spec_of(&now)), &req.image)
+            || crate::checks::wanted_replicas(&now) != Some(req.replicas);
+        if update && routed {
+            return Err(in_place(pair, req));
+        }
+    }
     if update {
         ask_update(api, pair, req, tell).await?;
-    }
-    if update || going {
-        if let Some(code) = await_update(api, pair, req, tell, stop).await? {
+        if let Some(code) = await_update(api, pair, req, tell, stop, true).await? {
             return ended(code);
         }
     }
     let cut = || {
         tell.say("interrupted before any traffic change: nothing was switched");
-        ended(exit::INTERRUPTED)
+        Ok((exit::INTERRUPTED, Outcome::Interrupted(true)))
     };
     if stopped(stop) {
         return cut();
@@ -523,6 +557,15 @@ async fn run_claimed(
     )
     .await?;
     let tasks = api.tasks(&pair.colour_name).await?;
+    if tasks.len() != req.replicas {
+        return Err(SwarmFail::unexpected(format!(
+            "{}: {} task(s) wanted running, not {} ({}); nothing was switched",
+            pair.colour_name,
+            tasks.len(),
+            req.replicas,
+            states(&tasks)
+        )));
+    }
     if let Some(t) = tasks.iter().find(|t| !same_image(&t.image, &req.image)) {
         return Err(SwarmFail::unexpected(format!(
             "{}: task {} runs {}, not {}: Swarm's update did not end on the image; nothing was switched",
@@ -543,7 +586,9 @@ async fn run_claimed(
             Ok(Some(why)) => {
                 let reason = why.clone().unwrap_or_else(|| "interrupted".into());
                 tell.event(Event::RollbackStarted { reason });
-                switch_back(router, req, tell).await?;
+                if let Err(e) = switch_back(router, req, tell).await {
+                    return Ok(back_failed(req, &e));
+                }
                 return Ok(match why {
                     Some(_) => (exit::ROLLED_BACK, outcome_of(exit::ROLLED_BACK, pair)),
                     None => (exit::INTERRUPTED, Outcome::Interrupted(true)),
@@ -552,10 +597,8 @@ async fn run_claimed(
             Err(e) => {
                 // Whatever the steps left, the other colour takes the traffic back.
                 if let Err(back) = switch_back(router, req, tell).await {
-                    tell.say(&format!(
-                        "nginx could not be switched back to {}: {}",
-                        req.other, back.message
-                    ));
+                    tell.say(&format!("error: {}", e.message));
+                    return Ok(back_failed(req, &back));
                 }
                 return Err(e);
             }
@@ -578,21 +621,41 @@ async fn run_claimed(
         tell.event(Event::RollbackStarted {
             reason: format!("after the switch: {why}"),
         });
-        switch_back(router, req, tell).await?;
+        if let Err(e) = switch_back(router, req, tell).await {
+            return Ok(back_failed(req, &e));
+        }
         return ended(exit::ROLLED_BACK);
     }
     if stopped(stop) {
         tell.say(&format!(
-            "interrupted in the monitor window: the switch to {} stays",
+            "interrupted in the monitor window: it is cut short, the switch to {} stays",
             req.colour
         ));
-        return ended(exit::INTERRUPTED);
     }
     tell.say(&format!(
         "{} is live; {} keeps running for a switch-back (docker rollout {})",
         pair.colour_name, pair.other_name, req.other
     ));
     ended(exit::SUCCESS)
+}
+
+/// The refusal to update in place a colour nginx may send to.
+fn in_place(pair: &Pair, req: &ColoursRequest) -> SwarmFail {
+    SwarmFail::bad_input(format!(
+        "{} may take traffic (nginx's upstream routes to more than {}) and its spec is not {} x{}: a switch makes the idle colour live, and updating this one in place would stop tasks with requests in flight\nhint: make {} live first (docker rollout {}), or update {} task by task with --strategy rolling",
+        pair.colour_name, req.other, req.image, req.replicas, req.other, req.other, req.colour
+    ))
+}
+
+/// A switch back that failed: nginx may still send to the colour, a person must look (exit 5).
+fn back_failed(req: &ColoursRequest, e: &SwarmFail) -> Ended {
+    (
+        exit::ROLLBACK_FAILED,
+        Outcome::RollbackFailed(format!(
+            "nginx could not be switched back to {} ({}): it may still send to {}",
+            req.other, e.message, req.colour
+        )),
+    )
 }
 
 /// nginx's upstream to the other colour alone, drained.
@@ -701,15 +764,16 @@ fn gone(pair: &Pair) -> SwarmFail {
     SwarmFail::unexpected(format!("{} was removed", pair.colour_name))
 }
 
-/// Waits for Swarm's update of the idle colour (asked for by this run, or going on since a
-/// cut one asked for it); the exit code when it did not complete (rolled back: 3, paused: 4,
-/// its rollback paused: 5, interrupted: 130).
+/// Waits for Swarm's update of the idle colour; the exit code when it did not complete
+/// (rolled back: 3, paused: 4, its rollback paused: 5, interrupted: 130). An update this run
+/// did not ask for (`ours` false) is only waited for: its end, whatever it is, is `None`.
 async fn await_update(
     api: &SwarmApi,
     pair: &Pair,
     req: &ColoursRequest,
     tell: Tell<'_>,
     stop: &AtomicBool,
+    ours: bool,
 ) -> Result<Option<i32>, SwarmFail> {
     let batches = req
         .replicas
@@ -736,7 +800,7 @@ async fn await_update(
             ));
             return Ok(Some(exit::INTERRUPTED));
         }
-        if matches!(state, UpdateState::RollingBack(_)) && !rollback_told {
+        if ours && matches!(state, UpdateState::RollingBack(_)) && !rollback_told {
             rollback_told = true;
             tell.event(Event::RollbackStarted {
                 reason: format!("Swarm rolls {} back: {state:?}", pair.colour_name),
@@ -745,6 +809,7 @@ async fn await_update(
         let tasks = api.tasks(&pair.colour_name).await?;
         match state.exit_code() {
             None => {}
+            Some(_) if !ours => return Ok(None),
             Some(exit::SUCCESS) if state == UpdateState::None => {
                 // Swarm clears the status when it takes a new spec and sets it once it starts
                 // replacing tasks; a spec it had nothing to replace for (a scale alone, or no
@@ -753,7 +818,11 @@ async fn await_update(
                     .iter()
                     .filter(|t| t.serving() && same_image(&t.image, &req.image))
                     .count();
-                if on_image >= req.replicas && api.lingering_tasks(&pair.colour_name).await? == 0 {
+                // Exactly: a scale down Swarm has not applied yet leaves more.
+                if on_image == req.replicas
+                    && tasks.len() == req.replicas
+                    && api.lingering_tasks(&pair.colour_name).await? == 0
+                {
                     return Ok(None);
                 }
             }
