@@ -172,6 +172,12 @@ impl Swarm {
         swarm
     }
 
+    /// The worker engine's host URL (`unix://` and its socket).
+    pub fn worker_host(&self) -> String {
+        let worker = self.worker.as_ref().expect("the worker engine runs");
+        format!("unix://{}", worker.socket().display())
+    }
+
     /// `docker` aimed at the worker engine.
     pub fn worker_docker(&self) -> Command {
         let worker = self.worker.as_ref().expect("the worker engine runs");
@@ -179,6 +185,20 @@ impl Swarm {
         cmd.arg("-H")
             .arg(format!("unix://{}", worker.socket().display()));
         cmd
+    }
+
+    /// Cuts the worker off the manager: the host's end of its veth pair down. Its engine
+    /// and tasks go on, unreachable; [`Swarm::reconnect_worker`] undoes it.
+    pub fn cut_worker(&self) {
+        let worker = self.worker.as_ref().expect("the worker engine runs");
+        ip(&["link", "set", &worker.host_link, "down"]);
+    }
+
+    /// The worker's link up again, and both nodes ready.
+    pub fn reconnect_worker(&self, timeout: Duration) {
+        let worker = self.worker.as_ref().expect("the worker engine runs");
+        ip(&["link", "set", &worker.host_link, "up"]);
+        self.wait_nodes_ready(2, timeout);
     }
 
     /// The manager's address on the veth pair (what the swarm advertises).

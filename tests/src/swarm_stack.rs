@@ -227,6 +227,7 @@ impl Deployed {
             nginx_conf,
             |port| rollout_stack_file(port, images::V1),
             &["app"],
+            1,
         )
     }
 
@@ -239,10 +240,33 @@ impl Deployed {
             &seed_conf().replace("server app:", "server blue:"),
             |port| colours_stack_file(port, images::V1, images::V1),
             &["blue", "green"],
+            1,
         )
     }
 
-    /// The stack `file(port)` deployed behind nginx with `nginx_conf`, the `apps` first (nginx
+    /// The stack of [`Deployed::on`] with nginx on both nodes: two tasks, one per node, each
+    /// publishing the port on its node (host mode), the seed's config; `extra_images` shared.
+    pub fn nginx_on_both_nodes(slug: &str, extra_images: &[&str]) -> Deployed {
+        let both = |port| {
+            let file = rollout_stack_file(port, images::V1);
+            let on_manager = "      placement:\n        constraints: [node.role == manager]\n";
+            assert!(file.contains(on_manager), "{file}");
+            file.replace(
+                on_manager,
+                "      replicas: 2\n      placement:\n        max_replicas_per_node: 1\n",
+            )
+        };
+        Deployed::of_file(
+            Some(swarm_with(extra_images)),
+            slug,
+            &seed_conf(),
+            both,
+            &["app"],
+            2,
+        )
+    }
+
+    /// The stack `file(port)` deployed behind nginx (`nginx_tasks` of it) with `nginx_conf`, the `apps` first (nginx
     /// resolves their names once, at start), nginx answering v1.
     fn of_file(
         swarm: Option<Swarm>,
@@ -250,6 +274,7 @@ impl Deployed {
         nginx_conf: &str,
         file: impl FnOnce(u16) -> String,
         apps: &[&str],
+        nginx_tasks: usize,
     ) -> Deployed {
         let project = Project::new(slug);
         let port = free_port();
@@ -270,12 +295,21 @@ impl Deployed {
             wait_running(&deployed.service(app), replicas, Duration::from_secs(60));
         }
         deployed.deploy("stack.yaml");
-        wait_running(&deployed.service("nginx"), 1, Duration::from_secs(60));
+        wait_running(
+            &deployed.service("nginx"),
+            nginx_tasks,
+            Duration::from_secs(60),
+        );
         let answer = wait_http(deployed.addr(), "/", Duration::from_secs(30), |a| {
             a.status == 200
         });
         assert_eq!(answer.version.as_deref(), Some("v1"));
         deployed
+    }
+
+    /// The swarm this stack made.
+    pub fn swarm(&self) -> &Swarm {
+        self._swarm.as_ref().expect("this stack made its swarm")
     }
 
     /// A fresh stack of v1 on a two-node swarm of its own ([`Deployed::new`], `image`

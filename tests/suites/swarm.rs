@@ -27,6 +27,7 @@ use rollout_e2e::{
     docker, free_port, images, require_engine, require_images, run_ok, run_rollout, wait_http,
     workspace_binary, PluginDir, Project, Running, Whom, NGINX_IMAGE,
 };
+use rollout_load::{LoadConfig, LoadHandle};
 use rollout_swarm::update::{self, ServiceSpecUpdateConfig};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -711,4 +712,257 @@ fn blue_green_switch_back_and_canary_between_two_colours_of_a_stack() {
         .output()
         .unwrap();
     assert!(!left.status.success(), "the pair's lock {lock} is gone");
+}
+
+/// The seed's nginx config with what an operator whose nodes can drop off adds: a connect
+/// timeout of 1 s (nginx's default is 60 s), so that a request sent to a task on a node cut
+/// off goes to the next server (even a POST: it was never sent), and a read timeout of 6 s
+/// (the slowest request of the load takes 2 s), so that a GET in flight to it is sent again.
+fn cut_tolerant_conf() -> String {
+    let conf = seed_conf().replace(
+        "            proxy_pass http://backend;\n",
+        "            proxy_pass http://backend;\n            proxy_connect_timeout 1s;\n            proxy_read_timeout 6s;\n",
+    );
+    assert!(conf.contains("proxy_connect_timeout"), "{conf}");
+    conf
+}
+
+/// The worker node cut off (its veth down) one second into Swarm's update of the stack's app
+/// under `docker rollout --stack`, under load through nginx ([`cut_tolerant_conf`]): the run
+/// names the node, unroutes its tasks (the standby's and the new ones) and routes Swarm's
+/// replacements of the standby's on the manager. Swarm's updater then waits on a task it had
+/// placed on the node for as long as the node is cut off, so the run holds with the standby
+/// serving (exit 4, outcome `paused` naming the node). With the worker back, a rerun resumes
+/// and finishes (exit 0): every task on v2, the standby gone, nginx back at rest. No request
+/// started after the cut failed: what failed was in flight to the node when it was cut, which
+/// nginx cannot send elsewhere.
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_worker_cut_off_mid_rollout_is_named_its_tasks_unrouted_and_a_rerun_finishes() {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = plugin();
+    let conf = cut_tolerant_conf();
+    let d = Deployed::on(Some(swarm_with(&[images::V2])), "swarm-cut", &conf);
+    let before = d.services();
+    d.project
+        .write("stack.yaml", &rollout_stack_file(d.port, images::V2));
+    let worker = d.swarm().node_ids()[1].clone();
+    let on_worker = rollout_e2e::swarm_stack::task_nodes(&d.service("app"))
+        .iter()
+        .filter(|t| t.ends_with(&worker))
+        .count();
+    assert!(on_worker > 0, "no task of the app on the worker to cut off");
+    let args = ["--stack", d.stack.0.as_str(), "app", "--output", "json"];
+    let mut cut_at = 0.0;
+    let mut first = None;
+    let (rerun, _, report) = d.under_load(
+        "worker-cut",
+        |c| c.timeout_grace = Duration::from_secs(20),
+        |clock| {
+            let mut run = Running::spawn(d.rollout(&plugins, &args), clock, false);
+            run.wait_stderr("Swarm updates", Duration::from_secs(120));
+            std::thread::sleep(Duration::from_secs(1));
+            cut_at = clock.now();
+            d.swarm().cut_worker();
+            first = Some(run.wait(Duration::from_secs(240)));
+            d.swarm().reconnect_worker(Duration::from_secs(90));
+            run_rollout(d.rollout(&plugins, &args), clock, Duration::from_secs(240))
+        },
+    );
+    let first = first.expect("the first run ended");
+    let cut_off = report
+        .requests
+        .iter()
+        .filter(|r| r.failed())
+        .filter(|r| r.t < cut_at && r.t + r.ms / 1000.0 > cut_at)
+        .count();
+    let after: Vec<String> = report
+        .requests
+        .iter()
+        .filter(|r| r.failed() && r.t >= cut_at)
+        .take(10)
+        .map(|r| format!("{r:?}"))
+        .collect();
+    eprintln!(
+        "FIGURES swarm worker cut off at {cut_at:.1}s: first run exit {:?} in {:.1}s, rerun exit {:?} in {:.1}s; {} requests, failed {} ({}), of them in flight to the node when it was cut {cut_off}; upstream errors {}",
+        first.code,
+        first.elapsed(),
+        rerun.code,
+        rerun.elapsed(),
+        report.sent,
+        report.failed,
+        failed_by_class(&report),
+        report.upstream_errors.total
+    );
+    eprintln!("the first run's stderr:\n{}", first.stderr);
+    // nginx's upstream errors (each sent on to the next server) by kind, and the first of
+    // those after the rerun started.
+    eprintln!(
+        "upstream errors by kind: {:?}",
+        report.upstream_errors.by_kind
+    );
+    for e in report
+        .upstream_errors
+        .errors
+        .iter()
+        .filter(|e| e.t.is_some_and(|t| t >= rerun.started_at))
+        .take(5)
+    {
+        eprintln!("  during the rerun: {}", e.line);
+    }
+    assert_eq!(first.code, Some(4), "{}", first.stderr);
+    let addr = d.swarm().worker_addr().to_string();
+    assert!(
+        first.stderr.contains("is not ready") && first.stderr.contains(&addr),
+        "the run names the node cut off ({addr}): {}",
+        first.stderr
+    );
+    assert_eq!(first.outcome_name(), "paused", "{}", first.transcript());
+    let finished = first.named("finished");
+    let note = finished
+        .last()
+        .map(|f| f.json["outcome"]["detail"].to_string());
+    assert!(
+        note.as_deref()
+            .is_some_and(|n| n.contains("has not moved for") && n.contains(&addr)),
+        "the outcome says Swarm's update waits on the node: {note:?}"
+    );
+    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    assert!(
+        rerun.stderr.contains("resuming the rollout of"),
+        "{}",
+        rerun.stderr
+    );
+    assert!(
+        after.is_empty(),
+        "requests started after the cut failed:\n{}",
+        after.join("\n")
+    );
+    assert_eq!(
+        report.failed as usize, cut_off,
+        "every failed request was in flight when the node was cut"
+    );
+    assert_eq!(d.project.read("nginx.conf"), conf, "nginx is back at rest");
+    d.assert_settled_on(images::V2, 4, &before);
+}
+
+/// nginx as two tasks, one on each node, each publishing the port on its node: the run and its
+/// dry run are refused (exit 2, nothing changed) until `--swarm-node` names the worker's
+/// engine, and when it names an engine that is not that node's. With it, the rolling update under load through
+/// both nginx tasks at once: exit 0, no failed request through either, the floor kept in the
+/// config, every task on v2, and both nginx tasks answering v2 (each was reloaded through its
+/// own node's engine: nginx resolves the service's name only when it loads its config). Both
+/// engines share this machine's disk, so both tasks bind-mount the same `nginx.conf`: the test
+/// cannot tell the worker's copy was written through the worker's engine, only that its nginx
+/// was checked and reloaded there.
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn nginx_tasks_on_both_nodes_are_edited_through_each_nodes_engine() {
+    require_engine();
+    require_images(&[images::V1, images::V2, NGINX_IMAGE]);
+    let plugins = plugin();
+    let d = Deployed::nginx_on_both_nodes("swarm-two-nginx", &[images::V2]);
+    let before = d.services();
+    let conf = d.project.read("nginx.conf");
+    d.project.write(
+        "stack.yaml",
+        &rollout_stack_file(d.port, images::V2).replace(
+            "      placement:\n        constraints: [node.role == manager]\n",
+            "      replicas: 2\n      placement:\n        max_replicas_per_node: 1\n",
+        ),
+    );
+    let worker_nginx: std::net::SocketAddr = format!("{}:{}", d.swarm().worker_addr(), d.port)
+        .parse()
+        .unwrap();
+    let answer = wait_http(worker_nginx, "/", Duration::from_secs(30), |a| {
+        a.status == 200
+    });
+    assert_eq!(
+        answer.version.as_deref(),
+        Some("v1"),
+        "the worker's nginx serves"
+    );
+    let addr = d.swarm().worker_addr().to_string();
+    let manager_host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    for (extra, says) in [
+        (vec![], "--swarm-node".to_string()),
+        (vec!["--dry-run".to_string()], "--swarm-node".to_string()),
+        (
+            vec!["--swarm-node".to_string(), format!("{addr}={manager_host}")],
+            "not node".to_string(),
+        ),
+    ] {
+        let mut args = vec!["--stack".to_string(), d.stack.0.clone(), "app".to_string()];
+        args.extend(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = d.rollout(&plugins, &args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&says) && stderr.contains(&addr),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(d.services(), before, "nothing changed");
+    assert!(d
+        .task_images("app")
+        .iter()
+        .all(|t| t.starts_with(images::V1)));
+    assert_eq!(d.project.read("nginx.conf"), conf);
+
+    let node = format!("{addr}={}", d.swarm().worker_host());
+    let cmd = d.rollout(
+        &plugins,
+        &["--stack", &d.stack.0, "app", "--swarm-node", &node],
+    );
+    let mut through_worker = None;
+    let (run, snaps, report) = d.under_load(
+        "nginx-on-both-nodes",
+        |_| {},
+        |clock| {
+            let mut config = LoadConfig::new(worker_nginx);
+            rollout_e2e::load::mix(&mut config, Duration::from_secs(300));
+            config.post_delay = Duration::from_millis(100);
+            let load = LoadHandle::start(config).expect("load through the worker's nginx");
+            rollout_e2e::load::wait_ok(&load, 500, Duration::from_secs(30));
+            let run = run_rollout(cmd, clock, Duration::from_secs(240));
+            rollout_e2e::load::wait_ok(&load, 250, Duration::from_secs(20));
+            through_worker = Some(load.stop().expect("the worker's load report"));
+            run
+        },
+    );
+    let through_worker = through_worker.expect("the worker's load ran");
+    eprintln!(
+        "FIGURES swarm nginx on both nodes: docker rollout --stack exit {:?} in {:.1}s; through the manager's nginx {} requests, failed {}; through the worker's nginx {} requests, failed {} ({})",
+        run.code,
+        run.elapsed(),
+        report.sent,
+        report.failed,
+        through_worker.sent,
+        through_worker.failed,
+        failed_by_class(&through_worker)
+    );
+    assert_eq!(run.code, Some(0), "docker rollout failed:\n{}", run.stderr);
+    assert_no_failure(&report);
+    assert_eq!(
+        through_worker.failed,
+        0,
+        "failed through the worker's nginx: {:?}",
+        through_worker.failures().take(5).collect::<Vec<_>>()
+    );
+    assert_floor(&snaps, 4);
+    d.assert_settled_on(images::V2, 4, &before);
+    assert_eq!(
+        d.project.read("nginx.conf"),
+        conf,
+        "nginx's config is back at rest"
+    );
+    for to in [d.addr(), worker_nginx] {
+        for _ in 0..4 {
+            let answer = wait_http(to, "/", Duration::from_secs(10), |a| a.status == 200);
+            assert_eq!(answer.version.as_deref(), Some("v2"), "{to}");
+        }
+    }
 }

@@ -44,6 +44,52 @@ pub struct TaskInfo {
     pub image: String,
     /// Its address on each network, by network id, without the prefix length.
     pub addresses: HashMap<String, String>,
+    /// Whether its node is `ready`. A node cut off from the managers keeps its tasks'
+    /// last reported state (`running`) until Swarm gives up on them, so only this tells that
+    /// they cannot be reached.
+    pub node_ready: bool,
+    /// Its node's hostname (its id when the node is not known), to name it to people.
+    pub node_name: String,
+    /// Its slot in a replicated service (0 when it has none).
+    pub slot: u64,
+    /// Its container's id on its node (empty until it has one).
+    pub container: String,
+}
+
+/// One node as the backend needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: String,
+    /// Its hostname.
+    pub hostname: String,
+    /// Its address as the managers see it.
+    pub addr: String,
+    /// Whether Swarm says it is `ready` (not `down`, `disconnected` or `unknown`).
+    pub ready: bool,
+}
+
+impl NodeInfo {
+    /// How people are told of it: its hostname and address (nodes of one machine share a
+    /// hostname), or its id when Swarm knows neither.
+    pub fn name(&self) -> String {
+        match (self.hostname.is_empty(), self.addr.is_empty()) {
+            (false, false) => format!("{} at {}", self.hostname, self.addr),
+            (false, true) => self.hostname.clone(),
+            (true, false) => format!("{} at {}", self.id, self.addr),
+            (true, true) => self.id.clone(),
+        }
+    }
+
+    fn from_json(v: &Value) -> Option<NodeInfo> {
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Some(NodeInfo {
+            id: v["ID"].as_str()?.to_string(),
+            hostname: s(&v["Description"]["Hostname"]),
+            addr: s(&v["Status"]["Addr"]),
+            ready: v["Status"]["State"].as_str() == Some("ready"),
+        })
+    }
 }
 
 /// Task states after which a task's container no longer runs.
@@ -61,10 +107,16 @@ impl TaskInfo {
                 .is_some_and(|rest| rest.starts_with('@'))
     }
 
+    /// Whether its last state is an end (its container no longer runs).
+    pub fn ended(&self) -> bool {
+        TERMINAL.contains(&self.state.as_str())
+    }
+
     /// Whether it runs (and, with a health check, is healthy: Swarm reports `running` only
-    /// then) and Swarm wants it to.
+    /// then), Swarm wants it to, and its node is ready (a task on a node cut off cannot be
+    /// reached, whatever its last state).
     pub fn serving(&self) -> bool {
-        self.state == "running" && self.desired == "running"
+        self.state == "running" && self.desired == "running" && self.node_ready
     }
 
     fn from_json(v: &Value) -> Option<TaskInfo> {
@@ -87,6 +139,10 @@ impl TaskInfo {
             desired: s(&v["DesiredState"]),
             image: s(&v["Spec"]["ContainerSpec"]["Image"]),
             addresses,
+            node_ready: true,
+            node_name: s(&v["NodeID"]),
+            slot: v["Slot"].as_u64().unwrap_or(0),
+            container: s(&v["Status"]["ContainerStatus"]["ContainerID"]),
         })
     }
 }
@@ -148,16 +204,25 @@ impl SwarmApi {
         serde_json::from_slice(&body).map_err(|e| api_error(what, e))
     }
 
-    /// Whether the engine is a manager of an active swarm.
-    pub async fn is_manager(&self) -> Result<bool, ApiError> {
+    /// The engine's own view of its swarm.
+    async fn swarm_info(&self) -> Result<bollard::models::SwarmInfo, ApiError> {
         let info = self
             .engine
             .docker()
             .info()
             .await
             .map_err(|e| api_error("read the engine's info", e))?;
-        let swarm = info.swarm.unwrap_or_default();
-        Ok(swarm.control_available == Some(true))
+        Ok(info.swarm.unwrap_or_default())
+    }
+
+    /// Whether the engine is a manager of an active swarm.
+    pub async fn is_manager(&self) -> Result<bool, ApiError> {
+        Ok(self.swarm_info().await?.control_available == Some(true))
+    }
+
+    /// The node id of the engine this talks to (empty when it is in no swarm).
+    pub async fn node_id(&self) -> Result<String, ApiError> {
+        Ok(self.swarm_info().await?.node_id.unwrap_or_default())
     }
 
     /// The services of `stack` (by its label).
@@ -196,41 +261,31 @@ impl SwarmApi {
         .await
     }
 
-    /// How many tasks of service `name` Swarm no longer wants but that have not stopped yet.
+    /// Every task of service `name` Swarm still keeps, whatever its desired state.
+    pub async fn all_tasks(&self, name: &str) -> Result<Vec<TaskInfo>, ApiError> {
+        self.tasks_where(serde_json::json!({ "service": [name] }), name)
+            .await
+    }
+
+    /// How many tasks of service `name` Swarm no longer wants but that have not stopped yet,
+    /// on ready nodes (a task on a node cut off cannot be seen to stop, nor reached).
     pub async fn lingering_tasks(&self, name: &str) -> Result<usize, ApiError> {
-        let all = self
-            .tasks_where(serde_json::json!({ "service": [name] }), name)
-            .await?;
-        Ok(all
+        Ok(self
+            .all_tasks(name)
+            .await?
             .iter()
-            .filter(|t| t.desired != "running" && !TERMINAL.contains(&t.state.as_str()))
+            .filter(|t| t.node_ready && t.desired != "running" && !t.ended())
             .count())
     }
 
-    /// The names of the running containers of service `name` on this engine.
-    pub async fn local_containers(&self, name: &str) -> Result<Vec<String>, ApiError> {
-        let options = bollard::query_parameters::ListContainersOptions {
-            filters: Some(HashMap::from([
-                (
-                    "label".to_string(),
-                    vec![format!("{}={name}", crate::standby::SERVICE_NAME_LABEL)],
-                ),
-                ("status".to_string(), vec!["running".to_string()]),
-            ])),
-            ..Default::default()
-        };
-        let found = self
-            .engine
-            .docker()
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| api_error(format!("list the containers of service {name}"), e))?;
-        let mut names: Vec<String> = found
-            .into_iter()
-            .filter_map(|c| Some(c.names?.first()?.trim_start_matches('/').to_string()))
-            .collect();
-        names.sort();
-        Ok(names)
+    /// The swarm's nodes.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ApiError> {
+        let what = "list the swarm's nodes";
+        let v = self.get_json("/nodes", what).await?;
+        let list = v
+            .as_array()
+            .ok_or_else(|| api_error(what, "the engine did not answer a list"))?;
+        Ok(list.iter().filter_map(NodeInfo::from_json).collect())
     }
 
     async fn tasks_where(&self, filters: Value, name: &str) -> Result<Vec<TaskInfo>, ApiError> {
@@ -240,7 +295,20 @@ impl SwarmApi {
         let list = v
             .as_array()
             .ok_or_else(|| api_error(&what, "the engine did not answer a list"))?;
-        Ok(list.iter().filter_map(TaskInfo::from_json).collect())
+        let mut tasks: Vec<TaskInfo> = list.iter().filter_map(TaskInfo::from_json).collect();
+        // Read after the tasks: a node that went down in between is seen down already.
+        let nodes = self.nodes().await?;
+        for t in &mut tasks {
+            match nodes.iter().find(|n| n.id == t.node) {
+                Some(n) => {
+                    t.node_ready = n.ready;
+                    t.node_name = n.name();
+                }
+                // Not yet placed: no node to judge (it does not run anyway).
+                None => t.node_ready = t.node.is_empty(),
+            }
+        }
+        Ok(tasks)
     }
 
     /// Creates a service; its id.
@@ -309,6 +377,27 @@ mod tests {
         assert_eq!(t.addresses["ingress"], "10.0.0.3");
         assert!(t.serving());
         assert_eq!(t.image, "app:v1@sha256:ab");
+        let cut_off = TaskInfo {
+            node_ready: false,
+            ..t
+        };
+        assert!(!cut_off.serving(), "a task on a node that is not ready");
+    }
+
+    #[test]
+    fn a_node_is_ready_only_when_swarm_says_so() {
+        let node = |state: &str| {
+            serde_json::json!({
+                "ID": "n1", "Description": {"Hostname": "box"},
+                "Status": {"State": state, "Addr": "10.0.0.2"}
+            })
+        };
+        let ready = NodeInfo::from_json(&node("ready")).unwrap();
+        assert!(ready.ready);
+        assert_eq!(ready.name(), "box at 10.0.0.2");
+        for state in ["down", "disconnected", "unknown"] {
+            assert!(!NodeInfo::from_json(&node(state)).unwrap().ready, "{state}");
+        }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The checks every swarm run makes before it changes anything: the engine is a manager, the
 //! stack and its services exist, a service nginx routes to is in `dnsrr` mode and replicated,
-//! it shares a network with nginx, and every nginx task runs on this manager. Each refusal is
+//! it shares a network with nginx, and every nginx task runs, on a ready node. Each refusal is
 //! bad input naming what is missing (exit 2), or unreachable (exit 6).
 
-use crate::api::SwarmApi;
+use crate::api::{NodeInfo, SwarmApi};
 use crate::stack;
 use crate::standby::{SwarmFail, STANDBY_SUFFIX};
 use crate::update::{self, ServiceSpecRollbackConfig, ServiceSpecUpdateConfig};
@@ -149,22 +149,50 @@ pub(crate) fn shared_network(service: &Service, proxy: &Service) -> Result<Strin
         })
 }
 
-/// The containers of the proxy service's tasks, every one of which must run on this manager
-/// (the router edits and checks each one's config).
-pub(crate) async fn proxy_containers(
+/// One task of the proxy service: the router edits and checks its config through its node's
+/// engine (this manager's, or one the operator names for its node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyTask {
+    /// Its container's id on its node.
+    pub container: String,
+    /// Its node.
+    pub node: NodeInfo,
+    /// Whether that node is the manager the run talks to.
+    pub here: bool,
+}
+
+/// The proxy service's tasks, every one of which must run on a ready node.
+pub(crate) async fn proxy_tasks(
     api: &SwarmApi,
     proxy_name: &str,
-) -> Result<Vec<String>, SwarmFail> {
+) -> Result<Vec<ProxyTask>, SwarmFail> {
     let tasks = api.tasks(proxy_name).await?;
-    let containers = api.local_containers(proxy_name).await?;
-    if containers.is_empty() || tasks.len() != containers.len() {
+    if tasks.is_empty() {
         return Err(SwarmFail::bad_input(format!(
-            "{proxy_name}: {} task(s) wanted running, {} running on this manager: every nginx task must run on the manager the rollout talks to\nhint: deploy.placement.constraints: [node.role == manager] and run against that manager",
-            tasks.len(),
-            containers.len()
+            "{proxy_name}: no task wanted running: nginx must run before its traffic is moved"
         )));
     }
-    Ok(containers)
+    let here = api.node_id().await?;
+    let nodes = api.nodes().await?;
+    let mut found = Vec::new();
+    for t in tasks {
+        let node = nodes.iter().find(|n| n.id == t.node).cloned();
+        let Some(node) = node.filter(|_| t.serving() && !t.container.is_empty()) else {
+            return Err(SwarmFail::bad_input(format!(
+                "{proxy_name}: task {} is {} on node {}{}: every nginx task must run, on a ready node, before its traffic is moved\nhint: docker service ps {proxy_name}",
+                t.id,
+                t.state,
+                t.node_name,
+                if t.node_ready { "" } else { " (not ready)" }
+            )));
+        };
+        found.push(ProxyTask {
+            here: node.id == here,
+            container: t.container,
+            node,
+        });
+    }
+    Ok(found)
 }
 
 /// Swarm's `UpdateConfig` and `RollbackConfig` for the file's; what Swarm cannot express is

@@ -24,8 +24,8 @@
 
 use crate::api::SwarmApi;
 use crate::checks::{
-    dnsrr_replicas, image_of, proxy_containers, shared_network, spec_of, swarm_configs, version_of,
-    StackView,
+    dnsrr_replicas, image_of, proxy_tasks, shared_network, spec_of, swarm_configs, version_of,
+    ProxyTask, StackView,
 };
 use crate::record::{HOLDER_LABEL, SINCE_LABEL};
 use crate::stack;
@@ -116,8 +116,8 @@ pub struct Pair {
     pub other_image: String,
     /// The proxy service's name.
     pub proxy_name: String,
-    /// The proxy's task containers on this manager.
-    pub proxy_containers: Vec<String>,
+    /// The proxy's tasks, on this manager or other nodes.
+    pub proxy_tasks: Vec<ProxyTask>,
     /// Swarm's `UpdateConfig` for the colour's update.
     pub swarm_update: update::ServiceSpecUpdateConfig,
     /// Its `RollbackConfig`.
@@ -170,7 +170,7 @@ pub async fn find(api: &SwarmApi, req: &ColoursRequest) -> Result<Pair, SwarmFai
     }
     let (swarm_update, swarm_rollback) = swarm_configs(&req.update, &req.rollback)?;
     let proxy_name = stack::service_name(&req.stack, &req.proxy);
-    let proxy_containers = proxy_containers(api, &proxy_name).await?;
+    let proxy_tasks = proxy_tasks(api, &proxy_name).await?;
     let first = req.colour.as_str().min(req.other.as_str());
     let lock_name = format!("{}{LOCK_SUFFIX}", stack::service_name(&req.stack, first));
     if let Some(lock) = api.service(&lock_name).await? {
@@ -184,7 +184,7 @@ pub async fn find(api: &SwarmApi, req: &ColoursRequest) -> Result<Pair, SwarmFai
         colour_replicas: crate::checks::wanted_replicas(&colour).unwrap_or(0),
         other_image: image_of(&spec_of(&other)),
         proxy_name,
-        proxy_containers,
+        proxy_tasks,
         swarm_update,
         swarm_rollback,
         lock_name,
@@ -264,7 +264,7 @@ pub fn plan(pair: &Pair, req: &ColoursRequest) -> String {
         other = pair.other_name,
         other_image = pair.other_image,
         proxy = pair.proxy_name,
-        proxies = pair.proxy_containers.len(),
+        proxies = pair.proxy_tasks.len(),
         monitor = req.update.monitor,
     )
 }

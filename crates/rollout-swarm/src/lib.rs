@@ -31,3 +31,5 @@ pub mod standby;
 pub mod status;
 pub mod steps;
 pub mod update;
+
+pub use checks::ProxyTask;

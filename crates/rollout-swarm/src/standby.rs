@@ -20,8 +20,8 @@
 
 use crate::api::{ApiError, SwarmApi, TaskInfo};
 use crate::checks::{
-    dnsrr_replicas, image_of, proxy_containers, shared_network, spec_of, swarm_configs, version_of,
-    wanted_replicas, StackView,
+    dnsrr_replicas, image_of, proxy_tasks, shared_network, spec_of, swarm_configs, version_of,
+    wanted_replicas, ProxyTask, StackView,
 };
 use crate::record::{Record, HOLDER_LABEL};
 use crate::stack;
@@ -35,7 +35,7 @@ use bollard::models::{
     NetworkAttachmentConfig, Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
 };
 use rollout_core::config::{RollbackConfig, UpdateConfig};
-use rollout_core::event::Event;
+use rollout_core::event::{Event, Outcome};
 use rollout_core::exit;
 use rollout_core::journal::Liveness;
 use rollout_core::model::{Revision, ServiceRef};
@@ -136,8 +136,8 @@ pub struct Found {
     pub current_image: String,
     /// The proxy service's name (`STACK_nginx`).
     pub proxy_name: String,
-    /// The proxy's task containers on this manager (every task of it must run here).
-    pub proxy_containers: Vec<String>,
+    /// The proxy's tasks, on this manager or other nodes.
+    pub proxy_tasks: Vec<ProxyTask>,
     /// Swarm's `UpdateConfig` and `RollbackConfig` the native update will carry.
     pub swarm_update: update::ServiceSpecUpdateConfig,
     /// The same for rollbacks.
@@ -179,7 +179,7 @@ pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
     };
     let (swarm_update, swarm_rollback) = swarm_configs(&req.update, &req.rollback)?;
     let proxy_name = stack::service_name(&req.stack, &req.proxy);
-    let proxy_containers = proxy_containers(api, &proxy_name).await?;
+    let proxy_tasks = proxy_tasks(api, &proxy_name).await?;
     Ok(Found {
         // What serves: the standby's spec once an earlier run left one (the home's may name
         // the image that run asked for already).
@@ -192,7 +192,7 @@ pub async fn find(api: &SwarmApi, req: &Request) -> Result<Found, SwarmFail> {
         replicas,
         network,
         proxy_name,
-        proxy_containers,
+        proxy_tasks,
         swarm_update,
         swarm_rollback,
         left,
@@ -271,7 +271,7 @@ pub fn plan(found: &Found, req: &Request) -> String {
         to = req.image,
         standby = found.standby_name,
         proxy = found.proxy_name,
-        proxies = found.proxy_containers.len(),
+        proxies = found.proxy_tasks.len(),
         p = u.parallelism.unwrap_or(1),
         d = ns(u.delay),
         m = ns(u.monitor),
@@ -337,10 +337,17 @@ pub async fn run(
     router: &dyn TrafficRouter,
     tell: Tell<'_>,
 ) -> Result<i32, SwarmFail> {
-    let ran = run_held(api, found, req, router, tell).await;
-    tell.event(Event::Finished {
-        outcome: outcome_of(&ran, found),
-    });
+    let (ran, note) = match run_held(api, found, req, router, tell).await {
+        Ok(Ended::Code(code)) => (Ok(code), None),
+        Ok(Ended::WithNote(code, note)) => (Ok(code), Some(note)),
+        Err(e) => (Err(e), None),
+    };
+    let outcome = match (outcome_of(&ran, found), note) {
+        (Outcome::Paused(_), Some(note)) => Outcome::Paused(note),
+        (Outcome::RollbackFailed(_), Some(note)) => Outcome::RollbackFailed(note),
+        (outcome, _) => outcome,
+    };
+    tell.event(Event::Finished { outcome });
     let done = matches!(ran, Ok(code) if code == exit::SUCCESS || code == exit::ROLLED_BACK);
     if !done {
         match let_go(api, found, req).await {
@@ -489,10 +496,23 @@ fn serving_new(
     network: &str,
     rolling_back: bool,
 ) -> BTreeSet<String> {
+    let new = |t: &&TaskInfo| !record.home_before.contains(&t.id) && t.image_is(&req.image);
+    // Two new tasks Swarm wants in one slot (a node back after a cut off, whose task had been
+    // replaced): Swarm stops one of them, so neither is routed until it has.
+    let doubled = |t: &TaskInfo| {
+        t.slot != 0
+            && tasks
+                .iter()
+                .filter(new)
+                .filter(|o| o.slot == t.slot && o.desired == "running")
+                .count()
+                > 1
+    };
     tasks
         .iter()
-        .filter(|t| t.serving() && !record.home_before.contains(&t.id))
-        .filter(|t| !rolling_back && t.image_is(&req.image))
+        .filter(|t| t.serving() && !rolling_back)
+        .filter(new)
+        .filter(|t| !doubled(t))
         .filter_map(|t| t.addresses.get(network).cloned())
         .collect()
 }
@@ -511,7 +531,7 @@ async fn run_held(
     req: &Request,
     router: &dyn TrafficRouter,
     tell: Tell<'_>,
-) -> Result<i32, SwarmFail> {
+) -> Result<Ended, SwarmFail> {
     let resuming = found.left.is_some();
     let (record, standby_count) = hold_standby(api, found, req, router, tell).await?;
     tell.event(Event::RolloutStarted {
@@ -654,6 +674,12 @@ async fn run_held(
     }
     let mut standby_routed: Vec<String> = standby.clone();
     let mut standby_out: Vec<String> = Vec::new();
+    let mut told_down: BTreeSet<String> = BTreeSet::new();
+    // Swarm's updater waits on a task it placed on a node that was then cut off for as long
+    // as the node is: a rollout whose home's tasks have not moved for this long with a node
+    // not ready holds, the standby serving, and says so.
+    let stall = req.update.delay + req.update.monitor + Duration::from_secs(30);
+    let mut moved = (Vec::new(), Instant::now());
     let batches = found
         .replicas
         .div_ceil(req.update.parallelism.max(1) as usize)
@@ -681,6 +707,26 @@ async fn run_held(
             });
         }
         let tasks = api.tasks(&found.home_name).await?;
+        let standby_tasks = api.tasks(&found.standby_name).await?;
+        let all = api.all_tasks(&found.home_name).await?;
+        let down = down_nodes(&[&all, &api.all_tasks(&found.standby_name).await?]);
+        // What Swarm's updater can wait on: a new task on a node not ready.
+        let stuck = down_nodes(&[&all
+            .iter()
+            .filter(|t| !record.home_before.contains(&t.id) && t.image_is(&req.image))
+            .cloned()
+            .collect::<Vec<_>>()]);
+        let now_tasks = fingerprint(&all);
+        if now_tasks != moved.0 {
+            moved = (now_tasks, Instant::now());
+        }
+        for node in down.difference(&told_down) {
+            tell.say(&format!(
+                "node {node} is not ready (down, or cut off from the managers): its tasks of {} and {} are unrouted, and Swarm's replacements for them routed once they run",
+                found.home_name, found.standby_name
+            ));
+        }
+        told_down.extend(down.iter().cloned());
         let serving_new = serving_new(
             &tasks,
             &record,
@@ -688,28 +734,68 @@ async fn run_held(
             &found.network,
             is_rolling_back(&state),
         );
-        // Routed tasks Swarm no longer serves (or will stop in a rollback) go first, the
+        // Standby tasks that no longer serve (their node cut off) are lost: not routed again.
+        let standby_serving: BTreeSet<String> = standby_tasks
+            .iter()
+            .filter(|t| t.serving())
+            .filter_map(|t| t.addresses.get(&found.network).cloned())
+            .collect();
+        let mut lost: Vec<String> = standby_routed
+            .iter()
+            .filter(|a| !standby_serving.contains(*a))
+            .cloned()
+            .collect();
+        standby_routed.retain(|a| standby_serving.contains(a));
+        standby_out.retain(|a| standby_serving.contains(a));
+        // Routed new tasks Swarm no longer serves (or will stop in a rollback) go, the
         // standby taking their traffic back.
         let gone: Vec<String> = routed_home.difference(&serving_new).cloned().collect();
-        if !gone.is_empty() {
-            let back: Vec<String> = std::mem::take(&mut standby_out);
-            standby_routed.extend(back.iter().cloned());
+        for g in &gone {
+            routed_home.remove(g);
+        }
+        let mut back: Vec<String> = if gone.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut standby_out)
+        };
+        // While the routed tasks are under the standby's count (standby tasks lost): the
+        // standby's unrouted tasks that still serve first, then any other standby task that
+        // serves (Swarm's replacements, or a task whose node is ready again).
+        let short =
+            standby_count.saturating_sub(routed_home.len() + standby_routed.len() + back.len());
+        let again: Vec<String> = standby_out.drain(..short.min(standby_out.len())).collect();
+        back.extend(again);
+        let short =
+            standby_count.saturating_sub(routed_home.len() + standby_routed.len() + back.len());
+        let fresh: Vec<String> = standby_serving
+            .iter()
+            .filter(|a| {
+                !standby_routed.contains(a) && !back.contains(a) && !standby_out.contains(a)
+            })
+            .take(short)
+            .cloned()
+            .collect();
+        back.extend(fresh);
+        standby_routed.extend(back.iter().cloned());
+        lost.extend(gone);
+        if !lost.is_empty() || !back.is_empty() {
             let change = RouteChange {
                 set: back.iter().map(|a| route(a)).collect(),
-                remove: gone.iter().map(|a| target(a)).collect(),
+                remove: lost.iter().map(|a| target(a)).collect(),
             };
             pending.extend(
                 change_only(
                     router,
                     change,
                     tell,
-                    "new task(s) unrouted, standby task(s) routed again",
+                    &format!(
+                        "{} task(s) unrouted (replaced, rolled back or on a node not ready), {} standby task(s) routed",
+                        lost.len(),
+                        back.len()
+                    ),
                 )
                 .await?,
             );
-            for g in &gone {
-                routed_home.remove(g);
-            }
         }
         let add: Vec<String> = serving_new.difference(&routed_home).cloned().collect();
         if !add.is_empty() {
@@ -744,6 +830,20 @@ async fn run_held(
         if !state.in_progress() && state != UpdateState::None {
             break state;
         }
+        if !stuck.is_empty() && moved.1.elapsed() > stall {
+            let nodes = stuck.into_iter().collect::<Vec<_>>().join(", ");
+            let (what, code) = if is_rolling_back(&state) {
+                ("rollback", exit::ROLLBACK_FAILED)
+            } else {
+                ("update", exit::PAUSED)
+            };
+            let note = format!(
+                "Swarm's {what} of {} has not moved for {stall:?} with node(s) {nodes} not ready: it waits on a new task placed there; the standby {} keeps serving, and docker rollout again resumes once the node is back (or removed: docker node rm)",
+                found.home_name, found.standby_name
+            );
+            tell.say(&note);
+            return Ok(Ended::WithNote(code, note));
+        }
         // Swarm clears the status when it takes the new spec and sets it once it starts
         // replacing tasks; a spec it had nothing to replace for leaves it clear.
         if state == UpdateState::None
@@ -771,7 +871,7 @@ async fn run_held(
             "Swarm stopped: {end:?}; the standby {} keeps serving (a rerun resumes)",
             found.standby_name
         ));
-        return Ok(code);
+        return Ok(Ended::Code(code));
     }
     // 3. Back at rest: the home's old tasks gone, the service's name resolves to its tasks.
     wait_settled(api, &found.home_name, found.replicas, req.start_timeout).await?;
@@ -806,7 +906,35 @@ async fn run_held(
         }
         _ => tell.say(&format!("{} runs {}", found.home_name, req.image)),
     }
-    Ok(code)
+    Ok(Ended::Code(code))
+}
+
+/// How [`run_held`] ended: an exit code, with a note for the outcome when Swarm's update (or
+/// rollback) was left waiting on a node not ready.
+enum Ended {
+    Code(i32),
+    WithNote(i32, String),
+}
+
+/// The nodes, by name, that are not ready and hold tasks whose last state is not an end (a
+/// task Swarm has given up on keeps its last state until its node is heard again).
+fn down_nodes(lists: &[&[TaskInfo]]) -> BTreeSet<String> {
+    lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .filter(|t| !t.node_ready && !t.node.is_empty() && !t.ended())
+        .map(|t| t.node_name.clone())
+        .collect()
+}
+
+/// What moves when Swarm's update does: each task's id and states, sorted.
+fn fingerprint(tasks: &[TaskInfo]) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = tasks
+        .iter()
+        .map(|t| (t.id.clone(), t.state.clone(), t.desired.clone()))
+        .collect();
+    v.sort();
+    v
 }
 
 #[cfg(test)]
@@ -854,7 +982,16 @@ mod tests {
             network: "front".into(),
             current_image: "app:v1".into(),
             proxy_name: "shop_nginx".into(),
-            proxy_containers: vec!["shop_nginx.1.x".into()],
+            proxy_tasks: vec![ProxyTask {
+                container: "c1".into(),
+                node: crate::api::NodeInfo {
+                    id: "n1".into(),
+                    hostname: "box".into(),
+                    addr: "10.0.0.1".into(),
+                    ready: true,
+                },
+                here: true,
+            }],
             swarm_update: update::to_swarm_update(&update).unwrap(),
             swarm_rollback: update::to_swarm_rollback(&RollbackConfig::default()).unwrap(),
             left: None,
@@ -992,6 +1129,10 @@ mod tests {
             desired: "running".into(),
             image: image.into(),
             addresses: HashMap::from([("front".to_string(), addr.to_string())]),
+            node_ready: true,
+            node_name: "n".into(),
+            slot: 0,
+            container: String::new(),
         };
         let tasks = [
             task("t1", "app:v2@sha256:1", "10.0.0.1"),
@@ -1006,6 +1147,20 @@ mod tests {
             "t1 ran before the update, t3 runs the old image"
         );
         assert!(serving_new(&tasks, &record, &req, "front", true).is_empty());
+        let in_slot = |id: &str, addr: &str, slot: u64| TaskInfo {
+            slot,
+            ..task(id, "app:v2", addr)
+        };
+        let doubled = [
+            in_slot("t4", "10.0.0.4", 1),
+            in_slot("t5", "10.0.0.5", 1),
+            in_slot("t6", "10.0.0.6", 2),
+        ];
+        assert_eq!(
+            serving_new(&doubled, &record, &req, "front", false),
+            BTreeSet::from(["10.0.0.6".to_string()]),
+            "Swarm stops one of two new tasks in slot 1: neither is routed"
+        );
     }
 
     #[test]

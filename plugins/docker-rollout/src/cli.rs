@@ -136,6 +136,10 @@ pub struct RolloutRequest {
     pub migrate: Option<MigrateAround>,
     /// `--stack NAME`: the service is one of a Swarm stack (`docker stack deploy`).
     pub stack: Option<String>,
+    /// `--swarm-node NODE=ENGINE`: how to reach the engine of a node other than the manager
+    /// (node by id, hostname or address; engine as a docker context or a host URL), for the
+    /// nginx tasks that run there.
+    pub swarm_nodes: Vec<(String, String)>,
 }
 
 /// docker's global flags (`cli/flags/options.go`), as given.
@@ -288,6 +292,11 @@ struct Cli {
     /// The service is one of this Swarm stack (docker stack deploy): Swarm updates it.
     #[arg(long, value_name = "NAME", help_heading = "Rollout")]
     stack: Option<String>,
+    /// On a Swarm stack: the engine of a node where an nginx task runs, other than the manager
+    /// (NODE: its id, hostname or address; ENGINE: a docker context, or a host URL reached with
+    /// the same TLS flags as the manager). Repeatable.
+    #[arg(long = "swarm-node", value_name = "NODE=ENGINE", value_parser = node_engine, help_heading = "Rollout")]
+    swarm_nodes: Vec<(String, String)>,
     #[command(flatten)]
     migrations: MigrateFlags,
 
@@ -459,6 +468,18 @@ struct Steps(Vec<StepOverride>);
 
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// `NODE=ENGINE` of `--swarm-node`, both sides non-empty.
+fn node_engine(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((node, engine)) if !node.trim().is_empty() && !engine.trim().is_empty() => {
+            Ok((node.trim().to_string(), engine.trim().to_string()))
+        }
+        _ => Err(format!(
+            "{s:?}: expected NODE=ENGINE (a node's id, hostname or address, then a docker context or a host URL such as ssh://admin@node2)"
+        )),
+    }
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -710,6 +731,7 @@ impl Cli {
             unlock: None,
             migrate: self.migrations.into_around(),
             stack: self.stack,
+            swarm_nodes: self.swarm_nodes,
         }
     }
 }
@@ -840,6 +862,29 @@ mod tests {
     fn error(s: &str, as_plugin: bool) -> (i32, String) {
         let e = parse(argv(s), as_plugin).unwrap_err();
         (e.exit_code(), e.to_string())
+    }
+
+    #[test]
+    fn swarm_nodes_are_named_node_equals_engine() {
+        let r = plugin(
+            "rollout --stack shop web --swarm-node 10.0.0.2=node2 --swarm-node box=ssh://admin@box",
+        );
+        assert_eq!(r.stack.as_deref(), Some("shop"));
+        assert_eq!(
+            r.swarm_nodes,
+            [
+                ("10.0.0.2".to_string(), "node2".to_string()),
+                ("box".to_string(), "ssh://admin@box".to_string())
+            ]
+        );
+        for bad in ["node2", "=node2", "10.0.0.2="] {
+            let (code, text) = error(
+                &format!("rollout --stack shop web --swarm-node {bad}"),
+                true,
+            );
+            assert_eq!(code, 2, "{bad}: {text}");
+            assert!(text.contains("expected NODE=ENGINE"), "{bad}: {text}");
+        }
     }
 
     #[test]

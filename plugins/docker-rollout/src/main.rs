@@ -296,6 +296,11 @@ async fn rollout(
         // A Swarm stack: rollout-swarm's standby approach, which hears interrupts itself.
         return swarm::run(&req, &stack, &mut irx).await;
     }
+    if let Some((node, engine)) = req.swarm_nodes.first() {
+        return Err(Fail::bad_input(format!(
+            "--swarm-node {node}={engine}: the service is not one of a Swarm stack (no --stack, and no stack named as the project runs): the flag names the engine of a swarm node where nginx runs"
+        )));
+    }
     if req.docker.debug && !req.dry_run {
         // Which door progress takes, and whose width it uses, is otherwise
         // invisible until a rollout draws it.

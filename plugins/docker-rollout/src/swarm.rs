@@ -2,8 +2,9 @@
 //! rollout-swarm's standby approach (a standby copy of the serving spec takes the traffic,
 //! Swarm's native update replaces the home service's tasks, each new task routed as it runs).
 //! This module only wires it: the Compose file's settings, the manager's connection, the
-//! nginx router over the proxy's task containers on that manager, and the output: progress
-//! lines on stderr, and with `--output json` the run's events and a summary on stdout.
+//! nginx router over the proxy's task containers (on that manager, or on other nodes through
+//! the engines `--swarm-node` names), and the output: progress lines on stderr, and with
+//! `--output json` the run's events and a summary on stdout.
 
 use crate::cli::OutputFormat;
 use crate::cli::RolloutRequest;
@@ -22,6 +23,8 @@ use rollout_nginx::proxy::Proxy;
 use rollout_nginx::router::{NginxRouter, NginxRouterOptions};
 use rollout_swarm::api::SwarmApi;
 use rollout_swarm::standby::{self, Request, SwarmFail, Tell};
+use rollout_swarm::ProxyTask;
+use std::collections::HashMap;
 use std::io::Write;
 use tokio::sync::mpsc;
 
@@ -215,6 +218,7 @@ async fn prepare(
     let engine = live::connect(&req.docker).await?;
     let api = SwarmApi::new(engine.clone());
     let found = standby::find(&api, &request).await.map_err(fail)?;
+    check_named(req, &found.proxy_tasks)?;
     if req.dry_run {
         let plan = standby::plan(&found, &request);
         if json {
@@ -235,7 +239,7 @@ async fn prepare(
         &engine,
         req,
         stack,
-        &found.proxy_containers,
+        &found.proxy_tasks,
         RouterFromFile {
             proxy: &request.proxy,
             upstream: upstream.or(kept),
@@ -268,26 +272,131 @@ pub(crate) struct RouterFromFile<'a> {
     pub services: Vec<String>,
 }
 
-/// nginx's router over the proxy's task `containers` on this manager, its upstream found
+/// The engine of each proxy task's node and the task's container: this manager's engine, or
+/// the one `--swarm-node` names for the node (by id, hostname or address), connected once per
+/// node and checked to be that node's.
+async fn proxy_engines(
+    engine: &rollout_docker::Engine,
+    req: &RolloutRequest,
+    tasks: &[ProxyTask],
+) -> Result<Vec<(rollout_docker::Engine, String)>, Fail> {
+    let mut by_node: HashMap<String, rollout_docker::Engine> = HashMap::new();
+    let mut out = Vec::new();
+    for t in tasks {
+        let known = if t.here {
+            Some(engine.clone())
+        } else {
+            by_node.get(&t.node.id).cloned()
+        };
+        if let Some(e) = known {
+            let name = container_name(&e, &t.container).await?;
+            out.push((e, name));
+            continue;
+        }
+        let n = &t.node;
+        let (key, target) = named_engine(req, t)?;
+        let mut g = req.docker.clone();
+        if target.contains("://") {
+            g.hosts = vec![target.clone()];
+            g.context = None;
+        } else {
+            // A context carries its own endpoint and TLS.
+            g = crate::cli::DockerGlobals {
+                config: g.config,
+                context: Some(target.clone()),
+                ..Default::default()
+            };
+        }
+        let node_engine = live::connect(&g).await?;
+        let id = SwarmApi::new(node_engine.clone())
+            .node_id()
+            .await
+            .map_err(|e| Fail::unreachable(e.to_string()))?;
+        if id != n.id {
+            return Err(Fail::bad_input(format!(
+                "--swarm-node {key}={target}: that engine is node {}, not node {} ({}) where the nginx task runs\nhint: name the node by its id or address (nodes of one machine can share a hostname)",
+                if id.is_empty() { "of no swarm" } else { &id },
+                n.id,
+                n.name()
+            )));
+        }
+        by_node.insert(n.id.clone(), node_engine.clone());
+        let name = container_name(&node_engine, &t.container).await?;
+        out.push((node_engine, name));
+    }
+    Ok(out)
+}
+
+/// The `--swarm-node` naming the node of proxy task `t` (by its id, hostname or address);
+/// bad input when none does. Every proxy task not on this manager needs one, dry run or not.
+pub(crate) fn named_engine<'a>(
+    req: &'a RolloutRequest,
+    t: &ProxyTask,
+) -> Result<(&'a String, &'a String), Fail> {
+    let n = &t.node;
+    req.swarm_nodes
+        .iter()
+        .find(|(key, _)| [&n.id, &n.hostname, &n.addr].contains(&key))
+        .map(|(k, v)| (k, v))
+        .ok_or_else(|| {
+            Fail::bad_input(format!(
+                "an nginx task runs on node {} (id {}), not on the manager this run talks to, and no --swarm-node names that node's engine: its config is edited and its workers watched through it\nhint: --swarm-node {}=ENGINE (a docker context for that node, or a host URL such as ssh://admin@{})",
+                n.name(),
+                n.id,
+                if n.addr.is_empty() { &n.id } else { &n.addr },
+                if n.addr.is_empty() { "NODE" } else { &n.addr },
+            ))
+        })
+}
+
+/// Every proxy task off this manager has its node's engine named (what a dry run can check
+/// without connecting).
+pub(crate) fn check_named(req: &RolloutRequest, tasks: &[ProxyTask]) -> Result<(), Fail> {
+    for t in tasks.iter().filter(|t| !t.here) {
+        named_engine(req, t)?;
+    }
+    Ok(())
+}
+
+/// The name of container `id` on `engine` (what messages show), or its id when it has none.
+async fn container_name(engine: &rollout_docker::Engine, id: &str) -> Result<String, Fail> {
+    let c = engine
+        .docker()
+        .inspect_container(id, None)
+        .await
+        .map_err(|e| {
+            Fail::unreachable(format!(
+                "inspect nginx's container {id} on {}: {e}",
+                engine.endpoint()
+            ))
+        })?;
+    Ok(c.name
+        .map(|n| n.trim_start_matches('/').to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| id.to_string()))
+}
+
+/// nginx's router over the proxy's `tasks` (on any node, [`proxy_engines`]), its upstream found
 /// (the one naming `services` when the file names none), locked against other rollouts'
 /// changes to the same config; the upstream's name.
 pub(crate) async fn open_router(
     engine: &rollout_docker::Engine,
     req: &RolloutRequest,
     stack: &str,
-    containers: &[String],
+    tasks: &[ProxyTask],
     file: RouterFromFile<'_>,
 ) -> Result<(NginxRouter, String), Fail> {
     let config_path = file
         .config
         .unwrap_or_else(|| live::DEFAULT_NGINX_CONF.to_string());
+    let containers = proxy_engines(engine, req, tasks).await?;
     // The config writers a killed run left (they exit once it is gone).
-    for c in containers {
-        rollout_docker::remove_dead_writers_of(engine, c).await?;
+    for (e, c) in &containers {
+        rollout_docker::remove_dead_writers_of(e, c).await?;
     }
     let proxies: Vec<Proxy> = containers
-        .iter()
-        .map(|c| ProxyContainer::new(engine.clone(), c.clone()).proxy())
+        .into_iter()
+        .map(|(e, c)| ProxyContainer::new(e, c).proxy())
         .collect();
     let upstream = match file.upstream {
         Some(u) => u,

@@ -1,7 +1,7 @@
 //! `docker rollout --stack NAME COLOUR` for the seed's two colour services of a stack (blue
 //! and green, or `x-rollout.colours`) under blue-green or canary: rollout-swarm's colours run,
 //! wired as the standby run is ([`crate::swarm`]): the Compose file's settings, nginx's router
-//! over the proxy's tasks on this manager, progress on stderr, events and a summary on stdout
+//! over the proxy's tasks (on any node), progress on stderr, events and a summary on stdout
 //! with `--output json`. An interrupt ends the run at its next step (a canary goes back to the
 //! other colour); nothing of it is left for a rerun to resume.
 
@@ -97,6 +97,7 @@ pub async fn run(
     let service = format!("{stack}/{}", request.colour);
     let images = (pair.other_image.as_str(), request.image.as_str());
     let plan = colours::plan(&pair, &request);
+    crate::swarm::check_named(req, &pair.proxy_tasks)?;
     if req.dry_run {
         if json {
             say(&plan);
@@ -122,7 +123,7 @@ pub async fn run(
             &engine,
             req,
             stack,
-            &pair.proxy_containers,
+            &pair.proxy_tasks,
             RouterFromFile {
                 proxy: &request.proxy,
                 upstream,

@@ -329,6 +329,7 @@ pub(super) fn parse_verb(
         unlock: None,
         migrate: None,
         stack: None,
+        swarm_nodes: Vec::new(),
     };
     Ok(Invocation::Verb(Box::new(VerbRequest { rollout, verb })))
 }
