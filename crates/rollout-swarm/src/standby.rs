@@ -27,7 +27,8 @@ use crate::record::{Record, HOLDER_LABEL};
 use crate::stack;
 use crate::status::UpdateState;
 use crate::steps::{
-    change_and_drain, change_only, drain_pending, outcome_of, wait_serving, wait_settled,
+    change_and_drain, change_only, down_nodes, drain_pending, fingerprint, outcome_of,
+    wait_serving, wait_settled,
 };
 pub use crate::steps::{Say, Tell};
 use crate::update;
@@ -914,27 +915,6 @@ async fn run_held(
 enum Ended {
     Code(i32),
     WithNote(i32, String),
-}
-
-/// The nodes, by name, that are not ready and hold tasks whose last state is not an end (a
-/// task Swarm has given up on keeps its last state until its node is heard again).
-fn down_nodes(lists: &[&[TaskInfo]]) -> BTreeSet<String> {
-    lists
-        .iter()
-        .flat_map(|l| l.iter())
-        .filter(|t| !t.node_ready && !t.node.is_empty() && !t.ended())
-        .map(|t| t.node_name.clone())
-        .collect()
-}
-
-/// What moves when Swarm's update does: each task's id and states, sorted.
-fn fingerprint(tasks: &[TaskInfo]) -> Vec<(String, String, String)> {
-    let mut v: Vec<_> = tasks
-        .iter()
-        .map(|t| (t.id.clone(), t.state.clone(), t.desired.clone()))
-        .collect();
-    v.sort();
-    v
 }
 
 #[cfg(test)]

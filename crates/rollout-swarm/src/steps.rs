@@ -7,7 +7,7 @@ use crate::standby::{Found, SwarmFail};
 use rollout_core::event::{Event, EventSink, Outcome};
 use rollout_core::exit;
 use rollout_core::router::{DrainReport, DrainTicket, RouteChange, TrafficRouter};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Progress lines, for people.
@@ -206,4 +206,25 @@ pub(crate) async fn wait_settled(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The nodes, by name, that are not ready and hold tasks whose last state is not an end (a
+/// task Swarm has given up on keeps its last state until its node is heard again).
+pub(crate) fn down_nodes(lists: &[&[TaskInfo]]) -> BTreeSet<String> {
+    lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .filter(|t| !t.node_ready && !t.node.is_empty() && !t.ended())
+        .map(|t| t.node_name.clone())
+        .collect()
+}
+
+/// What moves when Swarm's update does: each task's id and states, sorted.
+pub(crate) fn fingerprint(tasks: &[TaskInfo]) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = tasks
+        .iter()
+        .map(|t| (t.id.clone(), t.state.clone(), t.desired.clone()))
+        .collect();
+    v.sort();
+    v
 }
