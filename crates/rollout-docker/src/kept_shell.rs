@@ -102,6 +102,9 @@ pub(crate) enum NotRun {
 /// The kept shells of one container, for the run.
 #[derive(Default)]
 pub(crate) struct KeptShells {
+    /// The user they run as (a numeric uid); the container's own when
+    /// `None`.
+    user: Option<String>,
     idle: Mutex<Vec<Shell>>,
     /// Shells open, idle or in use.
     open: AtomicUsize,
@@ -113,6 +116,7 @@ pub(crate) struct KeptShells {
 impl std::fmt::Debug for KeptShells {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeptShells")
+            .field("user", &self.user)
             .field("open", &self.open.load(Ordering::SeqCst))
             .field("off", &self.off.load(Ordering::SeqCst))
             .finish()
@@ -120,6 +124,15 @@ impl std::fmt::Debug for KeptShells {
 }
 
 impl KeptShells {
+    /// Kept shells that run as `user` (a numeric uid) rather than as the
+    /// container's user.
+    pub(crate) fn as_user(user: &str) -> Self {
+        Self {
+            user: Some(user.to_string()),
+            ..Self::default()
+        }
+    }
+
     /// Runs `argv` through a kept shell of `container`, opening one when
     /// none is idle (at most [`MOST`]).
     pub(crate) async fn run(
@@ -158,7 +171,13 @@ impl KeptShells {
                     return Err(NotRun::Unsent);
                 }
                 let _gone = Gone(&self.open);
-                let opened = Shell::open(engine, container, timeout.min(HELLO_WAIT)).await;
+                let opened = Shell::open(
+                    engine,
+                    container,
+                    self.user.as_deref(),
+                    timeout.min(HELLO_WAIT),
+                )
+                .await;
                 match opened {
                     Ok(shell) => {
                         std::mem::forget(_gone);
@@ -240,9 +259,14 @@ struct Shell {
 impl Shell {
     /// Starts the shell and waits up to `wait` for its hello; a shell slow
     /// to start counts as one that cannot be had (the command goes by exec).
-    async fn open(engine: &Engine, container: &str, wait: Duration) -> Result<Shell, Opened> {
+    async fn open(
+        engine: &Engine,
+        container: &str,
+        user: Option<&str>,
+        wait: Duration,
+    ) -> Result<Shell, Opened> {
         let cmd = ["sh", "-c", SCRIPT].map(String::from).to_vec();
-        let (input, output) = attach(engine, container, cmd)
+        let (input, output) = attach(engine, container, cmd, user)
             .await
             .map_err(|_| Opened::Failed)?;
         let mut shell = Shell {
@@ -341,10 +365,12 @@ pub(crate) async fn attach(
     engine: &Engine,
     container: &str,
     cmd: Vec<String>,
+    user: Option<&str>,
 ) -> Result<(Pin<Box<dyn AsyncWrite + Send>>, Output), String> {
     let docker = engine.docker();
     let config = ExecConfig {
         cmd: Some(cmd),
+        user: user.map(str::to_string),
         attach_stdin: Some(true),
         attach_stdout: Some(true),
         attach_stderr: Some(true),

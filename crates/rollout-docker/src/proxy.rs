@@ -36,7 +36,7 @@ use bollard::query_parameters::UploadToContainerOptions;
 use futures::StreamExt;
 use rollout_core::{BackendError, ServiceRef};
 use rollout_nginx::proxy::{ConfigStore, ExecOutput, Proxy, ProxyError, ProxyExec};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +69,9 @@ pub struct ProxyContainer {
     writers: Arc<Writers>,
     /// Its kept shells, for the run (shared by clones).
     shells: Arc<KeptShells>,
+    /// Its kept shells that run as another user (nginx's workers' uid, for
+    /// the drain to list their open files), by user.
+    user_shells: Arc<std::sync::Mutex<BTreeMap<String, Arc<KeptShells>>>>,
 }
 
 impl ProxyContainer {
@@ -81,6 +84,7 @@ impl ProxyContainer {
             service: None,
             writers: Arc::default(),
             shells: Arc::default(),
+            user_shells: Arc::default(),
         }
     }
 
@@ -177,18 +181,38 @@ impl ProxyContainer {
     /// input).
     pub(crate) async fn close_shells(&self) {
         self.shells.close().await;
+        let users: Vec<Arc<KeptShells>> = self
+            .user_shells
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for shells in users {
+            shells.close().await;
+        }
     }
 
     /// Runs `argv` through a kept shell of the container, else by exec.
     pub(crate) async fn run(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+        self.run_with(&self.shells, None, argv).await
+    }
+
+    /// Runs `argv` through one of `shells` (which run as `user`, the
+    /// container's user when `None`), else by exec as that user.
+    async fn run_with(
+        &self,
+        shells: &KeptShells,
+        user: Option<&str>,
+        argv: &[String],
+    ) -> Result<ExecOutput, ProxyError> {
         let program = || argv.first().cloned().unwrap_or_default();
-        match self
-            .shells
+        match shells
             .run(&self.engine, &self.container, argv, self.timeout)
             .await
         {
             Ok(out) => Ok(out),
-            Err(NotRun::Unsent) => self.run_by_exec(argv).await,
+            Err(NotRun::Unsent) => self.run_by_exec(argv, user).await,
             // A container that stopped under the command says so. One
             // recreated under the same name since the shell's last command
             // is not told apart from a shell that broke: whether the
@@ -210,7 +234,11 @@ impl ProxyContainer {
     }
 
     /// Runs `argv` by exec: a process started in the container.
-    async fn run_by_exec(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+    async fn run_by_exec(
+        &self,
+        argv: &[String],
+        user: Option<&str>,
+    ) -> Result<ExecOutput, ProxyError> {
         let program = argv.first().cloned().unwrap_or_default();
         let exec_error = |reason: String| ProxyError::Exec {
             proxy: self.container.clone(),
@@ -223,6 +251,7 @@ impl ProxyContainer {
         let docker = self.engine.docker();
         let config = ExecConfig {
             cmd: Some(argv.to_vec()),
+            user: user.map(str::to_string),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             attach_stdin: Some(false),
@@ -326,6 +355,54 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
 impl ProxyExec for ProxyContainer {
     async fn exec(&self, argv: &[String]) -> Result<ExecOutput, ProxyError> {
         self.run(argv).await
+    }
+
+    async fn exec_as(&self, user: &str, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+        // A user is `UID` or `UID:GID` in numbers here: never a name the
+        // engine would look up in the container's files, nor anything else
+        // pasted into the exec's configuration.
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
+        if !numeric(uid) || !numeric(gid) {
+            return Err(ProxyError::Exec {
+                proxy: self.container.clone(),
+                program: argv.first().cloned().unwrap_or_default(),
+                reason: format!("not a numeric user (UID or UID:GID): {user:?}"),
+            });
+        }
+        let shells = self
+            .user_shells
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(user.to_string())
+            .or_insert_with(|| Arc::new(KeptShells::as_user(user)))
+            .clone();
+        self.run_with(&shells, Some(user), argv).await
+    }
+
+    async fn addresses_of(&self, host: &str) -> Option<Vec<std::net::IpAddr>> {
+        // The upstream names an instance by its container's name; nginx
+        // resolved it to the container's address on a network it shares
+        // with the proxy. Every address of the container is a superset.
+        let inspected = self
+            .engine
+            .docker()
+            .inspect_container(host, None)
+            .await
+            .ok()?;
+        let networks = inspected.network_settings?.networks?;
+        let mut found = Vec::new();
+        for endpoint in networks.values() {
+            for ip in [&endpoint.ip_address, &endpoint.global_ipv6_address]
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(ip) = ip.parse() {
+                    found.push(ip);
+                }
+            }
+        }
+        (!found.is_empty()).then_some(found)
     }
 }
 

@@ -83,7 +83,7 @@ impl Session {
     ) -> Result<Session, SessionError> {
         let unsupported = |why: String| SessionError::Unsupported(why);
         let cmd = vec![relay.into(), "--serve".into(), socket.into()];
-        let (input, output) = attach(engine, container, cmd)
+        let (input, output) = attach(engine, container, cmd, None)
             .await
             .map_err(SessionError::Broken)?;
         let mut session = Session {

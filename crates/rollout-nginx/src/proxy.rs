@@ -114,6 +114,30 @@ pub enum ProxyError {
 pub trait ProxyExec: Send + Sync {
     /// Runs `argv` and returns its exit code and output.
     async fn exec(&self, argv: &[String]) -> Result<ExecOutput, ProxyError>;
+
+    /// Runs `argv` as the proxy's user `user` (`UID:GID` in numbers): the only way
+    /// into the open files of nginx's workers, which a process of another
+    /// user cannot list without `CAP_SYS_PTRACE` (not granted to containers
+    /// by default). [`ProxyError::Exec`] by default: the drain then waits for
+    /// whole workers (see "Drain" in the router's documentation).
+    async fn exec_as(&self, user: &str, argv: &[String]) -> Result<ExecOutput, ProxyError> {
+        let _ = user;
+        Err(ProxyError::Exec {
+            proxy: "the proxy".to_string(),
+            program: argv.first().cloned().unwrap_or_default(),
+            reason: "running as another user is not supported here".to_string(),
+        })
+    }
+
+    /// The addresses the proxy's nginx reaches `host` at (a container's
+    /// name, as an upstream's `server` line names it), as far as what runs
+    /// the proxy knows them; `None` when it does not (the drain then waits
+    /// for whole workers). A superset is fine: an address that is not the
+    /// host's only makes the drain wait longer.
+    async fn addresses_of(&self, host: &str) -> Option<Vec<std::net::IpAddr>> {
+        let _ = host;
+        None
+    }
 }
 
 /// Reads and writes the configuration file the proxy reads.

@@ -13,7 +13,7 @@ use super::procs::{reload_took, Proc};
 use super::{edit, read_live, unreachable, NginxRouter, Replica, WaitSet};
 use crate::proxy::{ExecOutput, ProxyError};
 use rollout_core::error::RouterError;
-use rollout_core::router::{DrainTicket, RouteChange};
+use rollout_core::router::{DrainTicket, RouteChange, Target};
 
 /// How many applied changes keep their worker sets for a later drain.
 const KEPT_TICKETS: usize = 64;
@@ -96,9 +96,28 @@ impl NginxRouter {
         }
         state.generation += 1;
         let generation = state.generation;
+        // Drained per instance only while every server left names one
+        // instance: a service name may resolve to the removed instance's
+        // address, to which the new workers then connect too.
+        let path = self.options.live_path();
+        let by_instance = commits.iter().all(|(_, _, next)| {
+            edit::servers(next, path, &self.options.upstream).is_ok_and(|servers| {
+                servers.iter().all(|s| {
+                    matches!(
+                        super::target_of(&s.host, &self.options.services),
+                        Target::Instance { .. }
+                    )
+                })
+            })
+        });
+        if by_instance {
+            state.by_instance.insert(generation);
+        }
         state.pending.insert(generation, waits);
         while state.pending.len() > KEPT_TICKETS {
-            state.pending.pop_first();
+            if let Some((gone, _)) = state.pending.pop_first() {
+                state.by_instance.remove(&gone);
+            }
         }
         Ok(DrainTicket {
             generation,

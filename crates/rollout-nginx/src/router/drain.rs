@@ -1,5 +1,6 @@
-//! Drain: wait until the workers that ran before a change's reload have
-//! exited, so that nothing is in flight any more to the servers it removed.
+//! Drain: wait until nothing is in flight any more to the servers a change
+//! removed: until the workers that ran before its reload are clear of them
+//! by their connections (`conns.rs`), else until they have exited.
 //!
 //! Old workers keep proxying the requests they hold and exit when the last
 //! one ends (see "Drain" in the router's documentation). The drain watches
@@ -8,6 +9,7 @@
 //! runs apart from the change it drains: later, often much later, and
 //! possibly for a ticket an earlier run of the program issued.
 
+use super::conns::Mode;
 use super::procs::Proc;
 use super::{NginxRouter, WaitSet};
 use rollout_core::error::RouterError;
@@ -60,13 +62,13 @@ impl NginxRouter {
         if ticket.removed.is_empty() {
             return Ok(DrainReport::default());
         }
-        let known = self
-            .state
-            .lock()
-            .await
-            .pending
-            .get(&ticket.generation)
-            .cloned();
+        let (known, by_instance) = {
+            let state = self.state.lock().await;
+            (
+                state.pending.get(&ticket.generation).cloned(),
+                state.by_instance.contains(&ticket.generation),
+            )
+        };
         let waits: WaitSet = match known {
             Some(waits) => waits,
             None => {
@@ -93,17 +95,47 @@ impl NginxRouter {
                 p.pid, self.replicas[index].proxy.name
             )
         };
-        let waited_for: Vec<String> = waits
+        let waited_for: Vec<(usize, String)> = waits
             .iter()
-            .flat_map(|(index, procs)| procs.iter().map(move |p| label(*index, p)))
+            .flat_map(|(index, procs)| procs.iter().map(move |p| (*index, label(*index, p))))
             .collect();
         let deadline = started + timeout;
+        // A change this process applied is drained per removed instance
+        // where its connections prove it (`conns.rs`); a ticket of another
+        // run's waits for whole workers.
+        let removed = match by_instance {
+            true => self.removed_addresses(&ticket.removed).await,
+            false => None,
+        };
         let mut left = waits;
+        // The replicas whose last look went by connections.
+        let mut by_connections = HashSet::new();
         loop {
             let asked = Instant::now();
             let mut still = Vec::new();
+            let mut looked = false;
             for (index, procs) in left {
-                let running = self.wait_exit(index, procs, deadline).await?;
+                let mode = match &removed {
+                    Some(_) => self.mode(index, &procs).await,
+                    None => Mode::Exit(String::new()),
+                };
+                let seen = match (&mode, &removed) {
+                    (Mode::Connections(user), Some(ips)) => {
+                        self.look(index, user, procs.clone(), ips).await
+                    }
+                    _ => None,
+                };
+                let running = match seen {
+                    Some(held) => {
+                        looked = true;
+                        by_connections.insert(index);
+                        held
+                    }
+                    None => {
+                        by_connections.remove(&index);
+                        self.wait_exit(index, procs, deadline).await?
+                    }
+                };
                 if !running.is_empty() {
                     still.push((index, running));
                 }
@@ -112,19 +144,31 @@ impl NginxRouter {
             if left.is_empty() || Instant::now() >= deadline {
                 break;
             }
-            // A proxy that could not wait in place answered at once.
-            if asked.elapsed() < Duration::from_millis(100) {
+            if looked {
+                tokio::time::sleep(self.options.poll_interval).await;
+            } else if asked.elapsed() < Duration::from_millis(100) {
+                // A proxy that could not wait in place answered at once.
                 tokio::time::sleep(self.options.poll_interval.max(Duration::from_millis(100)))
                     .await;
             }
         }
+        // Each worker of a replica drained by its connections is named so.
+        let waited_for = waited_for
+            .into_iter()
+            .map(|(index, label)| match by_connections.contains(&index) {
+                true => format!("{label}, clear of the removed instance(s) by its connections"),
+                false => label,
+            })
+            .collect();
         let cut: Vec<String> = left
             .iter()
             .flat_map(|(index, procs)| procs.iter().map(move |p| label(*index, p)))
             .collect();
         if cut.is_empty() {
             // Drained for good; a timed-out ticket stays, to be waited on again.
-            self.state.lock().await.pending.remove(&ticket.generation);
+            let mut state = self.state.lock().await;
+            state.pending.remove(&ticket.generation);
+            state.by_instance.remove(&ticket.generation);
         }
         Ok(DrainReport {
             waited_for,
@@ -153,7 +197,7 @@ impl NginxRouter {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        argv.extend(procs.iter().map(|p| format!("{}:{}", p.pid, p.start)));
+        argv.extend(procs.iter().map(Proc::arg));
         let out = self.run(replica, &argv).await?;
         if !out.success() {
             return Err(RouterError::Unreachable(format!(
@@ -166,7 +210,7 @@ impl NginxRouter {
         let running: HashSet<&str> = text.lines().map(str::trim).collect();
         Ok(procs
             .into_iter()
-            .filter(|p| running.contains(format!("{}:{}", p.pid, p.start).as_str()))
+            .filter(|p| running.contains(p.arg().as_str()))
             .collect())
     }
 }

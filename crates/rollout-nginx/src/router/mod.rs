@@ -118,7 +118,11 @@
 //! Old workers keep proxying the requests they hold to the servers the old
 //! config named, and exit when the last one ends (nginx closes their idle
 //! keep-alive connections at once). So a change is drained when the
-//! children recorded before its reload have all exited.
+//! children recorded before its reload have all exited, or sooner, when
+//! each of them is proven clear of the removed instances by the proxy's
+//! own connection tables: no connection to them left, and no request
+//! still to be sent upstream (`conns.rs`, with the configs and proxies
+//! where that cannot be proven; those wait for the exits).
 //! [`drain`](NginxRouter::drain) polls for that, bounded by its timeout, and
 //! names each process it waited for (`nginx worker 4711 in nginx-1`); at the
 //! timeout the ones still running are reported as cut. A ticket from an
@@ -153,6 +157,7 @@
 
 // The rooms, each opening with what it does and why it stands apart:
 // `commit` (apply's two phases), `drain` (waiting for the old workers),
+// `conns` (proving them clear of the removed instances by their connections),
 // `procs` (the process table, reloads and the pid file), `recovery` (the
 // commit's journal and what `open` repairs), `edit` (the bridge to the parser
 // and the upstream editor), `candidate` (the main file's includes and the
@@ -161,6 +166,7 @@ mod candidate;
 #[cfg(test)]
 mod canned;
 mod commit;
+mod conns;
 mod drain;
 mod edit;
 mod lock;
@@ -317,6 +323,10 @@ type WaitSet = Vec<(usize, Vec<Proc>)>;
 struct State {
     generation: u64,
     pending: BTreeMap<u64, WaitSet>,
+    /// How each replica's old workers are waited for, once decided.
+    modes: BTreeMap<usize, conns::Mode>,
+    /// The pending changes whose drain may go by connections (`conns.rs`).
+    by_instance: std::collections::BTreeSet<u64>,
 }
 
 /// Routes traffic by editing one upstream of nginx configs and reloading

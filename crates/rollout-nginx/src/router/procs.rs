@@ -138,6 +138,11 @@ pub(super) struct Proc {
 }
 
 impl Proc {
+    /// `PID:START`, as the proxy-side scripts take it.
+    pub(super) fn arg(&self) -> String {
+        format!("{}:{}", self.pid, self.start)
+    }
+
     pub(super) fn key(&self) -> (u32, u64) {
         (self.pid, self.start)
     }
