@@ -22,7 +22,7 @@ use rollout_e2e::{
     blue_green_example, images, require_engine, require_images, run_rollout, wait_http,
     workspace_binary, Clock, Container, Ended, PluginDir, Project, NGINX_IMAGE,
 };
-use rollout_load::{LoadConfig, LoadHandle, Report};
+use rollout_load::{Class, LoadConfig, LoadHandle, Report};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -192,6 +192,118 @@ fn two_services_behind_one_nginx_roll_out_at_once() {
             "{svc}"
         );
     }
+    assert_eq!(
+        rollout_e2e::keepers::rollout_leftovers(&p),
+        Vec::<String>::new()
+    );
+}
+
+/// Issue 17's drain per instance, where it matters most: one nginx in front of `web` and
+/// `api`, with `api` answering 12 s GETs all the time, so that nginx's old workers always
+/// hold requests to `api` for up to 12 s after a reload. Rolling `web` (the app exits at once
+/// on SIGTERM) with 3 s GETs and POSTs in flight to each replaced instance: every drain ends
+/// by the old workers' connections while they still proxy an `api` request started before
+/// the unroute (waiting for them to exit would have waited for it), and every `web` request
+/// in flight to a replaced instance is answered, which a drain that ended too early would
+/// have cut (the instance is stopped right after it).
+#[test]
+#[ignore = "needs docker: run with cargo xtask e2e"]
+fn a_drain_per_instance_ends_before_the_old_workers_and_cuts_nothing() {
+    let plugins = plugin();
+    let mut p = two_services("shared-drain-per-instance");
+    let before = p.containers(Some("web"));
+    let mut web = p.load_config("nginx");
+    mix(&mut web, Duration::from_secs(180));
+    web.slow = Duration::from_secs(3);
+    web.post_delay = Duration::from_secs(3);
+    let web_load = LoadHandle::start(web).unwrap_or_else(|e| panic!("cannot start the load: {e}"));
+    let mut api = LoadConfig::new(p.container_address("nginx", 81));
+    api.error_log = None;
+    mix(&mut api, Duration::from_secs(180));
+    api.rate = 10;
+    api.slow_share = 0.5;
+    api.slow = Duration::from_secs(12);
+    api.post_share = 0.0;
+    let api_load = LoadHandle::start(api).unwrap_or_else(|e| panic!("cannot start the load: {e}"));
+    // 12 s requests to api in flight before the rollout begins.
+    std::thread::sleep(Duration::from_secs(13));
+    wait_ok(&web_load, 300, Duration::from_secs(30));
+    let clock = Clock::of(&web_load);
+    // api's report times plus this are web's clock.
+    let api_offset = clock.now() - Clock::of(&api_load).now();
+    p.set_env("WEB_IMAGE", images::V2);
+    let run = start(&p, &plugins, "web", clock).wait(LIMIT);
+    wait_ok(&web_load, 250, Duration::from_secs(30));
+    let web_report = web_load.stop().unwrap();
+    let mut api_report = api_load.stop().unwrap();
+    api_report.upstream_errors = web_report.upstream_errors.clone();
+    publish(SUITE, "drain-per-instance-web", &web_report, &[&run]);
+    publish(SUITE, "drain-per-instance-api", &api_report, &[&run]);
+    counts("web", &web_report);
+    counts("api", &api_report);
+    assert_exit(&run, 0, "web");
+    assert_clean_during(&web_report, &[&run]);
+    assert_no_failure(&api_report);
+    let unrouted = run.unrouted();
+    for old in &before {
+        let short = &old.id[..12];
+        let (_, t) = unrouted
+            .iter()
+            .find(|(h, _)| *h == old.name)
+            .unwrap_or_else(|| panic!("{} was never unrouted\n{}", old.name, run.transcript()));
+        let drained = run
+            .named("drained")
+            .into_iter()
+            .find(|d| d.json["removed"].to_string().contains(&old.name))
+            .unwrap_or_else(|| panic!("no drained event for {}\n{}", old.name, run.transcript()));
+        let waited = drained.json["report"]["waited_for"].to_string();
+        assert!(
+            waited.contains("by its connections") && drained.json["report"]["timed_out"] == false,
+            "{} not drained by connections: {}",
+            old.name,
+            drained.json
+        );
+        // Its requests in flight at the unroute: there were some, all answered.
+        let in_flight: Vec<_> = web_report
+            .requests
+            .iter()
+            .filter(|r| r.instance.as_deref() == Some(short) && r.t < *t && r.end() > *t)
+            .filter(|r| r.class == Class::Slow || r.class == Class::Post)
+            .collect();
+        assert!(
+            !in_flight.is_empty(),
+            "no 3 s request in flight on {}",
+            old.name
+        );
+        for r in &in_flight {
+            assert!(!r.failed() && r.status == Some(200), "{r:?}");
+        }
+        // An api request the old workers held from before the unroute to after the drain.
+        let held = api_report
+            .requests
+            .iter()
+            .filter(|r| r.class == Class::Slow && !r.failed())
+            .filter(|r| r.t + api_offset < *t && r.end() + api_offset > drained.at + 0.5)
+            .count();
+        eprintln!(
+            "figures drain-per-instance: {} unrouted at {t:.2}s with {} requests of 3 s in flight, drained at {:.2}s ({}), {held} api request(s) of 12 s from before the unroute still in flight then",
+            old.name,
+            in_flight.len(),
+            drained.at,
+            drained.json["report"]["elapsed"]
+        );
+        assert!(
+            held > 0,
+            "no api request outlived the drain of {}: the test shows nothing",
+            old.name
+        );
+    }
+    assert_eq!(
+        p.read("nginx.conf"),
+        TWO_UPSTREAMS,
+        "at rest the file is the operator's again"
+    );
+    assert_eq!(p.running_images("web"), vec![images::V2.to_string(); 2]);
     assert_eq!(
         rollout_e2e::keepers::rollout_leftovers(&p),
         Vec::<String>::new()

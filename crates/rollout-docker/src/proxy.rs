@@ -384,12 +384,21 @@ impl ProxyExec for ProxyContainer {
         // The upstream names an instance by its container's name; nginx
         // resolved it to the container's address on a network it shares
         // with the proxy. Every address of the container is a superset.
+        // A container name only (the engine would also take an id's
+        // prefix), and the container found must carry it.
+        let name_like = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+        if host.is_empty() || !host.bytes().all(name_like) {
+            return None;
+        }
         let inspected = self
             .engine
             .docker()
             .inspect_container(host, None)
             .await
             .ok()?;
+        if inspected.name.as_deref() != Some(format!("/{host}").as_str()) {
+            return None;
+        }
         let networks = inspected.network_settings?.networks?;
         let mut found = Vec::new();
         for endpoint in networks.values() {

@@ -64,16 +64,19 @@ impl NginxRouter {
                 all.insert(ip);
                 continue;
             }
-            // Every replica's engine is asked: a swarm's proxies run on
-            // several, and any one may know the instance.
-            let mut found = None;
+            // Every replica's engine is asked and every answer kept (a
+            // swarm's proxies run on several engines): a superset only
+            // makes the drain wait longer.
+            let mut found = false;
             for replica in &self.replicas {
-                found = replica.proxy.exec.addresses_of(host).await;
-                if found.is_some() {
-                    break;
+                if let Some(ips) = replica.proxy.exec.addresses_of(host).await {
+                    found = true;
+                    all.extend(ips);
                 }
             }
-            all.extend(found?);
+            if !found {
+                return None;
+            }
         }
         Some(all)
     }
@@ -168,9 +171,13 @@ impl NginxRouter {
 
 /// Run as the old workers' user, with `PID:START` arguments: for each one
 /// still running, `W PID:START` then `ls -l` of its open files (or `E
-/// PID:START` when they cannot be listed and it still runs), then `T` and
-/// the proxy's TCP tables. The tables come after the lists: a socket opened
-/// in between is not in any list, and rule 1 sees it all the same.
+/// PID:START` when they cannot be listed and it still runs; one that exited
+/// meanwhile prints nothing), then `T` and the proxy's TCP tables, then `O`
+/// and its other socket tables (Unix, UDP). The tables come after the
+/// lists: a socket opened in between is not in any list, and rule 1 sees it
+/// all the same. A worker's socket in no table at all (a client connection
+/// reset by its peer, which the kernel no longer lists while nginx still
+/// holds its request) counts as a client.
 pub(super) const CONN_SCRIPT: &str = r#"alive() {
   s=
   { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 1
@@ -181,11 +188,16 @@ pub(super) const CONN_SCRIPT: &str = r#"alive() {
 for w in "$@"; do
   p=${w%:*}
   alive "$p" "${w#*:}" || continue
-  echo "W $w"
-  ls -l "/proc/$p/fd" 2>/dev/null || { alive "$p" "${w#*:}" && echo "E $w"; }
+  f=$(ls -l "/proc/$p/fd" 2>/dev/null)
+  case $f in
+    *" -> "*) echo "W $w"; printf '%s\n' "$f";;
+    *) alive "$p" "${w#*:}" && echo "E $w";;
+  esac
 done
 echo T
 cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
+echo O
+cat /proc/net/unix /proc/net/udp /proc/net/udp6 2>/dev/null
 exit 0
 "#;
 
@@ -205,7 +217,12 @@ exit 0
 /// Directives under which rule 2's count proves nothing: a request with
 /// more than one upstream connection at once (subrequests beside it), idle
 /// upstream connections kept open, several requests on one client
-/// connection (HTTP/2, HTTP/3), or connections of the workers' own.
+/// connection (HTTP/2, HTTP/3), or connections of the workers' own (OCSP).
+/// Besides these, the screen refuses the scripting modules' directives
+/// (`js_*`, `perl*`, any with `lua` in its name, `echo*`: they can send
+/// subrequests and keep connections), SSI, clients on Unix sockets
+/// (`listen unix:`) and `proxy_ignore_client_abort on` (a request whose
+/// client is gone keeps its upstream connection).
 const UNCOUNTABLE: &[&str] = &[
     "keepalive",
     "mirror",
@@ -221,6 +238,7 @@ const UNCOUNTABLE: &[&str] = &[
     "uwsgi_cache_background_update",
     "scgi_cache_background_update",
     "ssl_stapling",
+    "ssl_ocsp",
 ];
 
 /// Whether the whole config (as `nginx -T` prints it) lets the connection
@@ -248,14 +266,22 @@ pub(super) fn screen(dump: &[u8]) -> Result<(), String> {
             let args: Vec<String> = d.args().map(|a| a.value_lossy()).collect();
             let at = format!("{path}:{}", d.name().line());
             let listed = UNCOUNTABLE.contains(&name.as_str());
-            let module = name.starts_with("js_") || name.starts_with("perl") || name == "ssi";
+            let module = name.starts_with("js_")
+                || name.starts_with("perl")
+                || name.contains("lua")
+                || name.starts_with("echo")
+                || name == "ssi";
+            if name == "proxy_ignore_client_abort" && args.first().is_some_and(|a| a == "on") {
+                return Err(format!("{at}: proxy_ignore_client_abort on"));
+            }
             if name == "ssi" && args.first().is_some_and(|a| a == "off") {
                 continue;
             }
             if listed || module {
                 return Err(format!("{at}: {name}"));
             }
-            if name == "listen" && args.iter().any(|a| a == "http2" || a == "quic") {
+            let unix = args.first().is_some_and(|a| a.starts_with("unix:"));
+            if name == "listen" && (unix || args.iter().any(|a| a == "http2" || a == "quic")) {
                 return Err(format!("{at}: listen ... {}", args.join(" ")));
             }
         }
@@ -292,15 +318,21 @@ pub(super) struct Look {
     /// whether their files could be listed at all.
     workers: Vec<(String, Vec<u64>, bool)>,
     table: Vec<Sock>,
+    /// The inodes of the other sockets (Unix, UDP).
+    others: HashSet<u64>,
 }
 
 /// Reads [`CONN_SCRIPT`]'s output.
 pub(super) fn parse(out: &[u8]) -> Look {
     let text = String::from_utf8_lossy(out);
     let mut look = Look::default();
-    let mut in_table = false;
+    let (mut in_table, mut in_others) = (false, false);
     for line in text.lines() {
-        if in_table {
+        if in_others {
+            look.others.extend(other_inode(line));
+        } else if line == "O" {
+            in_others = true;
+        } else if in_table {
             if let Some(sock) = table_line(line) {
                 look.table.push(sock);
             }
@@ -326,6 +358,20 @@ pub(super) fn parse(out: &[u8]) -> Look {
         }
     }
     look
+}
+
+/// The inode of one line of `/proc/net/unix` (its 7th field) or `udp`,
+/// `udp6` (its 10th); `None` for the headers.
+fn other_inode(line: &str) -> Option<u64> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let unix = f
+        .first()
+        .is_some_and(|n| n.len() > 1 && n.ends_with(':') && f.len() < 10);
+    match f.as_slice() {
+        _ if unix => f.get(6)?.parse().ok(),
+        [first, ..] if first.ends_with(':') => f.get(9)?.parse().ok(),
+        _ => None,
+    }
 }
 
 /// One line of `/proc/net/tcp` or `tcp6`; `None` for the header.
@@ -373,12 +419,19 @@ fn endpoint(s: &str) -> Option<(IpAddr, u16)> {
 /// clear of `removed`, as `PID:START` with the reason; empty when the
 /// drain is done. Workers not in `look` have exited.
 pub(super) fn holding(look: &Look, removed: &HashSet<IpAddr>) -> Vec<(String, String)> {
-    let to_removed: Vec<&Sock> = look
+    let listening: BTreeSet<u16> = look
         .table
         .iter()
-        .filter(|s| s.held() && removed.contains(&s.remote.0))
+        .filter(|s| s.state == LISTEN)
+        .map(|s| s.local.1)
         .collect();
-    if let Some(s) = to_removed.first() {
+    // Outgoing only: the removed instance's own calls through the proxy
+    // come in on a listening port.
+    let to_removed = look
+        .table
+        .iter()
+        .find(|s| s.held() && removed.contains(&s.remote.0) && !listening.contains(&s.local.1));
+    if let Some(s) = to_removed {
         let why = format!("a connection to {}:{} is open", s.remote.0, s.remote.1);
         return look
             .workers
@@ -386,12 +439,7 @@ pub(super) fn holding(look: &Look, removed: &HashSet<IpAddr>) -> Vec<(String, St
             .map(|(w, _, _)| (w.clone(), why.clone()))
             .collect();
     }
-    let listening: BTreeSet<u16> = look
-        .table
-        .iter()
-        .filter(|s| s.state == LISTEN)
-        .map(|s| s.local.1)
-        .collect();
+    let tcp: HashSet<u64> = look.table.iter().map(|s| s.inode).collect();
     let mut held = Vec::new();
     for (w, inodes, listed) in &look.workers {
         if !listed || listening.is_empty() {
@@ -400,7 +448,12 @@ pub(super) fn holding(look: &Look, removed: &HashSet<IpAddr>) -> Vec<(String, St
         }
         let mine: HashSet<u64> = inodes.iter().copied().collect();
         let socks = look.table.iter().filter(|s| mine.contains(&s.inode));
-        let (mut clients, mut upstreams) = (0usize, 0usize);
+        // In no table: a client connection the kernel no longer lists.
+        let unseen = mine
+            .iter()
+            .filter(|i| !tcp.contains(i) && !look.others.contains(i))
+            .count();
+        let (mut clients, mut upstreams) = (unseen, 0usize);
         for s in socks.filter(|s| s.state != LISTEN && s.held()) {
             if listening.contains(&s.local.1) {
                 clients += 1;
@@ -473,7 +526,7 @@ mod tests {
             endpoint("0100007F:0050"),
             Some((IpAddr::from([127, 0, 0, 1]), 80))
         );
-        // ::ffff:172.18.0.6 in tcp6.
+        // ::ffff:192.168.0.6 in tcp6.
         assert_eq!(
             endpoint("0000000000000000FFFF00000600A8C0:1F40").map(|e| e.1),
             Some(8000)
@@ -525,6 +578,41 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_in_no_table_counts_as_a_client() {
+        // A client reset by its peer is gone from the TCP table while nginx
+        // still holds its request: one upstream connection for two clients.
+        let mut l = look(
+            &[fd(5, 10), fd(6, 11), fd(8, 13)],
+            &[
+                row((PROXY, 80), (CLIENT, 50000), ESTABLISHED, 10),
+                row((PROXY, 40000), (KEPT, 8000), ESTABLISHED, 11),
+            ],
+        );
+        assert_eq!(holding(&l, &gone()).len(), 1, "13 is in no table");
+        // The channel to the master is a Unix socket: listed there.
+        l.others.insert(13);
+        assert_eq!(holding(&l, &gone()), vec![]);
+        assert_eq!(
+            other_inode("0000000000000000: 00000003 00000000 00000000 0001 03 566701"),
+            Some(566701)
+        );
+        assert_eq!(
+            other_inode("  123: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 23456 2 0000000000000000 0"),
+            Some(23456)
+        );
+        assert_eq!(
+            other_inode("Num       RefCount Protocol Flags    Type St Inode Path"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_removed_instances_own_calls_through_the_proxy_do_not_hold_the_drain() {
+        let l = look(&[], &[row((PROXY, 80), (GONE, 41000), ESTABLISHED, 20)]);
+        assert_eq!(holding(&l, &gone()), vec![]);
+    }
+
+    #[test]
     fn a_worker_whose_files_cannot_be_listed_is_not_clear() {
         let l = parse(b"W 41:100\nE 41:100\nT\n");
         assert_eq!(holding(&l, &gone()).len(), 1);
@@ -550,6 +638,15 @@ mod tests {
         assert!(screen(h2).unwrap_err().contains("listen"));
         let mirror = b"# configuration file /etc/nginx/nginx.conf:\nhttp { server { location / { mirror /m; } } }\n";
         assert!(screen(mirror).unwrap_err().contains("mirror"));
+        for refused in [
+            "http { server { listen unix:/run/app.sock; } }",
+            "http { proxy_ignore_client_abort on; }",
+            "http { server { location / { content_by_lua_block { ngx.say(1) } } } }",
+            "http { server { ssl_ocsp on; } }",
+        ] {
+            let dump = format!("# configuration file /etc/nginx/nginx.conf:\n{refused}\n");
+            assert!(screen(dump.as_bytes()).is_err(), "{refused}");
+        }
         let ssi_off = b"# configuration file /etc/nginx/nginx.conf:\nhttp { ssi off; }\n";
         assert_eq!(screen(ssi_off), Ok(()));
         assert!(screen(b"").is_err());

@@ -108,13 +108,17 @@ impl NginxRouter {
             false => None,
         };
         let mut left = waits;
-        // The replicas whose last look went by connections.
+        // The replicas whose last look went by connections, and those whose
+        // last look found them clear: a table read while sockets come and
+        // go may skip one, so it takes two clear looks in a row.
         let mut by_connections = HashSet::new();
+        let mut clear_once = HashSet::new();
         loop {
             let asked = Instant::now();
             let mut still = Vec::new();
             let mut looked = false;
             for (index, procs) in left {
+                let procs_again = procs.clone();
                 let mode = match &removed {
                     Some(_) => self.mode(index, &procs).await,
                     None => Mode::Exit(String::new()),
@@ -129,7 +133,14 @@ impl NginxRouter {
                     Some(held) => {
                         looked = true;
                         by_connections.insert(index);
-                        held
+                        match (held.is_empty(), clear_once.insert(index)) {
+                            (true, true) => procs_again,
+                            (true, false) => held,
+                            (false, _) => {
+                                clear_once.remove(&index);
+                                held
+                            }
+                        }
                     }
                     None => {
                         by_connections.remove(&index);
@@ -164,8 +175,11 @@ impl NginxRouter {
             .iter()
             .flat_map(|(index, procs)| procs.iter().map(move |p| label(*index, p)))
             .collect();
-        if cut.is_empty() {
-            // Drained for good; a timed-out ticket stays, to be waited on again.
+        // Drained for good once the workers are gone. One drained by their
+        // connections stays: a strategy may drain the change's other
+        // removed instances under the same generation. A timed-out ticket
+        // stays too, to be waited on again.
+        if cut.is_empty() && by_connections.is_empty() {
             let mut state = self.state.lock().await;
             state.pending.remove(&ticket.generation);
             state.by_instance.remove(&ticket.generation);
