@@ -488,6 +488,12 @@ async fn hold_standby(
     }
 }
 
+/// Whether `t` is a task of the update: of the image asked for, and not among the home's
+/// tasks before it.
+fn of_the_update(t: &TaskInfo, record: &Record, req: &Request) -> bool {
+    !record.home_before.contains(&t.id) && t.image_is(&req.image)
+}
+
 /// The home's tasks that serve the new image and did not run before the update (none while
 /// Swarm rolls back): their addresses on the proxy's network.
 fn serving_new(
@@ -497,7 +503,7 @@ fn serving_new(
     network: &str,
     rolling_back: bool,
 ) -> BTreeSet<String> {
-    let new = |t: &&TaskInfo| !record.home_before.contains(&t.id) && t.image_is(&req.image);
+    let new = |t: &&TaskInfo| of_the_update(t, record, req);
     // Two new tasks Swarm wants in one slot (a node back after a cut off, whose task had been
     // replaced): Swarm stops one of them, so neither is routed until it has.
     let doubled = |t: &TaskInfo| {
@@ -714,7 +720,7 @@ async fn run_held(
         // What Swarm's updater can wait on: a new task on a node not ready.
         let stuck = down_nodes(&[&all
             .iter()
-            .filter(|t| !record.home_before.contains(&t.id) && t.image_is(&req.image))
+            .filter(|t| of_the_update(t, &record, req))
             .cloned()
             .collect::<Vec<_>>()]);
         let now_tasks = fingerprint(&all);
