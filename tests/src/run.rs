@@ -142,6 +142,23 @@ impl Ended {
         out
     }
 
+    /// The clock time of the traffic change that took `host` out; panics when none did.
+    pub fn unrouted_at(&self, host: &str) -> f64 {
+        self.unrouted()
+            .into_iter()
+            .find(|(h, _)| h == host)
+            .map(|(_, t)| t)
+            .unwrap_or_else(|| panic!("{host} was never unrouted\n{}", self.transcript()))
+    }
+
+    /// The `drained` event of a change that took `host` out; panics when none came.
+    pub fn drained_of(&self, host: &str) -> &Stamped {
+        self.named("drained")
+            .into_iter()
+            .find(|d| d.json["removed"].to_string().contains(host))
+            .unwrap_or_else(|| panic!("no drained event for {host}\n{}", self.transcript()))
+    }
+
     /// The events one per line, for failure messages.
     pub fn transcript(&self) -> String {
         transcript(&self.events)

@@ -488,14 +488,10 @@ fn long_requests_in_flight_on_a_drained_instance_complete() {
     assert_clean(&report);
     assert_eq!(run.code, Some(0), "{}", run.transcript());
     assert_answered_before_unrouted(&report, &run, &before);
-    let unrouted = run.unrouted();
     let mut drained_instances = 0;
     for old in &before {
         let short = &old.id[..12];
-        let (_, t) = unrouted
-            .iter()
-            .find(|(h, _)| *h == old.name)
-            .unwrap_or_else(|| panic!("{} was never unrouted\n{}", old.name, run.transcript()));
+        let t = run.unrouted_at(&old.name);
         // In flight when it was unrouted: answered by it, started before, ended after.
         let in_flight = |class: Class| {
             report
@@ -504,8 +500,8 @@ fn long_requests_in_flight_on_a_drained_instance_complete() {
                 .filter(|r| {
                     r.class == class
                         && r.instance.as_deref() == Some(short)
-                        && r.t < *t
-                        && r.end() > *t
+                        && r.t < t
+                        && r.end() > t
                 })
                 .collect::<Vec<_>>()
         };
@@ -524,11 +520,7 @@ fn long_requests_in_flight_on_a_drained_instance_complete() {
         }
         // The drain of that instance: it names the nginx workers it waited for, which were
         // nginx's and are gone; the stop came after it.
-        let drained = run
-            .named("drained")
-            .into_iter()
-            .find(|d| d.json["removed"].to_string().contains(&old.name))
-            .unwrap_or_else(|| panic!("no drained event for {}", old.name));
+        let drained = run.drained_of(&old.name);
         let report_json = &drained.json["report"];
         assert_eq!(report_json["timed_out"], false, "{report_json}");
         let waited: Vec<&str> = report_json["waited_for"]

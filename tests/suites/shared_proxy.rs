@@ -244,18 +244,10 @@ fn a_drain_per_instance_ends_before_the_old_workers_and_cuts_nothing() {
     assert_exit(&run, 0, "web");
     assert_clean_during(&web_report, &[&run]);
     assert_no_failure(&api_report);
-    let unrouted = run.unrouted();
     for old in &before {
         let short = &old.id[..12];
-        let (_, t) = unrouted
-            .iter()
-            .find(|(h, _)| *h == old.name)
-            .unwrap_or_else(|| panic!("{} was never unrouted\n{}", old.name, run.transcript()));
-        let drained = run
-            .named("drained")
-            .into_iter()
-            .find(|d| d.json["removed"].to_string().contains(&old.name))
-            .unwrap_or_else(|| panic!("no drained event for {}\n{}", old.name, run.transcript()));
+        let t = run.unrouted_at(&old.name);
+        let drained = run.drained_of(&old.name);
         let waited = drained.json["report"]["waited_for"].to_string();
         assert!(
             waited.contains("by its connections") && drained.json["report"]["timed_out"] == false,
@@ -267,7 +259,7 @@ fn a_drain_per_instance_ends_before_the_old_workers_and_cuts_nothing() {
         let in_flight: Vec<_> = web_report
             .requests
             .iter()
-            .filter(|r| r.instance.as_deref() == Some(short) && r.t < *t && r.end() > *t)
+            .filter(|r| r.instance.as_deref() == Some(short) && r.t < t && r.end() > t)
             .filter(|r| r.class == Class::Slow || r.class == Class::Post)
             .collect();
         assert!(
@@ -283,7 +275,7 @@ fn a_drain_per_instance_ends_before_the_old_workers_and_cuts_nothing() {
             .requests
             .iter()
             .filter(|r| r.class == Class::Slow && !r.failed())
-            .filter(|r| r.t + api_offset < *t && r.end() + api_offset > drained.at + 0.5)
+            .filter(|r| r.t + api_offset < t && r.end() + api_offset > drained.at + 0.5)
             .count();
         eprintln!(
             "figures drain-per-instance: {} unrouted at {t:.2}s with {} requests of 3 s in flight, drained at {:.2}s ({}), {held} api request(s) of 12 s from before the unroute still in flight then",

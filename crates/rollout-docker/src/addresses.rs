@@ -38,3 +38,16 @@ impl Addresses for ContainerAddresses {
         Ok(all)
     }
 }
+
+/// The addresses, IPv4 and global IPv6, of a container's endpoints on its
+/// networks (the empty ones the engine reports for a family left out).
+pub(crate) fn endpoint_ips<'a>(
+    endpoints: impl IntoIterator<Item = &'a bollard::models::EndpointSettings>,
+) -> impl Iterator<Item = &'a str> {
+    endpoints
+        .into_iter()
+        .flat_map(|e| [&e.ip_address, &e.global_ipv6_address])
+        .flatten()
+        .map(String::as_str)
+        .filter(|ip| !ip.is_empty())
+}

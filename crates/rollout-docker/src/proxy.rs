@@ -400,17 +400,9 @@ impl ProxyExec for ProxyContainer {
             return None;
         }
         let networks = inspected.network_settings?.networks?;
-        let mut found = Vec::new();
-        for endpoint in networks.values() {
-            for ip in [&endpoint.ip_address, &endpoint.global_ipv6_address]
-                .into_iter()
-                .flatten()
-            {
-                if let Ok(ip) = ip.parse() {
-                    found.push(ip);
-                }
-            }
-        }
+        let found: Vec<std::net::IpAddr> = crate::addresses::endpoint_ips(networks.values())
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
         (!found.is_empty()).then_some(found)
     }
 }

@@ -200,14 +200,9 @@ impl DockerBackend {
                 .network_settings
                 .as_ref()
                 .and_then(|n| n.networks.as_ref());
-            for endpoint in networks.into_iter().flat_map(|n| n.values()) {
-                for ip in [&endpoint.ip_address, &endpoint.global_ipv6_address]
-                    .into_iter()
-                    .flatten()
-                    .filter(|ip| !ip.is_empty())
-                {
-                    out.push((ip.clone(), revision.clone()));
-                }
+            for ip in crate::addresses::endpoint_ips(networks.into_iter().flat_map(|n| n.values()))
+            {
+                out.push((ip.to_string(), revision.clone()));
             }
         }
         Ok(out)

@@ -133,7 +133,7 @@ impl NginxRouter {
         &self,
         index: usize,
         user: &str,
-        procs: Vec<Proc>,
+        procs: &[Proc],
         removed: &HashSet<IpAddr>,
     ) -> Option<Vec<Proc>> {
         let replica = &self.replicas[index];
@@ -157,8 +157,9 @@ impl NginxRouter {
         let held: HashSet<&str> = held.iter().map(|(w, _)| w.as_str()).collect();
         Some(
             procs
-                .into_iter()
+                .iter()
                 .filter(|p| held.contains(p.arg().as_str()))
+                .cloned()
                 .collect(),
         )
     }

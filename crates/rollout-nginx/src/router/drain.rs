@@ -118,14 +118,13 @@ impl NginxRouter {
             let mut still = Vec::new();
             let mut looked = false;
             for (index, procs) in left {
-                let procs_again = procs.clone();
                 let mode = match &removed {
                     Some(_) => self.mode(index, &procs).await,
                     None => Mode::Exit(String::new()),
                 };
                 let seen = match (&mode, &removed) {
                     (Mode::Connections(user), Some(ips)) => {
-                        self.look(index, user, procs.clone(), ips).await
+                        self.look(index, user, &procs, ips).await
                     }
                     _ => None,
                 };
@@ -134,7 +133,7 @@ impl NginxRouter {
                         looked = true;
                         by_connections.insert(index);
                         match (held.is_empty(), clear_once.insert(index)) {
-                            (true, true) => procs_again,
+                            (true, true) => procs,
                             (true, false) => held,
                             (false, _) => {
                                 clear_once.remove(&index);
