@@ -28,7 +28,7 @@ use crate::stack;
 use crate::status::UpdateState;
 use crate::steps::{
     change_and_drain, change_only, down_nodes, drain_pending, fingerprint, outcome_of,
-    wait_serving, wait_settled,
+    status_moved, wait_serving, wait_settled,
 };
 pub use crate::steps::{Say, Tell};
 use crate::update;
@@ -870,7 +870,15 @@ async fn run_held(
                 found.home_name, found.standby_name
             )));
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        if state == UpdateState::Updating && routed_home.len() >= found.replicas {
+            // Every new task is routed: what is left is Swarm's delay after its last batch and
+            // its monitor window (or a task it waits on), which only its status ends. The
+            // status is read every 50 ms then, the tasks at the loop's pace, so that the change
+            // back at rest follows the completion closely.
+            status_moved(api, &found.home_name, &state, Duration::from_millis(250)).await?;
+        } else {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     };
     let code = end.exit_code().unwrap_or(exit::UNEXPECTED);
     if code == exit::PAUSED || code == exit::ROLLBACK_FAILED {

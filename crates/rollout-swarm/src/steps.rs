@@ -1,9 +1,10 @@
 //! The steps a swarm rollout ([`crate::standby`], [`crate::colours`]) is made of, below its order: how it reports
 //! ([`Tell`]: lines for people, events for programs), route changes with their drain waited
-//! for at once or later, and the waits for a service's tasks to serve or settle.
+//! for at once or later, and the waits for a service's tasks to serve or settle, or for its update status to move.
 
 use crate::api::{SwarmApi, TaskInfo};
 use crate::standby::{Found, SwarmFail};
+use crate::status::UpdateState;
 use rollout_core::event::{Event, EventSink, Outcome};
 use rollout_core::exit;
 use rollout_core::router::{DrainReport, DrainTicket, RouteChange, TrafficRouter};
@@ -227,4 +228,23 @@ pub(crate) fn fingerprint(tasks: &[TaskInfo]) -> Vec<(String, String, String)> {
         .collect();
     v.sort();
     v
+}
+
+/// Waits up to `limit` for the update status of `service` to leave `state`, reading it every
+/// 50 ms.
+pub(crate) async fn status_moved(
+    api: &SwarmApi,
+    service: &str,
+    state: &UpdateState,
+    limit: Duration,
+) -> Result<(), SwarmFail> {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = api.service(service).await?;
+        if UpdateState::of(now.as_ref().and_then(|s| s.update_status.as_ref())) != *state {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
