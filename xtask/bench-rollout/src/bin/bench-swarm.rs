@@ -342,7 +342,7 @@ fn main() {
         let by_cli = (ours.wall_s - own.wall_s - rest) / ours.wall_s * 100.0;
         cli_shares.push(by_cli);
         println!(
-            "     ours, step by step: before the first event {:.1}s, the standby's start {:.1}s, its change and the first drain {:.1}s (drain {:.1}s), Swarm's update with the new tasks routed {:.1}s (Swarm's own took {:.1}s), the change back at rest and the drains {:.1}s (its own {:.1}s), the standby removed {:.1}s, after the last event {:.1}s; {} traffic change(s)",
+            "     ours, step by step: before the first event {:.1}s, the standby's start {:.1}s, its change and the first drain {:.1}s (drain {:.1}s), Swarm's update with the new tasks routed {:.1}s (Swarm's own CLI took {:.1}s), the change back at rest and the drains {:.1}s (its own {:.1}s), the standby removed {:.1}s, after the last event {:.1}s; {} traffic change(s)",
             o.before,
             o.standby_up,
             o.first_change,
@@ -382,7 +382,7 @@ fn main() {
         shares.iter().map(|s| (s * 10.0).round() / 10.0).collect::<Vec<_>>()
     );
     println!(
-        "docker rollout --stack: with Swarm's part taken as its CLI's wall instead (the CLI returns inside the last monitor window): median {:.1} %; shares {:?}",
+        "docker rollout --stack: with Swarm's part taken as its CLI's wall instead (the CLI returns before Swarm says completed): median {:.1} %; shares {:?}",
         median(cli_shares.clone()),
         cli_shares.iter().map(|s| (s * 10.0).round() / 10.0).collect::<Vec<_>>()
     );
