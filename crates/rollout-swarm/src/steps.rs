@@ -1,6 +1,7 @@
-//! The steps a swarm rollout ([`crate::standby`], [`crate::colours`]) is made of, below its order: how it reports
-//! ([`Tell`]: lines for people, events for programs), route changes with their drain waited
-//! for at once or later, and the waits for a service's tasks to serve or settle, or for its update status to move.
+//! The steps a swarm rollout ([`crate::standby`], [`crate::colours`]) is made of, below its
+//! order: how it reports ([`Tell`]: lines for people, events for programs), route changes with
+//! their drain waited for at once or later, and the waits for a service's tasks to serve or
+//! settle, or for its update status to move.
 
 use crate::api::{SwarmApi, TaskInfo};
 use crate::standby::{Found, SwarmFail};
@@ -184,8 +185,10 @@ pub(crate) fn outcome_of(ran: &Result<i32, SwarmFail>, found: &Found) -> Outcome
     }
 }
 
-/// Waits until `name` has `replicas` serving tasks and no other task still running (the
-/// tasks an update replaced have stopped), so that its name resolves to the serving ones.
+/// Waits until `name` has exactly `replicas` serving tasks and no other task still running
+/// (the tasks an update replaced have stopped), so that its name resolves to the serving ones
+/// and to none that Swarm will stop: after a node comes back, a slot can hold two running
+/// tasks for a while, its own and the replacement, until Swarm shuts one down.
 pub(crate) async fn wait_settled(
     api: &SwarmApi,
     name: &str,
@@ -196,7 +199,7 @@ pub(crate) async fn wait_settled(
     loop {
         let wanted = api.tasks(name).await?;
         let lingering = api.lingering_tasks(name).await?;
-        if wanted.iter().filter(|t| t.serving()).count() >= replicas && lingering == 0 {
+        if wanted.iter().filter(|t| t.serving()).count() == replicas && lingering == 0 {
             return Ok(());
         }
         if Instant::now() > deadline {
