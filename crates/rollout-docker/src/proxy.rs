@@ -23,7 +23,7 @@
 //!   with the engine ([`EngineJournal`]).
 
 use crate::engine::{status, Engine};
-use crate::kept_shell::{KeptShells, NotRun};
+use crate::kept_shell::{as_argument, KeptShells, NotRun};
 use crate::labels;
 use crate::proxyfiles::{download, EngineJournal};
 use crate::tar;
@@ -334,6 +334,14 @@ const READ_SCRIPT: &str = r#"[ -e "$1" ] && exec cat -- "$1"
 f=${1%/*}/
 [ -x "$f" ] && [ -r "$f" ] && exit 66
 exit 1"#;
+/// Writes each file of its argument pairs (path, bytes), created with mode
+/// 0644 as an upload's are: new files for the router (a candidate, a
+/// journal), which it removes once done with them.
+const WRITE_NEW_SCRIPT: &str = r#"umask 022
+while [ "$#" -gt 1 ]; do
+  printf %s "$2" > "$1" || exit 1
+  shift 2
+done"#;
 /// The code of [`READ_SCRIPT`] for a file that does not exist.
 const READ_MISSING: i32 = 66;
 
@@ -455,12 +463,33 @@ impl ConfigStore for ProxyContainer {
         self.write_new_all(&[(path, bytes)]).await
     }
 
-    /// One upload when the files share a folder (the candidate and the
-    /// journal beside the live file), else one each.
+    /// Through a kept shell when every file is text that can go as an
+    /// argument ([`as_argument`]) and the container's user may write them;
+    /// else one upload when the files share a folder (the candidate and
+    /// the journal beside the live file), else one each.
     async fn write_new_all(&self, files: &[(&str, &[u8])]) -> Result<(), ProxyError> {
         let Some((first, _)) = files.first() else {
             return Ok(());
         };
+        let mut argv = ["sh", "-c", WRITE_NEW_SCRIPT, "sh"]
+            .map(String::from)
+            .to_vec();
+        for (path, bytes) in files {
+            match as_argument(bytes) {
+                Some(text) => argv.extend([path.to_string(), text]),
+                None => break,
+            }
+        }
+        if argv.len() == 4 + 2 * files.len() {
+            let written = self
+                .shells
+                .run(&self.engine, &self.container, &argv, self.timeout)
+                .await;
+            if matches!(written, Ok(out) if out.success()) {
+                return Ok(());
+            }
+            // Whatever the shell wrote, the upload writes whole.
+        }
         let mut dir = None;
         let mut entries = Vec::with_capacity(files.len());
         for (path, bytes) in files {

@@ -23,6 +23,7 @@
 //! writer per write, as does a write whose kept writer has gone.
 
 use crate::engine::{status, Engine};
+use crate::kept_shell::as_argument;
 use crate::labels;
 use crate::proxy::ProxyContainer;
 use crate::proxyfiles::{file_error, host_path, PROXY_LABEL, WRITER_KIND};
@@ -47,17 +48,40 @@ use tokio::io::AsyncWrite;
 const WRITER_LIVE: &str = "/rollout-live";
 const WRITER_IN: &str = "rollout-in";
 
+/// The start of a write: the mark of a write under way, gone when it ends.
+macro_rules! busy {
+    () => {
+        ": > /rollout-busy; trap 'rm -f /rollout-busy' EXIT\n"
+    };
+}
+
+/// The copy of `/rollout-in` over the file and its length set to `$1`.
+macro_rules! copy_over {
+    () => {
+        r#"dd if=/rollout-in of=/rollout-live bs=4096 conv=notrunc 2>/dev/null || { echo "dd over the file failed" >&2; exit 3; }
+dd if=/dev/null of=/rollout-live bs=1 seek="$1" 2>/dev/null || { echo "setting the file's length failed" >&2; exit 4; }
+sync
+"#
+    };
+}
+
 /// Copies the uploaded bytes over the file in place (never truncated
 /// first: an interrupted write leaves the new bytes over the rest of the
 /// previous ones, which recovery knows), then sets its length to `$1`.
 ///
 /// `/rollout-busy` marks a write under way, for a kept writer to finish it
 /// when the run goes away in the middle of it.
-const WRITE_SCRIPT: &str = r#": > /rollout-busy; trap 'rm -f /rollout-busy' EXIT
-dd if=/rollout-in of=/rollout-live bs=4096 conv=notrunc 2>/dev/null || { echo "dd over the file failed" >&2; exit 3; }
-dd if=/dev/null of=/rollout-live bs=1 seek="$1" 2>/dev/null || { echo "setting the file's length failed" >&2; exit 4; }
-sync
-"#;
+const WRITE_SCRIPT: &str = concat!(busy!(), copy_over!());
+
+/// [`WRITE_SCRIPT`] for bytes that come as its second argument rather than
+/// as an upload ([`as_argument`]): they go to `/rollout-in` first, inside
+/// the mark of a write under way.
+const WRITE_GIVEN_SCRIPT: &str = concat!(
+    busy!(),
+    r#"printf %s "$2" > /rollout-in || { echo "writing the bytes in the writer failed" >&2; exit 3; }
+"#,
+    copy_over!()
+);
 
 /// What a kept writer runs: it waits for the end of its standard input,
 /// then for a write under way to finish (at most 10 s), as a short-lived
@@ -323,12 +347,23 @@ async fn write_kept(
     k: &Kept,
     bytes: &[u8],
 ) -> Result<Result<(), ProxyError>, ProxyError> {
-    target.upload(engine, &k.id, bytes).await?;
-    let argv: Vec<String> = ["sh", "-c", WRITE_SCRIPT, "sh"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([bytes.len().to_string()])
-        .collect();
+    // Text bytes go with the command, over the kept shell's input: no
+    // upload through the engine.
+    let argv: Vec<String> = match as_argument(bytes) {
+        Some(text) => ["sh", "-c", WRITE_GIVEN_SCRIPT, "sh"]
+            .map(String::from)
+            .into_iter()
+            .chain([bytes.len().to_string(), text])
+            .collect(),
+        None => {
+            target.upload(engine, &k.id, bytes).await?;
+            ["sh", "-c", WRITE_SCRIPT, "sh"]
+                .map(String::from)
+                .into_iter()
+                .chain([bytes.len().to_string()])
+                .collect()
+        }
+    };
     let out = k.runner.run(&argv).await?;
     let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
     match out.code {

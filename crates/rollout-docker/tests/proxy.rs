@@ -113,6 +113,38 @@ async fn a_single_file_read_only_mount_is_written_in_place_on_the_host() {
         proxy.read("/etc/nginx/nginx.conf.next").await.unwrap(),
         candidate
     );
+    // Text goes through the kept shell, anything else by upload: both come back byte for
+    // byte, with the same mode, and a file written over is whole.
+    let binary: Vec<u8> = (0..=255u8).chain(*b"\0tail\n").collect();
+    let long = "x".repeat(99_999) + "\n  trailing  \\ $HOME `id`\n";
+    let files: [(&str, &[u8]); 3] = [
+        ("/etc/nginx/rollout-test.text", b"a\n\n  b  \n"),
+        ("/etc/nginx/rollout-test.bin", &binary),
+        ("/etc/nginx/rollout-test.long", long.as_bytes()),
+    ];
+    for (path, bytes) in files {
+        proxy
+            .write_new(path, b"over this\n".repeat(20_000).as_slice())
+            .await
+            .unwrap();
+        proxy.write_new(path, bytes).await.unwrap();
+        assert_eq!(proxy.read(path).await.unwrap(), bytes, "{path}");
+        let mode = proxy
+            .exec(&argv(&["stat", "-c", "%a", path]))
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&mode.stdout).trim(),
+            "644",
+            "{path}"
+        );
+    }
+    let paths: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
+    proxy.write_new_all(&files).await.unwrap();
+    for (path, bytes) in files {
+        assert_eq!(proxy.read(path).await.unwrap(), bytes, "{path}");
+    }
+    proxy.remove_all(&paths).await.unwrap();
 
     // The live file: same inode on the host, and the container sees it.
     proxy
@@ -126,6 +158,14 @@ async fn a_single_file_read_only_mount_is_written_in_place_on_the_host() {
         .await
         .unwrap();
     assert_eq!(seen.stdout, candidate);
+    // Bytes that cannot go as an argument are uploaded to the writer: the same file.
+    let with_nul = b"events {}\n# \0\xff\n".to_vec();
+    proxy
+        .write_in_place("/etc/nginx/nginx.conf", &with_nul)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&conf).unwrap(), with_nul);
+    assert_eq!(std::fs::metadata(&conf).unwrap().ino(), inode);
     // Shorter content leaves no tail of the old.
     proxy
         .write_in_place("/etc/nginx/nginx.conf", b"events {}\n")
