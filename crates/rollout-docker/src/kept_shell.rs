@@ -17,8 +17,14 @@
 //!   line. No argument is ever pasted into shell code: the shell collects
 //!   them into its positional parameters and runs `"$@"`, with its standard
 //!   input from `/dev/null`;
+//! - a command may carry its standard input after its arguments: lines led
+//!   by `i` (the first) and `j` (each after a newline), which the shell keeps
+//!   in a file of its own private folder for the command to read (else its
+//!   input is `/dev/null`). File contents travel so ([`as_input`]): never as
+//!   arguments, which anyone on the host may read in the process table;
 //! - the answer is `R CODE OUT ERR` on a line, then `OUT` bytes of standard
-//!   output and `ERR` bytes of standard error.
+//!   output and `ERR` bytes of standard error; 125 with nothing run when the
+//!   shell could not keep the input.
 //!
 //! A shell ends at the end of its input: when the run lets it go
 //! ([`KeptShells::close`], from the store's `settle`), and when the run
@@ -55,6 +61,7 @@ echo 'rollout-shell 1'
 while :; do
   set --
   rk_n=
+  rk_h=
   while :; do
     IFS= read -r rk_a || exit 0
     case $rk_a in
@@ -62,11 +69,24 @@ while :; do
       p*) [ -z "$rk_n" ] || set -- "$@" "$rk_v"; rk_v=${rk_a#p}; rk_n=1 ;;
       c*) rk_v="$rk_v
 ${rk_a#c}" ;;
+      i*) rk_i=${rk_a#i}; rk_h=1 ;;
+      j*) rk_i="$rk_i
+${rk_a#j}" ;;
       *) exit 4 ;;
     esac
   done
-  (exec "$@") </dev/null >"$rk_d/o" 2>"$rk_d/e"
-  rk_s=$?
+  rk_f=/dev/null
+  [ -z "$rk_h" ] || { rk_f=$rk_d/i; printf %s "$rk_i" >"$rk_f"; } || rk_f=
+  rk_i=
+  if [ -n "$rk_f" ]; then
+    (exec "$@") <"$rk_f" >"$rk_d/o" 2>"$rk_d/e"
+    rk_s=$?
+  else
+    rk_s=125
+    : >"$rk_d/o"
+    echo "rollout kept shell: the command's input could not be kept" >"$rk_d/e"
+  fi
+  [ -z "$rk_h" ] || : >"$rk_d/i"
   rk_o=$(wc -c <"$rk_d/o")
   rk_e=$(wc -c <"$rk_d/e")
   echo "R $rk_s $((rk_o)) $((rk_e))"
@@ -86,22 +106,25 @@ const OPEN_TRIES: usize = 3;
 
 type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
-/// The most bytes a file may have to go as one argument of a command
-/// ([`as_argument`]): under Linux's limit on a single argument of a process
-/// (128 KiB), with room to spare.
-const ARGUMENT_MOST: usize = 100_000;
+/// The most bytes, and lines, a command's input may have ([`as_input`]).
+/// The shell reads its input a byte at a time and joins its lines one by
+/// one, so the cost grows with both; a config is far smaller.
+const INPUT_MOST: usize = 65_536;
+const INPUT_LINES_MOST: usize = 2_000;
 
-/// A file's bytes as one argument of a command, to be written by the
-/// command itself (`printf %s "$2" > "$1"` in the shell), when they can
-/// be: text (UTF-8, no NUL byte) under [`ARGUMENT_MOST`]. A command's
-/// arguments reach a kept shell as lines over its input, so this costs no
-/// upload through the engine's archive API (which unpacks in a process of
-/// its own, about a tenth of a second here). Anything else goes by upload.
-pub(crate) fn as_argument(bytes: &[u8]) -> Option<String> {
-    if bytes.len() > ARGUMENT_MOST || bytes.contains(&0) {
+/// A file's bytes as a command's standard input through a kept shell, when
+/// they can be: text (UTF-8, no NUL byte) under [`INPUT_MOST`] bytes and
+/// [`INPUT_LINES_MOST`] lines. They cost no upload through the engine's
+/// archive API (which unpacks in a process of its own, about a tenth of a
+/// second here). Anything else goes by upload.
+pub(crate) fn as_input(bytes: &[u8]) -> Option<&str> {
+    if bytes.len() > INPUT_MOST
+        || bytes.contains(&0)
+        || bytes.iter().filter(|b| **b == b'\n').count() >= INPUT_LINES_MOST
+    {
         return None;
     }
-    String::from_utf8(bytes.to_vec()).ok()
+    std::str::from_utf8(bytes).ok()
 }
 
 /// Why a command did not run through a kept shell.
@@ -160,7 +183,21 @@ impl KeptShells {
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, NotRun> {
+        self.run_fed(engine, container, argv, None, timeout).await
+    }
+
+    /// [`KeptShells::run`] with `input` as the command's standard input
+    /// (text that [`as_input`] took).
+    pub(crate) async fn run_fed(
+        &self,
+        engine: &Engine,
+        container: &str,
+        argv: &[String],
+        input: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, NotRun> {
         if self.off.load(Ordering::SeqCst)
+            || input.is_some_and(|text| text.contains('\0'))
             || argv.first().is_none_or(|program| program.is_empty())
             || argv.iter().any(|a| a.contains('\0'))
         {
@@ -215,7 +252,7 @@ impl KeptShells {
             }
         };
         let gone = Gone(&self.open);
-        match tokio::time::timeout(timeout, shell.run(argv)).await {
+        match tokio::time::timeout(timeout, shell.run(argv, input)).await {
             // A shell with bytes past the answer is out of step: let go.
             Ok(Ok(out)) if shell.pending.is_empty() => {
                 std::mem::forget(gone);
@@ -298,8 +335,8 @@ impl Shell {
         }
     }
 
-    async fn run(&mut self, argv: &[String]) -> Result<ExecOutput, NotRun> {
-        let request = encode(argv);
+    async fn run(&mut self, argv: &[String], input: Option<&str>) -> Result<ExecOutput, NotRun> {
+        let request = encode(argv, input);
         // A write that failed reached the shell in part at most, and the
         // shell, let go, runs nothing from input cut short. A flush that
         // failed may have come after the whole command went through.
@@ -410,14 +447,20 @@ pub(crate) async fn attach(
 }
 
 /// A command as the shell reads it; see the module documentation.
-fn encode(argv: &[String]) -> Vec<u8> {
+fn encode(argv: &[String], input: Option<&str>) -> Vec<u8> {
     let mut out = Vec::new();
-    for arg in argv {
-        for (k, line) in arg.split('\n').enumerate() {
-            out.push(if k == 0 { b'p' } else { b'c' });
+    let mut lines = |text: &str, first: u8, next: u8| {
+        for (k, line) in text.split('\n').enumerate() {
+            out.push(if k == 0 { first } else { next });
             out.extend_from_slice(line.as_bytes());
             out.push(b'\n');
         }
+    };
+    for arg in argv {
+        lines(arg, b'p', b'c');
+    }
+    if let Some(text) = input {
+        lines(text, b'i', b'j');
     }
     out.push(b'\n');
     out
@@ -443,9 +486,13 @@ mod tests {
         assert!(SCRIPT.starts_with(&format!("{MARK}\n")));
         let argv = ["sh", "-c", "a\nb\n", "", "x y"].map(String::from);
         assert_eq!(
-            String::from_utf8(encode(&argv)).unwrap(),
+            String::from_utf8(encode(&argv, None)).unwrap(),
             "psh\np-c\npa\ncb\nc\np\npx y\n\n"
         );
+        // The input after the arguments; an empty one is one empty line.
+        let cat = ["cat".to_string()];
+        assert_eq!(encode(&cat, Some("a\n\nb\n")), b"pcat\nia\nj\njb\nj\n\n");
+        assert_eq!(encode(&cat, Some("")), b"pcat\ni\n\n");
         assert_eq!(parse_header("R 0 12 0"), Some((0, 12, 0)));
         assert_eq!(parse_header("R 127 0 30"), Some((127, 0, 30)));
         assert_eq!(parse_header("R 0 1"), None);
@@ -454,13 +501,15 @@ mod tests {
     }
 
     #[test]
-    fn only_text_under_the_limit_goes_as_an_argument() {
-        assert_eq!(as_argument(b"a\n\tb\n").as_deref(), Some("a\n\tb\n"));
-        assert_eq!(as_argument(b"").as_deref(), Some(""));
-        assert_eq!(as_argument(b"a\0b"), None);
-        assert_eq!(as_argument(&[0xff, b'a']), None);
-        assert!(as_argument(&vec![b'x'; ARGUMENT_MOST]).is_some());
-        assert_eq!(as_argument(&vec![b'x'; ARGUMENT_MOST + 1]), None);
+    fn only_text_under_the_limits_goes_as_input() {
+        assert_eq!(as_input(b"a\n\tb\n"), Some("a\n\tb\n"));
+        assert_eq!(as_input(b""), Some(""));
+        assert_eq!(as_input(b"a\0b"), None);
+        assert_eq!(as_input(&[0xff, b'a']), None);
+        assert!(as_input(&vec![b'x'; INPUT_MOST]).is_some());
+        assert_eq!(as_input(&vec![b'x'; INPUT_MOST + 1]), None);
+        assert!(as_input("x\n".repeat(INPUT_LINES_MOST - 1).as_bytes()).is_some());
+        assert_eq!(as_input("x\n".repeat(INPUT_LINES_MOST).as_bytes()), None);
     }
 
     /// The script itself, under this machine's `sh` and under busybox's
@@ -496,14 +545,18 @@ mod tests {
         output.read_line(&mut line).await.unwrap();
         assert_eq!(line, format!("{HELLO}\n"));
         let line = "    server app-1:8080 weight=3 max_fails=0;  # a \\ and trailing  \n";
-        let big: String = line.repeat(ARGUMENT_MOST / line.len());
-        let big = as_argument(big.as_bytes()).unwrap();
+        let big: String = line.repeat(INPUT_MOST / line.len());
+        let big = as_input(big.as_bytes()).unwrap().to_string();
+        let odd = "\r\n\\\n  \t lead and trail \t  \n%s -n p c i j é\n\n\nno final newline";
         let tricky = "  two  spaces, a 'quote', a \"double\", $HOME, `id`, \\n, a\nnewline\n";
-        let cases: Vec<(Vec<String>, i32, String, String)> = vec![
+        // The arguments, the input, then the code and both outputs expected.
+        type Case<'a> = (Vec<String>, Option<&'a str>, i32, String, String);
+        let cases: Vec<Case> = vec![
             (
                 ["printf", "%s|", tricky, "", "last"]
                     .map(String::from)
                     .to_vec(),
+                None,
                 0,
                 format!("{tricky}||last|"),
                 String::new(),
@@ -512,32 +565,53 @@ mod tests {
                 ["sh", "-c", "echo out; echo err >&2; exit 7"]
                     .map(String::from)
                     .to_vec(),
+                None,
                 7,
                 "out\n".into(),
                 "err\n".into(),
             ),
             // The command's input is not the shell's: `cat` reads nothing.
-            (vec!["cat".into()], 0, String::new(), String::new()),
+            (vec!["cat".into()], None, 0, String::new(), String::new()),
             // A program, never a builtin of the kept shell: no `exit` there
             // (127, with the shell's own words), and the shell goes on.
             (
                 vec!["exit".into(), "5".into()],
+                None,
                 127,
                 String::new(),
                 "*".into(),
             ),
-            (vec!["true".into()], 0, String::new(), String::new()),
-            // A file's bytes as one argument (`as_argument`): a config of
-            // many lines, near the most, back byte for byte.
+            (vec!["true".into()], None, 0, String::new(), String::new()),
+            // A file's bytes as the command's input (`as_input`): a config of
+            // many lines near the most, and odd lines, back byte for byte;
+            // none of it among the arguments.
             (
-                vec!["printf".into(), "%s".into(), big.clone()],
+                vec!["cat".into()],
+                Some(&big),
                 0,
                 big.clone(),
                 String::new(),
             ),
+            (vec!["cat".into()], Some(odd), 0, odd.into(), String::new()),
+            (
+                vec!["cat".into()],
+                Some(""),
+                0,
+                String::new(),
+                String::new(),
+            ),
+            (
+                ["sh", "-c", "echo $#; wc -c"].map(String::from).to_vec(),
+                Some("abc\n"),
+                0,
+                "0\n4\n".into(),
+                String::new(),
+            ),
+            // The next command's input is its own again.
+            (vec!["cat".into()], None, 0, String::new(), String::new()),
         ];
-        for (argv, code, stdout, stderr) in cases {
-            input.write_all(&encode(&argv)).await.unwrap();
+        for (argv, fed, code, stdout, stderr) in cases {
+            input.write_all(&encode(&argv, fed)).await.unwrap();
             let mut header = String::new();
             output.read_line(&mut header).await.unwrap();
             let (got, out, err) = parse_header(header.trim_end()).unwrap();
@@ -559,7 +633,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("kept-shell-{}-{}", std::process::id(), shell.len()));
         let _ = std::fs::remove_dir_all(&dir);
-        let cut = encode(&["mkdir".into(), dir.display().to_string()]);
+        let cut = encode(&["mkdir".into(), dir.display().to_string()], Some("x"));
         input.write_all(&cut[..cut.len() - 1]).await.unwrap();
         drop(input);
         let mut rest = Vec::new();

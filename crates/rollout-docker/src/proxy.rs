@@ -23,7 +23,7 @@
 //!   with the engine ([`EngineJournal`]).
 
 use crate::engine::{status, Engine};
-use crate::kept_shell::{as_argument, KeptShells, NotRun};
+use crate::kept_shell::{as_input, KeptShells, NotRun};
 use crate::labels;
 use crate::proxyfiles::{download, EngineJournal};
 use crate::tar;
@@ -213,23 +213,63 @@ impl ProxyContainer {
         {
             Ok(out) => Ok(out),
             Err(NotRun::Unsent) => self.run_by_exec(argv, user).await,
-            // A container that stopped under the command says so. One
-            // recreated under the same name since the shell's last command
-            // is not told apart from a shell that broke: whether the
-            // command ran is not known, so it is not run again.
-            Err(NotRun::Broken(reason)) => {
-                self.running(&program()).await?;
-                Err(ProxyError::Exec {
-                    proxy: self.container.clone(),
-                    program: program(),
-                    reason,
-                })
-            }
-            Err(NotRun::Timeout) => Err(ProxyError::Timeout {
+            Err(e) => Err(self.not_answered(&program(), e).await),
+        }
+    }
+
+    /// What a command sent to a kept shell and not answered means: whether
+    /// it ran is not known, so it is not run again. A container that
+    /// stopped under the command says so. One recreated under the same
+    /// name since the shell's last command is not told apart from a shell
+    /// that broke.
+    async fn not_answered(&self, program: &str, e: NotRun) -> ProxyError {
+        match e {
+            NotRun::Timeout => ProxyError::Timeout {
                 proxy: self.container.clone(),
-                program: program(),
+                program: program.to_string(),
                 seconds: self.timeout.as_secs(),
-            }),
+            },
+            NotRun::Broken(reason) => match self.running(program).await {
+                Err(stopped) => stopped,
+                Ok(_) => ProxyError::Exec {
+                    proxy: self.container.clone(),
+                    program: program.to_string(),
+                    reason,
+                },
+            },
+            NotRun::Unsent => ProxyError::Exec {
+                proxy: self.container.clone(),
+                program: program.to_string(),
+                reason: "not sent".into(),
+            },
+        }
+    }
+
+    /// Runs `argv` through a kept shell of the container with `input` as
+    /// its standard input (text that [`as_input`] took); `None` when no
+    /// kept shell took it (nothing ran). Never by exec: an exec's input is
+    /// not what the engine attaches here, and a file's bytes never go as
+    /// arguments.
+    pub(crate) async fn run_fed(
+        &self,
+        argv: &[String],
+        input: &str,
+    ) -> Result<Option<ExecOutput>, ProxyError> {
+        let program = argv.first().cloned().unwrap_or_default();
+        match self
+            .shells
+            .run_fed(
+                &self.engine,
+                &self.container,
+                argv,
+                Some(input),
+                self.timeout,
+            )
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(NotRun::Unsent) => Ok(None),
+            Err(e) => Err(self.not_answered(&program, e).await),
         }
     }
 
@@ -334,12 +374,21 @@ const READ_SCRIPT: &str = r#"[ -e "$1" ] && exec cat -- "$1"
 f=${1%/*}/
 [ -x "$f" ] && [ -r "$f" ] && exit 66
 exit 1"#;
-/// Writes each file of its argument pairs (path, bytes), created with mode
-/// 0644 as an upload's are: new files for the router (a candidate, a
-/// journal), which it removes once done with them.
+/// Writes files from its standard input, one after the other: each file is
+/// an argument pair (path, length in bytes). A new file gets mode 0644, as an
+/// upload's (files the router writes and removes: a candidate, a journal);
+/// one written over keeps its own. Each must come out whole: `dd` says
+/// `1+0 records in` for one whole block read (`0+1` for a short one).
 const WRITE_NEW_SCRIPT: &str = r#"umask 022
 while [ "$#" -gt 1 ]; do
-  printf %s "$2" > "$1" || exit 1
+  if [ "$2" -gt 0 ]; then
+    case $(dd bs="$2" count=1 of="$1" 2>&1) in
+      "1+0 records in"*) ;;
+      *) exit 1 ;;
+    esac
+  else
+    : >"$1" || exit 1
+  fi
   shift 2
 done"#;
 /// The code of [`READ_SCRIPT`] for a file that does not exist.
@@ -463,32 +512,35 @@ impl ConfigStore for ProxyContainer {
         self.write_new_all(&[(path, bytes)]).await
     }
 
-    /// Through a kept shell when every file is text that can go as an
-    /// argument ([`as_argument`]) and the container's user may write them;
-    /// else one upload when the files share a folder (the candidate and
-    /// the journal beside the live file), else one each.
+    /// Through a kept shell when the files together are text that can go
+    /// as a command's input ([`as_input`]) and the container's user may
+    /// write them; else one upload when the files share a folder (the
+    /// candidate and the journal beside the live file), else one each.
     async fn write_new_all(&self, files: &[(&str, &[u8])]) -> Result<(), ProxyError> {
         let Some((first, _)) = files.first() else {
             return Ok(());
         };
-        let mut argv = ["sh", "-c", WRITE_NEW_SCRIPT, "sh"]
-            .map(String::from)
-            .to_vec();
-        for (path, bytes) in files {
-            match as_argument(bytes) {
-                Some(text) => argv.extend([path.to_string(), text]),
-                None => break,
-            }
+        for (path, _) in files {
+            split_path(path).ok_or_else(|| {
+                self.file_error("write", path, "not an absolute file path".into())
+            })?;
         }
-        if argv.len() == 4 + 2 * files.len() {
-            let written = self
-                .shells
-                .run(&self.engine, &self.container, &argv, self.timeout)
-                .await;
-            if matches!(written, Ok(out) if out.success()) {
-                return Ok(());
+        let joined: Vec<u8> = files.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        if let Some(text) = as_input(&joined) {
+            let mut argv = ["sh", "-c", WRITE_NEW_SCRIPT, "sh"]
+                .map(String::from)
+                .to_vec();
+            for (path, bytes) in files {
+                argv.extend([path.to_string(), bytes.len().to_string()]);
             }
-            // Whatever the shell wrote, the upload writes whole.
+            // A command that did not answer may still write: no upload
+            // after it, the caller removes what it left.
+            match self.run_fed(&argv, text).await {
+                Ok(Some(out)) if out.success() => return Ok(()),
+                // Whatever the shell wrote, the upload writes whole.
+                Ok(_) => {}
+                Err(e) => return Err(self.file_error("write", first, e.to_string())),
+            }
         }
         let mut dir = None;
         let mut entries = Vec::with_capacity(files.len());

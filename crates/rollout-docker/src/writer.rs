@@ -3,7 +3,7 @@
 //! The live config is written in the source of the proxy's mount, on the
 //! engine's machine, by a container of the proxy's own image (so it is
 //! there, and has a shell and `dd`) that mounts that same source
-//! read-write: the bytes are uploaded into it, then copied over the file
+//! read-write: the bytes are put into it, then copied over the file
 //! without truncating it first (`dd conv=notrunc`), the length set and the
 //! file synced (what a cut write leaves is what recovery calls torn). No
 //! path on this machine is ever opened.
@@ -13,8 +13,11 @@
 //! Creating, starting, waiting for and removing a container costs about a
 //! third of a second here, on every traffic change. So a run keeps one
 //! writer per proxy replica ([`Writers`]): started once, waiting on its
-//! standard input, which the run holds attached; each write is an upload
-//! and one `docker exec` of the write script in it. The writer lives as
+//! standard input, which the run holds attached; each write is one
+//! command of the write script through a kept shell in it, with the bytes
+//! as the command's input when they are text ([`as_input`]), else after an
+//! upload into it (the engine's archive API, about a tenth of a second
+//! here). The writer lives as
 //! long as the run holds its input: [`Writers::close`] removes it as the
 //! run ends (`TrafficRouter::settle`), and a run that ends any other way,
 //! killed included, closes the connection, so the writer reads the end of
@@ -23,7 +26,7 @@
 //! writer per write, as does a write whose kept writer has gone.
 
 use crate::engine::{status, Engine};
-use crate::kept_shell::as_argument;
+use crate::kept_shell::as_input;
 use crate::labels;
 use crate::proxy::ProxyContainer;
 use crate::proxyfiles::{file_error, host_path, PROXY_LABEL, WRITER_KIND};
@@ -37,7 +40,7 @@ use bollard::query_parameters::{
     UploadToContainerOptions,
 };
 use futures::{Stream, StreamExt};
-use rollout_nginx::proxy::ProxyError;
+use rollout_nginx::proxy::{ExecOutput, ProxyError};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -73,15 +76,22 @@ sync
 /// when the run goes away in the middle of it.
 const WRITE_SCRIPT: &str = concat!(busy!(), copy_over!());
 
-/// [`WRITE_SCRIPT`] for bytes that come as its second argument rather than
-/// as an upload ([`as_argument`]): they go to `/rollout-in` first, inside
-/// the mark of a write under way.
-const WRITE_GIVEN_SCRIPT: &str = concat!(
+/// [`WRITE_SCRIPT`] for bytes that come as its standard input rather than
+/// as an upload ([`as_input`]): they go to `/rollout-in` first, inside the
+/// mark of a write under way; exit 5 when they could not be put there whole
+/// (the file untouched: the bytes are uploaded then).
+const WRITE_FED_SCRIPT: &str = concat!(
     busy!(),
-    r#"printf %s "$2" > /rollout-in || { echo "writing the bytes in the writer failed" >&2; exit 3; }
+    r#"cat >/rollout-in || exit 5
+n=$(wc -c </rollout-in) || exit 5
+[ "$((n))" -eq "$1" ] || exit 5
 "#,
     copy_over!()
 );
+
+/// The exit code of [`WRITE_FED_SCRIPT`] when the bytes did not reach the
+/// writer whole.
+const FED_SHORT: i32 = 5;
 
 /// What a kept writer runs: it waits for the end of its standard input,
 /// then for a write under way to finish (at most 10 s), as a short-lived
@@ -347,24 +357,33 @@ async fn write_kept(
     k: &Kept,
     bytes: &[u8],
 ) -> Result<Result<(), ProxyError>, ProxyError> {
-    // Text bytes go with the command, over the kept shell's input: no
+    // Text bytes go as the command's input, through the kept shell: no
     // upload through the engine.
-    let argv: Vec<String> = match as_argument(bytes) {
-        Some(text) => ["sh", "-c", WRITE_GIVEN_SCRIPT, "sh"]
+    if let Some(text) = as_input(bytes) {
+        let argv = ["sh", "-c", WRITE_FED_SCRIPT, "sh"]
             .map(String::from)
             .into_iter()
-            .chain([bytes.len().to_string(), text])
-            .collect(),
-        None => {
-            target.upload(engine, &k.id, bytes).await?;
-            ["sh", "-c", WRITE_SCRIPT, "sh"]
-                .map(String::from)
-                .into_iter()
-                .chain([bytes.len().to_string()])
-                .collect()
+            .chain([bytes.len().to_string()])
+            .collect::<Vec<_>>();
+        match k.runner.run_fed(&argv, text).await? {
+            Some(out) if out.code == FED_SHORT => {}
+            Some(out) => return judged(target, &out),
+            None => {}
         }
-    };
+    }
+    target.upload(engine, &k.id, bytes).await?;
+    let argv: Vec<String> = ["sh", "-c", WRITE_SCRIPT, "sh"]
+        .map(String::from)
+        .into_iter()
+        .chain([bytes.len().to_string()])
+        .collect();
     let out = k.runner.run(&argv).await?;
+    judged(target, &out)
+}
+
+/// What a write script's end says: `Err` when the writer did not run it,
+/// `Ok(Err)` when it failed.
+fn judged(target: &Target, out: &ExecOutput) -> Result<Result<(), ProxyError>, ProxyError> {
     let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
     match out.code {
         0 => Ok(Ok(())),

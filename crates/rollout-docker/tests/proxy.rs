@@ -20,6 +20,10 @@ fn argv(words: &[&str]) -> Vec<String> {
 /// A container of the test image with `conf` mounted read-only at
 /// `/etc/nginx/nginx.conf`, labelled for the project's cleanup.
 fn proxy_container(project: &Project, conf: &std::path::Path) -> String {
+    proxy_container_of(project, conf, common::IMAGE)
+}
+
+fn proxy_container_of(project: &Project, conf: &std::path::Path, image: &str) -> String {
     common::run(Command::new("docker").args([
         "run",
         "-d",
@@ -30,7 +34,7 @@ fn proxy_container(project: &Project, conf: &std::path::Path) -> String {
         &format!("{}-proxy", project.name),
         "-v",
         &format!("{}:/etc/nginx/nginx.conf:ro", conf.display()),
-        common::IMAGE,
+        image,
     ]))
     .trim()
     .to_string()
@@ -90,7 +94,8 @@ async fn a_single_file_read_only_mount_is_written_in_place_on_the_host() {
     let conf = project.dir.join("nginx.conf");
     std::fs::write(&conf, "events {}\nhttp {}\n").unwrap();
     let inode = std::fs::metadata(&conf).unwrap().ino();
-    let id = proxy_container(&project, &conf);
+    // An image with a /tmp: kept shells, in the proxy and in its writer.
+    let id = proxy_container_of(&project, &conf, common::IMAGE_TMP);
     let proxy = ProxyContainer::new(common::engine().await, &id);
 
     assert_eq!(
@@ -113,22 +118,33 @@ async fn a_single_file_read_only_mount_is_written_in_place_on_the_host() {
         proxy.read("/etc/nginx/nginx.conf.next").await.unwrap(),
         candidate
     );
-    // Text goes through the kept shell, anything else by upload: both come back byte for
-    // byte, with the same mode, and a file written over is whole.
+    // Text goes as a kept shell's input, anything else by upload (the engine says
+    // `extract-to-dir` for each): both come back byte for byte, a new file with mode 644,
+    // and a file written over is whole.
+    let proxy_uploads = |since: &str| uploads(&format!("container={id}"), since);
+    let odd = "a\n\n  b  \n\r\n\\ %s -n é\n\nno final newline";
     let binary: Vec<u8> = (0..=255u8).chain(*b"\0tail\n").collect();
-    let long = "x".repeat(99_999) + "\n  trailing  \\ $HOME `id`\n";
-    let files: [(&str, &[u8]); 3] = [
-        ("/etc/nginx/rollout-test.text", b"a\n\n  b  \n"),
+    let long = "x".repeat(70_000);
+    let lines = "l\n".repeat(2_500);
+    let text: [(&str, &[u8]); 2] = [
+        ("/etc/nginx/rollout-test.odd", odd.as_bytes()),
+        ("/etc/nginx/rollout-test.conf", b"server { listen 80; }\n"),
+    ];
+    let other: [(&str, &[u8]); 3] = [
         ("/etc/nginx/rollout-test.bin", &binary),
         ("/etc/nginx/rollout-test.long", long.as_bytes()),
+        ("/etc/nginx/rollout-test.lines", lines.as_bytes()),
     ];
-    for (path, bytes) in files {
-        proxy
-            .write_new(path, b"over this\n".repeat(20_000).as_slice())
-            .await
-            .unwrap();
+    for (path, bytes) in text.iter().chain(&other) {
+        proxy.remove(path).await.unwrap();
+        let since = now();
         proxy.write_new(path, bytes).await.unwrap();
-        assert_eq!(proxy.read(path).await.unwrap(), bytes, "{path}");
+        let uploaded = proxy_uploads(&since);
+        match text.iter().any(|(p, _)| p == path) {
+            true => assert_eq!(uploaded, 0, "{path} went by upload"),
+            false => assert!(uploaded >= 1, "{path} did not go by upload"),
+        }
+        assert_eq!(&proxy.read(path).await.unwrap(), bytes, "{path}");
         let mode = proxy
             .exec(&argv(&["stat", "-c", "%a", path]))
             .await
@@ -138,12 +154,24 @@ async fn a_single_file_read_only_mount_is_written_in_place_on_the_host() {
             "644",
             "{path}"
         );
+        let over = b"over this\n".repeat(20_000);
+        proxy.write_new(path, &over).await.unwrap();
+        proxy.write_new(path, bytes).await.unwrap();
+        assert_eq!(
+            &proxy.read(path).await.unwrap(),
+            bytes,
+            "{path} over a longer file"
+        );
     }
-    let paths: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
-    proxy.write_new_all(&files).await.unwrap();
-    for (path, bytes) in files {
-        assert_eq!(proxy.read(path).await.unwrap(), bytes, "{path}");
+    let since = now();
+    proxy.write_new_all(&text).await.unwrap();
+    assert_eq!(proxy_uploads(&since), 0);
+    let all: Vec<(&str, &[u8])> = text.iter().chain(&other).copied().collect();
+    proxy.write_new_all(&all).await.unwrap();
+    for (path, bytes) in &all {
+        assert_eq!(&proxy.read(path).await.unwrap(), bytes, "{path}");
     }
+    let paths: Vec<&str> = all.iter().map(|(p, _)| *p).collect();
     proxy.remove_all(&paths).await.unwrap();
 
     // The live file: same inode on the host, and the container sees it.
@@ -158,12 +186,23 @@ async fn a_single_file_read_only_mount_is_written_in_place_on_the_host() {
         .await
         .unwrap();
     assert_eq!(seen.stdout, candidate);
-    // Bytes that cannot go as an argument are uploaded to the writer: the same file.
+    // Text reaches the writer as its kept shell's input; other bytes are uploaded to it:
+    // the same file either way.
+    let writer_uploads = |since: &str| uploads("label=io.rollout.kind=proxywrite", since);
+    let since = now();
+    proxy
+        .write_in_place("/etc/nginx/nginx.conf", odd.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(writer_uploads(&since), 0);
+    assert_eq!(std::fs::read(&conf).unwrap(), odd.as_bytes());
+    let since = now();
     let with_nul = b"events {}\n# \0\xff\n".to_vec();
     proxy
         .write_in_place("/etc/nginx/nginx.conf", &with_nul)
         .await
         .unwrap();
+    assert!(writer_uploads(&since) >= 1);
     assert_eq!(std::fs::read(&conf).unwrap(), with_nul);
     assert_eq!(std::fs::metadata(&conf).unwrap().ino(), inode);
     // Shorter content leaves no tail of the old.
@@ -345,4 +384,33 @@ async fn a_stopped_proxy_is_revived_under_the_proxy_lock() {
     // The lock was given back.
     assert!(store.try_lock(path, "third").await.unwrap().is_none());
     store.unlock(path).await.unwrap();
+}
+
+/// Now, as `docker events` takes it.
+fn now() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+}
+
+/// How many uploads into a container (`extract-to-dir`) the engine saw since `since`, of
+/// the containers `filter` picks.
+fn uploads(filter: &str, since: &str) -> usize {
+    let until = now();
+    common::run(Command::new("docker").args([
+        "events",
+        "--since",
+        since,
+        "--until",
+        &until,
+        "--filter",
+        "event=extract-to-dir",
+        "--filter",
+        filter,
+        "--format",
+        "{{.Action}}",
+    ]))
+    .lines()
+    .count()
 }

@@ -13,6 +13,9 @@ use std::sync::OnceLock;
 /// The test image: a static busybox FROM scratch serving `/www` with httpd on
 /// port 8000, and a HEALTHCHECK that fetches `/` with busybox wget.
 pub const IMAGE: &str = "rollout-docker-test:1";
+/// [`IMAGE`] with a `/tmp`, where kept shells can start (in [`IMAGE`] each command is an
+/// exec).
+pub const IMAGE_TMP: &str = "rollout-docker-test:1-tmp";
 /// The label on everything the tests create.
 pub const TEST_LABEL: &str = "io.rollout.test";
 
@@ -57,6 +60,15 @@ CMD ["httpd", "-f", "-p", "8000", "-h", "/www"]
         run(Command::new("docker")
             .env("DOCKER_BUILDKIT", "0")
             .args(["build", "-q", "--label", &format!("{TEST_LABEL}=rollout-docker"), "-t", IMAGE])
+            .arg(&dir));
+        std::fs::write(
+            dir.join("Dockerfile"),
+            format!("FROM {IMAGE}\nRUN [\"/bin/busybox\", \"mkdir\", \"-m\", \"1777\", \"/tmp\"]\n"),
+        )
+        .unwrap();
+        run(Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "--label", &format!("{TEST_LABEL}=rollout-docker"), "-t", IMAGE_TMP])
             .arg(&dir));
         let _ = std::fs::remove_dir_all(&dir);
     });
