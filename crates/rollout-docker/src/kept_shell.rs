@@ -132,12 +132,23 @@ pub(crate) fn as_input(bytes: &[u8]) -> Option<&str> {
 pub(crate) enum NotRun {
     /// Nothing was sent: the caller runs it by exec.
     Unsent,
-    /// It was sent and the shell broke before it answered: whether it ran
-    /// is not known.
+    /// It was sent and got no answer: whether it ran is not known, so it
+    /// is not run again.
+    Unanswered(Unanswered),
+}
+
+/// Why a command sent to a kept shell got no answer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unanswered {
+    /// The shell broke before it answered.
     Broken(String),
     /// No answer within the time given; the shell is let go (it ends once
     /// the command does).
     Timeout,
+}
+
+fn broken(reason: String) -> NotRun {
+    NotRun::Unanswered(Unanswered::Broken(reason))
 }
 
 /// The kept shells of one container, for the run.
@@ -272,7 +283,7 @@ impl KeptShells {
             }
             Err(_) => {
                 shell.close().await;
-                Err(NotRun::Timeout)
+                Err(NotRun::Unanswered(Unanswered::Timeout))
             }
         }
     }
@@ -347,12 +358,12 @@ impl Shell {
         self.input
             .flush()
             .await
-            .map_err(|e| NotRun::Broken(format!("writing to the kept shell: {e}")))?;
-        let header = self.line().await.map_err(NotRun::Broken)?;
+            .map_err(|e| broken(format!("writing to the kept shell: {e}")))?;
+        let header = self.line().await.map_err(broken)?;
         let (code, out, err) = parse_header(&header)
-            .ok_or_else(|| NotRun::Broken(format!("the shell answered {header:?}")))?;
-        let stdout = self.bytes(out).await.map_err(NotRun::Broken)?;
-        let stderr = self.bytes(err).await.map_err(NotRun::Broken)?;
+            .ok_or_else(|| broken(format!("the shell answered {header:?}")))?;
+        let stdout = self.bytes(out).await.map_err(broken)?;
+        let stderr = self.bytes(err).await.map_err(broken)?;
         Ok(ExecOutput {
             code,
             stdout,

@@ -23,7 +23,7 @@
 //!   with the engine ([`EngineJournal`]).
 
 use crate::engine::{status, Engine};
-use crate::kept_shell::{as_input, KeptShells, NotRun};
+use crate::kept_shell::{as_input, KeptShells, NotRun, Unanswered};
 use crate::labels;
 use crate::proxyfiles::{download, EngineJournal};
 use crate::tar;
@@ -213,7 +213,7 @@ impl ProxyContainer {
         {
             Ok(out) => Ok(out),
             Err(NotRun::Unsent) => self.run_by_exec(argv, user).await,
-            Err(e) => Err(self.not_answered(&program(), e).await),
+            Err(NotRun::Unanswered(e)) => Err(self.not_answered(&program(), e).await),
         }
     }
 
@@ -222,25 +222,20 @@ impl ProxyContainer {
     /// stopped under the command says so. One recreated under the same
     /// name since the shell's last command is not told apart from a shell
     /// that broke.
-    async fn not_answered(&self, program: &str, e: NotRun) -> ProxyError {
+    async fn not_answered(&self, program: &str, e: Unanswered) -> ProxyError {
         match e {
-            NotRun::Timeout => ProxyError::Timeout {
+            Unanswered::Timeout => ProxyError::Timeout {
                 proxy: self.container.clone(),
                 program: program.to_string(),
                 seconds: self.timeout.as_secs(),
             },
-            NotRun::Broken(reason) => match self.running(program).await {
+            Unanswered::Broken(reason) => match self.running(program).await {
                 Err(stopped) => stopped,
                 Ok(_) => ProxyError::Exec {
                     proxy: self.container.clone(),
                     program: program.to_string(),
                     reason,
                 },
-            },
-            NotRun::Unsent => ProxyError::Exec {
-                proxy: self.container.clone(),
-                program: program.to_string(),
-                reason: "not sent".into(),
             },
         }
     }
@@ -269,8 +264,34 @@ impl ProxyContainer {
         {
             Ok(out) => Ok(Some(out)),
             Err(NotRun::Unsent) => Ok(None),
-            Err(e) => Err(self.not_answered(&program, e).await),
+            Err(NotRun::Unanswered(e)) => Err(self.not_answered(&program, e).await),
         }
+    }
+
+    /// Writes `files` (absolute paths, checked) through the engine's archive
+    /// endpoint: one upload per folder, each file whole, mode 0644.
+    async fn upload_all(&self, files: &[(&str, &[u8])]) -> Result<(), ProxyError> {
+        let folders = by_folder(files)
+            .map_err(|path| self.file_error("write", path, "not an absolute file path".into()))?;
+        for (dir, entries) in folders {
+            let path = format!("{}/{}", dir.trim_end_matches('/'), entries[0].0);
+            let archive =
+                tar::files(&entries, 0o644).map_err(|e| self.file_error("write", &path, e))?;
+            let options = UploadToContainerOptions {
+                path: dir.to_string(),
+                ..Default::default()
+            };
+            self.engine
+                .docker()
+                .upload_to_container(
+                    &self.container,
+                    Some(options),
+                    bollard::body_full(archive.into()),
+                )
+                .await
+                .map_err(|e| self.file_error("write", &path, self.engine.error(e).to_string()))?;
+        }
+        Ok(())
     }
 
     /// Runs `argv` by exec: a process started in the container.
@@ -400,6 +421,23 @@ fn not_running(container: &str) -> String {
     )
 }
 
+/// A folder and the files (name, bytes) to write in it.
+type Folder<'a> = (&'a str, Vec<(&'a str, &'a [u8])>);
+
+/// `files` by folder, in the order each folder first comes; `Err` with the
+/// first path that is not an absolute file path.
+fn by_folder<'a>(files: &[(&'a str, &'a [u8])]) -> Result<Vec<Folder<'a>>, &'a str> {
+    let mut folders: Vec<Folder<'a>> = Vec::new();
+    for (path, bytes) in files {
+        let (dir, name) = split_path(path).ok_or(*path)?;
+        match folders.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, entries)) => entries.push((name, *bytes)),
+            None => folders.push((dir, vec![(name, *bytes)])),
+        }
+    }
+    Ok(folders)
+}
+
 fn split_path(path: &str) -> Option<(&str, &str)> {
     let (dir, name) = path.rsplit_once('/')?;
     if name.is_empty() || !path.starts_with('/') {
@@ -514,8 +552,8 @@ impl ConfigStore for ProxyContainer {
 
     /// Through a kept shell when the files together are text that can go
     /// as a command's input ([`as_input`]) and the container's user may
-    /// write them; else one upload when the files share a folder (the
-    /// candidate and the journal beside the live file), else one each.
+    /// write them; else by upload, one per folder (the candidate and the
+    /// journal beside the live file go in one).
     async fn write_new_all(&self, files: &[(&str, &[u8])]) -> Result<(), ProxyError> {
         let Some((first, _)) = files.first() else {
             return Ok(());
@@ -542,37 +580,7 @@ impl ConfigStore for ProxyContainer {
                 Err(e) => return Err(self.file_error("write", first, e.to_string())),
             }
         }
-        let mut dir = None;
-        let mut entries = Vec::with_capacity(files.len());
-        for (path, bytes) in files {
-            let (d, name) = split_path(path).ok_or_else(|| {
-                self.file_error("write", path, "not an absolute file path".into())
-            })?;
-            if dir.is_some_and(|seen| seen != d) {
-                for (path, bytes) in files {
-                    self.write_new_all(&[(path, bytes)]).await?;
-                }
-                return Ok(());
-            }
-            dir = Some(d);
-            entries.push((name, *bytes));
-        }
-        let path = first;
-        let dir = dir.unwrap_or("/");
-        let archive = tar::files(&entries, 0o644).map_err(|e| self.file_error("write", path, e))?;
-        let options = UploadToContainerOptions {
-            path: dir.to_string(),
-            ..Default::default()
-        };
-        self.engine
-            .docker()
-            .upload_to_container(
-                &self.container,
-                Some(options),
-                bollard::body_full(archive.into()),
-            )
-            .await
-            .map_err(|e| self.file_error("write", path, self.engine.error(e).to_string()))
+        self.upload_all(files).await
     }
 
     async fn remove(&self, path: &str) -> Result<(), ProxyError> {
@@ -607,5 +615,30 @@ mod tests {
         assert_eq!(split_path("/x"), Some(("/", "x")));
         assert_eq!(split_path("relative/x"), None);
         assert_eq!(split_path("/etc/nginx/"), None);
+    }
+
+    #[test]
+    fn files_upload_one_archive_per_folder_in_first_seen_order() {
+        let files: [(&str, &[u8]); 4] = [
+            ("/etc/nginx/nginx.conf.next", b"a"),
+            ("/x", b"b"),
+            ("/etc/nginx/journal", b"c"),
+            ("/etc/nginx/conf.d/app.conf", b""),
+        ];
+        let folders = by_folder(&files).unwrap();
+        let shape: Vec<(&str, Vec<&str>)> = folders
+            .iter()
+            .map(|(d, e)| (*d, e.iter().map(|(n, _)| *n).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("/etc/nginx", vec!["nginx.conf.next", "journal"]),
+                ("/", vec!["x"]),
+                ("/etc/nginx/conf.d", vec!["app.conf"]),
+            ]
+        );
+        assert_eq!(folders[0].1[1].1, b"c");
+        assert_eq!(by_folder(&[("/a", b"x"), ("b/c", b"y")]), Err("b/c"));
     }
 }

@@ -110,13 +110,16 @@ impl NginxRouter {
         let mut left = waits;
         // The replicas whose last look went by connections, and those whose
         // last look found them clear: a table read while sockets come and
-        // go may skip one, so it takes two clear looks in a row.
+        // go may skip one, so it takes two clear looks in a row. The second
+        // follows the first at once: it is another read of the tables all
+        // the same, and a poll interval more would only add to the drain.
         let mut by_connections = HashSet::new();
         let mut clear_once = HashSet::new();
         loop {
             let asked = Instant::now();
             let mut still = Vec::new();
             let mut looked = false;
+            let mut confirm = false;
             for (index, procs) in left {
                 let mode = match &removed {
                     Some(_) => self.mode(index, &procs).await,
@@ -133,7 +136,10 @@ impl NginxRouter {
                         looked = true;
                         by_connections.insert(index);
                         match (held.is_empty(), clear_once.insert(index)) {
-                            (true, true) => procs,
+                            (true, true) => {
+                                confirm = true;
+                                procs
+                            }
                             (true, false) => held,
                             (false, _) => {
                                 clear_once.remove(&index);
@@ -154,7 +160,9 @@ impl NginxRouter {
             if left.is_empty() || Instant::now() >= deadline {
                 break;
             }
-            if looked {
+            if confirm {
+                // A replica's first clear look: the second one now.
+            } else if looked {
                 tokio::time::sleep(self.options.poll_interval).await;
             } else if asked.elapsed() < Duration::from_millis(100) {
                 // A proxy that could not wait in place answered at once.
