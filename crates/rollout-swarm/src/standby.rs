@@ -7,8 +7,9 @@
 //!    traffic and the home's tasks are unrouted and drained.
 //! 2. Swarm's native update of the home service, with the operator's `update_config` and
 //!    `rollback_config` mapped by [`crate::update`]. Each new task that runs is routed, and
-//!    one standby task unrouted for it; the run does not wait for that drain (the task keeps
-//!    running), so Swarm's next batch is routed as soon as it runs.
+//!    one standby task unrouted for it, a batch in one change (a task that runs waits up to
+//!    1 s for the rest of its batch still starting); the run does not wait for that drain (the
+//!    task keeps running), so Swarm's next batch is routed as soon as it runs.
 //! 3. Completed or rolled back: the upstream goes back to the routes it had (the service's
 //!    name, which now resolves to the home's tasks only); that change's drain and the ones
 //!    not waited for are waited for (within one drain timeout), and the standby is removed.
@@ -48,6 +49,9 @@ use std::time::{Duration, Instant};
 
 /// The label that marks a standby service, valued with its home service's name.
 pub const STANDBY_LABEL: &str = "io.rollout.standby-of";
+
+/// How long new tasks that serve wait, unrouted, for the rest of their batch to serve.
+const BATCH_WAIT: Duration = Duration::from_secs(1);
 
 /// The label Swarm puts on a task's container: the service's name.
 pub const SERVICE_NAME_LABEL: &str = "com.docker.swarm.service.name";
@@ -524,6 +528,26 @@ fn serving_new(
         .collect()
 }
 
+/// Whether `serving` new tasks not routed yet wait for the `starting` rest of their batch:
+/// while any of it still starts, and for at most [`BATCH_WAIT`] after they were first held
+/// (`seen`, kept by the caller and cleared once they go).
+fn held_for_batch(
+    serving: usize,
+    starting: usize,
+    seen: &mut Option<Instant>,
+    now: Instant,
+) -> bool {
+    if serving == 0 || starting == 0 {
+        *seen = None;
+        return false;
+    }
+    if now.duration_since(*seen.get_or_insert(now)) < BATCH_WAIT {
+        return true;
+    }
+    *seen = None;
+    false
+}
+
 fn is_rolling_back(state: &UpdateState) -> bool {
     matches!(
         state,
@@ -699,6 +723,8 @@ async fn run_held(
     // new tasks Swarm stops anyway) is not stopped by this run before the standby goes, so
     // the loop does not wait for them and Swarm's next batch is routed as soon as it runs.
     let mut pending: Vec<DrainTicket> = Vec::new();
+    // When new tasks that serve were first held for the rest of their batch.
+    let mut batch_seen: Option<Instant> = None;
     let end = loop {
         let service = api.service(&found.home_name).await?.ok_or_else(|| {
             SwarmFail::unexpected(format!(
@@ -804,7 +830,18 @@ async fn run_held(
                 .await?,
             );
         }
-        let add: Vec<String> = serving_new.difference(&routed_home).cloned().collect();
+        let mut add: Vec<String> = serving_new.difference(&routed_home).cloned().collect();
+        // Swarm starts a batch's tasks together, and a poll may see some of them run before
+        // the others: those wait for the rest of the batch (at most `BATCH_WAIT`), so that a
+        // batch is one change, one reload.
+        let starting = tasks
+            .iter()
+            .filter(|t| of_the_update(t, &record, req) && t.desired == "running")
+            .filter(|t| t.node_ready && !t.serving() && !t.ended())
+            .count();
+        if held_for_batch(add.len(), starting, &mut batch_seen, Instant::now()) {
+            add.clear();
+        }
         if !add.is_empty() {
             for a in &add {
                 tell.event(Event::InstanceHealthy {
@@ -932,266 +969,4 @@ enum Ended {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bollard::models::{EndpointSpec, EndpointSpecModeEnum, TaskSpec, TaskSpecContainerSpec};
-
-    fn found() -> Found {
-        let home = Service {
-            spec: Some(ServiceSpec {
-                name: Some("shop_app".into()),
-                labels: Some(HashMap::from([(
-                    stack::NAMESPACE_LABEL.to_string(),
-                    "shop".to_string(),
-                )])),
-                task_template: Some(TaskSpec {
-                    container_spec: Some(TaskSpecContainerSpec {
-                        image: Some("app:v1".into()),
-                        ..Default::default()
-                    }),
-                    networks: Some(vec![NetworkAttachmentConfig {
-                        target: Some("front".into()),
-                        aliases: Some(vec!["app".into()]),
-                        driver_opts: None,
-                    }]),
-                    ..Default::default()
-                }),
-                endpoint_spec: Some(EndpointSpec {
-                    mode: Some(EndpointSpecModeEnum::DNSRR),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let update = UpdateConfig {
-            parallelism: 2,
-            ..Default::default()
-        };
-        Found {
-            home,
-            home_name: "shop_app".into(),
-            standby_name: "shop_app--standby".into(),
-            replicas: 4,
-            network: "front".into(),
-            current_image: "app:v1".into(),
-            proxy_name: "shop_nginx".into(),
-            proxy_tasks: vec![ProxyTask {
-                container: "c1".into(),
-                node: crate::api::NodeInfo {
-                    id: "n1".into(),
-                    hostname: "box".into(),
-                    addr: "10.0.0.1".into(),
-                    ready: true,
-                },
-                here: true,
-            }],
-            swarm_update: update::to_swarm_update(&update).unwrap(),
-            swarm_rollback: update::to_swarm_rollback(&RollbackConfig::default()).unwrap(),
-            left: None,
-        }
-    }
-
-    fn request() -> Request {
-        Request {
-            stack: "shop".into(),
-            service: "app".into(),
-            proxy: "nginx".into(),
-            image: "app:v2".into(),
-            update: UpdateConfig {
-                parallelism: 2,
-                ..Default::default()
-            },
-            rollback: RollbackConfig::default(),
-            start_timeout: Duration::from_secs(60),
-            drain_timeout: Duration::from_secs(30),
-            holder: rollout_strategies::lock_holder(),
-            upstream: "backend".into(),
-        }
-    }
-
-    /// A standby of `shop_app` as a run holding it as `holder` leaves it.
-    fn left_standby(holder: Option<String>) -> Service {
-        let mut spec = standby_spec(&found(), 2);
-        let record = Record {
-            holder,
-            since: "2026-12-06T08:00:00Z".into(),
-            at_rest: vec![route("app:8000")],
-            home_before: ["t1".to_string()].into(),
-            image: "app:v2".into(),
-            upstream: "backend".into(),
-        };
-        record.write(spec.labels.get_or_insert_with(HashMap::new));
-        Service {
-            spec: Some(spec),
-            ..Default::default()
-        }
-    }
-
-    /// This machine's holder with another pid: `alive` this process, else one long gone.
-    fn holder_here(alive: bool) -> String {
-        let mut h = rollout_core::journal::Holder::parse(&rollout_strategies::lock_holder())
-            .expect("this process as a holder");
-        if !alive {
-            h.pid = u32::MAX - 1;
-        }
-        h.to_string()
-    }
-
-    #[test]
-    fn a_standby_let_go_or_held_by_a_dead_run_is_taken_over() {
-        let req = request();
-        for holder in [None, Some(holder_here(false))] {
-            let left = left_by_earlier_run(
-                left_standby(holder.clone()),
-                "shop_app--standby",
-                "shop_app",
-                &req,
-            )
-            .unwrap_or_else(|e| panic!("{holder:?}: {e}"));
-            assert_eq!(left.record.holder, holder);
-            assert_eq!(left.record.at_rest, vec![route("app:8000")]);
-        }
-    }
-
-    #[test]
-    fn a_standby_held_by_a_live_run_or_one_elsewhere_is_busy() {
-        let req = request();
-        let alive = left_by_earlier_run(
-            left_standby(Some(holder_here(true))),
-            "shop_app--standby",
-            "shop_app",
-            &req,
-        )
-        .unwrap_err();
-        assert_eq!(alive.code, exit::BUSY);
-        assert!(
-            alive.message.contains("another rollout"),
-            "{}",
-            alive.message
-        );
-        let elsewhere = left_by_earlier_run(
-            left_standby(Some("ops@other-box pid 7 started 1 boot b".into())),
-            "shop_app--standby",
-            "shop_app",
-            &req,
-        )
-        .unwrap_err();
-        assert_eq!(elsewhere.code, exit::BUSY);
-        assert!(
-            elsewhere
-                .message
-                .contains("--label-rm io.rollout.holder shop_app--standby"),
-            "{}",
-            elsewhere.message
-        );
-    }
-
-    #[test]
-    fn a_service_of_the_standbys_name_that_is_not_ours_or_has_no_record_is_refused() {
-        let req = request();
-        let mut foreign = left_standby(None);
-        if let Some(l) = foreign.spec.as_mut().and_then(|s| s.labels.as_mut()) {
-            l.remove(STANDBY_LABEL);
-        }
-        let e = left_by_earlier_run(foreign, "shop_app--standby", "shop_app", &req).unwrap_err();
-        assert_eq!(e.code, exit::BAD_INPUT);
-        assert!(
-            e.message.contains("is not a standby of shop_app"),
-            "{}",
-            e.message
-        );
-        let mut old = left_standby(None);
-        if let Some(l) = old.spec.as_mut().and_then(|s| s.labels.as_mut()) {
-            l.remove(crate::record::AT_REST_LABEL);
-        }
-        let e = left_by_earlier_run(old, "shop_app--standby", "shop_app", &req).unwrap_err();
-        assert_eq!(e.code, exit::BAD_INPUT);
-        assert!(
-            e.message.contains("docker service rm shop_app--standby"),
-            "{}",
-            e.message
-        );
-    }
-
-    #[test]
-    fn only_new_tasks_of_the_image_serve_and_none_while_swarm_rolls_back() {
-        let task = |id: &str, image: &str, addr: &str| TaskInfo {
-            id: id.into(),
-            node: "n".into(),
-            state: "running".into(),
-            desired: "running".into(),
-            image: image.into(),
-            addresses: HashMap::from([("front".to_string(), addr.to_string())]),
-            node_ready: true,
-            node_name: "n".into(),
-            slot: 0,
-            container: String::new(),
-        };
-        let tasks = [
-            task("t1", "app:v2@sha256:1", "10.0.0.1"),
-            task("t2", "app:v2@sha256:2", "10.0.0.2"),
-            task("t3", "app:v1", "10.0.0.3"),
-        ];
-        let record = Record::read(&spec_of(&left_standby(None)).labels.unwrap()).unwrap();
-        let req = request();
-        assert_eq!(
-            serving_new(&tasks, &record, &req, "front", false),
-            BTreeSet::from(["10.0.0.2".to_string()]),
-            "t1 ran before the update, t3 runs the old image"
-        );
-        assert!(serving_new(&tasks, &record, &req, "front", true).is_empty());
-        let in_slot = |id: &str, addr: &str, slot: u64| TaskInfo {
-            slot,
-            ..task(id, "app:v2", addr)
-        };
-        let doubled = [
-            in_slot("t4", "10.0.0.4", 1),
-            in_slot("t5", "10.0.0.5", 1),
-            in_slot("t6", "10.0.0.6", 2),
-        ];
-        assert_eq!(
-            serving_new(&doubled, &record, &req, "front", false),
-            BTreeSet::from(["10.0.0.6".to_string()]),
-            "Swarm stops one of two new tasks in slot 1: neither is routed"
-        );
-    }
-
-    #[test]
-    fn the_standby_serves_the_homes_spec_under_no_alias() {
-        let spec = standby_spec(&found(), 3);
-        assert_eq!(spec.name.as_deref(), Some("shop_app--standby"));
-        assert_eq!(image_of(&spec), "app:v1");
-        let labels = spec.labels.unwrap();
-        assert_eq!(labels[STANDBY_LABEL], "shop_app");
-        assert_eq!(labels[stack::NAMESPACE_LABEL], "shop");
-        assert_eq!(spec.mode.unwrap().replicated.unwrap().replicas, Some(3));
-        let networks = spec.task_template.unwrap().networks.unwrap();
-        assert_eq!(networks[0].target.as_deref(), Some("front"));
-        assert_eq!(
-            networks[0].aliases, None,
-            "the service's name must not resolve to the standby"
-        );
-    }
-
-    #[test]
-    fn the_plan_names_the_standby_and_swarms_update_config() {
-        let req = request();
-        let text = plan(&found(), &req);
-        assert!(text.contains("app:v1 -> app:v2"), "{text}");
-        assert!(text.contains("standby shop_app--standby"), "{text}");
-        assert!(text.contains("parallelism 2"), "{text}");
-        assert!(!text.contains("resumes"), "{text}");
-        let mut resumed = found();
-        resumed.left = Some(
-            left_by_earlier_run(left_standby(None), "shop_app--standby", "shop_app", &req).unwrap(),
-        );
-        let text = plan(&resumed, &req);
-        assert!(
-            text.contains(
-                "resumes the rollout left by a run that let it go (since 2026-12-06T08:00:00Z"
-            ),
-            "{text}"
-        );
-    }
-}
+mod tests;
