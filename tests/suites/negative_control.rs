@@ -66,9 +66,14 @@ fn assert_common(report: &Report) {
         after.versions.get("v2").is_some_and(|n| *n > 0),
         "{after:#?}"
     );
-    // The timeline covers the run and shows the failures where they happened.
-    let buckets = report.timeline.len() as f64;
-    assert!(buckets >= (report.duration_s / report.bucket_s).floor() - 1.0);
+    // The timeline covers every request's start (it counts by start; the run's duration also
+    // holds the last slow requests' ends) and shows the failures where they happened.
+    let last_start = report.requests.last().map_or(0.0, |r| r.t);
+    let covered = report.timeline.len() as f64 * report.bucket_s;
+    assert!(
+        covered > last_start && covered <= last_start + report.bucket_s,
+        "the timeline covers {covered:.1}s; the last request started at {last_start:.2}s"
+    );
     assert!(report.timeline.iter().any(|b| b.failed > 0));
     assert!(report
         .timeline

@@ -361,6 +361,7 @@ fn run_pass(pass: &Pass, timeout: Duration, retries: usize) -> PassResult {
             t.name
         );
         let mut attempt = 0;
+        let mut why = Vec::new();
         loop {
             attempt += 1;
             let began = Instant::now();
@@ -376,7 +377,8 @@ fn run_pass(pass: &Pass, timeout: Duration, retries: usize) -> PassResult {
                             "=== FLAKY: {} failed, then passed on attempt {attempt}",
                             t.name
                         );
-                        r.flaky.push(format!("{} {}", t.target, t.name));
+                        r.flaky
+                            .push(format!("{} {}\n{}", t.target, t.name, why.join("\n")));
                     }
                     r.passed.push(t.name.clone());
                     break;
@@ -388,8 +390,10 @@ fn run_pass(pass: &Pass, timeout: Duration, retries: usize) -> PassResult {
                         retries + 1,
                         t.name
                     );
+                    why.push(indented(&format!("attempt {attempt}: {e:#}")));
                     if attempt > retries {
-                        r.failed.push(format!("{} {}", t.target, t.name));
+                        r.failed
+                            .push(format!("{} {}\n{}", t.target, t.name, why.join("\n")));
                         break;
                     }
                 }
@@ -498,8 +502,19 @@ fn run_one(t: &E2eTest, pass: &Pass, timeout: Duration) -> Result<()> {
             std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
         )
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {}", t.exe.display()))?;
+    // Echo the test's error lines and keep its panic message: the run's summary repeats it, so
+    // that a failure reads from the end of a long log.
+    let stderr = child.stderr.take().context("no stderr")?;
+    let panics = std::thread::spawn(move || {
+        let lines = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .inspect(|l| eprintln!("{l}"));
+        panic_message(lines)
+    });
     // Echo libtest's lines and keep its verdict.
     let stdout = child.stdout.take().context("no stdout")?;
     let reader = std::thread::spawn(move || {
@@ -525,8 +540,9 @@ fn run_one(t: &E2eTest, pass: &Pass, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     };
     let verdict = reader.join().unwrap_or_default();
+    let panicked = panics.join().unwrap_or_default();
     if !status.success() {
-        bail!("{status}: {verdict}");
+        bail!("{status}: {verdict}\n{panicked}");
     }
     if !verdict.contains(" 1 passed;") {
         bail!("the test did not run: {verdict:?}");
@@ -534,9 +550,64 @@ fn run_one(t: &E2eTest, pass: &Pass, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Longest panic message kept for the summary, in lines.
+const PANIC_LINES: usize = 12;
+
+/// The first panic's message in a test's error output: the `panicked at` line and what follows
+/// it up to the backtrace note or a blank line, at most [`PANIC_LINES`] lines (the lines are
+/// all read, so that the writer never blocks).
+fn panic_message(lines: impl Iterator<Item = String>) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    let mut open = false;
+    for line in lines {
+        if kept.is_empty() && line.contains("panicked at") {
+            open = true;
+        } else if open
+            && (line.is_empty() || line.starts_with("note: ") || line == "stack backtrace:")
+        {
+            open = false;
+        }
+        if open && kept.len() < PANIC_LINES {
+            kept.push(line);
+        }
+    }
+    kept.join("\n")
+}
+
+/// `text` indented by four spaces on each line, to sit under a test's name.
+fn indented(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_the_first_panic_message_up_to_the_backtrace_note() {
+        let err = [
+            "timing: launch 1.2s",
+            "thread 'negative' panicked at tests/suites/negative_control.rs:48:5:",
+            "no failed request: the harness is blind",
+            "second line",
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+            "thread 'other' panicked at x.rs:1:1:",
+        ];
+        let kept = panic_message(err.iter().map(|s| s.to_string()));
+        assert_eq!(
+            kept,
+            "thread 'negative' panicked at tests/suites/negative_control.rs:48:5:\n\
+             no failed request: the harness is blind\nsecond line"
+        );
+        let long = std::iter::once("thread 'a' panicked at a.rs:1:1:".to_string())
+            .chain((0..100).map(|i| format!("line {i}")));
+        assert_eq!(panic_message(long).lines().count(), PANIC_LINES);
+        assert_eq!(panic_message(["all fine".to_string()].into_iter()), "");
+        assert_eq!(indented("a\nb"), "    a\n    b");
+    }
 
     #[test]
     fn reads_fields_of_cargo_messages() {
