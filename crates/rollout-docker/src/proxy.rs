@@ -268,11 +268,16 @@ impl ProxyContainer {
         }
     }
 
-    /// Writes `files` (absolute paths, checked) through the engine's archive
-    /// endpoint: one upload per folder, each file whole, mode 0644.
-    async fn upload_all(&self, files: &[(&str, &[u8])]) -> Result<(), ProxyError> {
-        let folders = by_folder(files)
-            .map_err(|path| self.file_error("write", path, "not an absolute file path".into()))?;
+    /// `files` by folder ([`by_folder`]), or the error naming the first path
+    /// that is not an absolute file path.
+    fn folders<'a>(&self, files: &[(&'a str, &'a [u8])]) -> Result<Vec<Folder<'a>>, ProxyError> {
+        by_folder(files)
+            .map_err(|path| self.file_error("write", path, "not an absolute file path".into()))
+    }
+
+    /// Writes the files of `folders` through the engine's archive endpoint:
+    /// one upload per folder, each file whole, mode 0644.
+    async fn upload_folders(&self, folders: Vec<Folder<'_>>) -> Result<(), ProxyError> {
         for (dir, entries) in folders {
             let path = format!("{}/{}", dir.trim_end_matches('/'), entries[0].0);
             let archive =
@@ -558,11 +563,7 @@ impl ConfigStore for ProxyContainer {
         let Some((first, _)) = files.first() else {
             return Ok(());
         };
-        for (path, _) in files {
-            split_path(path).ok_or_else(|| {
-                self.file_error("write", path, "not an absolute file path".into())
-            })?;
-        }
+        let folders = self.folders(files)?;
         let joined: Vec<u8> = files.iter().flat_map(|(_, b)| b.iter().copied()).collect();
         if let Some(text) = as_input(&joined) {
             let mut argv = ["sh", "-c", WRITE_NEW_SCRIPT, "sh"]
@@ -580,7 +581,7 @@ impl ConfigStore for ProxyContainer {
                 Err(e) => return Err(self.file_error("write", first, e.to_string())),
             }
         }
-        self.upload_all(files).await
+        self.upload_folders(folders).await
     }
 
     async fn remove(&self, path: &str) -> Result<(), ProxyError> {

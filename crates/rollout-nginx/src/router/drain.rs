@@ -160,11 +160,10 @@ impl NginxRouter {
             if left.is_empty() || Instant::now() >= deadline {
                 break;
             }
-            if confirm {
-                // A replica's first clear look: the second one now.
-            } else if looked {
+            // After a replica's first clear look, the second one comes at once.
+            if looked && !confirm {
                 tokio::time::sleep(self.options.poll_interval).await;
-            } else if asked.elapsed() < Duration::from_millis(100) {
+            } else if !looked && asked.elapsed() < Duration::from_millis(100) {
                 // A proxy that could not wait in place answered at once.
                 tokio::time::sleep(self.options.poll_interval.max(Duration::from_millis(100)))
                     .await;
