@@ -32,7 +32,6 @@ const ASK: &str = "io.rollout.ask";
 /// [`KEEP`].
 pub async fn append(engine: &Engine, entry: &HistoryEntry) -> Result<(), BackendError> {
     let service = &entry.service;
-    keeper::ensure_image(engine).await?;
     let json =
         serde_json::to_string(entry).map_err(|e| BackendError::Other(format!("{service}: {e}")))?;
     let mut seq = entries(engine, service)
@@ -136,7 +135,6 @@ pub async fn request(
     service: &ServiceRef,
     ask: &str,
 ) -> Result<bool, BackendError> {
-    keeper::ensure_image(engine).await?;
     let mut l = keeper::base_labels(
         REQUEST,
         &service.project,

@@ -36,15 +36,14 @@ pub struct DockerJournal {
     /// Saves of one process, one at a time: parallel workers of a strategy
     /// save concurrently, and each save picks the next generation.
     writing: Arc<tokio::sync::Mutex<()>>,
-    /// What this process knows without asking the engine again: the keeper
-    /// image is there, and the generation it wrote last per service (only
-    /// the lock holder writes, so nobody else adds one meanwhile).
+    /// What this process knows without asking the engine again: the
+    /// generation it wrote last per service (only the lock holder writes, so
+    /// nobody else adds one meanwhile).
     known: Arc<std::sync::Mutex<Known>>,
 }
 
 #[derive(Debug, Default)]
 struct Known {
-    image: bool,
     /// Service -> (generation, container name) of the last save.
     last: HashMap<String, (u64, String)>,
     /// The removal of the generations a save replaced, still running: the
@@ -157,18 +156,6 @@ impl DockerJournal {
         }
     }
 
-    /// Makes sure the keeper image is there, once per process.
-    async fn image(&self, who: &str) -> Result<(), JournalError> {
-        if self.known().image {
-            return Ok(());
-        }
-        keeper::ensure_image(&self.engine)
-            .await
-            .map_err(|e| storage(who, e))?;
-        self.known().image = true;
-        Ok(())
-    }
-
     async fn generations(
         &self,
         service: &ServiceRef,
@@ -239,7 +226,6 @@ impl Journal for DockerJournal {
         self.removed().await;
         let service = &record.service;
         let who = service.to_string();
-        self.image(&who).await?;
         let last = self.known().last.get(&who).cloned();
         let older: Vec<(u64, String)> = match last {
             Some(last) => vec![last],

@@ -9,7 +9,7 @@
 //!
 //! It needs an image; no registry can be reached and the operator's images
 //! come and go, so we import a one-file image of our own from a tar built
-//! here ([`KEEPER_IMAGE`]). Caveat: `docker container prune` removes created
+//! here ([`KEEPER_IMAGE`]), when a create finds it missing. Caveat: `docker container prune` removes created
 //! containers too; `--filter label!=io.rollout.kind` keeps ours.
 
 use crate::engine::{status, Engine};
@@ -29,7 +29,7 @@ pub const KEEPER_IMAGE: &str = "rollout-keeper:1";
 const KEEPER_CMD: &str = "/rollout-keeper";
 
 /// Imports [`KEEPER_IMAGE`] unless it is there.
-pub(crate) async fn ensure_image(engine: &Engine) -> Result<(), BackendError> {
+async fn ensure_image(engine: &Engine) -> Result<(), BackendError> {
     match engine.docker().inspect_image(KEEPER_IMAGE).await {
         Ok(_) => return Ok(()),
         Err(e) if status(&e) == Some(404) => {}
@@ -104,10 +104,25 @@ pub(crate) async fn create(
         name: Some(name.to_string()),
         ..Default::default()
     };
-    match engine.docker().create_container(Some(options), body).await {
-        Ok(_) => Ok(Created::Ours),
-        Err(e) if status(&e) == Some(409) => Ok(Created::Taken),
-        Err(e) => Err(engine.error(e)),
+    // The keeper image is imported when a create finds it missing (on an
+    // engine that never had it, or after someone removed it) rather than
+    // looked up before each create: that look was a round trip on the way of
+    // every lock and record.
+    let mut imported = false;
+    loop {
+        match engine
+            .docker()
+            .create_container(Some(options.clone()), body.clone())
+            .await
+        {
+            Ok(_) => return Ok(Created::Ours),
+            Err(e) if status(&e) == Some(409) => return Ok(Created::Taken),
+            Err(e) if status(&e) == Some(404) && image == KEEPER_IMAGE && !imported => {
+                ensure_image(engine).await?;
+                imported = true;
+            }
+            Err(e) => return Err(engine.error(e)),
+        }
     }
 }
 

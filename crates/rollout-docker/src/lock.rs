@@ -86,7 +86,6 @@ pub(crate) async fn take(
     mut l: HashMap<String, String>,
     holder: &str,
 ) -> Result<Option<HeldLock>, BackendError> {
-    keeper::ensure_image(engine).await?;
     l.insert(labels::HOLDER.into(), holder.into());
     l.insert(labels::SINCE.into(), now_rfc3339());
     // Twice at most: once more after breaking the lock of a dead holder.

@@ -231,9 +231,6 @@ impl JournalStore for EngineJournal {
         extra.insert(NEXT_LABEL.into(), seal(next));
         let l = keeper::base_labels(JOURNAL_KIND, &self.project, &self.proxy_service, &extra);
         let name = self.name(path, tag);
-        keeper::ensure_image(&self.engine)
-            .await
-            .map_err(|e| self.error("write", path, e))?;
         match keeper::create(&self.engine, &name, KEEPER_IMAGE, l, Vec::new())
             .await
             .map_err(|e| self.error("write", path, e))?

@@ -569,7 +569,25 @@ async fn the_journal_lives_in_the_engine_and_its_lock_names_the_holder() {
     // Another client of the same engine: shares nothing but the engine.
     let second = project.journal().await;
 
+    // The keeper image is imported by the first create that finds it missing (nothing looks
+    // for it before each create): untagged here, the lock still works and brings it back.
+    common::run(Command::new("docker").args([
+        "image",
+        "rm",
+        "-f",
+        rollout_docker::keeper::KEEPER_IMAGE,
+    ]));
+    let has_keeper = || {
+        Command::new("docker")
+            .args(["image", "inspect", rollout_docker::keeper::KEEPER_IMAGE])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!has_keeper(), "the keeper image was not removed");
     first.lock(&service, "alice@host1 pid 11").await.unwrap();
+    assert!(has_keeper(), "the keeper image was not imported again");
     match second.lock(&service, "bob@host2 pid 22").await {
         Err(JournalError::Locked {
             service: s,
