@@ -12,8 +12,10 @@
 //! - **A commit's journal is kept with the engine** ([`EngineJournal`]), as
 //!   the locks and the rollout journal are: a never-started container per
 //!   commit, `rollout-proxyjournal.CONTAINER.HASH.TAG`, holding the previous
-//!   and the new bytes as two files, their lengths and hashes in labels (a
-//!   journal cut while it was uploaded is never taken for a whole one). A
+//!   and the new bytes, their lengths and hashes in labels. Text of up to
+//!   [`TEXT_IN_LABELS`] bytes each is kept in labels too, so that the record
+//!   is one create; other bytes go in two files uploaded after it (a journal
+//!   cut while it was uploaded is never taken for a whole one). A
 //!   proxy that is recreated keeps it, and a proxy that cannot start because
 //!   its file was torn is repaired by [`revive`] before it is started.
 
@@ -49,6 +51,31 @@ const TAG_LABEL: &str = "io.rollout.tag";
 /// Ours: the length and FNV-1a hash of a journal's files (`LEN:HASH`).
 const PREVIOUS_LABEL: &str = "io.rollout.previous";
 const NEXT_LABEL: &str = "io.rollout.next";
+/// Ours: a journal's previous and new bytes themselves, when both are text
+/// of at most [`TEXT_IN_LABELS`] bytes.
+const PREVIOUS_TEXT_LABEL: &str = "io.rollout.previous.text";
+const NEXT_TEXT_LABEL: &str = "io.rollout.next.text";
+/// The longest text a journal keeps in a label rather than in a file.
+pub const TEXT_IN_LABELS: usize = 64 * 1024;
+
+/// `bytes` as a label's value: UTF-8 text without NUL, of at most
+/// [`TEXT_IN_LABELS`] bytes.
+fn label_text(bytes: &[u8]) -> Option<&str> {
+    if bytes.len() > TEXT_IN_LABELS || bytes.contains(&0) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()
+}
+
+/// A journal container of a path, as listed.
+struct Record {
+    name: String,
+    tag: String,
+    previous_seal: String,
+    next_seal: String,
+    /// The previous and new bytes, when they are in its labels.
+    texts: Option<(String, String)>,
+}
 
 /// FNV-1a of `bytes`, as hex.
 pub(crate) fn fnv(bytes: &[u8]) -> String {
@@ -176,12 +203,8 @@ impl EngineJournal {
         )
     }
 
-    /// The journal containers of `path`, as (name, tag, previous seal, next
-    /// seal).
-    async fn records(
-        &self,
-        path: &str,
-    ) -> Result<Vec<(String, String, String, String)>, ProxyError> {
+    /// The journal containers of `path`, by tag.
+    async fn records(&self, path: &str) -> Result<Vec<Record>, ProxyError> {
         let found = keeper::list(
             &self.engine,
             JOURNAL_KIND,
@@ -201,15 +224,20 @@ impl EngineJournal {
                 {
                     return None;
                 }
-                Some((
+                let texts = l
+                    .get(PREVIOUS_TEXT_LABEL)
+                    .cloned()
+                    .zip(l.get(NEXT_TEXT_LABEL).cloned());
+                Some(Record {
                     name,
-                    l.get(TAG_LABEL)?.clone(),
-                    l.get(PREVIOUS_LABEL)?.clone(),
-                    l.get(NEXT_LABEL)?.clone(),
-                ))
+                    tag: l.get(TAG_LABEL)?.clone(),
+                    previous_seal: l.get(PREVIOUS_LABEL)?.clone(),
+                    next_seal: l.get(NEXT_LABEL)?.clone(),
+                    texts,
+                })
             })
             .collect();
-        records.sort_by(|a, b| a.1.cmp(&b.1));
+        records.sort_by(|a, b| a.tag.cmp(&b.tag));
         Ok(records)
     }
 }
@@ -229,6 +257,11 @@ impl JournalStore for EngineJournal {
         extra.insert(TAG_LABEL.into(), tag.into());
         extra.insert(PREVIOUS_LABEL.into(), seal(previous));
         extra.insert(NEXT_LABEL.into(), seal(next));
+        let texts = label_text(previous).zip(label_text(next));
+        if let Some((previous, next)) = texts {
+            extra.insert(PREVIOUS_TEXT_LABEL.into(), previous.into());
+            extra.insert(NEXT_TEXT_LABEL.into(), next.into());
+        }
         let l = keeper::base_labels(JOURNAL_KIND, &self.project, &self.proxy_service, &extra);
         let name = self.name(path, tag);
         match keeper::create(&self.engine, &name, KEEPER_IMAGE, l, Vec::new())
@@ -239,6 +272,9 @@ impl JournalStore for EngineJournal {
             Created::Taken => {
                 return Err(self.error("write", path, format!("{name} exists already")))
             }
+        }
+        if texts.is_some() {
+            return Ok(());
         }
         let archive = tar::files(&[("previous", previous), ("next", next)], 0o644)
             .map_err(|e| self.error("write", path, e))?;
@@ -262,22 +298,29 @@ impl JournalStore for EngineJournal {
 
     async fn list(&self, path: &str) -> Result<Vec<KeptCommit>, ProxyError> {
         let mut kept = Vec::new();
-        for (name, tag, previous_seal, next_seal) in self.records(path).await? {
-            let previous = download(&self.engine, &name, "/previous").await?;
-            let next = download(&self.engine, &name, "/next").await?;
+        for record in self.records(path).await? {
+            let name = &record.name;
+            let (previous, next) = match record.texts {
+                Some((previous, next)) => (Some(previous.into_bytes()), Some(next.into_bytes())),
+                None => (
+                    download(&self.engine, name, "/previous").await?,
+                    download(&self.engine, name, "/next").await?,
+                ),
+            };
             match (previous, next) {
                 (Some(previous), Some(next))
-                    if seal(&previous) == previous_seal && seal(&next) == next_seal =>
+                    if seal(&previous) == record.previous_seal
+                        && seal(&next) == record.next_seal =>
                 {
                     kept.push(KeptCommit {
-                        tag,
+                        tag: record.tag,
                         previous,
                         next,
                     })
                 }
                 // Cut while it was saved: its commit never wrote the live
                 // file (the save ends before the write begins).
-                _ => keeper::remove(&self.engine, &name)
+                _ => keeper::remove(&self.engine, name)
                     .await
                     .map_err(|e| self.error("remove", path, e))?,
             }
@@ -469,6 +512,16 @@ async fn remove_ended_writers(engine: &Engine, also: String) -> Result<(), Backe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_short_text_without_nul_is_kept_in_labels() {
+        assert_eq!(label_text(b"events {}\n"), Some("events {}\n"));
+        assert_eq!(label_text(b""), Some(""));
+        assert_eq!(label_text(b"a\0b"), None);
+        assert_eq!(label_text(&[0xff, 0xfe]), None);
+        assert!(label_text(&vec![b'x'; TEXT_IN_LABELS]).is_some());
+        assert_eq!(label_text(&vec![b'x'; TEXT_IN_LABELS + 1]), None);
+    }
 
     fn mount(source: &str, dest: &str) -> MountPoint {
         MountPoint {

@@ -342,9 +342,51 @@ async fn a_stopped_proxy_is_revived_under_the_proxy_lock() {
     ]));
     let engine = common::engine().await;
     let path = "/etc/nginx/nginx.conf";
+    // A journal keeps short text in its labels (one create, no upload) and other bytes in
+    // files: both come back whole, under their tags.
+    let journal = EngineJournal::new(engine.clone(), &service, &name).with_labels(project.labels());
+    let since = now();
+    let binary: &[u8] = b"\xff\x00 not text";
+    journal
+        .save("/x.bin", "bytes", binary, b"next")
+        .await
+        .unwrap();
+    journal
+        .save("/x.conf", "text", b"a {}\n", b"b {}\n")
+        .await
+        .unwrap();
+    let kept = journal.list("/x.bin").await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (
+            kept[0].tag.as_str(),
+            kept[0].previous.as_slice(),
+            kept[0].next.as_slice()
+        ),
+        ("bytes", binary, b"next".as_slice())
+    );
+    let kept = journal.list("/x.conf").await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (
+            kept[0].tag.as_str(),
+            kept[0].previous.as_slice(),
+            kept[0].next.as_slice()
+        ),
+        ("text", b"a {}\n".as_slice(), b"b {}\n".as_slice())
+    );
+    let journals = format!("label={}={}", common::TEST_LABEL, project.name);
+    assert_eq!(
+        uploads(&journals, &since),
+        1,
+        "only the bytes that are not text are uploaded"
+    );
+    journal.remove("/x.bin", "bytes").await.unwrap();
+    journal.remove("/x.conf", "text").await.unwrap();
+    assert!(journal.list("/x.conf").await.unwrap().is_empty());
+
     // A commit that a killed run left journaled.
-    EngineJournal::new(engine.clone(), &service, &name)
-        .with_labels(project.labels())
+    journal
         .save(path, "killed", b"events {}\n", b"events { }\n")
         .await
         .unwrap();
