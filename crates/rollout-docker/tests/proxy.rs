@@ -346,35 +346,22 @@ async fn a_stopped_proxy_is_revived_under_the_proxy_lock() {
     // files: both come back whole, under their tags.
     let journal = EngineJournal::new(engine.clone(), &service, &name).with_labels(project.labels());
     let since = now();
-    let binary: &[u8] = b"\xff\x00 not text";
-    journal
-        .save("/x.bin", "bytes", binary, b"next")
-        .await
-        .unwrap();
-    journal
-        .save("/x.conf", "text", b"a {}\n", b"b {}\n")
-        .await
-        .unwrap();
-    let kept = journal.list("/x.bin").await.unwrap();
-    assert_eq!(kept.len(), 1);
-    assert_eq!(
-        (
-            kept[0].tag.as_str(),
-            kept[0].previous.as_slice(),
-            kept[0].next.as_slice()
-        ),
-        ("bytes", binary, b"next".as_slice())
-    );
-    let kept = journal.list("/x.conf").await.unwrap();
-    assert_eq!(kept.len(), 1);
-    assert_eq!(
-        (
-            kept[0].tag.as_str(),
-            kept[0].previous.as_slice(),
-            kept[0].next.as_slice()
-        ),
-        ("text", b"a {}\n".as_slice(), b"b {}\n".as_slice())
-    );
+    let cases: [(&str, &str, &[u8], &[u8]); 2] = [
+        ("/x.bin", "bytes", b"\xff\x00 not text", b"next"),
+        ("/x.conf", "text", b"a {}\n", b"b {}\n"),
+    ];
+    for (file, tag, previous, next) in cases {
+        journal.save(file, tag, previous, next).await.unwrap();
+    }
+    for (file, tag, previous, next) in cases {
+        let kept = journal.list(file).await.unwrap();
+        assert_eq!(kept.len(), 1, "{file}");
+        let k = &kept[0];
+        assert_eq!(
+            (k.tag.as_str(), k.previous.as_slice(), k.next.as_slice()),
+            (tag, previous, next)
+        );
+    }
     let journals = format!("label={}={}", common::TEST_LABEL, project.name);
     assert_eq!(
         uploads(&journals, &since),
