@@ -147,6 +147,23 @@ impl TaskInfo {
     }
 }
 
+/// Of every task of a service ([`SwarmApi::all_tasks`]), those Swarm wants running: what
+/// [`SwarmApi::tasks`] lists, without asking the engine again.
+pub fn wanted(all: &[TaskInfo]) -> Vec<TaskInfo> {
+    all.iter()
+        .filter(|t| t.desired == "running")
+        .cloned()
+        .collect()
+}
+
+/// Of every task of a service, how many Swarm no longer wants but that have not stopped yet,
+/// on ready nodes: what [`SwarmApi::lingering_tasks`] counts, without asking the engine again.
+pub fn lingering(all: &[TaskInfo]) -> usize {
+    all.iter()
+        .filter(|t| t.node_ready && t.desired != "running" && !t.ended())
+        .count()
+}
+
 /// Percent-encodes a query value (everything but unreserved characters).
 fn encode(value: &str) -> String {
     value
@@ -270,12 +287,7 @@ impl SwarmApi {
     /// How many tasks of service `name` Swarm no longer wants but that have not stopped yet,
     /// on ready nodes (a task on a node cut off cannot be seen to stop, nor reached).
     pub async fn lingering_tasks(&self, name: &str) -> Result<usize, ApiError> {
-        Ok(self
-            .all_tasks(name)
-            .await?
-            .iter()
-            .filter(|t| t.node_ready && t.desired != "running" && !t.ended())
-            .count())
+        Ok(lingering(&self.all_tasks(name).await?))
     }
 
     /// The swarm's nodes.
@@ -398,6 +410,34 @@ mod tests {
         for state in ["down", "disconnected", "unknown"] {
             assert!(!NodeInfo::from_json(&node(state)).unwrap().ready, "{state}");
         }
+    }
+
+    #[test]
+    fn one_list_answers_which_tasks_are_wanted_and_which_linger() {
+        let task = |id: &str, state: &str, desired: &str, node_ready: bool| {
+            let v = serde_json::json!({
+                "ID": id, "NodeID": "n1", "DesiredState": desired,
+                "Status": {"State": state},
+                "Spec": {"ContainerSpec": {"Image": "app:v2"}}
+            });
+            TaskInfo {
+                node_ready,
+                ..TaskInfo::from_json(&v).unwrap()
+            }
+        };
+        let all = [
+            task("new", "running", "running", true),
+            task("starting", "starting", "running", true),
+            // Replaced: told to stop, not stopped yet.
+            task("old", "running", "shutdown", true),
+            task("gone", "shutdown", "shutdown", true),
+            // On a node cut off: it cannot be seen to stop.
+            task("away", "running", "shutdown", false),
+        ];
+        let ids: Vec<String> = wanted(&all).into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["new", "starting"]);
+        assert_eq!(lingering(&all), 1, "only the replaced task on a ready node");
+        assert_eq!(lingering(&all[..2]), 0);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! The standby's labels are the run's lock and journal ([`crate::record`]): a second run is
 //! busy, and a rerun after a killed run takes the standby over and resumes.
 
-use crate::api::{ApiError, SwarmApi, TaskInfo};
+use crate::api::{lingering, wanted, ApiError, SwarmApi, TaskInfo};
 use crate::checks::{
     dnsrr_replicas, image_of, proxy_tasks, shared_network, spec_of, swarm_configs, version_of,
     wanted_replicas, ProxyTask, StackView,
@@ -739,10 +739,12 @@ async fn run_held(
                 reason: format!("Swarm rolls {} back: {state:?}", found.home_name),
             });
         }
-        let tasks = api.tasks(&found.home_name).await?;
-        let standby_tasks = api.tasks(&found.standby_name).await?;
+        // Every task of each service, in one list each; those Swarm wants running are taken
+        // from it: a look is five requests to the manager, not nine, while it updates.
         let all = api.all_tasks(&found.home_name).await?;
-        let down = down_nodes(&[&all, &api.all_tasks(&found.standby_name).await?]);
+        let all_standby = api.all_tasks(&found.standby_name).await?;
+        let (tasks, standby_tasks) = (wanted(&all), wanted(&all_standby));
+        let down = down_nodes(&[&all, &all_standby]);
         // What Swarm's updater can wait on: a new task on a node not ready.
         let stuck = down_nodes(&[&all
             .iter()
@@ -897,7 +899,7 @@ async fn run_held(
                 .filter(|t| t.serving() && t.image_is(&req.image))
                 .count()
                 >= found.replicas
-            && api.lingering_tasks(&found.home_name).await? == 0
+            && lingering(&all) == 0
         {
             break UpdateState::Completed;
         }

@@ -3,7 +3,7 @@
 //! their drain waited for at once or later, and the waits for a service's tasks to serve or
 //! settle, or for its update status to move.
 
-use crate::api::{SwarmApi, TaskInfo};
+use crate::api::{lingering, wanted, SwarmApi, TaskInfo};
 use crate::standby::{Found, SwarmFail};
 use crate::status::UpdateState;
 use rollout_core::event::{Event, EventSink, Outcome};
@@ -197,8 +197,9 @@ pub(crate) async fn wait_settled(
 ) -> Result<(), SwarmFail> {
     let deadline = Instant::now() + timeout;
     loop {
-        let wanted = api.tasks(name).await?;
-        let lingering = api.lingering_tasks(name).await?;
+        // One list (and one read of the nodes) for both questions.
+        let all = api.all_tasks(name).await?;
+        let (wanted, lingering) = (wanted(&all), lingering(&all));
         if wanted.iter().filter(|t| t.serving()).count() == replicas && lingering == 0 {
             return Ok(());
         }
@@ -208,7 +209,8 @@ pub(crate) async fn wait_settled(
                 states(&wanted)
             )));
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // The change back at rest waits on this: looked at closely (two requests a look).
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
