@@ -11,8 +11,10 @@
 //!    1 s for the rest of its batch still starting); the run does not wait for that drain (the
 //!    task keeps running), so Swarm's next batch is routed as soon as it runs.
 //! 3. Completed or rolled back: the upstream goes back to the routes it had (the service's
-//!    name, which now resolves to the home's tasks only); that change's drain and the ones
-//!    not waited for are waited for (within one drain timeout), and the standby is removed.
+//!    name, which now resolves to the home's tasks only); the standby's tasks are drained,
+//!    by that change's ticket and by the ones not waited for (within one drain timeout), and
+//!    the standby is removed. The new tasks that change takes off the list need no drain:
+//!    they go on serving behind the name, and nothing stops them.
 //!    Exit 0, or 3 after Swarm's automatic rollback; 4 when Swarm paused, 5 when its rollback
 //!    paused (the standby keeps serving, and a rerun resumes).
 //!
@@ -28,8 +30,8 @@ use crate::record::{Record, HOLDER_LABEL};
 use crate::stack;
 use crate::status::UpdateState;
 use crate::steps::{
-    change_and_drain, change_only, down_nodes, drain_pending, fingerprint, outcome_of,
-    status_moved, wait_serving, wait_settled,
+    change_and_drain, change_and_drain_of, change_only, down_nodes, drain_pending, fingerprint,
+    outcome_of, status_moved, wait_serving, wait_settled,
 };
 pub use crate::steps::{Say, Tell};
 use crate::update;
@@ -935,11 +937,16 @@ async fn run_held(
         set: at_rest.clone(),
         remove,
     };
-    // One drain timeout for this change's drain and the ones not waited for yet.
+    // One drain timeout for this change's drain and the ones not waited for yet. This one
+    // waits for the standby's tasks it takes out, which the run stops next; those taken out
+    // earlier are drained by their own changes' tickets (`pending`), and the new tasks go on
+    // serving behind the service's name.
+    let stopping: Vec<Target> = standby_routed.iter().map(|a| target(a)).collect();
     let deadline = Instant::now() + req.drain_timeout;
-    change_and_drain(
+    change_and_drain_of(
         router,
         change,
+        &stopping,
         req.drain_timeout,
         tell,
         "nginx back at rest, standby unrouted",

@@ -8,7 +8,7 @@ use crate::standby::{Found, SwarmFail};
 use crate::status::UpdateState;
 use rollout_core::event::{Event, EventSink, Outcome};
 use rollout_core::exit;
-use rollout_core::router::{DrainReport, DrainTicket, RouteChange, TrafficRouter};
+use rollout_core::router::{DrainReport, DrainTicket, RouteChange, Target, TrafficRouter};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -147,11 +147,28 @@ pub(crate) async fn change_and_drain(
     tell: Tell<'_>,
     what: &str,
 ) -> Result<(), SwarmFail> {
+    let stopping = change.remove.clone();
+    change_and_drain_of(router, change, &stopping, drain_timeout, tell, what).await
+}
+
+/// [`change_and_drain`], the drain waiting only for the removed targets in `stopping` (what
+/// the run stops next). A target the change removes but that goes on serving behind a name
+/// (a new task the service's name resolves to at rest) needs no drain: nothing stops it, and
+/// the requests the old workers still hold to it end on their own.
+pub(crate) async fn change_and_drain_of(
+    router: &dyn TrafficRouter,
+    change: RouteChange,
+    stopping: &[Target],
+    drain_timeout: Duration,
+    tell: Tell<'_>,
+    what: &str,
+) -> Result<(), SwarmFail> {
     if change.is_empty() {
         return Ok(());
     }
-    let ticket = router.apply(&change).await?;
+    let mut ticket = router.apply(&change).await?;
     tell.traffic(&ticket, &change);
+    ticket.removed.retain(|t| stopping.contains(t));
     let report = router.drain(&ticket, drain_timeout).await?;
     tell.drained(&ticket, &report);
     tell.say(&format!(
@@ -252,4 +269,83 @@ pub(crate) async fn status_moved(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollout_core::error::RouterError;
+    use rollout_core::router::Route;
+    use std::sync::Mutex;
+
+    /// A router that applies anything and records what each drain was asked to wait for.
+    #[derive(Default)]
+    struct Recording {
+        drained: Mutex<Vec<Vec<Target>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl TrafficRouter for Recording {
+        async fn routes(&self) -> Result<Vec<Route>, RouterError> {
+            Ok(Vec::new())
+        }
+        async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError> {
+            Ok(DrainTicket {
+                generation: 7,
+                removed: change.remove.clone(),
+            })
+        }
+        async fn drain(
+            &self,
+            ticket: &DrainTicket,
+            _timeout: Duration,
+        ) -> Result<DrainReport, RouterError> {
+            self.drained.lock().unwrap().push(ticket.removed.clone());
+            Ok(DrainReport::default())
+        }
+    }
+
+    fn task(addr: &str) -> Target {
+        Target::instance(rollout_core::InstanceId(addr.to_string()), addr)
+    }
+
+    #[tokio::test]
+    async fn the_change_back_at_rest_drains_only_what_the_run_stops_next() {
+        let router = Recording::default();
+        let (events, mut rx) = EventSink::channel();
+        let say = |_: &str| {};
+        let tell = Tell {
+            say: &say,
+            events: &events,
+        };
+        let (new, standby) = (task("10.0.1.7"), task("10.0.1.9"));
+        let change = RouteChange {
+            set: Vec::new(),
+            remove: vec![new.clone(), standby.clone()],
+        };
+        let stopping = [standby.clone()];
+        change_and_drain_of(
+            &router,
+            change.clone(),
+            &stopping,
+            Duration::from_secs(1),
+            tell,
+            "at rest",
+        )
+        .await
+        .unwrap();
+        // Both leave the list; only the standby's task, which is stopped next, is drained.
+        match rx.try_recv().unwrap() {
+            Event::TrafficChanged { removed, .. } => {
+                assert_eq!(removed, [new.clone(), standby.clone()])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(*router.drained.lock().unwrap(), [vec![standby.clone()]]);
+        // Without a list of what stops, every removed target is drained, as before.
+        change_and_drain(&router, change, Duration::from_secs(1), tell, "unrouted")
+            .await
+            .unwrap();
+        assert_eq!(router.drained.lock().unwrap()[1], [new, standby]);
+    }
 }
