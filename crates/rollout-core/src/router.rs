@@ -16,7 +16,9 @@
 use crate::error::RouterError;
 use crate::model::InstanceId;
 use async_trait::async_trait;
+use core::net::IpAddr; // an address as data: `core::net` does no I/O
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// What a route points at.
@@ -164,6 +166,19 @@ pub trait TrafficRouter: Send + Sync {
     fn keep_measuring(&self, on: bool) -> bool {
         let _ = on;
         false
+    }
+
+    /// What the proxy's own resolver gives the service name `name` now, as
+    /// its next reload would resolve a `server` line naming it: one set of
+    /// addresses per replica of the proxy (empty when the name is not
+    /// found there). `None` when this router cannot ask (the default), or
+    /// could not get an answer this time: the caller then waits for what it
+    /// needs by other means. A Swarm rollout asks before it routes a
+    /// service back by its name, so as not to wait for the tasks Swarm
+    /// replaced to stop once no proxy resolves the name to them any more.
+    async fn resolve(&self, name: &str) -> Result<Option<Vec<BTreeSet<IpAddr>>>, RouterError> {
+        let _ = name;
+        Ok(None)
     }
 
     /// Finishes the bookkeeping a router put off to keep it off a

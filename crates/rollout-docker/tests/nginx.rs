@@ -193,6 +193,33 @@ services:
         (0, "ok\n".into())
     );
 
+    // What the service's name resolves to in the proxy, as nginx's next
+    // reload takes it: first through getent (copied in from this machine:
+    // Debian's nginx image has it, ours has not), then, with it gone again,
+    // through busybox's nslookup, which the router falls back to.
+    let mut addresses = std::collections::BTreeSet::new();
+    let proxy = ProxyContainer::new(engine.clone(), &proxy_host);
+    for i in &instances {
+        addresses.extend(proxy.addresses_of(&i.host).await.unwrap());
+    }
+    assert_eq!(addresses.len(), 2, "{addresses:?}");
+    common::run(Command::new("docker").args([
+        "cp",
+        "/usr/bin/getent",
+        &format!("{proxy_host}:/bin/getent"),
+    ]));
+    for how in ["getent", "nslookup"] {
+        let answers = router.resolve("app").await.unwrap();
+        assert_eq!(answers, Some(vec![addresses.clone()]), "through {how}");
+        let none = router.resolve("no-such-service").await.unwrap();
+        assert_eq!(none, Some(vec![Default::default()]), "through {how}");
+        common::run(Command::new("docker").args(["exec", &proxy_host, "rm", "-f", "/bin/getent"]));
+    }
+    match router.resolve("-app").await {
+        Err(RouterError::Config(m)) => assert!(m.contains("not a DNS name"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
     // A proxy that is not running cannot be reached: exit code 6's class.
     common::run(Command::new("docker").args(["stop", "-t", "1", &proxy_host]));
     match router.apply(&by_instance).await {

@@ -10,8 +10,10 @@
 //!    one standby task unrouted for it, a batch in one change (a task that runs waits up to
 //!    1 s for the rest of its batch still starting); the run does not wait for that drain (the
 //!    task keeps running), so Swarm's next batch is routed as soon as it runs.
-//! 3. Completed or rolled back: the upstream goes back to the routes it had (the service's
-//!    name, which now resolves to the home's tasks only); the standby's tasks are drained,
+//! 3. Completed or rolled back, and the service's name resolves to its serving tasks only
+//!    in every replica of the proxy (or, where the proxy cannot say, the replaced tasks have
+//!    stopped; [`crate::steps::wait_routable`]): the upstream goes back to the routes it had
+//!    (that name); the standby's tasks are drained,
 //!    by that change's ticket and by the ones not waited for (within one drain timeout), and
 //!    the standby is removed. The new tasks that change takes off the list need no drain:
 //!    they go on serving behind the name, and nothing stops them.
@@ -31,7 +33,7 @@ use crate::stack;
 use crate::status::UpdateState;
 use crate::steps::{
     change_and_drain, change_and_drain_of, change_only, down_nodes, drain_pending, fingerprint,
-    outcome_of, status_moved, wait_serving, wait_settled,
+    outcome_of, status_moved, wait_routable, wait_serving,
 };
 pub use crate::steps::{Say, Tell};
 use crate::update;
@@ -930,7 +932,23 @@ async fn run_held(
         return Ok(Ended::Code(code));
     }
     // 3. Back at rest: the home's old tasks gone, the service's name resolves to its tasks.
-    wait_settled(api, &found.home_name, found.replicas, req.start_timeout).await?;
+    let names: Vec<String> = at_rest
+        .iter()
+        .filter_map(|r| match &r.target {
+            Target::Service { name } => Some(name.clone()),
+            Target::Instance { .. } => None,
+        })
+        .collect();
+    wait_routable(
+        api,
+        router,
+        tell,
+        &found.home_name,
+        &names,
+        found.replicas,
+        req.start_timeout,
+    )
+    .await?;
     let mut remove: Vec<Target> = routed_home.iter().map(|a| target(a)).collect();
     remove.extend(standby_routed.iter().chain(&standby_out).map(|a| target(a)));
     let change = RouteChange {

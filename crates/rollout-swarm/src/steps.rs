@@ -231,6 +231,82 @@ pub(crate) async fn wait_settled(
     }
 }
 
+/// Waits until `name` (a service of `replicas` tasks) can be routed by the service names
+/// `names` again: `replicas` serving tasks, and either nothing else running ([`wait_settled`])
+/// or every replica of the proxy resolving each of `names` to exactly the serving tasks. A task
+/// Swarm replaces leaves the service's DNS about two seconds before its agent stops it (so
+/// that the other nodes hear of it first): once no proxy resolves the name to it, nginx's
+/// reload at rest cannot pick it, and the run need not wait for it to stop. A router that
+/// cannot ask its proxy leaves the wait to [`wait_settled`]'s condition.
+pub(crate) async fn wait_routable(
+    api: &SwarmApi,
+    router: &dyn TrafficRouter,
+    tell: Tell<'_>,
+    name: &str,
+    names: &[String],
+    replicas: usize,
+    timeout: Duration,
+) -> Result<(), SwarmFail> {
+    let deadline = Instant::now() + timeout;
+    // Whether the proxy can say; set off for good when it cannot.
+    let mut ask = !names.is_empty();
+    loop {
+        let all = api.all_tasks(name).await?;
+        let (wanted, lingering) = (wanted(&all), lingering(&all));
+        let serving: Vec<&TaskInfo> = wanted.iter().filter(|t| t.serving()).collect();
+        if serving.len() == replicas {
+            if lingering == 0 {
+                return Ok(());
+            }
+            let mut resolved = ask;
+            for n in names {
+                if !ask || !resolved {
+                    break;
+                }
+                match router.resolve(n).await {
+                    Ok(Some(answers)) => resolved = resolves_to_only(&answers, &serving),
+                    // A shortcut only: without an answer the wait goes on as before.
+                    Ok(None) | Err(_) => ask = false,
+                }
+            }
+            if resolved && ask {
+                tell.say(&format!(
+                    "{} resolve(s) to the {replicas} serving task(s) only in every proxy: back at rest without waiting for {lingering} replaced task(s) to stop",
+                    names.join(", ")
+                ));
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(SwarmFail::unexpected(format!(
+                "{name}: not settled after {timeout:?} ({}; {lingering} replaced task(s) still running)",
+                states(&wanted)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether every answer (one per proxy replica) holds an address of each of `serving` and no
+/// other address.
+pub(crate) fn resolves_to_only(
+    answers: &[BTreeSet<std::net::IpAddr>],
+    serving: &[&TaskInfo],
+) -> bool {
+    let addresses = |t: &TaskInfo| -> BTreeSet<std::net::IpAddr> {
+        t.addresses
+            .values()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    };
+    let each: Vec<BTreeSet<std::net::IpAddr>> = serving.iter().map(|t| addresses(t)).collect();
+    let known: BTreeSet<std::net::IpAddr> = each.iter().flatten().copied().collect();
+    !answers.is_empty()
+        && answers
+            .iter()
+            .all(|answer| answer.is_subset(&known) && each.iter().all(|a| !a.is_disjoint(answer)))
+}
+
 /// The nodes, by name, that are not ready and hold tasks whose last state is not an end (a
 /// task Swarm has given up on keeps its last state until its node is heard again).
 pub(crate) fn down_nodes(lists: &[&[TaskInfo]]) -> BTreeSet<String> {
@@ -303,6 +379,40 @@ mod tests {
             self.drained.lock().unwrap().push(ticket.removed.clone());
             Ok(DrainReport::default())
         }
+    }
+
+    fn serving(id: &str, addr: &str) -> TaskInfo {
+        TaskInfo {
+            id: id.into(),
+            node: "n1".into(),
+            state: "running".into(),
+            desired: "running".into(),
+            image: "app:v2".into(),
+            addresses: [("front".to_string(), addr.to_string())].into(),
+            node_ready: true,
+            node_name: "box".into(),
+            slot: 1,
+            container: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_name_is_routable_when_every_proxy_resolves_it_to_the_serving_tasks_only() {
+        let (a, b) = (serving("a", "10.0.1.5"), serving("b", "10.0.1.6"));
+        let tasks = [&a, &b];
+        let set = |l: &[&str]| -> BTreeSet<std::net::IpAddr> {
+            l.iter().map(|s| s.parse().unwrap()).collect()
+        };
+        let both = set(&["10.0.1.5", "10.0.1.6"]);
+        assert!(resolves_to_only(&[both.clone(), both.clone()], &tasks));
+        // A replaced task (10.0.1.4) still in one replica's answer: nginx there would pick it.
+        let stale = set(&["10.0.1.4", "10.0.1.5", "10.0.1.6"]);
+        assert!(!resolves_to_only(&[both.clone(), stale], &tasks));
+        // A serving task not in the answer yet: wait for it too.
+        assert!(!resolves_to_only(&[set(&["10.0.1.5"])], &tasks));
+        // Not found, or no replica answered.
+        assert!(!resolves_to_only(&[BTreeSet::new()], &tasks));
+        assert!(!resolves_to_only(&[], &tasks));
     }
 
     fn task(addr: &str) -> Target {

@@ -172,6 +172,7 @@ mod edit;
 mod lock;
 mod procs;
 mod recovery;
+mod resolve;
 
 pub use lock::{OnWait, ProxyLocking};
 pub use recovery::torn;
@@ -347,6 +348,9 @@ pub struct NginxRouter {
     metrics_log: Option<crate::accesslog::MetricsLog>,
     /// Keep the tool's log even at rest ([`TrafficRouter::keep_measuring`]).
     keep_log: std::sync::atomic::AtomicBool,
+    /// Which program answers [`TrafficRouter::resolve`] in the proxy
+    /// (`resolve.rs`), learnt at the first ask.
+    resolver: std::sync::atomic::AtomicU8,
 }
 
 impl std::fmt::Debug for NginxRouter {
@@ -473,6 +477,7 @@ impl NginxRouter {
             applying: Mutex::new(()),
             metrics_log,
             keep_log: std::sync::atomic::AtomicBool::new(false),
+            resolver: std::sync::atomic::AtomicU8::new(0),
         };
         router.finish_recovery(to_reload).await?;
         Ok(router)
@@ -572,6 +577,13 @@ impl TrafficRouter for NginxRouter {
         }
         self.keep_log.store(on, std::sync::atomic::Ordering::SeqCst);
         true
+    }
+
+    async fn resolve(
+        &self,
+        name: &str,
+    ) -> Result<Option<Vec<std::collections::BTreeSet<std::net::IpAddr>>>, RouterError> {
+        self.resolve_name(name).await
     }
 
     async fn settle(&self) -> Result<(), RouterError> {
