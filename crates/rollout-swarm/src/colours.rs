@@ -31,7 +31,7 @@ use crate::record::{HOLDER_LABEL, SINCE_LABEL};
 use crate::stack;
 use crate::standby::SwarmFail;
 use crate::status::UpdateState;
-use crate::steps::{change_and_drain, states, wait_serving, wait_settled, Tell};
+use crate::steps::{change_and_drain, states, wait_routable, wait_serving, Tell};
 use crate::update;
 use bollard::models::{
     Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
@@ -547,7 +547,18 @@ async fn run_claimed(
     if stopped(stop) {
         return cut();
     }
-    wait_settled(api, &pair.colour_name, req.replicas, req.start_timeout).await?;
+    // Settled: its replaced tasks stopped (no names to ask the proxy about: the switch
+    // itself is what routes to the colour).
+    wait_routable(
+        api,
+        router,
+        tell,
+        &pair.colour_name,
+        &[],
+        req.replicas,
+        req.start_timeout,
+    )
+    .await?;
     let serving = wait_serving(
         api,
         &pair.colour_name,

@@ -202,42 +202,15 @@ pub(crate) fn outcome_of(ran: &Result<i32, SwarmFail>, found: &Found) -> Outcome
     }
 }
 
-/// Waits until `name` has exactly `replicas` serving tasks and no other task still running
-/// (the tasks an update replaced have stopped), so that its name resolves to the serving ones
-/// and to none that Swarm will stop: after a node comes back, a slot can hold two running
-/// tasks for a while, its own and the replacement, until Swarm shuts one down.
-pub(crate) async fn wait_settled(
-    api: &SwarmApi,
-    name: &str,
-    replicas: usize,
-    timeout: Duration,
-) -> Result<(), SwarmFail> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        // One list (and one read of the nodes) for both questions.
-        let all = api.all_tasks(name).await?;
-        let (wanted, lingering) = (wanted(&all), lingering(&all));
-        if wanted.iter().filter(|t| t.serving()).count() == replicas && lingering == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(SwarmFail::unexpected(format!(
-                "{name}: not settled after {timeout:?} ({}; {lingering} replaced task(s) still running)",
-                states(&wanted)
-            )));
-        }
-        // The change back at rest waits on this: looked at closely (two requests a look).
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until `name` (a service of `replicas` tasks) can be routed by the service names
-/// `names` again: `replicas` serving tasks, and either nothing else running ([`wait_settled`])
-/// or every replica of the proxy resolving each of `names` to exactly the serving tasks. A task
-/// Swarm replaces leaves the service's DNS about two seconds before its agent stops it (so
-/// that the other nodes hear of it first): once no proxy resolves the name to it, nginx's
-/// reload at rest cannot pick it, and the run need not wait for it to stop. A router that
-/// cannot ask its proxy leaves the wait to [`wait_settled`]'s condition.
+/// `names` again: `replicas` serving tasks, and either no other task still running (the tasks
+/// an update replaced have stopped) or every replica of the proxy resolving each of `names` to
+/// exactly the serving tasks. A task Swarm replaces leaves the service's DNS about two seconds
+/// before its agent stops it (so that the other nodes hear of it first): once no proxy
+/// resolves the name to it, nginx's reload at rest cannot pick it, and the run need not wait
+/// for it to stop. With no `names`, or a router that cannot ask its proxy, the wait is for the
+/// replaced tasks to stop: after a node comes back, a slot can also hold two running tasks for
+/// a while, its own and the replacement, until Swarm shuts one down.
 pub(crate) async fn wait_routable(
     api: &SwarmApi,
     router: &dyn TrafficRouter,
@@ -283,6 +256,7 @@ pub(crate) async fn wait_routable(
                 states(&wanted)
             )));
         }
+        // The change back at rest waits on this: looked at closely (two requests a look).
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
