@@ -130,6 +130,9 @@ pub trait TrafficRouter: Send + Sync {
 
     /// Applies `change` in one step. When it returns, requests go only to the
     /// new set; requests already in flight to removed targets may still run.
+    /// A change that removes nothing may return while some requests still
+    /// go by the old routes, all of them in the new set (the added targets
+    /// and moved weights then take a moment to reach every request).
     /// On error nothing changed.
     async fn apply(&self, change: &RouteChange) -> Result<DrainTicket, RouterError>;
 

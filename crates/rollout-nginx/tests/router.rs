@@ -182,6 +182,25 @@ async fn get(port: u16, path: &str) -> Result<(u16, String), String> {
         .map_err(|_| "timed out".to_string())?
 }
 
+/// The master's children once the ones that ran when `before` was read have
+/// quit (shutting down or gone), waiting at most 2 s: a change that takes no
+/// server out returns as soon as its new workers run, and nginx tells the
+/// old ones to quit 100 ms later.
+async fn after_old_quit(router: &NginxRouter, before: &[(u32, Vec<u32>)]) -> Vec<(u32, Vec<u32>)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = router.processes().await.unwrap();
+        let old_left = now
+            .iter()
+            .zip(before)
+            .any(|(n, b)| n.1.iter().any(|pid| b.1.contains(pid)));
+        if !old_left || std::time::Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `count` requests in a row, each answered 200: the bodies.
 async fn bodies(port: u16, count: usize) -> Vec<String> {
     let mut all = Vec::new();
@@ -769,7 +788,16 @@ async fn the_live_file_is_written_in_place_and_only_the_upstream_changes() {
         s.router.routes().await.unwrap(),
         vec![a.route(1), b.route(2)]
     );
-    let now = s.router.processes().await.unwrap();
+    // Nothing taken out: the change is done once the new workers run.
+    let right_after = s.router.processes().await.unwrap();
+    assert!(
+        right_after[0]
+            .1
+            .iter()
+            .any(|pid| !processes[0].1.contains(pid)),
+        "new workers when the change returns: {right_after:?} {processes:?}"
+    );
+    let now = after_old_quit(&s.router, &processes).await;
     assert_eq!(now[0].0, processes[0].0, "same master");
     assert!(
         now[0].1.iter().all(|pid| !processes[0].1.contains(pid)),
@@ -1194,10 +1222,12 @@ async fn an_upstream_in_an_included_file_is_edited_there_and_validated_through_t
     let inode = std::fs::metadata(&app).unwrap().ino();
     std::fs::write(conf_d.join("other.conf"), "# another file of the glob\n").unwrap();
 
+    let before = s.router.processes().await.unwrap();
     s.router
         .apply(&change(vec![b.route(1)], vec![]))
         .await
         .unwrap();
+    after_old_quit(&s.router, &before).await;
     let text = std::fs::read_to_string(&app).unwrap();
     assert!(
         text.contains(&format!("    server {}:{port};\n", b.ip)),

@@ -72,9 +72,12 @@ impl NginxRouter {
             &[]
         };
         let mut forgotten = !in_reload.is_empty();
+        // A change that takes no server out is live once the new workers
+        // run: nothing waits on the old ones being told to quit.
+        let early = change.remove.is_empty();
         for (index, live, next) in &commits {
             match self
-                .commit(&self.replicas[*index], live, next, in_reload)
+                .commit(&self.replicas[*index], live, next, in_reload, early)
                 .await
             {
                 Ok((before, forgot)) => {
@@ -237,7 +240,9 @@ impl NginxRouter {
     }
 
     /// Writes `bytes` into the live file of one replica, reloads it and
-    /// checks that the reload took; returns the children before the reload.
+    /// checks that the reload took (with `early`, for a change that takes
+    /// no server out, as soon as the new workers run); returns the children
+    /// before the reload.
     /// On failure the previous bytes are back in the file, unless the error
     /// says they could not be put back (`Failed::restored` false).
     async fn commit(
@@ -246,6 +251,7 @@ impl NginxRouter {
         previous: &[u8],
         bytes: &[u8],
         journal: &[&str],
+        early: bool,
     ) -> Result<(Vec<Proc>, bool), Failed> {
         let path = self.options.live_path();
         let files = &replica.proxy.files;
@@ -262,14 +268,14 @@ impl NginxRouter {
         // signal, and the previous bytes go back below.
         let mut before = None;
         let mut forgot = false;
-        let reloaded = match self.signal_reload(replica, journal).await {
+        let reloaded = match self.signal_reload(replica, journal, early).await {
             Ok((table, true, removed)) => {
                 before = Some(table);
                 forgot = removed;
                 Ok(())
             }
             Ok((table, false, removed)) => {
-                let waited = self.await_reload(replica, &table).await;
+                let waited = self.await_reload(replica, &table, early).await;
                 before = Some(table);
                 forgot = removed;
                 waited

@@ -100,7 +100,13 @@
 //! itself `worker process is shutting down`. The second condition keeps a
 //! worker that crashed and was respawned by the master from passing for a
 //! reload. If the master's own id or start time changed, nginx was
-//! restarted under us, and that is an error too. When
+//! restarted under us, and that is an error too. A change that takes no
+//! server out (an instance added, a weight moved) is confirmed sooner: once
+//! the master runs at least as many new children as it had active ones,
+//! and all of those still run. That is the reload accepted; nginx tells the
+//! old workers to quit 100 ms later, and nothing waits on that since no
+//! drain follows such a change (a crash-respawn shows one new child and one
+//! old one gone, and passes only by the full condition). When
 //! [`NginxRouterOptions::reload_timeout`] passes first, the reload did not
 //! take: the previous bytes go back (the master still runs them), and if a
 //! late look shows that the reload took after all, the restored file is

@@ -76,7 +76,10 @@ const PROCESS_SCRIPT: &str = concat!(snap_function!(), r#"snap "$1""#, "\n");
 /// was just tested), a line `= CODE` with the signal's exit code, and the
 /// table again once the reload took: a new child, and every child that was
 /// active shutting down or gone (nginx tells them 100 ms after starting the
-/// new ones). Checked every 10 ms for at most a
+/// new ones). With `$1` = 1 (a change that takes no server out), it took
+/// as soon as the master started at least as many new children as it had
+/// active ones while all of those still run (see [`started_anew`]).
+/// Checked every 10 ms for at most a
 /// second, or a fixed pause where the kernel has no list of children; the
 /// router reads the table itself and keeps polling when it did not take yet.
 /// Files after the pid file (the commit's journal, when this replica is the
@@ -84,12 +87,15 @@ const PROCESS_SCRIPT: &str = concat!(snap_function!(), r#"snap "$1""#, "\n");
 /// before the second table says so.
 const RELOAD_SCRIPT: &str = concat!(
     snap_function!(),
-    r#"f=$1
-shift
+    r#"early=$1
+f=$2
+shift 2
 snap "$f" || exit $?
 [ "$n" -gt 0 ] || exit 5
 old=$L
 active=$A
+nact=0
+for c in $active; do nact=$((nact+1)); done
 ok=0
 echo =
 kill -HUP "$m" >&2
@@ -106,6 +112,16 @@ if [ -r "/proc/$m/task/$m/children" ]; then
       case " $old " in *" $c "*) ;; *) fresh=$((fresh+1));; esac
     done
     [ "$fresh" -gt 0 ] || continue
+    if [ "$early" = 1 ] && [ "$fresh" -ge "$nact" ]; then
+      all=1
+      for c in $active; do
+        s=
+        { read -r s < "/proc/$c/stat"; } 2>/dev/null || all=0
+        r=${s##*) }
+        case $r in Z*|X*|x*) all=0;; esac
+      done
+      [ "$all" -eq 1 ] && ok=1 && break
+    fi
     quiet=1
     for c in $active; do
       t=
@@ -220,13 +236,17 @@ impl NginxRouter {
     /// Reads the process table, signals the reload and reads the table
     /// again, in one command ([`RELOAD_SCRIPT`]); returns the table before
     /// and, when the reload already took, nothing left to wait for.
+    /// `early`: the change takes no server out, so new workers suffice
+    /// ([`started_anew`]).
     pub(super) async fn signal_reload(
         &self,
         replica: &Replica,
         journal: &[&str],
+        early: bool,
     ) -> Result<(Procs, bool, bool), RouterError> {
         let name = &replica.proxy.name;
-        let mut argv: Vec<String> = ["sh", "-c", RELOAD_SCRIPT, "sh", &replica.pid_file]
+        let flag = if early { "1" } else { "0" };
+        let mut argv: Vec<String> = ["sh", "-c", RELOAD_SCRIPT, "sh", flag, &replica.pid_file]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -261,7 +281,7 @@ impl NginxRouter {
             Some(rest) => (true, rest),
             None => (false, after),
         };
-        let took = parse_procs(after).is_some_and(|now| reload_took(&before, &now) == Some(true));
+        let took = parse_procs(after).is_some_and(|now| took(&before, &now, early) == Some(true));
         Ok((before, took, forgot))
     }
 
@@ -278,21 +298,22 @@ impl NginxRouter {
                 out.message()
             )));
         }
-        self.await_reload(replica, &before).await
+        self.await_reload(replica, &before, false).await
     }
 
-    /// Polls the process table until the reload took, or fails at the
-    /// reload timeout.
+    /// Polls the process table until the reload took ([`took`] with
+    /// `early`), or fails at the reload timeout.
     pub(super) async fn await_reload(
         &self,
         replica: &Replica,
         before: &Procs,
+        early: bool,
     ) -> Result<(), RouterError> {
         let name = &replica.proxy.name;
         let deadline = Instant::now() + self.options.reload_timeout;
         loop {
             let now = self.procs(replica).await?;
-            match reload_took(before, &now) {
+            match took(before, &now, early) {
                 Some(true) => return Ok(()),
                 None => {
                     return Err(RouterError::Reload(format!(
@@ -339,6 +360,41 @@ fn split_reload_output(out: &[u8]) -> Option<(&[u8], i32, &[u8])> {
         at += line.len();
     }
     None
+}
+
+/// Whether the reload took, as [`reload_took`], or with `early` (a change
+/// that takes no server out) as soon as the master [`started_anew`].
+pub(super) fn took(before: &Procs, now: &Procs, early: bool) -> Option<bool> {
+    let full = reload_took(before, now)?;
+    Some(full || (early && started_anew(before, now)))
+}
+
+/// Whether the master started a new set of children: at least as many new
+/// ones as it had active ones before, while every one of those still runs.
+/// That is a reload it accepted, before it tells the old workers to quit
+/// (nginx waits 100 ms for that); a worker that crashed and was respawned
+/// shows one new child and one old one gone, and passes only by the full
+/// condition ([`reload_took`]: every old worker quitting). Enough for a change that takes no server out: nothing is
+/// drained by it, and the old workers only lack the new servers for those
+/// 100 ms.
+pub(super) fn started_anew(before: &Procs, now: &Procs) -> bool {
+    if now.master.key() != before.master.key() {
+        return false;
+    }
+    let old: HashSet<(u32, u64)> = before.children.iter().map(Proc::key).collect();
+    let active: Vec<(u32, u64)> = before
+        .live_children()
+        .filter(|p| !p.shutting_down())
+        .map(Proc::key)
+        .collect();
+    let fresh = now
+        .live_children()
+        .filter(|p| !old.contains(&p.key()))
+        .count();
+    let all_run = active
+        .iter()
+        .all(|k| now.live_children().any(|p| p.key() == *k));
+    fresh > 0 && fresh >= active.len() && all_run
 }
 
 /// `Some(true)` when the reload took, `Some(false)` when not (yet), `None`
@@ -528,6 +584,43 @@ mod tests {
         let mut restarted = took.clone();
         restarted.master = proc(30, 500, 'S', "");
         assert_eq!(reload_took(&before, &restarted), None);
+    }
+
+    #[test]
+    fn a_change_that_takes_nothing_out_took_once_a_new_set_of_workers_runs() {
+        let before = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process"),
+            proc(12, 105, 'S', "nginx: worker process"),
+            proc(9, 90, 'S', "nginx: worker process is shutting down"),
+        ]);
+        // New workers, old ones not yet told to quit: a new set started.
+        let starting = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process"),
+            proc(12, 105, 'S', "nginx: worker process"),
+            proc(20, 300, 'S', "nginx: worker process"),
+            proc(21, 300, 'S', "nginx: worker process"),
+        ]);
+        assert!(started_anew(&before, &starting));
+        assert_eq!(took(&before, &starting, true), Some(true));
+        assert_eq!(took(&before, &starting, false), Some(false));
+        // Only one of two started yet: not yet.
+        let mut half = starting.clone();
+        half.children.pop();
+        assert!(!started_anew(&before, &half));
+        // One worker crashed and was respawned: one new, one old gone.
+        let respawned = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process"),
+            proc(12, 105, 'Z', "nginx: worker process"),
+            proc(22, 300, 'S', "nginx: worker process"),
+        ]);
+        assert!(!started_anew(&before, &respawned));
+        assert_eq!(took(&before, &respawned, true), Some(false));
+        // Nothing new, or another master.
+        assert!(!started_anew(&before, &before));
+        let mut restarted = starting.clone();
+        restarted.master = proc(30, 500, 'S', "");
+        assert!(!started_anew(&before, &restarted));
+        assert_eq!(took(&before, &restarted, true), None);
     }
 
     async fn pid_file_of(config: &str, nginx: &[&str], version: &str) -> (String, usize) {
