@@ -545,6 +545,12 @@ impl ConfigStore for ProxyContainer {
         self.writers.write(&self.engine, &c, path, bytes).await
     }
 
+    async fn ready(&self, path: &str) -> Result<(), ProxyError> {
+        let c = self.running("write").await?;
+        self.writers.ready(&self.engine, &c, path).await;
+        Ok(())
+    }
+
     async fn settle(&self) -> Result<(), ProxyError> {
         self.close_shells().await;
         self.writers.close(&self.engine).await;

@@ -12,7 +12,8 @@
 //!
 //! Creating, starting, waiting for and removing a container costs about a
 //! third of a second here, on every traffic change. So a run keeps one
-//! writer per proxy replica ([`Writers`]): started once, waiting on its
+//! writer per proxy replica ([`Writers`]): started once (while nginx tests
+//! the run's first change: `ConfigStore::ready`), waiting on its
 //! standard input, which the run holds attached; each write is one
 //! command of the write script through a kept shell in it, with the bytes
 //! as the command's input when they are text ([`as_input`]), else after an
@@ -243,19 +244,15 @@ impl std::fmt::Debug for Writers {
 }
 
 impl Writers {
-    /// Writes `bytes` in place into the file `path` of the container `c`
-    /// (as inspected): through the kept writer, started with the first
-    /// write, else through a short-lived one.
-    pub(crate) async fn write(
-        &self,
-        engine: &Engine,
-        c: &ContainerInspectResponse,
-        path: &str,
-        bytes: &[u8],
-    ) -> Result<(), ProxyError> {
-        let target = Target::of(c, path)?;
+    /// Starts the kept writer for the file `path` of the container `c` (as
+    /// inspected) unless it runs: the first write then finds it ready. One
+    /// that cannot be kept leaves short-lived writers, as a write does.
+    pub(crate) async fn ready(&self, engine: &Engine, c: &ContainerInspectResponse, path: &str) {
+        let Ok(target) = Target::of(c, path) else {
+            return;
+        };
         if self.short_only.load(Ordering::SeqCst) {
-            return write_once(engine, &target, bytes).await;
+            return;
         }
         let mut kept = self.kept.lock().await;
         if let Some(other) = kept.take_if(|k| k.source != target.source) {
@@ -264,13 +261,28 @@ impl Writers {
         if kept.is_none() {
             match start_kept(engine, &target).await {
                 Ok(k) => *kept = Some(k),
-                Err(_) => {
-                    self.short_only.store(true, Ordering::SeqCst);
-                    return write_once(engine, &target, bytes).await;
-                }
+                Err(_) => self.short_only.store(true, Ordering::SeqCst),
             }
         }
-        let Some(k) = kept.as_ref() else {
+    }
+
+    /// Writes `bytes` in place into the file `path` of the container `c`
+    /// (as inspected): through the kept writer, started with the first
+    /// write (or by [`Writers::ready`]), else through a short-lived one.
+    pub(crate) async fn write(
+        &self,
+        engine: &Engine,
+        c: &ContainerInspectResponse,
+        path: &str,
+        bytes: &[u8],
+    ) -> Result<(), ProxyError> {
+        let target = Target::of(c, path)?;
+        self.ready(engine, c, path).await;
+        if self.short_only.load(Ordering::SeqCst) {
+            return write_once(engine, &target, bytes).await;
+        }
+        let mut kept = self.kept.lock().await;
+        let Some(k) = kept.as_ref().filter(|k| k.source == target.source) else {
             return write_once(engine, &target, bytes).await;
         };
         match write_kept(engine, &target, k, bytes).await {

@@ -162,6 +162,14 @@ pub trait ConfigStore: Send + Sync {
     /// Removes a file; a file that is already gone is not an error.
     async fn remove(&self, path: &str) -> Result<(), ProxyError>;
 
+    /// Gets ready to write `path` in place, so that the first write does
+    /// not wait for it (the Docker backend starts its writer container);
+    /// nothing by default. A failure here fails no write: the write tries
+    /// its own way.
+    async fn ready(&self, _path: &str) -> Result<(), ProxyError> {
+        Ok(())
+    }
+
     /// Lets go of what the store keeps for a run's writes (the Docker
     /// backend's writer container), as the run ends; nothing by default.
     async fn settle(&self) -> Result<(), ProxyError> {

@@ -205,6 +205,12 @@ impl NginxRouter {
             }
             self.run(replica, &argv).await
         };
+        // The store gets ready for the commit's write meanwhile (the
+        // Docker backend starts its writer with a run's first change).
+        let test = async {
+            let (tested, _) = tokio::join!(test, files.ready(path));
+            tested
+        };
         let tested = match store {
             None => test.await?,
             Some(store) => {
