@@ -668,8 +668,13 @@ impl<'a> Ops<'a> {
 
     /// The instances of a service and the routes.
     pub async fn view(&self, service: &rollout_core::ServiceRef) -> Res<View> {
-        let instances = self.ctx.backend.instances(service).await?;
-        let routes = self.routes(&instances).await?;
+        // Both asked at once: a view is on the path of every stop-first slot.
+        let (instances, routes) = tokio::join!(
+            self.ctx.backend.instances(service),
+            self.ctx.router.routes()
+        );
+        let instances = instances?;
+        let routes = self.named(routes?, &instances).await?;
         Ok(View::new(instances, routes))
     }
 
@@ -684,7 +689,13 @@ impl<'a> Ops<'a> {
     /// `known` are instances at hand; the services are listed only when a
     /// routed host is not among them.
     pub async fn routes(&self, known: &[Instance]) -> Res<Vec<Route>> {
-        let mut routes = self.ctx.router.routes().await?;
+        let routes = self.ctx.router.routes().await?;
+        self.named(routes, known).await
+    }
+
+    /// `routes` as [`Ops::routes`] returns them: each instance route naming
+    /// the instance its host is as the backend knows it.
+    async fn named(&self, mut routes: Vec<Route>, known: &[Instance]) -> Res<Vec<Route>> {
         let mut by_host: HashMap<&str, &InstanceId> =
             known.iter().map(|i| (i.host.as_str(), &i.id)).collect();
         let unknown = routes.iter().any(|r| {
