@@ -9,7 +9,7 @@
 //! a live config, and the place where a failure's message is put together:
 //! what nginx refused, what was put back, what could not be.
 
-use super::procs::{reload_took, Proc};
+use super::procs::{took, Proc};
 use super::{edit, read_live, unreachable, NginxRouter, Replica, WaitSet};
 use crate::proxy::{ExecOutput, ProxyError};
 use rollout_core::error::RouterError;
@@ -300,7 +300,7 @@ impl NginxRouter {
             // A reload that took after we stopped looking runs the bytes
             // just taken out of the file: reload the restored ones.
             Some(before) => match self.procs(replica).await {
-                Ok(now) if reload_took(before, &now) == Some(true) => {
+                Ok(now) if took(before, &now, early) == Some(true) => {
                     message.push_str(&format!(
                         "\nthe reload took late in {name}; reloading the previous config"
                     ));

@@ -382,8 +382,12 @@ pub(super) fn started_anew(before: &Procs, now: &Procs) -> bool {
         return false;
     }
     let old: HashSet<(u32, u64)> = before.children.iter().map(Proc::key).collect();
+    // Every child not shutting down, a dead one too (as the script counts
+    // them): one that died before the signal runs no more, so a respawn of
+    // it next to a refused reload never passes.
     let active: Vec<(u32, u64)> = before
-        .live_children()
+        .children
+        .iter()
         .filter(|p| !p.shutting_down())
         .map(Proc::key)
         .collect();
@@ -615,6 +619,18 @@ mod tests {
         ]);
         assert!(!started_anew(&before, &respawned));
         assert_eq!(took(&before, &respawned, true), Some(false));
+        // A worker already dead when the signal went, respawned beside a
+        // refused reload: one new child for one that died, not a new set.
+        let dying = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process"),
+            proc(12, 105, 'Z', "nginx: worker process"),
+        ]);
+        let refused = procs(vec![
+            proc(11, 105, 'S', "nginx: worker process"),
+            proc(23, 300, 'S', "nginx: worker process"),
+        ]);
+        assert!(!started_anew(&dying, &refused));
+        assert_eq!(took(&dying, &refused, true), Some(false));
         // Nothing new, or another master.
         assert!(!started_anew(&before, &before));
         let mut restarted = starting.clone();
