@@ -44,10 +44,16 @@ impl NginxRouter {
         // Phase 1: every replica validates its candidate, nothing written.
         // Each one that will change also holds the commit's journal then.
         let mut commits: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+        // Whether the tool's access log comes or goes with this change:
+        // then every worker must run it before the change is done.
+        let mut logging = false;
         for (index, replica) in self.replicas.iter().enumerate() {
             match self.prepare(replica, change).await {
-                Ok((live, Some(next))) => commits.push((index, live, next)),
-                Ok((_, None)) => {}
+                Ok((live, Some(next), logs)) => {
+                    logging |= logs;
+                    commits.push((index, live, next));
+                }
+                Ok((_, None, _)) => {}
                 Err(e) => {
                     self.forget_journal(&commits).await;
                     return Err(e);
@@ -73,8 +79,10 @@ impl NginxRouter {
         };
         let mut forgotten = !in_reload.is_empty();
         // A change that takes no server out is live once the new workers
-        // run: nothing waits on the old ones being told to quit.
-        let early = change.remove.is_empty();
+        // run: nothing waits on the old ones being told to quit. Unless it
+        // brings or takes away the tool's access log, whose judged window
+        // must hold every request from the change on.
+        let early = change.remove.is_empty() && !logging;
         for (index, live, next) in &commits {
             match self
                 .commit(&self.replicas[*index], live, next, in_reload, early)
@@ -129,17 +137,18 @@ impl NginxRouter {
     }
 
     /// Edits, writes the candidate and validates it in one replica; returns
-    /// the live bytes and the candidate's (`None` when nothing changes).
+    /// the live bytes and the candidate's (`None` when nothing changes), and
+    /// whether the tool's access log changes with it.
     async fn prepare(
         &self,
         replica: &Replica,
         change: &RouteChange,
-    ) -> Result<(Vec<u8>, Option<Vec<u8>>), RouterError> {
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>, bool), RouterError> {
         let path = self.options.live_path();
         let live = read_live(&replica.proxy, path).await?;
-        let edited = edit::apply(&live, path, &self.options.upstream, change, self.port)?;
+        let routed = edit::apply(&live, path, &self.options.upstream, change, self.port)?;
         let edited = edit::metrics_log(
-            &edited,
+            &routed,
             path,
             &self.options.upstream,
             &self.options.services,
@@ -147,7 +156,7 @@ impl NginxRouter {
             self.keep_log.load(std::sync::atomic::Ordering::SeqCst),
         )?;
         if edited == live {
-            return Ok((live, None));
+            return Ok((live, None, false));
         }
         let candidate = self.names.candidate.clone();
         let files = &replica.proxy.files;
@@ -242,7 +251,8 @@ impl NginxRouter {
         if !tested.success() {
             return Err(refusal(&tested, &renames, path, &replica.proxy.name));
         }
-        Ok((live, Some(edited)))
+        let logs = edited != routed;
+        Ok((live, Some(edited), logs))
     }
 
     /// Writes `bytes` into the live file of one replica, reloads it and

@@ -106,7 +106,9 @@
 //! and all of those still run. That is the reload accepted; nginx tells the
 //! old workers to quit 100 ms later, and nothing waits on that since no
 //! drain follows such a change (a crash-respawn shows one new child and one
-//! old one gone, and passes only by the full condition). When
+//! old one gone, and passes only by the full condition). A change that
+//! brings or takes away the tool's access log is not: a judged window must
+//! hold every request from the change on. When
 //! [`NginxRouterOptions::reload_timeout`] passes first, the reload did not
 //! take: the previous bytes go back (the master still runs them), and if a
 //! late look shows that the reload took after all, the restored file is
