@@ -30,6 +30,7 @@
 
 pub mod analysis;
 pub mod backend;
+pub mod busy;
 pub mod config;
 pub mod duration;
 pub mod error;

@@ -188,11 +188,14 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|source| HookError::Spawn {
-        phase,
-        program: program.clone(),
-        source,
-    })?;
+    // A hook written a moment ago may be busy for a moment (`rollout_core::busy`).
+    let mut child = rollout_core::busy::retry_busy(|| cmd.spawn())
+        .await
+        .map_err(|source| HookError::Spawn {
+            phase,
+            program: program.clone(),
+            source,
+        })?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     let mut group = Group { pid: Some(pid) };
     let tail = Arc::new(Mutex::new(Tail::default()));

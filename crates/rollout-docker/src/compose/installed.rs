@@ -269,18 +269,9 @@ async fn output(mut cmd: tokio::process::Command) -> Result<Vec<u8>, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // A program written a moment ago can be "busy" for a moment: a process forked elsewhere
-    // in this one may still hold the writer's file descriptor until its own exec closes it.
-    let mut tries = 0;
-    let child = loop {
-        match cmd.spawn() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 10 => {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            spawned => break spawned.map_err(|e| format!("it cannot be run: {e}"))?,
-        }
-    };
+    let child = rollout_core::busy::retry_busy(|| cmd.spawn())
+        .await
+        .map_err(|e| format!("it cannot be run: {e}"))?;
     let out = tokio::time::timeout(ASK_TIMEOUT, child.wait_with_output())
         .await
         .map_err(|_| format!("it did not answer within {} s", ASK_TIMEOUT.as_secs()))?
