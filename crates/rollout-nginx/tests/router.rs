@@ -328,7 +328,7 @@ fn config(dir: &Path, front: u16, servers: &str) -> String {
         "# the operator's own config\n\
          worker_processes 2;\n\
          pid {d}/nginx.pid;\n\
-         error_log {d}/error.log;\n\
+         error_log {d}/error.log notice;\n\
          \n\
          events {{\n    worker_connections 512;\n}}\n\
          \n\
@@ -541,7 +541,7 @@ async fn changes_under_continuous_load_fail_no_request() {
 async fn a_request_in_flight_to_a_removed_backend_completes_and_the_drain_waits_for_its_worker() {
     let (port, mut backends) = backends(&["a", "b"]).await;
     let s = single(port, &[&backends[0].ip]).await;
-    let old_workers = s.router.processes().await.unwrap()[0].1.clone();
+    let (master, old_workers) = s.router.processes().await.unwrap()[0].clone();
     assert!(!old_workers.is_empty());
 
     // A request held by backend a, through nginx.
@@ -558,6 +558,22 @@ async fn a_request_in_flight_to_a_removed_backend_completes_and_the_drain_waits_
         .await
         .unwrap();
     assert_eq!(ticket.removed, vec![a.target()]);
+    // The router told the old workers to quit itself, once the new ones
+    // ran, rather than waiting out the master's 100 ms pause (the master
+    // tells them again later: a second line from the master's pid).
+    let log = std::fs::read_to_string(s._dir.path().join("error.log")).unwrap();
+    for pid in &old_workers {
+        let told = log.lines().any(|l| {
+            l.contains(&format!(" {pid}#{pid}: "))
+                && l.split_once("signal 3 (SIGQUIT) received from ")
+                    .and_then(|(_, from)| from.split(|c: char| !c.is_ascii_digit()).next())
+                    .is_some_and(|from| from != master.to_string())
+        });
+        assert!(
+            told,
+            "old worker {pid} was not told to quit by the router:\n{log}"
+        );
+    }
     assert!(bodies(s.front, 10).await.iter().all(|body| body == "b"));
     assert!(!slow.is_finished(), "backend a still holds the request");
 

@@ -99,13 +99,17 @@
 //! before, and every child that was there before has exited or calls
 //! itself `worker process is shutting down`. The second condition keeps a
 //! worker that crashed and was respawned by the master from passing for a
-//! reload. If the master's own id or start time changed, nginx was
+//! reload. The master tells the old workers to quit 100 ms after it starts
+//! the new ones, a pause in place of knowing that they run; the reload
+//! command knows, and tells them itself (`SIGQUIT`, the master's graceful
+//! stop) as soon as the master runs at least as many new children as it
+//! had active ones and all of those still run. If the master's own id or start time changed, nginx was
 //! restarted under us, and that is an error too. A change that takes no
 //! server out (an instance added, a weight moved) is confirmed sooner: once
 //! the master runs at least as many new children as it had active ones,
-//! and all of those still run. That is the reload accepted; nginx tells the
-//! old workers to quit 100 ms later, and nothing waits on that since no
-//! drain follows such a change (a crash-respawn shows one new child and one
+//! and all of those still run. That is the reload accepted; the old
+//! workers are left to the master's own signal 100 ms later, and nothing
+//! waits on that since no drain follows such a change (a crash-respawn shows one new child and one
 //! old one gone, and passes only by the full condition). A change that
 //! brings or takes away the tool's access log is not: a judged window must
 //! hold every request from the change on. When

@@ -75,11 +75,17 @@ const PROCESS_SCRIPT: &str = concat!(snap_function!(), r#"snap "$1""#, "\n");
 /// `nginx -s reload` sends, without parsing the config again: the candidate
 /// was just tested), a line `= CODE` with the signal's exit code, and the
 /// table again once the reload took: a new child, and every child that was
-/// active shutting down or gone (nginx tells them 100 ms after starting the
-/// new ones). With `$1` = 1 (a change that takes no server out), it took
-/// as soon as the master started at least as many new children as it had
-/// active ones while all of those still run (see [`started_anew`]).
-/// Checked every 10 ms for at most a
+/// active shutting down or gone. The master tells them to quit 100 ms after
+/// it starts the new ones, a pause in place of knowing that they run; the
+/// script knows, and tells them itself (`SIGQUIT`, the master's own
+/// graceful stop, sent again by the master later, which an old worker
+/// shutting down already ignores) as soon as the master runs at least as
+/// many new children as it had active ones while all of those still run,
+/// as its children (see [`started_anew`]). New workers that run but have
+/// not yet entered their event loop lose nothing: the listening sockets
+/// are the master's, and a connection waits in their queue. With `$1` = 1
+/// (a change that takes no server out) the reload took then, and the old
+/// workers are left to the master. Checked every 10 ms for at most a
 /// second, or a fixed pause where the kernel has no list of children; the
 /// router reads the table itself and keeps polling when it did not take yet.
 /// Files after the pid file (the commit's journal, when this replica is the
@@ -87,7 +93,15 @@ const PROCESS_SCRIPT: &str = concat!(snap_function!(), r#"snap "$1""#, "\n");
 /// before the second table says so.
 const RELOAD_SCRIPT: &str = concat!(
     snap_function!(),
-    r#"early=$1
+    r#"ours() {
+  s=
+  { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 1
+  r=${s##*) }
+  set -- $r
+  case $1 in Z*|X*|x*) return 1;; esac
+  [ "$2" = "$m" ]
+}
+early=$1
 f=$2
 shift 2
 snap "$f" || exit $?
@@ -97,6 +111,7 @@ active=$A
 nact=0
 for c in $active; do nact=$((nact+1)); done
 ok=0
+told=0
 echo =
 kill -HUP "$m" >&2
 echo "= $?"
@@ -112,15 +127,16 @@ if [ -r "/proc/$m/task/$m/children" ]; then
       case " $old " in *" $c "*) ;; *) fresh=$((fresh+1));; esac
     done
     [ "$fresh" -gt 0 ] || continue
-    if [ "$early" = 1 ] && [ "$fresh" -ge "$nact" ]; then
+    if [ "$fresh" -ge "$nact" ]; then
       all=1
-      for c in $active; do
-        s=
-        { read -r s < "/proc/$c/stat"; } 2>/dev/null || all=0
-        r=${s##*) }
-        case $r in Z*|X*|x*) all=0;; esac
-      done
-      [ "$all" -eq 1 ] && ok=1 && break
+      for c in $active; do ours "$c" || all=0; done
+      if [ "$all" -eq 1 ]; then
+        [ "$early" = 1 ] && ok=1 && break
+        if [ "$told" = 0 ]; then
+          told=1
+          for c in $active; do ours "$c" && kill -QUIT "$c" 2>/dev/null; done
+        fi
+      fi
     fi
     quiet=1
     for c in $active; do
@@ -371,8 +387,9 @@ pub(super) fn took(before: &Procs, now: &Procs, early: bool) -> Option<bool> {
 
 /// Whether the master started a new set of children: at least as many new
 /// ones as it had active ones before, while every one of those still runs.
-/// That is a reload it accepted, before it tells the old workers to quit
-/// (nginx waits 100 ms for that); a worker that crashed and was respawned
+/// That is a reload it accepted, before the master tells the old workers to
+/// quit (it waits 100 ms for that; the reload command tells them at once
+/// when the change takes a server out); a worker that crashed and was respawned
 /// shows one new child and one old one gone, and passes only by the full
 /// condition ([`reload_took`]: every old worker quitting). Enough for a change that takes no server out: nothing is
 /// drained by it, and the old workers only lack the new servers for those
