@@ -184,6 +184,13 @@ pub trait TrafficRouter: Send + Sync {
         Ok(None)
     }
 
+    /// Readies what the router's first change will need, so that it is not
+    /// on that change's path (nginx's router: the container that writes
+    /// the proxy's file): called once a run holds its service's lock, and
+    /// let go by [`TrafficRouter::settle`]. Nothing to ready by default. A
+    /// failure here is the first change's to report, so none is returned.
+    async fn warm(&self) {}
+
     /// Finishes the bookkeeping a router put off to keep it off a
     /// rollout's critical path (HAProxy's router frees drained server slots
     /// with its next change, or here): called once as a run ends, whatever

@@ -274,6 +274,11 @@ pub(crate) struct Ops<'a> {
     measuring: std::sync::atomic::AtomicBool,
     /// Who holds by the operator's pause now ([`crate::held`]).
     pub(crate) holds: crate::held::Holds,
+    /// The router readying its first change's needs
+    /// ([`TrafficRouter::warm`]), awaited before it settles.
+    ///
+    /// [`TrafficRouter::warm`]: rollout_core::TrafficRouter::warm
+    warming: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn unique_id(plan: &Plan) -> String {
@@ -349,9 +354,18 @@ impl<'a> Ops<'a> {
             }
             Err(e) => return Err(fail(e.to_string())),
         }
+        // The router readies its first change's needs while the journal is
+        // read and the run is planned (the run's end lets them go).
+        let router = ctx.router.clone();
+        let warming = tokio::spawn(async move { router.warm().await });
+        let cold = |warming: tokio::task::JoinHandle<()>| async move {
+            let _ = warming.await;
+            let _ = ctx.router.settle().await;
+        };
         let found = match ctx.journal.load(&plan.service).await {
             Ok(r) => r,
             Err(e) => {
+                cold(warming).await;
                 let _ = ctx.journal.unlock(&plan.service).await;
                 return Err(fail(e.to_string()));
             }
@@ -382,6 +396,7 @@ impl<'a> Ops<'a> {
                 let from = match ctx.backend.instances(from_service).await {
                     Ok(list) => majority_revision(list.iter(), &plan.target.id),
                     Err(e) => {
+                        cold(warming).await;
                         let _ = ctx.journal.unlock(&plan.service).await;
                         return Err(fail(e.to_string()));
                     }
@@ -430,6 +445,7 @@ impl<'a> Ops<'a> {
             from,
             measuring: std::sync::atomic::AtomicBool::new(false),
             holds: Default::default(),
+            warming: Mutex::new(Some(warming)),
         })
     }
 
@@ -827,6 +843,15 @@ impl<'a> Ops<'a> {
     async fn settle_router(&self, outcome: Outcome) -> Outcome {
         if outcome == Outcome::Interrupted(false) {
             return outcome;
+        }
+        // What the router readies as the run begins is let go after it.
+        let warming = self
+            .warming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(warming) = warming {
+            let _ = warming.await;
         }
         match (self.ctx.router.settle().await, outcome) {
             (Err(e), Outcome::Completed) => Outcome::CompletedWithFailures(format!(

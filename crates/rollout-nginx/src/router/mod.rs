@@ -598,6 +598,15 @@ impl TrafficRouter for NginxRouter {
         self.resolve_name(name).await
     }
 
+    async fn warm(&self) {
+        // Each replica's store readies its writer; one that cannot is
+        // written some other way, and a write says what failed.
+        let path = self.options.live_path();
+        for r in &self.replicas {
+            let _ = r.proxy.files.ready(path).await;
+        }
+    }
+
     async fn settle(&self) -> Result<(), RouterError> {
         let mut failed = Vec::new();
         for r in &self.replicas {
