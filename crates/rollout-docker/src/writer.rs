@@ -12,8 +12,9 @@
 //!
 //! Creating, starting, waiting for and removing a container costs about a
 //! third of a second here, on every traffic change. So a run keeps one
-//! writer per proxy replica ([`Writers`]): started once (while nginx tests
-//! the run's first change: `ConfigStore::ready`), waiting on its
+//! writer per proxy replica ([`Writers`]): started once (as the run takes
+//! its lock, `TrafficRouter::warm`, else while nginx tests the run's first
+//! change: `ConfigStore::ready` both), waiting on its
 //! standard input, which the run holds attached; each write is one
 //! command of the write script through a kept shell in it, with the bytes
 //! as the command's input when they are text ([`as_input`]), else after an
