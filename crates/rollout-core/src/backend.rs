@@ -80,10 +80,12 @@ pub trait Backend: Send + Sync {
         within: Duration,
     ) -> Result<Option<(InstanceId, Failure)>, BackendError>;
 
-    /// Stops the instance: SIGTERM, then SIGKILL after `grace`.
+    /// Stops the instance: SIGTERM, then SIGKILL after `grace`. Returns once
+    /// its process has exited; what the platform still tidies after that
+    /// (Docker's network teardown) may go on until [`Backend::remove`].
     async fn stop(&self, instance: &InstanceId, grace: Duration) -> Result<(), BackendError>;
 
-    /// Removes a stopped instance.
+    /// Removes a stopped instance (once the platform has finished its stop).
     async fn remove(&self, instance: &InstanceId) -> Result<(), BackendError>;
 
     /// Logs and health output of an instance, for a failure report. Never

@@ -3,13 +3,15 @@
 //! retire, and the moves between "routed by service name at rest" and
 //! "routed by instance during a rollout".
 
+mod retire;
+
 use crate::StrategyError;
 use rollout_core::backend::Failure;
 use rollout_core::journal::{JournalRecord, Phase, Step};
 use rollout_core::router::{DrainReport, DrainTicket};
 use rollout_core::strategy::CancelLevel;
-use rollout_core::JournalError;
 use rollout_core::StrategyKind;
+use rollout_core::{BackendError, JournalError};
 use rollout_core::{
     Event, Instance, InstanceId, InstanceState, Outcome, Plan, Revision, RolloutContext, Route,
     RouteChange, Target,
@@ -279,6 +281,10 @@ pub(crate) struct Ops<'a> {
     ///
     /// [`TrafficRouter::warm`]: rollout_core::TrafficRouter::warm
     warming: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Removals of stopped instances under way ([`Ops::retire_behind`]),
+    /// and the error of one that failed, until a view or the end says it.
+    removing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    removal_failed: Arc<Mutex<Option<BackendError>>>,
 }
 
 fn unique_id(plan: &Plan) -> String {
@@ -446,6 +452,8 @@ impl<'a> Ops<'a> {
             measuring: std::sync::atomic::AtomicBool::new(false),
             holds: Default::default(),
             warming: Mutex::new(Some(warming)),
+            removing: Mutex::new(Vec::new()),
+            removal_failed: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -573,6 +581,13 @@ impl<'a> Ops<'a> {
     /// state, kept (with its phase) when a later run has work to do; the lock
     /// is given back and the outcome reported.
     pub async fn end(&self, outcome: Outcome) -> Outcome {
+        // No removal is left under way, and none failed unsaid.
+        let outcome = match (self.removed_behind().await, outcome) {
+            (Err(e), Outcome::Completed) => Outcome::CompletedWithFailures(format!(
+                "{e}\nhint: the instance is stopped; the next rollout of the service removes it"
+            )),
+            (_, outcome) => outcome,
+        };
         // No save of this run lands after the journal is cleared or the
         // lock given back.
         self.behind_done().await;
@@ -684,6 +699,8 @@ impl<'a> Ops<'a> {
 
     /// The instances of a service and the routes.
     pub async fn view(&self, service: &rollout_core::ServiceRef) -> Res<View> {
+        // A view never shows an instance half removed.
+        self.removed_behind().await?;
         // Both asked at once: a view is on the path of every stop-first slot.
         let (instances, routes) = tokio::join!(
             self.ctx.backend.instances(service),
@@ -919,56 +936,6 @@ impl<'a> Ops<'a> {
             report: report.clone(),
         });
         Ok(report)
-    }
-
-    /// Stops and removes instances that no longer get traffic.
-    pub async fn retire(&self, instances: &[Instance]) -> Res<()> {
-        if instances.is_empty() {
-            return Ok(());
-        }
-        self.note(Step::Retire {
-            instances: instances.iter().map(|i| i.id.0.clone()).collect(),
-        })
-        .await?;
-        for i in instances {
-            if i.state == InstanceState::Running {
-                self.ctx
-                    .backend
-                    .stop(&i.id, self.plan.timeouts.stop_grace)
-                    .await?;
-                self.ctx.events.send(Event::InstanceStopped {
-                    instance: i.id.clone(),
-                });
-            }
-            self.ctx.backend.remove(&i.id).await?;
-            self.ctx.events.send(Event::InstanceRemoved {
-                instance: i.id.clone(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Takes instances out of the routes (when routed), waits for their
-    /// drain, then stops and removes them. Instances that are not routed are
-    /// drained with an unknown ticket: a run resuming after a crash cannot
-    /// tell whether their requests have finished.
-    pub async fn unroute_and_retire(&self, instances: &[Instance], routed: bool) -> Res<()> {
-        if instances.is_empty() {
-            return Ok(());
-        }
-        let targets: Vec<Target> = instances.iter().map(target_of).collect();
-        let ticket = if routed {
-            self.route(RouteChange {
-                set: vec![],
-                remove: targets.clone(),
-            })
-            .await?
-        } else {
-            None
-        };
-        let ticket = ticket.unwrap_or_else(|| DrainTicket::unknown(targets));
-        self.drain(&ticket).await?;
-        self.retire(instances).await
     }
 
     /// Reports a counted failure, with what the instance left behind.

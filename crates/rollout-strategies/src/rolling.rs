@@ -739,12 +739,17 @@ impl Pass<'_, '_> {
                 match unrouted {
                     Some(ticket) => {
                         ops.drain(&ticket).await?;
-                        ops.retire(std::slice::from_ref(old)).await?;
                     }
                     None => {
-                        ops.unroute_and_retire(std::slice::from_ref(old), slot.old_routed)
+                        ops.unroute_and_drain(std::slice::from_ref(old), slot.old_routed)
                             .await?
                     }
+                }
+                // The new instance starts once the old one has stopped; the
+                // engine removes the old one meanwhile.
+                match slot.launch && self.target.is_some() {
+                    true => ops.retire_behind(old).await?,
+                    false => ops.retire(std::slice::from_ref(old)).await?,
                 }
                 if !stop_first && slot.old_routed {
                     self.shared.serving.fetch_sub(1, Ordering::SeqCst);

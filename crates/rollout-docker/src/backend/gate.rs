@@ -5,10 +5,14 @@
 //! before. So a launch that overlaps another rolling worker's retirement
 //! (stop, then remove) sees one container fewer than was counted and
 //! creates one too many (and without `--no-start`, Compose would start the
-//! container being retired again). Here a launch
+//! container being retired again). Here a launch through Compose
 //! waits until every instance whose stop has begun is removed (at most
 //! [`RETIRE_WAIT`]), and no stop begins while a launch counts and creates
-//! containers; health waits, drains, the stops themselves and the starts of
+//! containers. A copy (a later launch of a revision, made through the API)
+//! counts nothing: it makes one container, numbered past every container
+//! there, a stopped one being removed included, so it need not wait for
+//! removals (a stop-first slot starts its new instance while the engine
+//! removes the old one); health waits, drains, the stops themselves and the starts of
 //! created containers (most of a launch's time: the engine sets up their
 //! network) still run in parallel. Launches create one at a time for the
 //! same reason: Compose scales to a total, so two at once would each count
@@ -36,10 +40,14 @@ pub(super) struct LaunchGate {
 }
 
 impl LaunchGate {
-    /// Waits for the gate and for retirements under way to end (at most
+    /// Waits for the gate and, for a launch that counts (`counts`: through
+    /// Compose), for retirements under way to end (at most
     /// [`RETIRE_WAIT`]); the launch holds the guard while it runs.
-    pub(super) async fn launch(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(super) async fn launch(&self, counts: bool) -> tokio::sync::MutexGuard<'_, ()> {
         let one = self.one.lock().await;
+        if !counts {
+            return one;
+        }
         let until = tokio::time::Instant::now() + RETIRE_WAIT;
         loop {
             let notified = self.removed.notified();
@@ -105,7 +113,7 @@ mod tests {
         let waiting = {
             let gate = gate.clone();
             tokio::spawn(async move {
-                let _launch = gate.launch().await;
+                let _launch = gate.launch(true).await;
                 tokio::time::Instant::now()
             })
         };
@@ -118,18 +126,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_copy_does_not_wait_for_a_removal_under_way() {
+        let gate = LaunchGate::default();
+        gate.retiring_begins(&InstanceId("old".into())).await;
+        let start = tokio::time::Instant::now();
+        drop(gate.launch(false).await);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // A launch through Compose still does.
+        let counted = tokio::time::timeout(Duration::from_secs(1), gate.launch(true)).await;
+        assert!(counted.is_err(), "a counting launch waits for the removal");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_retirement_that_never_ends_holds_a_launch_for_retire_wait_at_most() {
         let gate = LaunchGate::default();
         gate.retiring_begins(&InstanceId("stuck".into())).await;
         let start = tokio::time::Instant::now();
-        drop(gate.launch().await);
+        drop(gate.launch(true).await);
         assert_eq!(start.elapsed(), RETIRE_WAIT);
     }
 
     #[tokio::test(start_paused = true)]
     async fn no_retirement_begins_while_a_launch_runs() {
         let gate = Arc::new(LaunchGate::default());
-        let launch = gate.launch().await;
+        let launch = gate.launch(false).await;
         let stopping = {
             let gate = gate.clone();
             tokio::spawn(async move { gate.retiring_begins(&InstanceId("a".into())).await })

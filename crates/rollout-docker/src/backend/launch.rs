@@ -366,7 +366,7 @@ impl DockerBackend {
                 Err(e) => {
                     // Removed under the gate, as a retirement is: a launch
                     // that counts meanwhile would miss them.
-                    let _one = self.gate.launch().await;
+                    let _one = self.gate.launch(true).await;
                     for gone in &created {
                         let _ = self.remove_forcibly(&gone.id).await;
                     }

@@ -135,7 +135,14 @@ pub struct DockerBackend {
     injected: Mutex<HashMap<String, Vec<injected::Injected>>>,
     probes: HashMap<String, HealthProbe>,
     extra_labels: HashMap<String, String>,
+    /// Stop calls the engine is still finishing (its network teardown),
+    /// by instance, for instances whose process has exited: their removal
+    /// waits for them.
+    stopping: Mutex<HashMap<String, StopCall>>,
 }
+
+/// An engine stop call left to finish.
+type StopCall = tokio::task::JoinHandle<Result<(), BackendError>>;
 
 impl std::fmt::Debug for DockerBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,6 +168,7 @@ impl DockerBackend {
             saved: Mutex::new(HashSet::new()),
             copies: Mutex::new(HashMap::new()),
             injected: Mutex::new(HashMap::new()),
+            stopping: Mutex::new(HashMap::new()),
             probes: HashMap::new(),
             extra_labels: HashMap::new(),
         }
@@ -543,22 +551,52 @@ impl DockerBackend {
             t: Some(seconds),
             ..Default::default()
         };
-        match self
-            .engine
-            .docker_for(grace)
-            .stop_container(&instance.0, Some(options))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if status(&e) == Some(404) => {
-                Err(BackendError::NoSuchInstance(instance.clone()))
+        // The engine's stop returns once it has also torn the container's
+        // network down, a tenth of a second or more after its process
+        // exited. The instance is stopped when its process has exited (its
+        // `die` event): the call is left to finish, and the removal waits
+        // for it.
+        let since = self.engine.engine_time_minus(Duration::ZERO);
+        let full = c.id.clone().unwrap_or_else(|| instance.0.clone());
+        let mut events = Subscription::new(self, Scope::Containers(vec![full]), since);
+        let (docker, engine, id) = (
+            self.engine.docker_for(grace),
+            self.engine.clone(),
+            instance.clone(),
+        );
+        let mut call = tokio::spawn(async move {
+            match docker.stop_container(&id.0, Some(options)).await {
+                Ok(()) => Ok(()),
+                Err(e) if status(&e) == Some(404) => Err(BackendError::NoSuchInstance(id)),
+                Err(e) => Err(engine.error(e)),
             }
-            Err(e) => Err(self.engine.error(e)),
+        });
+        let deadline = Instant::now() + grace + Duration::from_secs(60);
+        loop {
+            tokio::select! {
+                done = &mut call => return joined(done),
+                next = events.next(deadline) => match next {
+                    Some(Next::Event(e)) if matches!(classify(&e), Some(Seen::Died)) => {
+                        self.stops().insert(instance.0.clone(), call);
+                        return Ok(());
+                    }
+                    Some(_) => {}
+                    None => return joined(call.await),
+                },
+            }
         }
+    }
+
+    fn stops(&self) -> std::sync::MutexGuard<'_, HashMap<String, StopCall>> {
+        self.stopping.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Removes a stopped instance, then the saved specs nobody needs.
     async fn remove_stopped(&self, instance: &InstanceId) -> Result<(), BackendError> {
+        let call = self.stops().remove(&instance.0);
+        if let Some(call) = call {
+            joined(call.await)?;
+        }
         let c = self.inspect(instance).await?;
         if is_running(&c) {
             return Err(BackendError::Other(format!(
@@ -639,6 +677,13 @@ impl DockerBackend {
     }
 }
 
+/// What a spawned engine call gave.
+fn joined(
+    done: Result<Result<(), BackendError>, tokio::task::JoinError>,
+) -> Result<(), BackendError> {
+    done.unwrap_or_else(|e| Err(BackendError::Other(format!("the stop call failed: {e}"))))
+}
+
 #[async_trait]
 impl Backend for DockerBackend {
     async fn instances(&self, service: &ServiceRef) -> Result<Vec<Instance>, BackendError> {
@@ -665,7 +710,10 @@ impl Backend for DockerBackend {
         // the gate. It is held while containers are counted and created;
         // starting them (most of a launch's time) needs no count.
         let created = {
-            let _one = self.gate.launch().await;
+            // A revision with a known spec is launched by copy, which
+            // counts nothing (see the gate).
+            let counts = self.copy_of(&revision.id).is_none();
+            let _one = self.gate.launch(counts).await;
             let created = self.create_instances(service, revision, count).await?;
             self.gate
                 .starting(&created.iter().map(|c| c.id.clone()).collect::<Vec<_>>());
