@@ -78,6 +78,18 @@ impl Spec {
         ))
     }
 
+    /// Whether a container of this spec takes a port of its host: one its
+    /// predecessor must have given back before it starts.
+    pub fn publishes_ports(&self) -> bool {
+        self.host_config.publish_all_ports == Some(true)
+            || self.host_config.port_bindings.as_ref().is_some_and(|b| {
+                b.values()
+                    .flatten()
+                    .flatten()
+                    .any(|p| p.host_port.as_deref().is_some_and(|h| !h.is_empty()))
+            })
+    }
+
     /// The body that creates a copy named `name` with container number
     /// `number`, marked as launched by the tool ([`labels::LAUNCHED`]), attached at creation to its first network (API 1.41 takes
     /// one; the others are connected before start: see [`Spec::more_networks`]).
@@ -232,6 +244,30 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_spec_publishes_ports_only_with_a_host_port() {
+        let (mut spec, _) = Spec::from_inspect(&inspected()).unwrap();
+        assert!(!spec.publishes_ports());
+        let binding = |host: Option<&str>| bollard::models::PortBinding {
+            host_ip: None,
+            host_port: host.map(str::to_string),
+        };
+        // A port the engine picks for the container alone is no host port.
+        spec.host_config.port_bindings = Some(HashMap::from([(
+            "80/tcp".to_string(),
+            Some(vec![binding(Some(""))]),
+        )]));
+        assert!(!spec.publishes_ports());
+        spec.host_config.port_bindings = Some(HashMap::from([(
+            "80/tcp".to_string(),
+            Some(vec![binding(Some("8000"))]),
+        )]));
+        assert!(spec.publishes_ports());
+        spec.host_config.port_bindings = None;
+        spec.host_config.publish_all_ports = Some(true);
+        assert!(spec.publishes_ports());
     }
 
     #[test]

@@ -559,8 +559,8 @@ async fn a_request_in_flight_to_a_removed_backend_completes_and_the_drain_waits_
         .unwrap();
     assert_eq!(ticket.removed, vec![a.target()]);
     // The router told the old workers to quit itself, once the new ones
-    // ran, rather than waiting out the master's 100 ms pause (the master
-    // tells them again later: a second line from the master's pid).
+    // ran, rather than waiting out the master's 100 ms pause (the master's
+    // own quit command comes later, over its channel to each worker).
     let log = std::fs::read_to_string(s._dir.path().join("error.log")).unwrap();
     for pid in &old_workers {
         let told = log.lines().any(|l| {

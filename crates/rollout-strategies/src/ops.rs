@@ -283,7 +283,7 @@ pub(crate) struct Ops<'a> {
     warming: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Removals of stopped instances under way ([`Ops::retire_behind`]),
     /// and the error of one that failed, until a view or the end says it.
-    removing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    removing: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     removal_failed: Arc<Mutex<Option<BackendError>>>,
 }
 
@@ -452,7 +452,7 @@ impl<'a> Ops<'a> {
             measuring: std::sync::atomic::AtomicBool::new(false),
             holds: Default::default(),
             warming: Mutex::new(Some(warming)),
-            removing: Mutex::new(Vec::new()),
+            removing: tokio::sync::Mutex::new(Vec::new()),
             removal_failed: Arc::new(Mutex::new(None)),
         })
     }

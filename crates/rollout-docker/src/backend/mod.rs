@@ -551,11 +551,12 @@ impl DockerBackend {
             t: Some(seconds),
             ..Default::default()
         };
-        // The engine's stop returns once it has also torn the container's
-        // network down, a tenth of a second or more after its process
-        // exited. The instance is stopped when its process has exited (its
-        // `die` event): the call is left to finish, and the removal waits
-        // for it.
+        // The engine's stop call returns a tenth of a second or more after
+        // the container's process exited (measured here; what the engine
+        // finishes meanwhile is its own). The instance is stopped when its
+        // process has exited (its `die` event): the call is left to finish,
+        // and the removal, and a launch of a copy that takes a host port,
+        // wait for it.
         let since = self.engine.engine_time_minus(Duration::ZERO);
         let full = c.id.clone().unwrap_or_else(|| instance.0.clone());
         let mut events = Subscription::new(self, Scope::Containers(vec![full]), since);
@@ -576,7 +577,12 @@ impl DockerBackend {
             tokio::select! {
                 done = &mut call => return joined(done),
                 next = events.next(deadline) => match next {
-                    Some(Next::Event(e)) if matches!(classify(&e), Some(Seen::Died)) => {
+                    // A `die` replayed from before the stop (a crash its
+                    // restart policy followed) leaves it running.
+                    Some(Next::Event(e))
+                        if matches!(classify(&e), Some(Seen::Died))
+                            && !self.inspect(instance).await.is_ok_and(|c| is_running(&c)) =>
+                    {
                         self.stops().insert(instance.0.clone(), call);
                         return Ok(());
                     }
@@ -584,6 +590,15 @@ impl DockerBackend {
                     None => return joined(call.await),
                 },
             }
+        }
+    }
+
+    /// Waits until the engine has finished every stop under way (at most
+    /// two minutes: a stop call that hangs fails its removal).
+    async fn finish_stops(&self) {
+        let until = Instant::now() + Duration::from_secs(120);
+        while self.stops().values().any(|c| !c.is_finished()) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -711,9 +726,17 @@ impl Backend for DockerBackend {
         // starting them (most of a launch's time) needs no count.
         let created = {
             // A revision with a known spec is launched by copy, which
-            // counts nothing (see the gate).
-            let counts = self.copy_of(&revision.id).is_none();
-            let _one = self.gate.launch(counts).await;
+            // counts nothing (see the gate). One that takes a host port
+            // waits for the stops under way to finish: a stopped instance
+            // gives its port back with its network.
+            let copy = self.copy_of(&revision.id);
+            if copy
+                .as_ref()
+                .is_some_and(|(spec, _, _)| spec.publishes_ports())
+            {
+                self.finish_stops().await;
+            }
+            let _one = self.gate.launch(copy.is_none()).await;
             let created = self.create_instances(service, revision, count).await?;
             self.gate
                 .starting(&created.iter().map(|c| c.id.clone()).collect::<Vec<_>>());

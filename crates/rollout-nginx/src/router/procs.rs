@@ -78,8 +78,8 @@ const PROCESS_SCRIPT: &str = concat!(snap_function!(), r#"snap "$1""#, "\n");
 /// active shutting down or gone. The master tells them to quit 100 ms after
 /// it starts the new ones, a pause in place of knowing that they run; the
 /// script knows, and tells them itself (`SIGQUIT`, the master's own
-/// graceful stop, sent again by the master later, which an old worker
-/// shutting down already ignores) as soon as the master runs at least as
+/// graceful stop; the master's quit command reaches them later over its
+/// channel and finds them shutting down) as soon as the master runs at least as
 /// many new children as it had active ones while all of those still run,
 /// as its children (see [`started_anew`]). New workers that run but have
 /// not yet entered their event loop lose nothing: the listening sockets

@@ -6,7 +6,7 @@
 use super::{target_of, Ops, Res};
 use rollout_core::journal::Step;
 use rollout_core::router::{DrainTicket, RouteChange, Target};
-use rollout_core::{Event, Instance, InstanceState};
+use rollout_core::{BackendError, Event, Instance, InstanceState};
 
 impl Ops<'_> {
     /// Stops and removes instances that no longer get traffic.
@@ -19,15 +19,7 @@ impl Ops<'_> {
         })
         .await?;
         for i in instances {
-            if i.state == InstanceState::Running {
-                self.ctx
-                    .backend
-                    .stop(&i.id, self.plan.timeouts.stop_grace)
-                    .await?;
-                self.ctx.events.send(Event::InstanceStopped {
-                    instance: i.id.clone(),
-                });
-            }
+            self.stop(i).await?;
             self.ctx.backend.remove(&i.id).await?;
             self.ctx.events.send(Event::InstanceRemoved {
                 instance: i.id.clone(),
@@ -46,15 +38,7 @@ impl Ops<'_> {
             instances: vec![old.id.0.clone()],
         })
         .await?;
-        if old.state == InstanceState::Running {
-            self.ctx
-                .backend
-                .stop(&old.id, self.plan.timeouts.stop_grace)
-                .await?;
-            self.ctx.events.send(Event::InstanceStopped {
-                instance: old.id.clone(),
-            });
-        }
+        self.stop(old).await?;
         let (backend, events, failed) = (
             self.ctx.backend.clone(),
             self.ctx.events.clone(),
@@ -72,19 +56,38 @@ impl Ops<'_> {
                 }
             }
         });
-        let mut removing = self.removing.lock().unwrap_or_else(|p| p.into_inner());
-        removing.retain(|t| !t.is_finished());
-        removing.push(task);
+        self.removing.lock().await.push(task);
+        Ok(())
+    }
+
+    /// Stops `i` with its grace period when it runs.
+    async fn stop(&self, i: &Instance) -> Res<()> {
+        if i.state == InstanceState::Running {
+            self.ctx
+                .backend
+                .stop(&i.id, self.plan.timeouts.stop_grace)
+                .await?;
+            self.ctx.events.send(Event::InstanceStopped {
+                instance: i.id.clone(),
+            });
+        }
         Ok(())
     }
 
     /// Waits for the removals [`Ops::retire_behind`] left under way; the
     /// error of one that failed.
     pub(super) async fn removed_behind(&self) -> Res<()> {
-        let tasks = std::mem::take(&mut *self.removing.lock().unwrap_or_else(|p| p.into_inner()));
-        for t in tasks {
-            let _ = t.await;
+        // Held while waiting: a view beside it waits for the same removals.
+        let mut removing = self.removing.lock().await;
+        for t in removing.drain(..) {
+            if let Err(e) = t.await {
+                self.removal_failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(BackendError::Other(format!("a removal failed: {e}")));
+            }
         }
+        drop(removing);
         match self
             .removal_failed
             .lock()
